@@ -1,0 +1,93 @@
+#pragma once
+// The Gateway: listeners, workers and the compiled configuration they serve.
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "sluice/hooks.hpp"
+#include "sluice/result.hpp"
+#include "sluice/router.hpp"
+#include "sluice/upstream.hpp"
+
+namespace asio {
+class io_context;
+}
+
+namespace sluice {
+
+struct ListenerConfig {
+  std::string name;
+  std::string address = "0.0.0.0";
+  uint16_t port = 0;   // 0: the OS picks one; Gateway::port() tells which
+  std::string router;  // RouterConfig::name
+};
+
+// Limits and timeouts for downstream connections. Defaults follow Envoy's.
+struct Limits {
+  size_t max_request_header_bytes = 60 * 1024;
+  size_t max_request_headers = 100;
+  size_t max_connections = 100'000;  // per gateway; more are accepted and closed
+  std::chrono::milliseconds request_header_timeout{10'000};  // slowloris bound
+  std::chrono::milliseconds idle_timeout{3'600'000};         // keep-alive idle
+  std::chrono::milliseconds upstream_response_timeout{0};    // 0: none (Istio)
+  std::chrono::milliseconds drain_timeout{5'000};            // Istio's default
+};
+
+struct GatewayConfig {
+  std::vector<ListenerConfig> listeners;
+  std::vector<RouterConfig> routers;
+  std::vector<UpstreamConfig> upstreams;
+  Limits limits;
+};
+
+struct GatewayOptions {
+  unsigned workers = 0;  // 0: one per hardware thread
+  uint64_t seed = 0;     // 0: seeded from std::random_device
+  std::shared_ptr<Hooks> hooks;
+};
+
+class Snapshot;  // compiled GatewayConfig (lib/config)
+
+// Validates and compiles without touching sockets.
+Result<std::shared_ptr<const Snapshot>> compile(GatewayConfig config);
+
+class Gateway {
+ public:
+  // Owns `options.workers` threads, started by start() or run().
+  explicit Gateway(GatewayOptions options = {});
+  // Runs on an io_context the host program owns and runs (one worker).
+  Gateway(asio::io_context& host_context, GatewayOptions options = {});
+  ~Gateway();
+  Gateway(const Gateway&) = delete;
+  Gateway& operator=(const Gateway&) = delete;
+
+  // Compiles `config` and, if valid, swaps it in whole: new listeners open,
+  // removed ones close, requests in flight finish on the snapshot they started
+  // with. An invalid config changes nothing and returns the error.
+  Status apply(GatewayConfig config);
+
+  // Starts the worker threads and returns (no-op with a host io_context).
+  void start();
+  // start(), then blocks until stop() completes.
+  void run();
+  // Graceful: stop accepting, let requests in flight finish (bounded by
+  // Limits::drain_timeout), close idle connections, stop the workers.
+  // Thread-safe; idempotent; blocks until done unless on a host context.
+  void stop();
+
+  // Bound port of a listener (after apply), 0 if unknown.
+  uint16_t port(std::string_view listener) const;
+  // Explains routing of `request` on `listener` against the current snapshot.
+  Explanation explain(std::string_view listener, const RequestHead& request) const;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sluice

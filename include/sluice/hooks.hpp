@@ -1,0 +1,48 @@
+#pragma once
+// Extension hooks for host programs, one per phase of a request (the model is
+// Pingora's ProxyHttp). Every hook has a no-op default. Hooks run on worker
+// threads, possibly several at once: they must be thread-safe.
+
+#include <any>
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "sluice/request.hpp"
+
+namespace sluice {
+
+// Per-request state handed to every hook of one request.
+struct RequestContext {
+  RequestHead& request;              // hooks may edit it before it goes upstream
+  std::string client_address;        // "ip:port" of the downstream peer
+  std::string listener;              // ListenerConfig::name
+  std::string virtual_host;          // empty until routed
+  std::string route;                 // route name, empty until routed
+  std::string upstream;              // upstream name, empty until chosen
+  std::string endpoint;              // "ip:port", empty until chosen
+  uint16_t response_status = 0;      // final status sent downstream
+  std::string response_flags;        // Envoy-style: NR, UF, UH, URX, DC, ... ("-" none)
+  uint64_t bytes_received = 0;       // request body bytes from downstream
+  uint64_t bytes_sent = 0;           // response body bytes to downstream
+  std::chrono::microseconds duration{0};
+  std::any user;                     // free for host code
+};
+
+class Hooks {
+ public:
+  virtual ~Hooks() = default;
+  // After the request head is read, before routing. Return a response to
+  // answer directly without routing.
+  virtual std::optional<Response> on_request(RequestContext&) { return std::nullopt; }
+  // After the route and endpoint are chosen, before the upstream request is sent.
+  // Return a response to answer directly instead.
+  virtual std::optional<Response> on_upstream_chosen(RequestContext&) { return std::nullopt; }
+  // Before response headers go downstream (upstream's or the gateway's own).
+  virtual void on_response_headers(RequestContext&, ResponseHead&) {}
+  // Once the exchange is over, successful or not.
+  virtual void on_log(const RequestContext&) {}
+};
+
+}  // namespace sluice

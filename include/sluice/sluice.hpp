@@ -1,0 +1,10 @@
+#pragma once
+// Umbrella header: the whole public API.
+
+#include "sluice/gateway.hpp"
+#include "sluice/hooks.hpp"
+#include "sluice/matcher.hpp"
+#include "sluice/request.hpp"
+#include "sluice/result.hpp"
+#include "sluice/router.hpp"
+#include "sluice/upstream.hpp"
