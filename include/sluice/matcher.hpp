@@ -45,9 +45,18 @@ struct Matcher {
   std::optional<uint16_t> port;  // listener port
 
   // Fluent helpers for host code.
-  Matcher& path_exact(std::string v) { uri = StringMatch::exact(std::move(v)); return *this; }
-  Matcher& path_prefix(std::string v) { uri = StringMatch::prefix(std::move(v)); return *this; }
-  Matcher& path_regex(std::string v) { uri = StringMatch::regex(std::move(v)); return *this; }
+  Matcher& path_exact(std::string v) {
+    uri = StringMatch::exact(std::move(v));
+    return *this;
+  }
+  Matcher& path_prefix(std::string v) {
+    uri = StringMatch::prefix(std::move(v));
+    return *this;
+  }
+  Matcher& path_regex(std::string v) {
+    uri = StringMatch::regex(std::move(v));
+    return *this;
+  }
   Matcher& header(std::string name, StringMatch m) {
     headers.push_back({std::move(name), std::move(m), false});
     return *this;

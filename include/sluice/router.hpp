@@ -56,8 +56,8 @@ struct Explanation {
   };
   bool host_matched = false;
   size_t virtual_host_index = 0;
-  std::string virtual_host;      // name of the chosen virtual host
-  std::string host_match;        // the domain entry that matched
+  std::string virtual_host;  // name of the chosen virtual host
+  std::string host_match;    // the domain entry that matched
   std::optional<size_t> route_index;
   std::string route_name;
   std::optional<size_t> match_index;  // which match block matched

@@ -1,0 +1,174 @@
+#include "config/snapshot.hpp"
+
+#include <fmt/format.h>
+
+#include <unordered_set>
+
+namespace sluice {
+
+const CompiledListener* Snapshot::listener(std::string_view name) const {
+  for (const auto& l : listeners)
+    if (l.config.name == name) return &l;
+  return nullptr;
+}
+
+namespace {
+
+Error config_error(std::string object, std::string field, std::string message) {
+  return Error{std::move(object), std::move(field), std::move(message)};
+}
+
+bool has_labels(const Labels& have, const Labels& want) {
+  for (const auto& [k, v] : want) {
+    auto it = have.find(k);
+    if (it == have.end() || it->second != v) return false;
+  }
+  return true;
+}
+
+EndpointSet make_set(const std::vector<CompiledEndpoint>& eps, std::vector<uint32_t> members) {
+  EndpointSet set;
+  set.members = std::move(members);
+  for (auto i : set.members)
+    if (eps[i].weight != eps[set.members.front()].weight) set.equal_weights = false;
+  return set;
+}
+
+Result<CompiledUpstream> compile_upstream(const UpstreamConfig& cfg) {
+  std::string object = "Upstream " + cfg.name;
+  CompiledUpstream up;
+  up.config = cfg;
+  std::vector<uint32_t> all;
+  for (size_t i = 0; i < cfg.endpoints.size(); ++i) {
+    const auto& ep = cfg.endpoints[i];
+    std::string field = fmt::format("endpoints[{}]", i);
+    asio::error_code ec;
+    auto addr = asio::ip::make_address(ep.address, ec);
+    if (ec)
+      return config_error(object, field + ".address",
+                          fmt::format("\"{}\" is not an IP address", ep.address));
+    if (ep.port == 0) return config_error(object, field + ".port", "must be 1..65535");
+    CompiledEndpoint ce;
+    ce.address = asio::ip::tcp::endpoint(addr, ep.port);
+    ce.key = addr.is_v6() ? fmt::format("[{}]:{}", addr.to_string(), ep.port)
+                          : fmt::format("{}:{}", addr.to_string(), ep.port);
+    ce.weight = ep.weight;
+    up.endpoints.push_back(std::move(ce));
+    if (ep.weight > 0) all.push_back(static_cast<uint32_t>(i));
+  }
+  up.all = make_set(up.endpoints, std::move(all));
+  for (size_t s = 0; s < cfg.subsets.size(); ++s) {
+    const auto& subset = cfg.subsets[s];
+    std::string field = fmt::format("subsets[{}].name", s);
+    if (subset.name.empty()) return config_error(object, field, "must not be empty");
+    if (up.subsets.contains(subset.name))
+      return config_error(object, field, fmt::format("duplicate subset \"{}\"", subset.name));
+    std::vector<uint32_t> members;
+    for (uint32_t i : up.all.members)
+      if (has_labels(cfg.endpoints[i].labels, subset.labels)) members.push_back(i);
+    up.subsets.emplace(subset.name, make_set(up.endpoints, std::move(members)));
+  }
+  if (cfg.pool.connect_timeout.count() <= 0)
+    return config_error(object, "pool.connect_timeout", "must be > 0");
+  return up;
+}
+
+}  // namespace
+
+Result<std::shared_ptr<const Snapshot>> compile(GatewayConfig config) {
+  auto snap = std::make_shared<Snapshot>();
+  snap->limits = config.limits;
+  if (config.limits.max_request_header_bytes < 1024)
+    return config_error("Limits", "max_request_header_bytes", "must be >= 1024");
+  if (config.limits.max_request_headers < 1)
+    return config_error("Limits", "max_request_headers", "must be >= 1");
+
+  std::unordered_map<std::string, uint32_t> upstream_index;
+  for (size_t i = 0; i < config.upstreams.size(); ++i) {
+    const auto& u = config.upstreams[i];
+    if (u.name.empty())
+      return config_error("Upstream", fmt::format("upstreams[{}].name", i), "must not be empty");
+    if (!upstream_index.emplace(u.name, static_cast<uint32_t>(i)).second)
+      return config_error("Upstream " + u.name, "name", "duplicate upstream name");
+    auto compiled = compile_upstream(u);
+    if (!compiled) return compiled.error();
+    snap->upstreams.push_back(std::move(compiled).value());
+  }
+
+  std::unordered_map<std::string, uint32_t> router_index;
+  for (size_t r = 0; r < config.routers.size(); ++r) {
+    const auto& rc = config.routers[r];
+    if (rc.name.empty())
+      return config_error("Router", fmt::format("routers[{}].name", r), "must not be empty");
+    if (!router_index.emplace(rc.name, static_cast<uint32_t>(r)).second)
+      return config_error("Router " + rc.name, "name", "duplicate router name");
+    auto router = Router::compile(rc);
+    if (!router) return router.error();
+    // Resolve every destination to an upstream and endpoint set now, so a
+    // missing upstream or subset fails here rather than per request.
+    std::vector<std::vector<ResolvedRoute>> vhosts;
+    for (size_t v = 0; v < rc.virtual_hosts.size(); ++v) {
+      std::vector<ResolvedRoute> routes;
+      for (size_t i = 0; i < rc.virtual_hosts[v].routes.size(); ++i) {
+        const Route& route = rc.virtual_hosts[v].routes[i];
+        ResolvedRoute rr;
+        for (size_t d = 0; d < route.destinations.size(); ++d) {
+          const Destination& dest = route.destinations[d];
+          std::string field = fmt::format("virtual_hosts[{}].routes[{}].destinations[{}]", v, i, d);
+          auto it = upstream_index.find(dest.upstream);
+          if (it == upstream_index.end())
+            return config_error("Router " + rc.name, field + ".upstream",
+                                fmt::format("no upstream named \"{}\"", dest.upstream));
+          const CompiledUpstream& up = snap->upstreams[it->second];
+          ResolvedDestination rd;
+          rd.upstream = it->second;
+          rd.subset = dest.subset;
+          rd.weight = dest.weight;
+          if (dest.subset.empty()) {
+            rd.set = &up.all;
+          } else {
+            auto s = up.subsets.find(dest.subset);
+            if (s == up.subsets.end())
+              return config_error(
+                  "Router " + rc.name, field + ".subset",
+                  fmt::format("upstream \"{}\" has no subset \"{}\"", dest.upstream, dest.subset));
+            rd.set = &s->second;
+          }
+          rr.total_weight += dest.weight;
+          rr.destinations.push_back(std::move(rd));
+        }
+        routes.push_back(std::move(rr));
+      }
+      vhosts.push_back(std::move(routes));
+    }
+    snap->routes.push_back(std::move(vhosts));
+    snap->routers.push_back(std::move(router).value());
+  }
+
+  std::unordered_set<std::string> names;
+  std::unordered_set<std::string> bound;
+  for (size_t l = 0; l < config.listeners.size(); ++l) {
+    const auto& lc = config.listeners[l];
+    std::string object = "Listener " + lc.name;
+    if (lc.name.empty())
+      return config_error("Listener", fmt::format("listeners[{}].name", l), "must not be empty");
+    if (!names.insert(lc.name).second)
+      return config_error(object, "name", "duplicate listener name");
+    asio::error_code ec;
+    asio::ip::make_address(lc.address, ec);
+    if (ec)
+      return config_error(object, "address",
+                          fmt::format("\"{}\" is not an IP address", lc.address));
+    if (lc.port != 0 && !bound.insert(fmt::format("{}:{}", lc.address, lc.port)).second)
+      return config_error(object, "port",
+                          fmt::format("{}:{} is used by another listener", lc.address, lc.port));
+    auto it = router_index.find(lc.router);
+    if (it == router_index.end())
+      return config_error(object, "router", fmt::format("no router named \"{}\"", lc.router));
+    snap->listeners.push_back(CompiledListener{lc, it->second});
+  }
+  snap->source = std::move(config);
+  return std::shared_ptr<const Snapshot>(std::move(snap));
+}
+
+}  // namespace sluice

@@ -1,0 +1,66 @@
+#pragma once
+// The compiled, immutable form of a GatewayConfig. Built once by compile(),
+// shared read-only by every worker; a request keeps the one it started with.
+
+#include <asio/ip/tcp.hpp>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "sluice/gateway.hpp"
+#include "sluice/router.hpp"
+
+namespace sluice {
+
+struct CompiledEndpoint {
+  asio::ip::tcp::endpoint address;
+  std::string key;  // "ip:port": pools and LB state are keyed by it
+  uint32_t weight = 1;
+};
+
+// Endpoints eligible for one destination (an upstream or one of its subsets).
+struct EndpointSet {
+  std::vector<uint32_t> members;  // indices into CompiledUpstream::endpoints
+  bool equal_weights = true;
+};
+
+struct CompiledUpstream {
+  UpstreamConfig config;
+  std::vector<CompiledEndpoint> endpoints;
+  EndpointSet all;
+  std::unordered_map<std::string, EndpointSet> subsets;
+};
+
+struct ResolvedDestination {
+  uint32_t upstream = 0;  // index into Snapshot::upstreams
+  const EndpointSet* set = nullptr;
+  std::string subset;
+  uint32_t weight = 0;
+};
+
+struct ResolvedRoute {
+  std::vector<ResolvedDestination> destinations;
+  uint64_t total_weight = 0;
+};
+
+struct CompiledListener {
+  ListenerConfig config;
+  uint32_t router = 0;  // index into Snapshot::routers
+};
+
+class Snapshot {
+ public:
+  GatewayConfig source;  // kept for explain and config dumps
+  std::vector<Router> routers;
+  std::vector<CompiledUpstream> upstreams;
+  std::vector<CompiledListener> listeners;
+  // routes[router][virtual_host][route]
+  std::vector<std::vector<std::vector<ResolvedRoute>>> routes;
+  Limits limits;
+
+  const CompiledListener* listener(std::string_view name) const;
+};
+
+}  // namespace sluice

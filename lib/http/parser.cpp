@@ -1,0 +1,233 @@
+#include "http/parser.hpp"
+
+#include <llhttp.h>
+
+#include <charconv>
+
+namespace sluice::http {
+
+namespace {
+constexpr int kPause = HPE_PAUSED;
+constexpr int kUserError = HPE_USER;
+}  // namespace
+
+struct Parser::Callbacks {
+  static Parser& self(llhttp_t* p) { return *static_cast<Parser*>(p->data); }
+
+  static int on_message_begin(llhttp_t* p) {
+    self(p).started_ = true;
+    return 0;
+  }
+  static int on_url(llhttp_t* p, const char* at, size_t n) {
+    auto& s = self(p);
+    s.started_ = true;
+    if (!s.count_header_bytes(n)) return kUserError;
+    s.request_.target.append(at, n);
+    return 0;
+  }
+  static int on_status(llhttp_t* p, const char* at, size_t n) {
+    self(p).response_.reason.append(at, n);
+    return 0;
+  }
+  static int on_header_field(llhttp_t* p, const char* at, size_t n) {
+    auto& s = self(p);
+    if (!s.count_header_bytes(n)) return kUserError;
+    s.field_.append(at, n);
+    return 0;
+  }
+  static int on_header_value(llhttp_t* p, const char* at, size_t n) {
+    auto& s = self(p);
+    if (!s.count_header_bytes(n)) return kUserError;
+    s.value_.append(at, n);
+    return 0;
+  }
+  static int on_header_value_complete(llhttp_t* p) {
+    auto& s = self(p);
+    Headers& h = s.kind_ == Kind::request ? s.request_.headers : s.response_.headers;
+    if (h.size() >= s.limits_.max_headers) {
+      s.fail(ParseError::header_too_large, "too many headers");
+      return kUserError;
+    }
+    // llhttp keeps trailing whitespace of values; RFC 9110 says strip it.
+    while (!s.value_.empty() && (s.value_.back() == ' ' || s.value_.back() == '\t'))
+      s.value_.pop_back();
+    h.add(std::move(s.field_), std::move(s.value_));
+    s.field_.clear();
+    s.value_.clear();
+    return 0;
+  }
+  static int on_headers_complete(llhttp_t* p) {
+    auto& s = self(p);
+    s.head_done_ = true;
+    if (s.kind_ == Kind::request) {
+      s.request_.version_minor = p->http_minor;
+      s.request_.method = llhttp_method_name(static_cast<llhttp_method_t>(p->method));
+    } else {
+      s.response_.status = p->status_code;
+      s.response_.version_minor = p->http_minor;
+      // 1 tells llhttp the message has no body (response to HEAD).
+      if (s.no_body_ && p->status_code >= 200) return 1;
+    }
+    return kPause;
+  }
+  static int on_body(llhttp_t* p, const char* at, size_t n) {
+    self(p).body_ = std::string_view(at, n);
+    return kPause;
+  }
+  static int on_message_complete(llhttp_t* p) {
+    self(p).message_done_ = true;
+    return kPause;
+  }
+
+  static const llhttp_settings_t& settings() {
+    static const llhttp_settings_t s = [] {
+      llhttp_settings_t v;
+      llhttp_settings_init(&v);
+      v.on_message_begin = on_message_begin;
+      v.on_url = on_url;
+      v.on_status = on_status;
+      v.on_header_field = on_header_field;
+      v.on_header_value = on_header_value;
+      v.on_header_value_complete = on_header_value_complete;
+      v.on_headers_complete = on_headers_complete;
+      v.on_body = on_body;
+      v.on_message_complete = on_message_complete;
+      return v;
+    }();
+    return s;
+  }
+};
+
+Parser::Parser(Kind kind, ParserLimits limits)
+    : llhttp_(std::make_unique<llhttp_t>()), kind_(kind), limits_(limits) {
+  llhttp_init(llhttp_.get(), kind == Kind::request ? HTTP_REQUEST : HTTP_RESPONSE,
+              &Callbacks::settings());
+  llhttp_->data = this;
+}
+
+Parser::~Parser() = default;
+
+bool Parser::count_header_bytes(size_t n) {
+  header_bytes_ += n;
+  if (header_bytes_ <= limits_.max_header_bytes) return true;
+  fail(ParseError::header_too_large, "header block too large");
+  return false;
+}
+
+void Parser::fail(ParseError e, const char* reason) {
+  if (error_ != ParseError::none) return;
+  error_ = e;
+  error_reason_ = reason;
+}
+
+size_t Parser::feed(const char* data, size_t len) {
+  body_ = {};
+  if (error_ != ParseError::none) return 0;
+  if (message_done_) return 0;  // caller must next_message() first
+  llhttp_errno_t err = llhttp_execute(llhttp_.get(), data, len);
+  if (err == HPE_OK) return len;
+  if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
+    size_t used = llhttp_get_error_pos(llhttp_.get()) - data;
+    if (err == HPE_PAUSED_UPGRADE)
+      llhttp_resume_after_upgrade(llhttp_.get());
+    else
+      llhttp_resume(llhttp_.get());
+    return used;
+  }
+  if (err == HPE_USER && error_ != ParseError::none) return 0;
+  if (kind_ == Kind::response)
+    fail(ParseError::bad_response, llhttp_get_error_reason(llhttp_.get()));
+  else
+    fail(ParseError::bad_request, llhttp_get_error_reason(llhttp_.get()));
+  return 0;
+}
+
+bool Parser::finish() {
+  if (message_done_) return true;
+  llhttp_errno_t err = llhttp_finish(llhttp_.get());
+  if (err == HPE_OK || err == HPE_PAUSED) return message_done_ || !started_;
+  fail(kind_ == Kind::response ? ParseError::bad_response : ParseError::bad_request,
+       llhttp_get_error_reason(llhttp_.get()));
+  return false;
+}
+
+bool Parser::keep_alive() const {
+  return llhttp_should_keep_alive(llhttp_.get()) != 0;
+}
+bool Parser::chunked() const {
+  return (llhttp_->flags & F_CHUNKED) != 0;
+}
+bool Parser::has_content_length() const {
+  return (llhttp_->flags & F_CONTENT_LENGTH) != 0;
+}
+uint64_t Parser::content_length() const {
+  return has_content_length() ? llhttp_->content_length : 0;
+}
+bool Parser::upgrade() const {
+  return llhttp_->upgrade != 0;
+}
+
+bool Parser::body_expected() const {
+  if (message_done_) return false;
+  if (chunked()) return true;
+  if (has_content_length()) return llhttp_->content_length > 0;
+  // Responses without framing run until close; requests have no body.
+  return kind_ == Kind::response && !no_body_ && response_.status >= 200 &&
+         response_.status != 204 && response_.status != 304;
+}
+
+void Parser::next_message() {
+  request_ = RequestHead{};
+  response_ = ResponseHead{};
+  field_.clear();
+  value_.clear();
+  header_bytes_ = 0;
+  started_ = false;
+  head_done_ = false;
+  message_done_ = false;
+  no_body_ = false;
+  body_ = {};
+}
+
+namespace {
+
+bool has_bad_target_char(std::string_view t) {
+  for (unsigned char c : t)
+    if (c <= 0x20 || c == 0x7f || c == '#') return true;
+  return false;
+}
+
+}  // namespace
+
+std::string validate_request(RequestHead& head) {
+  std::string_view target = head.target;
+  if (has_bad_target_char(target)) return "invalid character or fragment in request target";
+  // Absolute-form (a proxy request): its authority replaces Host (RFC 9112 3.2.2).
+  if (target.starts_with("http://") || target.starts_with("https://")) {
+    size_t start = target.find("//") + 2;
+    size_t slash = target.find_first_of("/?", start);
+    std::string authority(target.substr(start, slash - start));
+    if (authority.empty() || authority.find('@') != std::string::npos)
+      return "invalid authority in absolute-form target";
+    std::string rest = slash == std::string_view::npos ? "/" : std::string(target.substr(slash));
+    if (rest.front() == '?') rest.insert(0, "/");
+    head.headers.set("host", authority);
+    head.target = std::move(rest);
+  } else if (target == "*") {
+    if (head.method != "OPTIONS") return "asterisk-form target is only valid for OPTIONS";
+  } else if (target.empty() || target.front() != '/') {
+    return "request target must be origin-form or absolute-form";
+  }
+  size_t hosts = head.headers.count("host");
+  if (hosts > 1) return "repeated Host header";
+  if (hosts == 0) {
+    if (head.version_minor >= 1) return "missing Host header";
+  } else {
+    head.authority = std::string(*head.headers.get("host"));
+    for (unsigned char c : head.authority)
+      if (c <= 0x20 || c == 0x7f || c == '/' || c == '@' || c == '\\') return "invalid Host header";
+  }
+  return {};
+}
+
+}  // namespace sluice::http

@@ -1,0 +1,102 @@
+#pragma once
+// HTTP/1.x parser over llhttp. Pure codec: bytes in, head / body spans /
+// message end out; never touches a socket. One message event per feed() so the
+// caller can act (route, connect upstream, write) between events.
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "sluice/request.hpp"
+
+struct llhttp__internal_s;  // llhttp_t, kept out of this header
+
+namespace sluice::http {
+
+enum class ParseError {
+  none,
+  bad_request,       // 400: malformed syntax or framing
+  header_too_large,  // 431: header block over the byte or count limit
+  bad_response,      // upstream sent something unparseable
+};
+
+struct ParserLimits {
+  size_t max_header_bytes = 60 * 1024;
+  size_t max_headers = 100;
+};
+
+class Parser {
+ public:
+  enum class Kind { request, response };
+
+  explicit Parser(Kind kind, ParserLimits limits = {});
+  ~Parser();
+  Parser(const Parser&) = delete;
+  Parser& operator=(const Parser&) = delete;
+
+  // Parses from `data`, stopping after the head completes, after one body
+  // span, after the message completes, or when input runs out. Returns the
+  // number of bytes consumed; check the accessors below after each call.
+  // Body spans point into `data`.
+  size_t feed(const char* data, size_t len);
+  // The peer closed: completes a close-delimited body. Returns false if the
+  // message was cut short.
+  bool finish();
+
+  // For a response parser: the next response answers a HEAD request, so it
+  // has no body whatever its headers say. Set before feeding the response.
+  void expect_no_body(bool v) { no_body_ = v; }
+
+  bool head_done() const { return head_done_; }        // set once per message
+  std::string_view body() const { return body_; }      // this feed's span
+  bool message_done() const { return message_done_; }  // set once per message
+  ParseError error() const { return error_; }
+  std::string_view error_reason() const { return error_reason_; }
+
+  // Head fields, valid after head_done().
+  RequestHead& request() { return request_; }
+  ResponseHead& response() { return response_; }
+  bool keep_alive() const;  // per version and Connection header
+  bool chunked() const;     // Transfer-Encoding: chunked framing
+  bool has_content_length() const;
+  uint64_t content_length() const;
+  bool body_expected() const;  // framing says a body follows the head
+  bool upgrade() const;
+
+  // Clears per-message state to parse the next message on the connection.
+  void next_message();
+  // True when no byte of a new message has been seen since next_message().
+  bool idle() const { return !started_; }
+
+ private:
+  struct Callbacks;
+  void fail(ParseError e, const char* reason);
+  bool count_header_bytes(size_t n);
+
+  std::unique_ptr<::llhttp__internal_s> llhttp_;
+  Kind kind_;
+  ParserLimits limits_;
+  RequestHead request_;
+  ResponseHead response_;
+  std::string field_;
+  std::string value_;
+  size_t header_bytes_ = 0;
+  bool in_value_ = false;
+  bool started_ = false;
+  bool head_done_ = false;
+  bool message_done_ = false;
+  bool no_body_ = false;
+  std::string_view body_;
+  ParseError error_ = ParseError::none;
+  std::string error_reason_;
+};
+
+// Validates a parsed request head against RFC 9112 rules llhttp leaves to the
+// application (Host presence and uniqueness, target form, fragments) and
+// normalises absolute-form targets. Returns an empty string when valid,
+// otherwise the reason.
+std::string validate_request(RequestHead& head);
+
+}  // namespace sluice::http

@@ -1,0 +1,276 @@
+// Gateway: the control side. Compiles configs, binds listener sockets, posts
+// snapshots and acceptors to workers, drains on stop.
+
+#include "sluice/gateway.hpp"
+
+#include <fmt/format.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <asio/executor_work_guard.hpp>
+#include <asio/io_context.hpp>
+#include <asio/post.hpp>
+
+#include <condition_variable>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "config/snapshot.hpp"
+#include "runtime/worker.hpp"
+
+namespace sluice {
+
+namespace {
+
+// Binds `count` SO_REUSEPORT sockets to one address and port; port 0 binds the
+// first to an ephemeral port and the rest to the same one.
+Result<std::vector<int>> bind_listener(const ListenerConfig& cfg, size_t count, uint16_t& port) {
+  asio::error_code ec;
+  auto addr = asio::ip::make_address(cfg.address, ec);
+  std::vector<int> fds;
+  auto fail = [&](const char* what) -> Result<std::vector<int>> {
+    int err = errno;
+    for (int fd : fds) ::close(fd);
+    return Error{"Listener " + cfg.name, "port",
+                 fmt::format("cannot {} {}:{}: {}", what, cfg.address, port, std::strerror(err))};
+  };
+  port = cfg.port;
+  for (size_t i = 0; i < count; ++i) {
+    asio::ip::tcp::endpoint ep(addr, port);
+    int fd = ::socket(ep.protocol().family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return fail("create socket for");
+    fds.push_back(fd);
+    int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    if (::bind(fd, ep.data(), ep.size()) != 0) return fail("bind");
+    if (::listen(fd, 1024) != 0) return fail("listen on");
+    if (port == 0) {
+      sockaddr_storage ss{};
+      socklen_t len = sizeof(ss);
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+      port = ntohs(ss.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port
+                                            : reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+    }
+  }
+  return fds;
+}
+
+uint64_t seed_for(uint64_t seed, size_t worker) {
+  if (seed == 0) return std::random_device{}() ^ (uint64_t(std::random_device{}()) << 32);
+  return seed * 0x9E3779B97F4A7C15ULL + worker;
+}
+
+}  // namespace
+
+struct Gateway::Impl {
+  GatewayOptions options;
+  GatewayShared shared;
+  asio::io_context* host_context = nullptr;
+  std::vector<std::unique_ptr<asio::io_context>> contexts;
+  std::vector<std::unique_ptr<Worker>> workers;
+  std::vector<std::thread> threads;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
+
+  std::mutex mutex;  // control side: apply, stop, queries
+  std::condition_variable cv;
+  std::shared_ptr<const Snapshot> current;
+  struct Bound {
+    ListenerConfig config;
+    uint16_t port;
+  };
+  std::map<std::string, Bound> bound;  // by listener name
+  bool started = false;
+  bool stopping = false;
+  bool stopped = false;
+  size_t drained = 0;
+
+  void make_workers(size_t n) {
+    for (size_t i = 0; i < n; ++i) {
+      asio::io_context* ctx = host_context;
+      if (!ctx) {
+        contexts.push_back(std::make_unique<asio::io_context>(1));
+        ctx = contexts.back().get();
+      }
+      workers.push_back(std::make_unique<Worker>(i, *ctx, shared, seed_for(options.seed, i)));
+    }
+  }
+};
+
+Gateway::Gateway(GatewayOptions options) : impl_(std::make_unique<Impl>()) {
+  impl_->options = std::move(options);
+  impl_->shared.hooks = impl_->options.hooks;
+  unsigned n = impl_->options.workers;
+  if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
+  impl_->make_workers(n);
+}
+
+Gateway::Gateway(asio::io_context& host_context, GatewayOptions options)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->options = std::move(options);
+  impl_->shared.hooks = impl_->options.hooks;
+  impl_->host_context = &host_context;
+  impl_->make_workers(1);
+}
+
+Gateway::~Gateway() {
+  if (!impl_->host_context) stop();
+}
+
+Status Gateway::apply(GatewayConfig config) {
+  auto compiled = compile(std::move(config));
+  if (!compiled) return compiled.error();
+  std::shared_ptr<const Snapshot> snap = std::move(compiled).value();
+  Impl& m = *impl_;
+  std::lock_guard lock(m.mutex);
+  if (m.stopping) return Error{"Gateway", "", "stopped"};
+
+  // Listeners: keep those whose address and port are unchanged, bind new ones
+  // before touching anything, so a bind failure leaves the old config intact.
+  struct NewListener {
+    std::string name;
+    uint16_t port;
+    std::vector<int> fds;
+  };
+  std::vector<NewListener> fresh;
+  std::map<std::string, Impl::Bound> next;
+  for (const auto& l : snap->listeners) {
+    auto it = m.bound.find(l.config.name);
+    if (it != m.bound.end() && it->second.config.address == l.config.address &&
+        (it->second.config.port == l.config.port)) {
+      next.emplace(l.config.name, Impl::Bound{l.config, it->second.port});
+      continue;
+    }
+    uint16_t port = 0;
+    auto fds = bind_listener(l.config, m.workers.size(), port);
+    if (!fds) {
+      for (auto& f : fresh)
+        for (int fd : f.fds) ::close(fd);
+      return fds.error();
+    }
+    fresh.push_back({l.config.name, port, std::move(fds).value()});
+    next.emplace(l.config.name, Impl::Bound{l.config, port});
+  }
+  std::vector<std::string> keep;
+  for (const auto& [name, b] : next) {
+    bool is_fresh = false;
+    for (const auto& f : fresh) is_fresh |= f.name == name;
+    if (!is_fresh) keep.push_back(name);
+  }
+
+  for (size_t i = 0; i < m.workers.size(); ++i) {
+    Worker* w = m.workers[i].get();
+    std::vector<std::pair<std::string, std::pair<int, uint16_t>>> mine;
+    for (auto& f : fresh) mine.push_back({f.name, {f.fds[i], f.port}});
+    asio::post(w->context(), [w, snap, keep, mine = std::move(mine)] {
+      w->install(snap);
+      w->remove_acceptors_except(keep);
+      for (const auto& [name, fd_port] : mine) w->add_acceptor(name, fd_port.first, fd_port.second);
+    });
+  }
+  m.bound = std::move(next);
+  m.current = std::move(snap);
+  return {};
+}
+
+void Gateway::start() {
+  Impl& m = *impl_;
+  std::lock_guard lock(m.mutex);
+  if (m.started || m.host_context) return;
+  m.started = true;
+  for (auto& ctx : m.contexts) m.guards.push_back(asio::make_work_guard(*ctx));
+  for (size_t i = 0; i < m.contexts.size(); ++i)
+    m.threads.emplace_back([ctx = m.contexts[i].get()] { ctx->run(); });
+}
+
+void Gateway::run() {
+  start();
+  Impl& m = *impl_;
+  std::unique_lock lock(m.mutex);
+  m.cv.wait(lock, [&] { return m.stopped; });
+}
+
+void Gateway::stop() {
+  Impl& m = *impl_;
+  std::unique_lock lock(m.mutex);
+  if (m.stopping) {
+    if (!m.host_context) m.cv.wait(lock, [&] { return m.stopped; });
+    return;
+  }
+  m.stopping = true;
+  auto drain = m.current ? m.current->limits.drain_timeout : Limits{}.drain_timeout;
+  size_t total = m.workers.size();
+  for (auto& w : m.workers) {
+    Worker* wp = w.get();
+    asio::post(wp->context(), [&m, wp] {
+      wp->on_drained([&m] {
+        std::lock_guard l(m.mutex);
+        ++m.drained;
+        m.cv.notify_all();
+      });
+      wp->begin_drain();
+    });
+  }
+  if (m.host_context) {
+    // The host runs the loop: force-close whatever is left after the drain time.
+    auto timer = std::make_shared<asio::steady_timer>(*m.host_context, drain);
+    Worker* w = m.workers.front().get();
+    timer->async_wait([timer, w, &m](asio::error_code) {
+      w->force_close();
+      std::lock_guard l(m.mutex);
+      m.stopped = true;
+      m.cv.notify_all();
+    });
+    // Finishing early cancels the timer so the host loop can run dry.
+    w->on_drained([&m, timer] {
+      std::lock_guard l(m.mutex);
+      m.stopped = true;
+      m.cv.notify_all();
+      timer->cancel();
+    });
+    return;
+  }
+  if (!m.started) {
+    // Workers never ran: run their loops just long enough to drain.
+    lock.unlock();
+    for (auto& ctx : m.contexts) ctx->poll();
+    lock.lock();
+  } else if (!m.cv.wait_for(lock, drain, [&] { return m.drained == total; })) {
+    for (auto& w : m.workers) {
+      Worker* wp = w.get();
+      asio::post(wp->context(), [wp] { wp->force_close(); });
+    }
+    // Closed sockets end their sessions promptly.
+    m.cv.wait_for(lock, std::chrono::seconds(2), [&] { return m.drained == total; });
+  }
+  m.guards.clear();
+  for (auto& ctx : m.contexts) ctx->stop();
+  lock.unlock();
+  for (auto& t : m.threads) t.join();
+  lock.lock();
+  m.threads.clear();
+  m.stopped = true;
+  m.cv.notify_all();
+}
+
+uint16_t Gateway::port(std::string_view listener) const {
+  std::lock_guard lock(impl_->mutex);
+  auto it = impl_->bound.find(std::string(listener));
+  return it == impl_->bound.end() ? 0 : it->second.port;
+}
+
+Explanation Gateway::explain(std::string_view listener, const RequestHead& request) const {
+  std::shared_ptr<const Snapshot> snap;
+  {
+    std::lock_guard lock(impl_->mutex);
+    snap = impl_->current;
+  }
+  const CompiledListener* l = snap ? snap->listener(listener) : nullptr;
+  if (!l) return Explanation{};
+  return snap->routers[l->router].explain(request);
+}
+
+}  // namespace sluice

@@ -1,0 +1,191 @@
+#include "runtime/worker.hpp"
+
+#include <fmt/format.h>
+
+#include "proxy/session.hpp"
+
+namespace sluice {
+
+namespace {
+// Deadlines are checked by one coarse per-worker ticker instead of a timer per
+// connection: setting a deadline is an assignment, and idle connections hold
+// no timer. Timeouts are therefore late by up to one period.
+constexpr auto kTickPeriod = std::chrono::milliseconds(50);
+}  // namespace
+
+void ConnectionSlot::interrupt() {
+  asio::error_code ec;
+  socket.cancel(ec);
+  if (upstream) upstream->cancel(ec);
+}
+
+Worker::Worker(size_t index, asio::io_context& ctx, GatewayShared& shared, uint64_t seed)
+    : index_(index), ctx_(ctx), shared_(shared), rng_(seed), ticker_(ctx) {}
+
+Worker::~Worker() = default;
+
+void Worker::install(std::shared_ptr<const Snapshot> snapshot) {
+  snapshot_ = std::move(snapshot);
+  balancer_.reset();
+}
+
+void Worker::add_acceptor(std::string listener, int native_fd, uint16_t port) {
+  auto entry = std::make_shared<AcceptorEntry>();
+  entry->listener = std::move(listener);
+  entry->port = port;
+  asio::ip::tcp::endpoint local;
+  entry->acceptor = std::make_unique<asio::ip::tcp::acceptor>(ctx_);
+  asio::error_code ec;
+  sockaddr_storage ss{};
+  socklen_t len = sizeof(ss);
+  ::getsockname(native_fd, reinterpret_cast<sockaddr*>(&ss), &len);
+  auto protocol = ss.ss_family == AF_INET6 ? asio::ip::tcp::v6() : asio::ip::tcp::v4();
+  entry->acceptor->assign(protocol, native_fd, ec);
+  if (ec) {
+    ::close(native_fd);
+    return;
+  }
+  acceptors_.push_back(entry);
+  if (!draining_) accept_next(std::move(entry));
+}
+
+void Worker::accept_next(std::shared_ptr<AcceptorEntry> entry) {
+  auto* acceptor = entry->acceptor.get();
+  acceptor->async_accept(
+      [this, entry = std::move(entry)](asio::error_code ec, asio::ip::tcp::socket socket) mutable {
+        if (ec == asio::error::operation_aborted || !entry->acceptor->is_open()) return;
+        if (!ec) {
+          const auto& snap = snapshot_;
+          size_t limit = snap ? snap->limits.max_connections : 0;
+          if (shared_.connections.load(std::memory_order_relaxed) >= limit || draining_) {
+            asio::error_code ignored;
+            socket.close(ignored);  // over the limit: accept and close at once
+          } else {
+            asio::error_code ignored;
+            socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+            start_session(*this, std::move(socket), entry->listener, entry->port);
+          }
+        } else if (ec == asio::error::no_descriptors || ec == asio::error::no_buffer_space) {
+          // Out of file descriptors: back off briefly instead of spinning.
+          auto timer = std::make_shared<asio::steady_timer>(ctx_, std::chrono::milliseconds(10));
+          timer->async_wait([this, timer, entry](asio::error_code) mutable {
+            if (entry->acceptor->is_open()) accept_next(std::move(entry));
+          });
+          return;
+        }
+        accept_next(std::move(entry));
+      });
+}
+
+void Worker::remove_acceptors_except(const std::vector<std::string>& keep) {
+  std::erase_if(acceptors_, [&](const std::shared_ptr<AcceptorEntry>& e) {
+    for (const auto& k : keep)
+      if (k == e->listener) return false;
+    asio::error_code ec;
+    e->acceptor->close(ec);
+    return true;
+  });
+}
+
+void Worker::attach(ConnectionSlot* slot) {
+  slot->next = head_;
+  if (head_) head_->prev = slot;
+  head_ = slot;
+  ++connection_count_;
+  shared_.connections.fetch_add(1, std::memory_order_relaxed);
+  if (!ticker_running_) start_ticker();
+}
+
+void Worker::detach(ConnectionSlot* slot) {
+  if (slot->prev) slot->prev->next = slot->next;
+  if (slot->next) slot->next->prev = slot->prev;
+  if (head_ == slot) head_ = slot->next;
+  slot->prev = slot->next = nullptr;
+  --connection_count_;
+  shared_.connections.fetch_sub(1, std::memory_order_relaxed);
+  maybe_drained();
+}
+
+void Worker::start_ticker() {
+  ticker_running_ = true;
+  ticker_.expires_after(kTickPeriod);
+  ticker_.async_wait([this](asio::error_code ec) {
+    if (ec) {
+      ticker_running_ = false;
+      return;
+    }
+    tick();
+    if (head_)
+      start_ticker();
+    else
+      ticker_running_ = false;  // nothing to watch; lets a host io_context run dry
+  });
+}
+
+void Worker::tick() {
+  auto now = Clock::now();
+  for (ConnectionSlot* s = head_; s; s = s->next) {
+    if (s->deadline <= now) {
+      s->fired = s->deadline_kind;
+      s->clear_deadline();
+      s->interrupt();
+    } else if (draining_ && s->idle) {
+      s->interrupt();
+    }
+  }
+}
+
+void Worker::begin_drain() {
+  draining_ = true;
+  for (auto& e : acceptors_) {
+    asio::error_code ec;
+    e->acceptor->close(ec);
+  }
+  acceptors_.clear();
+  for (ConnectionSlot* s = head_; s; s = s->next) {
+    s->close_after_response = true;
+    if (s->idle) s->interrupt();
+  }
+  maybe_drained();
+}
+
+void Worker::force_close() {
+  for (ConnectionSlot* s = head_; s; s = s->next) {
+    asio::error_code ec;
+    s->socket.close(ec);
+    if (s->upstream) s->upstream->close(ec);
+  }
+  pool_.clear();
+}
+
+void Worker::maybe_drained() {
+  if (draining_ && connection_count_ == 0 && drained_cb_) {
+    auto cb = std::move(drained_cb_);
+    drained_cb_ = nullptr;
+    pool_.clear();
+    ticker_.cancel();
+    cb();
+  }
+}
+
+std::unique_ptr<char[]> Worker::take_buffer() {
+  if (free_buffers_.empty()) return std::make_unique_for_overwrite<char[]>(kBufferSize);
+  auto b = std::move(free_buffers_.back());
+  free_buffers_.pop_back();
+  return b;
+}
+
+void Worker::give_buffer(std::unique_ptr<char[]> b) {
+  if (b && free_buffers_.size() < 256) free_buffers_.push_back(std::move(b));
+}
+
+std::string Worker::make_request_id() {
+  // UUID version 4 from the worker's RNG (seedable, so runs reproduce).
+  uint64_t a = rng_(), b = rng_();
+  a = (a & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;
+  b = (b & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
+  return fmt::format("{:08x}-{:04x}-{:04x}-{:04x}-{:012x}", a >> 32, (a >> 16) & 0xffff, a & 0xffff,
+                     b >> 48, b & 0xffffffffffffULL);
+}
+
+}  // namespace sluice

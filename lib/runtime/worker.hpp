@@ -1,0 +1,123 @@
+#pragma once
+// A worker: one io_context on one thread, its own acceptors (SO_REUSEPORT),
+// upstream pools, LB cursors and RNG. Everything here is touched only from the
+// worker's thread; the control side talks to it by posting.
+
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/steady_timer.hpp>
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "config/snapshot.hpp"
+#include "sluice/hooks.hpp"
+#include "upstream/balancer.hpp"
+#include "upstream/pool.hpp"
+
+namespace sluice {
+
+using Clock = std::chrono::steady_clock;
+
+// State shared by all workers of one Gateway. Read-mostly.
+struct GatewayShared {
+  std::shared_ptr<Hooks> hooks;
+  std::atomic<size_t> connections{0};
+};
+
+// A downstream connection as the worker sees it: enough to enforce deadlines
+// and drain. The session coroutine owns the rest.
+struct ConnectionSlot {
+  enum class Timeout { none, header, idle, upstream_connect, upstream_response, io };
+
+  explicit ConnectionSlot(asio::ip::tcp::socket s) : socket(std::move(s)) {}
+
+  asio::ip::tcp::socket socket;
+  asio::ip::tcp::socket* upstream = nullptr;  // set while an upstream op is pending
+  Clock::time_point deadline = Clock::time_point::max();
+  Timeout deadline_kind = Timeout::none;
+  Timeout fired = Timeout::none;
+  bool idle = true;  // waiting for a new request with nothing buffered
+  bool close_after_response = false;
+  ConnectionSlot* prev = nullptr;
+  ConnectionSlot* next = nullptr;
+
+  void set_deadline(Timeout kind, std::chrono::milliseconds after) {
+    deadline_kind = kind;
+    deadline = after.count() > 0 ? Clock::now() + after : Clock::time_point::max();
+  }
+  void clear_deadline() {
+    deadline_kind = Timeout::none;
+    deadline = Clock::time_point::max();
+  }
+  // Cancels pending I/O so the session sees operation_aborted.
+  void interrupt();
+};
+
+struct AcceptorEntry {
+  std::string listener;  // ListenerConfig::name
+  uint16_t port = 0;     // bound port
+  std::unique_ptr<asio::ip::tcp::acceptor> acceptor;
+};
+
+class Worker {
+ public:
+  Worker(size_t index, asio::io_context& ctx, GatewayShared& shared, uint64_t seed);
+  ~Worker();
+
+  asio::io_context& context() { return ctx_; }
+  size_t index() const { return index_; }
+
+  // All below run on the worker thread (post to it).
+  void install(std::shared_ptr<const Snapshot> snapshot);
+  void add_acceptor(std::string listener, int native_fd, uint16_t port);
+  void remove_acceptors_except(const std::vector<std::string>& keep);
+  void begin_drain();
+  void force_close();
+  size_t connection_count() const { return connection_count_; }
+  void on_drained(std::function<void()> cb) { drained_cb_ = std::move(cb); }
+
+  // Used by sessions.
+  const std::shared_ptr<const Snapshot>& snapshot() const { return snapshot_; }
+  GatewayShared& shared() { return shared_; }
+  ConnectionPool& pool() { return pool_; }
+  Balancer& balancer() { return balancer_; }
+  std::mt19937_64& rng() { return rng_; }
+  bool draining() const { return draining_; }
+  void attach(ConnectionSlot* slot);
+  void detach(ConnectionSlot* slot);
+  std::string make_request_id();
+  // I/O buffers of kBufferSize, recycled per worker so idle connections hold none.
+  static constexpr size_t kBufferSize = 16 * 1024;
+  std::unique_ptr<char[]> take_buffer();
+  void give_buffer(std::unique_ptr<char[]> b);
+
+ private:
+  void accept_next(std::shared_ptr<AcceptorEntry> entry);
+  void start_ticker();
+  void tick();
+  void maybe_drained();
+
+  size_t index_;
+  asio::io_context& ctx_;
+  GatewayShared& shared_;
+  std::shared_ptr<const Snapshot> snapshot_;
+  std::vector<std::shared_ptr<AcceptorEntry>> acceptors_;
+  ConnectionPool pool_;
+  Balancer balancer_;
+  std::mt19937_64 rng_;
+  ConnectionSlot* head_ = nullptr;  // intrusive list of live connections
+  size_t connection_count_ = 0;
+  bool draining_ = false;
+  bool ticker_running_ = false;
+  asio::steady_timer ticker_;
+  std::function<void()> drained_cb_;
+  std::vector<std::unique_ptr<char[]>> free_buffers_;
+};
+
+}  // namespace sluice
