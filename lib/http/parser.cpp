@@ -15,7 +15,9 @@ struct Parser::Callbacks {
   static Parser& self(llhttp_t* p) { return *static_cast<Parser*>(p->data); }
 
   static int on_message_begin(llhttp_t* p) {
-    self(p).started_ = true;
+    auto& s = self(p);
+    s.started_ = true;
+    s.request_.target.clear();  // RequestHead defaults to "/"
     return 0;
   }
   static int on_url(llhttp_t* p, const char* at, size_t n) {
@@ -59,6 +61,8 @@ struct Parser::Callbacks {
   static int on_headers_complete(llhttp_t* p) {
     auto& s = self(p);
     s.head_done_ = true;
+    // llhttp counts content_length down while reading the body; keep the declared value.
+    s.content_length_ = p->content_length;
     if (s.kind_ == Kind::request) {
       s.request_.version_minor = p->http_minor;
       s.request_.method = llhttp_method_name(static_cast<llhttp_method_t>(p->method));
@@ -161,7 +165,7 @@ bool Parser::has_content_length() const {
   return (llhttp_->flags & F_CONTENT_LENGTH) != 0;
 }
 uint64_t Parser::content_length() const {
-  return has_content_length() ? llhttp_->content_length : 0;
+  return has_content_length() ? content_length_ : 0;
 }
 bool Parser::upgrade() const {
   return llhttp_->upgrade != 0;
@@ -170,7 +174,7 @@ bool Parser::upgrade() const {
 bool Parser::body_expected() const {
   if (message_done_) return false;
   if (chunked()) return true;
-  if (has_content_length()) return llhttp_->content_length > 0;
+  if (has_content_length()) return content_length_ > 0;
   // Responses without framing run until close; requests have no body.
   return kind_ == Kind::response && !no_body_ && response_.status >= 200 &&
          response_.status != 204 && response_.status != 304;

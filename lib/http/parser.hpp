@@ -83,6 +83,7 @@ class Parser {
   std::string field_;
   std::string value_;
   size_t header_bytes_ = 0;
+  uint64_t content_length_ = 0;
   bool in_value_ = false;
   bool started_ = false;
   bool head_done_ = false;

@@ -1,0 +1,268 @@
+// The HTTP/1 codec without sockets: framing, limits, RFC 9112 rejections,
+// serialisation and hop-by-hop handling.
+
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+#include "http/parser.hpp"
+#include "http/serializer.hpp"
+
+using sluice::Headers;
+using sluice::http::ParseError;
+using sluice::http::Parser;
+
+namespace {
+
+struct Parsed {
+  bool head = false;
+  bool done = false;
+  std::string body;
+  ParseError error = ParseError::none;
+  size_t consumed = 0;
+};
+
+// Feeds `input` in pieces of `step` bytes, the way reads arrive, until the
+// message ends or the parser fails.
+Parsed parse(Parser& p, std::string_view input, size_t step = 1 << 20) {
+  Parsed out;
+  size_t pos = 0;
+  size_t window_end = std::min(input.size(), step);
+  for (int guard = 0; guard < 100000; ++guard) {
+    size_t n = p.feed(input.data() + pos, window_end - pos);
+    pos += n;
+    out.body += p.body();
+    if (p.error() != ParseError::none || p.message_done()) break;
+    if (n == 0 && p.body().empty()) {
+      if (window_end == input.size()) break;
+      window_end = std::min(input.size(), window_end + step);
+    }
+  }
+  out.head = p.head_done();
+  out.done = p.message_done();
+  out.error = p.error();
+  out.consumed = pos;
+  return out;
+}
+
+ParseError request_error(std::string_view raw) {
+  Parser p(Parser::Kind::request);
+  auto r = parse(p, raw);
+  if (r.error != ParseError::none) return r.error;
+  if (r.head && !sluice::http::validate_request(p.request()).empty())
+    return ParseError::bad_request;
+  return ParseError::none;
+}
+
+}  // namespace
+
+TEST_CASE("request head, headers and content-length body") {
+  for (size_t step : {1, 3, 7, 1 << 20}) {
+    Parser p(Parser::Kind::request);
+    auto r = parse(p,
+                   "POST /a/b?x=1 HTTP/1.1\r\nHost: example.com\r\nX-Multi: one \r\n"
+                   "x-multi: two\r\nContent-Length: 5\r\n\r\nhello",
+                   step);
+    CHECK(r.done);
+    CHECK(r.body == "hello");
+    auto& h = p.request();
+    CHECK(h.method == "POST");
+    CHECK(h.target == "/a/b?x=1");
+    CHECK(h.path() == "/a/b");
+    CHECK(h.query() == "x=1");
+    CHECK(h.headers.count("X-MULTI") == 2);
+    CHECK(*h.headers.get("x-multi") == "one");  // trailing whitespace stripped
+    CHECK(p.has_content_length());
+    CHECK(p.content_length() == 5);
+    CHECK(sluice::http::validate_request(h).empty());
+    CHECK(h.authority == "example.com");
+  }
+}
+
+TEST_CASE("chunked request body is de-framed across arbitrary splits") {
+  std::string raw =
+      "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "5\r\nhello\r\n1;ext=1\r\n \r\n6\r\nworld!\r\n0\r\n\r\n";
+  for (size_t step : {1, 2, 5, 1 << 20}) {
+    Parser p(Parser::Kind::request);
+    auto r = parse(p, raw, step);
+    CHECK(r.done);
+    CHECK(p.chunked());
+    CHECK(r.body == "hello world!");
+  }
+}
+
+TEST_CASE("pipelined requests parse one after the other") {
+  std::string raw = "GET /1 HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\n";
+  Parser p(Parser::Kind::request);
+  auto first = parse(p, raw);
+  CHECK(first.done);
+  CHECK(p.request().target == "/1");
+  p.next_message();
+  CHECK(p.idle());
+  auto second = parse(p, std::string_view(raw).substr(first.consumed));
+  CHECK(second.done);
+  CHECK(p.request().target == "/2");
+}
+
+TEST_CASE("keep-alive follows version and Connection") {
+  Parser a(Parser::Kind::request);
+  parse(a, "GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+  CHECK(a.keep_alive());
+  Parser b(Parser::Kind::request);
+  parse(b, "GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
+  CHECK_FALSE(b.keep_alive());
+  Parser c(Parser::Kind::request);
+  parse(c, "GET / HTTP/1.0\r\n\r\n");
+  CHECK_FALSE(c.keep_alive());
+}
+
+TEST_CASE("malformed requests are rejected") {
+  CHECK(request_error("GET / HTTP/1.1\r\nHost: h\r\n\r\n") == ParseError::none);
+  // Conflicting or doubled framing.
+  CHECK(request_error("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n"
+                      "abcd") == ParseError::bad_request);
+  CHECK(request_error("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: "
+                      "chunked\r\n\r\n0\r\n\r\n") == ParseError::bad_request);
+  CHECK(request_error("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n") ==
+        ParseError::bad_request);
+  CHECK(request_error("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n") ==
+        ParseError::bad_request);
+  // Bytes that split or smuggle headers.
+  CHECK(request_error("GET / HTTP/1.1\r\nHost: h\rX: y\r\n\r\n") == ParseError::bad_request);
+  CHECK(request_error(std::string("GET / HTTP/1.1\r\nHost: h\r\nX: a\0b\r\n\r\n", 33)) ==
+        ParseError::bad_request);
+  CHECK(request_error("GET / HTTP/1.1\r\nHost : h\r\n\r\n") == ParseError::bad_request);
+  // Host rules and target form.
+  CHECK(request_error("GET / HTTP/1.1\r\n\r\n") == ParseError::bad_request);
+  CHECK(request_error("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n") == ParseError::bad_request);
+  CHECK(request_error("GET /a#frag HTTP/1.1\r\nHost: h\r\n\r\n") == ParseError::bad_request);
+  CHECK(request_error("GET a/b HTTP/1.1\r\nHost: h\r\n\r\n") == ParseError::bad_request);
+  CHECK(request_error("GET / HTTP/1.0\r\n\r\n") == ParseError::none);
+}
+
+TEST_CASE("absolute-form target becomes origin-form with its authority") {
+  Parser p(Parser::Kind::request);
+  parse(p, "GET http://other.example:8080/x?y HTTP/1.1\r\nHost: h\r\n\r\n");
+  auto& h = p.request();
+  CHECK(sluice::http::validate_request(h).empty());
+  CHECK(h.target == "/x?y");
+  CHECK(h.authority == "other.example:8080");
+  CHECK(h.headers.count("host") == 1);
+}
+
+TEST_CASE("header limits: bytes and count give header_too_large") {
+  sluice::http::ParserLimits limits{.max_header_bytes = 1024, .max_headers = 3};
+  {
+    Parser p(Parser::Kind::request, limits);
+    std::string raw = "GET / HTTP/1.1\r\nHost: h\r\nX: " + std::string(2000, 'a') + "\r\n\r\n";
+    CHECK(parse(p, raw, 100).error == ParseError::header_too_large);
+  }
+  {
+    Parser p(Parser::Kind::request, limits);
+    CHECK(parse(p, "GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n").error ==
+          ParseError::header_too_large);
+  }
+  {
+    Parser p(Parser::Kind::request, limits);
+    CHECK(parse(p, "GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 2\r\n\r\n").done);
+  }
+}
+
+TEST_CASE("response framing: content-length, chunked, close-delimited, no-body") {
+  {
+    Parser p(Parser::Kind::response);
+    auto r = parse(p, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc");
+    CHECK(r.done);
+    CHECK(r.body == "abc");
+    CHECK(p.response().status == 200);
+  }
+  {
+    Parser p(Parser::Kind::response);
+    auto r =
+        parse(p, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 2);
+    CHECK(r.done);
+    CHECK(r.body == "abc");
+  }
+  {
+    Parser p(Parser::Kind::response);
+    auto r = parse(p, "HTTP/1.1 200 OK\r\n\r\nuntil close");
+    CHECK_FALSE(r.done);
+    CHECK(r.body == "until close");
+    CHECK(p.finish());
+    CHECK(p.message_done());
+  }
+  {
+    // A response to HEAD has no body whatever Content-Length says.
+    Parser p(Parser::Kind::response);
+    p.expect_no_body(true);
+    auto r = parse(p, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n");
+    CHECK(r.done);
+    CHECK(r.body.empty());
+  }
+  for (const char* raw : {"HTTP/1.1 204 No Content\r\n\r\n", "HTTP/1.1 304 Not Modified\r\n\r\n"}) {
+    Parser p(Parser::Kind::response);
+    CHECK(parse(p, raw).done);
+    CHECK_FALSE(p.body_expected());
+  }
+  {
+    // A truncated Content-Length body is not complete at close.
+    Parser p(Parser::Kind::response);
+    parse(p, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc");
+    CHECK_FALSE(p.finish());
+  }
+}
+
+TEST_CASE("hop-by-hop headers and those named by Connection are stripped") {
+  Headers h;
+  h.add("Connection", "keep-alive, X-Secret");
+  h.add("Keep-Alive", "timeout=5");
+  h.add("Proxy-Connection", "keep-alive");
+  h.add("TE", "trailers");
+  h.add("Trailer", "x");
+  h.add("Upgrade", "websocket");
+  h.add("Transfer-Encoding", "chunked");
+  h.add("x-secret", "1");
+  h.add("X-Kept", "yes");
+  sluice::http::strip_hop_by_hop(h);
+  REQUIRE(h.size() == 1);
+  CHECK(h.entries()[0].first == "X-Kept");
+}
+
+TEST_CASE("serialisation") {
+  sluice::RequestHead req;
+  req.method = "GET";
+  req.target = "/p?q";
+  req.headers.add("Host", "h");
+  std::string out;
+  sluice::http::append_request_head(out, req);
+  CHECK(out == "GET /p?q HTTP/1.1\r\nHost: h\r\n\r\n");
+
+  sluice::Response resp{.status = 404, .body = "nope"};
+  auto wire = sluice::http::serialize_response(resp, false, true);
+  CHECK(wire.starts_with("HTTP/1.1 404 Not Found\r\n"));
+  CHECK(wire.find("content-length: 4\r\n") != std::string::npos);
+  CHECK(wire.find("connection: close\r\n") != std::string::npos);
+  CHECK(wire.ends_with("\r\n\r\nnope"));
+  CHECK_FALSE(sluice::http::serialize_response(resp, true, false).ends_with("nope"));
+
+  std::string chunk;
+  sluice::http::append_chunk_header(chunk, 255);
+  CHECK(chunk == "ff\r\n");
+}
+
+TEST_CASE("Headers: case-insensitive get, set replaces all, remove") {
+  Headers h;
+  h.add("A", "1");
+  h.add("a", "2");
+  h.add("B", "3");
+  CHECK(*h.get("a") == "1");
+  h.set("A", "9");
+  CHECK(h.count("a") == 1);
+  CHECK(*h.get("A") == "9");
+  CHECK(h.remove("b") == 1);
+  CHECK_FALSE(h.contains("B"));
+  CHECK(sluice::iequals("Content-Length", "content-length"));
+  CHECK_FALSE(sluice::iequals("a@", "a`"));
+}
