@@ -1,0 +1,340 @@
+// Router: validation and compilation of a RouterConfig, virtual host
+// selection, first-match routing and explain().
+
+#include "sluice/router.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "routing/compiled_router.hpp"
+#include "routing/text.hpp"
+
+namespace sluice {
+
+namespace detail {
+
+namespace {
+
+// Splits "host:port" / "[v6]:port". A bare IPv6 address (several colons, no
+// brackets) has no port.
+struct HostPort {
+  std::string_view host;
+  bool has_port = false;
+};
+
+HostPort split_port(std::string_view authority) {
+  if (!authority.empty() && authority[0] == '[') {
+    size_t close = authority.find(']');
+    if (close != std::string_view::npos && close + 1 < authority.size() &&
+        authority[close + 1] == ':')
+      return {authority.substr(0, close + 1), true};
+    return {authority, false};
+  }
+  size_t colon = authority.rfind(':');
+  if (colon == std::string_view::npos || authority.find(':') != colon) return {authority, false};
+  std::string_view port = authority.substr(colon + 1);
+  if (port.empty() ||
+      !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return {authority, false};
+  return {authority.substr(0, colon), true};
+}
+
+class Compiler {
+ public:
+  explicit Compiler(const RouterConfig& config) : config_(config) {}
+
+  std::optional<Error> compile_string(const StringMatch& in, bool ignore_case,
+                                      const std::string& field, CompiledStringMatch& out) {
+    out.kind = in.kind;
+    out.ignore_case = ignore_case &&
+                      (in.kind == StringMatch::Kind::exact || in.kind == StringMatch::Kind::prefix);
+    out.value = out.ignore_case ? ascii_lower(in.value) : in.value;
+    if (in.kind == StringMatch::Kind::regex) {
+      re2::RE2::Options options;
+      options.set_log_errors(false);
+      auto re = std::make_unique<const re2::RE2>(in.value, options);
+      if (!re->ok())
+        return error(field, fmt::format("invalid regex \"{}\": {}", in.value, re->error()));
+      out.regex = std::move(re);
+    }
+    return std::nullopt;
+  }
+
+  std::optional<Error> compile_matcher(const Matcher& in, const std::string& field,
+                                       CompiledMatcher& out) {
+    if (in.uri) {
+      auto kind = in.uri->kind;
+      if (kind != StringMatch::Kind::exact && kind != StringMatch::Kind::prefix &&
+          kind != StringMatch::Kind::regex)
+        return error(field + ".uri",
+                     fmt::format("{} is not supported for uri; use exact, prefix or regex",
+                                 kind_name(kind)));
+      if (auto e = compile_string(*in.uri, in.ignore_uri_case, field + ".uri", out.uri.emplace()))
+        return e;
+    }
+    struct Optional {
+      const std::optional<StringMatch>& in;
+      std::optional<CompiledStringMatch>& out;
+      const char* name;
+    };
+    for (auto [src, dst, name] : {Optional{in.method, out.method, "method"},
+                                  Optional{in.authority, out.authority, "authority"},
+                                  Optional{in.scheme, out.scheme, "scheme"}}) {
+      if (!src) continue;
+      if (auto e = compile_string(*src, false, field + "." + name, dst.emplace())) return e;
+    }
+    for (size_t n = 0; n < in.headers.size(); ++n) {
+      const auto& h = in.headers[n];
+      std::string hfield = fmt::format("{}.headers[{}]", field, n);
+      if (h.name.empty()) return error(hfield + ".name", "must not be empty");
+      auto& ch = out.headers.emplace_back();
+      ch.name = ascii_lower(h.name);
+      ch.invert = h.invert;
+      if (auto e = compile_string(h.match, false, hfield, ch.match)) return e;
+    }
+    for (size_t n = 0; n < in.query_params.size(); ++n) {
+      const auto& q = in.query_params[n];
+      std::string qfield = fmt::format("{}.query_params[{}]", field, n);
+      if (q.name.empty()) return error(qfield + ".name", "must not be empty");
+      if (q.match.kind == StringMatch::Kind::suffix)
+        return error(qfield,
+                     "suffix is not supported for query parameters; use exact, prefix, "
+                     "regex or present");
+      auto& cq = out.query_params.emplace_back();
+      cq.name = q.name;
+      if (auto e = compile_string(q.match, false, qfield, cq.match)) return e;
+    }
+    out.port = in.port;
+    return std::nullopt;
+  }
+
+  std::optional<Error> check_action(const Route& route, const std::string& field) {
+    bool forward = !route.destinations.empty();
+    bool direct = route.direct_response.has_value();
+    if (!forward && !direct)
+      return error(field, "has no action; set destinations or direct_response");
+    if (forward && direct)
+      return error(field, "has both destinations and direct_response; set exactly one");
+    if (direct) {
+      uint16_t status = route.direct_response->status;
+      if (status < 200 || status > 599)
+        return error(field + ".direct_response.status",
+                     fmt::format("must be in 200..599, got {}", status));
+      return std::nullopt;
+    }
+    uint64_t total = 0;
+    for (size_t k = 0; k < route.destinations.size(); ++k) {
+      const auto& d = route.destinations[k];
+      if (d.upstream.empty())
+        return error(fmt::format("{}.destinations[{}].upstream", field, k), "must not be empty");
+      total += d.weight;
+    }
+    if (total == 0) return error(field + ".destinations", "all weights are 0; no traffic can flow");
+    return std::nullopt;
+  }
+
+  std::optional<Error> add_domain(CompiledRouter& out, uint32_t vh, uint32_t d) {
+    const std::string& raw = config_.virtual_hosts[vh].domains[d];
+    std::string field = fmt::format("virtual_hosts[{}].domains[{}]", vh, d);
+    if (raw.empty()) return error(field, "must not be empty");
+    std::string domain = ascii_lower(raw);
+    size_t star = domain.find('*');
+    if (star != std::string::npos && (star != 0 || domain.find('*', 1) != std::string::npos))
+      return error(field, fmt::format("malformed wildcard \"{}\": '*' is allowed only as the "
+                                      "first character",
+                                      raw));
+    DomainTarget target{vh, d, split_port(domain).has_port};
+    DomainTarget* existing = nullptr;
+    if (domain == "*") {
+      if (out.catch_all)
+        existing = &*out.catch_all;
+      else
+        out.catch_all = target;
+    } else if (star == 0) {
+      std::string suffix = domain.substr(1);
+      auto it = std::find_if(out.wildcard_domains.begin(), out.wildcard_domains.end(),
+                             [&](const auto& g) { return g.length == suffix.size(); });
+      if (it == out.wildcard_domains.end()) {
+        out.wildcard_domains.emplace_back().length = suffix.size();
+        it = std::prev(out.wildcard_domains.end());
+      }
+      auto [pos, inserted] = it->by_suffix.emplace(std::move(suffix), target);
+      if (!inserted) existing = &pos->second;
+    } else {
+      auto [pos, inserted] = out.exact_domains.emplace(std::move(domain), target);
+      if (!inserted) existing = &pos->second;
+    }
+    // A repeat inside one virtual host is harmless; across hosts it is
+    // ambiguous, as in Envoy.
+    if (existing && existing->virtual_host != vh)
+      return error(field, fmt::format("duplicate domain \"{}\" (also in virtual_hosts[{}])", raw,
+                                      existing->virtual_host));
+    return std::nullopt;
+  }
+
+ private:
+  Error error(std::string field, std::string message) const {
+    return Error{"Router " + config_.name, std::move(field), std::move(message)};
+  }
+
+  const RouterConfig& config_;
+};
+
+}  // namespace
+
+Result<std::shared_ptr<const CompiledRouter>> CompiledRouter::build(RouterConfig config) {
+  auto out = std::make_shared<CompiledRouter>();
+  out->config = std::move(config);
+  const RouterConfig& cfg = out->config;
+  Compiler compiler(cfg);
+
+  for (uint32_t i = 0; i < cfg.virtual_hosts.size(); ++i) {
+    const auto& vh = cfg.virtual_hosts[i];
+    if (vh.domains.empty())
+      return Error{"Router " + cfg.name, fmt::format("virtual_hosts[{}].domains", i),
+                   "must list at least one domain"};
+    for (uint32_t d = 0; d < vh.domains.size(); ++d)
+      if (auto e = compiler.add_domain(*out, i, d)) return *e;
+
+    auto& cvh = out->virtual_hosts.emplace_back();
+    cvh.routes.reserve(vh.routes.size());
+    for (size_t j = 0; j < vh.routes.size(); ++j) {
+      const auto& route = vh.routes[j];
+      std::string rfield = fmt::format("virtual_hosts[{}].routes[{}]", i, j);
+      auto& cr = cvh.routes.emplace_back();
+      for (size_t k = 0; k < route.matches.size(); ++k) {
+        std::string mfield = fmt::format("{}.matches[{}]", rfield, k);
+        if (auto e = compiler.compile_matcher(route.matches[k], mfield, cr.matches.emplace_back()))
+          return *e;
+      }
+      if (auto e = compiler.check_action(route, rfield)) return *e;
+    }
+    cvh.index.build(cvh.routes);
+  }
+  std::sort(out->wildcard_domains.begin(), out->wildcard_domains.end(),
+            [](const auto& a, const auto& b) { return a.length > b.length; });
+  return std::shared_ptr<const CompiledRouter>(std::move(out));
+}
+
+std::optional<DomainTarget> CompiledRouter::find_virtual_host(std::string_view authority) const {
+  char buf[256];
+  std::string spill;
+  std::string_view full = lower_into(authority, buf, sizeof buf, spill);
+  HostPort hp = split_port(full);
+
+  // A domain that names a port must match host and port exactly; otherwise
+  // the port is ignored.
+  if (hp.has_port)
+    if (auto it = exact_domains.find(full); it != exact_domains.end()) return it->second;
+  if (auto it = exact_domains.find(hp.host); it != exact_domains.end()) return it->second;
+
+  // "*" must stand for at least one character, as in Envoy: "*.a.com" does
+  // not match "a.com" or ".a.com".
+  for (const auto& g : wildcard_domains) {
+    if (hp.has_port && full.size() > g.length) {
+      auto it = g.by_suffix.find(full.substr(full.size() - g.length));
+      if (it != g.by_suffix.end() && it->second.has_port) return it->second;
+    }
+    if (hp.host.size() > g.length) {
+      auto it = g.by_suffix.find(hp.host.substr(hp.host.size() - g.length));
+      if (it != g.by_suffix.end() && !it->second.has_port) return it->second;
+    }
+  }
+  return catch_all;
+}
+
+}  // namespace detail
+
+Result<Router> Router::compile(RouterConfig config) {
+  auto built = detail::CompiledRouter::build(std::move(config));
+  if (!built) return built.error();
+  return Router(std::move(built.value()));
+}
+
+std::optional<Router::Selection> Router::match(const RequestHead& request) const {
+  auto target = impl_->find_virtual_host(request.authority);
+  if (!target) return std::nullopt;
+  const auto& cvh = impl_->virtual_hosts[target->virtual_host];
+  auto route = cvh.index.first_match(cvh.routes, request);
+  if (!route) return std::nullopt;
+  const auto& vh = impl_->config.virtual_hosts[target->virtual_host];
+  return Selection{target->virtual_host, *route, &vh, &vh.routes[*route]};
+}
+
+const RouterConfig& Router::config() const {
+  return impl_->config;
+}
+
+Explanation Router::explain(const RequestHead& request) const {
+  Explanation out;
+  const RouterConfig& cfg = impl_->config;
+  auto target = impl_->find_virtual_host(request.authority);
+  if (!target) {
+    // Explanation has no field for the domains tried; host_match carries the
+    // summary so to_string() can show it.
+    constexpr size_t kShown = 8;
+    std::string tried;
+    size_t total = 0;
+    for (const auto& vh : cfg.virtual_hosts)
+      for (const auto& d : vh.domains) {
+        if (total++ < kShown) tried += (tried.empty() ? "" : ", ") + d;
+      }
+    if (total > kShown) tried += fmt::format(" and {} more", total - kShown);
+    out.host_match = fmt::format("authority \"{}\" matched none of the domains: {}",
+                                 request.authority, total ? tried : std::string("(none)"));
+    return out;
+  }
+  out.host_matched = true;
+  out.virtual_host_index = target->virtual_host;
+  const auto& vh = cfg.virtual_hosts[target->virtual_host];
+  out.virtual_host = vh.name;
+  out.host_match = vh.domains[target->domain];
+
+  const auto& cvh = impl_->virtual_hosts[target->virtual_host];
+  for (size_t j = 0; j < cvh.routes.size(); ++j) {
+    const auto& blocks = cvh.routes[j].matches;
+    if (blocks.empty()) {
+      out.route_index = j;
+      out.route_name = vh.routes[j].name;
+      return out;
+    }
+    std::string reasons;
+    for (size_t k = 0; k < blocks.size(); ++k) {
+      std::string why = blocks[k].failure(request);
+      if (why.empty()) {
+        out.route_index = j;
+        out.route_name = vh.routes[j].name;
+        out.match_index = k;
+        return out;
+      }
+      if (!reasons.empty()) reasons += "; ";
+      reasons += fmt::format("match[{}]: {}", k, why);
+    }
+    out.skipped.push_back({j, vh.routes[j].name, std::move(reasons)});
+  }
+  return out;
+}
+
+std::string Explanation::to_string() const {
+  if (!host_matched) return fmt::format("no virtual host matched: {}\n", host_match);
+  auto label = [](size_t index, const std::string& name) {
+    return name.empty() ? fmt::format("route[{}]", index)
+                        : fmt::format("route[{}] \"{}\"", index, name);
+  };
+  std::string out = fmt::format("virtual host \"{}\" (virtual_hosts[{}]) via domain \"{}\"\n",
+                                virtual_host, virtual_host_index, host_match);
+  for (const auto& s : skipped)
+    out += fmt::format("  {}: skipped: {}\n", label(s.route_index, s.route_name), s.reason);
+  if (!route_index) {
+    out += fmt::format("  no route matched ({} tried): the gateway answers 404 (NR)\n",
+                       skipped.size());
+    return out;
+  }
+  out += fmt::format("  {}: selected, ", label(*route_index, route_name));
+  out += match_index ? fmt::format("match[{}] matched\n", *match_index)
+                     : std::string("it has no match conditions (matches every request)\n");
+  return out;
+}
+
+}  // namespace sluice
