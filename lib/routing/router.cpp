@@ -259,7 +259,7 @@ std::optional<Router::Selection> Router::match(const RequestHead& request) const
   auto route = cvh.index.first_match(cvh.routes, request);
   if (!route) return std::nullopt;
   const auto& vh = impl_->config.virtual_hosts[target->virtual_host];
-  return Selection{target->virtual_host, *route, &vh, &vh.routes[*route]};
+  return Selection{target->virtual_host, *route, &vh, &vh.routes[*route], nullptr};
 }
 
 const RouterConfig& Router::config() const {
