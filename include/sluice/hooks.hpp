@@ -17,17 +17,19 @@ namespace sluice {
 // Per-request state handed to every hook of one request. The string views
 // stay valid until on_log returns; copy what must outlive the request.
 struct RequestContext {
-  RequestHead& request;                   // hooks may edit it before it goes upstream
-  std::string_view client_address;        // "ip:port" of the downstream peer
-  std::string_view listener;              // ListenerConfig::name
-  std::string_view virtual_host;          // empty until routed
-  std::string_view route;                 // route name, empty until routed
-  std::string_view upstream;              // upstream name, empty until chosen
-  std::string_view endpoint;              // "ip:port", empty until chosen
-  uint16_t response_status = 0;           // final status sent downstream
-  std::string_view response_flags = "-";  // Envoy-style: NR, UF, UH, UC, UT, DC; "-" none
-  uint64_t bytes_received = 0;            // request body bytes from downstream
-  uint64_t bytes_sent = 0;                // response body bytes to downstream
+  RequestHead& request;                    // hooks may edit it before it goes upstream
+  std::string_view client_address;         // "ip:port" of the downstream peer
+  std::string_view listener;               // ListenerConfig::name
+  std::string_view virtual_host;           // empty until routed
+  std::string_view route;                  // route name, empty until routed
+  std::string_view upstream;               // upstream name, empty until chosen
+  std::string_view endpoint;               // "ip:port", empty until chosen
+  uint16_t response_status = 0;            // final status sent downstream
+  std::string_view response_flags = "-";   // Envoy-style: NR, UF, UH, UC, UT, DC; "-" none
+  std::string_view response_code_details;  // why, when the gateway decided (Envoy's details)
+  uint32_t attempts = 0;                   // upstream requests made (retries + 1)
+  uint64_t bytes_received = 0;             // request body bytes from downstream
+  uint64_t bytes_sent = 0;                 // response body bytes to downstream
   std::chrono::microseconds duration{0};
   std::any user;  // free for host code
 };
