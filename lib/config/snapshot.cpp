@@ -111,31 +111,50 @@ Result<std::shared_ptr<const Snapshot>> compile(GatewayConfig config) {
       std::vector<ResolvedRoute> routes;
       for (size_t i = 0; i < rc.virtual_hosts[v].routes.size(); ++i) {
         const Route& route = rc.virtual_hosts[v].routes[i];
+        std::string route_field = fmt::format("virtual_hosts[{}].routes[{}]", v, i);
         ResolvedRoute rr;
-        for (size_t d = 0; d < route.destinations.size(); ++d) {
-          const Destination& dest = route.destinations[d];
-          std::string field = fmt::format("virtual_hosts[{}].routes[{}].destinations[{}]", v, i, d);
-          auto it = upstream_index.find(dest.upstream);
+        auto policy = policy::compile_route_policy(route, "Router " + rc.name, route_field);
+        if (!policy) return policy.error();
+        rr.policy = std::move(policy).value();
+        // Resolve destinations and mirrors to an upstream and endpoint set
+        // now, so a missing upstream or subset fails here, not per request.
+        auto resolve = [&](const std::string& upstream, const std::string& subset,
+                           const std::string& field) -> Result<ResolvedDestination> {
+          auto it = upstream_index.find(upstream);
           if (it == upstream_index.end())
             return config_error("Router " + rc.name, field + ".upstream",
-                                fmt::format("no upstream named \"{}\"", dest.upstream));
+                                fmt::format("no upstream named \"{}\"", upstream));
           const CompiledUpstream& up = snap->upstreams[it->second];
           ResolvedDestination rd;
           rd.upstream = it->second;
-          rd.subset = dest.subset;
-          rd.weight = dest.weight;
-          if (dest.subset.empty()) {
+          rd.subset = subset;
+          if (subset.empty()) {
             rd.set = &up.all;
           } else {
-            auto s = up.subsets.find(dest.subset);
+            auto s = up.subsets.find(subset);
             if (s == up.subsets.end())
               return config_error(
                   "Router " + rc.name, field + ".subset",
-                  fmt::format("upstream \"{}\" has no subset \"{}\"", dest.upstream, dest.subset));
+                  fmt::format("upstream \"{}\" has no subset \"{}\"", upstream, subset));
             rd.set = &s->second;
           }
+          return rd;
+        };
+        for (size_t d = 0; d < route.destinations.size(); ++d) {
+          const Destination& dest = route.destinations[d];
+          auto rd = resolve(dest.upstream, dest.subset,
+                            fmt::format("{}.destinations[{}]", route_field, d));
+          if (!rd) return rd.error();
+          rd->weight = dest.weight;
           rr.total_weight += dest.weight;
-          rr.destinations.push_back(std::move(rd));
+          rr.destinations.push_back(std::move(rd).value());
+        }
+        for (size_t k = 0; k < route.mirrors.size(); ++k) {
+          const Mirror& m = route.mirrors[k];
+          auto rd = resolve(m.upstream, m.subset, fmt::format("{}.mirrors[{}]", route_field, k));
+          if (!rd) return rd.error();
+          rr.mirrors.push_back(std::move(rd).value());
+          rr.mirror_percentages.push_back(m.percentage);
         }
         routes.push_back(std::move(rr));
       }

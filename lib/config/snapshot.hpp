@@ -9,6 +9,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "policy/policy.hpp"
 #include "sluice/gateway.hpp"
 #include "sluice/router.hpp"
 
@@ -43,6 +44,9 @@ struct ResolvedDestination {
 struct ResolvedRoute {
   std::vector<ResolvedDestination> destinations;
   uint64_t total_weight = 0;
+  std::vector<ResolvedDestination> mirrors;  // weight unused
+  std::vector<double> mirror_percentages;
+  policy::CompiledRoutePolicy policy;
 };
 
 struct CompiledListener {

@@ -180,6 +180,13 @@ bool Parser::body_expected() const {
          response_.status != 204 && response_.status != 304;
 }
 
+void Parser::reset() {
+  llhttp_reset(llhttp_.get());
+  error_ = ParseError::none;
+  error_reason_.clear();
+  next_message();
+}
+
 void Parser::next_message() {
   request_ = RequestHead{};
   response_ = ResponseHead{};

@@ -67,6 +67,8 @@ class Parser {
 
   // Clears per-message state to parse the next message on the connection.
   void next_message();
+  // Forgets the connection too: the next bytes start a fresh stream.
+  void reset();
   // True when no byte of a new message has been seen since next_message().
   bool idle() const { return !started_; }
 

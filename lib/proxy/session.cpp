@@ -3,7 +3,9 @@
 #include <fmt/format.h>
 #include <asio/co_spawn.hpp>
 #include <asio/connect.hpp>
+#include <asio/detached.hpp>
 #include <asio/experimental/as_tuple.hpp>
+#include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 
@@ -14,6 +16,7 @@
 
 #include "http/parser.hpp"
 #include "http/serializer.hpp"
+#include "policy/policy.hpp"
 #include "runtime/worker.hpp"
 
 namespace sluice {
@@ -49,6 +52,59 @@ struct Window {
 constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 constexpr std::string_view kResetBody =
     "upstream connect error or disconnect/reset before headers. reset reason: ";
+// Host selections tried to avoid previously attempted endpoints (Istio's 5).
+constexpr int kHostSelectionAttempts = 5;
+constexpr auto kMirrorTimeout = std::chrono::seconds(10);
+
+Response text_response(uint16_t status, std::string body) {
+  Response r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
+}
+
+// Sends a mirrored request and discards the answer. Owns everything it uses.
+awaitable<void> run_mirror(Worker& worker, asio::ip::tcp::endpoint to, std::string wire) {
+  ++worker.mirrors_in_flight;
+  auto socket = std::make_shared<asio::ip::tcp::socket>(worker.context());
+  asio::steady_timer guard(worker.context(), kMirrorTimeout);
+  guard.async_wait([socket](asio::error_code ec) {
+    asio::error_code ignored;
+    if (!ec) socket->close(ignored);
+  });
+  auto [ec] = co_await socket->async_connect(to, nothrow);
+  if (!ec)
+    std::tie(ec, std::ignore) = co_await asio::async_write(*socket, asio::buffer(wire), nothrow);
+  if (!ec) {
+    // Read (and drop) the response so the upstream is not reset mid-answer.
+    http::Parser resp(http::Parser::Kind::response);
+    std::array<char, 4096> buf;
+    while (!resp.message_done() && resp.error() == http::ParseError::none) {
+      auto [rec, n] = co_await socket->async_read_some(asio::buffer(buf), nothrow);
+      if (rec || n == 0) {
+        resp.finish();
+        break;
+      }
+      size_t off = 0;
+      while (off < n && !resp.message_done() && resp.error() == http::ParseError::none) {
+        size_t used = resp.feed(buf.data() + off, n - off);
+        off += used;
+        if (used == 0 && resp.body().empty()) {
+          if (resp.head_done() && resp.response().status < 200)
+            resp.next_message();
+          else if (off == n)
+            break;
+        }
+      }
+      if (resp.head_done() && resp.response().status < 200 && resp.message_done())
+        resp.next_message();
+    }
+  }
+  guard.cancel();
+  asio::error_code ignored;
+  socket->close(ignored);
+  --worker.mirrors_in_flight;
+}
 
 class Session {
  public:
@@ -57,12 +113,13 @@ class Session {
         slot_(std::move(socket)),
         listener_(std::move(listener)),
         port_(port),
-        request_parser_(http::Parser::Kind::request) {}
+        request_parser_(http::Parser::Kind::request),
+        response_parser_(http::Parser::Kind::response) {}
 
   awaitable<void> run();
 
  private:
-  // Outcome of one exchange: keep the downstream connection open or not.
+  // Each returns whether the downstream connection stays open.
   awaitable<bool> serve_one(bool first);
   awaitable<bool> read_head(const Limits& limits, bool first);
   awaitable<bool> fill(Window& w, asio::ip::tcp::socket& s, bool wait_first);
@@ -71,11 +128,15 @@ class Session {
     std::array<asio::const_buffer, 1> one{asio::buffer(bytes)};
     co_return co_await write_down(std::span<const asio::const_buffer>(one));
   }
-  awaitable<bool> send_local(RequestContext& ctx, uint16_t status, std::string body,
-                             const char* flags, bool keep_alive);
-  awaitable<bool> forward(RequestContext& ctx, const Snapshot& snap, const CompiledUpstream& up,
-                          int64_t endpoint);
+  awaitable<bool> send_local(RequestContext& ctx, Response response, std::string_view flags,
+                             bool keep_alive, std::string_view details = {});
+  awaitable<bool> proxy(RequestContext& ctx, const Snapshot& snap, const Route& route,
+                        const ResolvedRoute& rr, const ResolvedDestination& dest, int64_t endpoint,
+                        const policy::CorsDecision* cors);
+  awaitable<bool> wait_for(std::chrono::milliseconds d);
   bool drive_request_to_end();
+  void start_mirrors(const Snapshot& snap, const ResolvedRoute& rr, const RequestHead& head,
+                     const std::string& body);
   void log(RequestContext& ctx);
   bool request_fully_read() const { return request_parser_.message_done(); }
 
@@ -86,6 +147,7 @@ class Session {
   std::string client_ip_;
   std::string client_address_;
   http::Parser request_parser_;
+  http::Parser response_parser_;
   Window in_;
   Clock::time_point started_;
   const Limits* limits_ = nullptr;
@@ -133,6 +195,12 @@ awaitable<bool> Session::write_down(std::span<const asio::const_buffer> bufs) {
   co_return !ec;
 }
 
+awaitable<bool> Session::wait_for(std::chrono::milliseconds d) {
+  asio::steady_timer t(worker_.context(), d);
+  auto [ec] = co_await t.async_wait(nothrow);
+  co_return !ec;
+}
+
 awaitable<bool> Session::read_head(const Limits& limits, bool first) {
   auto& p = request_parser_;
   bool started = false;
@@ -172,23 +240,28 @@ bool Session::drive_request_to_end() {
   return p.message_done();
 }
 
-awaitable<bool> Session::send_local(RequestContext& ctx, uint16_t status, std::string body,
-                                    const char* flags, bool keep_alive) {
+awaitable<bool> Session::send_local(RequestContext& ctx, Response response, std::string_view flags,
+                                    bool keep_alive, std::string_view details) {
   // A request body we did not read makes the connection unusable.
   keep_alive =
       keep_alive && request_fully_read() && !slot_.close_after_response && !worker_.draining();
   ResponseHead head;
-  head.status = status;
-  if (!body.empty()) head.headers.add("content-type", "text/plain");
-  head.headers.add("content-length", std::to_string(body.size()));
-  if (!keep_alive) head.headers.add("connection", "close");
+  head.status = response.status;
+  head.headers = std::move(response.headers);
+  bool bodyless = response.status == 204 || response.status == 304;
+  if (!response.body.empty() && !head.headers.contains("content-type"))
+    head.headers.add("content-type", "text/plain");
+  if (!bodyless) head.headers.set("content-length", std::to_string(response.body.size()));
+  if (!keep_alive) head.headers.set("connection", "close");
+  ctx.response_status = response.status;
+  ctx.response_flags = flags;
+  ctx.response_code_details = details;
   if (auto& hooks = worker_.shared().hooks) hooks->on_response_headers(ctx, head);
   std::string out;
   http::append_response_head(out, head);
-  if (ctx.request.method != "HEAD") out += body;
-  ctx.response_status = status;
-  ctx.response_flags = flags;
-  ctx.bytes_sent = ctx.request.method != "HEAD" ? body.size() : 0;
+  bool send_body = ctx.request.method != "HEAD" && !bodyless;
+  if (send_body) out += response.body;
+  ctx.bytes_sent = send_body ? response.body.size() : 0;
   bool ok = co_await write_down(std::string_view(out));
   co_return ok&& keep_alive;
 }
@@ -196,6 +269,30 @@ awaitable<bool> Session::send_local(RequestContext& ctx, uint16_t status, std::s
 void Session::log(RequestContext& ctx) {
   ctx.duration = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started_);
   if (auto& hooks = worker_.shared().hooks) hooks->on_log(ctx);
+}
+
+void Session::start_mirrors(const Snapshot& snap, const ResolvedRoute& rr, const RequestHead& head,
+                            const std::string& body) {
+  for (size_t i = 0; i < rr.mirrors.size(); ++i) {
+    if (!policy::draw(rr.mirror_percentages[i], worker_.rng())) continue;
+    if (worker_.mirrors_in_flight >= Worker::kMaxMirrors) return;  // shed, never queue
+    const ResolvedDestination& m = rr.mirrors[i];
+    const CompiledUpstream& up = snap.upstreams[m.upstream];
+    int64_t ep = worker_.balancer().pick(up, *m.set, worker_.rng());
+    if (ep < 0) continue;
+    RequestHead copy = head;
+    copy.headers.set("host", policy::shadow_authority(head.authority));
+    copy.headers.remove("transfer-encoding");
+    copy.headers.set("content-length", std::to_string(body.size()));
+    if (body.empty() && !head.headers.contains("content-length"))
+      copy.headers.remove("content-length");
+    copy.headers.set("connection", "close");
+    std::string wire;
+    http::append_request_head(wire, copy);
+    wire += body;
+    asio::co_spawn(worker_.context(),
+                   run_mirror(worker_, up.endpoints[ep].address, std::move(wire)), asio::detached);
+  }
 }
 
 awaitable<bool> Session::serve_one(bool first) {
@@ -212,18 +309,18 @@ awaitable<bool> Session::serve_one(bool first) {
   ctx.listener = listener_;
   if (!got_head) {
     if (p.error() == http::ParseError::header_too_large) {
-      co_await send_local(ctx, 431, "", "-", false);
+      co_await send_local(ctx, text_response(431, ""), "-", false, "header_too_large");
     } else if (p.error() != http::ParseError::none) {
-      co_await send_local(ctx, 400, "", "-", false);
+      co_await send_local(ctx, text_response(400, ""), "-", false, "http1.codec_error");
     } else if (slot_.fired == Timeout::header) {
-      co_await send_local(ctx, 408, "", "-", false);
+      co_await send_local(ctx, text_response(408, ""), "-", false, "request_header_timeout");
     }
     co_return false;
   }
   if (std::string why = http::validate_request(head); !why.empty()) {
-    bool ok = co_await send_local(ctx, 400, "", "-", false);
+    co_await send_local(ctx, text_response(400, ""), "-", false, "http1.codec_error");
     log(ctx);
-    co_return ok && false;
+    co_return false;
   }
   head.scheme = "http";
   head.listener_port = port_;
@@ -233,7 +330,7 @@ awaitable<bool> Session::serve_one(bool first) {
   auto& hooks = worker_.shared().hooks;
   if (hooks) {
     if (auto r = hooks->on_request(ctx)) {
-      bool ok = co_await send_local(ctx, r->status, std::move(r->body), "-", keep_alive);
+      bool ok = co_await send_local(ctx, std::move(*r), "-", keep_alive, "hook");
       log(ctx);
       co_return ok;
     }
@@ -243,20 +340,58 @@ awaitable<bool> Session::serve_one(bool first) {
   std::optional<Router::Selection> sel;
   if (listener) sel = snap->routers[listener->router].match(head);
   if (!sel) {
-    bool ok = co_await send_local(ctx, 404, "", "NR", keep_alive);
+    bool ok = co_await send_local(ctx, text_response(404, ""), "NR", keep_alive, "route_not_found");
     log(ctx);
     co_return ok;
   }
-  ctx.virtual_host = sel->virtual_host->name;
-  ctx.route = sel->route->name;
-  if (const auto& dr = sel->route->direct_response) {
-    bool ok = co_await send_local(ctx, dr->status, dr->body, "-", keep_alive);
-    log(ctx);
-    co_return ok;
-  }
-
+  const Route& route = *sel->route;
   const ResolvedRoute& rr =
       snap->routes[listener->router][sel->virtual_host_index][sel->route_index];
+  ctx.virtual_host = sel->virtual_host->name;
+  ctx.route = route.name;
+
+  // Fixed order: CORS preflight, fault, redirect / direct response, rewrite,
+  // header edits, then the upstream.
+  std::optional<policy::CorsDecision> cors;
+  if (rr.policy.cors) {
+    cors = policy::evaluate_cors(*rr.policy.cors, head);
+    if (cors->preflight) {
+      bool ok =
+          co_await send_local(ctx, std::move(*cors->preflight), "-", keep_alive, "cors_response");
+      log(ctx);
+      co_return ok;
+    }
+  }
+  if (route.fault) {
+    auto fault = policy::decide_fault(*route.fault, worker_.rng());
+    if (fault.delay.count() > 0) {
+      ctx.response_flags = "DI";
+      if (!co_await wait_for(fault.delay)) co_return false;
+    }
+    if (fault.abort) {
+      bool ok =
+          co_await send_local(ctx, std::move(*fault.abort), "FI", keep_alive, "fault_filter_abort");
+      log(ctx);
+      co_return ok;
+    }
+  }
+  if (route.redirect) {
+    Response r;
+    r.status = route.redirect->code;
+    r.headers.add("location", policy::redirect_location(*route.redirect, head));
+    bool ok = co_await send_local(ctx, std::move(r), "-", keep_alive, "direct_response");
+    log(ctx);
+    co_return ok;
+  }
+  if (const auto& dr = route.direct_response) {
+    bool ok = co_await send_local(ctx, text_response(dr->status, dr->body), "-", keep_alive,
+                                  "direct_response");
+    log(ctx);
+    co_return ok;
+  }
+  if (route.rewrite) policy::apply_rewrite(rr.policy, sel->matched, head);
+  policy::apply_headers(route.request_headers, head.headers);
+
   const ResolvedDestination* dest = nullptr;
   if (rr.total_weight > 0) {
     uint64_t r = std::uniform_int_distribution<uint64_t>(0, rr.total_weight - 1)(worker_.rng());
@@ -269,36 +404,40 @@ awaitable<bool> Session::serve_one(bool first) {
     }
   }
   int64_t endpoint = -1;
-  const CompiledUpstream* up = nullptr;
   if (dest) {
-    up = &snap->upstreams[dest->upstream];
-    ctx.upstream = up->config.name;
-    endpoint = worker_.balancer().pick(*up, *dest->set, worker_.rng());
+    const CompiledUpstream& up = snap->upstreams[dest->upstream];
+    ctx.upstream = up.config.name;
+    endpoint = worker_.balancer().pick(up, *dest->set, worker_.rng());
+    if (endpoint >= 0) ctx.endpoint = up.endpoints[endpoint].key;
   }
   if (endpoint < 0) {
-    bool ok = co_await send_local(ctx, 503, "no healthy upstream", "UH", keep_alive);
+    bool ok = co_await send_local(ctx, text_response(503, "no healthy upstream"), "UH", keep_alive,
+                                  "no_healthy_upstream");
     log(ctx);
     co_return ok;
   }
-  ctx.endpoint = up->endpoints[endpoint].key;
   if (hooks) {
     if (auto r = hooks->on_upstream_chosen(ctx)) {
-      bool ok = co_await send_local(ctx, r->status, std::move(r->body), "-", keep_alive);
+      bool ok = co_await send_local(ctx, std::move(*r), "-", keep_alive, "hook");
       log(ctx);
       co_return ok;
     }
   }
-  bool ok = co_await forward(ctx, *snap, *up, endpoint);
+  bool ok = co_await proxy(ctx, *snap, route, rr, *dest, endpoint, cors ? &*cors : nullptr);
   log(ctx);
   co_return ok&& keep_alive && !slot_.close_after_response && !worker_.draining();
 }
 
-awaitable<bool> Session::forward(RequestContext& ctx, const Snapshot& snap,
-                                 const CompiledUpstream& up, int64_t endpoint_index) {
+awaitable<bool> Session::proxy(RequestContext& ctx, const Snapshot& snap, const Route& route,
+                               const ResolvedRoute& rr, const ResolvedDestination& dest,
+                               int64_t endpoint, const policy::CorsDecision* cors) {
   auto& p = request_parser_;
   RequestHead& head = ctx.request;
-  const CompiledEndpoint& ep = up.endpoints[endpoint_index];
+  const CompiledUpstream& up = snap.upstreams[dest.upstream];
   const auto& pool_cfg = up.config.pool;
+  const policy::CompiledRetry& retry = rr.policy.retry;
+  const Destination& dest_cfg =
+      route.destinations[static_cast<size_t>(&dest - rr.destinations.data())];
 
   // The upstream request head: hop-by-hop headers go, forwarding headers come.
   bool expect_continue = false;
@@ -315,28 +454,63 @@ awaitable<bool> Session::forward(RequestContext& ctx, const Snapshot& snap,
   head.headers.set("x-forwarded-proto", head.scheme);
   if (!head.headers.contains("x-request-id"))
     head.headers.add("x-request-id", worker_.make_request_id());
-  if (!head.headers.contains("host")) head.headers.add("host", ep.key);
+  if (!head.headers.contains("host")) head.headers.add("host", up.endpoints[endpoint].key);
+  policy::apply_headers(dest_cfg.request_headers, head.headers);
   bool chunked_up = p.chunked();
   if (chunked_up) head.headers.add("transfer-encoding", "chunked");
   std::string out_head;
   out_head.reserve(512);
   http::append_request_head(out_head, head);
 
+  // The body is kept for replay (retries, mirrors) while it fits.
+  bool has_body = !p.message_done();
+  bool want_replay = retry.attempts > 0 || !rr.mirrors.empty();
+  size_t replay_limit = route.retries.max_replay_bytes;
+  std::string replay;
+  bool replay_ok = true;
+  bool body_sent_once = !has_body;
+  bool mirrors_started = false;
+  slot_.set_cap(rr.policy.timeout);
+
   std::unique_ptr<UpstreamConnection> conn;
-  bool body_started = false;
   Window uin;
-  http::Parser resp(http::Parser::Kind::response);
+  http::Parser& resp = response_parser_;
   bool is_head = head.method == "HEAD";
   auto cleanup = [&] {
     slot_.upstream = nullptr;
-    slot_.clear_deadline();
+    slot_.clear_cap();
     if (uin.data) worker_.give_buffer(std::move(uin.data));
   };
+  auto fail = [&](uint16_t status, std::string body, std::string_view flags,
+                  std::string_view details) -> awaitable<bool> {
+    cleanup();
+    co_return co_await send_local(ctx, text_response(status, std::move(body)), flags, false,
+                                  details);
+  };
 
-  // At most two attempts: a reused pooled connection may have been closed by
-  // the upstream just as we picked it; retry once on a fresh connection when
-  // nothing of the request body has been consumed yet.
-  for (int attempt = 0;; ++attempt) {
+  std::array<int64_t, 8> tried{};
+  size_t tried_count = 0;
+  bool stale_retry_used = false;
+  for (uint32_t attempt = 0;; ++attempt) {
+    if (attempt > 0) {
+      // Pick again, avoiding endpoints already tried when asked to.
+      int64_t pick = -1;
+      for (int k = 0; k < kHostSelectionAttempts; ++k) {
+        pick = worker_.balancer().pick(up, *dest.set, worker_.rng());
+        bool seen = false;
+        for (size_t t = 0; t < tried_count; ++t) seen |= tried[t] == pick;
+        if (!retry.ignore_previous_hosts || !seen) break;
+      }
+      if (pick < 0)
+        co_return co_await fail(503, "no healthy upstream", "UH", "no_healthy_upstream");
+      endpoint = pick;
+      ctx.endpoint = up.endpoints[endpoint].key;
+    }
+    if (tried_count < tried.size()) tried[tried_count++] = endpoint;
+    ctx.attempts = attempt + 1;
+    const CompiledEndpoint& ep = up.endpoints[endpoint];
+
+    policy::AttemptOutcome outcome = policy::AttemptOutcome::response;
     conn = worker_.pool().take(ep.key, pool_cfg.idle_timeout);
     bool reused = conn != nullptr;
     if (!conn) {
@@ -348,125 +522,176 @@ awaitable<bool> Session::forward(RequestContext& ctx, const Snapshot& snap,
       slot_.upstream = nullptr;
       slot_.clear_deadline();
       if (ec) {
-        const char* reason =
-            slot_.fired == Timeout::upstream_connect ? "connection timeout" : "connection failure";
-        cleanup();
-        co_return co_await send_local(ctx, 503, fmt::format("{}{}", kResetBody, reason), "UF",
-                                      true);
-      }
-      asio::error_code ignored;
-      s.set_option(asio::ip::tcp::no_delay(true), ignored);
-      conn = std::make_unique<UpstreamConnection>(std::move(s));
-      conn->endpoint_key = ep.key;
-    }
-    ++conn->requests;
-    slot_.upstream = &conn->socket;
-
-    if (expect_continue && p.body_expected() && !body_started) {
-      if (!co_await write_down(kContinue)) {
-        cleanup();
-        ctx.response_flags = "DC";
-        co_return false;
+        if (slot_.fired == Timeout::route)
+          co_return co_await fail(504, "upstream request timeout", "UT", "upstream_timeout");
+        outcome = policy::AttemptOutcome::connect_failure;
+      } else {
+        asio::error_code ignored;
+        s.set_option(asio::ip::tcp::no_delay(true), ignored);
+        conn = std::make_unique<UpstreamConnection>(std::move(s));
+        conn->endpoint_key = ep.key;
       }
     }
 
-    // Head, then the body as it arrives, re-framed when chunked.
-    bool sent = true;
-    {
-      slot_.set_deadline(Timeout::io, limits_->idle_timeout);
-      auto [ec, n] = co_await asio::async_write(conn->socket, asio::buffer(out_head), nothrow);
-      if (ec) sent = false;
-    }
-    while (sent && !p.message_done()) {
-      size_t n = p.feed(in_.ptr(), in_.size());
-      in_.consume(n);
-      if (p.error() != http::ParseError::none) {
-        cleanup();
-        co_return co_await send_local(ctx, 400, "", "-", false);
-      }
-      std::string_view body = p.body();
-      if (body.empty()) {
-        if (p.message_done() || n > 0) continue;
-        // The parser needs more bytes.
-        body_started = true;
-        slot_.set_deadline(Timeout::io, limits_->idle_timeout);
-        if (!co_await fill(in_, slot_.socket, false)) {
-          // Client went away mid-body: nothing to answer.
+    bool got_any = false;
+    if (conn) {
+      ++conn->requests;
+      slot_.upstream = &conn->socket;
+      if (expect_continue && !body_sent_once && attempt == 0) {
+        if (!co_await write_down(kContinue)) {
           cleanup();
           ctx.response_flags = "DC";
           co_return false;
         }
-        continue;
       }
-      body_started = true;
-      ctx.bytes_received += body.size();
+      // Head, then the body: streamed from the client the first time (kept
+      // for replay while it fits), from the replay buffer after that.
+      bool sent = true;
+      slot_.fired = Timeout::none;
       slot_.set_deadline(Timeout::io, limits_->idle_timeout);
-      asio::error_code ec;
-      if (chunked_up) {
-        std::string chunk_head;
-        http::append_chunk_header(chunk_head, body.size());
-        std::array<asio::const_buffer, 3> bufs = {asio::buffer(chunk_head), asio::buffer(body),
-                                                  asio::buffer(http::kChunkEnd)};
-        std::tie(ec, std::ignore) = co_await asio::async_write(conn->socket, bufs, nothrow);
-      } else {
-        std::tie(ec, std::ignore) =
-            co_await asio::async_write(conn->socket, asio::buffer(body), nothrow);
+      {
+        auto [ec, n] = co_await asio::async_write(conn->socket, asio::buffer(out_head), nothrow);
+        if (ec) sent = false;
       }
-      if (ec) sent = false;
-    }
-    if (sent && chunked_up) {
-      auto [ec, n] =
-          co_await asio::async_write(conn->socket, asio::buffer(http::kLastChunk), nothrow);
-      if (ec) sent = false;
+      auto send_body = [&](std::string_view body) -> awaitable<bool> {
+        slot_.set_deadline(Timeout::io, limits_->idle_timeout);
+        asio::error_code ec;
+        if (chunked_up) {
+          std::string chunk_head;
+          http::append_chunk_header(chunk_head, body.size());
+          std::array<asio::const_buffer, 3> bufs = {asio::buffer(chunk_head), asio::buffer(body),
+                                                    asio::buffer(http::kChunkEnd)};
+          std::tie(ec, std::ignore) = co_await asio::async_write(conn->socket, bufs, nothrow);
+        } else {
+          std::tie(ec, std::ignore) =
+              co_await asio::async_write(conn->socket, asio::buffer(body), nothrow);
+        }
+        co_return !ec;
+      };
+      if (sent && body_sent_once && has_body && !replay.empty()) sent = co_await send_body(replay);
+      while (sent && !body_sent_once) {
+        size_t n = p.feed(in_.ptr(), in_.size());
+        in_.consume(n);
+        if (p.error() != http::ParseError::none)
+          co_return co_await fail(400, "", "-", "http1.codec_error");
+        if (p.message_done()) {
+          body_sent_once = true;
+          break;
+        }
+        std::string_view body = p.body();
+        if (body.empty()) {
+          if (n > 0) continue;
+          slot_.set_deadline(Timeout::io, limits_->idle_timeout);
+          if (!co_await fill(in_, slot_.socket, false)) {
+            // Client went away mid-body: nothing to answer.
+            cleanup();
+            ctx.response_flags = "DC";
+            co_return false;
+          }
+          continue;
+        }
+        ctx.bytes_received += body.size();
+        if (want_replay && replay_ok) {
+          if (replay.size() + body.size() <= replay_limit) {
+            replay.append(body);
+          } else {
+            replay_ok = false;
+            std::string().swap(replay);
+          }
+        }
+        if (!co_await send_body(body)) sent = false;
+      }
+      if (sent && has_body && chunked_up) {
+        auto [ec, n] =
+            co_await asio::async_write(conn->socket, asio::buffer(http::kLastChunk), nothrow);
+        if (ec) sent = false;
+      }
+      if (sent && !mirrors_started && !rr.mirrors.empty()) {
+        mirrors_started = true;
+        if (replay_ok) start_mirrors(snap, rr, head, replay);
+      }
+
+      // Response head (skipping 1xx interim responses).
+      resp.reset();
+      resp.expect_no_body(is_head);
+      if (uin.data) uin.begin = uin.end = 0;
+      slot_.fired = Timeout::none;
+      slot_.set_deadline(Timeout::upstream_response, retry.per_try_timeout.count() > 0
+                                                         ? retry.per_try_timeout
+                                                         : limits_->upstream_response_timeout);
+      bool failed = !sent;
+      while (!failed && !(resp.head_done() && resp.response().status >= 200)) {
+        if (resp.head_done()) {  // a 1xx: finish it and expect the real one
+          if (!resp.message_done()) uin.consume(resp.feed(uin.ptr(), uin.size()));
+          resp.next_message();
+          resp.expect_no_body(is_head);
+          continue;
+        }
+        if (uin.size() == 0 && !co_await fill(uin, conn->socket, false)) {
+          failed = true;
+          break;
+        }
+        got_any = true;
+        uin.consume(resp.feed(uin.ptr(), uin.size()));
+        if (resp.error() != http::ParseError::none) failed = true;
+      }
+      slot_.upstream = nullptr;
+      slot_.clear_deadline();
+      if (failed) {
+        conn.reset();
+        if (slot_.fired == Timeout::route)
+          co_return co_await fail(504, "upstream request timeout", "UT", "upstream_timeout");
+        if (slot_.fired == Timeout::upstream_response) {
+          outcome = policy::AttemptOutcome::timeout;
+        } else {
+          outcome = policy::AttemptOutcome::reset;
+          // A pooled connection the upstream closed as we picked it: one
+          // free retry on a fresh connection, whatever the policy says.
+          if (!got_any && reused && !stale_retry_used && (!has_body || replay_ok)) {
+            stale_retry_used = true;
+            --attempt;
+            --tried_count;
+            continue;
+          }
+        }
+      }
     }
 
-    // Response head (skipping 1xx interim responses).
-    resp.next_message();
-    resp.expect_no_body(is_head);
-    slot_.fired = Timeout::none;
-    slot_.set_deadline(Timeout::upstream_response, limits_->upstream_response_timeout);
-    bool got_any = false;
-    bool failed = !sent;
-    while (!failed && !(resp.head_done() && resp.response().status >= 200)) {
-      if (resp.head_done()) {  // a 1xx: finish it and expect the real one
-        if (!resp.message_done()) resp.feed(uin.ptr(), uin.size());
-        resp.next_message();
-        resp.expect_no_body(is_head);
-        continue;
-      }
-      if (uin.size() == 0 && !co_await fill(uin, conn->socket, false)) {
-        failed = true;
-        break;
-      }
-      got_any = true;
-      size_t n = resp.feed(uin.ptr(), uin.size());
-      uin.consume(n);
-      if (resp.error() != http::ParseError::none) failed = true;
+    uint16_t status = outcome == policy::AttemptOutcome::response ? resp.response().status : 0;
+    bool can_retry = attempt < retry.attempts && (!has_body || (body_sent_once && replay_ok));
+    if (can_retry && retry.retriable(outcome, status)) {
+      conn.reset();  // an unread response: the connection is not reusable
+      if (!co_await wait_for(retry.backoff(attempt + 1, worker_.rng()))) co_return false;
+      continue;
     }
-    if (failed) {
-      bool timed_out = slot_.fired == Timeout::upstream_response;
-      conn.reset();
-      if (!got_any && !timed_out && reused && !body_started && attempt == 0) {
-        if (uin.data) uin.begin = uin.end = 0;
-        continue;
-      }
-      cleanup();
-      if (timed_out)
-        co_return co_await send_local(ctx, 504, "upstream request timeout", "UT", false);
-      co_return co_await send_local(
-          ctx, got_any ? 502 : 502,
-          fmt::format("{}{}", kResetBody, got_any ? "protocol error" : "connection termination"),
-          "UC", false);
+    if (retry.attempts > attempt && has_body && !replay_ok && retry.retriable(outcome, status))
+      ctx.response_code_details = "retry_skipped_body_over_replay_buffer";
+    switch (outcome) {
+      case policy::AttemptOutcome::connect_failure:
+        co_return co_await fail(503, fmt::format("{}connection failure", kResetBody),
+                                attempt > 0 ? "URX,UF" : "UF", "upstream_connect_failure");
+      case policy::AttemptOutcome::timeout:
+        co_return co_await fail(504, "upstream request timeout", "UT", "upstream_per_try_timeout");
+      case policy::AttemptOutcome::reset:
+        co_return co_await fail(
+            502,
+            fmt::format("{}{}", kResetBody, got_any ? "protocol error" : "connection termination"),
+            "UC", "upstream_reset_before_response_started");
+      case policy::AttemptOutcome::response:
+        break;
     }
     break;
   }
-  slot_.clear_deadline();
 
   // Response head downstream.
   ResponseHead rh = std::move(resp.response());
   uint16_t status = rh.status;
   bool upstream_keep_alive = resp.keep_alive();
   http::strip_hop_by_hop(rh.headers);
+  policy::apply_headers(dest_cfg.response_headers, rh.headers);
+  policy::apply_headers(route.response_headers, rh.headers);
+  if (cors)
+    for (const auto& [name, value] : cors->response_headers) rh.headers.set(name, value);
   bool bodyless = is_head || status == 204 || status == 304;
   bool down_keep_alive =
       p.keep_alive() && p.message_done() && !slot_.close_after_response && !worker_.draining();
@@ -481,7 +706,6 @@ awaitable<bool> Session::forward(RequestContext& ctx, const Snapshot& snap,
   }
   if (!down_keep_alive) rh.headers.set("connection", "close");
   ctx.response_status = status;
-  ctx.response_flags = "-";
   if (auto& hooks = worker_.shared().hooks) hooks->on_response_headers(ctx, rh);
   std::string out;
   out.reserve(512);
@@ -491,6 +715,7 @@ awaitable<bool> Session::forward(RequestContext& ctx, const Snapshot& snap,
   bool ok = true;
   bool first_write = true;
   std::string chunk_head;
+  slot_.upstream = &conn->socket;
   while (ok) {
     std::string_view body;
     if (!resp.message_done()) {
@@ -504,10 +729,12 @@ awaitable<bool> Session::forward(RequestContext& ctx, const Snapshot& snap,
       body = resp.body();
       if (body.empty() && !resp.message_done() && !first_write) {
         if (n > 0) continue;
+        slot_.fired = Timeout::none;
         slot_.set_deadline(Timeout::io, limits_->idle_timeout);
         if (!co_await fill(uin, conn->socket, false)) {
           if (slot_.fired == Timeout::none && resp.finish()) continue;  // close-delimited end
-          ok = false;  // truncated: the client must see the connection close
+          ok = false;  // truncated or timed out: the client must see the close
+          if (slot_.fired == Timeout::route) ctx.response_flags = "UT";
           upstream_keep_alive = false;
           break;
         }
@@ -515,22 +742,24 @@ awaitable<bool> Session::forward(RequestContext& ctx, const Snapshot& snap,
       }
     }
     bool done = resp.message_done();
-    std::vector<asio::const_buffer> bufs;
-    if (first_write) bufs.push_back(asio::buffer(out));
+    std::array<asio::const_buffer, 5> bufs;
+    size_t nbufs = 0;
+    if (first_write) bufs[nbufs++] = asio::buffer(out);
     if (!body.empty()) {
       ctx.bytes_sent += body.size();
       if (chunked_down) {
         chunk_head.clear();
         http::append_chunk_header(chunk_head, body.size());
-        bufs.push_back(asio::buffer(chunk_head));
-        bufs.push_back(asio::buffer(body));
-        bufs.push_back(asio::buffer(http::kChunkEnd));
+        bufs[nbufs++] = asio::buffer(chunk_head);
+        bufs[nbufs++] = asio::buffer(body);
+        bufs[nbufs++] = asio::buffer(http::kChunkEnd);
       } else {
-        bufs.push_back(asio::buffer(body));
+        bufs[nbufs++] = asio::buffer(body);
       }
     }
-    if (done && chunked_down) bufs.push_back(asio::buffer(http::kLastChunk));
-    if (!bufs.empty() && !co_await write_down(std::span<const asio::const_buffer>(bufs))) {
+    if (done && chunked_down) bufs[nbufs++] = asio::buffer(http::kLastChunk);
+    if (nbufs > 0 &&
+        !co_await write_down(std::span<const asio::const_buffer>(bufs.data(), nbufs))) {
       ok = false;
       ctx.response_flags = "DC";
       upstream_keep_alive = false;

@@ -33,7 +33,7 @@ struct GatewayShared {
 // A downstream connection as the worker sees it: enough to enforce deadlines
 // and drain. The session coroutine owns the rest.
 struct ConnectionSlot {
-  enum class Timeout { none, header, idle, upstream_connect, upstream_response, io };
+  enum class Timeout { none, header, idle, upstream_connect, upstream_response, route, io };
 
   explicit ConnectionSlot(asio::ip::tcp::socket s) : socket(std::move(s)) {}
 
@@ -47,13 +47,30 @@ struct ConnectionSlot {
   ConnectionSlot* prev = nullptr;
   ConnectionSlot* next = nullptr;
 
+  // A cap (the route timeout) bounds every deadline set while it is active.
+  Clock::time_point cap = Clock::time_point::max();
+
   void set_deadline(Timeout kind, std::chrono::milliseconds after) {
-    deadline_kind = kind;
-    deadline = after.count() > 0 ? Clock::now() + after : Clock::time_point::max();
+    auto t = after.count() > 0 ? Clock::now() + after : Clock::time_point::max();
+    if (cap < t) {
+      deadline = cap;
+      deadline_kind = Timeout::route;
+    } else {
+      deadline = t;
+      deadline_kind = kind;
+    }
   }
   void clear_deadline() {
-    deadline_kind = Timeout::none;
-    deadline = Clock::time_point::max();
+    deadline = cap;
+    deadline_kind = cap == Clock::time_point::max() ? Timeout::none : Timeout::route;
+  }
+  void set_cap(std::chrono::milliseconds after) {
+    cap = after.count() > 0 ? Clock::now() + after : Clock::time_point::max();
+    clear_deadline();
+  }
+  void clear_cap() {
+    cap = Clock::time_point::max();
+    clear_deadline();
   }
   // Cancels pending I/O so the session sees operation_aborted.
   void interrupt();
@@ -94,6 +111,9 @@ class Worker {
   std::string make_request_id();
   // I/O buffers of kBufferSize, recycled per worker so idle connections hold none.
   static constexpr size_t kBufferSize = 16 * 1024;
+  // Mirrored requests in flight on this worker; more are dropped.
+  static constexpr size_t kMaxMirrors = 256;
+  size_t mirrors_in_flight = 0;
   std::unique_ptr<char[]> take_buffer();
   void give_buffer(std::unique_ptr<char[]> b);
 
