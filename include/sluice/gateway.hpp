@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -48,6 +49,9 @@ struct GatewayOptions {
   unsigned workers = 0;  // 0: one per hardware thread
   uint64_t seed = 0;     // 0: seeded from std::random_device
   std::shared_ptr<Hooks> hooks;
+  // Time source for outlier ejection and warm-up; tests inject one to move
+  // time without sleeping. Default: std::chrono::steady_clock::now.
+  std::function<std::chrono::steady_clock::time_point()> clock;
 };
 
 class Snapshot;  // compiled GatewayConfig (lib/config)
@@ -81,6 +85,8 @@ class Gateway {
 
   // Bound port of a listener (after apply), 0 if unknown.
   uint16_t port(std::string_view listener) const;
+  // Runtime state of an upstream (empty name if unknown).
+  UpstreamView upstream(std::string_view name) const;
   // Explains routing of `request` on `listener` against the current snapshot.
   Explanation explain(std::string_view listener, const RequestHead& request) const;
 

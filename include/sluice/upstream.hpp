@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,21 +24,90 @@ struct Subset {
   Labels labels;  // an endpoint belongs when it carries all of these
 };
 
-enum class LoadBalancer { round_robin, least_request, random };
+// Istio's loadBalancer.simple plus consistent hashing. Istio's default when a
+// DestinationRule says nothing is least_request; the C++ default is the same.
+enum class LoadBalancer { round_robin, least_request, random, passthrough, consistent_hash };
 
+struct ConsistentHash {
+  enum class Source { header, cookie, source_ip, query_parameter };
+  enum class Algorithm { ring_hash, maglev };
+  Source source = Source::header;
+  std::string name;  // header, cookie or query parameter name
+  // Cookie hashing: when the request lacks the cookie, the gateway generates
+  // one and sets it on the response with this ttl and path.
+  std::chrono::seconds cookie_ttl{0};
+  std::string cookie_path;
+  Algorithm algorithm = Algorithm::ring_hash;
+  uint64_t minimum_ring_size = 1024;
+  uint64_t maglev_table_size = 65537;  // must be prime
+};
+
+struct TcpKeepalive {
+  uint32_t probes = 9;
+  std::chrono::seconds time{7200};
+  std::chrono::seconds interval{75};
+};
+
+// Istio connectionPool. The limits apply per upstream across all workers.
 struct ConnectionPoolSettings {
   std::chrono::milliseconds connect_timeout{10'000};
   std::chrono::milliseconds idle_timeout{3'600'000};
   uint32_t max_requests_per_connection = 0;  // 0: unlimited; 1: no keep-alive
   uint32_t max_idle_per_endpoint = 64;       // per worker
+  uint32_t max_connections = 0xffffffffu;
+  uint32_t max_pending_requests = 0xffffffffu;  // http1MaxPendingRequests
+  uint32_t max_retries = 0xffffffffu;           // retries in flight at once
+  std::optional<TcpKeepalive> tcp_keepalive;
+};
+
+// Istio outlierDetection: passive ejection of misbehaving endpoints.
+struct OutlierDetection {
+  uint32_t consecutive_5xx = 5;             // 0: off
+  uint32_t consecutive_gateway_errors = 0;  // 502/503/504 and connect failures; 0: off
+  std::chrono::milliseconds interval{10'000};
+  std::chrono::milliseconds base_ejection_time{30'000};  // times the number of ejections
+  uint32_t max_ejection_percent = 10;
+  uint32_t min_health_percent = 0;
+};
+
+// Active HTTP health checks (off unless set).
+struct HealthCheck {
+  std::string path = "/";
+  std::string host;  // Host header; empty: the endpoint address
+  std::chrono::milliseconds interval{10'000};
+  std::chrono::milliseconds timeout{1'000};
+  uint32_t healthy_threshold = 1;
+  uint32_t unhealthy_threshold = 3;
 };
 
 struct UpstreamConfig {
   std::string name;
   std::vector<Endpoint> endpoints;
   std::vector<Subset> subsets;
-  LoadBalancer load_balancer = LoadBalancer::round_robin;
+  LoadBalancer load_balancer = LoadBalancer::least_request;
+  std::optional<ConsistentHash> consistent_hash;  // with LoadBalancer::consistent_hash
+  std::chrono::seconds warmup{0};                 // slow start for new endpoints (RR, LR)
   ConnectionPoolSettings pool;
+  std::optional<OutlierDetection> outlier_detection;
+  std::optional<HealthCheck> health_check;
+};
+
+// A point-in-time view of one upstream, for tests and admin pages.
+struct UpstreamView {
+  struct EndpointView {
+    std::string address;   // "ip:port"
+    bool healthy = true;   // active health checks
+    bool ejected = false;  // outlier detection
+    uint32_t ejections = 0;
+    uint64_t active_requests = 0;
+    uint64_t connections = 0;  // open, across workers
+  };
+  std::string name;
+  std::vector<EndpointView> endpoints;
+  uint64_t active_requests = 0;
+  uint64_t pending_requests = 0;
+  uint64_t connections = 0;
+  uint64_t overflows = 0;  // requests refused by circuit breaking (UO)
 };
 
 }  // namespace sluice

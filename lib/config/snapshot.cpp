@@ -75,7 +75,7 @@ Result<CompiledUpstream> compile_upstream(const UpstreamConfig& cfg) {
 
 }  // namespace
 
-Result<std::shared_ptr<const Snapshot>> compile(GatewayConfig config) {
+Result<std::shared_ptr<Snapshot>> compile_snapshot(GatewayConfig config) {
   auto snap = std::make_shared<Snapshot>();
   snap->limits = config.limits;
   if (config.limits.max_request_header_bytes < 1024)
@@ -187,7 +187,13 @@ Result<std::shared_ptr<const Snapshot>> compile(GatewayConfig config) {
     snap->listeners.push_back(CompiledListener{lc, it->second});
   }
   snap->source = std::move(config);
-  return std::shared_ptr<const Snapshot>(std::move(snap));
+  return snap;
+}
+
+Result<std::shared_ptr<const Snapshot>> compile(GatewayConfig config) {
+  auto snap = compile_snapshot(std::move(config));
+  if (!snap) return snap.error();
+  return std::shared_ptr<const Snapshot>(std::move(snap).value());
 }
 
 }  // namespace sluice

@@ -27,8 +27,13 @@ struct EndpointSet {
   bool equal_weights = true;
 };
 
+class ClusterState;
+
 struct CompiledUpstream {
   UpstreamConfig config;
+  // Runtime state shared by workers and kept across reloads; attached by
+  // Gateway::apply before the snapshot is published.
+  std::shared_ptr<ClusterState> state;
   std::vector<CompiledEndpoint> endpoints;
   EndpointSet all;
   std::unordered_map<std::string, EndpointSet> subsets;
@@ -66,5 +71,9 @@ class Snapshot {
 
   const CompiledListener* listener(std::string_view name) const;
 };
+
+// compile() without the const: Gateway::apply attaches runtime state before
+// publishing the snapshot.
+Result<std::shared_ptr<Snapshot>> compile_snapshot(GatewayConfig config);
 
 }  // namespace sluice

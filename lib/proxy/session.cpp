@@ -18,6 +18,7 @@
 #include "http/serializer.hpp"
 #include "policy/policy.hpp"
 #include "runtime/worker.hpp"
+#include "upstream/cluster.hpp"
 
 namespace sluice {
 
@@ -52,8 +53,6 @@ struct Window {
 constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 constexpr std::string_view kResetBody =
     "upstream connect error or disconnect/reset before headers. reset reason: ";
-// Host selections tried to avoid previously attempted endpoints (Istio's 5).
-constexpr int kHostSelectionAttempts = 5;
 constexpr auto kMirrorTimeout = std::chrono::seconds(10);
 
 Response text_response(uint16_t status, std::string body) {
@@ -106,6 +105,28 @@ awaitable<void> run_mirror(Worker& worker, asio::ip::tcp::endpoint to, std::stri
   --worker.mirrors_in_flight;
 }
 
+// Brackets one upstream attempt for least-request counts and outlier
+// detection; an attempt abandoned early (client gone) counts as a reset.
+struct AttemptGuard {
+  Worker& worker;
+  const CompiledUpstream& upstream;
+  int64_t endpoint;
+  bool done = false;
+
+  AttemptGuard(Worker& w, const CompiledUpstream& up, int64_t ep)
+      : worker(w), upstream(up), endpoint(ep) {
+    attempt_started(worker, upstream, endpoint);
+  }
+  AttemptGuard(const AttemptGuard&) = delete;
+  AttemptGuard& operator=(const AttemptGuard&) = delete;
+  void finish(policy::AttemptOutcome outcome, uint16_t status) {
+    if (done) return;
+    done = true;
+    attempt_finished(worker, upstream, endpoint, outcome, status);
+  }
+  ~AttemptGuard() { finish(policy::AttemptOutcome::reset, 0); }
+};
+
 class Session {
  public:
   Session(Worker& worker, asio::ip::tcp::socket socket, std::string listener, uint16_t port)
@@ -132,7 +153,7 @@ class Session {
                              bool keep_alive, std::string_view details = {});
   awaitable<bool> proxy(RequestContext& ctx, const Snapshot& snap, const Route& route,
                         const ResolvedRoute& rr, const ResolvedDestination& dest, int64_t endpoint,
-                        const policy::CorsDecision* cors);
+                        const policy::CorsDecision* cors, const std::string& set_cookie);
   awaitable<bool> wait_for(std::chrono::milliseconds d);
   bool drive_request_to_end();
   void start_mirrors(const Snapshot& snap, const ResolvedRoute& rr, const RequestHead& head,
@@ -278,7 +299,7 @@ void Session::start_mirrors(const Snapshot& snap, const ResolvedRoute& rr, const
     if (worker_.mirrors_in_flight >= Worker::kMaxMirrors) return;  // shed, never queue
     const ResolvedDestination& m = rr.mirrors[i];
     const CompiledUpstream& up = snap.upstreams[m.upstream];
-    int64_t ep = worker_.balancer().pick(up, *m.set, worker_.rng());
+    int64_t ep = pick_endpoint(worker_, up, *m.set, PickRequest{head, client_ip_}).endpoint;
     if (ep < 0) continue;
     RequestHead copy = head;
     copy.headers.set("host", policy::shadow_authority(head.authority));
@@ -404,10 +425,13 @@ awaitable<bool> Session::serve_one(bool first) {
     }
   }
   int64_t endpoint = -1;
+  std::string set_cookie;
   if (dest) {
     const CompiledUpstream& up = snap->upstreams[dest->upstream];
     ctx.upstream = up.config.name;
-    endpoint = worker_.balancer().pick(up, *dest->set, worker_.rng());
+    auto pick = pick_endpoint(worker_, up, *dest->set, PickRequest{head, client_ip_});
+    endpoint = pick.endpoint;
+    set_cookie = std::move(pick.set_cookie);
     if (endpoint >= 0) ctx.endpoint = up.endpoints[endpoint].key;
   }
   if (endpoint < 0) {
@@ -423,18 +447,19 @@ awaitable<bool> Session::serve_one(bool first) {
       co_return ok;
     }
   }
-  bool ok = co_await proxy(ctx, *snap, route, rr, *dest, endpoint, cors ? &*cors : nullptr);
+  bool ok =
+      co_await proxy(ctx, *snap, route, rr, *dest, endpoint, cors ? &*cors : nullptr, set_cookie);
   log(ctx);
   co_return ok&& keep_alive && !slot_.close_after_response && !worker_.draining();
 }
 
 awaitable<bool> Session::proxy(RequestContext& ctx, const Snapshot& snap, const Route& route,
                                const ResolvedRoute& rr, const ResolvedDestination& dest,
-                               int64_t endpoint, const policy::CorsDecision* cors) {
+                               int64_t endpoint, const policy::CorsDecision* cors,
+                               const std::string& set_cookie) {
   auto& p = request_parser_;
   RequestHead& head = ctx.request;
   const CompiledUpstream& up = snap.upstreams[dest.upstream];
-  const auto& pool_cfg = up.config.pool;
   const policy::CompiledRetry& retry = rr.policy.retry;
   const Destination& dest_cfg =
       route.destinations[static_cast<size_t>(&dest - rr.destinations.data())];
@@ -494,43 +519,42 @@ awaitable<bool> Session::proxy(RequestContext& ctx, const Snapshot& snap, const 
   for (uint32_t attempt = 0;; ++attempt) {
     if (attempt > 0) {
       // Pick again, avoiding endpoints already tried when asked to.
-      int64_t pick = -1;
-      for (int k = 0; k < kHostSelectionAttempts; ++k) {
-        pick = worker_.balancer().pick(up, *dest.set, worker_.rng());
-        bool seen = false;
-        for (size_t t = 0; t < tried_count; ++t) seen |= tried[t] == pick;
-        if (!retry.ignore_previous_hosts || !seen) break;
-      }
-      if (pick < 0)
+      auto pick = pick_endpoint(
+          worker_, up, *dest.set,
+          PickRequest{head, client_ip_, std::span<const int64_t>(tried.data(), tried_count),
+                      retry.ignore_previous_hosts});
+      if (pick.endpoint < 0)
         co_return co_await fail(503, "no healthy upstream", "UH", "no_healthy_upstream");
-      endpoint = pick;
+      endpoint = pick.endpoint;
       ctx.endpoint = up.endpoints[endpoint].key;
     }
     if (tried_count < tried.size()) tried[tried_count++] = endpoint;
     ctx.attempts = attempt + 1;
-    const CompiledEndpoint& ep = up.endpoints[endpoint];
 
     policy::AttemptOutcome outcome = policy::AttemptOutcome::response;
-    conn = worker_.pool().take(ep.key, pool_cfg.idle_timeout);
-    bool reused = conn != nullptr;
-    if (!conn) {
-      asio::ip::tcp::socket s(worker_.context());
-      slot_.upstream = &s;
-      slot_.fired = Timeout::none;
-      slot_.set_deadline(Timeout::upstream_connect, pool_cfg.connect_timeout);
-      auto [ec] = co_await s.async_connect(ep.address, nothrow);
-      slot_.upstream = nullptr;
-      slot_.clear_deadline();
-      if (ec) {
+    AttemptGuard guard{worker_, up, endpoint};
+    Lease lease = co_await lease_connection(worker_, slot_, up, endpoint);
+    bool reused = lease.reused;
+    conn = std::move(lease.conn);
+    switch (lease.status) {
+      case Lease::Status::ok:
+        break;
+      case Lease::Status::overflow: {
+        cleanup();
+        Response r = text_response(503,
+                                   "upstream connect error or disconnect/reset before headers. "
+                                   "reset reason: overflow");
+        r.headers.add("x-envoy-overloaded", "true");
+        co_return co_await send_local(ctx, std::move(r), "UO", false, "upstream_overflow");
+      }
+      case Lease::Status::cancelled:
         if (slot_.fired == Timeout::route)
           co_return co_await fail(504, "upstream request timeout", "UT", "upstream_timeout");
+        co_return co_await fail(503, "", "DC", "downstream_cancelled");
+      case Lease::Status::connect_failure:
+      case Lease::Status::connect_timeout:
         outcome = policy::AttemptOutcome::connect_failure;
-      } else {
-        asio::error_code ignored;
-        s.set_option(asio::ip::tcp::no_delay(true), ignored);
-        conn = std::make_unique<UpstreamConnection>(std::move(s));
-        conn->endpoint_key = ep.key;
-      }
+        break;
     }
 
     bool got_any = false;
@@ -658,6 +682,7 @@ awaitable<bool> Session::proxy(RequestContext& ctx, const Snapshot& snap, const 
     }
 
     uint16_t status = outcome == policy::AttemptOutcome::response ? resp.response().status : 0;
+    guard.finish(outcome, status);
     bool can_retry = attempt < retry.attempts && (!has_body || (body_sent_once && replay_ok));
     if (can_retry && retry.retriable(outcome, status)) {
       conn.reset();  // an unread response: the connection is not reusable
@@ -692,6 +717,7 @@ awaitable<bool> Session::proxy(RequestContext& ctx, const Snapshot& snap, const 
   policy::apply_headers(route.response_headers, rh.headers);
   if (cors)
     for (const auto& [name, value] : cors->response_headers) rh.headers.set(name, value);
+  if (!set_cookie.empty()) rh.headers.add("set-cookie", set_cookie);
   bool bodyless = is_head || status == 204 || status == 304;
   bool down_keep_alive =
       p.keep_alive() && p.message_done() && !slot_.close_after_response && !worker_.draining();
@@ -770,11 +796,9 @@ awaitable<bool> Session::proxy(RequestContext& ctx, const Snapshot& snap, const 
   }
 
   // Back to the pool only when both messages ended cleanly.
-  bool reusable = ok && upstream_keep_alive && resp.message_done() && uin.size() == 0 &&
-                  (pool_cfg.max_requests_per_connection == 0 ||
-                   conn->requests < pool_cfg.max_requests_per_connection);
+  bool reusable = ok && upstream_keep_alive && resp.message_done() && uin.size() == 0;
   slot_.upstream = nullptr;
-  if (reusable) worker_.pool().put(std::move(conn), pool_cfg.max_idle_per_endpoint);
+  release_connection(worker_, up, std::move(conn), reusable);
   cleanup();
   co_return ok&& down_keep_alive;
 }

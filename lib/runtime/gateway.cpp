@@ -20,6 +20,7 @@
 
 #include "config/snapshot.hpp"
 #include "runtime/worker.hpp"
+#include "upstream/cluster.hpp"
 
 namespace sluice {
 
@@ -103,6 +104,7 @@ struct Gateway::Impl {
 Gateway::Gateway(GatewayOptions options) : impl_(std::make_unique<Impl>()) {
   impl_->options = std::move(options);
   impl_->shared.hooks = impl_->options.hooks;
+  impl_->shared.clock = impl_->options.clock ? impl_->options.clock : [] { return Clock::now(); };
   unsigned n = impl_->options.workers;
   if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
   impl_->make_workers(n);
@@ -112,6 +114,7 @@ Gateway::Gateway(asio::io_context& host_context, GatewayOptions options)
     : impl_(std::make_unique<Impl>()) {
   impl_->options = std::move(options);
   impl_->shared.hooks = impl_->options.hooks;
+  impl_->shared.clock = impl_->options.clock ? impl_->options.clock : [] { return Clock::now(); };
   impl_->host_context = &host_context;
   impl_->make_workers(1);
 }
@@ -121,12 +124,19 @@ Gateway::~Gateway() {
 }
 
 Status Gateway::apply(GatewayConfig config) {
-  auto compiled = compile(std::move(config));
+  auto compiled = compile_snapshot(std::move(config));
   if (!compiled) return compiled.error();
-  std::shared_ptr<const Snapshot> snap = std::move(compiled).value();
   Impl& m = *impl_;
   std::lock_guard lock(m.mutex);
   if (m.stopping) return Error{"Gateway", "", "stopped"};
+  // Runtime state (connections, ejections, health) follows the upstream's
+  // name across reloads.
+  std::vector<std::string> upstream_names;
+  for (auto& up : compiled.value()->upstreams) {
+    up.state = m.shared.clusters.get(up.config.name);
+    upstream_names.push_back(up.config.name);
+  }
+  std::shared_ptr<const Snapshot> snap = std::move(compiled).value();
 
   // Listeners: keep those whose address and port are unchanged, bind new ones
   // before touching anything, so a bind failure leaves the old config intact.
@@ -173,6 +183,8 @@ Status Gateway::apply(GatewayConfig config) {
   }
   m.bound = std::move(next);
   m.current = std::move(snap);
+  for (const auto& up : m.current->upstreams) up.state->update(up);
+  m.shared.clusters.retain(upstream_names);
   return {};
 }
 
@@ -260,6 +272,11 @@ uint16_t Gateway::port(std::string_view listener) const {
   std::lock_guard lock(impl_->mutex);
   auto it = impl_->bound.find(std::string(listener));
   return it == impl_->bound.end() ? 0 : it->second.port;
+}
+
+UpstreamView Gateway::upstream(std::string_view name) const {
+  auto state = impl_->shared.clusters.find(name);
+  return state ? state->view() : UpstreamView{};
 }
 
 Explanation Gateway::explain(std::string_view listener, const RequestHead& request) const {

@@ -18,6 +18,7 @@
 #include "config/snapshot.hpp"
 #include "sluice/hooks.hpp"
 #include "upstream/balancer.hpp"
+#include "upstream/cluster.hpp"
 #include "upstream/pool.hpp"
 
 namespace sluice {
@@ -28,6 +29,9 @@ using Clock = std::chrono::steady_clock;
 struct GatewayShared {
   std::shared_ptr<Hooks> hooks;
   std::atomic<size_t> connections{0};
+  ClusterRegistry clusters;
+  std::function<Clock::time_point()> clock;  // injectable; never empty
+  Clock::time_point now() const { return clock(); }
 };
 
 // A downstream connection as the worker sees it: enough to enforce deadlines

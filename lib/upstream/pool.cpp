@@ -1,10 +1,16 @@
 #include "upstream/pool.hpp"
 
+#include "upstream/cluster.hpp"
+
 #include <sys/socket.h>
 
 #include <cerrno>
 
 namespace sluice {
+
+UpstreamConnection::~UpstreamConnection() {
+  if (cluster) cluster->connections.fetch_sub(1, std::memory_order_relaxed);
+}
 
 namespace {
 // Peeks without blocking: a usable idle connection has nothing to read.

@@ -11,9 +11,16 @@
 
 namespace sluice {
 
+class ClusterState;
+
 struct UpstreamConnection {
   explicit UpstreamConnection(asio::ip::tcp::socket s) : socket(std::move(s)) {}
+  ~UpstreamConnection();
+  UpstreamConnection(const UpstreamConnection&) = delete;
+  UpstreamConnection& operator=(const UpstreamConnection&) = delete;
+
   asio::ip::tcp::socket socket;
+  std::shared_ptr<ClusterState> cluster;  // counts open connections per upstream
   std::string endpoint_key;
   uint32_t requests = 0;  // requests sent on this connection
   std::chrono::steady_clock::time_point idle_since{};

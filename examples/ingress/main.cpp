@@ -1,0 +1,449 @@
+// sluice-ingress: Istio networking YAML (or a built-in demo) served by a
+// sluice::Gateway. A thin program: argument parsing, the lib/istio loader, and
+// a control loop for signals, file changes and DNS refresh.
+
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#include <asio.hpp>
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "demo_upstream.hpp"
+#include "istio/istio.hpp"
+#include "sluice/sluice.hpp"
+
+namespace {
+
+const char* usage = R"(usage: sluice-ingress [options]
+  --demo                 gateway on 127.0.0.1:8080 in front of two built-in upstreams;
+                         `end-user: jason` goes to reviews-v2, everyone else to reviews-v1
+  --config PATH          Istio YAML file or directory of *.yaml/*.yml (repeatable)
+  --bind ADDR            address for every listener (default 0.0.0.0; 127.0.0.1 with --demo)
+  --workers N            worker threads (default: one per hardware thread)
+  --check                validate the configuration, print a summary, exit 0 or 1
+  --explain 'METHOD URL' explain how a request would be routed, serve nothing
+                         (exit 0 when a rule matches, 1 otherwise)
+  -H 'name: value'       request header for --explain (repeatable)
+  --ephemeral-ports      listen on port 0 for every Gateway server port and print
+                         `listening <server port> <address>:<bound port>` per listener
+  --no-watch             do not reload on file changes (SIGHUP still does)
+  --dns-refresh SECONDS  re-resolve DNS ServiceEntries this often (default 30; 0: never)
+Signals: SIGHUP reloads the configuration (so does a change under a --config
+directory); SIGTERM / SIGINT drain and exit 0.
+)";
+
+struct Options {
+  bool demo = false;
+  bool check = false;
+  bool ephemeral = false;
+  bool watch = true;
+  unsigned workers = 0;
+  std::vector<std::string> configs;
+  std::optional<std::string> bind;
+  std::optional<std::string> explain;
+  std::vector<std::string> headers;
+  int dns_refresh_seconds = 30;
+};
+
+int fail_usage(const std::string& msg) {
+  fmt::print(stderr, "sluice-ingress: {}\n{}", msg, usage);
+  return 2;
+}
+
+std::optional<int> parse_args(int argc, char** argv, Options& o) {
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&]() -> std::optional<std::string> {
+      if (i + 1 >= argc) return std::nullopt;
+      return std::string(argv[++i]);
+    };
+    std::optional<std::string> v;
+    if (a == "--help" || a == "-h") {
+      fmt::print("{}", usage);
+      return 0;
+    } else if (a == "--demo") {
+      o.demo = true;
+    } else if (a == "--check") {
+      o.check = true;
+    } else if (a == "--no-watch") {
+      o.watch = false;
+    } else if (a == "--ephemeral-ports") {
+      o.ephemeral = true;
+    } else if (a == "--config" || a == "--bind" || a == "--workers" || a == "--explain" ||
+               a == "-H" || a == "--dns-refresh") {
+      if (!(v = value())) return fail_usage(a + " needs a value");
+      if (a == "--config") o.configs.push_back(*v);
+      if (a == "--bind") o.bind = *v;
+      if (a == "--explain") o.explain = *v;
+      if (a == "-H") o.headers.push_back(*v);
+      try {
+        if (a == "--workers") o.workers = static_cast<unsigned>(std::stoul(*v));
+        if (a == "--dns-refresh") o.dns_refresh_seconds = std::stoi(*v);
+      } catch (const std::exception&) {
+        return fail_usage(a + " needs a number");
+      }
+    } else {
+      return fail_usage("unknown argument " + a);
+    }
+  }
+  if (!o.demo && o.configs.empty()) return fail_usage("--config PATH or --demo is required");
+  if ((o.check || o.explain) && o.configs.empty())
+    return fail_usage("--check and --explain need --config");
+  return std::nullopt;
+}
+
+void print_warnings(const std::vector<std::string>& warnings) {
+  for (const auto& w : warnings) fmt::print(stderr, "warning: {}\n", w);
+}
+
+// --- --explain ----------------------------------------------------------------------
+
+int run_explain(const Options& o, const sluice::istio::LoadedConfig& loaded) {
+  std::string spec = *o.explain;
+  auto space = spec.find(' ');
+  if (space == std::string::npos) {
+    fmt::print(stderr, "sluice-ingress: --explain wants 'METHOD URL', got '{}'\n", spec);
+    return 2;
+  }
+  sluice::RequestHead req;
+  req.method = spec.substr(0, space);
+  std::string url = spec.substr(space + 1);
+  auto scheme_end = url.find("://");
+  if (scheme_end == std::string::npos) {
+    fmt::print(stderr, "sluice-ingress: --explain wants an absolute URL, got '{}'\n", url);
+    return 2;
+  }
+  req.scheme = url.substr(0, scheme_end);
+  std::string rest = url.substr(scheme_end + 3);
+  auto slash = rest.find('/');
+  req.authority = rest.substr(0, slash);
+  req.target = slash == std::string::npos ? "/" : rest.substr(slash);
+  uint16_t port = req.scheme == "https" ? 443 : 80;
+  if (auto colon = req.authority.rfind(':');
+      colon != std::string::npos && req.authority.find(']', colon) == std::string::npos) {
+    try {
+      port = static_cast<uint16_t>(std::stoi(req.authority.substr(colon + 1)));
+    } catch (const std::exception&) {
+      fmt::print(stderr, "sluice-ingress: bad port in '{}'\n", url);
+      return 2;
+    }
+  }
+  req.listener_port = port;
+  req.headers.add("host", req.authority);
+  for (const auto& h : o.headers) {
+    auto colon = h.find(':');
+    if (colon == std::string::npos) {
+      fmt::print(stderr, "sluice-ingress: -H wants 'name: value', got '{}'\n", h);
+      return 2;
+    }
+    std::string value = h.substr(colon + 1);
+    value.erase(0, value.find_first_not_of(" \t"));
+    req.headers.add(h.substr(0, colon), value);
+  }
+  fmt::print("request:  {} {}://{}{}\n", req.method, req.scheme, req.authority, req.target);
+  const auto* listener = loaded.listener_for_port(port);
+  if (!listener) {
+    fmt::print("listener: no Gateway server listens on port {}: connection refused\n", port);
+    return 1;
+  }
+  const sluice::RouterConfig* router_config = nullptr;
+  for (const auto& r : loaded.config.routers)
+    if (r.name == listener->name) router_config = &r;
+  auto router = sluice::Router::compile(*router_config);
+  if (!router) {
+    fmt::print(stderr, "error: {}\n", router.error().to_string());
+    return 1;
+  }
+  auto e = router->explain(req);
+  fmt::print("{}", sluice::istio::explain_text(loaded, *listener, *router_config, e));
+  return e.route_index ? 0 : 1;
+}
+
+// --- demo ---------------------------------------------------------------------------
+
+sluice::GatewayConfig demo_config(const Options& o, uint16_t v1_port, uint16_t v2_port) {
+  sluice::GatewayConfig c;
+  c.listeners.push_back(
+      {"demo", o.bind.value_or("127.0.0.1"), uint16_t(o.ephemeral ? 0 : 8080), "demo"});
+  sluice::RouterConfig r;
+  r.name = "demo";
+  sluice::VirtualHost vh;
+  vh.name = "demo";
+  vh.domains = {"*"};
+  sluice::Route jason;
+  jason.name = "jason";
+  jason.matches.push_back(
+      sluice::Matcher{}.header("end-user", sluice::StringMatch::exact("jason")));
+  jason.destinations.push_back({"reviews", "v2", 100});
+  sluice::Route everyone;
+  everyone.name = "everyone";
+  everyone.destinations.push_back({"reviews", "v1", 100});
+  vh.routes = {jason, everyone};
+  r.virtual_hosts.push_back(vh);
+  c.routers.push_back(r);
+  sluice::UpstreamConfig up;
+  up.name = "reviews";
+  up.endpoints.push_back({"127.0.0.1", v1_port, {{"version", "v1"}}, 1});
+  up.endpoints.push_back({"127.0.0.1", v2_port, {{"version", "v2"}}, 1});
+  up.subsets = {{"v1", {{"version", "v1"}}}, {"v2", {{"version", "v2"}}}};
+  c.upstreams.push_back(up);
+  return c;
+}
+
+// --- serving ------------------------------------------------------------------------
+
+class Control {
+ public:
+  Control(const Options& o, sluice::Gateway& gateway) : o_(o), gateway_(gateway) {}
+
+  // Loads, resolves and translates the --config paths. Logs and returns
+  // nullopt on error.
+  std::optional<sluice::istio::LoadedConfig> load() {
+    auto parsed = sluice::istio::parse_files(o_.configs);
+    if (!parsed) {
+      fmt::print(stderr, "error: {}\n", parsed.error().to_string());
+      return std::nullopt;
+    }
+    dns_names_ = sluice::istio::dns_names(*parsed);
+    dns_ = sluice::istio::resolve(dns_names_);
+    parsed_ = *parsed;
+    return translate();
+  }
+
+  std::optional<sluice::istio::LoadedConfig> translate() {
+    sluice::istio::TranslateOptions t;
+    t.bind_address = o_.bind.value_or("0.0.0.0");
+    t.ephemeral_ports = o_.ephemeral;
+    auto loaded = sluice::istio::translate(*parsed_, t, dns_);
+    if (!loaded) {
+      fmt::print(stderr, "error: {}\n", loaded.error().to_string());
+      return std::nullopt;
+    }
+    print_warnings(loaded->warnings);
+    return std::move(loaded).value();
+  }
+
+  bool apply(sluice::istio::LoadedConfig loaded) {
+    auto listeners = loaded.listeners;
+    auto configs = loaded.config.listeners;
+    auto status = gateway_.apply(std::move(loaded.config));
+    if (!status) {
+      fmt::print(stderr, "error: {}\n", status.error().to_string());
+      return false;
+    }
+    announce(listeners, configs);
+    return true;
+  }
+
+  void announce(const std::vector<sluice::istio::ListenerInfo>& info,
+                const std::vector<sluice::ListenerConfig>& configs) {
+    for (size_t i = 0; i < configs.size(); ++i)
+      fmt::print("listening {} {}:{}\n", i < info.size() ? info[i].port : configs[i].port,
+                 configs[i].address, gateway_.port(configs[i].name));
+    std::fflush(stdout);
+  }
+
+  void reload(const char* why) {
+    fmt::print(stderr, "reloading ({})\n", why);
+    auto loaded = load();
+    bool ok = loaded && apply(std::move(*loaded));
+    if (ok)
+      fmt::print("reloaded\n");
+    else
+      fmt::print("reload rejected; the previous configuration keeps serving\n");
+    std::fflush(stdout);
+  }
+
+  void refresh_dns() {
+    if (dns_names_.empty() || !parsed_) return;
+    auto fresh = sluice::istio::resolve(dns_names_);
+    if (fresh == dns_) return;
+    dns_ = std::move(fresh);
+    if (auto loaded = translate(); loaded && apply(std::move(*loaded)))
+      fmt::print(stderr, "DNS answers changed; configuration re-applied\n");
+  }
+
+ private:
+  const Options& o_;
+  sluice::Gateway& gateway_;
+  std::optional<sluice::istio::Parsed> parsed_;
+  std::vector<std::string> dns_names_;
+  sluice::istio::DnsTable dns_;
+};
+
+// Watches --config directories (and the directories of --config files) with
+// inotify; `on_change` runs ~200 ms after the last relevant event.
+class Watcher {
+ public:
+  Watcher(asio::io_context& io, const std::vector<std::string>& paths,
+          std::function<void()> on_change)
+      : descriptor_(io), debounce_(io), on_change_(std::move(on_change)) {
+    int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (fd < 0) return;
+    descriptor_.assign(fd);
+    namespace fs = std::filesystem;
+    for (const auto& p : paths) {
+      std::error_code ec;
+      bool dir = fs::is_directory(p, ec);
+      std::string watched = dir ? p : fs::path(p).parent_path().string();
+      if (watched.empty()) watched = ".";
+      int wd =
+          inotify_add_watch(fd, watched.c_str(),
+                            IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE);
+      if (wd < 0) continue;
+      watches_.push_back({wd, dir ? std::string() : fs::path(p).filename().string()});
+    }
+    read();
+  }
+
+ private:
+  struct Watch {
+    int wd;
+    std::string only;  // a --config file: only events for this name count
+  };
+
+  bool relevant(const inotify_event* ev) const {
+    std::string name = ev->len ? ev->name : "";
+    for (const auto& w : watches_) {
+      if (w.wd != ev->wd) continue;
+      if (!w.only.empty()) return name == w.only;
+      return name.ends_with(".yaml") || name.ends_with(".yml");
+    }
+    return false;
+  }
+
+  void read() {
+    descriptor_.async_read_some(asio::buffer(buffer_), [this](asio::error_code ec, size_t n) {
+      if (ec) return;
+      bool hit = false;
+      for (size_t off = 0; off + sizeof(inotify_event) <= n;) {
+        auto* ev = reinterpret_cast<const inotify_event*>(buffer_ + off);
+        hit = hit || relevant(ev);
+        off += sizeof(inotify_event) + ev->len;
+      }
+      if (hit) {
+        // Editors and `cp` produce bursts of events: act once they stop.
+        debounce_.expires_after(std::chrono::milliseconds(200));
+        debounce_.async_wait([this](asio::error_code e) {
+          if (!e) on_change_();
+        });
+      }
+      read();
+    });
+  }
+
+  asio::posix::stream_descriptor descriptor_;
+  asio::steady_timer debounce_;
+  std::function<void()> on_change_;
+  std::vector<Watch> watches_;
+  alignas(inotify_event) char buffer_[8192];
+};
+
+int serve(const Options& o) {
+  // Signal handling is in place before anything can announce readiness.
+  asio::io_context io;
+  asio::signal_set signals(io, SIGHUP, SIGTERM, SIGINT);
+  sluice::GatewayOptions gopts;
+  gopts.workers = o.workers;
+  sluice::Gateway gateway(gopts);
+  Control control(o, gateway);
+
+  std::optional<sluice::demo::DemoUpstreams> demo;
+  if (o.demo) {
+    demo.emplace();
+    auto config = demo_config(o, demo->port(0), demo->port(1));
+    auto listeners = config.listeners;
+    auto status = gateway.apply(std::move(config));
+    if (!status) {
+      fmt::print(stderr, "error: {}\n", status.error().to_string());
+      return 1;
+    }
+    gateway.start();
+    sluice::istio::ListenerInfo info;
+    info.port = 8080;  // the demo's nominal port, even with --ephemeral-ports
+    control.announce({info}, listeners);
+    fmt::print(stderr, "demo: reviews-v1 on 127.0.0.1:{}, reviews-v2 on 127.0.0.1:{}\n",
+               demo->port(0), demo->port(1));
+    fmt::print(stderr, "try: curl -H 'end-user: jason' http://{}:{}/\n",
+               o.bind.value_or("127.0.0.1"), gateway.port("demo"));
+  } else {
+    auto loaded = control.load();
+    if (!loaded) return 1;
+    if (!control.apply(std::move(*loaded))) return 1;
+    gateway.start();
+  }
+  fmt::print("ready\n");
+  std::fflush(stdout);
+
+  std::function<void()> wait_signal = [&] {
+    signals.async_wait([&](asio::error_code ec, int sig) {
+      if (ec) return;
+      if (sig == SIGHUP) {
+        if (!o.demo) control.reload("SIGHUP");
+        wait_signal();
+        return;
+      }
+      fmt::print(stderr, "draining ({})\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+      io.stop();
+    });
+  };
+  wait_signal();
+  std::optional<Watcher> watcher;
+  if (!o.demo && o.watch) watcher.emplace(io, o.configs, [&] { control.reload("file change"); });
+  asio::steady_timer dns_timer(io);
+  std::function<void()> schedule_dns = [&] {
+    if (o.dns_refresh_seconds <= 0 || o.demo) return;
+    dns_timer.expires_after(std::chrono::seconds(o.dns_refresh_seconds));
+    dns_timer.async_wait([&](asio::error_code ec) {
+      if (ec) return;
+      control.refresh_dns();
+      schedule_dns();
+    });
+  };
+  schedule_dns();
+  io.run();
+  gateway.stop();
+  fmt::print("stopped\n");
+  std::fflush(stdout);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Writes to a client that went away must not kill the process.
+  std::signal(SIGPIPE, SIG_IGN);
+  Options o;
+  if (auto rc = parse_args(argc, argv, o)) return *rc;
+
+  if (o.check || o.explain) {
+    sluice::istio::TranslateOptions t;
+    t.bind_address = o.bind.value_or("0.0.0.0");
+    auto loaded = sluice::istio::load_files(o.configs, t);
+    if (!loaded) {
+      fmt::print(stderr, "error: {}\n", loaded.error().to_string());
+      return 1;
+    }
+    print_warnings(loaded->warnings);
+    // The library's own validation too: what apply() would say.
+    auto compiled = sluice::compile(loaded->config);
+    if (!compiled) {
+      fmt::print(stderr, "error: {}\n", compiled.error().to_string());
+      return 1;
+    }
+    if (o.explain) return run_explain(o, *loaded);
+    fmt::print("{}configuration OK\n", sluice::istio::summary(*loaded));
+    return 0;
+  }
+  return serve(o);
+}

@@ -1,0 +1,105 @@
+#pragma once
+// Istio networking resources (Gateway, VirtualService, DestinationRule,
+// ServiceEntry) as YAML -> sluice::GatewayConfig. The only YAML-aware code of
+// sluice besides the example binary.
+//
+// Loading is three steps so that DNS never runs under a lock or on a worker:
+//   parse_*()   YAML -> Resources (schema checked, field paths in errors)
+//   resolve()   hostnames of DNS ServiceEntries -> IP literals
+//   translate() Resources + DNS answers -> GatewayConfig + metadata
+// load_files() does all three.
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "sluice/gateway.hpp"
+#include "sluice/result.hpp"
+#include "sluice/router.hpp"
+
+namespace sluice::istio {
+
+struct Resources;  // parsed Istio objects (istio/model.hpp)
+
+// Holds parsed resources; cheap to move, shared by value.
+struct Parsed {
+  std::shared_ptr<const Resources> resources;
+  std::vector<std::string> warnings;
+};
+
+// Files or directories (every *.yaml / *.yml directly inside, sorted by name).
+Result<Parsed> parse_files(const std::vector<std::string>& paths);
+// One YAML stream; `origin` names it in errors.
+Result<Parsed> parse_string(std::string_view yaml, std::string origin = "<string>");
+
+// Hostnames that DNS-resolution ServiceEntries need, sorted and unique.
+std::vector<std::string> dns_names(const Parsed& parsed);
+
+// hostname -> IPv4 literals (Istio's default lookup family is V4_ONLY). A
+// name that did not resolve maps to an empty list.
+using DnsTable = std::map<std::string, std::vector<std::string>>;
+// Resolves all names concurrently, bounded by `timeout` as a whole.
+DnsTable resolve(const std::vector<std::string>& names,
+                 std::chrono::milliseconds timeout = std::chrono::seconds(5));
+
+struct TranslateOptions {
+  std::string bind_address = "0.0.0.0";
+  bool ephemeral_ports = false;  // listen on port 0 for every Gateway server port
+};
+
+// Where a compiled route came from.
+struct RouteOrigin {
+  std::string virtual_service;  // "reviews" or "ns/reviews" outside "default"
+  std::string namespace_;
+  size_t rule_index = 0;  // http[i]
+  std::string rule_name;  // http[i].name, may be empty
+  // Route::matches[k] came from http[i].match[match_origin[k]] (some blocks
+  // are dropped by their `gateways` field).
+  std::vector<size_t> match_origin;
+};
+
+struct ServerOrigin {
+  std::string gateway;  // display name, like RouteOrigin::virtual_service
+  size_t server_index = 0;
+  std::string server_name;
+  std::string protocol;
+  std::vector<std::string> hosts;
+};
+
+struct ListenerInfo {
+  std::string name;   // ListenerConfig::name and RouterConfig::name
+  uint16_t port = 0;  // the Gateway server port (even with ephemeral_ports)
+  std::vector<ServerOrigin> servers;
+  std::map<std::string, RouteOrigin> routes;  // by Route::name
+};
+
+struct LoadedConfig {
+  GatewayConfig config;
+  std::vector<ListenerInfo> listeners;  // parallel to config.listeners
+  std::vector<std::string> warnings;
+
+  const ListenerInfo* listener_for_port(uint16_t port) const;
+};
+
+Result<LoadedConfig> translate(const Parsed& parsed, const TranslateOptions& options,
+                               const DnsTable& dns = {});
+
+// parse_files + resolve + translate.
+Result<LoadedConfig> load_files(const std::vector<std::string>& paths,
+                                const TranslateOptions& options = {});
+Result<LoadedConfig> load_string(std::string_view yaml, const TranslateOptions& options = {},
+                                 const DnsTable& dns = {});
+
+// Human-readable summary for `--check`: listeners, hosts, rules.
+std::string summary(const LoadedConfig& loaded);
+
+// Text for `--explain`: server, VirtualService, rule, destination, and why
+// each earlier rule did not match.
+std::string explain_text(const LoadedConfig& loaded, const ListenerInfo& listener,
+                         const RouterConfig& router, const Explanation& explanation);
+
+}  // namespace sluice::istio

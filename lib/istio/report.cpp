@@ -1,0 +1,183 @@
+// Text for `sluice-ingress --check` and `--explain`, phrased in Istio's terms
+// (Gateway servers, VirtualService rules) rather than sluice's.
+
+#include <fmt/format.h>
+
+#include "istio/istio.hpp"
+#include "istio/model.hpp"
+
+namespace sluice::istio {
+namespace {
+
+std::string describe(const StringMatch& m) {
+  switch (m.kind) {
+    case StringMatch::Kind::exact:
+      return fmt::format("exact \"{}\"", m.value);
+    case StringMatch::Kind::prefix:
+      return fmt::format("prefix \"{}\"", m.value);
+    case StringMatch::Kind::suffix:
+      return fmt::format("suffix \"{}\"", m.value);
+    case StringMatch::Kind::regex:
+      return fmt::format("regex \"{}\"", m.value);
+    case StringMatch::Kind::present:
+      return "present";
+  }
+  return "?";
+}
+
+std::string describe(const Matcher& m) {
+  std::vector<std::string> parts;
+  if (m.uri)
+    parts.push_back("uri " + describe(*m.uri) + (m.ignore_uri_case ? " (ignore case)" : ""));
+  if (m.method) parts.push_back("method " + describe(*m.method));
+  if (m.authority) parts.push_back("authority " + describe(*m.authority));
+  if (m.scheme) parts.push_back("scheme " + describe(*m.scheme));
+  for (const auto& h : m.headers)
+    parts.push_back(fmt::format("{} \"{}\" {}", h.invert ? "without header" : "header", h.name,
+                                describe(h.match)));
+  for (const auto& q : m.query_params)
+    parts.push_back(fmt::format("query \"{}\" {}", q.name, describe(q.match)));
+  if (m.port) parts.push_back(fmt::format("port {}", *m.port));
+  if (parts.empty()) return "any request";
+  std::string out;
+  for (size_t i = 0; i < parts.size(); ++i) out += (i ? " and " : "") + parts[i];
+  return out;
+}
+
+std::string describe_action(const Route& r) {
+  if (r.direct_response)
+    return fmt::format("direct response {} ({} body bytes)", r.direct_response->status,
+                       r.direct_response->body.size());
+  uint64_t total = 0;
+  for (const auto& d : r.destinations) total += d.weight;
+  std::string out;
+  for (size_t i = 0; i < r.destinations.size(); ++i) {
+    const auto& d = r.destinations[i];
+    if (i) out += ", ";
+    out += d.upstream;
+    if (!d.subset.empty()) out += " subset " + d.subset;
+    if (r.destinations.size() > 1)
+      out += fmt::format(" weight {} ({:.0f}%)", d.weight,
+                         total ? 100.0 * d.weight / static_cast<double>(total) : 0.0);
+  }
+  return out;
+}
+
+std::string rule_label(const ListenerInfo& l, const std::string& route_name) {
+  auto it = l.routes.find(route_name);
+  if (it == l.routes.end()) return route_name;
+  const RouteOrigin& o = it->second;
+  std::string out = fmt::format("VirtualService {} http[{}]", o.virtual_service, o.rule_index);
+  if (!o.rule_name.empty()) out += fmt::format(" \"{}\"", o.rule_name);
+  return out;
+}
+
+std::string strip_ns(const std::string& host) {
+  auto slash = host.find('/');
+  return slash == std::string::npos ? host : host.substr(slash + 1);
+}
+
+}  // namespace
+
+std::string summary(const LoadedConfig& loaded) {
+  std::string out;
+  size_t hosts = 0, rules = 0;
+  for (size_t i = 0; i < loaded.listeners.size(); ++i) {
+    const ListenerInfo& l = loaded.listeners[i];
+    const ListenerConfig& lc = loaded.config.listeners[i];
+    out += fmt::format("listener {} on {}:{}\n", l.name, lc.address, l.port);
+    for (const auto& s : l.servers) {
+      std::string h;
+      for (const auto& x : s.hosts) h += (h.empty() ? "" : ", ") + x;
+      out +=
+          fmt::format("  server Gateway {} servers[{}]{} {} hosts {}\n", s.gateway, s.server_index,
+                      s.server_name.empty() ? "" : " \"" + s.server_name + "\"", s.protocol, h);
+    }
+    const RouterConfig* router = nullptr;
+    for (const auto& r : loaded.config.routers)
+      if (r.name == lc.router) router = &r;
+    if (!router) continue;
+    for (const auto& vh : router->virtual_hosts) {
+      ++hosts;
+      out += fmt::format("  host {}\n", vh.name);
+      for (const auto& r : vh.routes) {
+        ++rules;
+        out += fmt::format("    {}\n", rule_label(l, r.name));
+        if (r.matches.empty()) out += "      match any request\n";
+        auto origin = l.routes.find(r.name);
+        for (size_t k = 0; k < r.matches.size(); ++k) {
+          size_t src = origin != l.routes.end() && k < origin->second.match_origin.size()
+                           ? origin->second.match_origin[k]
+                           : k;
+          out += fmt::format("      match[{}] {}\n", src, describe(r.matches[k]));
+        }
+        out += fmt::format("      -> {}\n", describe_action(r));
+      }
+    }
+  }
+  for (const auto& up : loaded.config.upstreams) {
+    out += fmt::format("upstream {}: {} endpoint(s)", up.name, up.endpoints.size());
+    if (!up.subsets.empty()) {
+      out += ", subsets";
+      for (const auto& s : up.subsets) out += " " + s.name;
+    }
+    out += "\n";
+    for (const auto& e : up.endpoints) {
+      std::string labels;
+      for (const auto& [k, v] : e.labels) labels += (labels.empty() ? "" : ",") + k + "=" + v;
+      out +=
+          fmt::format("  {}:{}{}\n", e.address, e.port, labels.empty() ? "" : " {" + labels + "}");
+    }
+  }
+  out += fmt::format("{} listener(s), {} host(s), {} rule(s), {} upstream(s), {} warning(s)\n",
+                     loaded.listeners.size(), hosts, rules, loaded.config.upstreams.size(),
+                     loaded.warnings.size());
+  return out;
+}
+
+std::string explain_text(const LoadedConfig& loaded, const ListenerInfo& listener,
+                         const RouterConfig& router, const Explanation& e) {
+  std::string out;
+  out += fmt::format("listener: {} (port {})\n", listener.name, listener.port);
+  if (!e.host_matched || e.virtual_host_index >= router.virtual_hosts.size()) {
+    out += "host:     no host of any VirtualService at this port matches the authority\n";
+    out += "result:   404 (NR: no route)\n";
+    return out;
+  }
+  const VirtualHost& vh = router.virtual_hosts[e.virtual_host_index];
+  for (const auto& s : listener.servers)
+    for (const auto& h : s.hosts)
+      if (intersect_hosts(vh.name, strip_ns(h))) {
+        out += fmt::format("server:   Gateway {} servers[{}] ({} port {}, host {})\n", s.gateway,
+                           s.server_index, s.protocol, listener.port, h);
+        goto found;
+      }
+found:
+  out += fmt::format("host:     {} (domain \"{}\" matched)\n", vh.name, e.host_match);
+  for (const auto& sk : e.skipped) {
+    out += fmt::format("skipped:  {}: {}\n", rule_label(listener, sk.route_name), sk.reason);
+  }
+  if (!e.route_index || *e.route_index >= vh.routes.size()) {
+    out += "rule:     no rule matches\n";
+    out += "result:   404 (NR: no route)\n";
+    return out;
+  }
+  const Route& r = vh.routes[*e.route_index];
+  out += fmt::format("rule:     {}", rule_label(listener, r.name));
+  auto origin = listener.routes.find(r.name);
+  if (e.match_index) {
+    size_t src = *e.match_index;
+    if (origin != listener.routes.end() && src < origin->second.match_origin.size())
+      src = origin->second.match_origin[src];
+    out += fmt::format(" match[{}] ({})", src, describe(r.matches[*e.match_index]));
+  } else {
+    out += " (no match conditions)";
+  }
+  out += fmt::format("\nroute:    {}\n", r.name);
+  out +=
+      fmt::format("{}: {}\n", r.direct_response ? "response" : "destination", describe_action(r));
+  (void)loaded;
+  return out;
+}
+
+}  // namespace sluice::istio

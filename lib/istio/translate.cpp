@@ -1,0 +1,594 @@
+// Resources -> GatewayConfig, the way Istio builds an ingress gateway's
+// listeners and routes (istio/istio pilot/pkg/networking/core gateway.go):
+// one listener and route table per Gateway server port; per port, the
+// VirtualServices bound to a Gateway with a server there contribute their
+// hosts intersected with the server hosts; VirtualServices for the same host
+// are merged in order.
+
+#include <re2/re2.h>
+
+#include <algorithm>
+#include <asio/ip/address.hpp>
+#include <map>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "istio/istio.hpp"
+#include "istio/model.hpp"
+
+namespace sluice::istio {
+namespace {
+
+struct LoadError {
+  Error error;
+};
+
+[[noreturn]] void fail(const Meta& meta, std::string path, std::string message) {
+  throw LoadError{Error{meta.object(), std::move(path), std::move(message)}};
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+bool ends_with_ci(std::string_view s, std::string_view suffix) {
+  return s.size() >= suffix.size() && lower(s.substr(s.size() - suffix.size())) == lower(suffix);
+}
+
+}  // namespace
+
+// Istio host intersection (pilot's host.Name matching): the narrower of the
+// two names when one covers the other, nothing otherwise.
+std::optional<std::string> intersect_hosts(const std::string& vs_host,
+                                           const std::string& server_host) {
+  if (lower(vs_host) == lower(server_host)) return vs_host;
+  if (server_host == "*") return vs_host;
+  if (vs_host == "*") return server_host;
+  bool vs_wild = vs_host.starts_with("*.");
+  bool srv_wild = server_host.starts_with("*.");
+  // "*.example.com" covers "a.example.com" and "*.a.example.com".
+  if (srv_wild && ends_with_ci(vs_host, server_host.substr(1))) return vs_host;
+  if (vs_wild && ends_with_ci(server_host, vs_host.substr(1))) return server_host;
+  return std::nullopt;
+}
+
+namespace {
+
+// Short names are namespace-relative Kubernetes service names.
+std::string fqdn(const std::string& host, const std::string& ns) {
+  if (host.find('.') != std::string::npos || host.find('*') != std::string::npos)
+    return lower(host);
+  return lower(host) + "." + ns + ".svc.cluster.local";
+}
+
+bool is_ip(const std::string& s) {
+  asio::error_code ec;
+  asio::ip::make_address(s, ec);
+  return !ec;
+}
+
+struct ServerRef {
+  const GatewayRes* gateway;
+  size_t index;
+};
+
+class Translator {
+ public:
+  Translator(const Resources& res, const TranslateOptions& options, const DnsTable& dns)
+      : res_(res), options_(options), dns_(dns) {}
+
+  LoadedConfig run() {
+    for (const auto& g : res_.gateways) gateways_[g.meta.key()] = &g;
+    validate_regexes();
+    collect_ports();
+    for (const auto& vs : res_.virtual_services) bind(vs);
+    for (auto& [port, servers] : ports_) build_listener(port, servers);
+    for (auto& up : upstream_order_) out_.config.upstreams.push_back(std::move(upstreams_[up]));
+    out_.warnings = std::move(warnings_);
+    return std::move(out_);
+  }
+
+ private:
+  void warn(std::string w) {
+    if (std::find(warnings_.begin(), warnings_.end(), w) == warnings_.end())
+      warnings_.push_back(std::move(w));
+  }
+
+  void check_regex(const Meta& m, const std::string& path, const StringMatch& sm) {
+    if (sm.kind != StringMatch::Kind::regex) return;
+    RE2::Options opts;
+    opts.set_log_errors(false);
+    RE2 re(sm.value, opts);
+    if (!re.ok())
+      fail(m, path + ".regex", fmt::format("invalid regex \"{}\": {}", sm.value, re.error()));
+  }
+
+  void validate_regexes() {
+    for (const auto& vs : res_.virtual_services) {
+      for (size_t i = 0; i < vs.http.size(); ++i) {
+        for (size_t k = 0; k < vs.http[i].matches.size(); ++k) {
+          const Matcher& mt = vs.http[i].matches[k].matcher;
+          std::string p = fmt::format("http[{}].match[{}]", i, k);
+          if (mt.uri) check_regex(vs.meta, p + ".uri", *mt.uri);
+          if (mt.method) check_regex(vs.meta, p + ".method", *mt.method);
+          if (mt.authority) check_regex(vs.meta, p + ".authority", *mt.authority);
+          if (mt.scheme) check_regex(vs.meta, p + ".scheme", *mt.scheme);
+          for (const auto& h : mt.headers)
+            check_regex(vs.meta,
+                        fmt::format("{}.{}.{}", p, h.invert ? "withoutHeaders" : "headers", h.name),
+                        h.match);
+          for (const auto& q : mt.query_params)
+            check_regex(vs.meta, fmt::format("{}.queryParams.{}", p, q.name), q.match);
+        }
+      }
+    }
+  }
+
+  void collect_ports() {
+    struct Claim {
+      std::string protocol;
+      const GatewayRes* gateway;
+      size_t server;
+    };
+    std::map<std::pair<uint16_t, std::string>, Claim> claims;
+    for (const auto& g : res_.gateways) {
+      for (size_t i = 0; i < g.servers.size(); ++i) {
+        const auto& s = g.servers[i];
+        for (size_t h = 0; h < s.hosts.size(); ++h) {
+          std::string host = s.hosts[h];
+          if (auto slash = host.find('/'); slash != std::string::npos)
+            host = host.substr(slash + 1);
+          auto [it, fresh] =
+              claims.emplace(std::pair{s.port, lower(host)}, Claim{s.protocol, &g, i});
+          if (!fresh && it->second.protocol != s.protocol)
+            fail(g.meta, fmt::format("servers[{}].hosts[{}]", i, h),
+                 fmt::format("host \"{}\" on port {} is already claimed with protocol {} by "
+                             "Gateway {} servers[{}]; this server says {}",
+                             host, s.port, it->second.protocol, it->second.gateway->meta.display(),
+                             it->second.server, s.protocol));
+        }
+      }
+    }
+    for (const auto& g : res_.gateways) {
+      for (size_t i = 0; i < g.servers.size(); ++i) {
+        const auto& s = g.servers[i];
+        if (s.protocol != "HTTP")
+          fail(g.meta, fmt::format("servers[{}].port.protocol", i),
+               fmt::format("protocol {} is not implemented yet (HTTP only)", s.protocol));
+        ports_[s.port].push_back({&g, i});
+      }
+    }
+  }
+
+  // "name" is relative to the VirtualService's namespace; "ns/name" is not.
+  std::string gateway_key(const std::string& ref, const std::string& ns) const {
+    if (ref.find('/') != std::string::npos) return ref;
+    return ns + "/" + ref;
+  }
+
+  void bind(const VirtualServiceRes& vs) {
+    std::vector<std::string> bound;
+    for (size_t i = 0; i < vs.gateways.size(); ++i) {
+      if (vs.gateways[i] == "mesh") continue;
+      std::string key = gateway_key(vs.gateways[i], vs.meta.namespace_);
+      if (!gateways_.count(key))
+        fail(vs.meta, fmt::format("gateways[{}]", i),
+             fmt::format("Gateway \"{}\" does not exist", key));
+      bound.push_back(key);
+    }
+    for (size_t i = 0; i < vs.http.size(); ++i)
+      for (size_t k = 0; k < vs.http[i].matches.size(); ++k) {
+        const auto& gws = vs.http[i].matches[k].gateways;
+        for (size_t j = 0; j < gws.size(); ++j) {
+          if (gws[j] == "mesh") continue;
+          std::string key = gateway_key(gws[j], vs.meta.namespace_);
+          if (!gateways_.count(key))
+            fail(vs.meta, fmt::format("http[{}].match[{}].gateways[{}]", i, k, j),
+                 fmt::format("Gateway \"{}\" does not exist", key));
+        }
+      }
+    if (bound.empty()) {
+      warn(
+          fmt::format("{}: not bound to any Gateway (gateways: lists none but \"mesh\"); it "
+                      "serves nothing here",
+                      vs.meta.object()));
+      return;
+    }
+    bound_[&vs] = bound;
+    destinations_[&vs] = resolve_destinations(vs);
+  }
+
+  // --- destinations and upstreams -------------------------------------------------
+
+  const ServiceEntryRes* find_service(const std::string& dest_fqdn, std::string* declared) const {
+    // The upstream is named by the host as the ServiceEntry declares it.
+    for (const auto& se : res_.service_entries)
+      for (const auto& h : se.hosts)
+        if (fqdn(h, se.meta.namespace_) == dest_fqdn) {
+          *declared = lower(h);
+          return &se;
+        }
+    for (const auto& se : res_.service_entries)
+      for (const auto& h : se.hosts)
+        if (h.starts_with("*.") && ends_with_ci(dest_fqdn, h.substr(1))) {
+          *declared = dest_fqdn;
+          return &se;
+        }
+    return nullptr;
+  }
+
+  std::vector<const DestinationRuleRes*> rules_for(const std::string& host_fqdn) const {
+    std::vector<const DestinationRuleRes*> out;
+    for (const auto& dr : res_.destination_rules)
+      if (fqdn(dr.host, dr.meta.namespace_) == host_fqdn) out.push_back(&dr);
+    if (!out.empty()) return out;
+    for (const auto& dr : res_.destination_rules)
+      if (dr.host.starts_with("*.") && ends_with_ci(host_fqdn, dr.host.substr(1)))
+        out.push_back(&dr);
+    return out;
+  }
+
+  std::vector<Endpoint> endpoints_for(const ServiceEntryRes& se, const ServicePort& sp,
+                                      const Meta& vs_meta, const std::string& path) {
+    std::vector<Endpoint> out;
+    uint16_t default_port = sp.target_port.value_or(sp.number);
+    auto make = [&](const WorkloadEndpoint& ep, const std::string& ip) {
+      Endpoint e;
+      e.address = ip;
+      auto it = ep.ports.find(sp.name);
+      e.port = it != ep.ports.end() && !sp.name.empty() ? it->second : default_port;
+      e.labels = ep.labels;
+      e.weight = ep.weight;
+      out.push_back(std::move(e));
+    };
+    if (se.resolution == "STATIC") {
+      for (size_t i = 0; i < se.endpoints.size(); ++i) {
+        if (!is_ip(se.endpoints[i].address))
+          fail(se.meta, fmt::format("endpoints[{}].address", i),
+               fmt::format("\"{}\" is not an IP address (resolution STATIC; use DNS for names)",
+                           se.endpoints[i].address));
+        make(se.endpoints[i], se.endpoints[i].address);
+      }
+    } else if (se.resolution == "DNS" || se.resolution == "DNS_ROUND_ROBIN") {
+      auto lookup = [&](const std::string& name) -> std::vector<std::string> {
+        if (is_ip(name)) return {name};
+        auto it = dns_.find(name);
+        if (it == dns_.end() || it->second.empty()) {
+          warn(fmt::format("{}: \"{}\" did not resolve; no endpoints from it", se.meta.object(),
+                           name));
+          return {};
+        }
+        return it->second;
+      };
+      if (se.endpoints.empty()) {
+        WorkloadEndpoint implicit;
+        for (const auto& h : se.hosts) {
+          if (h.find('*') != std::string::npos) continue;
+          for (const auto& ip : lookup(h)) make(implicit, ip);
+        }
+      } else {
+        for (const auto& ep : se.endpoints)
+          for (const auto& ip : lookup(ep.address)) make(ep, ip);
+      }
+    } else {
+      fail(
+          vs_meta, path,
+          fmt::format("ServiceEntry {} has resolution {}, which is not implemented yet (use STATIC "
+                      "or DNS)",
+                      se.meta.display(), se.resolution));
+    }
+    return out;
+  }
+
+  // Upstream for (service, port), created on first use.
+  std::string upstream_for(const ServiceEntryRes& se, const std::string& host,
+                           const ServicePort& sp, const Meta& vs_meta, const std::string& path) {
+    std::string name = fmt::format("outbound|{}||{}", sp.number, host);
+    if (upstreams_.count(name)) return name;
+    UpstreamConfig up;
+    up.name = name;
+    up.endpoints = endpoints_for(se, sp, vs_meta, path);
+    std::set<std::string> names;
+    for (const auto* dr : rules_for(fqdn(host, se.meta.namespace_)))
+      for (const auto& s : dr->subsets)
+        if (names.insert(s.name).second) up.subsets.push_back({s.name, s.labels});
+    up.load_balancer = LoadBalancer::round_robin;
+    upstreams_[name] = std::move(up);
+    upstream_order_.push_back(name);
+    return name;
+  }
+
+  std::vector<std::optional<std::vector<Destination>>> resolve_destinations(
+      const VirtualServiceRes& vs) {
+    std::vector<std::optional<std::vector<Destination>>> out;
+    for (size_t i = 0; i < vs.http.size(); ++i) {
+      const auto& rule = vs.http[i];
+      if (rule.direct_response) {
+        out.push_back(std::nullopt);
+        continue;
+      }
+      std::vector<Destination> dests;
+      int64_t total = 0;
+      for (size_t j = 0; j < rule.route.size(); ++j) {
+        const auto& d = rule.route[j];
+        std::string p = fmt::format("http[{}].route[{}].destination", i, j);
+        std::string host;
+        const ServiceEntryRes* se = find_service(fqdn(d.host, vs.meta.namespace_), &host);
+        if (!se)
+          fail(vs.meta, p + ".host",
+               fmt::format("host \"{}\" is not declared by any ServiceEntry", d.host));
+        const ServicePort* sp = nullptr;
+        if (d.port) {
+          for (const auto& candidate : se->ports)
+            if (candidate.number == *d.port) sp = &candidate;
+          if (!sp)
+            fail(vs.meta, p + ".port.number",
+                 fmt::format("ServiceEntry {} declares no port {} for host \"{}\"",
+                             se->meta.display(), *d.port, d.host));
+        } else if (se->ports.size() == 1) {
+          sp = &se->ports[0];
+        } else {
+          fail(vs.meta, p + ".port",
+               fmt::format("required: ServiceEntry {} declares {} ports for host \"{}\"",
+                           se->meta.display(), se->ports.size(), d.host));
+        }
+        if (!d.subset.empty()) {
+          bool found = false;
+          for (const auto* dr : rules_for(fqdn(host, se->meta.namespace_)))
+            for (const auto& s : dr->subsets) found = found || s.name == d.subset;
+          if (!found)
+            fail(vs.meta, p + ".subset",
+                 fmt::format("subset \"{}\" is not defined by any DestinationRule for host \"{}\"",
+                             d.subset, d.host));
+        }
+        Destination dest;
+        dest.upstream = upstream_for(*se, host, *sp, vs.meta, p + ".host");
+        dest.subset = d.subset;
+        // One destination takes all traffic whatever its weight (Istio).
+        int64_t w = rule.route.size() == 1 ? 100 : d.weight.value_or(0);
+        if (w > UINT32_MAX)
+          fail(vs.meta, fmt::format("http[{}].route[{}].weight", i, j), "too large");
+        dest.weight = static_cast<uint32_t>(w);
+        total += w;
+        dests.push_back(std::move(dest));
+        if (!d.subset.empty()) warn_empty_subset(vs, p, dests.back());
+      }
+      if (total == 0)
+        fail(vs.meta, fmt::format("http[{}].route", i), "total destination weight is 0");
+      out.push_back(std::move(dests));
+    }
+    return out;
+  }
+
+  void warn_empty_subset(const VirtualServiceRes& vs, const std::string& path,
+                         const Destination& d) {
+    const UpstreamConfig& up = upstreams_[d.upstream];
+    const Subset* subset = nullptr;
+    for (const auto& s : up.subsets)
+      if (s.name == d.subset) subset = &s;
+    if (!subset) return;
+    for (const auto& e : up.endpoints) {
+      bool all = true;
+      for (const auto& [k, v] : subset->labels) {
+        auto it = e.labels.find(k);
+        all = all && it != e.labels.end() && it->second == v;
+      }
+      if (all) return;
+    }
+    warn(fmt::format("{}: {}.subset: subset \"{}\" of {} selects no endpoints", vs.meta.object(),
+                     path, d.subset, d.upstream));
+  }
+
+  // --- listeners --------------------------------------------------------------------
+
+  static bool host_visible(const std::string& server_host, const GatewayRes& g,
+                           const VirtualServiceRes& vs, std::string* host) {
+    auto slash = server_host.find('/');
+    if (slash == std::string::npos) {
+      *host = server_host;
+      return true;
+    }
+    std::string ns = server_host.substr(0, slash);
+    *host = server_host.substr(slash + 1);
+    if (ns == "*") return true;
+    if (ns == ".") return g.meta.namespace_ == vs.meta.namespace_;
+    return ns == vs.meta.namespace_;
+  }
+
+  static bool catches_all(const Route& r) {
+    if (r.direct_response || !r.destinations.empty()) {
+      if (r.matches.empty()) return true;
+      for (const auto& m : r.matches) {
+        bool bare = !m.method && !m.authority && !m.scheme && m.headers.empty() &&
+                    m.query_params.empty() && !m.port;
+        bool any_uri = !m.uri ||
+                       (m.uri->kind == StringMatch::Kind::prefix &&
+                        (m.uri->value == "/" || m.uri->value.empty())) ||
+                       (m.uri->kind == StringMatch::Kind::regex && m.uri->value == ".*");
+        if (bare && any_uri) return true;
+      }
+    }
+    return false;
+  }
+
+  void build_listener(uint16_t port, const std::vector<ServerRef>& servers) {
+    ListenerInfo info;
+    info.name = fmt::format("http.{}", port);
+    info.port = port;
+    for (const auto& s : servers) {
+      const auto& srv = s.gateway->servers[s.index];
+      info.servers.push_back(
+          {s.gateway->meta.display(), s.index, srv.name, srv.protocol, srv.hosts});
+    }
+    RouterConfig router;
+    router.name = info.name;
+    std::map<std::string, size_t> vhost_index;  // lower-case domain -> index
+    struct RouteSource {
+      const VirtualServiceRes* vs;
+      size_t rule;
+    };
+    std::vector<std::vector<RouteSource>> sources;
+
+    for (const auto& vs : res_.virtual_services) {
+      auto b = bound_.find(&vs);
+      if (b == bound_.end()) continue;
+      // domain -> gateways (keys) through which this VirtualService serves it here
+      std::vector<std::pair<std::string, std::set<std::string>>> domains;
+      for (const auto& key : b->second) {
+        const GatewayRes& g = *gateways_.at(key);
+        for (const auto& srv : g.servers) {
+          if (srv.port != port) continue;
+          for (const auto& vs_host : vs.hosts)
+            for (const auto& sh : srv.hosts) {
+              std::string host;
+              if (!host_visible(sh, g, vs, &host)) continue;
+              auto d = intersect_hosts(vs_host, host);
+              if (!d) continue;
+              auto it = std::find_if(domains.begin(), domains.end(),
+                                     [&](const auto& e) { return lower(e.first) == lower(*d); });
+              if (it == domains.end()) it = domains.insert(domains.end(), {*d, {}});
+              it->second.insert(key);
+            }
+        }
+      }
+      for (const auto& [domain, active] : domains) {
+        auto [vit, fresh] = vhost_index.emplace(lower(domain), router.virtual_hosts.size());
+        if (fresh) {
+          router.virtual_hosts.push_back({domain, {domain}, {}});
+          sources.emplace_back();
+        }
+        VirtualHost& vh = router.virtual_hosts[vit->second];
+        const auto& dests = destinations_.at(&vs);
+        for (size_t i = 0; i < vs.http.size(); ++i) {
+          const HttpRuleIn& rule = vs.http[i];
+          Route r;
+          r.name = fmt::format("{}/{}/http[{}]", vs.meta.namespace_, vs.meta.name, i);
+          RouteOrigin origin{vs.meta.display(), vs.meta.namespace_, i, rule.name, {}};
+          for (size_t k = 0; k < rule.matches.size(); ++k) {
+            const HttpMatchIn& mb = rule.matches[k];
+            if (mb.source_labels) continue;  // mesh-only condition: never true here
+            if (!mb.gateways.empty()) {
+              bool applies = false;
+              for (const auto& ref : mb.gateways)
+                applies = applies ||
+                          (ref != "mesh" && active.count(gateway_key(ref, vs.meta.namespace_)));
+              if (!applies) continue;
+            }
+            r.matches.push_back(mb.matcher);
+            origin.match_origin.push_back(k);
+          }
+          // Every match block dropped: the rule does not exist at this gateway.
+          if (!rule.matches.empty() && r.matches.empty()) continue;
+          if (dests[i]) r.destinations = *dests[i];
+          r.direct_response = rule.direct_response;
+          info.routes[r.name] = std::move(origin);
+          vh.routes.push_back(std::move(r));
+          sources[vit->second].push_back({&vs, i});
+        }
+      }
+    }
+
+    // Rules after a catch-all can never match.
+    for (size_t v = 0; v < router.virtual_hosts.size(); ++v) {
+      const auto& vh = router.virtual_hosts[v];
+      for (size_t i = 0; i < vh.routes.size(); ++i) {
+        if (!catches_all(vh.routes[i])) continue;
+        for (size_t j = i + 1; j < vh.routes.size(); ++j) {
+          const auto& later = sources[v][j];
+          const auto& first = sources[v][i];
+          warn(
+              fmt::format("{}: http[{}]: rule can never match on host \"{}\" port {}: {} http[{}] "
+                          "catches every request first",
+                          later.vs->meta.object(), later.rule, vh.name, port,
+                          first.vs->meta.object(), first.rule));
+        }
+        break;
+      }
+    }
+
+    if (router.virtual_hosts.empty())
+      warn(fmt::format("port {}: no VirtualService serves any host here; every request gets 404",
+                       port));
+    ListenerConfig listener;
+    listener.name = info.name;
+    listener.address = options_.bind_address;
+    listener.port = options_.ephemeral_ports ? 0 : port;
+    listener.router = router.name;
+    out_.config.listeners.push_back(std::move(listener));
+    out_.config.routers.push_back(std::move(router));
+    out_.listeners.push_back(std::move(info));
+  }
+
+  const Resources& res_;
+  const TranslateOptions& options_;
+  const DnsTable& dns_;
+  LoadedConfig out_;
+  std::vector<std::string> warnings_;
+  std::map<std::string, const GatewayRes*> gateways_;
+  std::map<uint16_t, std::vector<ServerRef>> ports_;
+  std::map<const VirtualServiceRes*, std::vector<std::string>> bound_;
+  std::map<const VirtualServiceRes*, std::vector<std::optional<std::vector<Destination>>>>
+      destinations_;
+  std::map<std::string, UpstreamConfig> upstreams_;
+  std::vector<std::string> upstream_order_;
+};
+
+}  // namespace
+
+const ListenerInfo* LoadedConfig::listener_for_port(uint16_t port) const {
+  for (const auto& l : listeners)
+    if (l.port == port) return &l;
+  return nullptr;
+}
+
+std::vector<std::string> dns_names(const Parsed& parsed) {
+  std::set<std::string> names;
+  for (const auto& se : parsed.resources->service_entries) {
+    if (se.resolution != "DNS" && se.resolution != "DNS_ROUND_ROBIN") continue;
+    if (se.endpoints.empty()) {
+      for (const auto& h : se.hosts)
+        if (h.find('*') == std::string::npos && !is_ip(h)) names.insert(h);
+    }
+    for (const auto& ep : se.endpoints)
+      if (!is_ip(ep.address)) names.insert(ep.address);
+  }
+  return {names.begin(), names.end()};
+}
+
+Result<LoadedConfig> translate(const Parsed& parsed, const TranslateOptions& options,
+                               const DnsTable& dns) {
+  try {
+    Translator t(*parsed.resources, options, dns);
+    LoadedConfig out = t.run();
+    out.warnings.insert(out.warnings.begin(), parsed.warnings.begin(), parsed.warnings.end());
+    return out;
+  } catch (const LoadError& e) {
+    return e.error;
+  }
+}
+
+Result<LoadedConfig> load_files(const std::vector<std::string>& paths,
+                                const TranslateOptions& options) {
+  auto parsed = parse_files(paths);
+  if (!parsed) return parsed.error();
+  auto table = resolve(dns_names(*parsed));
+  return translate(*parsed, options, table);
+}
+
+Result<LoadedConfig> load_string(std::string_view yaml, const TranslateOptions& options,
+                                 const DnsTable& dns) {
+  auto parsed = parse_string(yaml);
+  if (!parsed) return parsed.error();
+  DnsTable table = dns;
+  for (const auto& name : dns_names(*parsed))
+    if (!table.count(name)) {
+      auto more = resolve({name});
+      table[name] = more[name];
+    }
+  return translate(*parsed, options, table);
+}
+
+}  // namespace sluice::istio

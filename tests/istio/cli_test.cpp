@@ -1,0 +1,326 @@
+// sluice-ingress driven the way programs outside the repository drive it:
+// --check, --explain, serving with reloads by SIGHUP and file change, and
+// draining on SIGTERM.
+
+#include <doctest/doctest.h>
+#include <signal.h>
+#include <stdlib.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "child.hpp"
+#include "istio_test_util.hpp"
+#include "support/fake_upstream.hpp"
+#include "support/process.hpp"
+#include "support/raw_client.hpp"
+
+using namespace sluice;
+using namespace sluice::test;
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string bin = SLUICE_INGRESS_BIN;
+
+ProcessResult ingress(std::vector<std::string> args) {
+  return run_process(bin, args);
+}
+
+std::string bookinfo_dir() {
+  return std::string(SLUICE_SOURCE_DIR) + "/examples/ingress/bookinfo";
+}
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "sluice-istio-XXXXXX").string();
+    path = mkdtemp(tmpl.data());
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  // Written whole under another name, then renamed: readers never see half a file.
+  void write(const std::string& name, const std::string& text) const {
+    fs::path tmp = path / (".tmp-" + name);
+    { std::ofstream(tmp, std::ios::binary) << text; }
+    fs::rename(tmp, path / name);
+  }
+};
+
+// Bookinfo with the test's upstreams as reviews v1/v2/v3 and productpage.
+struct Bookinfo {
+  FakeUpstream productpage{"productpage-v1"};
+  FakeUpstream v1{"reviews-v1"};
+  FakeUpstream v2{"reviews-v2"};
+  FakeUpstream v3{"reviews-v3"};
+  std::map<std::string, std::string> ports() const {
+    return {{"PRODUCTPAGE_V1", std::to_string(productpage.port())},
+            {"REVIEWS_V1", std::to_string(v1.port())},
+            {"REVIEWS_V2", std::to_string(v2.port())},
+            {"REVIEWS_V3", std::to_string(v3.port())}};
+  }
+  std::string base() const {
+    return fixtures(
+        {"bookinfo-gateway.yaml", "bookinfo-services.yaml", "destination-rule-all.yaml"}, ports());
+  }
+  std::string routes(const char* vs) const { return fixtures({vs}, ports()); }
+};
+
+// The port sluice-ingress reports for Gateway server port `server_port`.
+uint16_t listening_port(Child& child, uint16_t server_port, size_t from = 0) {
+  auto line = child.wait_line(fmt::format("listening {} ", server_port), from);
+  REQUIRE_MESSAGE(line, "no listening line; stderr: ", child.err());
+  return static_cast<uint16_t>(std::stoi(line->substr(line->rfind(':') + 1)));
+}
+
+std::string get_body(uint16_t port, const std::string& target, const HeaderList& headers = {}) {
+  RawClient c(port);
+  if (!c.connected()) return "<no connection>";
+  c.send(make_request("GET", target, "bookinfo.example.com", headers));
+  auto r = c.read_response();
+  if (!r) return "<no response: " + c.error() + ">";
+  if (r->status != 200) return "<status " + std::to_string(r->status) + ">";
+  return r->body;
+}
+
+Child serve(const std::vector<std::string>& configs, std::vector<std::string> extra = {}) {
+  std::vector<std::string> args = {bin, "--ephemeral-ports", "--bind", "127.0.0.1", "--workers",
+                                   "2", "--dns-refresh",     "0"};
+  for (const auto& c : configs) {
+    args.push_back("--config");
+    args.push_back(c);
+  }
+  args.insert(args.end(), extra.begin(), extra.end());
+  return Child(args);
+}
+
+}  // namespace
+
+TEST_CASE("sluice-ingress --check summarizes the bundled Bookinfo config") {
+  auto r = ingress({"--check", "--config", bookinfo_dir()});
+  CHECK_MESSAGE(r.exit_code == 0, r.err);
+  CHECK(r.out.find("listener http.8080 on 0.0.0.0:8080") != std::string::npos);
+  CHECK(r.out.find("server Gateway bookinfo-gateway servers[0]") != std::string::npos);
+  CHECK(r.out.find("host bookinfo.example.com") != std::string::npos);
+  CHECK(r.out.find("VirtualService reviews http[0]") != std::string::npos);
+  CHECK(r.out.find("header \"end-user\" exact \"jason\"") != std::string::npos);
+  CHECK(r.out.find("-> outbound|9080||reviews subset v2") != std::string::npos);
+  CHECK(r.out.find("configuration OK") != std::string::npos);
+}
+
+TEST_CASE("sluice-ingress --check rejects an invalid config naming kind, name and field") {
+  TempDir dir;
+  std::string yaml =
+      fixtures({"bookinfo-gateway.yaml", "bookinfo-services.yaml", "destination-rule-all.yaml",
+                "virtual-service-reviews-test-v2.yaml"});
+  yaml.replace(yaml.find("subset: v1"), 10, "subset: v9");
+  dir.write("bad.yaml", yaml);
+  auto r = ingress({"--check", "--config", (dir.path / "bad.yaml").string()});
+  CHECK(r.exit_code != 0);
+  CHECK_MESSAGE(r.err.find("VirtualService reviews: http[1].route[0].destination.subset: subset "
+                           "\"v9\" is not defined by any DestinationRule for host \"reviews\"") !=
+                    std::string::npos,
+                r.err);
+  // Serving the same config refuses to start.
+  auto s = ingress({"--config", (dir.path / "bad.yaml").string(), "--ephemeral-ports"});
+  CHECK(s.exit_code != 0);
+  CHECK(s.err.find("subset \"v9\"") != std::string::npos);
+  CHECK(s.out.find("ready") == std::string::npos);
+}
+
+TEST_CASE("sluice-ingress --explain shows server, VirtualService, rule and destination") {
+  auto jason = ingress({"--explain", "GET http://bookinfo.example.com:8080/reviews/1", "-H",
+                        "end-user: jason", "--config", bookinfo_dir()});
+  CHECK_MESSAGE(jason.exit_code == 0, jason.err);
+  CHECK(jason.out.find("server:   Gateway bookinfo-gateway servers[0]") != std::string::npos);
+  CHECK(jason.out.find("rule:     VirtualService reviews http[0] match[0]") != std::string::npos);
+  CHECK(jason.out.find("destination: outbound|9080||reviews subset v2") != std::string::npos);
+  CHECK(jason.out.find("skipped:  VirtualService bookinfo http[0]") != std::string::npos);
+
+  auto other = ingress(
+      {"--explain", "GET http://bookinfo.example.com:8080/reviews/1", "--config", bookinfo_dir()});
+  CHECK_MESSAGE(other.exit_code == 0, other.err);
+  CHECK(other.out.find("rule:     VirtualService reviews http[1]") != std::string::npos);
+  CHECK(other.out.find("skipped:  VirtualService reviews http[0]: ") != std::string::npos);
+  CHECK(other.out.find("end-user") != std::string::npos);
+  CHECK(other.out.find("subset v1") != std::string::npos);
+
+  auto none = ingress(
+      {"--explain", "GET http://bookinfo.example.com:8080/nothing", "--config", bookinfo_dir()});
+  CHECK(none.exit_code == 1);
+  CHECK(none.out.find("404") != std::string::npos);
+}
+
+TEST_CASE("sluice-ingress serves Bookinfo request routing and reloads on SIGHUP") {
+  Bookinfo b;
+  TempDir dir;
+  dir.write("bookinfo.yaml", b.base() + b.routes("virtual-service-reviews-test-v2.yaml"));
+  Child child = serve({(dir.path / "bookinfo.yaml").string()}, {"--no-watch"});
+  uint16_t port = listening_port(child, 8080);
+  REQUIRE(child.wait_line("ready"));
+  CHECK(get_body(port, "/reviews/1", {{"end-user", "jason"}}) == "reviews-v2");
+  CHECK(get_body(port, "/reviews/1") == "reviews-v1");
+  CHECK(get_body(port, "/productpage") == "productpage-v1");
+  CHECK(get_body(port, "/other") == "<status 404>");
+
+  // 50/50 between v1 and v3; SIGHUP applies it.
+  size_t from = child.line_count();
+  dir.write("bookinfo.yaml", b.base() + b.routes("virtual-service-reviews-50-v3.yaml"));
+  child.signal(SIGHUP);
+  REQUIRE_MESSAGE(child.wait_line("reloaded", from), child.err());
+  uint16_t port2 = listening_port(child, 8080, from);
+  std::map<std::string, int> seen;
+  for (int i = 0; i < 40; ++i) ++seen[get_body(port2, "/reviews/1", {{"end-user", "jason"}})];
+  CHECK(seen.size() == 2);
+  CHECK(seen["reviews-v1"] > 0);
+  CHECK(seen["reviews-v3"] > 0);
+
+  // An invalid config is rejected; the old one keeps serving.
+  from = child.line_count();
+  dir.write("bookinfo.yaml", b.base() +
+                                 "---\nkind: VirtualService\napiVersion: "
+                                 "networking.istio.io/v1\nmetadata: {name: x}\nspec: {hosts: [y], "
+                                 "gateways: [nope]}\n");
+  child.signal(SIGHUP);
+  REQUIRE(child.wait_line("reload rejected", from));
+  CHECK(
+      child.err().find("VirtualService x: gateways[0]: Gateway \"default/nope\" does not exist") !=
+      std::string::npos);
+  CHECK(get_body(port2, "/productpage") == "productpage-v1");
+
+  child.signal(SIGTERM);
+  CHECK(child.wait_exit() == 0);
+}
+
+TEST_CASE("sluice-ingress reloads when a file under a --config directory changes") {
+  Bookinfo b;
+  TempDir dir;
+  dir.write("00-base.yaml", b.base());
+  dir.write("10-reviews.yaml", b.routes("virtual-service-reviews-test-v2.yaml"));
+  Child child = serve({dir.path.string()});
+  uint16_t port = listening_port(child, 8080);
+  REQUIRE(child.wait_line("ready"));
+  CHECK(get_body(port, "/reviews/1") == "reviews-v1");
+
+  size_t from = child.line_count();
+  dir.write("10-reviews.yaml", b.routes("virtual-service-reviews-80-20.yaml"));
+  REQUIRE_MESSAGE(child.wait_line("reloaded", from), child.err());
+  uint16_t port2 = listening_port(child, 8080, from);
+  std::map<std::string, int> seen;
+  for (int i = 0; i < 60; ++i) ++seen[get_body(port2, "/reviews/1", {{"end-user", "jason"}})];
+  // jason no longer has a rule of his own: 80/20 between v1 and v2.
+  CHECK(seen["reviews-v1"] > seen["reviews-v2"]);
+  CHECK(seen["reviews-v2"] > 0);
+  CHECK(seen.size() == 2);
+
+  child.signal(SIGTERM);
+  CHECK(child.wait_exit() == 0);
+}
+
+TEST_CASE("sluice-ingress drains on SIGTERM: the request in flight completes, exit 0") {
+  Bookinfo b;
+  b.v1.set_handler([](const Received&) {
+    Reply r;
+    r.body = "slow-v1";
+    r.hold = true;
+    return r;
+  });
+  TempDir dir;
+  dir.write("bookinfo.yaml", b.base() + b.routes("virtual-service-reviews-test-v2.yaml"));
+  Child child = serve({(dir.path / "bookinfo.yaml").string()});
+  uint16_t port = listening_port(child, 8080);
+  REQUIRE(child.wait_line("ready"));
+
+  RawClient client(port);
+  REQUIRE(client.send(make_request("GET", "/reviews/1", "bookinfo.example.com")));
+  REQUIRE(b.v1.wait_for_requests(1));
+  child.signal(SIGTERM);
+  // New connections are refused once the listener closes; the held one finishes.
+  CHECK(wait_until([&] { return !RawClient(port, std::chrono::milliseconds(200)).connected(); }));
+  b.v1.release();
+  auto r = client.read_response();
+  REQUIRE_MESSAGE(r, client.error());
+  CHECK(r->status == 200);
+  CHECK(r->body == "slow-v1");
+  CHECK(child.wait_exit() == 0);
+}
+
+TEST_CASE("sluice-ingress: reloads under load from four clients fail no request") {
+  Bookinfo b;
+  TempDir dir;
+  dir.write("bookinfo.yaml", b.base() + b.routes("virtual-service-reviews-test-v2.yaml"));
+  Child child = serve({(dir.path / "bookinfo.yaml").string()}, {"--no-watch"});
+  uint16_t port = listening_port(child, 8080);
+  REQUIRE(child.wait_line("ready"));
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> ok{0}, failed{0};
+  std::mutex mutex;
+  std::string first_failure;
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 4; ++t)
+    clients.emplace_back([&, t] {
+      // Half the clients keep one connection alive, half open one per request.
+      std::unique_ptr<RawClient> c;
+      while (!stop) {
+        if (!c || t % 2 == 1) c = std::make_unique<RawClient>(port);
+        std::string why;
+        if (!c->connected()) {
+          why = "connect failed";
+        } else if (!c->send(make_request("GET", "/reviews/1", "bookinfo.example.com"))) {
+          why = "send failed";
+        } else if (auto r = c->read_response(); !r) {
+          why = "no response: " + c->error();
+        } else if (r->status != 200) {
+          why = "status " + std::to_string(r->status);
+        } else if (r->header("connection") == std::optional<std::string>("close")) {
+          c.reset();  // the gateway may close a kept-alive connection after a response
+        }
+        if (why.empty()) {
+          ++ok;
+        } else {
+          ++failed;
+          std::lock_guard lock(mutex);
+          if (first_failure.empty()) first_failure = why;
+          c.reset();
+        }
+      }
+    });
+
+  const char* variants[] = {"virtual-service-reviews-80-20.yaml",
+                            "virtual-service-reviews-50-v3.yaml",
+                            "virtual-service-reviews-test-v2.yaml"};
+  for (int i = 0; i < 6; ++i) {
+    REQUIRE(wait_until([&] { return ok.load() > (i + 1) * 50; }, std::chrono::seconds(10)));
+    size_t from = child.line_count();
+    dir.write("bookinfo.yaml", b.base() + b.routes(variants[i % 3]));
+    child.signal(SIGHUP);
+    REQUIRE_MESSAGE(child.wait_line("reloaded", from), child.err());
+    REQUIRE(listening_port(child, 8080, from) == port);  // the listener survives a reload
+  }
+  REQUIRE(wait_until([&] { return ok.load() > 400; }, std::chrono::seconds(10)));
+  stop = true;
+  for (auto& t : clients) t.join();
+  CHECK_MESSAGE(failed.load() == 0, first_failure);
+  CHECK(ok.load() > 400);
+  child.signal(SIGTERM);
+  CHECK(child.wait_exit() == 0);
+}
+
+TEST_CASE("sluice-ingress --demo: end-user jason reaches reviews-v2") {
+  Child child({bin, "--demo", "--ephemeral-ports", "--workers", "1"});
+  auto line = child.wait_line("listening ");
+  REQUIRE_MESSAGE(line, child.err());
+  uint16_t port = static_cast<uint16_t>(std::stoi(line->substr(line->rfind(':') + 1)));
+  REQUIRE(child.wait_line("ready"));
+  CHECK(get_body(port, "/", {{"end-user", "jason"}}) == "reviews-v2\n");
+  CHECK(get_body(port, "/") == "reviews-v1\n");
+  child.signal(SIGINT);
+  CHECK(child.wait_exit() == 0);
+}
