@@ -8,6 +8,16 @@ namespace sluice::http {
 
 namespace {
 constexpr int kPause = HPE_PAUSED;
+
+// RFC 9110 tchar.
+bool is_token(std::string_view s) {
+  for (unsigned char c : s) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+    if (!ok) return false;
+  }
+  return true;
+}
 constexpr int kUserError = HPE_USER;
 }  // namespace
 
@@ -46,6 +56,11 @@ struct Parser::Callbacks {
   static int on_header_value_complete(llhttp_t* p) {
     auto& s = self(p);
     Headers& h = s.kind_ == Kind::request ? s.request_.headers : s.response_.headers;
+    // llhttp 8 lets whitespace before the colon through; RFC 9112 5.1 says reject.
+    if (s.field_.empty() || !is_token(s.field_)) {
+      s.fail(ParseError::bad_request, "invalid header field name");
+      return kUserError;
+    }
     if (h.size() >= s.limits_.max_headers) {
       s.fail(ParseError::header_too_large, "too many headers");
       return kUserError;
@@ -69,8 +84,12 @@ struct Parser::Callbacks {
     } else {
       s.response_.status = p->status_code;
       s.response_.version_minor = p->http_minor;
-      // 1 tells llhttp the message has no body (response to HEAD).
-      if (s.no_body_ && p->status_code >= 200) return 1;
+      // 1 tells llhttp the message has no body: a response to HEAD, and
+      // 1xx, 204 and 304 whatever their headers say (RFC 9112 6.3).
+      int st = p->status_code;
+      if ((s.no_body_ && st >= 200) || st == 204 || st == 304 ||
+          (st >= 100 && st < 200 && st != 101))
+        return 1;
     }
     return kPause;
   }

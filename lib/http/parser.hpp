@@ -45,6 +45,8 @@ class Parser {
   // message was cut short.
   bool finish();
 
+  void set_limits(ParserLimits limits) { limits_ = limits; }
+
   // For a response parser: the next response answers a HEAD request, so it
   // has no body whatever its headers say. Set before feeding the response.
   void expect_no_body(bool v) { no_body_ = v; }

@@ -323,6 +323,7 @@ awaitable<bool> Session::serve_one(bool first) {
   limits_ = &snap->limits;
   auto& p = request_parser_;
   p.next_message();
+  p.set_limits({snap->limits.max_request_header_bytes, snap->limits.max_request_headers});
   bool got_head = co_await read_head(snap->limits, first);
   RequestHead& head = p.request();
   RequestContext ctx{.request = head};
@@ -411,7 +412,7 @@ awaitable<bool> Session::serve_one(bool first) {
     co_return ok;
   }
   if (route.rewrite) policy::apply_rewrite(rr.policy, sel->matched, head);
-  policy::apply_headers(route.request_headers, head.headers);
+  policy::apply_headers(route.request_headers, head);
 
   const ResolvedDestination* dest = nullptr;
   if (rr.total_weight > 0) {
@@ -480,7 +481,7 @@ awaitable<bool> Session::proxy(RequestContext& ctx, const Snapshot& snap, const 
   if (!head.headers.contains("x-request-id"))
     head.headers.add("x-request-id", worker_.make_request_id());
   if (!head.headers.contains("host")) head.headers.add("host", up.endpoints[endpoint].key);
-  policy::apply_headers(dest_cfg.request_headers, head.headers);
+  policy::apply_headers(dest_cfg.request_headers, head);
   bool chunked_up = p.chunked();
   if (chunked_up) head.headers.add("transfer-encoding", "chunked");
   std::string out_head;

@@ -5,6 +5,7 @@
 
 #include <re2/re2.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -71,7 +72,17 @@ struct CompiledMatcher {
 struct CompiledRoute {
   std::vector<CompiledMatcher> matches;  // ORed; empty matches everything
 
-  bool accepts(const RequestHead& request) const;
+  // Which block a request satisfies: kEveryRequest when the route has no
+  // blocks, the first matching block's index, or nullopt.
+  static constexpr size_t kEveryRequest = SIZE_MAX;
+  std::optional<size_t> matching_block(const RequestHead& request) const;
+  bool accepts(const RequestHead& request) const { return matching_block(request).has_value(); }
+};
+
+// A route chosen by RouteIndex and the block that chose it.
+struct RouteHit {
+  size_t route = 0;
+  size_t block = CompiledRoute::kEveryRequest;
 };
 
 // Finds the first matching route without scanning every rule. Each route is
@@ -95,8 +106,8 @@ struct RouteIndex {
   List always;
 
   void build(const std::vector<CompiledRoute>& routes);
-  std::optional<size_t> first_match(const std::vector<CompiledRoute>& routes,
-                                    const RequestHead& request) const;
+  std::optional<RouteHit> first_match(const std::vector<CompiledRoute>& routes,
+                                      const RequestHead& request) const;
 };
 
 struct CompiledVirtualHost {

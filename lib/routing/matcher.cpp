@@ -171,11 +171,11 @@ std::string CompiledMatcher::failure(const RequestHead& request) const {
   return {};
 }
 
-bool CompiledRoute::accepts(const RequestHead& request) const {
-  if (matches.empty()) return true;
-  for (const auto& m : matches)
-    if (m.matches(request)) return true;
-  return false;
+std::optional<size_t> CompiledRoute::matching_block(const RequestHead& request) const {
+  if (matches.empty()) return kEveryRequest;
+  for (size_t k = 0; k < matches.size(); ++k)
+    if (matches[k].matches(request)) return k;
+  return std::nullopt;
 }
 
 }  // namespace sluice::detail

@@ -63,8 +63,8 @@ void RouteIndex::build(const std::vector<CompiledRoute>& routes) {
   }
 }
 
-std::optional<size_t> RouteIndex::first_match(const std::vector<CompiledRoute>& routes,
-                                              const RequestHead& request) const {
+std::optional<RouteHit> RouteIndex::first_match(const std::vector<CompiledRoute>& routes,
+                                                const RequestHead& request) const {
   std::array<const List*, kMaxLists> lists;
   size_t count = 0;
   bool overflow = false;
@@ -97,7 +97,7 @@ std::optional<size_t> RouteIndex::first_match(const std::vector<CompiledRoute>& 
 
   if (overflow) {
     for (size_t r = 0; r < routes.size(); ++r)
-      if (routes[r].accepts(request)) return r;
+      if (auto block = routes[r].matching_block(request)) return RouteHit{r, *block};
     return std::nullopt;
   }
 
@@ -108,7 +108,7 @@ std::optional<size_t> RouteIndex::first_match(const std::vector<CompiledRoute>& 
     for (size_t i = 0; i < count; ++i)
       if (pos[i] < lists[i]->size()) next = std::min(next, (*lists[i])[pos[i]]);
     if (next == UINT32_MAX) return std::nullopt;
-    if (routes[next].accepts(request)) return next;
+    if (auto block = routes[next].matching_block(request)) return RouteHit{next, *block};
     for (size_t i = 0; i < count; ++i)
       if (pos[i] < lists[i]->size() && (*lists[i])[pos[i]] == next) ++pos[i];
   }

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 
+#include "policy/policy.hpp"
 #include "routing/compiled_router.hpp"
 #include "routing/text.hpp"
 
@@ -111,11 +112,18 @@ class Compiler {
 
   std::optional<Error> check_action(const Route& route, const std::string& field) {
     bool forward = !route.destinations.empty();
+    bool redirect = route.redirect.has_value();
     bool direct = route.direct_response.has_value();
-    if (!forward && !direct)
-      return error(field, "has no action; set destinations or direct_response");
-    if (forward && direct)
-      return error(field, "has both destinations and direct_response; set exactly one");
+    if (!forward && !redirect && !direct)
+      return error(field, "has no action; set destinations, redirect or direct_response");
+    // Name the first two actions set, in field order.
+    std::vector<std::string_view> set;
+    if (forward) set.push_back("destinations");
+    if (redirect) set.push_back("redirect");
+    if (direct) set.push_back("direct_response");
+    if (set.size() > 1)
+      return error(field, fmt::format("has both {} and {}; set exactly one", set[0], set[1]));
+    if (redirect) return std::nullopt;  // its fields are checked with the route's policy
     if (direct) {
       uint16_t status = route.direct_response->status;
       if (status < 200 || status > 599)
@@ -209,6 +217,10 @@ Result<std::shared_ptr<const CompiledRouter>> CompiledRouter::build(RouterConfig
           return *e;
       }
       if (auto e = compiler.check_action(route, rfield)) return *e;
+      // Policy fields too, so a Router that compiles is accepted by every
+      // snapshot (which compiles the policies again and keeps them).
+      if (auto p = policy::compile_route_policy(route, "Router " + cfg.name, rfield); !p)
+        return p.error();
     }
     cvh.index.build(cvh.routes);
   }
@@ -256,10 +268,13 @@ std::optional<Router::Selection> Router::match(const RequestHead& request) const
   auto target = impl_->find_virtual_host(request.authority);
   if (!target) return std::nullopt;
   const auto& cvh = impl_->virtual_hosts[target->virtual_host];
-  auto route = cvh.index.first_match(cvh.routes, request);
-  if (!route) return std::nullopt;
+  auto hit = cvh.index.first_match(cvh.routes, request);
+  if (!hit) return std::nullopt;
   const auto& vh = impl_->config.virtual_hosts[target->virtual_host];
-  return Selection{target->virtual_host, *route, &vh, &vh.routes[*route], nullptr};
+  const Route& route = vh.routes[hit->route];
+  const Matcher* matched =
+      hit->block == detail::CompiledRoute::kEveryRequest ? nullptr : &route.matches[hit->block];
+  return Selection{target->virtual_host, hit->route, &vh, &route, matched};
 }
 
 const RouterConfig& Router::config() const {

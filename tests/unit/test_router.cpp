@@ -61,6 +61,10 @@ RouterConfig one_route(Route route) {
   return RouterConfig{"main", {VirtualHost{"vh", {"*"}, {std::move(route)}}}};
 }
 
+RouterConfig one_route_list(std::vector<Route> routes) {
+  return RouterConfig{"main", {VirtualHost{"vh", {"*"}, std::move(routes)}}};
+}
+
 }  // namespace
 
 TEST_CASE("router: exact domain beats wildcard beats catch-all") {
@@ -163,6 +167,58 @@ TEST_CASE("router: match blocks are ORed") {
   CHECK_FALSE(router.match(post));
   post.headers.add("X-Force", "1");
   CHECK(router.match(post));
+}
+
+TEST_CASE("router: Selection::matched points at the block that selected the route") {
+  Matcher header_block;
+  header_block.header("x-user", StringMatch::exact("jason"));
+  Matcher prefix_block = prefix("/api");
+  Route two_blocks = forward("two", {header_block, prefix_block});
+  Route regex_route = forward("regex", {Matcher{}.path_regex("/r/[0-9]+")});
+  Route catch_all = forward("all");
+  Router router =
+      compile_ok(one_route_list({std::move(two_blocks), std::move(regex_route), catch_all}));
+  const Route& first = router.config().virtual_hosts[0].routes[0];
+
+  // Both blocks hold: the first one in order is reported.
+  RequestHead both = request("a.com", "/api/x");
+  both.headers.add("x-user", "jason");
+  auto s = router.match(both);
+  REQUIRE(s);
+  CHECK(s->route_index == 0);
+  CHECK(s->matched == &first.matches[0]);
+
+  s = router.match(request("a.com", "/api/y"));
+  REQUIRE(s);
+  CHECK(s->route_index == 0);
+  CHECK(s->matched == &first.matches[1]);
+  CHECK(s->matched->uri->value == "/api");
+
+  s = router.match(request("a.com", "/r/42"));
+  REQUIRE(s);
+  CHECK(s->route_index == 1);
+  CHECK(s->matched == &router.config().virtual_hosts[0].routes[1].matches[0]);
+
+  // A route without matches matches everything; there is no block to name.
+  s = router.match(request("a.com", "/other"));
+  REQUIRE(s);
+  CHECK(s->route_index == 2);
+  CHECK(s->matched == nullptr);
+}
+
+TEST_CASE("router: Selection::matched on the linear fallback path") {
+  // More candidate lists than the index merges at once forces the linear
+  // scan; it must report the block as well.
+  std::vector<Route> routes;
+  for (int i = 0; i < 80; ++i) {
+    std::string p = "/" + std::string(static_cast<size_t>(i + 1), 'a');
+    routes.push_back(forward("r" + std::to_string(i), {prefix("/zzz"), prefix(p)}));
+  }
+  Router router = compile_ok(one_route_list(std::move(routes)));
+  auto s = router.match(request("a.com", "/" + std::string(100, 'a')));
+  REQUIRE(s);
+  CHECK(s->route_index == 0);
+  CHECK(s->matched == &router.config().virtual_hosts[0].routes[0].matches[1]);
 }
 
 TEST_CASE("router: empty virtual host list and no routes") {
@@ -272,6 +328,31 @@ TEST_CASE("router validation: actions") {
   e = compile_error(one_route(both));
   CHECK(e.field == "virtual_hosts[0].routes[0]");
   CHECK(e.message.find("both") != std::string::npos);
+
+  Route redirect_only;
+  redirect_only.redirect = Redirect{};
+  CHECK(Router::compile(one_route(redirect_only)).ok());
+
+  Route forward_redirect = forward("fr");
+  forward_redirect.redirect = Redirect{};
+  e = compile_error(one_route(forward_redirect));
+  CHECK(e.field == "virtual_hosts[0].routes[0]");
+  CHECK(e.message == "has both destinations and redirect; set exactly one");
+
+  Route redirect_direct;
+  redirect_direct.redirect = Redirect{};
+  redirect_direct.direct_response = DirectResponse{200, ""};
+  e = compile_error(one_route(redirect_direct));
+  CHECK(e.to_string() ==
+        "Router main: virtual_hosts[0].routes[0]: has both redirect and direct_response; set "
+        "exactly one");
+
+  // Policy fields are validated by Router::compile as well.
+  Route bad_code;
+  bad_code.redirect = Redirect{};
+  bad_code.redirect->code = 200;
+  e = compile_error(one_route(bad_code));
+  CHECK(e.field == "virtual_hosts[0].routes[0].redirect.code");
 
   Route zero = forward("zero");
   zero.destinations = {{"a", "", 0}, {"b", "v1", 0}};
