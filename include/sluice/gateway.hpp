@@ -20,11 +20,41 @@ class io_context;
 
 namespace sluice {
 
+// TLS termination for one set of server names on a listener (an Istio
+// Gateway server with tls mode SIMPLE, MUTUAL or OPTIONAL_MUTUAL).
+struct TlsServer {
+  enum class Mode { simple, mutual, optional_mutual };
+  enum class Version { tls_auto, tls1_0, tls1_1, tls1_2, tls1_3 };
+  std::vector<std::string> sni_hosts;  // "a.example.com", "*.example.com", "*"
+  Mode mode = Mode::simple;
+  std::string certificate_chain;                     // PEM
+  std::string private_key;                           // PEM
+  std::string ca_certificates;                       // PEM; client CAs for mutual modes
+  std::vector<std::string> subject_alt_names;        // accepted client SANs; empty: any
+  std::vector<std::string> verify_certificate_spki;  // base64 SHA-256 of SPKI
+  std::vector<std::string> verify_certificate_hash;  // hex SHA-256 of the certificate
+  Version min_version = Version::tls1_2;
+  Version max_version = Version::tls_auto;
+  std::vector<std::string> cipher_suites;  // empty: library defaults
+};
+
+// A TLS connection whose SNI matches is relayed as raw TCP to the upstream,
+// not terminated (Istio tls mode PASSTHROUGH with a VirtualService tls route).
+struct TlsPassthroughRoute {
+  std::vector<std::string> sni_hosts;
+  std::string upstream;
+  std::string subset;
+};
+
 struct ListenerConfig {
   std::string name;
   std::string address = "0.0.0.0";
   uint16_t port = 0;   // 0: the OS picks one; Gateway::port() tells which
   std::string router;  // RouterConfig::name
+  // TLS: with servers or passthrough routes the listener speaks only TLS.
+  std::vector<TlsServer> tls_servers;
+  std::vector<TlsPassthroughRoute> passthrough;
+  std::chrono::milliseconds tls_handshake_timeout{10'000};
 };
 
 // Limits and timeouts for downstream connections. Defaults follow Envoy's.

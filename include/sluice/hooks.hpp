@@ -17,9 +17,13 @@ namespace sluice {
 // Per-request state handed to every hook of one request. The string views
 // stay valid until on_log returns; copy what must outlive the request.
 struct RequestContext {
-  RequestHead& request;                    // hooks may edit it before it goes upstream
-  std::string_view client_address;         // "ip:port" of the downstream peer
-  std::string_view listener;               // ListenerConfig::name
+  RequestHead& request;             // hooks may edit it before it goes upstream
+  std::string_view client_address;  // "ip:port" of the downstream peer
+  std::string_view listener;        // ListenerConfig::name
+  std::string_view sni;             // TLS server name; empty on plain connections
+  // Verified client certificate identity (mutual TLS): first URI SAN, else
+  // first DNS SAN, else the subject. Empty without a client certificate.
+  std::string_view peer_identity;
   std::string_view virtual_host;           // empty until routed
   std::string_view route;                  // route name, empty until routed
   std::string_view upstream;               // upstream name, empty until chosen

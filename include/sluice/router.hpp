@@ -129,6 +129,8 @@ struct VirtualHost {
   // request's port stripped unless a domain names one.
   std::vector<std::string> domains;
   std::vector<Route> routes;
+  // Plain-HTTP requests get a 301 to the https URL (Istio httpsRedirect).
+  bool https_redirect = false;
 };
 
 struct RouterConfig {

@@ -5,6 +5,7 @@
 #include <asio/connect.hpp>
 #include <asio/detached.hpp>
 #include <asio/experimental/as_tuple.hpp>
+#include <asio/ssl.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
@@ -13,6 +14,7 @@
 #include <cstring>
 #include <optional>
 #include <span>
+#include <type_traits>
 
 #include "http/parser.hpp"
 #include "http/serializer.hpp"
@@ -127,11 +129,16 @@ struct AttemptGuard {
   ~AttemptGuard() { finish(policy::AttemptOutcome::reset, 0); }
 };
 
+// One downstream connection. Stream is asio::ip::tcp::socket or a TLS stream
+// over one; everything below the HTTP layer goes through stream_.
+template <typename Stream>
 class Session {
  public:
-  Session(Worker& worker, asio::ip::tcp::socket socket, std::string listener, uint16_t port)
+  Session(Worker& worker, Stream stream, std::string listener, uint16_t port, DownstreamTls tls)
       : worker_(worker),
-        slot_(std::move(socket)),
+        stream_(std::move(stream)),
+        slot_(&stream_.lowest_layer()),
+        tls_(std::move(tls)),
         listener_(std::move(listener)),
         port_(port),
         request_parser_(http::Parser::Kind::request),
@@ -143,7 +150,8 @@ class Session {
   // Each returns whether the downstream connection stays open.
   awaitable<bool> serve_one(bool first);
   awaitable<bool> read_head(const Limits& limits, bool first);
-  awaitable<bool> fill(Window& w, asio::ip::tcp::socket& s, bool wait_first);
+  template <typename S>
+  awaitable<bool> fill(Window& w, S& s, bool wait_first);
   awaitable<bool> write_down(std::span<const asio::const_buffer> bufs);
   awaitable<bool> write_down(std::string_view bytes) {
     std::array<asio::const_buffer, 1> one{asio::buffer(bytes)};
@@ -162,7 +170,11 @@ class Session {
   bool request_fully_read() const { return request_parser_.message_done(); }
 
   Worker& worker_;
+  Stream stream_;
   ConnectionSlot slot_;
+  DownstreamTls tls_;
+  static constexpr bool kTls = !std::is_same_v<Stream, asio::ip::tcp::socket>;
+  static constexpr std::string_view kScheme = kTls ? "https" : "http";
   std::string listener_;
   uint16_t port_;
   std::string client_ip_;
@@ -174,10 +186,11 @@ class Session {
   const Limits* limits_ = nullptr;
 };
 
-awaitable<void> Session::run() {
+template <typename Stream>
+awaitable<void> Session<Stream>::run() {
   worker_.attach(&slot_);
   asio::error_code ec;
-  auto remote = slot_.socket.remote_endpoint(ec);
+  auto remote = stream_.lowest_layer().remote_endpoint(ec);
   if (!ec) {
     client_ip_ = remote.address().to_string();
     client_address_ = fmt::format("{}:{}", client_ip_, remote.port());
@@ -189,18 +202,24 @@ awaitable<void> Session::run() {
     // Allocation failure or a bug: drop this connection, keep the worker.
   }
   if (in_.data) worker_.give_buffer(std::move(in_.data));
-  slot_.socket.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
-  slot_.socket.close(ec);
+  stream_.lowest_layer().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+  stream_.lowest_layer().close(ec);
   worker_.detach(&slot_);
 }
 
 // Reads into `w` from `s`. With `wait_first`, waits for readability before
 // taking a buffer, so an idle connection holds no buffer.
-awaitable<bool> Session::fill(Window& w, asio::ip::tcp::socket& s, bool wait_first) {
-  if (wait_first && w.size() == 0) {
-    if (w.data) worker_.give_buffer(std::move(w.data));
-    auto [ec] = co_await s.async_wait(asio::socket_base::wait_read, nothrow);
-    if (ec) co_return false;
+template <typename Stream>
+template <typename S>
+awaitable<bool> Session<Stream>::fill(Window& w, S& s, bool wait_first) {
+  // A TLS stream may hold decrypted bytes the socket no longer shows, so only
+  // plain sockets wait for readability before taking a buffer.
+  if constexpr (std::is_same_v<S, asio::ip::tcp::socket>) {
+    if (wait_first && w.size() == 0) {
+      if (w.data) worker_.give_buffer(std::move(w.data));
+      auto [ec] = co_await s.async_wait(asio::socket_base::wait_read, nothrow);
+      if (ec) co_return false;
+    }
   }
   if (!w.data) w.data = worker_.take_buffer();
   auto [ec, n] = co_await s.async_read_some(w.space(), nothrow);
@@ -209,20 +228,23 @@ awaitable<bool> Session::fill(Window& w, asio::ip::tcp::socket& s, bool wait_fir
   co_return true;
 }
 
-awaitable<bool> Session::write_down(std::span<const asio::const_buffer> bufs) {
+template <typename Stream>
+awaitable<bool> Session<Stream>::write_down(std::span<const asio::const_buffer> bufs) {
   slot_.set_deadline(Timeout::io, limits_->idle_timeout);
-  auto [ec, n] = co_await asio::async_write(slot_.socket, bufs, nothrow);
+  auto [ec, n] = co_await asio::async_write(stream_, bufs, nothrow);
   slot_.clear_deadline();
   co_return !ec;
 }
 
-awaitable<bool> Session::wait_for(std::chrono::milliseconds d) {
+template <typename Stream>
+awaitable<bool> Session<Stream>::wait_for(std::chrono::milliseconds d) {
   asio::steady_timer t(worker_.context(), d);
   auto [ec] = co_await t.async_wait(nothrow);
   co_return !ec;
 }
 
-awaitable<bool> Session::read_head(const Limits& limits, bool first) {
+template <typename Stream>
+awaitable<bool> Session<Stream>::read_head(const Limits& limits, bool first) {
   auto& p = request_parser_;
   bool started = false;
   slot_.fired = Timeout::none;
@@ -244,7 +266,7 @@ awaitable<bool> Session::read_head(const Limits& limits, bool first) {
       slot_.idle = true;
       slot_.set_deadline(Timeout::idle, limits.idle_timeout);
     }
-    if (!co_await fill(in_, slot_.socket, !started)) co_return false;
+    if (!co_await fill(in_, stream_, !started)) co_return false;
   }
   slot_.clear_deadline();
   co_return true;
@@ -252,7 +274,8 @@ awaitable<bool> Session::read_head(const Limits& limits, bool first) {
 
 // Feeds the request parser until the message ends when no body follows the
 // head (llhttp completes a message on the next call after the head).
-bool Session::drive_request_to_end() {
+template <typename Stream>
+bool Session<Stream>::drive_request_to_end() {
   auto& p = request_parser_;
   if (p.message_done()) return true;
   if (p.body_expected()) return false;
@@ -261,8 +284,10 @@ bool Session::drive_request_to_end() {
   return p.message_done();
 }
 
-awaitable<bool> Session::send_local(RequestContext& ctx, Response response, std::string_view flags,
-                                    bool keep_alive, std::string_view details) {
+template <typename Stream>
+awaitable<bool> Session<Stream>::send_local(RequestContext& ctx, Response response,
+                                            std::string_view flags, bool keep_alive,
+                                            std::string_view details) {
   // A request body we did not read makes the connection unusable.
   keep_alive =
       keep_alive && request_fully_read() && !slot_.close_after_response && !worker_.draining();
@@ -287,13 +312,15 @@ awaitable<bool> Session::send_local(RequestContext& ctx, Response response, std:
   co_return ok&& keep_alive;
 }
 
-void Session::log(RequestContext& ctx) {
+template <typename Stream>
+void Session<Stream>::log(RequestContext& ctx) {
   ctx.duration = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started_);
   if (auto& hooks = worker_.shared().hooks) hooks->on_log(ctx);
 }
 
-void Session::start_mirrors(const Snapshot& snap, const ResolvedRoute& rr, const RequestHead& head,
-                            const std::string& body) {
+template <typename Stream>
+void Session<Stream>::start_mirrors(const Snapshot& snap, const ResolvedRoute& rr,
+                                    const RequestHead& head, const std::string& body) {
   for (size_t i = 0; i < rr.mirrors.size(); ++i) {
     if (!policy::draw(rr.mirror_percentages[i], worker_.rng())) continue;
     if (worker_.mirrors_in_flight >= Worker::kMaxMirrors) return;  // shed, never queue
@@ -316,7 +343,8 @@ void Session::start_mirrors(const Snapshot& snap, const ResolvedRoute& rr, const
   }
 }
 
-awaitable<bool> Session::serve_one(bool first) {
+template <typename Stream>
+awaitable<bool> Session<Stream>::serve_one(bool first) {
   // The snapshot at the start of the request serves all of it.
   std::shared_ptr<const Snapshot> snap = worker_.snapshot();
   if (!snap) co_return false;
@@ -329,6 +357,8 @@ awaitable<bool> Session::serve_one(bool first) {
   RequestContext ctx{.request = head};
   ctx.client_address = client_address_;
   ctx.listener = listener_;
+  ctx.sni = tls_.sni;
+  ctx.peer_identity = tls_.peer_identity;
   if (!got_head) {
     if (p.error() == http::ParseError::header_too_large) {
       co_await send_local(ctx, text_response(431, ""), "-", false, "header_too_large");
@@ -344,7 +374,7 @@ awaitable<bool> Session::serve_one(bool first) {
     log(ctx);
     co_return false;
   }
-  head.scheme = "http";
+  head.scheme = kScheme;
   head.listener_port = port_;
   bool keep_alive = p.keep_alive();
   drive_request_to_end();
@@ -371,6 +401,16 @@ awaitable<bool> Session::serve_one(bool first) {
       snap->routes[listener->router][sel->virtual_host_index][sel->route_index];
   ctx.virtual_host = sel->virtual_host->name;
   ctx.route = route.name;
+  if (!kTls && sel->virtual_host->https_redirect) {
+    Redirect to_https{.scheme = "https",
+                      .derive_port = Redirect::DerivePort::from_protocol_default};
+    Response r;
+    r.status = 301;
+    r.headers.add("location", policy::redirect_location(to_https, head));
+    bool ok = co_await send_local(ctx, std::move(r), "-", keep_alive, "https_redirect");
+    log(ctx);
+    co_return ok;
+  }
 
   // Fixed order: CORS preflight, fault, redirect / direct response, rewrite,
   // header edits, then the upstream.
@@ -454,10 +494,12 @@ awaitable<bool> Session::serve_one(bool first) {
   co_return ok&& keep_alive && !slot_.close_after_response && !worker_.draining();
 }
 
-awaitable<bool> Session::proxy(RequestContext& ctx, const Snapshot& snap, const Route& route,
-                               const ResolvedRoute& rr, const ResolvedDestination& dest,
-                               int64_t endpoint, const policy::CorsDecision* cors,
-                               const std::string& set_cookie) {
+template <typename Stream>
+awaitable<bool> Session<Stream>::proxy(RequestContext& ctx, const Snapshot& snap,
+                                       const Route& route, const ResolvedRoute& rr,
+                                       const ResolvedDestination& dest, int64_t endpoint,
+                                       const policy::CorsDecision* cors,
+                                       const std::string& set_cookie) {
   auto& p = request_parser_;
   RequestHead& head = ctx.request;
   const CompiledUpstream& up = snap.upstreams[dest.upstream];
@@ -478,6 +520,9 @@ awaitable<bool> Session::proxy(RequestContext& ctx, const Snapshot& snap, const 
   else
     head.headers.add("x-forwarded-for", client_ip_);
   head.headers.set("x-forwarded-proto", head.scheme);
+  // Istio gateways sanitise x-forwarded-client-cert and set their own.
+  head.headers.remove("x-forwarded-client-cert");
+  if (!tls_.xfcc.empty()) head.headers.add("x-forwarded-client-cert", tls_.xfcc);
   if (!head.headers.contains("x-request-id"))
     head.headers.add("x-request-id", worker_.make_request_id());
   if (!head.headers.contains("host")) head.headers.add("host", up.endpoints[endpoint].key);
@@ -607,7 +652,7 @@ awaitable<bool> Session::proxy(RequestContext& ctx, const Snapshot& snap, const 
         if (body.empty()) {
           if (n > 0) continue;
           slot_.set_deadline(Timeout::io, limits_->idle_timeout);
-          if (!co_await fill(in_, slot_.socket, false)) {
+          if (!co_await fill(in_, stream_, false)) {
             // Client went away mid-body: nothing to answer.
             cleanup();
             ctx.response_flags = "DC";
@@ -808,8 +853,18 @@ awaitable<bool> Session::proxy(RequestContext& ctx, const Snapshot& snap, const 
 
 void start_session(Worker& worker, asio::ip::tcp::socket socket, const std::string& listener,
                    uint16_t port) {
-  auto session = std::make_unique<Session>(worker, std::move(socket), listener, port);
-  Session* raw = session.get();
+  using S = Session<asio::ip::tcp::socket>;
+  auto session = std::make_unique<S>(worker, std::move(socket), listener, port, DownstreamTls{});
+  S* raw = session.get();
+  asio::co_spawn(worker.context(), raw->run(),
+                 [s = std::move(session)](std::exception_ptr) mutable { s.reset(); });
+}
+
+void start_tls_session(Worker& worker, asio::ssl::stream<asio::ip::tcp::socket> stream,
+                       const std::string& listener, uint16_t port, DownstreamTls tls) {
+  using S = Session<asio::ssl::stream<asio::ip::tcp::socket>>;
+  auto session = std::make_unique<S>(worker, std::move(stream), listener, port, std::move(tls));
+  S* raw = session.get();
   asio::co_spawn(worker.context(), raw->run(),
                  [s = std::move(session)](std::exception_ptr) mutable { s.reset(); });
 }

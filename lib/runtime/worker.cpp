@@ -15,7 +15,7 @@ constexpr auto kTickPeriod = std::chrono::milliseconds(50);
 
 void ConnectionSlot::interrupt() {
   asio::error_code ec;
-  socket.cancel(ec);
+  socket->cancel(ec);
   if (upstream) upstream->cancel(ec);
 }
 
@@ -152,7 +152,7 @@ void Worker::begin_drain() {
 void Worker::force_close() {
   for (ConnectionSlot* s = head_; s; s = s->next) {
     asio::error_code ec;
-    s->socket.close(ec);
+    s->socket->close(ec);
     if (s->upstream) s->upstream->close(ec);
   }
   pool_.clear();

@@ -39,10 +39,10 @@ struct GatewayShared {
 struct ConnectionSlot {
   enum class Timeout { none, header, idle, upstream_connect, upstream_response, route, io };
 
-  explicit ConnectionSlot(asio::ip::tcp::socket s) : socket(std::move(s)) {}
+  explicit ConnectionSlot(asio::ip::tcp::socket::lowest_layer_type* s) : socket(s) {}
 
-  asio::ip::tcp::socket socket;
-  asio::ip::tcp::socket* upstream = nullptr;  // set while an upstream op is pending
+  asio::ip::tcp::socket::lowest_layer_type* socket;  // downstream TCP, under TLS if any
+  asio::ip::tcp::socket* upstream = nullptr;         // set while an upstream op is pending
   Clock::time_point deadline = Clock::time_point::max();
   Timeout deadline_kind = Timeout::none;
   Timeout fired = Timeout::none;
