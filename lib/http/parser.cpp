@@ -79,6 +79,12 @@ struct Parser::Callbacks {
     // llhttp counts content_length down while reading the body; keep the declared value.
     s.content_length_ = p->content_length;
     if (s.kind_ == Kind::request) {
+      // llhttp finds this only after the head (RFC 9112 6.3: 400 and close);
+      // reject now, before anything is routed or sent upstream.
+      if ((p->flags & F_TRANSFER_ENCODING) && !(p->flags & F_CHUNKED)) {
+        s.fail(ParseError::bad_request, "Transfer-Encoding does not end in chunked");
+        return kUserError;
+      }
       s.request_.version_minor = p->http_minor;
       s.request_.method = llhttp_method_name(static_cast<llhttp_method_t>(p->method));
     } else {

@@ -58,8 +58,13 @@ struct RouteOrigin {
   size_t rule_index = 0;  // http[i]
   std::string rule_name;  // http[i].name, may be empty
   // Route::matches[k] came from http[i].match[match_origin[k]] (some blocks
-  // are dropped by their `gateways` field).
+  // are dropped by their `gateways` field); for a delegated rule, from the
+  // delegate's http[delegate_rule_index].match (merged with the root's).
   std::vector<size_t> match_origin;
+  // Set when http[i] delegates: the delegate VirtualService and its rule.
+  std::string delegate;
+  size_t delegate_rule_index = 0;
+  std::string delegate_rule_name;
 };
 
 struct ServerOrigin {

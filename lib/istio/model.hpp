@@ -2,6 +2,7 @@
 // Parsed Istio resources: only what translate() needs, with the facts that
 // error messages cite (kind, name, field path).
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -50,6 +51,19 @@ struct DestinationIn {
   std::string subset;
   std::optional<uint16_t> port;
   std::optional<int64_t> weight;
+  HeaderOperations request_headers;  // route[].headers
+  HeaderOperations response_headers;
+};
+
+struct MirrorIn {
+  DestinationIn destination;  // host, subset, port only
+  double percentage = 100;
+  std::string path;  // YAML path of the destination, for errors
+};
+
+struct DelegateIn {
+  std::string name;
+  std::string namespace_;  // empty: the root VirtualService's
 };
 
 struct HttpRuleIn {
@@ -57,24 +71,61 @@ struct HttpRuleIn {
   std::vector<HttpMatchIn> matches;
   std::vector<DestinationIn> route;
   std::optional<DirectResponse> direct_response;
+  std::optional<Redirect> redirect;
+  std::optional<Rewrite> rewrite;
+  bool headers_set = false;  // `headers` present (delegate merging)
+  HeaderOperations request_headers;
+  HeaderOperations response_headers;
+  std::optional<std::chrono::milliseconds> timeout;
+  std::optional<RetryPolicy> retries;  // absent: Istio's default policy (RetryPolicy{})
+  std::optional<Fault> fault;
+  std::optional<std::vector<MirrorIn>> mirrors;  // mirror or mirrors
+  std::optional<CorsPolicy> cors;
+  std::optional<DelegateIn> delegate;
 };
 
 struct VirtualServiceRes {
   Meta meta;
-  std::vector<std::string> hosts;
+  std::vector<std::string> hosts;  // empty: a delegate (only reachable through a root's delegate)
   std::vector<std::string> gateways;
   std::vector<HttpRuleIn> http;
+};
+
+// The parts of a TrafficPolicy sluice maps; each is "set" or "absent" so that
+// subset and port-level policies can override field by field, as Istio does.
+struct LoadBalancerIn {
+  LoadBalancer load_balancer = LoadBalancer::least_request;
+  std::optional<ConsistentHash> consistent_hash;
+  std::chrono::seconds warmup{0};
+};
+
+struct PolicyParts {
+  std::optional<LoadBalancerIn> load_balancer;
+  std::optional<ConnectionPoolSettings> connection_pool;
+  std::optional<OutlierDetection> outlier_detection;
+};
+
+struct PortPolicyIn {
+  uint16_t port = 0;
+  PolicyParts parts;
+};
+
+struct TrafficPolicyIn {
+  PolicyParts parts;
+  std::vector<PortPolicyIn> port_level;  // portLevelSettings
 };
 
 struct SubsetIn {
   std::string name;
   Labels labels;
+  std::optional<TrafficPolicyIn> traffic_policy;
 };
 
 struct DestinationRuleRes {
   Meta meta;
   std::string host;
   std::vector<SubsetIn> subsets;
+  std::optional<TrafficPolicyIn> traffic_policy;
 };
 
 struct ServicePort {

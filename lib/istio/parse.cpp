@@ -16,9 +16,13 @@
 #include <sstream>
 
 #include <fmt/format.h>
+#include <re2/re2.h>
+
+#include <cmath>
 
 #include "istio/istio.hpp"
 #include "istio/model.hpp"
+#include "policy/policy.hpp"
 
 namespace sluice::istio {
 namespace {
@@ -29,6 +33,14 @@ struct LoadError {
 
 [[noreturn]] void fail(const Meta& meta, std::string path, std::string message) {
   throw LoadError{Error{meta.object(), std::move(path), std::move(message)}};
+}
+
+// Warnings raised while parsing (fields accepted with no effect); set by Parser.
+thread_local std::vector<std::string>* parse_warnings = nullptr;
+
+void note(const Meta& meta, const std::string& path, const std::string& message) {
+  if (parse_warnings)
+    parse_warnings->push_back(fmt::format("{}: {}: {}", meta.object(), path, message));
 }
 
 std::string join(std::string_view path, std::string_view key) {
@@ -64,6 +76,104 @@ bool boolean(const YAML::Node& node, const Meta& meta, const std::string& path) 
   if (s == "true" || s == "True" || s == "TRUE") return true;
   if (s == "false" || s == "False" || s == "FALSE") return false;
   fail(meta, path, fmt::format("must be true or false, got \"{}\"", s));
+}
+
+double number(const YAML::Node& node, const Meta& meta, const std::string& path) {
+  std::string text = node.IsScalar() ? node.Scalar() : std::string();
+  double value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size() ||
+      !std::isfinite(value))
+    fail(meta, path, fmt::format("must be a number, got \"{}\"", text));
+  return value;
+}
+
+uint32_t unsigned32(const YAML::Node& node, const Meta& meta, const std::string& path) {
+  int64_t v = integer(node, meta, path);
+  if (v < 0 || v > UINT32_MAX)
+    fail(meta, path, fmt::format("must be in 0..{}, got {}", UINT32_MAX, v));
+  return static_cast<uint32_t>(v);
+}
+
+// Go / protobuf duration text as Istio accepts it: "0.5s", "100ms", "1m30s",
+// "2h". Only millisecond precision, never negative.
+std::chrono::milliseconds duration(const YAML::Node& node, const Meta& meta,
+                                   const std::string& path) {
+  std::string text = node.IsScalar() ? node.Scalar() : std::string();
+  auto bad = [&](const char* why) {
+    fail(meta, path, fmt::format("invalid duration \"{}\": {}", text, why));
+  };
+  if (text.empty()) bad("empty");
+  if (text[0] == '-') bad("must not be negative");
+  if (text == "0") return std::chrono::milliseconds(0);
+  long double total_ns = 0;
+  std::string_view rest = text;
+  if (rest[0] == '+') rest.remove_prefix(1);
+  while (!rest.empty()) {
+    size_t n = 0;
+    while (n < rest.size() && (std::isdigit(static_cast<unsigned char>(rest[n])) || rest[n] == '.'))
+      ++n;
+    if (n == 0) bad("expected a number (units: h, m, s, ms, us, ns)");
+    std::string digits(rest.substr(0, n));
+    if (std::count(digits.begin(), digits.end(), '.') > 1 || digits == ".") bad("bad number");
+    rest.remove_prefix(n);
+    size_t u = 0;
+    while (u < rest.size() && !std::isdigit(static_cast<unsigned char>(rest[u])) && rest[u] != '.')
+      ++u;
+    std::string unit(rest.substr(0, u));
+    rest.remove_prefix(u);
+    long double scale = 0;
+    if (unit == "h")
+      scale = 3600e9L;
+    else if (unit == "m")
+      scale = 60e9L;
+    else if (unit == "s")
+      scale = 1e9L;
+    else if (unit == "ms")
+      scale = 1e6L;
+    else if (unit == "us" || unit == "\xc2\xb5s" || unit == "\xce\xbcs")
+      scale = 1e3L;
+    else if (unit == "ns")
+      scale = 1;
+    else
+      bad(unit.empty() ? "missing unit (h, m, s, ms, us, ns)" : "unknown unit");
+    total_ns += std::stold(digits) * scale;
+  }
+  if (total_ns > 1e9L * 3600 * 24 * 365 * 100) bad("too large");
+  long double ms = total_ns / 1e6L;
+  if (std::fabs(ms - std::round(ms)) > 1e-6L)
+    fail(
+        meta, path,
+        fmt::format("invalid duration \"{}\": only durations to ms precision are supported", text));
+  return std::chrono::milliseconds(static_cast<int64_t>(std::llround(ms)));
+}
+
+std::chrono::seconds whole_seconds(const YAML::Node& node, const Meta& meta,
+                                   const std::string& path) {
+  auto ms = duration(node, meta, path);
+  if (ms.count() % 1000 != 0)
+    fail(meta, path, fmt::format("\"{}\" must be a whole number of seconds", node.Scalar()));
+  return std::chrono::duration_cast<std::chrono::seconds>(ms);
+}
+
+// Istio Percent {value: double} in [0, 100].
+double percentage(const YAML::Node& node, const Meta& meta, const std::string& path);
+
+std::string enum_name(const YAML::Node& node, const Meta& meta, const std::string& path,
+                      std::initializer_list<const char*> allowed) {
+  std::string v = scalar(node, meta, path);
+  for (const char* a : allowed)
+    if (v == a) return v;
+  std::string list;
+  for (const char* a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+  fail(meta, path, fmt::format("unknown value \"{}\" (one of {})", v, list));
+}
+
+void check_regex(const std::string& pattern, const Meta& meta, const std::string& path) {
+  RE2::Options opts;
+  opts.set_log_errors(false);
+  RE2 re(pattern, opts);
+  if (!re.ok()) fail(meta, path, fmt::format("invalid regex \"{}\": {}", pattern, re.error()));
 }
 
 std::string upper(std::string s) {
@@ -201,30 +311,310 @@ HttpMatchIn parse_match(const YAML::Node& n, const Meta& meta, const std::string
   return out;
 }
 
+// Istio Percent: {value: double} in [0, 100].
+double percentage(const YAML::Node& node, const Meta& meta, const std::string& path) {
+  Fields f(node, meta, path);
+  double v = number(f.require("value"), meta, f.sub("value"));
+  f.finish();
+  if (v < 0 || v > 100) fail(meta, f.sub("value"), fmt::format("must be in [0, 100], got {}", v));
+  return v;
+}
+
+// Legacy integer percent fields (fault `percent`, `mirrorPercent`).
+double percent_int(const YAML::Node& node, const Meta& meta, const std::string& path) {
+  int64_t v = integer(node, meta, path);
+  if (v < 0 || v > 100) fail(meta, path, fmt::format("must be in [0, 100], got {}", v));
+  return static_cast<double>(v);
+}
+
+// Istio Destination {host, subset, port.number}.
+void parse_destination(const YAML::Node& n, const Meta& meta, const std::string& path,
+                       DestinationIn& out) {
+  Fields d(n, meta, path);
+  out.host = scalar(d.require("host"), meta, d.sub("host"));
+  if (auto v = d.get("subset")) out.subset = scalar(v, meta, d.sub("subset"));
+  if (auto v = d.get("port")) {
+    Fields p(v, meta, d.sub("port"));
+    if (auto num = p.get("number")) out.port = port_number(num, meta, p.sub("number"));
+    p.finish();
+  }
+  d.finish();
+}
+
+// Istio Headers {request, response} of HeaderOperations {set, add, remove}.
+void parse_header_ops(const YAML::Node& n, const Meta& meta, const std::string& path,
+                      HeaderOperations& request, HeaderOperations& response) {
+  Fields f(n, meta, path);
+  for (const char* side : {"request", "response"}) {
+    auto v = f.get(side);
+    if (!v) continue;
+    HeaderOperations& ops = std::string_view(side) == "request" ? request : response;
+    Fields o(v, meta, f.sub(side));
+    for (const char* kind : {"set", "add"}) {
+      auto m = o.get(kind);
+      if (!m) continue;
+      std::string p = o.sub(kind);
+      if (!m.IsMap()) fail(meta, p, "must be a mapping of header name to value");
+      auto& list = std::string_view(kind) == "set" ? ops.set : ops.add;
+      for (const auto& kv : m) {
+        std::string name = scalar(kv.first, meta, p);
+        std::string at = join(p, name);
+        if (name.empty()) fail(meta, at, "header name must not be empty");
+        if (name.front() == ':' && lower(name) != ":authority")
+          fail(meta, at, fmt::format("pseudo-header \"{}\" cannot be modified", name));
+        list.emplace_back(name, kv.second.IsNull() ? std::string() : scalar(kv.second, meta, at));
+      }
+    }
+    if (auto r = o.get("remove")) {
+      ops.remove = string_list(r, meta, o.sub("remove"));
+      for (size_t i = 0; i < ops.remove.size(); ++i) {
+        std::string name = lower(ops.remove[i]);
+        if (name == "host" || name == ":authority" || (!name.empty() && name.front() == ':'))
+          fail(meta, index(o.sub("remove"), i),
+               fmt::format("header \"{}\" cannot be removed", ops.remove[i]));
+      }
+    }
+    o.finish();
+    if (&ops == &response)
+      for (const auto* list : {&ops.set, &ops.add})
+        for (const auto& [name, value] : *list)
+          if (lower(name) == "host" || lower(name) == ":authority")
+            fail(meta, f.sub(side), fmt::format("header \"{}\" cannot be set on a response", name));
+  }
+  f.finish();
+}
+
 DestinationIn parse_route_destination(const YAML::Node& n, const Meta& meta,
                                       const std::string& path) {
   DestinationIn out;
   Fields f(n, meta, path);
-  {
-    std::string dp = f.sub("destination");
-    Fields d(f.require("destination"), meta, dp);
-    out.host = scalar(d.require("host"), meta, d.sub("host"));
-    if (auto v = d.get("subset")) out.subset = scalar(v, meta, d.sub("subset"));
-    if (auto v = d.get("port")) {
-      Fields p(v, meta, d.sub("port"));
-      if (auto num = p.get("number")) out.port = port_number(num, meta, p.sub("number"));
-      p.finish();
-    }
-    d.finish();
-  }
+  parse_destination(f.require("destination"), meta, f.sub("destination"), out);
   if (auto v = f.get("weight")) {
     out.weight = integer(v, meta, f.sub("weight"));
     if (*out.weight < 0)
       fail(meta, f.sub("weight"), fmt::format("must be >= 0, got {}", *out.weight));
   }
-  f.not_implemented({"headers"});
+  if (auto v = f.get("headers"))
+    parse_header_ops(v, meta, f.sub("headers"), out.request_headers, out.response_headers);
   f.finish();
   return out;
+}
+
+Redirect parse_redirect(const YAML::Node& n, const Meta& meta, const std::string& path) {
+  Redirect r;
+  Fields f(n, meta, path);
+  if (auto v = f.get("uri")) {
+    r.uri = scalar(v, meta, f.sub("uri"));
+    if (!r.uri.empty() && r.uri.front() != '/')
+      fail(meta, f.sub("uri"), fmt::format("\"{}\" must be a path starting with '/'", r.uri));
+  }
+  if (auto v = f.get("authority")) r.authority = scalar(v, meta, f.sub("authority"));
+  if (auto v = f.get("scheme")) r.scheme = scalar(v, meta, f.sub("scheme"));
+  auto port = f.get("port");
+  auto derive = f.get("derivePort");
+  if (port && derive) fail(meta, f.sub("derivePort"), "port and derivePort are mutually exclusive");
+  if (port) r.port = port_number(port, meta, f.sub("port"));
+  if (derive) {
+    std::string d = enum_name(derive, meta, f.sub("derivePort"),
+                              {"FROM_PROTOCOL_DEFAULT", "FROM_REQUEST_PORT"});
+    r.derive_port = d == "FROM_PROTOCOL_DEFAULT" ? Redirect::DerivePort::from_protocol_default
+                                                 : Redirect::DerivePort::from_request_port;
+  }
+  if (auto v = f.get("redirectCode")) {
+    int64_t code = integer(v, meta, f.sub("redirectCode"));
+    if (code != 301 && code != 302 && code != 303 && code != 307 && code != 308)
+      fail(meta, f.sub("redirectCode"),
+           fmt::format("must be one of 301, 302, 303, 307, 308, got {}", code));
+    r.code = static_cast<uint16_t>(code);
+  }
+  f.finish();
+  return r;
+}
+
+Rewrite parse_rewrite(const YAML::Node& n, const Meta& meta, const std::string& path) {
+  Rewrite r;
+  Fields f(n, meta, path);
+  if (auto v = f.get("uri")) {
+    r.uri = scalar(v, meta, f.sub("uri"));
+    if (!r.uri->empty() && r.uri->front() != '/')
+      fail(meta, f.sub("uri"), fmt::format("\"{}\" must be a path starting with '/'", *r.uri));
+  }
+  if (auto v = f.get("uriRegexRewrite")) {
+    std::string p = f.sub("uriRegexRewrite");
+    if (r.uri) fail(meta, p, "uri and uriRegexRewrite are mutually exclusive");
+    Fields x(v, meta, p);
+    std::string match = scalar(x.require("match"), meta, x.sub("match"));
+    std::string rewrite = scalar(x.require("rewrite"), meta, x.sub("rewrite"));
+    x.finish();
+    RE2::Options opts;
+    opts.set_log_errors(false);
+    RE2 re(match, opts);
+    if (!re.ok())
+      fail(meta, x.sub("match"), fmt::format("invalid regex \"{}\": {}", match, re.error()));
+    std::string why;
+    if (!re.CheckRewriteString(rewrite, &why))
+      fail(meta, x.sub("rewrite"), fmt::format("invalid rewrite \"{}\": {}", rewrite, why));
+    r.uri_regex = std::pair{match, rewrite};
+  }
+  if (auto v = f.get("authority")) r.authority = scalar(v, meta, f.sub("authority"));
+  f.finish();
+  return r;
+}
+
+RetryPolicy parse_retries(const YAML::Node& n, const Meta& meta, const std::string& path) {
+  RetryPolicy r;
+  r.attempts = 0;  // `retries` present without attempts: disabled, as in Istio
+  Fields f(n, meta, path);
+  if (auto v = f.get("attempts")) {
+    int64_t a = integer(v, meta, f.sub("attempts"));
+    if (a < 0) fail(meta, f.sub("attempts"), fmt::format("must be >= 0, got {}", a));
+    if (a > 1000) fail(meta, f.sub("attempts"), fmt::format("must be <= 1000, got {}", a));
+    r.attempts = static_cast<uint32_t>(a);
+  }
+  if (auto v = f.get("perTryTimeout"))
+    r.per_try_timeout = duration(v, meta, f.sub("perTryTimeout"));
+  if (auto v = f.get("retryOn")) {
+    std::string on = scalar(v, meta, f.sub("retryOn"));
+    std::string_view rest = on;
+    for (bool more = true; more;) {
+      size_t comma = rest.find(',');
+      std::string token(rest.substr(0, comma));
+      more = comma != std::string_view::npos;
+      if (more) rest.remove_prefix(comma + 1);
+      auto parsed = policy::parse_retry_on(token.empty() ? "," : token);
+      if (!parsed) fail(meta, f.sub("retryOn"), parsed.error().message);
+    }
+    // Empty keeps Istio's default conditions.
+    if (!on.empty()) r.retry_on = on;
+  }
+  if (auto v = f.get("retryIgnorePreviousHosts"))
+    r.retry_ignore_previous_hosts = boolean(v, meta, f.sub("retryIgnorePreviousHosts"));
+  if (auto v = f.get("retryRemoteLocalities")) {
+    // Localities exist only with a mesh's endpoint discovery; nothing to do here.
+    if (boolean(v, meta, f.sub("retryRemoteLocalities")))
+      note(meta, f.sub("retryRemoteLocalities"), "accepted; has no effect (no localities here)");
+  }
+  if (auto v = f.get("backoff")) r.backoff_base = duration(v, meta, f.sub("backoff"));
+  f.finish();
+  return r;
+}
+
+// gRPC status names (grpc/doc/statuscodes.md); Istio takes names, not numbers.
+uint32_t grpc_code(const YAML::Node& node, const Meta& meta, const std::string& path) {
+  static const char* const names[] = {"OK",
+                                      "CANCELLED",
+                                      "UNKNOWN",
+                                      "INVALID_ARGUMENT",
+                                      "DEADLINE_EXCEEDED",
+                                      "NOT_FOUND",
+                                      "ALREADY_EXISTS",
+                                      "PERMISSION_DENIED",
+                                      "RESOURCE_EXHAUSTED",
+                                      "FAILED_PRECONDITION",
+                                      "ABORTED",
+                                      "OUT_OF_RANGE",
+                                      "UNIMPLEMENTED",
+                                      "INTERNAL",
+                                      "UNAVAILABLE",
+                                      "DATA_LOSS",
+                                      "UNAUTHENTICATED"};
+  std::string v = scalar(node, meta, path);
+  for (uint32_t i = 0; i < std::size(names); ++i)
+    if (v == names[i]) return i;
+  fail(meta, path,
+       fmt::format("unknown gRPC status \"{}\" (use the name in capitals, e.g. UNAVAILABLE)", v));
+}
+
+Fault parse_fault(const YAML::Node& n, const Meta& meta, const std::string& path) {
+  Fault out;
+  Fields f(n, meta, path);
+  if (auto v = f.get("delay")) {
+    Fields d(v, meta, f.sub("delay"));
+    FaultDelay delay;
+    delay.fixed_delay = duration(d.require("fixedDelay"), meta, d.sub("fixedDelay"));
+    if (delay.fixed_delay.count() < 1) fail(meta, d.sub("fixedDelay"), "must be at least 1ms");
+    // Absent percentage: no request is delayed (Istio's current behaviour).
+    if (auto p = d.get("percentage"))
+      delay.percentage = percentage(p, meta, d.sub("percentage"));
+    else if (auto p = d.get("percent"))
+      delay.percentage = percent_int(p, meta, d.sub("percent"));
+    d.get("percent");
+    d.not_implemented({"exponentialDelay"});
+    d.finish();
+    out.delay = delay;
+  }
+  if (auto v = f.get("abort")) {
+    Fields a(v, meta, f.sub("abort"));
+    FaultAbort abort;
+    auto http = a.get("httpStatus");
+    auto grpc = a.get("grpcStatus");
+    a.not_implemented({"http2Error"});
+    if (http && grpc)
+      fail(meta, a.sub("grpcStatus"), "httpStatus and grpcStatus are mutually exclusive");
+    if (!http && !grpc) fail(meta, a.sub("httpStatus"), "httpStatus or grpcStatus is required");
+    if (http) {
+      int64_t st = integer(http, meta, a.sub("httpStatus"));
+      if (st < 200 || st > 599)
+        fail(meta, a.sub("httpStatus"), fmt::format("must be in 200..599, got {}", st));
+      abort.http_status = static_cast<uint16_t>(st);
+    }
+    if (grpc) abort.grpc_status = grpc_code(grpc, meta, a.sub("grpcStatus"));
+    if (auto p = a.get("percentage")) abort.percentage = percentage(p, meta, a.sub("percentage"));
+    a.finish();
+    out.abort = abort;
+  }
+  f.finish();
+  if (!out.delay && !out.abort) fail(meta, path, "delay or abort is required");
+  return out;
+}
+
+CorsPolicy parse_cors(const YAML::Node& n, const Meta& meta, const std::string& path) {
+  CorsPolicy c;
+  Fields f(n, meta, path);
+  if (auto v = f.get("allowOrigins")) {
+    std::string p = f.sub("allowOrigins");
+    require_seq(v, meta, p);
+    for (size_t i = 0; i < v.size(); ++i) {
+      StringMatch m = string_match(v[i], meta, index(p, i), false);
+      if (m.kind == StringMatch::Kind::regex) check_regex(m.value, meta, index(p, i) + ".regex");
+      c.allow_origins.push_back(std::move(m));
+    }
+  }
+  if (auto v = f.get("allowOrigin")) {
+    // Deprecated list of exact origins; "*" allows every origin.
+    for (auto& o : string_list(v, meta, f.sub("allowOrigin")))
+      c.allow_origins.push_back(StringMatch::exact(std::move(o)));
+  }
+  struct List {
+    const char* key;
+    std::vector<std::string>& out;
+  };
+  for (auto [key, out] :
+       {List{"allowMethods", c.allow_methods}, List{"allowHeaders", c.allow_headers},
+        List{"exposeHeaders", c.expose_headers}}) {
+    auto v = f.get(key);
+    if (!v) continue;
+    out = string_list(v, meta, f.sub(key));
+    for (size_t i = 0; i < out.size(); ++i) {
+      const auto& t = out[i];
+      bool token = !t.empty() && std::all_of(t.begin(), t.end(), [](char ch) {
+        auto u = static_cast<unsigned char>(ch);
+        return std::isalnum(u) ||
+               std::string_view("!#$%&'*+-.^_`|~").find(ch) != std::string_view::npos;
+      });
+      if (!token) fail(meta, index(f.sub(key), i), fmt::format("\"{}\" is not a valid token", t));
+    }
+  }
+  if (auto v = f.get("maxAge")) c.max_age = whole_seconds(v, meta, f.sub("maxAge"));
+  if (auto v = f.get("allowCredentials"))
+    c.allow_credentials = boolean(v, meta, f.sub("allowCredentials"));
+  if (auto v = f.get("unmatchedPreflights")) {
+    std::string u =
+        enum_name(v, meta, f.sub("unmatchedPreflights"), {"UNSPECIFIED", "FORWARD", "IGNORE"});
+    c.forward_unmatched_preflights = u != "IGNORE";
+  }
+  f.finish();
+  return c;
 }
 
 std::string decode_base64(std::string_view in, const Meta& meta, const std::string& path) {
@@ -289,14 +679,89 @@ HttpRuleIn parse_http_rule(const YAML::Node& n, const Meta& meta, const std::str
     d.finish();
     out.direct_response = std::move(dr);
   }
-  f.not_implemented({"redirect", "rewrite", "timeout", "retries", "fault", "mirror", "mirrors",
-                     "mirrorPercentage", "mirrorPercent", "mirror_percent", "corsPolicy", "headers",
-                     "delegate"});
+  if (auto v = f.get("redirect")) out.redirect = parse_redirect(v, meta, f.sub("redirect"));
+  if (auto v = f.get("rewrite")) out.rewrite = parse_rewrite(v, meta, f.sub("rewrite"));
+  if (auto v = f.get("headers")) {
+    out.headers_set = true;
+    parse_header_ops(v, meta, f.sub("headers"), out.request_headers, out.response_headers);
+  }
+  if (auto v = f.get("timeout")) out.timeout = duration(v, meta, f.sub("timeout"));
+  if (auto v = f.get("retries")) out.retries = parse_retries(v, meta, f.sub("retries"));
+  if (auto v = f.get("fault")) out.fault = parse_fault(v, meta, f.sub("fault"));
+  {
+    auto mirror = f.get("mirror");
+    auto mirrors = f.get("mirrors");
+    auto mirror_percentage = f.get("mirrorPercentage");
+    auto mirror_percent = f.get("mirrorPercent");
+    if (!mirror_percent) mirror_percent = f.get("mirror_percent");
+    if (mirror && mirrors)
+      fail(meta, f.sub("mirrors"), "mirror and mirrors are mutually exclusive");
+    if ((mirror_percentage || mirror_percent) && !mirror)
+      fail(meta, f.sub(mirror_percentage ? "mirrorPercentage" : "mirrorPercent"),
+           "requires mirror (mirrors[] take their own percentage)");
+    if (mirror) {
+      MirrorIn m;
+      m.path = f.sub("mirror");
+      parse_destination(mirror, meta, m.path, m.destination);
+      if (mirror_percentage)
+        m.percentage = percentage(mirror_percentage, meta, f.sub("mirrorPercentage"));
+      else if (mirror_percent)
+        m.percentage = percent_int(mirror_percent, meta, f.sub("mirrorPercent"));
+      out.mirrors.emplace().push_back(std::move(m));
+    }
+    if (mirrors) {
+      std::string p = f.sub("mirrors");
+      require_seq(mirrors, meta, p);
+      auto& list = out.mirrors.emplace();
+      for (size_t i = 0; i < mirrors.size(); ++i) {
+        Fields mf(mirrors[i], meta, index(p, i));
+        MirrorIn m;
+        m.path = mf.sub("destination");
+        parse_destination(mf.require("destination"), meta, m.path, m.destination);
+        if (auto pc = mf.get("percentage"))
+          m.percentage = percentage(pc, meta, mf.sub("percentage"));
+        mf.finish();
+        list.push_back(std::move(m));
+      }
+    }
+  }
+  if (auto v = f.get("corsPolicy")) out.cors = parse_cors(v, meta, f.sub("corsPolicy"));
+  if (auto v = f.get("delegate")) {
+    Fields d(v, meta, f.sub("delegate"));
+    DelegateIn del;
+    del.name = scalar(d.require("name"), meta, d.sub("name"));
+    if (auto ns = d.get("namespace")) del.namespace_ = scalar(ns, meta, d.sub("namespace"));
+    d.finish();
+    out.delegate = std::move(del);
+  }
   f.finish();
-  if (!out.route.empty() && out.direct_response)
-    fail(meta, f.sub("directResponse"), "route and directResponse are mutually exclusive");
-  if (out.route.empty() && !out.direct_response)
-    fail(meta, f.sub("route"), "a rule needs route or directResponse");
+  // Exactly one action, as Istio's validation demands.
+  struct Action {
+    const char* key;
+    bool set;
+  };
+  const Action actions[] = {{"route", !out.route.empty()},
+                            {"redirect", out.redirect.has_value()},
+                            {"directResponse", out.direct_response.has_value()},
+                            {"delegate", out.delegate.has_value()}};
+  const Action* first = nullptr;
+  for (const auto& a : actions) {
+    if (!a.set) continue;
+    if (first)
+      fail(meta, f.sub(a.key), fmt::format("{} and {} are mutually exclusive", first->key, a.key));
+    first = &a;
+  }
+  if (!first)
+    fail(meta, f.sub("route"), "a rule needs route, redirect, directResponse or delegate");
+  if (out.redirect || out.direct_response) {
+    const char* action = out.redirect ? "redirect" : "directResponse";
+    // These act only on forwarded requests.
+    if (out.rewrite) fail(meta, f.sub("rewrite"), fmt::format("cannot be used with {}", action));
+    if (out.fault) fail(meta, f.sub("fault"), fmt::format("cannot be used with {}", action));
+    if (out.mirrors)
+      fail(meta, out.mirrors->empty() ? f.sub("mirrors") : out.mirrors->front().path,
+           fmt::format("cannot be used with {}", action));
+  }
   return out;
 }
 
@@ -305,8 +770,9 @@ VirtualServiceRes parse_virtual_service(const YAML::Node& spec, Meta meta) {
   out.meta = std::move(meta);
   const Meta& m = out.meta;
   Fields f(spec, m, "");
-  out.hosts = string_list(f.require("hosts"), m, "hosts");
-  if (out.hosts.empty()) fail(m, "hosts", "at least one host is required");
+  // A VirtualService without hosts is a delegate, used only through a root's
+  // `delegate` (Istio).
+  out.hosts = string_list(f.get("hosts"), m, "hosts");
   out.gateways = string_list(f.get("gateways"), m, "gateways");
   if (auto v = f.get("http")) {
     require_seq(v, m, "http");
@@ -319,24 +785,256 @@ VirtualServiceRes parse_virtual_service(const YAML::Node& spec, Meta meta) {
   return out;
 }
 
-void parse_traffic_policy(const YAML::Node& n, const Meta& m, const std::string& path) {
-  Fields f(n, m, path);
-  if (auto lb = f.get("loadBalancer")) {
-    Fields l(lb, m, f.sub("loadBalancer"));
-    if (auto s = l.get("simple")) {
-      std::string v = upper(scalar(s, m, l.sub("simple")));
-      static const std::set<std::string> known = {"UNSPECIFIED", "LEAST_CONN",  "RANDOM",
-                                                  "PASSTHROUGH", "ROUND_ROBIN", "LEAST_REQUEST"};
-      if (!known.count(v)) fail(m, l.sub("simple"), fmt::format("unknown load balancer \"{}\"", v));
-      if (v != "ROUND_ROBIN")
-        fail(m, l.sub("simple"), fmt::format("load balancer {} is not implemented yet", v));
-    }
-    l.not_implemented({"consistentHash", "localityLbSetting", "warmupDurationSecs", "warmup"});
-    l.finish();
+bool is_prime(uint64_t n) {
+  if (n < 2) return false;
+  for (uint64_t d = 2; d * d <= n; ++d)
+    if (n % d == 0) return false;
+  return true;
+}
+
+LoadBalancerIn parse_load_balancer(const YAML::Node& n, const Meta& m, const std::string& path) {
+  LoadBalancerIn out;
+  Fields l(n, m, path);
+  auto simple = l.get("simple");
+  auto hash = l.get("consistentHash");
+  if (simple && hash)
+    fail(m, l.sub("consistentHash"), "simple and consistentHash are mutually exclusive");
+  if (simple) {
+    std::string v = enum_name(
+        simple, m, l.sub("simple"),
+        {"UNSPECIFIED", "LEAST_CONN", "RANDOM", "PASSTHROUGH", "ROUND_ROBIN", "LEAST_REQUEST"});
+    // UNSPECIFIED is Istio's default, LEAST_REQUEST; LEAST_CONN is its old name.
+    if (v == "ROUND_ROBIN") out.load_balancer = LoadBalancer::round_robin;
+    if (v == "RANDOM") out.load_balancer = LoadBalancer::random;
+    if (v == "PASSTHROUGH") out.load_balancer = LoadBalancer::passthrough;
   }
-  f.not_implemented({"connectionPool", "outlierDetection", "tls", "portLevelSettings", "tunnel",
-                     "proxyProtocol", "retryBudget"});
+  if (hash) {
+    std::string hp = l.sub("consistentHash");
+    Fields h(hash, m, hp);
+    ConsistentHash ch;
+    const char* sources[] = {"httpHeaderName", "httpCookie", "useSourceIp",
+                             "httpQueryParameterName"};
+    const char* chosen = nullptr;
+    for (const char* k : sources) {
+      if (!h.get(k)) continue;
+      if (chosen) fail(m, h.sub(k), fmt::format("{} and {} are mutually exclusive", chosen, k));
+      chosen = k;
+    }
+    if (!chosen)
+      fail(m, hp,
+           "one of httpHeaderName, httpCookie, useSourceIp or httpQueryParameterName is required");
+    std::string_view c = chosen;
+    if (c == "httpHeaderName") {
+      ch.source = ConsistentHash::Source::header;
+      ch.name = lower(scalar(h.get(chosen), m, h.sub(chosen)));
+    } else if (c == "httpQueryParameterName") {
+      ch.source = ConsistentHash::Source::query_parameter;
+      ch.name = scalar(h.get(chosen), m, h.sub(chosen));
+    } else if (c == "useSourceIp") {
+      ch.source = ConsistentHash::Source::source_ip;
+      if (!boolean(h.get(chosen), m, h.sub(chosen)))
+        fail(m, h.sub(chosen), "must be true when it is the hash key");
+    } else {
+      ch.source = ConsistentHash::Source::cookie;
+      Fields ck(h.get(chosen), m, h.sub(chosen));
+      ch.name = scalar(ck.require("name"), m, ck.sub("name"));
+      if (auto v = ck.get("path")) ch.cookie_path = scalar(v, m, ck.sub("path"));
+      if (auto v = ck.get("ttl")) ch.cookie_ttl = whole_seconds(v, m, ck.sub("ttl"));
+      ck.not_implemented({"attributes"});
+      ck.finish();
+    }
+    if (ch.name.empty() && ch.source != ConsistentHash::Source::source_ip)
+      fail(m, h.sub(chosen), "must not be empty");
+    auto ring = h.get("ringHash");
+    auto maglev = h.get("maglev");
+    auto legacy = h.get("minimumRingSize");
+    if (ring && maglev) fail(m, h.sub("maglev"), "ringHash and maglev are mutually exclusive");
+    if (legacy && (ring || maglev))
+      fail(m, h.sub("minimumRingSize"), "deprecated; do not combine with ringHash or maglev");
+    auto ring_size = [&](const YAML::Node& v, const std::string& p) {
+      int64_t size = integer(v, m, p);
+      if (size < 1 || size > 8'388'608)
+        fail(m, p, fmt::format("must be in 1..8388608, got {}", size));
+      ch.minimum_ring_size = static_cast<uint64_t>(size);
+    };
+    if (legacy) ring_size(legacy, h.sub("minimumRingSize"));
+    if (ring) {
+      Fields r(ring, m, h.sub("ringHash"));
+      if (auto v = r.get("minimumRingSize")) ring_size(v, r.sub("minimumRingSize"));
+      r.finish();
+    }
+    if (maglev) {
+      ch.algorithm = ConsistentHash::Algorithm::maglev;
+      Fields g(maglev, m, h.sub("maglev"));
+      if (auto v = g.get("tableSize")) {
+        int64_t size = integer(v, m, g.sub("tableSize"));
+        if (size < 1 || size > 5'000'011 || !is_prime(static_cast<uint64_t>(size)))
+          fail(m, g.sub("tableSize"),
+               fmt::format("must be a prime number up to 5000011, got {}", size));
+        ch.maglev_table_size = static_cast<uint64_t>(size);
+      }
+      g.finish();
+    }
+    h.finish();
+    out.load_balancer = LoadBalancer::consistent_hash;
+    out.consistent_hash = std::move(ch);
+  }
+  if (auto v = l.get("warmupDurationSecs")) {
+    out.warmup = whole_seconds(v, m, l.sub("warmupDurationSecs"));
+    if (out.load_balancer != LoadBalancer::round_robin &&
+        out.load_balancer != LoadBalancer::least_request)
+      fail(m, l.sub("warmupDurationSecs"),
+           "applies only to ROUND_ROBIN and LEAST_REQUEST load balancers");
+  }
+  l.not_implemented({"localityLbSetting", "warmup"});
+  l.finish();
+  return out;
+}
+
+ConnectionPoolSettings parse_connection_pool(const YAML::Node& n, const Meta& m,
+                                             const std::string& path) {
+  ConnectionPoolSettings out;
+  Fields f(n, m, path);
+  std::optional<std::chrono::milliseconds> tcp_idle, http_idle;
+  if (auto t = f.get("tcp")) {
+    Fields tf(t, m, f.sub("tcp"));
+    if (auto v = tf.get("maxConnections")) {
+      out.max_connections = unsigned32(v, m, tf.sub("maxConnections"));
+      if (out.max_connections == 0) out.max_connections = 0xffffffffu;  // 0: unset in Istio
+    }
+    if (auto v = tf.get("connectTimeout")) {
+      out.connect_timeout = duration(v, m, tf.sub("connectTimeout"));
+      if (out.connect_timeout.count() < 1)
+        fail(m, tf.sub("connectTimeout"), "must be at least 1ms");
+    }
+    if (auto v = tf.get("idleTimeout")) tcp_idle = duration(v, m, tf.sub("idleTimeout"));
+    if (auto v = tf.get("tcpKeepalive")) {
+      Fields k(v, m, tf.sub("tcpKeepalive"));
+      TcpKeepalive ka;
+      if (auto x = k.get("probes")) ka.probes = unsigned32(x, m, k.sub("probes"));
+      if (auto x = k.get("time")) ka.time = whole_seconds(x, m, k.sub("time"));
+      if (auto x = k.get("interval")) ka.interval = whole_seconds(x, m, k.sub("interval"));
+      k.finish();
+      out.tcp_keepalive = ka;
+    }
+    tf.not_implemented({"maxConnectionDuration"});
+    tf.finish();
+  }
+  if (auto h = f.get("http")) {
+    Fields hf(h, m, f.sub("http"));
+    if (auto v = hf.get("http1MaxPendingRequests")) {
+      out.max_pending_requests = unsigned32(v, m, hf.sub("http1MaxPendingRequests"));
+      if (out.max_pending_requests == 0) out.max_pending_requests = 0xffffffffu;
+    }
+    if (auto v = hf.get("http2MaxRequests")) {
+      // Envoy's max_requests (concurrent requests per upstream): no such
+      // limit in sluice's ConnectionPoolSettings yet.
+      if (unsigned32(v, m, hf.sub("http2MaxRequests")) != 0)
+        note(m, hf.sub("http2MaxRequests"), "accepted; not enforced yet");
+    }
+    if (auto v = hf.get("maxRequestsPerConnection"))
+      out.max_requests_per_connection = unsigned32(v, m, hf.sub("maxRequestsPerConnection"));
+    if (auto v = hf.get("maxRetries")) {
+      out.max_retries = unsigned32(v, m, hf.sub("maxRetries"));
+      if (out.max_retries == 0) out.max_retries = 0xffffffffu;
+    }
+    if (auto v = hf.get("idleTimeout")) http_idle = duration(v, m, hf.sub("idleTimeout"));
+    if (auto v = hf.get("h2UpgradePolicy")) {
+      std::string p =
+          enum_name(v, m, hf.sub("h2UpgradePolicy"), {"DEFAULT", "DO_NOT_UPGRADE", "UPGRADE"});
+      if (p == "UPGRADE")
+        fail(m, hf.sub("h2UpgradePolicy"),
+             "UPGRADE is not implemented yet (HTTP/1.1 upstreams only)");
+    }
+    // Clients speak HTTP/1.1 to sluice, so "use the client's protocol" is what happens anyway.
+    if (auto v = hf.get("useClientProtocol")) boolean(v, m, hf.sub("useClientProtocol"));
+    // HTTP/2 upstream settings: no HTTP/2 upstreams yet, nothing to apply.
+    if (auto v = hf.get("maxConcurrentStreams")) unsigned32(v, m, hf.sub("maxConcurrentStreams"));
+    hf.finish();
+  }
+  // The connection goes idle for both: the shorter bound wins.
+  if (tcp_idle && http_idle)
+    out.idle_timeout = std::min(*tcp_idle, *http_idle);
+  else if (tcp_idle || http_idle)
+    out.idle_timeout = tcp_idle ? *tcp_idle : *http_idle;
+  if (out.idle_timeout.count() == 0) out.idle_timeout = ConnectionPoolSettings{}.idle_timeout;
   f.finish();
+  return out;
+}
+
+OutlierDetection parse_outlier(const YAML::Node& n, const Meta& m, const std::string& path) {
+  OutlierDetection out;
+  Fields f(n, m, path);
+  auto c5 = f.get("consecutive5xxErrors");
+  auto legacy = f.get("consecutiveErrors");
+  if (c5) out.consecutive_5xx = unsigned32(c5, m, f.sub("consecutive5xxErrors"));
+  if (auto v = f.get("consecutiveGatewayErrors"))
+    out.consecutive_gateway_errors = unsigned32(v, m, f.sub("consecutiveGatewayErrors"));
+  if (legacy && !c5) {
+    // Deprecated: counted 502, 503 and 504 only, i.e. gateway errors.
+    uint32_t v = unsigned32(legacy, m, f.sub("consecutiveErrors"));
+    out.consecutive_gateway_errors = v;
+    out.consecutive_5xx = 0;
+  }
+  if (auto v = f.get("interval")) {
+    out.interval = duration(v, m, f.sub("interval"));
+    if (out.interval.count() < 1) fail(m, f.sub("interval"), "must be at least 1ms");
+  }
+  if (auto v = f.get("baseEjectionTime")) {
+    out.base_ejection_time = duration(v, m, f.sub("baseEjectionTime"));
+    if (out.base_ejection_time.count() < 1)
+      fail(m, f.sub("baseEjectionTime"), "must be at least 1ms");
+  }
+  for (auto [key, dst] : {std::pair{"maxEjectionPercent", &out.max_ejection_percent},
+                          std::pair{"minHealthPercent", &out.min_health_percent}}) {
+    auto v = f.get(key);
+    if (!v) continue;
+    int64_t pc = integer(v, m, f.sub(key));
+    if (pc < 0 || pc > 100) fail(m, f.sub(key), fmt::format("must be in [0, 100], got {}", pc));
+    *dst = static_cast<uint32_t>(pc);
+  }
+  f.not_implemented({"splitExternalLocalOriginErrors", "consecutiveLocalOriginFailures"});
+  f.finish();
+  return out;
+}
+
+PolicyParts parse_policy_parts(Fields& f, const Meta& m) {
+  PolicyParts out;
+  if (auto v = f.get("loadBalancer"))
+    out.load_balancer = parse_load_balancer(v, m, f.sub("loadBalancer"));
+  if (auto v = f.get("connectionPool"))
+    out.connection_pool = parse_connection_pool(v, m, f.sub("connectionPool"));
+  if (auto v = f.get("outlierDetection"))
+    out.outlier_detection = parse_outlier(v, m, f.sub("outlierDetection"));
+  // TLS origination belongs to the TLS work.
+  f.not_implemented({"tls"});
+  return out;
+}
+
+TrafficPolicyIn parse_traffic_policy(const YAML::Node& n, const Meta& m, const std::string& path) {
+  TrafficPolicyIn out;
+  Fields f(n, m, path);
+  out.parts = parse_policy_parts(f, m);
+  if (auto v = f.get("portLevelSettings")) {
+    std::string p = f.sub("portLevelSettings");
+    require_seq(v, m, p);
+    for (size_t i = 0; i < v.size(); ++i) {
+      Fields pf(v[i], m, index(p, i));
+      PortPolicyIn pp;
+      Fields port(pf.require("port"), m, pf.sub("port"));
+      pp.port = port_number(port.require("number"), m, port.sub("number"));
+      port.finish();
+      for (const auto& other : out.port_level)
+        if (other.port == pp.port)
+          fail(m, pf.sub("port.number"), fmt::format("port {} has settings twice", pp.port));
+      pp.parts = parse_policy_parts(pf, m);
+      pf.finish();
+      out.port_level.push_back(std::move(pp));
+    }
+  }
+  f.not_implemented({"tunnel", "proxyProtocol", "retryBudget"});
+  f.finish();
+  return out;
 }
 
 DestinationRuleRes parse_destination_rule(const YAML::Node& spec, Meta meta) {
@@ -356,12 +1054,14 @@ DestinationRuleRes parse_destination_rule(const YAML::Node& spec, Meta meta) {
       if (!seen.insert(sub.name).second)
         fail(m, s.sub("name"), fmt::format("duplicate subset \"{}\"", sub.name));
       sub.labels = label_map(s.get("labels"), m, s.sub("labels"));
-      if (auto tp = s.get("trafficPolicy")) parse_traffic_policy(tp, m, s.sub("trafficPolicy"));
+      if (auto tp = s.get("trafficPolicy"))
+        sub.traffic_policy = parse_traffic_policy(tp, m, s.sub("trafficPolicy"));
       s.finish();
       out.subsets.push_back(std::move(sub));
     }
   }
-  if (auto tp = f.get("trafficPolicy")) parse_traffic_policy(tp, m, "trafficPolicy");
+  if (auto tp = f.get("trafficPolicy"))
+    out.traffic_policy = parse_traffic_policy(tp, m, "trafficPolicy");
   f.not_implemented({"workloadSelector"});
   f.ignore({"exportTo"});
   f.finish();
@@ -567,14 +1267,22 @@ struct Parser {
   }
 
   Parsed done() {
+    parse_warnings = nullptr;
     return Parsed{std::make_shared<const Resources>(std::move(res)), std::move(warnings)};
   }
+};
+
+// Routes note() to a parser's warnings for the duration of a parse.
+struct WarningSink {
+  explicit WarningSink(std::vector<std::string>& w) { parse_warnings = &w; }
+  ~WarningSink() { parse_warnings = nullptr; }
 };
 
 }  // namespace
 
 Result<Parsed> parse_files(const std::vector<std::string>& paths) {
   Parser parser;
+  WarningSink sink(parser.warnings);
   try {
     for (const auto& p : paths) parser.path(p);
   } catch (const LoadError& e) {
@@ -585,6 +1293,7 @@ Result<Parsed> parse_files(const std::vector<std::string>& paths) {
 
 Result<Parsed> parse_string(std::string_view yaml, std::string origin) {
   Parser parser;
+  WarningSink sink(parser.warnings);
   try {
     parser.stream(yaml, origin);
   } catch (const LoadError& e) {

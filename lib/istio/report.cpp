@@ -3,11 +3,19 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <chrono>
+
 #include "istio/istio.hpp"
 #include "istio/model.hpp"
 
 namespace sluice::istio {
 namespace {
+
+std::string describe(const StringMatch& m);
+std::string describe_match(const StringMatch& m) {
+  return describe(m);
+}
 
 std::string describe(const StringMatch& m) {
   switch (m.kind) {
@@ -44,10 +52,33 @@ std::string describe(const Matcher& m) {
   return out;
 }
 
+std::string describe_ops(const HeaderOperations& ops) {
+  std::vector<std::string> parts;
+  for (const auto& [n, v] : ops.set) parts.push_back(fmt::format("set {}: {}", n, v));
+  for (const auto& [n, v] : ops.add) parts.push_back(fmt::format("add {}: {}", n, v));
+  for (const auto& n : ops.remove) parts.push_back(fmt::format("remove {}", n));
+  std::string out;
+  for (size_t i = 0; i < parts.size(); ++i) out += (i ? "; " : "") + parts[i];
+  return out;
+}
+
+std::string describe_redirect(const Redirect& r) {
+  std::string out = fmt::format("redirect {}", r.code);
+  if (!r.scheme.empty()) out += " scheme " + r.scheme;
+  if (!r.authority.empty()) out += " authority " + r.authority;
+  if (r.port) out += fmt::format(" port {}", r.port);
+  if (r.derive_port == Redirect::DerivePort::from_protocol_default)
+    out += " port from protocol default";
+  if (r.derive_port == Redirect::DerivePort::from_request_port) out += " port from request";
+  if (!r.uri.empty()) out += " uri " + r.uri;
+  return out;
+}
+
 std::string describe_action(const Route& r) {
   if (r.direct_response)
     return fmt::format("direct response {} ({} body bytes)", r.direct_response->status,
                        r.direct_response->body.size());
+  if (r.redirect) return describe_redirect(*r.redirect);
   uint64_t total = 0;
   for (const auto& d : r.destinations) total += d.weight;
   std::string out;
@@ -63,12 +94,106 @@ std::string describe_action(const Route& r) {
   return out;
 }
 
+std::string ms_text(std::chrono::milliseconds ms) {
+  if (ms.count() % 1000 == 0) return fmt::format("{}s", ms.count() / 1000);
+  return fmt::format("{}ms", ms.count());
+}
+
+std::string describe_match(const StringMatch& m);
+
+// "label: text" lines for every policy the route applies, in the order the
+// gateway applies them.
+std::vector<std::pair<std::string, std::string>> describe_policies(const Route& r) {
+  std::vector<std::pair<std::string, std::string>> out;
+  if (r.cors) {
+    const CorsPolicy& c = *r.cors;
+    std::string origins;
+    for (const auto& o : c.allow_origins)
+      origins += (origins.empty() ? "" : ", ") + describe_match(o);
+    std::string text = "origins " + (origins.empty() ? std::string("none") : origins);
+    auto list = [](const std::vector<std::string>& v) {
+      std::string s;
+      for (const auto& x : v) s += (s.empty() ? "" : ",") + x;
+      return s;
+    };
+    if (!c.allow_methods.empty()) text += "; methods " + list(c.allow_methods);
+    if (!c.allow_headers.empty()) text += "; headers " + list(c.allow_headers);
+    if (!c.expose_headers.empty()) text += "; expose " + list(c.expose_headers);
+    if (c.max_age) text += fmt::format("; max age {}s", c.max_age->count());
+    if (c.allow_credentials) text += fmt::format("; credentials {}", *c.allow_credentials);
+    text += c.forward_unmatched_preflights ? "; unmatched preflights forwarded"
+                                           : "; unmatched preflights ignored";
+    out.emplace_back("cors", text);
+  }
+  if (r.fault) {
+    std::string text;
+    if (r.fault->delay)
+      text += fmt::format("delay {} for {}% of requests", ms_text(r.fault->delay->fixed_delay),
+                          r.fault->delay->percentage);
+    if (r.fault->abort) {
+      const auto& a = *r.fault->abort;
+      if (!text.empty()) text += "; ";
+      text += a.grpc_status ? fmt::format("abort grpc-status {}", *a.grpc_status)
+                            : fmt::format("abort {}", a.http_status);
+      text += fmt::format(" for {}% of requests", a.percentage);
+    }
+    out.emplace_back("fault", text);
+  }
+  if (r.rewrite) {
+    std::string text;
+    if (r.rewrite->uri) text += "uri " + (r.rewrite->uri->empty() ? "\"\"" : *r.rewrite->uri);
+    if (r.rewrite->uri_regex)
+      text += fmt::format("uri regex \"{}\" -> \"{}\"", r.rewrite->uri_regex->first,
+                          r.rewrite->uri_regex->second);
+    if (!r.rewrite->authority.empty())
+      text += (text.empty() ? "" : "; ") + std::string("authority ") + r.rewrite->authority;
+    out.emplace_back("rewrite", text);
+  }
+  if (!r.request_headers.empty())
+    out.emplace_back("request headers", describe_ops(r.request_headers));
+  if (!r.response_headers.empty())
+    out.emplace_back("response headers", describe_ops(r.response_headers));
+  for (const auto& d : r.destinations) {
+    std::string who = d.upstream + (d.subset.empty() ? "" : " subset " + d.subset);
+    if (!d.request_headers.empty())
+      out.emplace_back("request headers", who + ": " + describe_ops(d.request_headers));
+    if (!d.response_headers.empty())
+      out.emplace_back("response headers", who + ": " + describe_ops(d.response_headers));
+  }
+  if (r.redirect || r.direct_response) return out;
+  if (r.fault) {
+    out.emplace_back("timeout", "none (the route has a fault)");
+    out.emplace_back("retries", "none (the route has a fault)");
+  } else {
+    out.emplace_back("timeout", r.timeout.count() ? ms_text(r.timeout) : "none");
+    const RetryPolicy& rp = r.retries;
+    if (rp.attempts == 0) {
+      out.emplace_back("retries", "none");
+    } else {
+      std::string text = fmt::format("{} attempt(s) on {}", rp.attempts, rp.retry_on);
+      if (rp.per_try_timeout.count()) text += ", per try timeout " + ms_text(rp.per_try_timeout);
+      if (!rp.retry_ignore_previous_hosts) text += ", previous hosts allowed";
+      out.emplace_back("retries", text);
+    }
+  }
+  for (const auto& m : r.mirrors)
+    out.emplace_back("mirror",
+                     fmt::format("{}{} for {}% of requests (Host gets -shadow)", m.upstream,
+                                 m.subset.empty() ? "" : " subset " + m.subset, m.percentage));
+  return out;
+}
+
 std::string rule_label(const ListenerInfo& l, const std::string& route_name) {
   auto it = l.routes.find(route_name);
   if (it == l.routes.end()) return route_name;
   const RouteOrigin& o = it->second;
   std::string out = fmt::format("VirtualService {} http[{}]", o.virtual_service, o.rule_index);
   if (!o.rule_name.empty()) out += fmt::format(" \"{}\"", o.rule_name);
+  if (!o.delegate.empty()) {
+    out +=
+        fmt::format(" -> delegate VirtualService {} http[{}]", o.delegate, o.delegate_rule_index);
+    if (!o.delegate_rule_name.empty()) out += fmt::format(" \"{}\"", o.delegate_rule_name);
+  }
   return out;
 }
 
@@ -174,8 +299,16 @@ found:
     out += " (no match conditions)";
   }
   out += fmt::format("\nroute:    {}\n", r.name);
-  out +=
-      fmt::format("{}: {}\n", r.direct_response ? "response" : "destination", describe_action(r));
+  out += fmt::format("{}: {}\n",
+                     r.direct_response ? "response"
+                     : r.redirect      ? "redirect"
+                                       : "destination",
+                     r.redirect ? describe_action(r).substr(9) : describe_action(r));
+  for (const auto& [label, text] : describe_policies(r)) {
+    std::string l = label + ":";
+    l.resize(std::max<size_t>(10, l.size() + 1), ' ');
+    out += l + text + "\n";
+  }
   (void)loaded;
   return out;
 }

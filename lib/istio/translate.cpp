@@ -75,6 +75,19 @@ struct ServerRef {
   size_t index;
 };
 
+// One http rule as served: written in `meta` at http[index]; a delegate's rule
+// (merged with the root's) when `delegate` is set.
+struct RuleRef {
+  const Meta* meta;
+  size_t index;
+  HttpRuleIn rule;
+  size_t root_index;     // http[root_index] of the root VirtualService
+  std::string delegate;  // the delegate VirtualService's display name, or empty
+  std::string delegate_rule_name;
+  std::vector<Destination> destinations;  // resolved
+  std::vector<Mirror> mirrors;            // resolved
+};
+
 class Translator {
  public:
   Translator(const Resources& res, const TranslateOptions& options, const DnsTable& dns)
@@ -84,7 +97,14 @@ class Translator {
     for (const auto& g : res_.gateways) gateways_[g.meta.key()] = &g;
     validate_regexes();
     collect_ports();
-    for (const auto& vs : res_.virtual_services) bind(vs);
+    for (const auto& vs : res_.virtual_services) {
+      vs_by_key_[vs.meta.key()] = &vs;
+      if (vs.hosts.empty() && !vs.gateways.empty())
+        warn(fmt::format("{}: has no hosts, so it is a delegate; its gateways are ignored",
+                         vs.meta.object()));
+    }
+    for (const auto& vs : res_.virtual_services)
+      if (!vs.hosts.empty()) bind(vs);
     for (auto& [port, servers] : ports_) build_listener(port, servers);
     for (auto& up : upstream_order_) out_.config.upstreams.push_back(std::move(upstreams_[up]));
     out_.warnings = std::move(warnings_);
@@ -198,7 +218,148 @@ class Translator {
       return;
     }
     bound_[&vs] = bound;
-    destinations_[&vs] = resolve_destinations(vs);
+    auto& rules = rules_[&vs];
+    for (size_t i = 0; i < vs.http.size(); ++i) {
+      if (vs.http[i].delegate)
+        expand_delegate(vs, i, rules);
+      else
+        rules.push_back(RuleRef{&vs.meta, i, vs.http[i], i, {}, {}, {}, {}});
+    }
+    for (auto& r : rules) resolve_rule(r);
+  }
+
+  // --- delegation (one level, istio/istio pilot/pkg/model/virtualservice.go) ------
+
+  // Istio's stringMatchConflict: can a request satisfy both conditions?
+  static bool string_conflict(const std::optional<StringMatch>& root,
+                              const std::optional<StringMatch>& leaf) {
+    if (!root || !leaf) return false;
+    using K = StringMatch::Kind;
+    auto specific = [](const StringMatch& m) {
+      return m.kind == K::exact || m.kind == K::prefix || m.kind == K::regex;
+    };
+    if (root->kind == K::regex && specific(*leaf)) return true;
+    if (leaf->kind == K::regex && specific(*root)) return true;
+    if (root->kind == K::exact && (leaf->kind == K::prefix || leaf->value != root->value))
+      return true;
+    if (root->kind == K::prefix && (leaf->kind == K::prefix || leaf->kind == K::exact) &&
+        !leaf->value.starts_with(root->value))
+      return true;
+    return false;
+  }
+
+  static const HeaderMatch* find_header(const Matcher& m, const std::string& name, bool invert) {
+    for (const auto& h : m.headers)
+      if (h.invert == invert && h.name == name) return &h;
+    return nullptr;
+  }
+
+  static bool match_conflict(const HttpMatchIn& root, const HttpMatchIn& leaf) {
+    const Matcher& r = root.matcher;
+    const Matcher& l = leaf.matcher;
+    if (string_conflict(r.uri, l.uri) || string_conflict(r.scheme, l.scheme) ||
+        string_conflict(r.method, l.method) || string_conflict(r.authority, l.authority))
+      return true;
+    for (const auto& h : l.headers) {
+      const HeaderMatch* rh = find_header(r, h.name, h.invert);
+      if (rh && string_conflict(rh->match, h.match)) return true;
+    }
+    for (const auto& q : l.query_params)
+      for (const auto& rq : r.query_params)
+        if (rq.name == q.name && string_conflict(rq.match, q.match)) return true;
+    if (r.ignore_uri_case != l.ignore_uri_case) return true;
+    if (r.port && l.port && *r.port != *l.port) return true;
+    if (!root.gateways.empty() && !leaf.gateways.empty())
+      for (const auto& g : leaf.gateways)
+        if (std::find(root.gateways.begin(), root.gateways.end(), g) == root.gateways.end())
+          return true;
+    return false;
+  }
+
+  // Istio's mergeHTTPMatchRequest: the delegate's conditions, the root's where
+  // the delegate has none; maps merged with the delegate winning.
+  static HttpMatchIn merge_match(const HttpMatchIn& root, const HttpMatchIn& leaf) {
+    HttpMatchIn out = leaf;
+    Matcher& m = out.matcher;
+    const Matcher& r = root.matcher;
+    if (!m.uri) m.uri = r.uri;
+    if (!m.scheme) m.scheme = r.scheme;
+    if (!m.method) m.method = r.method;
+    if (!m.authority) m.authority = r.authority;
+    if (!m.port) m.port = r.port;
+    for (const auto& h : r.headers)
+      if (!find_header(leaf.matcher, h.name, h.invert)) m.headers.push_back(h);
+    for (const auto& q : r.query_params) {
+      bool has = false;
+      for (const auto& lq : leaf.matcher.query_params) has = has || lq.name == q.name;
+      if (!has) m.query_params.push_back(q);
+    }
+    if (out.gateways.empty()) out.gateways = root.gateways;
+    out.source_labels = root.source_labels || leaf.source_labels;
+    return out;
+  }
+
+  void expand_delegate(const VirtualServiceRes& vs, size_t i, std::vector<RuleRef>& rules) {
+    const HttpRuleIn& root = vs.http[i];
+    const DelegateIn& d = *root.delegate;
+    std::string key = (d.namespace_.empty() ? vs.meta.namespace_ : d.namespace_) + "/" + d.name;
+    std::string at = fmt::format("http[{}].delegate", i);
+    auto it = vs_by_key_.find(key);
+    if (it == vs_by_key_.end())
+      fail(vs.meta, at + ".name", fmt::format("VirtualService \"{}\" does not exist", key));
+    const VirtualServiceRes& del = *it->second;
+    if (!del.hosts.empty())
+      fail(vs.meta, at + ".name",
+           fmt::format("VirtualService \"{}\" has hosts, so it cannot be a delegate", key));
+    for (size_t j = 0; j < del.http.size(); ++j) {
+      const HttpRuleIn& leaf = del.http[j];
+      if (leaf.delegate)
+        fail(del.meta, fmt::format("http[{}].delegate", j),
+             "only one level of delegation is supported (this VirtualService is a delegate of " +
+                 vs.meta.object() + ")");
+      HttpRuleIn merged = leaf;
+      bool conflict = false;
+      if (!root.matches.empty() && !leaf.matches.empty()) {
+        merged.matches.clear();
+        for (const auto& lm : leaf.matches) {
+          bool found = false;
+          for (const auto& rm : root.matches) {
+            if (match_conflict(rm, lm)) continue;
+            merged.matches.push_back(merge_match(rm, lm));
+            found = true;
+          }
+          if (!found) conflict = true;
+        }
+        if (merged.matches.empty()) conflict = true;
+      } else if (leaf.matches.empty()) {
+        merged.matches = root.matches;
+      }
+      if (conflict) {
+        warn(
+            fmt::format("{}: http[{}]: dropped: its match conflicts with {} http[{}] that "
+                        "delegates to it",
+                        del.meta.object(), j, vs.meta.object(), i));
+        continue;
+      }
+      // Route-level fields the delegate leaves unset come from the root.
+      if (merged.name.empty())
+        merged.name = root.name;
+      else if (!root.name.empty())
+        merged.name = root.name + "-" + merged.name;
+      if (!merged.rewrite) merged.rewrite = root.rewrite;
+      if (!merged.timeout) merged.timeout = root.timeout;
+      if (!merged.retries) merged.retries = root.retries;
+      if (!merged.fault) merged.fault = root.fault;
+      if (!merged.mirrors) merged.mirrors = root.mirrors;
+      if (!merged.cors) merged.cors = root.cors;
+      if (!merged.headers_set) {
+        merged.headers_set = root.headers_set;
+        merged.request_headers = root.request_headers;
+        merged.response_headers = root.response_headers;
+      }
+      rules.push_back(
+          RuleRef{&del.meta, j, std::move(merged), i, del.meta.display(), leaf.name, {}, {}});
+    }
   }
 
   // --- destinations and upstreams -------------------------------------------------
@@ -283,88 +444,153 @@ class Translator {
     return out;
   }
 
-  // Upstream for (service, port), created on first use.
+  // Istio's MergeTrafficPolicy: the destination-level policy (replaced whole
+  // by its portLevelSettings for this port), then each part the subset sets,
+  // then the subset's own portLevelSettings for this port. Port-level settings
+  // do not inherit: a part they leave out gets its default.
+  static PolicyParts effective_policy(const DestinationRuleRes* dr, const SubsetIn* subset,
+                                      uint16_t port) {
+    auto at_port = [port](const TrafficPolicyIn& tp) -> std::optional<PolicyParts> {
+      for (const auto& pl : tp.port_level)
+        if (pl.port == port) return pl.parts;
+      return std::nullopt;
+    };
+    PolicyParts out;
+    if (dr && dr->traffic_policy)
+      out = at_port(*dr->traffic_policy).value_or(dr->traffic_policy->parts);
+    if (subset && subset->traffic_policy) {
+      const PolicyParts& sp = subset->traffic_policy->parts;
+      if (sp.load_balancer) out.load_balancer = sp.load_balancer;
+      if (sp.connection_pool) out.connection_pool = sp.connection_pool;
+      if (sp.outlier_detection) out.outlier_detection = sp.outlier_detection;
+      if (auto p = at_port(*subset->traffic_policy)) out = *p;
+    }
+    return out;
+  }
+
+  static void apply_policy(const PolicyParts& parts, UpstreamConfig& up) {
+    LoadBalancerIn lb = parts.load_balancer.value_or(LoadBalancerIn{});
+    up.load_balancer = lb.load_balancer;
+    up.consistent_hash = lb.consistent_hash;
+    up.warmup = lb.warmup;
+    up.pool = parts.connection_pool.value_or(ConnectionPoolSettings{});
+    up.outlier_detection = parts.outlier_detection;
+  }
+
+  // The DestinationRule whose trafficPolicy applies to a host: the first one
+  // that has a trafficPolicy.
+  const DestinationRuleRes* policy_rule(const std::string& host_fqdn) const {
+    for (const auto* dr : rules_for(host_fqdn))
+      if (dr->traffic_policy) return dr;
+    auto all = rules_for(host_fqdn);
+    return all.empty() ? nullptr : all.front();
+  }
+
+  // Upstream for (service, port), created on first use. A subset with its own
+  // trafficPolicy gets an upstream of its own holding only its endpoints, since
+  // an UpstreamConfig has one policy.
   std::string upstream_for(const ServiceEntryRes& se, const std::string& host,
-                           const ServicePort& sp, const Meta& vs_meta, const std::string& path) {
-    std::string name = fmt::format("outbound|{}||{}", sp.number, host);
+                           const ServicePort& sp, const Meta& vs_meta, const std::string& path,
+                           const SubsetIn* subset = nullptr) {
+    bool own = subset && subset->traffic_policy;
+    std::string name =
+        fmt::format("outbound|{}|{}|{}", sp.number, own ? subset->name : std::string(), host);
     if (upstreams_.count(name)) return name;
     UpstreamConfig up;
     up.name = name;
     up.endpoints = endpoints_for(se, sp, vs_meta, path);
-    std::set<std::string> names;
-    for (const auto* dr : rules_for(fqdn(host, se.meta.namespace_)))
-      for (const auto& s : dr->subsets)
-        if (names.insert(s.name).second) up.subsets.push_back({s.name, s.labels});
-    up.load_balancer = LoadBalancer::round_robin;
+    std::string host_fqdn = fqdn(host, se.meta.namespace_);
+    if (own) {
+      std::erase_if(up.endpoints, [&](const Endpoint& e) {
+        for (const auto& [k, v] : subset->labels) {
+          auto it = e.labels.find(k);
+          if (it == e.labels.end() || it->second != v) return true;
+        }
+        return false;
+      });
+      // Keeps Destination::subset meaningful: every endpoint here belongs to it.
+      up.subsets.push_back({subset->name, subset->labels});
+    } else {
+      std::set<std::string> names;
+      for (const auto* dr : rules_for(host_fqdn))
+        for (const auto& s : dr->subsets)
+          if (names.insert(s.name).second) up.subsets.push_back({s.name, s.labels});
+    }
+    apply_policy(effective_policy(policy_rule(host_fqdn), own ? subset : nullptr, sp.number), up);
     upstreams_[name] = std::move(up);
     upstream_order_.push_back(name);
     return name;
   }
 
-  std::vector<std::optional<std::vector<Destination>>> resolve_destinations(
-      const VirtualServiceRes& vs) {
-    std::vector<std::optional<std::vector<Destination>>> out;
-    for (size_t i = 0; i < vs.http.size(); ++i) {
-      const auto& rule = vs.http[i];
-      if (rule.direct_response) {
-        out.push_back(std::nullopt);
-        continue;
-      }
-      std::vector<Destination> dests;
+  // A Destination {host, subset, port} -> upstream and subset names.
+  Destination resolve_destination(const Meta& meta, const DestinationIn& d, const std::string& p) {
+    std::string host;
+    const ServiceEntryRes* se = find_service(fqdn(d.host, meta.namespace_), &host);
+    if (!se)
+      fail(meta, p + ".host",
+           fmt::format("host \"{}\" is not declared by any ServiceEntry", d.host));
+    const ServicePort* sp = nullptr;
+    if (d.port) {
+      for (const auto& candidate : se->ports)
+        if (candidate.number == *d.port) sp = &candidate;
+      if (!sp)
+        fail(meta, p + ".port.number",
+             fmt::format("ServiceEntry {} declares no port {} for host \"{}\"", se->meta.display(),
+                         *d.port, d.host));
+    } else if (se->ports.size() == 1) {
+      sp = &se->ports[0];
+    } else {
+      fail(meta, p + ".port",
+           fmt::format("required: ServiceEntry {} declares {} ports for host \"{}\"",
+                       se->meta.display(), se->ports.size(), d.host));
+    }
+    const SubsetIn* subset = nullptr;
+    if (!d.subset.empty()) {
+      for (const auto* dr : rules_for(fqdn(host, se->meta.namespace_)))
+        for (const auto& s : dr->subsets)
+          if (!subset && s.name == d.subset) subset = &s;
+      if (!subset)
+        fail(meta, p + ".subset",
+             fmt::format("subset \"{}\" is not defined by any DestinationRule for host \"{}\"",
+                         d.subset, d.host));
+    }
+    Destination dest;
+    dest.upstream = upstream_for(*se, host, *sp, meta, p + ".host", subset);
+    dest.subset = d.subset;
+    if (!d.subset.empty()) warn_empty_subset(meta, p, dest);
+    return dest;
+  }
+
+  void resolve_rule(RuleRef& ref) {
+    const HttpRuleIn& rule = ref.rule;
+    const Meta& meta = *ref.meta;
+    size_t i = ref.index;
+    if (!rule.route.empty()) {
       int64_t total = 0;
       for (size_t j = 0; j < rule.route.size(); ++j) {
         const auto& d = rule.route[j];
         std::string p = fmt::format("http[{}].route[{}].destination", i, j);
-        std::string host;
-        const ServiceEntryRes* se = find_service(fqdn(d.host, vs.meta.namespace_), &host);
-        if (!se)
-          fail(vs.meta, p + ".host",
-               fmt::format("host \"{}\" is not declared by any ServiceEntry", d.host));
-        const ServicePort* sp = nullptr;
-        if (d.port) {
-          for (const auto& candidate : se->ports)
-            if (candidate.number == *d.port) sp = &candidate;
-          if (!sp)
-            fail(vs.meta, p + ".port.number",
-                 fmt::format("ServiceEntry {} declares no port {} for host \"{}\"",
-                             se->meta.display(), *d.port, d.host));
-        } else if (se->ports.size() == 1) {
-          sp = &se->ports[0];
-        } else {
-          fail(vs.meta, p + ".port",
-               fmt::format("required: ServiceEntry {} declares {} ports for host \"{}\"",
-                           se->meta.display(), se->ports.size(), d.host));
-        }
-        if (!d.subset.empty()) {
-          bool found = false;
-          for (const auto* dr : rules_for(fqdn(host, se->meta.namespace_)))
-            for (const auto& s : dr->subsets) found = found || s.name == d.subset;
-          if (!found)
-            fail(vs.meta, p + ".subset",
-                 fmt::format("subset \"{}\" is not defined by any DestinationRule for host \"{}\"",
-                             d.subset, d.host));
-        }
-        Destination dest;
-        dest.upstream = upstream_for(*se, host, *sp, vs.meta, p + ".host");
-        dest.subset = d.subset;
+        Destination dest = resolve_destination(meta, d, p);
         // One destination takes all traffic whatever its weight (Istio).
         int64_t w = rule.route.size() == 1 ? 100 : d.weight.value_or(0);
-        if (w > UINT32_MAX)
-          fail(vs.meta, fmt::format("http[{}].route[{}].weight", i, j), "too large");
+        if (w > UINT32_MAX) fail(meta, fmt::format("http[{}].route[{}].weight", i, j), "too large");
         dest.weight = static_cast<uint32_t>(w);
+        dest.request_headers = d.request_headers;
+        dest.response_headers = d.response_headers;
         total += w;
-        dests.push_back(std::move(dest));
-        if (!d.subset.empty()) warn_empty_subset(vs, p, dests.back());
+        ref.destinations.push_back(std::move(dest));
       }
-      if (total == 0)
-        fail(vs.meta, fmt::format("http[{}].route", i), "total destination weight is 0");
-      out.push_back(std::move(dests));
+      if (total == 0) fail(meta, fmt::format("http[{}].route", i), "total destination weight is 0");
     }
-    return out;
+    if (rule.mirrors)
+      for (const auto& m : *rule.mirrors) {
+        // A delegate inheriting the root's mirror: the path is the root's.
+        Destination d = resolve_destination(meta, m.destination, m.path);
+        ref.mirrors.push_back(Mirror{d.upstream, d.subset, m.percentage});
+      }
   }
 
-  void warn_empty_subset(const VirtualServiceRes& vs, const std::string& path,
-                         const Destination& d) {
+  void warn_empty_subset(const Meta& meta, const std::string& path, const Destination& d) {
     const UpstreamConfig& up = upstreams_[d.upstream];
     const Subset* subset = nullptr;
     for (const auto& s : up.subsets)
@@ -378,8 +604,8 @@ class Translator {
       }
       if (all) return;
     }
-    warn(fmt::format("{}: {}.subset: subset \"{}\" of {} selects no endpoints", vs.meta.object(),
-                     path, d.subset, d.upstream));
+    warn(fmt::format("{}: {}.subset: subset \"{}\" of {} selects no endpoints", meta.object(), path,
+                     d.subset, d.upstream));
   }
 
   // --- listeners --------------------------------------------------------------------
@@ -399,7 +625,7 @@ class Translator {
   }
 
   static bool catches_all(const Route& r) {
-    if (r.direct_response || !r.destinations.empty()) {
+    if (r.direct_response || r.redirect || !r.destinations.empty()) {
       if (r.matches.empty()) return true;
       for (const auto& m : r.matches) {
         bool bare = !m.method && !m.authority && !m.scheme && m.headers.empty() &&
@@ -461,20 +687,25 @@ class Translator {
           sources.emplace_back();
         }
         VirtualHost& vh = router.virtual_hosts[vit->second];
-        const auto& dests = destinations_.at(&vs);
-        for (size_t i = 0; i < vs.http.size(); ++i) {
-          const HttpRuleIn& rule = vs.http[i];
+        for (const RuleRef& ref : rules_.at(&vs)) {
+          const HttpRuleIn& rule = ref.rule;
+          size_t i = ref.root_index;
           Route r;
           r.name = fmt::format("{}/{}/http[{}]", vs.meta.namespace_, vs.meta.name, i);
-          RouteOrigin origin{vs.meta.display(), vs.meta.namespace_, i, rule.name, {}};
+          if (!ref.delegate.empty())
+            r.name += fmt::format("/{}/http[{}]", ref.meta->key(), ref.index);
+          RouteOrigin origin{vs.meta.display(), vs.meta.namespace_, i, vs.http[i].name, {}};
+          origin.delegate = ref.delegate;
+          origin.delegate_rule_index = ref.index;
+          origin.delegate_rule_name = ref.delegate_rule_name;
           for (size_t k = 0; k < rule.matches.size(); ++k) {
             const HttpMatchIn& mb = rule.matches[k];
             if (mb.source_labels) continue;  // mesh-only condition: never true here
             if (!mb.gateways.empty()) {
               bool applies = false;
-              for (const auto& ref : mb.gateways)
-                applies = applies ||
-                          (ref != "mesh" && active.count(gateway_key(ref, vs.meta.namespace_)));
+              for (const auto& gw : mb.gateways)
+                applies =
+                    applies || (gw != "mesh" && active.count(gateway_key(gw, vs.meta.namespace_)));
               if (!applies) continue;
             }
             r.matches.push_back(mb.matcher);
@@ -482,8 +713,17 @@ class Translator {
           }
           // Every match block dropped: the rule does not exist at this gateway.
           if (!rule.matches.empty() && r.matches.empty()) continue;
-          if (dests[i]) r.destinations = *dests[i];
+          r.destinations = ref.destinations;
           r.direct_response = rule.direct_response;
+          r.redirect = rule.redirect;
+          r.rewrite = rule.rewrite;
+          r.request_headers = rule.request_headers;
+          r.response_headers = rule.response_headers;
+          r.timeout = rule.timeout.value_or(std::chrono::milliseconds(0));
+          r.retries = rule.retries.value_or(RetryPolicy{});
+          r.fault = rule.fault;
+          r.mirrors = ref.mirrors;
+          r.cors = rule.cors;
           info.routes[r.name] = std::move(origin);
           vh.routes.push_back(std::move(r));
           sources[vit->second].push_back({&vs, i});
@@ -530,8 +770,8 @@ class Translator {
   std::map<std::string, const GatewayRes*> gateways_;
   std::map<uint16_t, std::vector<ServerRef>> ports_;
   std::map<const VirtualServiceRes*, std::vector<std::string>> bound_;
-  std::map<const VirtualServiceRes*, std::vector<std::optional<std::vector<Destination>>>>
-      destinations_;
+  std::map<std::string, const VirtualServiceRes*> vs_by_key_;
+  std::map<const VirtualServiceRes*, std::vector<RuleRef>> rules_;
   std::map<std::string, UpstreamConfig> upstreams_;
   std::vector<std::string> upstream_order_;
 };

@@ -142,7 +142,9 @@ class Session {
         listener_(std::move(listener)),
         port_(port),
         request_parser_(http::Parser::Kind::request),
-        response_parser_(http::Parser::Kind::response) {}
+        response_parser_(http::Parser::Kind::response) {
+    slot_.parkable = !kTls;
+  }
 
   awaitable<void> run();
 
@@ -211,21 +213,29 @@ awaitable<void> Session<Stream>::run() {
 // taking a buffer, so an idle connection holds no buffer.
 template <typename Stream>
 template <typename S>
-awaitable<bool> Session<Stream>::fill(Window& w, S& s, bool wait_first) {
-  // A TLS stream may hold decrypted bytes the socket no longer shows, so only
-  // plain sockets wait for readability before taking a buffer.
-  if constexpr (std::is_same_v<S, asio::ip::tcp::socket>) {
-    if (wait_first && w.size() == 0) {
-      if (w.data) worker_.give_buffer(std::move(w.data));
-      auto [ec] = co_await s.async_wait(asio::socket_base::wait_read, nothrow);
-      if (ec) co_return false;
+awaitable<bool> Session<Stream>::fill(Window& w, S& s, bool idle) {
+  for (;;) {
+    // A parked connection waits for readability without holding a buffer.
+    // (TLS streams never park: they may hold decrypted bytes the socket no
+    // longer shows.)
+    if constexpr (std::is_same_v<S, asio::ip::tcp::socket>) {
+      if (idle && slot_.parked && w.size() == 0) {
+        if (w.data) worker_.give_buffer(std::move(w.data));
+        auto [ec] = co_await s.async_wait(asio::socket_base::wait_read, nothrow);
+        slot_.parked = false;
+        if (ec) co_return false;
+      }
     }
+    if (!w.data) w.data = worker_.take_buffer();
+    auto [ec, n] = co_await s.async_read_some(w.space(), nothrow);
+    // The ticker cancelled an idle read to park it: wait again, bufferless.
+    if (ec == asio::error::operation_aborted && idle && slot_.parked &&
+        slot_.fired == Timeout::none && !worker_.draining())
+      continue;
+    if (ec || n == 0) co_return false;
+    w.end += n;
+    co_return true;
   }
-  if (!w.data) w.data = worker_.take_buffer();
-  auto [ec, n] = co_await s.async_read_some(w.space(), nothrow);
-  if (ec || n == 0) co_return false;
-  w.end += n;
-  co_return true;
 }
 
 template <typename Stream>
@@ -252,7 +262,7 @@ awaitable<bool> Session<Stream>::read_head(const Limits& limits, bool first) {
     if (in_.size() > 0) {
       if (!started) {
         started = true;
-        started_ = Clock::now();
+        started_ = worker_.refresh_now();
         slot_.idle = false;
         slot_.set_deadline(Timeout::header, limits.request_header_timeout);
       }
@@ -264,6 +274,7 @@ awaitable<bool> Session<Stream>::read_head(const Limits& limits, bool first) {
     if (!started) {
       if (worker_.draining() || slot_.close_after_response) co_return false;
       slot_.idle = true;
+      slot_.idle_since = worker_.now();
       slot_.set_deadline(Timeout::idle, limits.idle_timeout);
     }
     if (!co_await fill(in_, stream_, !started)) co_return false;
@@ -314,8 +325,10 @@ awaitable<bool> Session<Stream>::send_local(RequestContext& ctx, Response respon
 
 template <typename Stream>
 void Session<Stream>::log(RequestContext& ctx) {
-  ctx.duration = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started_);
-  if (auto& hooks = worker_.shared().hooks) hooks->on_log(ctx);
+  if (auto& hooks = worker_.shared().hooks) {
+    ctx.duration = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started_);
+    hooks->on_log(ctx);
+  }
 }
 
 template <typename Stream>
@@ -541,6 +554,7 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx, const Snapshot& snap
   bool replay_ok = true;
   bool body_sent_once = !has_body;
   bool mirrors_started = false;
+  worker_.refresh_now();
   slot_.set_cap(rr.policy.timeout);
 
   std::unique_ptr<UpstreamConnection> conn;

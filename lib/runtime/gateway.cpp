@@ -93,7 +93,9 @@ struct Gateway::Impl {
     for (size_t i = 0; i < n; ++i) {
       asio::io_context* ctx = host_context;
       if (!ctx) {
-        contexts.push_back(std::make_unique<asio::io_context>(1));
+        // Each worker's I/O objects are touched only by its own thread; the
+        // control side only posts, which stays locked.
+        contexts.push_back(std::make_unique<asio::io_context>(ASIO_CONCURRENCY_HINT_UNSAFE_IO));
         ctx = contexts.back().get();
       }
       workers.push_back(std::make_unique<Worker>(i, *ctx, shared, seed_for(options.seed, i)));

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "proxy/session.hpp"
+#include "tls/accept.hpp"
 
 namespace sluice {
 
@@ -11,6 +12,7 @@ namespace {
 // connection: setting a deadline is an assignment, and idle connections hold
 // no timer. Timeouts are therefore late by up to one period.
 constexpr auto kTickPeriod = std::chrono::milliseconds(50);
+constexpr auto kParkAfter = std::chrono::milliseconds(200);
 }  // namespace
 
 void ConnectionSlot::interrupt() {
@@ -63,7 +65,11 @@ void Worker::accept_next(std::shared_ptr<AcceptorEntry> entry) {
           } else {
             asio::error_code ignored;
             socket.set_option(asio::ip::tcp::no_delay(true), ignored);
-            start_session(*this, std::move(socket), entry->listener, entry->port);
+            const CompiledListener* listener = snap->listener(entry->listener);
+            if (listener && listener->tls)
+              tls::accept(*this, std::move(socket), snap, *listener, entry->port);
+            else
+              start_session(*this, std::move(socket), entry->listener, entry->port);
           }
         } else if (ec == asio::error::no_descriptors || ec == asio::error::no_buffer_space) {
           // Out of file descriptors: back off briefly instead of spinning.
@@ -88,6 +94,8 @@ void Worker::remove_acceptors_except(const std::vector<std::string>& keep) {
 }
 
 void Worker::attach(ConnectionSlot* slot) {
+  slot->now = &now_;
+  refresh_now();
   slot->next = head_;
   if (head_) head_->prev = slot;
   head_ = slot;
@@ -123,7 +131,7 @@ void Worker::start_ticker() {
 }
 
 void Worker::tick() {
-  auto now = Clock::now();
+  auto now = refresh_now();
   for (ConnectionSlot* s = head_; s; s = s->next) {
     if (s->deadline <= now) {
       s->fired = s->deadline_kind;
@@ -131,6 +139,10 @@ void Worker::tick() {
       s->interrupt();
     } else if (draining_ && s->idle) {
       s->interrupt();
+    } else if (s->idle && s->parkable && !s->parked && now - s->idle_since >= kParkAfter) {
+      s->parked = true;
+      asio::error_code ec;
+      s->socket->cancel(ec);
     }
   }
 }

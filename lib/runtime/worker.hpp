@@ -47,6 +47,16 @@ struct ConnectionSlot {
   Timeout deadline_kind = Timeout::none;
   Timeout fired = Timeout::none;
   bool idle = true;  // waiting for a new request with nothing buffered
+  Clock::time_point idle_since{};
+  // Plain connections idle for a while give their read buffer back: the
+  // ticker sets `parked` and cancels the read, the session then waits for
+  // readability without a buffer. Busy keep-alive connections keep theirs
+  // (waiting for readability costs an epoll_ctl per request).
+  bool parkable = false;
+  bool parked = false;
+  // The worker's cached time, refreshed per request and per tick; deadlines
+  // are coarse anyway.
+  const Clock::time_point* now = nullptr;
   bool close_after_response = false;
   ConnectionSlot* prev = nullptr;
   ConnectionSlot* next = nullptr;
@@ -55,7 +65,7 @@ struct ConnectionSlot {
   Clock::time_point cap = Clock::time_point::max();
 
   void set_deadline(Timeout kind, std::chrono::milliseconds after) {
-    auto t = after.count() > 0 ? Clock::now() + after : Clock::time_point::max();
+    auto t = after.count() > 0 ? *now + after : Clock::time_point::max();
     if (cap < t) {
       deadline = cap;
       deadline_kind = Timeout::route;
@@ -69,7 +79,7 @@ struct ConnectionSlot {
     deadline_kind = cap == Clock::time_point::max() ? Timeout::none : Timeout::route;
   }
   void set_cap(std::chrono::milliseconds after) {
-    cap = after.count() > 0 ? Clock::now() + after : Clock::time_point::max();
+    cap = after.count() > 0 ? *now + after : Clock::time_point::max();
     clear_deadline();
   }
   void clear_cap() {
@@ -113,6 +123,9 @@ class Worker {
   void attach(ConnectionSlot* slot);
   void detach(ConnectionSlot* slot);
   std::string make_request_id();
+  // Cached steady time for deadlines; refresh() before starting a wait.
+  const Clock::time_point& now() const { return now_; }
+  const Clock::time_point& refresh_now() { return now_ = Clock::now(); }
   // I/O buffers of kBufferSize, recycled per worker so idle connections hold none.
   static constexpr size_t kBufferSize = 16 * 1024;
   // Mirrored requests in flight on this worker; more are dropped.
@@ -142,6 +155,7 @@ class Worker {
   asio::steady_timer ticker_;
   std::function<void()> drained_cb_;
   std::vector<std::unique_ptr<char[]>> free_buffers_;
+  Clock::time_point now_ = Clock::now();
 };
 
 }  // namespace sluice

@@ -61,7 +61,8 @@ TEST_CASE("istio: ServiceEntry endpoints, ports by name and DestinationRule subs
   REQUIRE(up->subsets.size() == 3);
   CHECK(up->subsets[1].name == "v2");
   CHECK(up->subsets[1].labels.at("version") == "v2");
-  CHECK(up->load_balancer == LoadBalancer::round_robin);
+  // No loadBalancer in the DestinationRule: Istio's default, LEAST_REQUEST.
+  CHECK(up->load_balancer == LoadBalancer::least_request);
 }
 
 TEST_CASE("istio: request routing task: end-user jason gets reviews v2, others v1") {

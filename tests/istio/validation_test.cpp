@@ -151,19 +151,26 @@ spec:
 
 TEST_CASE("istio error: Istio fields not implemented yet say so") {
   CHECK(load_error(vs(R"(  - route: [{destination: {host: reviews}}]
-    retries: {attempts: 3}
-)")) == "VirtualService reviews: http[0].retries: retries is not implemented yet");
-  CHECK(load_error(vs(R"(  - redirect: {uri: /x}
-)")) == "VirtualService reviews: http[0].redirect: redirect is not implemented yet");
+    fault: {delay: {exponentialDelay: 1s, fixedDelay: 1s}}
+)")) == "VirtualService reviews: http[0].fault.delay.exponentialDelay: exponentialDelay is not "
+       "implemented yet");
   CHECK(load_error(R"(
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: r}
 spec:
   host: reviews
-  trafficPolicy: {loadBalancer: {simple: LEAST_REQUEST}}
-)") == "DestinationRule r: trafficPolicy.loadBalancer.simple: load balancer LEAST_REQUEST is not "
-       "implemented yet");
+  trafficPolicy: {tls: {mode: SIMPLE}}
+)") == "DestinationRule r: trafficPolicy.tls: tls is not implemented yet");
+  CHECK(load_error(R"(
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: r}
+spec:
+  host: reviews
+  trafficPolicy:
+    portLevelSettings: [{port: {number: 80}, tls: {mode: SIMPLE}}]
+)") == "DestinationRule r: trafficPolicy.portLevelSettings[0].tls: tls is not implemented yet");
   CHECK(load_error(R"(
 apiVersion: networking.istio.io/v1
 kind: Gateway
