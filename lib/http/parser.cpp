@@ -2,6 +2,7 @@
 
 #include <llhttp.h>
 
+#include <array>
 #include <charconv>
 
 namespace sluice::http {
@@ -9,13 +10,19 @@ namespace sluice::http {
 namespace {
 constexpr int kPause = HPE_PAUSED;
 
-// RFC 9110 tchar.
+// RFC 9110 tchar, as a table: this runs for every header.
+constexpr std::array<bool, 256> kTchar = [] {
+  std::array<bool, 256> t{};
+  for (int c = '0'; c <= '9'; ++c) t[c] = true;
+  for (int c = 'a'; c <= 'z'; ++c) t[c] = true;
+  for (int c = 'A'; c <= 'Z'; ++c) t[c] = true;
+  for (char c : std::string_view("!#$%&'*+-.^_`|~")) t[static_cast<unsigned char>(c)] = true;
+  return t;
+}();
+
 bool is_token(std::string_view s) {
-  for (unsigned char c : s) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-    if (!ok) return false;
-  }
+  for (unsigned char c : s)
+    if (!kTchar[c]) return false;
   return true;
 }
 constexpr int kUserError = HPE_USER;
@@ -213,8 +220,19 @@ void Parser::reset() {
 }
 
 void Parser::next_message() {
-  request_ = RequestHead{};
-  response_ = ResponseHead{};
+  // Clear rather than reassign, so strings and the header vector keep their
+  // capacity from one message to the next.
+  request_.method.clear();
+  request_.target.clear();
+  request_.authority.clear();
+  request_.scheme = "http";
+  request_.version_minor = 1;
+  request_.headers.clear();
+  request_.listener_port = 0;
+  response_.status = 200;
+  response_.reason.clear();
+  response_.version_minor = 1;
+  response_.headers.clear();
   field_.clear();
   value_.clear();
   header_bytes_ = 0;

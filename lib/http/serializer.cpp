@@ -1,58 +1,208 @@
 #include "http/serializer.hpp"
 
-#include <fmt/format.h>
-
 #include <array>
+#include <charconv>
 
 namespace sluice::http {
 
-bool is_hop_by_hop(std::string_view name) {
-  static constexpr std::array<std::string_view, 8> kNames = {
-      "connection", "keep-alive",        "proxy-connection", "te",
-      "trailer",    "transfer-encoding", "upgrade",          "proxy-authenticate"};
-  for (auto n : kNames)
-    if (iequals(n, name)) return true;
+namespace {
+
+// Names the forwarding path looks at, classified once per header by length
+// first so most names cost one comparison at most.
+enum class Known {
+  other,
+  connection,
+  keep_alive,
+  proxy_connection,
+  te,
+  trailer,
+  transfer_encoding,
+  upgrade,
+  proxy_authenticate,
+  expect,
+  host,
+  x_forwarded_for,
+  x_forwarded_proto,
+  x_forwarded_client_cert,
+  x_request_id,
+};
+
+Known classify(std::string_view n) {
+  switch (n.size()) {
+    case 2:
+      return iequals(n, "te") ? Known::te : Known::other;
+    case 4:
+      return iequals(n, "host") ? Known::host : Known::other;
+    case 6:
+      return iequals(n, "expect") ? Known::expect : Known::other;
+    case 7:
+      if (iequals(n, "trailer")) return Known::trailer;
+      return iequals(n, "upgrade") ? Known::upgrade : Known::other;
+    case 10:
+      if (iequals(n, "connection")) return Known::connection;
+      return iequals(n, "keep-alive") ? Known::keep_alive : Known::other;
+    case 12:
+      return iequals(n, "x-request-id") ? Known::x_request_id : Known::other;
+    case 15:
+      return iequals(n, "x-forwarded-for") ? Known::x_forwarded_for : Known::other;
+    case 16:
+      return iequals(n, "proxy-connection") ? Known::proxy_connection : Known::other;
+    case 17:
+      if (iequals(n, "transfer-encoding")) return Known::transfer_encoding;
+      return iequals(n, "x-forwarded-proto") ? Known::x_forwarded_proto : Known::other;
+    case 18:
+      return iequals(n, "proxy-authenticate") ? Known::proxy_authenticate : Known::other;
+    case 23:
+      return iequals(n, "x-forwarded-client-cert") ? Known::x_forwarded_client_cert : Known::other;
+    default:
+      return Known::other;
+  }
+}
+
+bool hop_by_hop(Known k) {
+  switch (k) {
+    case Known::connection:
+    case Known::keep_alive:
+    case Known::proxy_connection:
+    case Known::te:
+    case Known::trailer:
+    case Known::transfer_encoding:
+    case Known::upgrade:
+    case Known::proxy_authenticate:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Calls `f(token)` for each comma-separated token of a Connection value.
+template <typename F>
+void for_each_token(std::string_view v, F&& f) {
+  while (!v.empty()) {
+    size_t comma = v.find(',');
+    std::string_view token = v.substr(0, comma);
+    while (!token.empty() && (token.front() == ' ' || token.front() == '\t'))
+      token.remove_prefix(1);
+    while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
+    if (!token.empty()) f(token);
+    if (comma == std::string_view::npos) break;
+    v.remove_prefix(comma + 1);
+  }
+}
+
+// True when `name` is listed by any Connection header among `headers`.
+bool named_by_connection(const Headers& headers, std::string_view name) {
+  bool found = false;
+  for (const auto& [n, v] : headers.entries())
+    if (n.size() == 10 && iequals(n, "connection"))
+      for_each_token(v, [&](std::string_view t) { found |= iequals(t, name); });
+  return found;
+}
+
+bool has_connection_header(const Headers& headers) {
+  for (const auto& [n, v] : headers.entries())
+    if (n.size() == 10 && iequals(n, "connection")) return true;
   return false;
+}
+
+void append_header(std::string& out, std::string_view name, std::string_view value) {
+  out += name;
+  out += ": ";
+  out += value;
+  out += "\r\n";
+}
+
+void append_headers(std::string& out, const Headers& headers) {
+  for (const auto& [name, value] : headers.entries()) append_header(out, name, value);
+  out += "\r\n";
+}
+
+}  // namespace
+
+bool is_hop_by_hop(std::string_view name) {
+  return hop_by_hop(classify(name));
 }
 
 void strip_hop_by_hop(Headers& headers) {
   // Names listed in Connection are hop-by-hop too (RFC 9110 7.6.1).
-  std::vector<std::string> listed;
-  for (const auto& [name, value] : headers.entries()) {
-    if (!iequals(name, "connection")) continue;
-    std::string_view v = value;
-    while (!v.empty()) {
-      size_t comma = v.find(',');
-      std::string_view token = v.substr(0, comma);
-      while (!token.empty() && (token.front() == ' ' || token.front() == '\t'))
-        token.remove_prefix(1);
-      while (!token.empty() && (token.back() == ' ' || token.back() == '\t'))
-        token.remove_suffix(1);
-      if (!token.empty()) listed.emplace_back(token);
-      if (comma == std::string_view::npos) break;
-      v.remove_prefix(comma + 1);
-    }
-  }
-  auto& e = headers.entries();
-  std::erase_if(e, [&](const Headers::Entry& h) {
+  bool listed = has_connection_header(headers);
+  std::vector<std::string> names;
+  if (listed)
+    for (const auto& [n, v] : headers.entries())
+      if (n.size() == 10 && iequals(n, "connection"))
+        for_each_token(v, [&](std::string_view t) { names.emplace_back(t); });
+  std::erase_if(headers.entries(), [&](const Headers::Entry& h) {
     if (is_hop_by_hop(h.first)) return true;
-    for (const auto& l : listed)
+    for (const auto& l : names)
       if (iequals(l, h.first)) return true;
     return false;
   });
 }
 
-namespace {
-void append_headers(std::string& out, const Headers& headers) {
-  for (const auto& [name, value] : headers.entries()) {
-    out += name;
-    out += ": ";
-    out += value;
-    out += "\r\n";
+bool append_forwarded_request_head(std::string& out, const RequestHead& head, const Forwarding& f) {
+  out += head.method;
+  out += ' ';
+  out += head.target;
+  out += " HTTP/1.1\r\n";
+  bool connection_lists = has_connection_header(head.headers);
+  bool expect_continue = false;
+  bool has_xff = false;
+  bool has_request_id = false;
+  bool has_host = false;
+  const auto& entries = head.headers.entries();
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const auto& [name, value] = entries[i];
+    Known k = classify(name);
+    if (hop_by_hop(k)) continue;
+    if (connection_lists && k == Known::other && named_by_connection(head.headers, name)) continue;
+    switch (k) {
+      case Known::expect:
+        if (iequals(value, "100-continue")) {
+          expect_continue = true;
+          continue;
+        }
+        break;
+      case Known::x_forwarded_for:
+        // Merged into the first one, with the client appended.
+        if (has_xff) continue;
+        has_xff = true;
+        out += name;
+        out += ": ";
+        out += value;
+        for (size_t j = i + 1; j < entries.size(); ++j) {
+          const auto& [n2, v2] = entries[j];
+          if (n2.size() == 15 && iequals(n2, "x-forwarded-for")) {
+            out += ", ";
+            out += v2;
+          }
+        }
+        out += ", ";
+        out += f.client_ip;
+        out += "\r\n";
+        continue;
+      case Known::x_forwarded_proto:
+      case Known::x_forwarded_client_cert:
+        continue;
+      case Known::x_request_id:
+        has_request_id = true;
+        break;
+      case Known::host:
+        has_host = true;
+        break;
+      default:
+        break;
+    }
+    append_header(out, name, value);
   }
+  if (!has_host && !f.default_host.empty()) append_header(out, "host", f.default_host);
+  if (!has_xff) append_header(out, "x-forwarded-for", f.client_ip);
+  append_header(out, "x-forwarded-proto", f.proto);
+  if (!f.xfcc.empty()) append_header(out, "x-forwarded-client-cert", f.xfcc);
+  if (!has_request_id && !f.request_id.empty()) append_header(out, "x-request-id", f.request_id);
+  if (f.chunked) append_header(out, "transfer-encoding", "chunked");
   out += "\r\n";
+  return expect_continue;
 }
-}  // namespace
 
 void append_request_head(std::string& out, const RequestHead& head) {
   out += head.method;
@@ -63,30 +213,20 @@ void append_request_head(std::string& out, const RequestHead& head) {
 }
 
 void append_response_head(std::string& out, const ResponseHead& head) {
+  char status[4] = {char('0' + head.status / 100 % 10), char('0' + head.status / 10 % 10),
+                    char('0' + head.status % 10), ' '};
   out += "HTTP/1.1 ";
-  fmt::format_to(std::back_inserter(out), "{} ", head.status);
+  out.append(status, 4);
   out += head.reason.empty() ? reason_phrase(head.status) : std::string_view(head.reason);
   out += "\r\n";
   append_headers(out, head.headers);
 }
 
 void append_chunk_header(std::string& out, size_t size) {
-  fmt::format_to(std::back_inserter(out), "{:x}\r\n", size);
-}
-
-std::string serialize_response(const Response& response, bool head_request, bool close) {
-  ResponseHead head;
-  head.status = response.status;
-  head.headers = response.headers;
-  bool bodyless = response.status == 204 || response.status == 304 || response.status < 200;
-  if (!bodyless) head.headers.set("content-length", std::to_string(response.body.size()));
-  if (!response.body.empty() && !head.headers.contains("content-type"))
-    head.headers.add("content-type", "text/plain");
-  if (close) head.headers.set("connection", "close");
-  std::string out;
-  append_response_head(out, head);
-  if (!head_request && !bodyless) out += response.body;
-  return out;
+  char buf[20];
+  auto r = std::to_chars(buf, buf + sizeof(buf), size, 16);
+  out.append(buf, r.ptr);
+  out += "\r\n";
 }
 
 }  // namespace sluice::http

@@ -9,7 +9,9 @@
 
 namespace sluice::http {
 
-// Hop-by-hop headers (RFC 9110 7.6.1), plus any listed in Connection.
+// Hop-by-hop headers (RFC 9110 7.6.1): Connection, Keep-Alive,
+// Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade,
+// Proxy-Authenticate.
 bool is_hop_by_hop(std::string_view name);
 // Removes hop-by-hop headers and the ones `Connection` names.
 void strip_hop_by_hop(Headers& headers);
@@ -21,7 +23,21 @@ void append_chunk_header(std::string& out, size_t size);
 inline constexpr std::string_view kChunkEnd = "\r\n";
 inline constexpr std::string_view kLastChunk = "0\r\n\r\n";
 
-// A complete response with Content-Length (gateway-made answers).
-std::string serialize_response(const Response& response, bool head_request, bool close);
+// What the gateway adds to a request it forwards.
+struct Forwarding {
+  std::string_view client_ip;     // appended to x-forwarded-for
+  std::string_view proto;         // x-forwarded-proto (replaces any)
+  std::string_view xfcc;          // x-forwarded-client-cert (any incoming one is dropped)
+  std::string_view request_id;    // x-request-id when the request has none
+  std::string_view default_host;  // Host when the request has none (HTTP/1.0)
+  bool chunked = false;           // body re-framed as chunked
+};
+
+// Serialises the upstream request head in one pass over the headers: drops
+// hop-by-hop headers (and those Connection names), `Expect: 100-continue`
+// (the gateway answers it) and incoming x-forwarded-client-cert; merges
+// x-forwarded-for; adds the rest of `f`. Returns true when the request asked
+// for 100-continue.
+bool append_forwarded_request_head(std::string& out, const RequestHead& head, const Forwarding& f);
 
 }  // namespace sluice::http

@@ -184,6 +184,9 @@ class Session {
   http::Parser request_parser_;
   http::Parser response_parser_;
   Window in_;
+  // Serialised heads, kept across requests so their capacity is reused.
+  std::string upstream_head_;
+  std::string downstream_head_;
   Clock::time_point started_;
   const Limits* limits_ = nullptr;
 };
@@ -221,6 +224,8 @@ awaitable<bool> Session<Stream>::fill(Window& w, S& s, bool idle) {
     if constexpr (std::is_same_v<S, asio::ip::tcp::socket>) {
       if (idle && slot_.parked && w.size() == 0) {
         if (w.data) worker_.give_buffer(std::move(w.data));
+        std::string().swap(upstream_head_);
+        std::string().swap(downstream_head_);
         auto [ec] = co_await s.async_wait(asio::socket_base::wait_read, nothrow);
         slot_.parked = false;
         if (ec) co_return false;
@@ -342,8 +347,9 @@ void Session<Stream>::start_mirrors(const Snapshot& snap, const ResolvedRoute& r
     int64_t ep = pick_endpoint(worker_, up, *m.set, PickRequest{head, client_ip_}).endpoint;
     if (ep < 0) continue;
     RequestHead copy = head;
+    http::strip_hop_by_hop(copy.headers);
+    copy.headers.remove("expect");
     copy.headers.set("host", policy::shadow_authority(head.authority));
-    copy.headers.remove("transfer-encoding");
     copy.headers.set("content-length", std::to_string(body.size()));
     if (body.empty() && !head.headers.contains("content-length"))
       copy.headers.remove("content-length");
@@ -521,30 +527,21 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx, const Snapshot& snap
       route.destinations[static_cast<size_t>(&dest - rr.destinations.data())];
 
   // The upstream request head: hop-by-hop headers go, forwarding headers come.
-  bool expect_continue = false;
-  if (auto e = head.headers.get("expect")) {
-    expect_continue = iequals(*e, "100-continue");
-    // We answer 100-continue ourselves (Envoy's default), so the upstream must not wait.
-    if (expect_continue) head.headers.remove("expect");
-  }
-  http::strip_hop_by_hop(head.headers);
-  if (auto xff = head.headers.get("x-forwarded-for"))
-    head.headers.set("x-forwarded-for", fmt::format("{}, {}", *xff, client_ip_));
-  else
-    head.headers.add("x-forwarded-for", client_ip_);
-  head.headers.set("x-forwarded-proto", head.scheme);
-  // Istio gateways sanitise x-forwarded-client-cert and set their own.
-  head.headers.remove("x-forwarded-client-cert");
-  if (!tls_.xfcc.empty()) head.headers.add("x-forwarded-client-cert", tls_.xfcc);
-  if (!head.headers.contains("x-request-id"))
-    head.headers.add("x-request-id", worker_.make_request_id());
-  if (!head.headers.contains("host")) head.headers.add("host", up.endpoints[endpoint].key);
   policy::apply_headers(dest_cfg.request_headers, head);
+  char request_id[36];
+  worker_.make_request_id(request_id);
   bool chunked_up = p.chunked();
-  if (chunked_up) head.headers.add("transfer-encoding", "chunked");
-  std::string out_head;
-  out_head.reserve(512);
-  http::append_request_head(out_head, head);
+  std::string& out_head = upstream_head_;
+  out_head.clear();
+  // We answer 100-continue ourselves (Envoy's default), so the upstream must not wait.
+  bool expect_continue = http::append_forwarded_request_head(
+      out_head, head,
+      {.client_ip = client_ip_,
+       .proto = head.scheme,
+       .xfcc = tls_.xfcc,
+       .request_id = std::string_view(request_id, sizeof(request_id)),
+       .default_host = up.endpoints[endpoint].key,
+       .chunked = chunked_up});
 
   // The body is kept for replay (retries, mirrors) while it fits.
   bool has_body = !p.message_done();
@@ -793,8 +790,8 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx, const Snapshot& snap
   if (!down_keep_alive) rh.headers.set("connection", "close");
   ctx.response_status = status;
   if (auto& hooks = worker_.shared().hooks) hooks->on_response_headers(ctx, rh);
-  std::string out;
-  out.reserve(512);
+  std::string& out = downstream_head_;
+  out.clear();
   http::append_response_head(out, rh);
 
   // The first body span usually came with the head: send them together.

@@ -122,7 +122,8 @@ class Worker {
   bool draining() const { return draining_; }
   void attach(ConnectionSlot* slot);
   void detach(ConnectionSlot* slot);
-  std::string make_request_id();
+  // A UUID v4 (36 characters) from the worker's seedable RNG.
+  void make_request_id(char (&out)[36]);
   // Cached steady time for deadlines; refresh() before starting a wait.
   const Clock::time_point& now() const { return now_; }
   const Clock::time_point& refresh_now() { return now_ = Clock::now(); }
