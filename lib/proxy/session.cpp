@@ -32,7 +32,7 @@ constexpr auto nothrow = asio::experimental::as_tuple(asio::use_awaitable);
 
 // A byte window [begin, end) over a recycled worker buffer.
 struct Window {
-  std::unique_ptr<char[]> data;
+  IoBuffer data;
   size_t begin = 0;
   size_t end = 0;
 
@@ -106,6 +106,8 @@ awaitable<void> run_mirror(Worker& worker, asio::ip::tcp::endpoint to, std::stri
   socket->close(ignored);
   --worker.mirrors_in_flight;
 }
+
+void park(Worker& worker, asio::ip::tcp::socket socket, std::string listener, uint16_t port);
 
 // Brackets one upstream attempt for least-request counts and outlier
 // detection; an attempt abandoned early (client gone) counts as a reset.
@@ -184,6 +186,7 @@ class Session {
   http::Parser request_parser_;
   http::Parser response_parser_;
   Window in_;
+  bool park_ = false;  // leave run() handing the socket to park()
   // Serialised heads, kept across requests so their capacity is reused.
   std::string upstream_head_;
   std::string downstream_head_;
@@ -205,42 +208,41 @@ awaitable<void> Session<Stream>::run() {
     while (co_await serve_one(first)) first = false;
   } catch (const std::exception&) {
     // Allocation failure or a bug: drop this connection, keep the worker.
+    park_ = false;
   }
   if (in_.data) worker_.give_buffer(std::move(in_.data));
+  if constexpr (!kTls) {
+    if (park_) {
+      worker_.detach(&slot_);
+      park(worker_, std::move(stream_), std::move(listener_), port_);
+      co_return;
+    }
+  }
   stream_.lowest_layer().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
   stream_.lowest_layer().close(ec);
   worker_.detach(&slot_);
 }
 
-// Reads into `w` from `s`. With `wait_first`, waits for readability before
-// taking a buffer, so an idle connection holds no buffer.
+// Reads into `w` from `s`. `idle`: between requests, where the ticker may
+// park the connection (see park()).
 template <typename Stream>
 template <typename S>
 awaitable<bool> Session<Stream>::fill(Window& w, S& s, bool idle) {
-  for (;;) {
-    // A parked connection waits for readability without holding a buffer.
-    // (TLS streams never park: they may hold decrypted bytes the socket no
-    // longer shows.)
-    if constexpr (std::is_same_v<S, asio::ip::tcp::socket>) {
-      if (idle && slot_.parked && w.size() == 0) {
-        if (w.data) worker_.give_buffer(std::move(w.data));
-        std::string().swap(upstream_head_);
-        std::string().swap(downstream_head_);
-        auto [ec] = co_await s.async_wait(asio::socket_base::wait_read, nothrow);
-        slot_.parked = false;
-        if (ec) co_return false;
-      }
-    }
-    if (!w.data) w.data = worker_.take_buffer();
-    auto [ec, n] = co_await s.async_read_some(w.space(), nothrow);
-    // The ticker cancelled an idle read to park it: wait again, bufferless.
-    if (ec == asio::error::operation_aborted && idle && slot_.parked &&
-        slot_.fired == Timeout::none && !worker_.draining())
-      continue;
-    if (ec || n == 0) co_return false;
-    w.end += n;
-    co_return true;
+  if (idle && slot_.parked && w.size() == 0) {
+    park_ = true;
+    co_return false;
   }
+  if (!w.data) w.data = worker_.take_buffer();
+  auto [ec, n] = co_await s.async_read_some(w.space(), nothrow);
+  // The ticker cancelled an idle read: hand the connection to park().
+  if (ec == asio::error::operation_aborted && idle && slot_.parked &&
+      slot_.fired == Timeout::none && !worker_.draining() && w.size() == 0) {
+    park_ = true;
+    co_return false;
+  }
+  if (ec || n == 0) co_return false;
+  w.end += n;
+  co_return true;
 }
 
 template <typename Stream>
@@ -858,6 +860,44 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx, const Snapshot& snap
   release_connection(worker_, up, std::move(conn), reusable);
   cleanup();
   co_return ok&& down_keep_alive;
+}
+
+}  // namespace
+
+namespace {
+
+// An idle keep-alive connection without a session: no coroutine frames, no
+// buffers, only the socket and what is needed to resume, time out and drain.
+// This is what bounds the memory of idle connections.
+struct Parked {
+  Parked(asio::ip::tcp::socket s, std::string l, uint16_t p)
+      : socket(std::move(s)), slot(&socket), listener(std::move(l)), port(p) {}
+  asio::ip::tcp::socket socket;
+  ConnectionSlot slot;
+  std::string listener;
+  uint16_t port;
+};
+
+void park(Worker& worker, asio::ip::tcp::socket socket, std::string listener, uint16_t port) {
+  auto parked = std::make_unique<Parked>(std::move(socket), std::move(listener), port);
+  Parked& p = *parked;
+  worker.attach(&p.slot);
+  p.slot.idle = true;
+  p.slot.parked = true;
+  const auto& snap = worker.snapshot();
+  p.slot.set_deadline(ConnectionSlot::Timeout::idle,
+                      snap ? snap->limits.idle_timeout : Limits{}.idle_timeout);
+  if (worker.draining()) p.slot.interrupt();
+  p.socket.async_wait(asio::socket_base::wait_read, [&worker, parked = std::move(parked)](
+                                                        asio::error_code ec) mutable {
+    worker.detach(&parked->slot);
+    if (ec || worker.draining()) {
+      asio::error_code ignored;
+      parked->socket.close(ignored);
+      return;
+    }
+    start_session(worker, std::move(parked->socket), parked->listener, parked->port);
+  });
 }
 
 }  // namespace

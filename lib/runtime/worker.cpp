@@ -1,6 +1,10 @@
 #include "runtime/worker.hpp"
 
 #include <fmt/format.h>
+#include <malloc.h>
+#include <sys/mman.h>
+
+#include <new>
 
 #include "proxy/session.hpp"
 #include "tls/accept.hpp"
@@ -12,7 +16,11 @@ namespace {
 // connection: setting a deadline is an assignment, and idle connections hold
 // no timer. Timeouts are therefore late by up to one period.
 constexpr auto kTickPeriod = std::chrono::milliseconds(50);
-constexpr auto kParkAfter = std::chrono::milliseconds(200);
+constexpr auto kParkAfter = std::chrono::milliseconds(100);
+// After a burst of connections, give freed heap pages back (glibc keeps
+// them otherwise), at most this often.
+constexpr auto kTrimInterval = std::chrono::seconds(1);
+constexpr size_t kTrimAfterClosed = 256;
 }  // namespace
 
 void ConnectionSlot::interrupt() {
@@ -110,6 +118,8 @@ void Worker::detach(ConnectionSlot* slot) {
   if (head_ == slot) head_ = slot->next;
   slot->prev = slot->next = nullptr;
   --connection_count_;
+  ++closed_since_trim_;
+  last_close_ = now_;
   shared_.connections.fetch_sub(1, std::memory_order_relaxed);
   maybe_drained();
 }
@@ -132,6 +142,15 @@ void Worker::start_ticker() {
 
 void Worker::tick() {
   auto now = refresh_now();
+  // Trim during a long burst at most once per interval, and once more when
+  // it has calmed down.
+  bool burst = closed_since_trim_ >= kTrimAfterClosed && now - last_trim_ >= kTrimInterval;
+  bool calm = closed_since_trim_ > 0 && now - last_close_ >= kParkAfter * 2;
+  if (burst || calm) {
+    closed_since_trim_ = 0;
+    last_trim_ = now;
+    ::malloc_trim(0);
+  }
   for (ConnectionSlot* s = head_; s; s = s->next) {
     if (s->deadline <= now) {
       s->fired = s->deadline_kind;
@@ -180,15 +199,26 @@ void Worker::maybe_drained() {
   }
 }
 
-std::unique_ptr<char[]> Worker::take_buffer() {
-  if (free_buffers_.empty()) return std::make_unique_for_overwrite<char[]>(kBufferSize);
+void BufferUnmap::operator()(char* p) const {
+  ::munmap(p, Worker::kBufferSize);
+}
+
+IoBuffer Worker::take_buffer() {
+  if (free_buffers_.empty()) {
+    void* p =
+        ::mmap(nullptr, kBufferSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::bad_alloc();
+    return IoBuffer(static_cast<char*>(p));
+  }
   auto b = std::move(free_buffers_.back());
   free_buffers_.pop_back();
   return b;
 }
 
-void Worker::give_buffer(std::unique_ptr<char[]> b) {
-  if (b && free_buffers_.size() < 256) free_buffers_.push_back(std::move(b));
+void Worker::give_buffer(IoBuffer b) {
+  // A few spares cover a busy worker; the rest go back to the OS.
+  constexpr size_t kSpareBuffers = 64;
+  if (b && free_buffers_.size() < kSpareBuffers) free_buffers_.push_back(std::move(b));
 }
 
 void Worker::make_request_id(char (&out)[36]) {

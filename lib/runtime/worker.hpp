@@ -96,6 +96,14 @@ struct AcceptorEntry {
   std::unique_ptr<asio::ip::tcp::acceptor> acceptor;
 };
 
+// An I/O buffer of Worker::kBufferSize bytes, mapped on its own so that
+// memory freed after a burst goes back to the OS instead of fragmenting the
+// heap (idle connections hold none).
+struct BufferUnmap {
+  void operator()(char* p) const;
+};
+using IoBuffer = std::unique_ptr<char, BufferUnmap>;
+
 class Worker {
  public:
   Worker(size_t index, asio::io_context& ctx, GatewayShared& shared, uint64_t seed);
@@ -132,8 +140,8 @@ class Worker {
   // Mirrored requests in flight on this worker; more are dropped.
   static constexpr size_t kMaxMirrors = 256;
   size_t mirrors_in_flight = 0;
-  std::unique_ptr<char[]> take_buffer();
-  void give_buffer(std::unique_ptr<char[]> b);
+  IoBuffer take_buffer();
+  void give_buffer(IoBuffer b);
 
  private:
   void accept_next(std::shared_ptr<AcceptorEntry> entry);
@@ -155,8 +163,11 @@ class Worker {
   bool ticker_running_ = false;
   asio::steady_timer ticker_;
   std::function<void()> drained_cb_;
-  std::vector<std::unique_ptr<char[]>> free_buffers_;
+  std::vector<IoBuffer> free_buffers_;
   Clock::time_point now_ = Clock::now();
+  size_t closed_since_trim_ = 0;  // slots detached (sessions ended or parked)
+  Clock::time_point last_trim_{};
+  Clock::time_point last_close_{};
 };
 
 }  // namespace sluice
