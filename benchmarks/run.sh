@@ -1,0 +1,667 @@
+#!/usr/bin/env bash
+# sluice vs nginx vs HAProxy, one command: see benchmarks/README.md.
+#
+# Installs wrk, nginx, haproxy (Debian), builds sluice in Release, then runs
+# rounds of direct / nginx / haproxy / sluice (interleaved) against one nginx
+# origin, everything on 127.0.0.1, and prints a Markdown summary.
+#
+# Options (or the environment variables in brackets):
+#   --rounds N        rounds of every row, >= 3 for RESULTS.md  [ROUNDS=3]
+#   --duration S      measured seconds per run                  [DURATION=10]
+#   --warmup S        warm-up seconds before each run           [WARMUP=3]
+#   --idle N          idle keep-alive connections to hold        [IDLE_CONNS=5000]
+#   --cases LIST      bodies: small,16k                          [CASES=small,16k]
+#   --rows LIST       direct,nginx,haproxy,sluice                [ROWS=...]
+#   --sluice WHICH    auto|ingress|server (binary under test)    [SLUICE=auto]
+#   --max-load X      wait until other processes use < X cores   [MAX_LOAD=0.7]
+#   --profile         also record a perf profile of sluice under load
+#   --no-router       skip the route-table micro-benchmark (sluice_router_bench)
+#   --no-install      do not apt-get anything
+#   --no-build        use the existing build-bench binaries
+#   --rev REV         measure git commit REV (exported with git archive into
+#                     build-bench-<rev>/src) instead of the working tree, so
+#                     edits in progress elsewhere in the tree cannot leak in
+# Output: the summary on stdout and in build-bench/bench-<time>.md, raw rows
+# in build-bench/bench-<time>.tsv.
+set -euo pipefail
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-3}
+CONNS=${CONNS:-64}
+IDLE_CONNS=${IDLE_CONNS:-5000}
+CASES=${CASES:-small,16k}
+ROWS=${ROWS:-direct,nginx,haproxy,sluice}
+SLUICE=${SLUICE:-auto}
+MAX_LOAD=${MAX_LOAD:-0.7}
+LOAD_WAIT=${LOAD_WAIT:-1800}  # longest wait for a quiet machine, seconds
+PROXY_CPU=${PROXY_CPU:-1}
+LOAD_CPU=${LOAD_CPU:-0}
+OTHERS_MAX=${OTHERS_MAX:-0.25}  # proxy-core CPU not charged to the proxy, cores
+RETRIES=${RETRIES:-4}
+PROFILE=${PROFILE:-0}
+ROUTER=${ROUTER:-1}
+INSTALL=${INSTALL:-1}
+BUILD=${BUILD:-1}
+REV=${REV:-}
+
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --rounds) ROUNDS=$2; shift ;;
+    --duration) DURATION=$2; shift ;;
+    --warmup) WARMUP=$2; shift ;;
+    --idle) IDLE_CONNS=$2; shift ;;
+    --cases) CASES=$2; shift ;;
+    --rows) ROWS=$2; shift ;;
+    --sluice) SLUICE=$2; shift ;;
+    --max-load) MAX_LOAD=$2; shift ;;
+    --profile) PROFILE=1 ;;
+    --no-router) ROUTER=0 ;;
+    --no-install) INSTALL=0 ;;
+    --no-build) BUILD=0 ;;
+    --rev) REV=$2; shift ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+SRC=$ROOT  # the sources built and measured
+if [[ -n $REV ]]; then
+  COMMIT=$(git -C "$ROOT" rev-parse --short "$REV")
+  BUILD_DIR=${BUILD_DIR:-$ROOT/build-bench-$COMMIT}
+  SRC=$BUILD_DIR/src
+  COMMIT_DESC="commit $COMMIT (git archive)"
+else
+  BUILD_DIR=${BUILD_DIR:-$ROOT/build-bench}
+  COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+  COMMIT_DESC="working tree at commit $COMMIT"
+  git -C "$ROOT" diff --quiet HEAD -- lib include examples 2>/dev/null ||
+    COMMIT_DESC+=" + uncommitted changes in lib/include/examples"
+fi
+PY=$(command -v python3 || echo /usr/bin/python3)
+log() { echo "[bench $(date +%H:%M:%S)] $*" >&2; }
+
+# --- install ---------------------------------------------------------------
+if [[ $INSTALL == 1 ]]; then
+  need=()
+  for pkg in wrk nginx haproxy curl libbenchmark-dev cmake ninja-build; do
+    [[ $(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true) == installed ]] ||
+      need+=("$pkg")
+  done
+  [[ $PROFILE == 1 ]] && ! command -v perf >/dev/null && need+=(linux-perf)
+  if [[ ${#need[@]} -gt 0 ]]; then
+    sudo=(); [[ $(id -u) -ne 0 ]] && sudo=(sudo)
+    log "apt-get install ${need[*]}"
+    "${sudo[@]}" apt-get install -y --no-install-recommends "${need[@]}" >/dev/null ||
+      { "${sudo[@]}" apt-get update >/dev/null && \
+        "${sudo[@]}" apt-get install -y --no-install-recommends "${need[@]}" >/dev/null; }
+  fi
+  "$ROOT/scripts/install-deps.sh" >/dev/null
+fi
+for tool in wrk nginx haproxy taskset curl; do
+  command -v "$tool" >/dev/null || PATH=$PATH:/usr/sbin
+  command -v "$tool" >/dev/null || { echo "run.sh: $tool not found" >&2; exit 1; }
+done
+
+# --- build -----------------------------------------------------------------
+if [[ -n $REV && ( $BUILD == 1 || ! -d $SRC ) ]]; then
+  # A fresh export only when the commit differs, so rebuilds stay incremental.
+  if [[ $(cat "$SRC/.bench-rev" 2>/dev/null) != "$COMMIT" ]]; then
+    log "exporting commit $COMMIT to $SRC"
+    rm -rf "$SRC" && mkdir -p "$SRC"
+    git -C "$ROOT" archive "$COMMIT" | tar -x -C "$SRC"
+    echo "$COMMIT" >"$SRC/.bench-rev"
+  fi
+  # The harness itself comes from this checkout.
+  mkdir -p "$SRC/benchmarks"
+  cp -p "$HERE"/{CMakeLists.txt,*.cpp,*.c,*.py,*.sh,*.md} "$SRC/benchmarks/"
+  grep -q SLUICE_BUILD_BENCHMARKS "$SRC/CMakeLists.txt" ||
+    printf '\noption(SLUICE_BUILD_BENCHMARKS "Build micro-benchmarks" OFF)\nif(SLUICE_BUILD_BENCHMARKS)\n  add_subdirectory(benchmarks)\nendif()\n' \
+      >>"$SRC/CMakeLists.txt"
+fi
+if [[ $BUILD == 1 ]]; then
+  log "building sluice (Release) from $SRC in $BUILD_DIR"
+  cmake -S "$SRC" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DSLUICE_BUILD_BENCHMARKS=ON -DSLUICE_BUILD_TESTS=OFF >/dev/null
+  ninja -C "$BUILD_DIR" -j"$(nproc)" sluice_bench_server sluice_idle_conns sluice_router_bench \
+    >/dev/null
+  if [[ $SLUICE != server ]]; then
+    ninja -C "$BUILD_DIR" -j"$(nproc)" sluice-ingress >/dev/null 2>&1 ||
+      log "sluice-ingress did not build; falling back to sluice_bench_server"
+  fi
+fi
+BENCH_SERVER=$BUILD_DIR/benchmarks/sluice_bench_server
+IDLE_CLIENT=$BUILD_DIR/benchmarks/sluice_idle_conns
+INGRESS=$BUILD_DIR/examples/ingress/sluice-ingress
+
+# --- scratch space and cleanup ---------------------------------------------
+T=$(mktemp -d /tmp/sluice-bench.XXXXXX)
+chmod 755 "$T"  # nginx workers run as nobody when started by root
+PIDS=()
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  sleep 0.3
+  for pid in "${PIDS[@]}"; do
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  [[ ${KEEP_TMP:-0} == 1 ]] && log "kept $T" || rm -rf "$T"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if [[ $(ulimit -n) != unlimited && $(ulimit -n) -lt $((IDLE_CONNS * 2 + 1000)) ]]; then
+  log "ulimit -n is $(ulimit -n): lowering --idle to fit"
+  IDLE_CONNS=$(( ($(ulimit -n) - 1000) / 2 ))
+fi
+
+# HAProxy needs two descriptors per connection and refuses to start otherwise.
+NOFILE=$(ulimit -n)
+[[ $NOFILE == unlimited ]] && NOFILE=1048576
+HAPROXY_MAXCONN=$(( (NOFILE - 200) / 2 ))
+
+free_port() {
+  "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# Waits (bounded) until http://127.0.0.1:$1$2 answers 200.
+wait_http() {
+  local deadline=$((SECONDS + 10))
+  while ((SECONDS < deadline)); do
+    curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$1$2" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# All pids of a process tree (nginx: master and worker).
+tree_pids() {
+  local pid=$1
+  echo "$pid"
+  local child
+  for child in $(pgrep -P "$pid" 2>/dev/null); do tree_pids "$child"; done
+}
+
+# utime+stime in clock ticks of every process of a tree, all threads included.
+cpu_ticks() {
+  local total=0 pid stat
+  for pid in $(tree_pids "$1"); do
+    stat=$(cat /proc/"$pid"/stat 2>/dev/null) || continue
+    stat=${stat##*) }  # fields after the command name; utime is field 14
+    set -- $stat
+    total=$((total + ${12} + ${13}))
+  done
+  echo "$total"
+}
+
+# Largest value of a /proc/<pid>/status field (kB) over a tree: the worker.
+status_kb() {
+  local max=0 pid v
+  for pid in $(tree_pids "$1"); do
+    v=$(awk -v f="$2:" '$1 == f { print $2 }' /proc/"$pid"/status 2>/dev/null || echo 0)
+    if ((${v:-0} > max)); then max=$v; fi
+  done
+  echo "$max"
+}
+
+# Busy jiffies per CPU ("cpu0 cpu1 ..."): user, nice, system, irq and steal.
+# Softirq is left out: loopback TCP work is done there and is not charged to
+# any task, so it would look like another process.
+busy_jiffies() {
+  awk '/^cpu[0-9]/ { printf "%d ", $2 + $3 + $4 + $7 + $9 }' /proc/stat
+}
+
+# Share of the machine (in cores) used by others over $1 seconds while only
+# our idle processes run.
+foreign_cores() {
+  local a b
+  a=$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat)
+  sleep "$1"
+  b=$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat)
+  awk -v a="$a" -v b="$b" -v s="$1" -v hz="$(getconf CLK_TCK)" \
+    'BEGIN { printf "%.2f", (b - a) / hz / s }'
+}
+
+wait_quiet() {
+  local deadline=$((SECONDS + LOAD_WAIT)) used load1
+  while :; do
+    used=$(foreign_cores 3)
+    load1=$(cut -d' ' -f1 /proc/loadavg)
+    if awk -v u="$used" -v m="$MAX_LOAD" 'BEGIN { exit !(u < m) }'; then
+      log "machine quiet: others use $used cores (loadavg1 $load1)"
+      QUIET=$used
+      return 0
+    fi
+    if ((SECONDS >= deadline)); then
+      log "machine still busy after ${LOAD_WAIT}s (others use $used cores); measuring anyway"
+      QUIET=$used
+      return 0
+    fi
+    log "machine busy: others use $used cores (loadavg1 $load1), waiting"
+    sleep 20
+  done
+}
+
+# --- origin ----------------------------------------------------------------
+ORIGIN_PORT=$(free_port)
+mkdir -p "$T/origin/www" "$T/origin/tmp"
+printf 'Hello from the sluice benchmark origin; 64-byte response body.\n' >"$T/origin/www/small"
+head -c 16384 /dev/zero | tr '\0' 'x' >"$T/origin/www/16k"
+cat >"$T/origin/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $T/origin/nginx.pid;
+error_log $T/origin/error.log crit;
+worker_rlimit_nofile 20000;
+events { worker_connections 16000; }
+http {
+  access_log off;
+  default_type text/plain;
+  sendfile on;
+  tcp_nopush on;
+  open_file_cache max=16 inactive=600s;
+  open_file_cache_valid 600s;
+  keepalive_requests 100000000;
+  keepalive_timeout 600s;
+  client_body_temp_path $T/origin/tmp;
+  proxy_temp_path $T/origin/tmp;
+  fastcgi_temp_path $T/origin/tmp;
+  uwsgi_temp_path $T/origin/tmp;
+  scgi_temp_path $T/origin/tmp;
+  server {
+    listen 127.0.0.1:$ORIGIN_PORT backlog=4096;
+    root $T/origin/www;
+  }
+}
+EOF
+taskset -c "$LOAD_CPU" nginx -p "$T/origin" -c "$T/origin/nginx.conf" -e "$T/origin/error.log" \
+  >"$T/origin/out.log" 2>&1 &
+PIDS+=($!)
+wait_http "$ORIGIN_PORT" /small || { echo "origin did not start" >&2; cat "$T/origin/"*.log >&2; exit 1; }
+
+# --- proxies ---------------------------------------------------------------
+write_nginx_proxy() {  # $1 port
+  mkdir -p "$T/nginx/tmp"
+  cat >"$T/nginx/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $T/nginx/nginx.pid;
+error_log $T/nginx/error.log crit;
+worker_rlimit_nofile 20000;
+events { worker_connections 16000; }
+http {
+  access_log off;
+  keepalive_requests 100000000;
+  keepalive_timeout 600s;
+  client_body_temp_path $T/nginx/tmp;
+  proxy_temp_path $T/nginx/tmp;
+  fastcgi_temp_path $T/nginx/tmp;
+  uwsgi_temp_path $T/nginx/tmp;
+  scgi_temp_path $T/nginx/tmp;
+  upstream origin {
+    server 127.0.0.1:$ORIGIN_PORT;
+    keepalive 128;
+    keepalive_requests 100000000;
+    keepalive_timeout 600s;
+  }
+  server {
+    listen 127.0.0.1:$1 backlog=4096;
+    location / {
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+EOF
+}
+
+write_haproxy() {  # $1 port
+  mkdir -p "$T/haproxy"
+  cat >"$T/haproxy/haproxy.cfg" <<EOF
+global
+  nbthread 1
+  maxconn $HAPROXY_MAXCONN
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 600s
+  timeout server 600s
+  timeout http-keep-alive 600s
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:$1
+  default_backend be
+backend be
+  server origin 127.0.0.1:$ORIGIN_PORT
+EOF
+}
+
+write_ingress_yaml() {  # $1 port
+  mkdir -p "$T/sluice"
+  cat >"$T/sluice/bench.yaml" <<EOF
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata:
+  name: bench-gateway
+spec:
+  selector:
+    istio: ingressgateway
+  servers:
+  - port:
+      number: $1
+      name: http
+      protocol: HTTP
+    hosts:
+    - "*"
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: bench
+spec:
+  hosts:
+  - "*"
+  gateways:
+  - bench-gateway
+  http:
+  - route:
+    - destination:
+        host: origin.bench.local
+        port:
+          number: $ORIGIN_PORT
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: origin
+spec:
+  hosts:
+  - origin.bench.local
+  location: MESH_EXTERNAL
+  resolution: STATIC
+  ports:
+  - number: $ORIGIN_PORT
+    name: http
+    protocol: HTTP
+  endpoints:
+  - address: 127.0.0.1
+EOF
+}
+
+# Starts proxy $1 on port $2 pinned to PROXY_CPU; sets PROXY_PID.
+start_proxy() {
+  local name=$1 port=$2
+  mkdir -p "$T/$name"
+  case $name in
+    nginx)
+      write_nginx_proxy "$port"
+      taskset -c "$PROXY_CPU" nginx -p "$T/nginx" -c "$T/nginx/nginx.conf" \
+        -e "$T/nginx/error.log" >"$T/nginx/out.log" 2>&1 &
+      ;;
+    haproxy)
+      write_haproxy "$port"
+      taskset -c "$PROXY_CPU" haproxy -db -f "$T/haproxy/haproxy.cfg" >"$T/haproxy/out.log" 2>&1 &
+      ;;
+    sluice)
+      if [[ $SLUICE_KIND == ingress ]]; then
+        write_ingress_yaml "$port"
+        taskset -c "$PROXY_CPU" "$INGRESS" --config "$T/sluice/bench.yaml" --workers 1 \
+          "${INGRESS_BIND[@]}" >"$T/sluice/out.log" 2>&1 &
+      else
+        taskset -c "$PROXY_CPU" "$BENCH_SERVER" --port "$port" --origin-port "$ORIGIN_PORT" \
+          --workers 1 >"$T/sluice/out.log" 2>&1 &
+      fi
+      ;;
+  esac
+  PROXY_PID=$!
+  PIDS+=("$PROXY_PID")
+  if ! wait_http "$port" /small; then
+    echo "run.sh: $name did not come up on port $port" >&2
+    cat "$T/$name/"*.log >&2 || true
+    stop_proxy
+    return 1
+  fi
+}
+
+stop_proxy() {
+  kill -TERM "$PROXY_PID" 2>/dev/null || true
+  local deadline=$((SECONDS + 10))
+  while kill -0 "$PROXY_PID" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
+  kill -KILL "$PROXY_PID" 2>/dev/null || true
+  wait "$PROXY_PID" 2>/dev/null || true
+}
+
+# Which sluice binary: sluice-ingress when it serves the YAML above.
+SLUICE_KIND=server
+INGRESS_BIND=()
+if [[ $SLUICE != server && -x $INGRESS ]]; then
+  help=$("$INGRESS" --help 2>&1 || true)
+  for flag in --bind --address --listen-address; do
+    if grep -q -- "$flag" <<<"$help"; then INGRESS_BIND=("$flag" 127.0.0.1); break; fi
+  done
+  if grep -q -- --config <<<"$help"; then
+    SLUICE_KIND=ingress
+    probe_port=$(free_port)
+    if start_proxy sluice "$probe_port"; then
+      stop_proxy
+    else
+      SLUICE_KIND=server
+    fi
+  fi
+  [[ $SLUICE == ingress && $SLUICE_KIND != ingress ]] &&
+    { echo "run.sh: sluice-ingress --config does not serve" >&2; exit 1; }
+fi
+if [[ $SLUICE_KIND == ingress ]]; then
+  SLUICE_DESC="sluice-ingress --config (Istio YAML) --workers 1 ${INGRESS_BIND[*]}"
+else
+  SLUICE_DESC="benchmarks/sluice_bench_server --workers 1 (public C++ API, one catch-all route)"
+fi
+log "sluice under test: $SLUICE_DESC"
+
+# Parses wrk --latency output: "rps p50_us p99_us requests errors".
+parse_wrk() {
+  awk '
+    function us(v) {
+      if (v ~ /us$/) return v + 0;
+      if (v ~ /ms$/) return (v + 0) * 1000;
+      if (v ~ /s$/) return (v + 0) * 1000000;
+      return v + 0;
+    }
+    /Requests\/sec:/ { rps = $2 }
+    /requests in/ { reqs = $1 }
+    /^ +50%/ { p50 = us($2) }
+    /^ +99%/ { p99 = us($2) }
+    /Non-2xx/ { err += $NF }
+    /Socket errors/ { gsub(/,/, ""); err += $4 + $6 + $8 + $10 }
+    END { printf "%s %s %s %s %d\n", rps, p50, p99, reqs, err }' "$1"
+}
+
+RAW=$T/raw.tsv
+printf 'round\tcase\trow\trps\tp50_us\tp99_us\trequests\terrors\tcpu_us_per_req\tpeak_rss_kb\tidle_bytes_per_conn\tidle_open\tbusy_load_cpu\tbusy_proxy_cpu\tothers_on_proxy_cpu\tforeign_cores_before\n' >"$RAW"
+HZ=$(getconf CLK_TCK)
+
+# One measured run of row $2 for body case $3 in round $1.
+run_row() {
+  local round=$1 row=$2 case=$3 port url
+  if [[ $row == direct ]]; then
+    port=$ORIGIN_PORT
+  else
+    port=$(free_port)
+    start_proxy "$row" "$port" || exit 1
+  fi
+  url="http://127.0.0.1:$port/$case"
+  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${WARMUP}s" "$url" >/dev/null
+  local c0=0 c1=0 b0 b1
+  if [[ $row != direct ]]; then c0=$(cpu_ticks "$PROXY_PID"); fi
+  b0=($(busy_jiffies))
+  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$url" >"$T/wrk.out"
+  b1=($(busy_jiffies))
+  if [[ $row != direct ]]; then c1=$(cpu_ticks "$PROXY_PID"); fi
+  read -r rps p50 p99 reqs errs < <(parse_wrk "$T/wrk.out")
+  local cpu_us=- hwm=- idle_b=- idle_open=-
+  if [[ $row != direct ]]; then
+    cpu_us=$(awk -v c=$((c1 - c0)) -v hz="$HZ" -v n="$reqs" 'BEGIN { printf "%.2f", c / hz * 1e6 / n }')
+    hwm=$(status_kb "$PROXY_PID" VmHWM)
+    if [[ $case == small && $IDLE_CONNS -gt 0 ]]; then
+      # A fresh process that has served a few requests, so memory freed by the
+      # load run cannot hide the idle connections' cost.
+      stop_proxy
+      start_proxy "$row" "$port" || exit 1
+      local rss0 rss1 client i
+      for i in 1 2 3 4 5; do curl -fsS -o /dev/null --max-time 2 "$url"; done
+      sleep 0.5
+      rss0=$(status_kb "$PROXY_PID" VmRSS)
+      "$IDLE_CLIENT" "$port" "$IDLE_CONNS" 120 /small >"$T/idle.out" 2>"$T/idle.err" &
+      client=$!
+      PIDS+=("$client")
+      local deadline=$((SECONDS + 90))
+      while ! grep -q ready "$T/idle.out" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
+      sleep 1  # responses are all read; let the proxy finish its bookkeeping
+      rss1=$(status_kb "$PROXY_PID" VmRSS)
+      idle_open=$(awk '{ print $2 }' "$T/idle.out" 2>/dev/null || echo 0)
+      kill -TERM "$client" 2>/dev/null || true
+      wait "$client" 2>/dev/null || true
+      if [[ ${idle_open:-0} -gt 0 ]]; then
+        idle_b=$(awk -v a="$rss0" -v b="$rss1" -v n="$idle_open" 'BEGIN { printf "%.0f", (b - a) * 1024 / n }')
+      fi
+      if [[ ${idle_open:-0} != "$IDLE_CONNS" ]]; then
+        log "$row: only ${idle_open:-0} idle connections: $(head -c 300 "$T/idle.err")"
+      fi
+    fi
+    stop_proxy
+  fi
+  local busy_load busy_proxy proxy_cores others
+  busy_load=$(awk -v a="${b0[$LOAD_CPU]}" -v b="${b1[$LOAD_CPU]}" -v hz="$HZ" -v s="$DURATION" 'BEGIN { printf "%.2f", (b - a) / hz / s }')
+  busy_proxy=$(awk -v a="${b0[$PROXY_CPU]}" -v b="${b1[$PROXY_CPU]}" -v hz="$HZ" -v s="$DURATION" 'BEGIN { printf "%.2f", (b - a) / hz / s }')
+  # CPU time on the proxy's core not charged to the proxy: other processes.
+  proxy_cores=$(awk -v c=$((c1 - c0)) -v hz="$HZ" -v s="$DURATION" 'BEGIN { printf "%.2f", c / hz / s }')
+  others=$(awk -v b="$busy_proxy" -v p="$proxy_cores" 'BEGIN { printf "%.2f", b - p }')
+  if awk -v o="$others" -v m="$OTHERS_MAX" 'BEGIN { exit !(o > m) }'; then
+    log "round $round $case $row: ${others} of the proxy core went elsewhere (> $OTHERS_MAX); discarded"
+    return 3
+  fi
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$case" "$row" \
+    "$rps" "$p50" "$p99" "$reqs" "$errs" "$cpu_us" "$hwm" "$idle_b" "$idle_open" "$busy_load" "$busy_proxy" \
+    "$others" "$QUIET" >>"$RAW"
+  log "round $round $case $row: $rps req/s p50 ${p50}us p99 ${p99}us cpu ${cpu_us}us/req hwm ${hwm}kB idle ${idle_b}B/conn errors $errs"
+}
+
+IFS=, read -r -a case_list <<<"$CASES"
+IFS=, read -r -a row_list <<<"$ROWS"
+for ((round = 1; round <= ROUNDS; round++)); do
+  wait_quiet
+  for case in "${case_list[@]}"; do
+    for row in "${row_list[@]}"; do
+      # A run disturbed by other processes is discarded and redone.
+      for ((attempt = 1; ; attempt++)); do
+        status=0
+        run_row "$round" "$row" "$case" || status=$?
+        ((status == 0)) && break
+        ((status != 3)) && exit "$status"
+        if ((attempt >= RETRIES)); then
+          log "round $round $case $row: still disturbed after $RETRIES attempts; skipped"
+          break
+        fi
+        wait_quiet
+      done
+    done
+  done
+done
+
+# --- optional profile ----------------------------------------------------------
+PROFILE_TXT=
+if [[ $PROFILE == 1 ]]; then
+  wait_quiet
+  port=$(free_port)
+  start_proxy sluice "$port" || exit 1
+  url="http://127.0.0.1:$port/small"
+  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${WARMUP}s" "$url" >/dev/null
+  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$((DURATION + 2))s" "$url" >/dev/null &
+  wrk_pid=$!
+  PIDS+=("$wrk_pid")
+  sleep 1
+  perf record -e cpu-clock -F 4999 -g -p "$PROXY_PID" -o "$T/perf.data" -- sleep "$DURATION" \
+    >/dev/null 2>&1 || log "perf record failed"
+  wait "$wrk_pid" || true
+  stop_proxy
+  PROFILE_TXT=$BUILD_DIR/bench-profile-$(date +%Y%m%d-%H%M%S).txt
+  report() { perf report -i "$T/perf.data" --stdio -g none --no-children --sort "$1" 2>/dev/null |
+    grep -v '^#' | grep -v '^$' | sed -e 's/ *$//' -e 's/ *- *- *$//' | cut -c1-180; }
+  {
+    echo "# sluice under wrk -t1 -c$CONNS, /small: perf record -e cpu-clock, self time"
+    echo "## by shared object"
+    report dso | head -12 || true
+    echo "## by function"
+    report sym | head -50 || true
+  } >"$PROFILE_TXT"
+
+  # System calls per request, every proxy, same load.
+  {
+    echo
+    echo "# system calls per request (perf stat -e raw_syscalls:sys_enter over wrk -d5s)"
+    for row in nginx haproxy sluice; do
+      port=$(free_port)
+      start_proxy "$row" "$port" || exit 1
+      url="http://127.0.0.1:$port/small"
+      taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${WARMUP}s" "$url" >/dev/null
+      pids=$(tree_pids "$PROXY_PID" | paste -sd, -)
+      perf stat -e raw_syscalls:sys_enter -p "$pids" -o "$T/pstat.out" -- \
+        taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d5s "$url" >"$T/wrk.out"
+      calls=$(awk '/raw_syscalls:sys_enter/ { gsub(/,/, "", $1); print $1 }' "$T/pstat.out")
+      reqs=$(awk '/requests in/ { print $1 }' "$T/wrk.out")
+      if [[ $row == sluice ]]; then
+        perf trace -s -p "$PROXY_PID" -o "$T/ptrace.out" -- \
+          taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d3s "$url" >"$T/wrk2.out" 2>/dev/null || true
+      fi
+      stop_proxy
+      awk -v r="$row" -v c="$calls" -v n="$reqs" 'BEGIN { printf "%-8s %6.2f syscalls/request\n", r, c / n }'
+    done
+    if [[ -s $T/ptrace.out ]]; then
+      echo
+      echo "# sluice by system call, per request (perf trace -s over wrk -d3s)"
+      reqs=$(awk '/requests in/ { print $1 }' "$T/wrk2.out")
+      awk -v n="$reqs" '$2 ~ /^[0-9]+$/ && NF >= 8 { printf "%-16s %6.2f calls/request, %5.2f errors/request\n", $1, $2 / n, $3 / n }' \
+        "$T/ptrace.out"
+    fi
+  } >>"$PROFILE_TXT"
+  log "profile: $PROFILE_TXT"
+fi
+
+# --- route-table micro-benchmark ---------------------------------------------
+ROUTER_TXT=$T/router.txt
+if [[ $ROUTER == 1 && -x $BUILD_DIR/benchmarks/sluice_router_bench ]]; then
+  wait_quiet
+  log "route-table micro-benchmark"
+  taskset -c "$PROXY_CPU" "$BUILD_DIR/benchmarks/sluice_router_bench" 2>&1 |
+    grep -E '^(BM_|Benchmark|-)' >"$ROUTER_TXT" || true
+fi
+
+# --- summary ---------------------------------------------------------------
+STAMP=$(date +%Y%m%d-%H%M%S)
+cp "$RAW" "$BUILD_DIR/bench-$STAMP.tsv"
+{
+  echo "# sluice benchmark run $STAMP"
+  echo
+  echo "- sluice: $SLUICE_DESC; $COMMIT_DESC"
+  echo "- $(nginx -v 2>&1); $(haproxy -v 2>&1 | head -1); $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
+  echo "- CPU: $(lscpu | awk -F': +' '/Model name/ { print $2 }'), $(nproc) cores; kernel $(uname -r)"
+  echo "- load: wrk -t1 -c$CONNS -d${DURATION}s --latency after ${WARMUP}s warm-up; proxy on CPU $PROXY_CPU, origin + wrk on CPU $LOAD_CPU; $ROUNDS rounds; idle test $IDLE_CONNS connections"
+  echo
+  "$PY" "$HERE/summarize.py" "$RAW"
+  if [[ -s $ROUTER_TXT ]]; then
+    echo
+    echo "## Route table (sluice_router_bench, pinned to CPU $PROXY_CPU)"
+    echo
+    echo '```'
+    cat "$ROUTER_TXT"
+    echo '```'
+  fi
+} | tee "$BUILD_DIR/bench-$STAMP.md"
+log "raw rows: $BUILD_DIR/bench-$STAMP.tsv; summary: $BUILD_DIR/bench-$STAMP.md"

@@ -1,0 +1,111 @@
+// A one-listener, one-route gateway for benchmarks/run.sh: every request on
+// 127.0.0.1:--port goes to the origin on 127.0.0.1:--origin-port. Built only
+// from the public API, so it measures what a host program would get.
+//
+//   sluice_bench_server --port 8080 --origin-port 9080 [--workers 1]
+
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#include <sluice/sluice.hpp>
+
+namespace {
+
+void usage() {
+  std::fprintf(stderr,
+               "usage: sluice_bench_server --port N --origin-port N [--workers N]\n"
+               "       [--address 127.0.0.1] [--origin-address 127.0.0.1]\n");
+}
+
+bool parse_port(const char* text, uint16_t& out) {
+  char* end = nullptr;
+  long v = std::strtol(text, &end, 10);
+  if (end == text || *end != '\0' || v < 0 || v > 65535) return false;
+  out = static_cast<uint16_t>(v);
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace sluice;
+  uint16_t port = 0;
+  uint16_t origin_port = 0;
+  unsigned workers = 1;
+  std::string address = "127.0.0.1";
+  std::string origin_address = "127.0.0.1";
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    const char* value = i + 1 < argc ? argv[i + 1] : nullptr;
+    if (!value) {
+      usage();
+      return 2;
+    }
+    bool ok = true;
+    if (arg == "--port") {
+      ok = parse_port(value, port);
+    } else if (arg == "--origin-port") {
+      ok = parse_port(value, origin_port);
+    } else if (arg == "--workers") {
+      workers = static_cast<unsigned>(std::strtoul(value, nullptr, 10));
+    } else if (arg == "--address") {
+      address = value;
+    } else if (arg == "--origin-address") {
+      origin_address = value;
+    } else {
+      ok = false;
+    }
+    if (!ok) {
+      usage();
+      return 2;
+    }
+    ++i;
+  }
+  if (origin_port == 0) {
+    usage();
+    return 2;
+  }
+
+  GatewayConfig config;
+  config.upstreams = {
+      {.name = "origin", .endpoints = {{.address = origin_address, .port = origin_port}}}};
+  config.routers = {
+      {.name = "main",
+       .virtual_hosts = {{.name = "all",
+                          .domains = {"*"},
+                          .routes = {{.name = "all", .destinations = {{.upstream = "origin"}}}}}}}};
+  config.listeners = {{.name = "http", .address = address, .port = port, .router = "main"}};
+
+  // SIGINT/SIGTERM are blocked in every thread (workers inherit the mask) and
+  // taken by one waiting thread, which calls stop(): no polling, no work in a
+  // signal handler.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  Gateway gateway(GatewayOptions{.workers = workers});
+  if (Status applied = gateway.apply(config); !applied) {
+    std::fprintf(stderr, "%s\n", applied.error().to_string().c_str());
+    return 1;
+  }
+  std::printf("listening on %s:%u\n", address.c_str(), gateway.port("http"));
+  std::fflush(stdout);
+
+  std::thread stopper([&] {
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    gateway.stop();
+  });
+  gateway.run();
+  stopper.join();
+  return 0;
+}
