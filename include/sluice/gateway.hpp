@@ -110,7 +110,9 @@ class Gateway {
   void run();
   // Graceful: stop accepting, let requests in flight finish (bounded by
   // Limits::drain_timeout), close idle connections, stop the workers.
-  // Thread-safe; idempotent; blocks until done unless on a host context.
+  // Thread-safe and idempotent. Blocks until done, except when called on a
+  // host context's own thread: then the drain completes as that loop runs,
+  // and the Gateway must outlive it.
   void stop();
 
   // Bound port of a listener (after apply), 0 if unknown.

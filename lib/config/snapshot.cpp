@@ -1,8 +1,11 @@
 #include "config/snapshot.hpp"
+#include "upstream/cluster.hpp"
 
 #include <fmt/format.h>
 
 #include <unordered_set>
+
+#include "tls/server.hpp"
 
 namespace sluice {
 
@@ -36,6 +39,7 @@ EndpointSet make_set(const std::vector<CompiledEndpoint>& eps, std::vector<uint3
 
 Result<CompiledUpstream> compile_upstream(const UpstreamConfig& cfg) {
   std::string object = "Upstream " + cfg.name;
+  if (Status st = validate_upstream(cfg, object); !st.ok()) return st.error();
   CompiledUpstream up;
   up.config = cfg;
   std::vector<uint32_t> all;
@@ -184,7 +188,35 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(GatewayConfig config) {
     auto it = router_index.find(lc.router);
     if (it == router_index.end())
       return config_error(object, "router", fmt::format("no router named \"{}\"", lc.router));
-    snap->listeners.push_back(CompiledListener{lc, it->second});
+    CompiledListener compiled{lc, it->second, nullptr};
+    if (!lc.tls_servers.empty() || !lc.passthrough.empty()) {
+      std::vector<tls::PassthroughTarget> targets;
+      for (size_t p = 0; p < lc.passthrough.size(); ++p) {
+        const TlsPassthroughRoute& route = lc.passthrough[p];
+        std::string field = fmt::format("passthrough[{}]", p);
+        if (route.sni_hosts.empty())
+          return config_error(object, field + ".sni_hosts", "must list at least one host");
+        auto up = upstream_index.find(route.upstream);
+        if (up == upstream_index.end())
+          return config_error(object, field + ".upstream",
+                              fmt::format("no upstream named \"{}\"", route.upstream));
+        const CompiledUpstream& cu = snap->upstreams[up->second];
+        const EndpointSet* set = &cu.all;
+        if (!route.subset.empty()) {
+          auto s = cu.subsets.find(route.subset);
+          if (s == cu.subsets.end())
+            return config_error(
+                object, field + ".subset",
+                fmt::format("upstream \"{}\" has no subset \"{}\"", route.upstream, route.subset));
+          set = &s->second;
+        }
+        targets.push_back(tls::PassthroughTarget{route.sni_hosts, up->second, set});
+      }
+      auto listener_tls = tls::ListenerTls::compile(lc, std::move(targets));
+      if (!listener_tls) return listener_tls.error();
+      compiled.tls = std::move(listener_tls).value();
+    }
+    snap->listeners.push_back(std::move(compiled));
   }
   snap->source = std::move(config);
   return snap;

@@ -13,6 +13,10 @@
 #include "sluice/gateway.hpp"
 #include "sluice/router.hpp"
 
+namespace sluice::tls {
+class ListenerTls;
+}
+
 namespace sluice {
 
 struct CompiledEndpoint {
@@ -57,6 +61,8 @@ struct ResolvedRoute {
 struct CompiledListener {
   ListenerConfig config;
   uint32_t router = 0;  // index into Snapshot::routers
+  // TLS termination and passthrough (lib/tls); null on a plain listener.
+  std::shared_ptr<const tls::ListenerTls> tls;
 };
 
 class Snapshot {

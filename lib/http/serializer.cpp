@@ -1,7 +1,9 @@
 #include "http/serializer.hpp"
 
 #include <array>
+#include <bitset>
 #include <charconv>
+#include <vector>
 
 namespace sluice::http {
 
@@ -124,19 +126,27 @@ bool is_hop_by_hop(std::string_view name) {
 }
 
 void strip_hop_by_hop(Headers& headers) {
-  // Names listed in Connection are hop-by-hop too (RFC 9110 7.6.1).
+  // Names listed in Connection are hop-by-hop too (RFC 9110 7.6.1). Decide
+  // for every entry before moving any, so Connection values stay readable.
+  auto& e = headers.entries();
   bool listed = has_connection_header(headers);
-  std::vector<std::string> names;
-  if (listed)
-    for (const auto& [n, v] : headers.entries())
-      if (n.size() == 10 && iequals(n, "connection"))
-        for_each_token(v, [&](std::string_view t) { names.emplace_back(t); });
-  std::erase_if(headers.entries(), [&](const Headers::Entry& h) {
-    if (is_hop_by_hop(h.first)) return true;
-    for (const auto& l : names)
-      if (iequals(l, h.first)) return true;
-    return false;
-  });
+  auto drop = [&](const Headers::Entry& h) {
+    Known k = classify(h.first);
+    return hop_by_hop(k) || (listed && k == Known::other && named_by_connection(headers, h.first));
+  };
+  constexpr size_t kMarks = 256;
+  if (e.size() > kMarks) {
+    std::vector<bool> marks(e.size());
+    for (size_t i = 0; i < e.size(); ++i) marks[i] = drop(e[i]);
+    size_t i = 0;
+    std::erase_if(e, [&](const Headers::Entry&) { return marks[i++]; });
+    return;
+  }
+  std::bitset<kMarks> marks;
+  for (size_t i = 0; i < e.size(); ++i) marks[i] = drop(e[i]);
+  if (marks.none()) return;
+  size_t i = 0;
+  std::erase_if(e, [&](const Headers::Entry&) { return marks[i++]; });
 }
 
 bool append_forwarded_request_head(std::string& out, const RequestHead& head, const Forwarding& f) {

@@ -66,45 +66,28 @@ Response text_response(uint16_t status, std::string body) {
 
 // Sends a mirrored request and discards the answer. Owns everything it uses.
 awaitable<void> run_mirror(Worker& worker, asio::ip::tcp::endpoint to, std::string wire) {
+  // A connection slot bounds it with a deadline and lets drain and
+  // force-close see it, like any downstream connection.
+  asio::ip::tcp::socket socket(worker.context());
+  ConnectionSlot slot(&socket);
+  worker.attach(&slot);
   ++worker.mirrors_in_flight;
-  auto socket = std::make_shared<asio::ip::tcp::socket>(worker.context());
-  asio::steady_timer guard(worker.context(), kMirrorTimeout);
-  guard.async_wait([socket](asio::error_code ec) {
-    asio::error_code ignored;
-    if (!ec) socket->close(ignored);
-  });
-  auto [ec] = co_await socket->async_connect(to, nothrow);
+  slot.idle = false;
+  slot.set_deadline(Timeout::io, kMirrorTimeout);
+  auto [ec] = co_await socket.async_connect(to, nothrow);
   if (!ec)
-    std::tie(ec, std::ignore) = co_await asio::async_write(*socket, asio::buffer(wire), nothrow);
-  if (!ec) {
-    // Read (and drop) the response so the upstream is not reset mid-answer.
-    http::Parser resp(http::Parser::Kind::response);
-    std::array<char, 4096> buf;
-    while (!resp.message_done() && resp.error() == http::ParseError::none) {
-      auto [rec, n] = co_await socket->async_read_some(asio::buffer(buf), nothrow);
-      if (rec || n == 0) {
-        resp.finish();
-        break;
-      }
-      size_t off = 0;
-      while (off < n && !resp.message_done() && resp.error() == http::ParseError::none) {
-        size_t used = resp.feed(buf.data() + off, n - off);
-        off += used;
-        if (used == 0 && resp.body().empty()) {
-          if (resp.head_done() && resp.response().status < 200)
-            resp.next_message();
-          else if (off == n)
-            break;
-        }
-      }
-      if (resp.head_done() && resp.response().status < 200 && resp.message_done())
-        resp.next_message();
-    }
+    std::tie(ec, std::ignore) = co_await asio::async_write(socket, asio::buffer(wire), nothrow);
+  // The request said `connection: close`: drain the answer until the
+  // upstream closes, so it is not reset mid-response.
+  std::array<char, 2048> sink;
+  while (!ec) {
+    size_t n;
+    std::tie(ec, n) = co_await socket.async_read_some(asio::buffer(sink), nothrow);
   }
-  guard.cancel();
   asio::error_code ignored;
-  socket->close(ignored);
+  socket.close(ignored);
   --worker.mirrors_in_flight;
+  worker.detach(&slot);
 }
 
 void park(Worker& worker, asio::ip::tcp::socket socket, std::string listener, uint16_t port);
@@ -572,6 +555,17 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx, const Snapshot& snap
                                   details);
   };
 
+  // Retries in flight count against the upstream's max_retries while they run.
+  struct RetryToken {
+    Worker& worker;
+    const CompiledUpstream& upstream;
+    bool held = false;
+    void release() {
+      if (held) retry_finished(worker, upstream);
+      held = false;
+    }
+    ~RetryToken() { release(); }
+  } retry_token{worker_, up};
   std::array<int64_t, 8> tried{};
   size_t tried_count = 0;
   bool stale_retry_used = false;
@@ -742,11 +736,17 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx, const Snapshot& snap
 
     uint16_t status = outcome == policy::AttemptOutcome::response ? resp.response().status : 0;
     guard.finish(outcome, status);
+    retry_token.release();
     bool can_retry = attempt < retry.attempts && (!has_body || (body_sent_once && replay_ok));
     if (can_retry && retry.retriable(outcome, status)) {
-      conn.reset();  // an unread response: the connection is not reusable
-      if (!co_await wait_for(retry.backoff(attempt + 1, worker_.rng()))) co_return false;
-      continue;
+      if (admit_retry(worker_, up)) {
+        retry_token.held = true;
+        conn.reset();  // an unread response: the connection is not reusable
+        if (!co_await wait_for(retry.backoff(attempt + 1, worker_.rng()))) co_return false;
+        continue;
+      }
+      // Envoy: over the retry budget, this attempt's result stands.
+      ctx.response_code_details = "retry_overflow";
     }
     if (retry.attempts > attempt && has_body && !replay_ok && retry.retriable(outcome, status))
       ctx.response_code_details = "retry_skipped_body_over_replay_buffer";
@@ -768,7 +768,8 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx, const Snapshot& snap
   }
 
   // Response head downstream.
-  ResponseHead rh = std::move(resp.response());
+  // Edited in place: the parser keeps the vector's capacity for the next one.
+  ResponseHead& rh = resp.response();
   uint16_t status = rh.status;
   bool upstream_keep_alive = resp.keep_alive();
   http::strip_hop_by_hop(rh.headers);

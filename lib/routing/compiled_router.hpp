@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <string>
@@ -22,9 +23,31 @@
 namespace sluice::detail {
 
 // Transparent hashing so look-ups by string_view do not build a std::string.
+// Inline and word-at-a-time: keys are short paths, prefixes and names, and a
+// request probes several tables. Tables are built from configuration only,
+// so requests cannot shape their chains.
 struct StringHash {
   using is_transparent = void;
-  size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  size_t operator()(std::string_view s) const noexcept {
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ s.size();
+    const char* p = s.data();
+    size_t n = s.size();
+    for (; n >= 8; p += 8, n -= 8) {
+      uint64_t w;
+      std::memcpy(&w, p, 8);
+      h = (h ^ w) * 0xff51afd7ed558ccdull;
+      h ^= h >> 32;
+    }
+    if (n > 0) {
+      uint64_t w = 0;
+      std::memcpy(&w, p, n);
+      h = (h ^ w) * 0xc4ceb9fe1a85ec53ull;
+    }
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    return static_cast<size_t>(h);
+  }
 };
 struct StringEqual {
   using is_transparent = void;
@@ -85,30 +108,44 @@ struct RouteHit {
   size_t block = CompiledRoute::kEveryRequest;
 };
 
-// Finds the first matching route without scanning every rule. Each route is
-// filed under the uri keys of its match blocks (exact path, path prefix, each
-// case-sensitive or not) or, when some block has no indexable uri, in
-// `always`. A request's candidates are the union of the lists its path hits;
-// they are verified in rule order, so the first match is the same as a linear
+// Finds the first matching route without scanning every rule. Each match
+// block is filed under one key that any request it accepts must carry:
+//   - an exact or prefix uri (case-sensitive or not);
+//   - a regex uri's literal prefix (every string the regex fully matches
+//     starts with it), filed with the prefixes;
+//   - otherwise an exact, non-inverted header value (name lowered).
+// A route with a block that has none of these is in `always`. A request's
+// candidates are the union of the lists its path and headers hit; they are
+// merged and verified in rule order, so the first match is the one a linear
 // scan would find.
 struct RouteIndex {
   using List = std::vector<uint32_t>;  // ascending route indices
 
   StringMap<List> exact;
   StringMap<List> exact_icase;  // keys lowered
-  // Prefixes grouped by length, so a path probes one hash per distinct length.
+  // Prefixes grouped by length, so a path probes one hash per distinct
+  // length that exists, not one per rule.
   struct PrefixGroup {
     size_t length = 0;
     StringMap<List> by_prefix;
   };
-  std::vector<PrefixGroup> prefix;        // ascending length
+  std::vector<PrefixGroup> prefix;        // ascending length; with regex prefixes
   std::vector<PrefixGroup> prefix_icase;  // keys lowered
+  // Lowered header name -> exact value -> routes.
+  StringMap<StringMap<List>> headers;
+  // Bit n set: some indexed header name has length n (n < 64; bit 63 also
+  // stands for every longer name). Skips hashing most request headers.
+  uint64_t header_lengths = 0;
   List always;
 
   void build(const std::vector<CompiledRoute>& routes);
   std::optional<RouteHit> first_match(const std::vector<CompiledRoute>& routes,
                                       const RequestHead& request) const;
 };
+
+// The literal every full match of `re` starts with ("" when there is none),
+// from RE2::PossibleMatchRange.
+std::string regex_literal_prefix(const re2::RE2& re);
 
 struct CompiledVirtualHost {
   std::vector<CompiledRoute> routes;

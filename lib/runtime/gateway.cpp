@@ -13,6 +13,7 @@
 
 #include <condition_variable>
 #include <cstring>
+#include <future>
 #include <map>
 #include <mutex>
 #include <random>
@@ -122,7 +123,9 @@ Gateway::Gateway(asio::io_context& host_context, GatewayOptions options)
 }
 
 Gateway::~Gateway() {
-  if (!impl_->host_context) stop();
+  // With a host context this blocks only when called off the host's thread;
+  // on it, the host must keep the Gateway alive until its loop has drained.
+  if (!impl_->host_context || !impl_->host_context->get_executor().running_in_this_thread()) stop();
 }
 
 Status Gateway::apply(GatewayConfig config) {
@@ -136,6 +139,7 @@ Status Gateway::apply(GatewayConfig config) {
   std::vector<std::string> upstream_names;
   for (auto& up : compiled.value()->upstreams) {
     up.state = m.shared.clusters.get(up.config.name);
+    up.state->update(up);
     upstream_names.push_back(up.config.name);
   }
   std::shared_ptr<const Snapshot> snap = std::move(compiled).value();
@@ -185,7 +189,6 @@ Status Gateway::apply(GatewayConfig config) {
   }
   m.bound = std::move(next);
   m.current = std::move(snap);
-  for (const auto& up : m.current->upstreams) up.state->update(up);
   m.shared.clusters.retain(upstream_names);
   return {};
 }
@@ -216,6 +219,36 @@ void Gateway::stop() {
   }
   m.stopping = true;
   auto drain = m.current ? m.current->limits.drain_timeout : Limits{}.drain_timeout;
+  if (m.host_context) {
+    // The host runs the loop: drain there, force-closing whatever is left
+    // after the drain time.
+    Worker* w = m.workers.front().get();
+    auto timer = std::make_shared<asio::steady_timer>(*m.host_context, drain);
+    asio::post(*m.host_context, [&m, w, timer] {
+      timer->async_wait([w](asio::error_code ec) {
+        if (!ec) w->force_close();
+      });
+      w->on_drained([&m, timer] {
+        timer->cancel();  // lets the host loop run dry
+        std::lock_guard l(m.mutex);
+        m.stopped = true;
+        m.cv.notify_all();
+      });
+      w->begin_drain();
+    });
+    // On the host's own thread the drain completes as its loop runs.
+    if (m.host_context->get_executor().running_in_this_thread()) return;
+    bool done = m.cv.wait_for(lock, drain + std::chrono::seconds(2), [&] { return m.stopped; });
+    lock.unlock();
+    if (done) {
+      // Handlers the drain queued (cancelled timers, closed sockets) still
+      // refer to the worker: wait for one posted after them.
+      std::promise<void> barrier;
+      asio::post(*m.host_context, [&barrier] { barrier.set_value(); });
+      barrier.get_future().wait_for(std::chrono::seconds(2));
+    }
+    return;
+  }
   size_t total = m.workers.size();
   for (auto& w : m.workers) {
     Worker* wp = w.get();
@@ -227,25 +260,6 @@ void Gateway::stop() {
       });
       wp->begin_drain();
     });
-  }
-  if (m.host_context) {
-    // The host runs the loop: force-close whatever is left after the drain time.
-    auto timer = std::make_shared<asio::steady_timer>(*m.host_context, drain);
-    Worker* w = m.workers.front().get();
-    timer->async_wait([timer, w, &m](asio::error_code) {
-      w->force_close();
-      std::lock_guard l(m.mutex);
-      m.stopped = true;
-      m.cv.notify_all();
-    });
-    // Finishing early cancels the timer so the host loop can run dry.
-    w->on_drained([&m, timer] {
-      std::lock_guard l(m.mutex);
-      m.stopped = true;
-      m.cv.notify_all();
-      timer->cancel();
-    });
-    return;
   }
   if (!m.started) {
     // Workers never ran: run their loops just long enough to drain.

@@ -37,6 +37,8 @@ Worker::~Worker() = default;
 void Worker::install(std::shared_ptr<const Snapshot> snapshot) {
   snapshot_ = std::move(snapshot);
   balancer_.reset();
+  // Active health checks run on one worker; their results are shared.
+  if (index_ == 0) install_health_checks(*this, snapshot_);
 }
 
 void Worker::add_acceptor(std::string listener, int native_fd, uint16_t port) {
@@ -167,6 +169,8 @@ void Worker::tick() {
 }
 
 void Worker::begin_drain() {
+  // Probe timers would keep a host io_context from running dry.
+  stop_health_checks(*this);
   draining_ = true;
   for (auto& e : acceptors_) {
     asio::error_code ec;

@@ -1,38 +1,280 @@
 #include "upstream/balancer.hpp"
 
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "upstream/hash.hpp"
+#include "upstream/health.hpp"
+
 namespace sluice {
 
-int64_t Balancer::pick(const CompiledUpstream& upstream, const EndpointSet& set,
-                       std::mt19937_64& rng) {
-  const auto& m = set.members;
-  if (m.empty()) return -1;
-  if (m.size() == 1) return m[0];
-  if (upstream.config.load_balancer == LoadBalancer::random) {
-    // Weighted random.
-    uint64_t total = 0;
-    for (auto i : m) total += upstream.endpoints[i].weight;
-    uint64_t r = std::uniform_int_distribution<uint64_t>(0, total - 1)(rng);
-    for (auto i : m) {
-      if (r < upstream.endpoints[i].weight) return i;
-      r -= upstream.endpoints[i].weight;
+namespace {
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+std::optional<std::string_view> find_cookie(const Headers& headers, std::string_view name) {
+  for (const auto& [h, value] : headers.entries()) {
+    if (!iequals(h, "cookie")) continue;
+    std::string_view rest = value;
+    while (!rest.empty()) {
+      size_t semi = rest.find(';');
+      std::string_view pair = trim(rest.substr(0, semi));
+      rest = semi == std::string_view::npos ? std::string_view() : rest.substr(semi + 1);
+      size_t eq = pair.find('=');
+      if (eq != std::string_view::npos && trim(pair.substr(0, eq)) == name)
+        return trim(pair.substr(eq + 1));
     }
-    return m.back();
   }
-  State& st = state_[&set];
-  if (set.equal_weights) return m[st.cursor++ % m.size()];
-  // Smooth weighted round robin: every endpoint gains its weight, the
-  // richest is picked and pays the total. Spreads picks evenly in time.
-  if (st.current.size() != m.size()) st.current.assign(m.size(), 0);
-  int64_t total = 0;
-  size_t best = 0;
-  for (size_t k = 0; k < m.size(); ++k) {
-    int64_t w = upstream.endpoints[m[k]].weight;
-    st.current[k] += w;
-    total += w;
-    if (st.current[k] > st.current[best]) best = k;
+  return std::nullopt;
+}
+
+std::optional<std::string_view> find_query_parameter(std::string_view query,
+                                                     std::string_view name) {
+  while (!query.empty()) {
+    size_t amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    size_t eq = pair.find('=');
+    if (pair.substr(0, eq) == name)
+      return eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
   }
-  st.current[best] -= total;
-  return m[best];
+  return std::nullopt;
+}
+
+uint64_t draw(std::mt19937_64& rng, uint64_t n) {
+  return std::uniform_int_distribution<uint64_t>(0, n - 1)(rng);
+}
+
+}  // namespace
+
+Balancer::Balancer() = default;
+Balancer::~Balancer() = default;
+
+Balancer::UpstreamRuntime& Balancer::runtime(const CompiledUpstream& upstream) {
+  auto it = upstreams_.find(&upstream);
+  if (it != upstreams_.end()) return it->second;
+  UpstreamRuntime rt;
+  // Without attached state (a snapshot compiled outside a Gateway) the
+  // worker keeps a private one, so the algorithms still work.
+  rt.cluster =
+      upstream.state ? upstream.state : std::make_shared<ClusterState>(upstream.config.name);
+  rt.endpoints = rt.cluster->resolve(upstream);
+  return upstreams_.emplace(&upstream, std::move(rt)).first->second;
+}
+
+const std::shared_ptr<EndpointState>& Balancer::endpoint_state(const CompiledUpstream& upstream,
+                                                               int64_t index) {
+  return runtime(upstream).endpoints[static_cast<size_t>(index)];
+}
+
+double Balancer::weight_of(const CompiledUpstream& up, UpstreamRuntime& rt, uint32_t index,
+                           TimePoint now) const {
+  double w = up.endpoints[index].weight;
+  auto lb = up.config.load_balancer;
+  if (up.config.warmup.count() <= 0 ||
+      (lb != LoadBalancer::round_robin && lb != LoadBalancer::least_request))
+    return w;
+  int64_t added = rt.endpoints[index]->added_at.load(std::memory_order_relaxed);
+  if (added == EndpointState::kNever) return w;
+  // Envoy's slow start: weight x max(minimum 10%, (elapsed / window)^(1 / aggression)),
+  // aggression 1.0.
+  int64_t window = std::chrono::duration_cast<TimePoint::duration>(up.config.warmup).count();
+  int64_t elapsed = now.time_since_epoch().count() - added;
+  if (elapsed >= window) return w;
+  double f = elapsed <= 0 ? 0.0 : double(elapsed) / double(window);
+  return w * std::max(0.1, f);
+}
+
+PickResult Balancer::pick(const CompiledUpstream& up, const EndpointSet& set, const PickInput& in,
+                          std::mt19937_64& rng) {
+  PickResult r;
+  const auto& m = set.members;
+  if (m.empty()) return r;
+  UpstreamRuntime& rt = runtime(up);
+
+  // Eligible: healthy and not ejected. With none left (or fewer than
+  // min_health_percent), Envoy's panic mode: every member is eligible.
+  eligible_.clear();
+  for (uint32_t i : m) {
+    const EndpointState& e = *rt.endpoints[i];
+    if (e.healthy.load(std::memory_order_relaxed) && !e.ejected(in.now)) eligible_.push_back(i);
+  }
+  const auto& od = up.config.outlier_detection;
+  bool panic =
+      eligible_.empty() || (od && od->min_health_percent > 0 &&
+                            eligible_.size() * 100 < uint64_t(od->min_health_percent) * m.size());
+  if (panic) eligible_.assign(m.begin(), m.end());
+  // A retry avoids endpoints already tried while others remain.
+  if (in.avoid_tried && !in.tried.empty() && eligible_.size() > 1) {
+    auto tried = [&](uint32_t i) {
+      return std::find(in.tried.begin(), in.tried.end(), int64_t(i)) != in.tried.end();
+    };
+    if (!std::all_of(eligible_.begin(), eligible_.end(), tried)) std::erase_if(eligible_, tried);
+  }
+  if (eligible_.size() == 1) {
+    r.endpoint = eligible_[0];
+    // A cookie-hashed request without its cookie still gets one.
+    if (up.config.load_balancer != LoadBalancer::consistent_hash) return r;
+  }
+  // Membership marks, cleared on the way out (one pass each way).
+  mark_.resize(up.endpoints.size(), 0);
+  for (uint32_t i : eligible_) mark_[i] = 1;
+  struct Unmark {
+    std::vector<uint8_t>& mark;
+    const std::vector<uint32_t>& list;
+    ~Unmark() {
+      for (uint32_t i : list) mark[i] = 0;
+    }
+  } unmark{mark_, eligible_};
+  auto is_eligible = [&](uint32_t i) { return mark_[i] != 0; };
+  auto weighted_random = [&](auto&& weight) -> int64_t {
+    double total = 0;
+    for (uint32_t i : eligible_) total += weight(i);
+    if (total <= 0) return eligible_[draw(rng, eligible_.size())];
+    double x = std::uniform_real_distribution<double>(0, total)(rng);
+    for (uint32_t i : eligible_) {
+      x -= weight(i);
+      if (x < 0) return i;
+    }
+    return eligible_.back();
+  };
+  SetState& st = rt.sets[&set];
+
+  switch (up.config.load_balancer) {
+    case LoadBalancer::passthrough:
+      // No original destination in an ingress: the first eligible endpoint,
+      // in configuration order (failover order).
+      r.endpoint = eligible_.front();
+      return r;
+    case LoadBalancer::random:
+      r.endpoint = weighted_random([&](uint32_t i) { return double(up.endpoints[i].weight); });
+      return r;
+    case LoadBalancer::round_robin: {
+      bool warming = false;
+      if (up.config.warmup.count() > 0)
+        for (uint32_t i : eligible_)
+          warming |= weight_of(up, rt, i, in.now) != double(up.endpoints[i].weight);
+      if (set.equal_weights && !warming) {
+        for (size_t k = 0; k < m.size(); ++k) {
+          uint32_t i = m[st.cursor++ % m.size()];
+          if (is_eligible(i)) {
+            r.endpoint = i;
+            return r;
+          }
+        }
+        r.endpoint = eligible_.front();
+        return r;
+      }
+      // Smooth weighted round robin: every eligible member gains its weight,
+      // the richest is picked and pays the total. Spreads picks in time.
+      if (st.current.size() != m.size()) st.current.assign(m.size(), 0);
+      double total = 0;
+      size_t best = m.size();
+      for (size_t k = 0; k < m.size(); ++k) {
+        if (!is_eligible(m[k])) continue;
+        double w = weight_of(up, rt, m[k], in.now);
+        st.current[k] += w;
+        total += w;
+        if (best == m.size() || st.current[k] > st.current[best]) best = k;
+      }
+      st.current[best] -= total;
+      r.endpoint = m[best];
+      return r;
+    }
+    case LoadBalancer::least_request: {
+      auto active = [&](uint32_t i) {
+        return rt.endpoints[i]->active_requests.load(std::memory_order_relaxed);
+      };
+      bool weighted = !set.equal_weights;
+      if (!weighted && up.config.warmup.count() > 0)
+        for (uint32_t i : eligible_)
+          weighted |= weight_of(up, rt, i, in.now) != double(up.endpoints[i].weight);
+      if (!weighted) {
+        // Power of two choices: two distinct random members, the less busy wins.
+        size_t a = draw(rng, eligible_.size());
+        size_t b = draw(rng, eligible_.size() - 1);
+        if (b >= a) ++b;
+        uint32_t ea = eligible_[a], eb = eligible_[b];
+        r.endpoint = active(eb) < active(ea) ? eb : ea;
+        return r;
+      }
+      // Unequal weights: Envoy scales each weight by 1 / (active + 1).
+      r.endpoint = weighted_random(
+          [&](uint32_t i) { return weight_of(up, rt, i, in.now) / double(active(i) + 1); });
+      return r;
+    }
+    case LoadBalancer::consistent_hash:
+      break;
+  }
+
+  // Consistent hashing.
+  const ConsistentHash* ch = up.config.consistent_hash ? &*up.config.consistent_hash : nullptr;
+  std::optional<std::string_view> key;
+  std::string generated;
+  if (ch && in.request) {
+    switch (ch->source) {
+      case ConsistentHash::Source::header:
+        key = in.request->headers.get(ch->name);
+        break;
+      case ConsistentHash::Source::cookie:
+        key = find_cookie(in.request->headers, ch->name);
+        if (!key) {
+          // Envoy generates the cookie when absent and sends it back, so
+          // the next request of this client hashes the same way.
+          generated = fmt::format("{:016x}", rng());
+          key = generated;
+          r.set_cookie = fmt::format("{}={}", ch->name, generated);
+          if (ch->cookie_ttl.count() > 0)
+            r.set_cookie += fmt::format("; Max-Age={}", ch->cookie_ttl.count());
+          if (!ch->cookie_path.empty()) r.set_cookie += fmt::format("; Path={}", ch->cookie_path);
+          r.set_cookie += "; HttpOnly";
+        }
+        break;
+      case ConsistentHash::Source::source_ip:
+        if (!in.client_ip.empty()) key = in.client_ip;
+        break;
+      case ConsistentHash::Source::query_parameter:
+        key = find_query_parameter(in.request->query(), ch->name);
+        break;
+    }
+  }
+  if (r.endpoint >= 0) return r;  // a single eligible member
+  if (!key) {
+    // No hash key in the request: Envoy falls back to a random pick.
+    r.endpoint = eligible_[draw(rng, eligible_.size())];
+    return r;
+  }
+  if (!st.table) st.table = rt.cluster->hash_table(up, set);
+  const HashTable& table = *st.table;
+  uint64_t h = hash_key(*key);
+  // The first eligible entry from the key's place on: endpoints that are
+  // ejected or tried only move their own keys.
+  for (uint64_t probe = 0; probe < table.size(); ++probe) {
+    uint32_t i = m[table.at(h, probe)];
+    if (is_eligible(i)) {
+      r.endpoint = i;
+      return r;
+    }
+  }
+  r.endpoint = eligible_[draw(rng, eligible_.size())];
+  return r;
+}
+
+void Balancer::remove_waiter(asio::steady_timer* t) {
+  auto it = std::find(waiters_.begin(), waiters_.end(), t);
+  if (it != waiters_.end()) waiters_.erase(it);
+}
+
+void Balancer::wake_one() {
+  if (waiters_.empty()) return;
+  asio::steady_timer* t = waiters_.front();
+  waiters_.pop_front();
+  t->cancel();
 }
 
 }  // namespace sluice

@@ -1,29 +1,84 @@
 #pragma once
-// Per-worker load-balancer state. Cursors live per worker (no locks) and are
-// reset when a new snapshot arrives.
+// Per-worker load balancing. Everything here belongs to one worker thread:
+// cursors, cached endpoint-state pointers and hash tables per snapshot, the
+// queue of requests waiting for a connection, the health checker. Shared
+// counters (active requests, ejections, health) are atomics in EndpointState.
 
+#include <asio/steady_timer.hpp>
 #include <cstdint>
+#include <deque>
+#include <memory>
 #include <random>
+#include <span>
+#include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
 #include "config/snapshot.hpp"
+#include "upstream/cluster.hpp"
 
 namespace sluice {
 
+class HealthChecker;
+
+struct PickInput {
+  const RequestHead* request = nullptr;  // for header, cookie and query hashing
+  std::string_view client_ip;
+  std::span<const int64_t> tried;  // endpoints already attempted
+  bool avoid_tried = false;
+  TimePoint now{};
+};
+
 class Balancer {
  public:
-  // Picks an endpoint index (into CompiledUpstream::endpoints) from `set`, or
-  // -1 when the set is empty.
-  int64_t pick(const CompiledUpstream& upstream, const EndpointSet& set, std::mt19937_64& rng);
-  void reset() { state_.clear(); }
+  Balancer();
+  ~Balancer();
+  Balancer(const Balancer&) = delete;
+  Balancer& operator=(const Balancer&) = delete;
+
+  // Picks an endpoint (index into CompiledUpstream::endpoints) from `set`
+  // following the upstream's load balancer, or -1 when the set is empty.
+  PickResult pick(const CompiledUpstream& upstream, const EndpointSet& set, const PickInput& in,
+                  std::mt19937_64& rng);
+  // Per-snapshot caches go when a new snapshot is installed.
+  void reset() { upstreams_.clear(); }
+
+  // Shared state of endpoint `index` of `upstream` (cached per snapshot).
+  const std::shared_ptr<EndpointState>& endpoint_state(const CompiledUpstream& upstream,
+                                                       int64_t index);
+
+  // Requests of this worker waiting for a connection slot; a released
+  // connection wakes the oldest at once (other workers' releases are seen
+  // by the waiter's own short timer).
+  void add_waiter(asio::steady_timer* t) { waiters_.push_back(t); }
+  void remove_waiter(asio::steady_timer* t);
+  void wake_one();
+
+  std::unique_ptr<HealthChecker>& health() { return health_; }
 
  private:
-  struct State {
+  struct SetState {
     uint64_t cursor = 0;
-    std::vector<int64_t> current;  // smooth weighted round robin
+    std::vector<double> current;  // smooth weighted round robin
+    std::shared_ptr<const HashTable> table;
   };
-  std::unordered_map<const EndpointSet*, State> state_;
+  struct UpstreamRuntime {
+    std::shared_ptr<ClusterState> cluster;  // upstream.state, or a private one
+    std::vector<std::shared_ptr<EndpointState>> endpoints;
+    std::unordered_map<const EndpointSet*, SetState> sets;
+  };
+  UpstreamRuntime& runtime(const CompiledUpstream& upstream);
+  double weight_of(const CompiledUpstream& up, UpstreamRuntime& rt, uint32_t index,
+                   TimePoint now) const;
+
+  // Keyed by address: reset() on every install keeps a reused address from
+  // meeting a stale entry (see reset()).
+  std::unordered_map<const CompiledUpstream*, UpstreamRuntime> upstreams_;
+  std::vector<uint32_t> eligible_;  // scratch, per pick
+  std::vector<uint8_t> mark_;       // scratch: eligible_ as flags by endpoint index
+  std::deque<asio::steady_timer*> waiters_;
+  std::unique_ptr<HealthChecker> health_;
 };
 
 }  // namespace sluice

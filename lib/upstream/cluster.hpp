@@ -7,7 +7,11 @@
 
 #include <asio/awaitable.hpp>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <functional>
+#include <limits>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -18,6 +22,7 @@
 
 #include "policy/policy.hpp"
 #include "sluice/request.hpp"
+#include "sluice/result.hpp"
 #include "sluice/upstream.hpp"
 #include "upstream/pool.hpp"
 
@@ -27,6 +32,42 @@ struct CompiledUpstream;
 struct EndpointSet;
 struct ConnectionSlot;
 class Worker;
+class HashTable;
+class Snapshot;
+
+using TimePoint = std::chrono::steady_clock::time_point;
+
+// Config checks for an upstream that the snapshot compiler runs (Istio
+// rejects the same things): consistent-hash settings, maglev table size
+// prime, outlier detection and health check ranges. `object` names the
+// upstream in the error, e.g. "Upstream reviews".
+Status validate_upstream(const UpstreamConfig& config, std::string_view object);
+
+// Shared runtime state of one endpoint ("ip:port"), read and written by
+// every worker with relaxed atomics. Survives reloads while the endpoint
+// stays configured.
+struct EndpointState {
+  static constexpr int64_t kNever = std::numeric_limits<int64_t>::min();
+
+  explicit EndpointState(std::string k) : key(std::move(k)) {}
+  const std::string key;
+  std::atomic<uint64_t> active_requests{0};
+  std::atomic<uint64_t> connections{0};  // open, across workers
+  std::atomic<uint32_t> consecutive_5xx{0};
+  std::atomic<uint32_t> consecutive_gateway_errors{0};
+  std::atomic<uint32_t> ejections{0};
+  // Clock ticks (steady_clock::duration) since the clock's epoch.
+  std::atomic<int64_t> ejected_until{kNever};
+  std::atomic<int64_t> added_at{kNever};  // kNever: not warming up
+  std::atomic<bool> healthy{true};        // active health checks
+  // Health-check counters; touched by the health-check worker only.
+  uint32_t check_successes = 0;
+  uint32_t check_failures = 0;
+
+  bool ejected(TimePoint now) const {
+    return now.time_since_epoch().count() < ejected_until.load(std::memory_order_relaxed);
+  }
+};
 
 // Shared, thread-safe runtime state of one upstream.
 class ClusterState {
@@ -34,9 +75,30 @@ class ClusterState {
   explicit ClusterState(std::string name) : name_(std::move(name)) {}
 
   // Aligns per-endpoint state with a new endpoint list (matched by "ip:port"
-  // key, so counters and ejections survive reloads). Control thread only,
-  // before the snapshot is published.
+  // key, so counters and ejections survive reloads). Endpoints that appear
+  // after the first configuration start their warm-up now.
   void update(const CompiledUpstream& upstream);
+
+  // Per-endpoint state for each of `upstream.endpoints`, in order. Creates
+  // what update() has not seen yet (a worker may install a snapshot before
+  // the control side calls update). Locks: call once per snapshot, cache.
+  std::vector<std::shared_ptr<EndpointState>> resolve(const CompiledUpstream& upstream);
+
+  // A consistent-hash table for the given members, built once and shared
+  // by all workers until the next update().
+  std::shared_ptr<const HashTable> hash_table(const CompiledUpstream& upstream,
+                                              const EndpointSet& set);
+
+  // Outlier ejection of `ep` at `now`, unless max_ejection_percent forbids
+  // it (at least one endpoint may always be ejected, as in Envoy).
+  bool try_eject(EndpointState& ep, const OutlierDetection& od, TimePoint now);
+
+  // The time source views use for "ejected" (the gateway's injectable
+  // clock). The pointee must outlive this state.
+  void attach_clock(const std::function<TimePoint()>* clock) {
+    clock_.store(clock, std::memory_order_release);
+  }
+  TimePoint now() const;
 
   UpstreamView view() const;
   const std::string& name() const { return name_; }
@@ -45,11 +107,19 @@ class ClusterState {
   std::atomic<uint64_t> pending_requests{0};
   std::atomic<uint64_t> connections{0};
   std::atomic<uint64_t> overflows{0};
+  std::atomic<uint64_t> retries_active{0};
+  std::atomic<uint64_t> retry_overflows{0};
 
  private:
+  std::shared_ptr<EndpointState> get_locked(const std::string& key);
+
   std::string name_;
-  mutable std::mutex mutex_;  // guards keys_ (views and updates only)
-  std::vector<std::string> keys_;
+  std::atomic<const std::function<TimePoint()>*> clock_{nullptr};
+  mutable std::mutex mutex_;  // guards the members below (never on the hot path)
+  bool initialized_ = false;
+  std::vector<std::string> keys_;  // the current configuration's endpoints, in order
+  std::unordered_map<std::string, std::shared_ptr<EndpointState>> endpoints_;
+  std::map<std::string, std::shared_ptr<const HashTable>> tables_;
 };
 
 // All ClusterStates of one Gateway, by upstream name.
@@ -87,7 +157,9 @@ struct Lease {
   bool reused = false;
 };
 
-// A pooled or new connection to `endpoint`, within the upstream's limits.
+// A pooled or new connection to `endpoint`, within the upstream's limits:
+// at max_connections the request waits (at most connect_timeout) as one of
+// max_pending_requests; beyond that, or when the wait ends, Status::overflow.
 // Uses `slot` for the connect deadline (Timeout::upstream_connect).
 asio::awaitable<Lease> lease_connection(Worker& worker, ConnectionSlot& slot,
                                         const CompiledUpstream& upstream, int64_t endpoint);
@@ -98,5 +170,22 @@ void release_connection(Worker& worker, const CompiledUpstream& upstream,
 void attempt_started(Worker& worker, const CompiledUpstream& upstream, int64_t endpoint);
 void attempt_finished(Worker& worker, const CompiledUpstream& upstream, int64_t endpoint,
                       policy::AttemptOutcome outcome, uint16_t status);
+
+// Retry budget (connectionPool.http.maxRetries, across workers): a retry
+// may start only when admitted; each admitted retry must be followed by
+// retry_finished once that attempt is over.
+bool admit_retry(Worker& worker, const CompiledUpstream& upstream);
+void retry_finished(Worker& worker, const CompiledUpstream& upstream);
+
+// Outlier-detection bookkeeping for one finished attempt, apart from the
+// worker so it can be unit-tested with a fake clock. Returns true when the
+// attempt ejected the endpoint.
+bool record_outcome(ClusterState& cluster, EndpointState& ep, const OutlierDetection& od,
+                    policy::AttemptOutcome outcome, uint16_t status, TimePoint now);
+
+// Active health checks: (re)started on the worker that runs them (worker 0)
+// whenever it installs a snapshot; stopped on drain.
+void install_health_checks(Worker& worker, std::shared_ptr<const Snapshot> snapshot);
+void stop_health_checks(Worker& worker);
 
 }  // namespace sluice

@@ -1,15 +1,16 @@
 #include "upstream/pool.hpp"
 
-#include "upstream/cluster.hpp"
-
 #include <sys/socket.h>
 
 #include <cerrno>
+
+#include "upstream/cluster.hpp"
 
 namespace sluice {
 
 UpstreamConnection::~UpstreamConnection() {
   if (cluster) cluster->connections.fetch_sub(1, std::memory_order_relaxed);
+  if (endpoint) endpoint->connections.fetch_sub(1, std::memory_order_relaxed);
 }
 
 namespace {
@@ -40,6 +41,25 @@ void ConnectionPool::put(std::unique_ptr<UpstreamConnection> conn, size_t max_id
   if (list.size() >= max_idle) return;  // dropping it closes the socket
   conn->idle_since = std::chrono::steady_clock::now();
   list.push_back(std::move(conn));
+}
+
+void ConnectionPool::sweep(std::chrono::milliseconds idle_timeout, const ClusterState* cluster) {
+  auto now = std::chrono::steady_clock::now();
+  for (auto& [key, list] : idle_)
+    std::erase_if(list, [&](const std::unique_ptr<UpstreamConnection>& c) {
+      return c->cluster.get() == cluster && now - c->idle_since >= idle_timeout;
+    });
+}
+
+bool ConnectionPool::evict_one(const ClusterState* cluster) {
+  for (auto& [key, list] : idle_) {
+    for (auto it = list.begin(); it != list.end(); ++it) {
+      if ((*it)->cluster.get() != cluster) continue;
+      list.erase(it);  // oldest first would be nicer; any frees the place
+      return true;
+    }
+  }
+  return false;
 }
 
 void ConnectionPool::clear() {

@@ -12,15 +12,19 @@
 namespace sluice {
 
 class ClusterState;
+struct EndpointState;
 
 struct UpstreamConnection {
   explicit UpstreamConnection(asio::ip::tcp::socket s) : socket(std::move(s)) {}
+  // Gives back the connection's place in the upstream's and the endpoint's
+  // open-connection counts (max_connections).
   ~UpstreamConnection();
   UpstreamConnection(const UpstreamConnection&) = delete;
   UpstreamConnection& operator=(const UpstreamConnection&) = delete;
 
   asio::ip::tcp::socket socket;
-  std::shared_ptr<ClusterState> cluster;  // counts open connections per upstream
+  std::shared_ptr<ClusterState> cluster;    // counts open connections per upstream
+  std::shared_ptr<EndpointState> endpoint;  // and per endpoint
   std::string endpoint_key;
   uint32_t requests = 0;  // requests sent on this connection
   std::chrono::steady_clock::time_point idle_since{};
@@ -34,6 +38,12 @@ class ConnectionPool {
   std::unique_ptr<UpstreamConnection> take(const std::string& key,
                                            std::chrono::milliseconds idle_timeout);
   void put(std::unique_ptr<UpstreamConnection> conn, size_t max_idle);
+  // Closes `cluster`'s connections idle longer than `idle_timeout` (there is
+  // no timer: called when a request finds max_connections reached).
+  void sweep(std::chrono::milliseconds idle_timeout, const ClusterState* cluster);
+  // Closes one idle connection of `cluster` (any endpoint), freeing a place
+  // under max_connections for a waiting request. False if there was none.
+  bool evict_one(const ClusterState* cluster);
   void clear();
   size_t idle_count() const;
 

@@ -1,0 +1,124 @@
+#include "tls/client.hpp"
+
+#include <fmt/format.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/ssl.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include <algorithm>
+#include <fstream>
+
+#include "tls/cert.hpp"
+
+namespace sluice::tls {
+
+namespace {
+
+class ClientErrorCategory : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "sluice.tls.client"; }
+  std::string message(int e) const override {
+    switch (static_cast<ClientError>(e)) {
+      case ClientError::san_mismatch:
+        return "server certificate matches none of the subject_alt_names";
+    }
+    return "unknown TLS client error";
+  }
+};
+
+bool is_ip_literal(std::string_view host) {
+  asio::error_code ec;
+  asio::ip::make_address(std::string(host), ec);
+  return !ec;
+}
+
+}  // namespace
+
+const std::error_category& client_error_category() {
+  static const ClientErrorCategory category;
+  return category;
+}
+
+ClientContext::~ClientContext() = default;
+
+Result<std::shared_ptr<const ClientContext>> ClientContext::compile(
+    const ClientTlsSettings& settings, std::string object, std::string field_prefix) {
+  std::shared_ptr<ClientContext> out(new ClientContext());
+  out->settings_ = settings;
+  out->context_ = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
+  SSL_CTX* ctx = out->context_->native_handle();
+  auto field = [&](std::string_view f) { return fmt::format("{}.{}", field_prefix, f); };
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
+  static constexpr uint8_t kAlpn[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+  SSL_CTX_set_alpn_protos(ctx, kAlpn, sizeof(kAlpn));
+
+  if (settings.mode == ClientTlsSettings::Mode::mutual) {
+    if (settings.client_certificate.empty())
+      return Error{object, field("client_certificate"), "required with mode MUTUAL"};
+    if (settings.private_key.empty())
+      return Error{object, field("private_key"), "required with mode MUTUAL"};
+    auto error = load_key_pair(ctx, settings.client_certificate, settings.private_key,
+                               field("client_certificate"), field("private_key"));
+    if (!error.empty()) return Error{object, "", error};
+  } else if (!settings.client_certificate.empty() || !settings.private_key.empty()) {
+    return Error{object, field("client_certificate"), "only used with mode MUTUAL"};
+  }
+
+  if (!settings.insecure_skip_verify) {
+    if (!settings.ca_certificates.empty()) {
+      auto error = load_trust(ctx, settings.ca_certificates, false);
+      if (!error.empty()) return Error{object, field("ca_certificates"), error};
+    } else {
+      // Debian's bundle; BoringSSL (Android build) has no default paths.
+      std::ifstream in("/etc/ssl/certs/ca-certificates.crt");
+      std::string pem((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      if (pem.empty() || !load_trust(ctx, pem, false).empty())
+        return Error{object, field("ca_certificates"),
+                     "required: no system trust store at /etc/ssl/certs/ca-certificates.crt"};
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+  } else {
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nullptr);
+  }
+  // Client sessions are not cached here: pooled connections are the reuse.
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+  return std::shared_ptr<const ClientContext>(std::move(out));
+}
+
+asio::awaitable<std::error_code> handshake_client(asio::ssl::stream<asio::ip::tcp::socket>& stream,
+                                                  const ClientContext& context,
+                                                  std::string_view destination_host) {
+  const ClientTlsSettings& s = context.settings();
+  SSL* ssl = stream.native_handle();
+  std::string host(s.sni.empty() ? destination_host : std::string_view(s.sni));
+  bool ip = is_ip_literal(host);
+  if (!host.empty() && !ip) SSL_set_tlsext_host_name(ssl, host.c_str());
+  if (!s.insecure_skip_verify && s.subject_alt_names.empty() && !host.empty()) {
+    // The certificate must be valid for the name we asked for.
+    X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
+    X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    if (ip)
+      X509_VERIFY_PARAM_set1_ip_asc(param, host.c_str());
+    else
+      X509_VERIFY_PARAM_set1_host(param, host.data(), host.size());
+  }
+  auto [ec] = co_await stream.async_handshake(asio::ssl::stream_base::client,
+                                              asio::experimental::as_tuple(asio::use_awaitable));
+  if (ec) co_return ec;
+  if (!s.insecure_skip_verify && !s.subject_alt_names.empty()) {
+    X509* peer = SSL_get_peer_certificate(ssl);
+    auto names = certificate_names(peer);
+    X509_free(peer);
+    bool found = false;
+    for (const auto& want : s.subject_alt_names)
+      for (const auto* list : {&names.dns, &names.uris, &names.others})
+        if (std::find(list->begin(), list->end(), want) != list->end()) found = true;
+    if (!found) co_return make_error_code(ClientError::san_mismatch);
+  }
+  co_return std::error_code();
+}
+
+}  // namespace sluice::tls

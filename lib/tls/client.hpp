@@ -1,0 +1,67 @@
+#pragma once
+// TLS origination towards an upstream (Istio DestinationRule
+// trafficPolicy.tls with mode SIMPLE or MUTUAL). Compiled once per
+// configuration; the handshake runs on a stream created with context().
+
+#include <asio/awaitable.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/ssl/context.hpp>
+#include <asio/ssl/stream.hpp>
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+#include "sluice/result.hpp"
+
+namespace sluice::tls {
+
+// Mirrors Istio's ClientTLSSettings (DISABLE and ISTIO_MUTUAL aside).
+struct ClientTlsSettings {
+  enum class Mode { simple, mutual };
+  Mode mode = Mode::simple;
+  std::string sni;                 // empty: the destination host
+  std::string ca_certificates;     // PEM; empty: the system trust store
+  std::string client_certificate;  // PEM chain, leaf first; MUTUAL only
+  std::string private_key;         // PEM; MUTUAL only
+  // Accepted server SANs (DNS, URI, IP or email; exact). Empty: the server
+  // certificate must be valid for the SNI host name.
+  std::vector<std::string> subject_alt_names;
+  bool insecure_skip_verify = false;  // no chain or name checks at all
+};
+
+class ClientContext {
+ public:
+  ~ClientContext();
+  // Errors name `object` and `field_prefix` + ".<field>", e.g.
+  // "Upstream reviews: tls.client_certificate: ...".
+  static Result<std::shared_ptr<const ClientContext>> compile(const ClientTlsSettings& settings,
+                                                              std::string object,
+                                                              std::string field_prefix = "tls");
+  asio::ssl::context& context() const { return *context_; }
+  const ClientTlsSettings& settings() const { return settings_; }
+
+ private:
+  ClientContext() = default;
+  ClientTlsSettings settings_;
+  std::unique_ptr<asio::ssl::context> context_;
+};
+
+// Errors of handshake_client beyond those of BoringSSL.
+enum class ClientError { san_mismatch = 1 };
+const std::error_category& client_error_category();
+inline std::error_code make_error_code(ClientError e) {
+  return {static_cast<int>(e), client_error_category()};
+}
+
+// Client handshake on `stream` (created with `context.context()` over a
+// connected socket): SNI = settings.sni or `destination_host`, ALPN
+// http/1.1, chain verified against the CAs, server name or SANs checked.
+// Never throws; the error code says what failed.
+asio::awaitable<std::error_code> handshake_client(asio::ssl::stream<asio::ip::tcp::socket>& stream,
+                                                  const ClientContext& context,
+                                                  std::string_view destination_host);
+
+}  // namespace sluice::tls

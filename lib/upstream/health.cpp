@@ -1,0 +1,129 @@
+#include "upstream/health.hpp"
+
+#include <fmt/format.h>
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/write.hpp>
+
+#include <array>
+#include <optional>
+
+#include "upstream/cluster.hpp"
+
+namespace sluice {
+
+namespace {
+constexpr auto nothrow = asio::experimental::as_tuple(asio::use_awaitable);
+}  // namespace
+
+// What one probe loop owns; stop() reaches it through Control.
+struct ProbeIo {
+  explicit ProbeIo(asio::io_context& ctx) : timer(ctx), deadline(ctx) {}
+  asio::steady_timer timer;     // between probes
+  asio::steady_timer deadline;  // the probe timeout
+  std::optional<asio::ip::tcp::socket> socket;
+};
+
+struct HealthChecker::Control {
+  bool stopped = false;
+  std::vector<std::shared_ptr<ProbeIo>> probes;
+};
+
+namespace {
+
+// One probe: true when the endpoint answered 200 within the timeout.
+asio::awaitable<bool> probe_once(std::shared_ptr<ProbeIo> io, asio::ip::tcp::endpoint to,
+                                 std::string request, std::chrono::milliseconds timeout) {
+  auto& sock = io->socket.emplace(io->timer.get_executor());
+  io->deadline.expires_after(timeout);
+  io->deadline.async_wait([io](asio::error_code ec) {
+    asio::error_code ignored;
+    if (!ec && io->socket) io->socket->close(ignored);
+  });
+  bool ok = false;
+  auto [ec] = co_await sock.async_connect(to, nothrow);
+  if (!ec)
+    std::tie(ec, std::ignore) = co_await asio::async_write(sock, asio::buffer(request), nothrow);
+  std::string got;
+  std::array<char, 512> buf;
+  while (!ec && got.find("\r\n") == std::string::npos && got.size() < 1024) {
+    size_t n;
+    std::tie(ec, n) = co_await sock.async_read_some(asio::buffer(buf), nothrow);
+    if (!ec) got.append(buf.data(), n);
+  }
+  // "HTTP/1.x 200 ...": only the status code matters.
+  ok = got.size() >= 13 && got.compare(0, 7, "HTTP/1.") == 0 && got.compare(8, 5, " 200 ") == 0;
+  ok = ok ||
+       (got.size() >= 13 && got.compare(0, 7, "HTTP/1.") == 0 && got.compare(8, 5, " 200\r") == 0);
+  io->deadline.cancel();
+  asio::error_code ignored;
+  sock.close(ignored);
+  io->socket.reset();
+  co_return ok;
+}
+
+asio::awaitable<void> probe_loop(std::shared_ptr<HealthChecker::Control> control,
+                                 std::shared_ptr<ProbeIo> io, std::shared_ptr<EndpointState> ep,
+                                 asio::ip::tcp::endpoint to, HealthCheck hc) {
+  std::string host = hc.host.empty() ? ep->key : hc.host;
+  std::string request = fmt::format(
+      "GET {} HTTP/1.1\r\nhost: {}\r\nuser-agent: sluice-health-check\r\nconnection: close\r\n\r\n",
+      hc.path, host);
+  while (!control->stopped) {
+    bool ok = co_await probe_once(io, to, request, hc.timeout);
+    if (control->stopped) break;
+    if (ok) {
+      ep->check_failures = 0;
+      if (++ep->check_successes >= hc.healthy_threshold) {
+        ep->healthy.store(true, std::memory_order_relaxed);
+        ep->ejected_until.store(EndpointState::kNever, std::memory_order_relaxed);
+      }
+    } else {
+      ep->check_successes = 0;
+      if (++ep->check_failures >= hc.unhealthy_threshold)
+        ep->healthy.store(false, std::memory_order_relaxed);
+    }
+    io->timer.expires_after(hc.interval);
+    co_await io->timer.async_wait(nothrow);
+  }
+}
+
+}  // namespace
+
+HealthChecker::HealthChecker(asio::io_context& ctx, const Snapshot& snapshot)
+    : control_(std::make_shared<Control>()) {
+  for (const auto& up : snapshot.upstreams) {
+    if (!up.config.health_check) continue;
+    auto cluster = up.state ? up.state : std::make_shared<ClusterState>(up.config.name);
+    auto states = cluster->resolve(up);
+    for (size_t i = 0; i < up.endpoints.size(); ++i) {
+      auto io = std::make_shared<ProbeIo>(ctx);
+      control_->probes.push_back(io);
+      asio::co_spawn(
+          ctx,
+          probe_loop(control_, io, states[i], up.endpoints[i].address, *up.config.health_check),
+          asio::detached);
+    }
+  }
+}
+
+HealthChecker::~HealthChecker() {
+  stop();
+}
+
+void HealthChecker::stop() {
+  control_->stopped = true;
+  for (auto& io : control_->probes) {
+    io->timer.cancel();
+    io->deadline.cancel();
+    asio::error_code ignored;
+    if (io->socket) io->socket->close(ignored);
+  }
+  control_->probes.clear();
+}
+
+}  // namespace sluice

@@ -1,0 +1,32 @@
+#pragma once
+// Active HTTP health checks (off unless UpstreamConfig::health_check). One
+// coroutine per endpoint on the worker that owns the checker: GET the path
+// every interval, bounded by the timeout; 200 is a pass (Envoy's default
+// expected status). healthy_threshold passes in a row mark an endpoint
+// healthy, unhealthy_threshold failures unhealthy; a pass also ends an
+// outlier ejection (Envoy's successful_active_health_check_uneject_host).
+
+#include <asio/io_context.hpp>
+#include <memory>
+
+#include "config/snapshot.hpp"
+
+namespace sluice {
+
+class HealthChecker {
+ public:
+  HealthChecker(asio::io_context& ctx, const Snapshot& snapshot);
+  ~HealthChecker();
+  HealthChecker(const HealthChecker&) = delete;
+  HealthChecker& operator=(const HealthChecker&) = delete;
+
+  // Cancels every probe; their coroutines end at their next resumption.
+  void stop();
+
+  struct Control;
+
+ private:
+  std::shared_ptr<Control> control_;
+};
+
+}  // namespace sluice
