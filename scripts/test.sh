@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Builds sluice and runs every test, as CI does (.ci/run calls this):
+#   1. installs the Debian packages it needs (scripts/install-deps.sh)
+#   2. normal build (RelWithDebInfo) in build/ and its ctest suite, which
+#      includes the installed-package consumer and the README example check
+#   3. ASan + UBSan build in build-asan/ and the same suite under it
+#   4. a host project that pulls sluice in with add_subdirectory()
+# Exits non-zero on the first failure. SLUICE_JOBS sets parallelism (default 2).
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+jobs=${SLUICE_JOBS:-2}
+
+timings=()
+current=""
+started=$SECONDS
+
+summary() {
+  local rc=$?
+  echo
+  echo "==== timings"
+  local line
+  for line in "${timings[@]}"; do
+    echo "  $line"
+  done
+  if [[ $rc -ne 0 ]]; then
+    echo "  FAILED in phase: ${current:-setup} (exit $rc)"
+  fi
+  echo "  total: $((SECONDS - started)) s"
+}
+trap summary EXIT
+
+# CPU seconds used so far by finished child processes (utime + stime of
+# waited-for children, /proc/<pid>/stat fields 16 and 17). Shown next to wall
+# time because a shared machine stretches wall time, not CPU time.
+child_cpu_seconds() {
+  local -a f
+  read -r -a f </proc/$$/stat
+  echo $(((f[15] + f[16]) / $(getconf CLK_TCK)))
+}
+
+# phase NAME COMMAND...: runs one step, timed.
+phase() {
+  current=$1
+  shift
+  local t0=$SECONDS c0
+  c0=$(child_cpu_seconds)
+  echo
+  echo "==== $current"
+  "$@"
+  timings+=("$(printf '%-26s %5d s wall %6d s cpu' "$current" $((SECONDS - t0)) \
+    $(($(child_cpu_seconds) - c0)))")
+  current=""
+}
+
+# LeakSanitizer needs ptrace-like access some sandboxes deny; probe once so the
+# ASan run reports real leaks where it can and does not fail spuriously where
+# it cannot.
+lsan_works() {
+  local dir
+  dir=$(mktemp -d)
+  printf 'int main() { return 0; }\n' >"$dir/probe.c"
+  local ok=1
+  if gcc -fsanitize=address "$dir/probe.c" -o "$dir/probe" 2>/dev/null &&
+      ASAN_OPTIONS=detect_leaks=1 "$dir/probe" >"$dir/out" 2>&1; then
+    ok=0
+  fi
+  rm -rf "$dir"
+  return $ok
+}
+
+configure_build() {
+  local dir=$1
+  shift
+  cmake -S "$root" -B "$dir" -G Ninja "$@"
+  cmake --build "$dir" -j "$jobs"
+}
+
+run_ctest() {
+  ctest --test-dir "$1" --output-on-failure --no-tests=error -j "$jobs"
+}
+
+phase "dependencies" bash scripts/install-deps.sh
+echo "$(cmake --version | head -n1); ninja $(ninja --version); $(g++ --version | head -n1)"
+
+phase "build (RelWithDebInfo)" configure_build build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+phase "tests (RelWithDebInfo)" run_ctest build
+
+if lsan_works; then
+  leaks=1
+else
+  leaks=0
+  echo "note: LeakSanitizer does not work in this environment; leak checking is off"
+fi
+# Set before building too: test discovery runs the sanitized test binaries.
+export ASAN_OPTIONS="detect_leaks=${leaks}"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+# -O1 keeps the sanitized suite fast; no -DNDEBUG so assertions stay on.
+phase "build (ASan+UBSan)" configure_build build-asan -DSLUICE_SANITIZE=ON \
+  -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O1 -g" "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g"
+phase "tests (ASan+UBSan)" run_ctest build-asan
+unset ASAN_OPTIONS UBSAN_OPTIONS
+
+phase "package (add_subdirectory)" bash tests/package_test.sh subdirectory "$root/build-subdirectory"
+
+echo
+echo "all tests passed"
