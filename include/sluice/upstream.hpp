@@ -80,6 +80,20 @@ struct HealthCheck {
   uint32_t unhealthy_threshold = 3;
 };
 
+// TLS origination to the upstream (Istio DestinationRule trafficPolicy.tls,
+// modes SIMPLE and MUTUAL).
+struct UpstreamTls {
+  enum class Mode { simple, mutual };
+  Mode mode = Mode::simple;
+  std::string sni;                 // server name sent; empty: none (the loader sets the host)
+  std::string ca_certificates;     // PEM; empty: the system trust store
+  std::string client_certificate;  // PEM chain, leaf first; MUTUAL only
+  std::string private_key;         // PEM; MUTUAL only
+  // Accepted server SANs (exact). Empty: the certificate must be valid for sni.
+  std::vector<std::string> subject_alt_names;
+  bool insecure_skip_verify = false;  // no chain or name checks at all
+};
+
 struct UpstreamConfig {
   std::string name;
   std::vector<Endpoint> endpoints;
@@ -90,6 +104,7 @@ struct UpstreamConfig {
   ConnectionPoolSettings pool;
   std::optional<OutlierDetection> outlier_detection;
   std::optional<HealthCheck> health_check;
+  std::optional<UpstreamTls> tls;  // pooled and reused like plain connections
 };
 
 // A point-in-time view of one upstream, for tests and admin pages.

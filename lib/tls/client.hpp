@@ -15,22 +15,12 @@
 #include <vector>
 
 #include "sluice/result.hpp"
+#include "sluice/upstream.hpp"
 
 namespace sluice::tls {
 
-// Mirrors Istio's ClientTLSSettings (DISABLE and ISTIO_MUTUAL aside).
-struct ClientTlsSettings {
-  enum class Mode { simple, mutual };
-  Mode mode = Mode::simple;
-  std::string sni;                 // empty: the destination host
-  std::string ca_certificates;     // PEM; empty: the system trust store
-  std::string client_certificate;  // PEM chain, leaf first; MUTUAL only
-  std::string private_key;         // PEM; MUTUAL only
-  // Accepted server SANs (DNS, URI, IP or email; exact). Empty: the server
-  // certificate must be valid for the SNI host name.
-  std::vector<std::string> subject_alt_names;
-  bool insecure_skip_verify = false;  // no chain or name checks at all
-};
+// The public UpstreamTls (Istio ClientTLSSettings, DISABLE and ISTIO_MUTUAL aside).
+using ClientTlsSettings = UpstreamTls;
 
 class ClientContext {
  public:
