@@ -1,4 +1,5 @@
 #include "config/snapshot.hpp"
+#include "tls/client.hpp"
 #include "upstream/cluster.hpp"
 
 #include <fmt/format.h>
@@ -71,6 +72,11 @@ Result<CompiledUpstream> compile_upstream(const UpstreamConfig& cfg) {
     for (uint32_t i : up.all.members)
       if (has_labels(cfg.endpoints[i].labels, subset.labels)) members.push_back(i);
     up.subsets.emplace(subset.name, make_set(up.endpoints, std::move(members)));
+  }
+  if (cfg.tls) {
+    auto ctx = tls::ClientContext::compile(*cfg.tls, object, "tls");
+    if (!ctx) return ctx.error();
+    up.tls = std::move(ctx).value();
   }
   if (cfg.pool.connect_timeout.count() <= 0)
     return config_error(object, "pool.connect_timeout", "must be > 0");

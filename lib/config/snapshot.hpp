@@ -32,12 +32,16 @@ struct EndpointSet {
 };
 
 class ClusterState;
+namespace tls {
+class ClientContext;
+}
 
 struct CompiledUpstream {
   UpstreamConfig config;
   // Runtime state shared by workers and kept across reloads; attached by
   // Gateway::apply before the snapshot is published.
   std::shared_ptr<ClusterState> state;
+  std::shared_ptr<const tls::ClientContext> tls;  // TLS origination, if configured
   std::vector<CompiledEndpoint> endpoints;
   EndpointSet all;
   std::unordered_map<std::string, EndpointSet> subsets;

@@ -119,6 +119,18 @@ struct AttemptGuard {
 template <typename Stream>
 class Session {
  public:
+  // Upstream I/O, plain or TLS.
+  template <typename Buffers>
+  static awaitable<std::tuple<asio::error_code, size_t>> write_up(UpstreamConnection& c,
+                                                                  const Buffers& b) {
+    if (c.tls) co_return co_await asio::async_write(*c.tls, b, nothrow);
+    co_return co_await asio::async_write(c.socket, b, nothrow);
+  }
+  awaitable<bool> fill_up(Window& w, UpstreamConnection& c) {
+    if (c.tls) co_return co_await fill(w, *c.tls, false);
+    co_return co_await fill(w, c.socket, false);
+  }
+
   Session(Worker& worker, Stream stream, std::string listener, uint16_t port, DownstreamTls tls)
       : worker_(worker),
         stream_(std::move(stream)),
@@ -627,7 +639,7 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx, const Snapshot& snap
       slot_.fired = Timeout::none;
       slot_.set_deadline(Timeout::io, limits_->idle_timeout);
       {
-        auto [ec, n] = co_await asio::async_write(conn->socket, asio::buffer(out_head), nothrow);
+        auto [ec, n] = co_await write_up(*conn, asio::buffer(out_head));
         if (ec) sent = false;
       }
       auto send_body = [&](std::string_view body) -> awaitable<bool> {
@@ -638,10 +650,9 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx, const Snapshot& snap
           http::append_chunk_header(chunk_head, body.size());
           std::array<asio::const_buffer, 3> bufs = {asio::buffer(chunk_head), asio::buffer(body),
                                                     asio::buffer(http::kChunkEnd)};
-          std::tie(ec, std::ignore) = co_await asio::async_write(conn->socket, bufs, nothrow);
+          std::tie(ec, std::ignore) = co_await write_up(*conn, bufs);
         } else {
-          std::tie(ec, std::ignore) =
-              co_await asio::async_write(conn->socket, asio::buffer(body), nothrow);
+          std::tie(ec, std::ignore) = co_await write_up(*conn, asio::buffer(body));
         }
         co_return !ec;
       };
@@ -679,8 +690,7 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx, const Snapshot& snap
         if (!co_await send_body(body)) sent = false;
       }
       if (sent && has_body && chunked_up) {
-        auto [ec, n] =
-            co_await asio::async_write(conn->socket, asio::buffer(http::kLastChunk), nothrow);
+        auto [ec, n] = co_await write_up(*conn, asio::buffer(http::kLastChunk));
         if (ec) sent = false;
       }
       if (sent && !mirrors_started && !rr.mirrors.empty()) {
@@ -704,7 +714,7 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx, const Snapshot& snap
           resp.expect_no_body(is_head);
           continue;
         }
-        if (uin.size() == 0 && !co_await fill(uin, conn->socket, false)) {
+        if (uin.size() == 0 && !co_await fill_up(uin, *conn)) {
           failed = true;
           break;
         }
@@ -817,7 +827,7 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx, const Snapshot& snap
         if (n > 0) continue;
         slot_.fired = Timeout::none;
         slot_.set_deadline(Timeout::io, limits_->idle_timeout);
-        if (!co_await fill(uin, conn->socket, false)) {
+        if (!co_await fill_up(uin, *conn)) {
           if (slot_.fired == Timeout::none && resp.finish()) continue;  // close-delimited end
           ok = false;  // truncated or timed out: the client must see the close
           if (slot_.fired == Timeout::route) ctx.response_flags = "UT";

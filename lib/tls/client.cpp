@@ -88,11 +88,8 @@ Result<std::shared_ptr<const ClientContext>> ClientContext::compile(
   return std::shared_ptr<const ClientContext>(std::move(out));
 }
 
-asio::awaitable<std::error_code> handshake_client(asio::ssl::stream<asio::ip::tcp::socket>& stream,
-                                                  const ClientContext& context,
-                                                  std::string_view destination_host) {
+void prepare_client(SSL* ssl, const ClientContext& context, std::string_view destination_host) {
   const ClientTlsSettings& s = context.settings();
-  SSL* ssl = stream.native_handle();
   std::string host(s.sni.empty() ? destination_host : std::string_view(s.sni));
   bool ip = is_ip_literal(host);
   if (!host.empty() && !ip) SSL_set_tlsext_host_name(ssl, host.c_str());
@@ -105,9 +102,10 @@ asio::awaitable<std::error_code> handshake_client(asio::ssl::stream<asio::ip::tc
     else
       X509_VERIFY_PARAM_set1_host(param, host.data(), host.size());
   }
-  auto [ec] = co_await stream.async_handshake(asio::ssl::stream_base::client,
-                                              asio::experimental::as_tuple(asio::use_awaitable));
-  if (ec) co_return ec;
+}
+
+std::error_code check_client(SSL* ssl, const ClientContext& context) {
+  const ClientTlsSettings& s = context.settings();
   if (!s.insecure_skip_verify && !s.subject_alt_names.empty()) {
     X509* peer = SSL_get_peer_certificate(ssl);
     auto names = certificate_names(peer);
@@ -116,9 +114,9 @@ asio::awaitable<std::error_code> handshake_client(asio::ssl::stream<asio::ip::tc
     for (const auto& want : s.subject_alt_names)
       for (const auto* list : {&names.dns, &names.uris, &names.others})
         if (std::find(list->begin(), list->end(), want) != list->end()) found = true;
-    if (!found) co_return make_error_code(ClientError::san_mismatch);
+    if (!found) return make_error_code(ClientError::san_mismatch);
   }
-  co_return std::error_code();
+  return {};
 }
 
 }  // namespace sluice::tls

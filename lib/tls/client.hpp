@@ -4,9 +4,11 @@
 // configuration; the handshake runs on a stream created with context().
 
 #include <asio/awaitable.hpp>
+#include <asio/experimental/as_tuple.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/ssl/context.hpp>
 #include <asio/ssl/stream.hpp>
+#include <asio/use_awaitable.hpp>
 
 #include <memory>
 #include <string>
@@ -46,12 +48,24 @@ inline std::error_code make_error_code(ClientError e) {
   return {static_cast<int>(e), client_error_category()};
 }
 
-// Client handshake on `stream` (created with `context.context()` over a
-// connected socket): SNI = settings.sni or `destination_host`, ALPN
-// http/1.1, chain verified against the CAs, server name or SANs checked.
-// Never throws; the error code says what failed.
-asio::awaitable<std::error_code> handshake_client(asio::ssl::stream<asio::ip::tcp::socket>& stream,
-                                                  const ClientContext& context,
-                                                  std::string_view destination_host);
+// The parts of a client handshake around BoringSSL's: SNI and name checks
+// before, SAN checks after.
+void prepare_client(SSL* ssl, const ClientContext& context, std::string_view destination_host);
+std::error_code check_client(SSL* ssl, const ClientContext& context);
+
+// Client handshake on `stream` (an asio::ssl::stream created with
+// `context.context()` over a connected socket, or a reference to one): SNI =
+// settings.sni or `destination_host`, ALPN http/1.1, chain verified against
+// the CAs, server name or SANs checked. Never throws; the error code says
+// what failed.
+template <typename Stream>
+asio::awaitable<std::error_code> handshake_client(Stream& stream, const ClientContext& context,
+                                                  std::string_view destination_host) {
+  prepare_client(stream.native_handle(), context, destination_host);
+  auto [ec] = co_await stream.async_handshake(asio::ssl::stream_base::client,
+                                              asio::experimental::as_tuple(asio::use_awaitable));
+  if (ec) co_return ec;
+  co_return check_client(stream.native_handle(), context);
+}
 
 }  // namespace sluice::tls

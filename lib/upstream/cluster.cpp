@@ -12,6 +12,7 @@
 
 #include "config/snapshot.hpp"
 #include "runtime/worker.hpp"
+#include "tls/client.hpp"
 #include "upstream/balancer.hpp"
 #include "upstream/hash.hpp"
 #include "upstream/health.hpp"
@@ -357,6 +358,26 @@ asio::awaitable<Lease> lease_connection(Worker& worker, ConnectionSlot& slot,
   lease.conn = std::make_unique<UpstreamConnection>(std::move(s));
   lease.conn->endpoint_key = ep.key;
   lease.conn->cluster = cluster;  // already counted by reserve_connection
+  if (upstream.tls) {
+    // TLS origination; the handshake shares the connect deadline.
+    auto& c = *lease.conn;
+    c.tls = std::make_unique<asio::ssl::stream<asio::ip::tcp::socket&>>(c.socket,
+                                                                        upstream.tls->context());
+    slot.upstream = &c.socket;
+    slot.set_deadline(ConnectionSlot::Timeout::upstream_connect, pool.connect_timeout);
+    std::error_code hs = co_await tls::handshake_client(*c.tls, *upstream.tls, "");
+    slot.upstream = nullptr;
+    slot.clear_deadline();
+    if (hs) {
+      lease.conn.reset();
+      worker.balancer().wake_one();
+      lease.status = slot.fired == ConnectionSlot::Timeout::upstream_connect
+                         ? Lease::Status::connect_timeout
+                     : slot.fired != ConnectionSlot::Timeout::none ? Lease::Status::cancelled
+                                                                   : Lease::Status::connect_failure;
+      co_return lease;
+    }
+  }
   if (ep_state) {
     ep_state->connections.fetch_add(1, std::memory_order_relaxed);
     lease.conn->endpoint = std::move(ep_state);

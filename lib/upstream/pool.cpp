@@ -14,10 +14,12 @@ UpstreamConnection::~UpstreamConnection() {
 }
 
 namespace {
-// Peeks without blocking: a usable idle connection has nothing to read.
-bool still_usable(asio::ip::tcp::socket& s) {
-  char c;
-  ssize_t n = ::recv(s.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+// Peeks without blocking: a usable idle connection has nothing to read
+// (under TLS, session tickets may wait to be read: only a close counts).
+bool still_usable(UpstreamConnection& c) {
+  char byte;
+  ssize_t n = ::recv(c.socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n > 0) return c.tls != nullptr;
   return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 }  // namespace
@@ -31,7 +33,7 @@ std::unique_ptr<UpstreamConnection> ConnectionPool::take(const std::string& key,
   while (!list.empty()) {
     auto conn = std::move(list.back());
     list.pop_back();
-    if (now - conn->idle_since < idle_timeout && still_usable(conn->socket)) return conn;
+    if (now - conn->idle_since < idle_timeout && still_usable(*conn)) return conn;
   }
   return nullptr;
 }

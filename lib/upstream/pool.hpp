@@ -3,6 +3,7 @@
 // Owned by one worker thread: no locks.
 
 #include <asio/ip/tcp.hpp>
+#include <asio/ssl/stream.hpp>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -23,6 +24,9 @@ struct UpstreamConnection {
   UpstreamConnection& operator=(const UpstreamConnection&) = delete;
 
   asio::ip::tcp::socket socket;
+  // TLS origination: the session runs over `socket`, which stays the place
+  // to cancel, peek and close.
+  std::unique_ptr<asio::ssl::stream<asio::ip::tcp::socket&>> tls;
   std::shared_ptr<ClusterState> cluster;    // counts open connections per upstream
   std::shared_ptr<EndpointState> endpoint;  // and per endpoint
   std::string endpoint_key;
