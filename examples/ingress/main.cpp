@@ -215,6 +215,7 @@ class Control {
       return std::nullopt;
     }
     dns_names_ = sluice::istio::dns_names(*parsed);
+    files_ = sluice::istio::referenced_files(*parsed);
     dns_ = sluice::istio::resolve(dns_names_);
     parsed_ = *parsed;
     return translate();
@@ -264,6 +265,9 @@ class Control {
     std::fflush(stdout);
   }
 
+  // Certificate and key files the configuration read (to watch for changes).
+  const std::vector<std::string>& files() const { return files_; }
+
   void refresh_dns() {
     if (dns_names_.empty() || !parsed_) return;
     auto fresh = sluice::istio::resolve(dns_names_);
@@ -278,6 +282,7 @@ class Control {
   sluice::Gateway& gateway_;
   std::optional<sluice::istio::Parsed> parsed_;
   std::vector<std::string> dns_names_;
+  std::vector<std::string> files_;
   sluice::istio::DnsTable dns_;
 };
 
@@ -291,33 +296,49 @@ class Watcher {
     int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     if (fd < 0) return;
     descriptor_.assign(fd);
-    namespace fs = std::filesystem;
-    for (const auto& p : paths) {
-      std::error_code ec;
-      bool dir = fs::is_directory(p, ec);
-      std::string watched = dir ? p : fs::path(p).parent_path().string();
-      if (watched.empty()) watched = ".";
-      int wd =
-          inotify_add_watch(fd, watched.c_str(),
-                            IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE);
-      if (wd < 0) continue;
-      watches_.push_back({wd, dir ? std::string() : fs::path(p).filename().string()});
-    }
+    for (const auto& p : paths) add(p);
     read();
   }
 
+  // Also watch these files (certificates the configuration reads); a file
+  // already covered is skipped. Watches are never removed: a stale one only
+  // costs a spurious, harmless reload.
+  void add_files(const std::vector<std::string>& files) {
+    for (const auto& f : files) add(f);
+  }
+
  private:
+  void add(const std::string& p) {
+    namespace fs = std::filesystem;
+    if (!descriptor_.is_open()) return;
+    std::error_code ec;
+    bool dir = fs::is_directory(p, ec);
+    std::string watched = dir ? p : fs::path(p).parent_path().string();
+    if (watched.empty()) watched = ".";
+    // The same directory gives the same watch descriptor: the files share it.
+    int wd =
+        inotify_add_watch(descriptor_.native_handle(), watched.c_str(),
+                          IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE);
+    if (wd < 0) return;
+    std::string only = dir ? std::string() : fs::path(p).filename().string();
+    for (const auto& w : watches_)
+      if (w.wd == wd && w.only == only) return;
+    watches_.push_back({wd, only});
+  }
+
   struct Watch {
     int wd;
-    std::string only;  // a --config file: only events for this name count
+    std::string only;  // a file: only events for this name count
   };
 
+  // Several watches can share a descriptor (a --config file and a certificate
+  // in one directory): any of them counts.
   bool relevant(const inotify_event* ev) const {
     std::string name = ev->len ? ev->name : "";
     for (const auto& w : watches_) {
       if (w.wd != ev->wd) continue;
-      if (!w.only.empty()) return name == w.only;
-      return name.ends_with(".yaml") || name.ends_with(".yml");
+      if (!w.only.empty() ? name == w.only : name.ends_with(".yaml") || name.ends_with(".yml"))
+        return true;
     }
     return false;
   }
@@ -385,11 +406,13 @@ int serve(const Options& o) {
   fmt::print("ready\n");
   std::fflush(stdout);
 
+  std::optional<Watcher> watcher;
   std::function<void()> wait_signal = [&] {
     signals.async_wait([&](asio::error_code ec, int sig) {
       if (ec) return;
       if (sig == SIGHUP) {
         if (!o.demo) control.reload("SIGHUP");
+        if (watcher) watcher->add_files(control.files());
         wait_signal();
         return;
       }
@@ -398,8 +421,13 @@ int serve(const Options& o) {
     });
   };
   wait_signal();
-  std::optional<Watcher> watcher;
-  if (!o.demo && o.watch) watcher.emplace(io, o.configs, [&] { control.reload("file change"); });
+  if (!o.demo && o.watch) {
+    watcher.emplace(io, o.configs, [&] {
+      control.reload("file change");
+      watcher->add_files(control.files());
+    });
+    watcher->add_files(control.files());
+  }
   asio::steady_timer dns_timer(io);
   std::function<void()> schedule_dns = [&] {
     if (o.dns_refresh_seconds <= 0 || o.demo) return;

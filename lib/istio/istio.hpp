@@ -36,6 +36,10 @@ Result<Parsed> parse_files(const std::vector<std::string>& paths);
 // One YAML stream; `origin` names it in errors.
 Result<Parsed> parse_string(std::string_view yaml, std::string origin = "<string>");
 
+// Certificate and key files the configuration reads (resolved paths, unique):
+// a change to one of them is a reason to reload.
+std::vector<std::string> referenced_files(const Parsed& parsed);
+
 // Hostnames that DNS-resolution ServiceEntries need, sorted and unique.
 std::vector<std::string> dns_names(const Parsed& parsed);
 
@@ -73,6 +77,7 @@ struct ServerOrigin {
   std::string server_name;
   std::string protocol;
   std::vector<std::string> hosts;
+  std::string tls_mode;  // HTTPS / TLS servers: SIMPLE, MUTUAL, OPTIONAL_MUTUAL, PASSTHROUGH
 };
 
 struct ListenerInfo {

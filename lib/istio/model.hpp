@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "sluice/gateway.hpp"
 #include "sluice/matcher.hpp"
 #include "sluice/router.hpp"
 #include "sluice/upstream.hpp"
@@ -27,12 +28,35 @@ struct Meta {
   std::string key() const { return namespace_ + "/" + name; }
 };
 
+// A certificate, key or CA bundle named by a file field: its path as written,
+// the resolved path (relative to the YAML file) and the PEM read at load.
+struct PemFile {
+  std::string field;  // YAML path, for errors
+  std::string path;   // resolved
+  std::string text;
+};
+
+// Gateway server `tls` (ServerTLSSettings).
+struct ServerTlsIn {
+  std::string mode = "PASSTHROUGH";  // Istio's zero value
+  bool https_redirect = false;
+  std::optional<PemFile> server_certificate, private_key, ca_certificates;
+  std::string credential_name;
+  std::vector<std::string> subject_alt_names;
+  std::vector<std::string> verify_certificate_spki;
+  std::vector<std::string> verify_certificate_hash;
+  TlsServer::Version min_version = TlsServer::Version::tls1_2;
+  TlsServer::Version max_version = TlsServer::Version::tls_auto;
+  std::vector<std::string> cipher_suites;
+};
+
 struct GatewayServer {
   uint16_t port = 0;
   std::string port_name;
   std::string protocol;  // upper case
   std::vector<std::string> hosts;
   std::string name;
+  std::optional<ServerTlsIn> tls;  // absent: no `tls` block
 };
 
 struct GatewayRes {
@@ -84,11 +108,25 @@ struct HttpRuleIn {
   std::optional<DelegateIn> delegate;
 };
 
+// VirtualService `tls:` routes (TLSRoute), served at PASSTHROUGH servers.
+struct TlsMatchIn {
+  std::vector<std::string> sni_hosts;
+  std::optional<uint16_t> port;
+  std::vector<std::string> gateways;
+  bool source_labels = false;  // mesh-only condition: never true at an ingress
+};
+
+struct TlsRuleIn {
+  std::vector<TlsMatchIn> matches;
+  std::vector<DestinationIn> route;
+};
+
 struct VirtualServiceRes {
   Meta meta;
   std::vector<std::string> hosts;  // empty: a delegate (only reachable through a root's delegate)
   std::vector<std::string> gateways;
   std::vector<HttpRuleIn> http;
+  std::vector<TlsRuleIn> tls;
 };
 
 // The parts of a TrafficPolicy sluice maps; each is "set" or "absent" so that
@@ -99,10 +137,22 @@ struct LoadBalancerIn {
   std::chrono::seconds warmup{0};
 };
 
+// DestinationRule `tls` (ClientTLSSettings).
+struct ClientTlsIn {
+  std::string mode = "DISABLE";
+  std::string path;  // YAML path of the block, for errors
+  std::string sni;
+  std::optional<PemFile> ca_certificates, client_certificate, private_key;
+  std::string credential_name;
+  std::vector<std::string> subject_alt_names;
+  bool insecure_skip_verify = false;
+};
+
 struct PolicyParts {
   std::optional<LoadBalancerIn> load_balancer;
   std::optional<ConnectionPoolSettings> connection_pool;
   std::optional<OutlierDetection> outlier_detection;
+  std::optional<ClientTlsIn> tls;
 };
 
 struct PortPolicyIn {
@@ -150,11 +200,19 @@ struct ServiceEntryRes {
   std::vector<WorkloadEndpoint> endpoints;
 };
 
+// A core v1 Secret (credentialName); `data` decoded, `stringData` merged.
+struct SecretRes {
+  Meta meta;
+  std::string type;
+  std::map<std::string, std::string> data;
+};
+
 struct Resources {
   std::vector<GatewayRes> gateways;
   std::vector<VirtualServiceRes> virtual_services;
   std::vector<DestinationRuleRes> destination_rules;
   std::vector<ServiceEntryRes> service_entries;
+  std::vector<SecretRes> secrets;
 };
 
 // The narrower of two host patterns when one covers the other ("*",

@@ -643,6 +643,216 @@ std::string decode_base64(std::string_view in, const Meta& meta, const std::stri
   return out;
 }
 
+// --- TLS ------------------------------------------------------------------------
+
+// A certificate file field: relative paths are relative to the YAML file's
+// directory (the working directory for YAML given as a string).
+PemFile read_pem(const YAML::Node& node, const Meta& meta, const std::string& path) {
+  namespace fs = std::filesystem;
+  std::string written = scalar(node, meta, path);
+  if (written.empty()) fail(meta, path, "must not be empty");
+  fs::path p(written);
+  std::error_code ec;
+  if (p.is_relative() && !meta.file.empty() && fs::is_regular_file(meta.file, ec))
+    p = fs::path(meta.file).parent_path() / p;
+  std::ifstream in(p, std::ios::binary);
+  if (!in) fail(meta, path, fmt::format("cannot read \"{}\"", p.string()));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  PemFile out{path, p.lexically_normal().string(), ss.str()};
+  if (out.text.find("-----BEGIN") == std::string::npos)
+    fail(meta, path, fmt::format("\"{}\" holds no PEM block", out.path));
+  return out;
+}
+
+TlsServer::Version tls_version(const YAML::Node& node, const Meta& meta, const std::string& path) {
+  std::string v =
+      enum_name(node, meta, path, {"TLS_AUTO", "TLSV1_0", "TLSV1_1", "TLSV1_2", "TLSV1_3"});
+  if (v == "TLSV1_0") return TlsServer::Version::tls1_0;
+  if (v == "TLSV1_1") return TlsServer::Version::tls1_1;
+  if (v == "TLSV1_2") return TlsServer::Version::tls1_2;
+  if (v == "TLSV1_3") return TlsServer::Version::tls1_3;
+  return TlsServer::Version::tls_auto;
+}
+
+// Gateway servers[].tls (ServerTLSSettings).
+ServerTlsIn parse_server_tls(const YAML::Node& n, const Meta& m, const std::string& path,
+                             bool* mode_set) {
+  ServerTlsIn out;
+  Fields f(n, m, path);
+  if (auto v = f.get("httpsRedirect")) out.https_redirect = boolean(v, m, f.sub("httpsRedirect"));
+  *mode_set = false;
+  if (auto v = f.get("mode")) {
+    *mode_set = true;
+    out.mode = enum_name(
+        v, m, f.sub("mode"),
+        {"PASSTHROUGH", "SIMPLE", "MUTUAL", "AUTO_PASSTHROUGH", "ISTIO_MUTUAL", "OPTIONAL_MUTUAL"});
+    if (out.mode == "ISTIO_MUTUAL")
+      fail(m, f.sub("mode"), "ISTIO_MUTUAL is not supported (needs the mesh's certificates)");
+    if (out.mode == "AUTO_PASSTHROUGH")
+      fail(m, f.sub("mode"),
+           "AUTO_PASSTHROUGH is not supported: it routes by mesh-internal SNI names, which "
+           "an ingress without the mesh does not have (use PASSTHROUGH with a VirtualService "
+           "tls route)");
+  }
+  bool terminates = out.mode == "SIMPLE" || out.mode == "MUTUAL" || out.mode == "OPTIONAL_MUTUAL";
+  if (auto v = f.get("credentialName")) out.credential_name = scalar(v, m, f.sub("credentialName"));
+  f.not_implemented({"credentialNames", "tlsCertificates", "caCrl"});
+  // With credentialName the Secret wins, as in Istio; the files are not read.
+  for (auto [key, dst] : {std::pair{"serverCertificate", &out.server_certificate},
+                          std::pair{"privateKey", &out.private_key},
+                          std::pair{"caCertificates", &out.ca_certificates}}) {
+    auto v = f.get(key);
+    if (!v) continue;
+    if (!out.credential_name.empty()) {
+      note(m, f.sub(key), "ignored: credentialName is set");
+      continue;
+    }
+    if (!terminates) {
+      *mode_set = true;  // certificate material: not an httpsRedirect-only block
+      fail(m, f.sub(key), fmt::format("has no effect with mode {}", out.mode));
+    }
+    *dst = read_pem(v, m, f.sub(key));
+  }
+  out.subject_alt_names = string_list(f.get("subjectAltNames"), m, f.sub("subjectAltNames"));
+  out.verify_certificate_spki =
+      string_list(f.get("verifyCertificateSpki"), m, f.sub("verifyCertificateSpki"));
+  out.verify_certificate_hash =
+      string_list(f.get("verifyCertificateHash"), m, f.sub("verifyCertificateHash"));
+  if (auto v = f.get("minProtocolVersion"))
+    out.min_version = tls_version(v, m, f.sub("minProtocolVersion"));
+  if (auto v = f.get("maxProtocolVersion"))
+    out.max_version = tls_version(v, m, f.sub("maxProtocolVersion"));
+  if (out.min_version != TlsServer::Version::tls_auto &&
+      out.max_version != TlsServer::Version::tls_auto && out.min_version > out.max_version)
+    fail(m, f.sub("minProtocolVersion"), "must not be above maxProtocolVersion");
+  out.cipher_suites = string_list(f.get("cipherSuites"), m, f.sub("cipherSuites"));
+  f.finish();
+  if (terminates && out.credential_name.empty()) {
+    if (!out.server_certificate)
+      fail(m, f.sub("serverCertificate"),
+           fmt::format("required with mode {} (or credentialName)", out.mode));
+    if (!out.private_key)
+      fail(m, f.sub("privateKey"),
+           fmt::format("required with mode {} (or credentialName)", out.mode));
+    if (out.mode != "SIMPLE" && !out.ca_certificates)
+      fail(m, f.sub("caCertificates"),
+           fmt::format("required with mode {} (or credentialName)", out.mode));
+  }
+  return out;
+}
+
+// DestinationRule trafficPolicy.tls (ClientTLSSettings).
+ClientTlsIn parse_client_tls(const YAML::Node& n, const Meta& m, const std::string& path) {
+  ClientTlsIn out;
+  out.path = path;
+  Fields f(n, m, path);
+  if (auto v = f.get("mode"))
+    out.mode = enum_name(v, m, f.sub("mode"), {"DISABLE", "SIMPLE", "MUTUAL", "ISTIO_MUTUAL"});
+  if (out.mode == "ISTIO_MUTUAL")
+    fail(m, f.sub("mode"), "ISTIO_MUTUAL is not supported (needs the mesh's certificates)");
+  if (auto v = f.get("credentialName")) out.credential_name = scalar(v, m, f.sub("credentialName"));
+  for (auto [key, dst] : {std::pair{"caCertificates", &out.ca_certificates},
+                          std::pair{"clientCertificate", &out.client_certificate},
+                          std::pair{"privateKey", &out.private_key}}) {
+    auto v = f.get(key);
+    if (!v || out.mode == "DISABLE") continue;
+    if (!out.credential_name.empty()) {
+      note(m, f.sub(key), "ignored: credentialName is set");
+      continue;
+    }
+    *dst = read_pem(v, m, f.sub(key));
+  }
+  if (auto v = f.get("sni")) out.sni = scalar(v, m, f.sub("sni"));
+  out.subject_alt_names = string_list(f.get("subjectAltNames"), m, f.sub("subjectAltNames"));
+  if (auto v = f.get("insecureSkipVerify"))
+    out.insecure_skip_verify = boolean(v, m, f.sub("insecureSkipVerify"));
+  f.not_implemented({"caCrl"});
+  f.finish();
+  if (out.mode == "MUTUAL" && out.credential_name.empty()) {
+    if (!out.client_certificate)
+      fail(m, f.sub("clientCertificate"), "required with mode MUTUAL (or credentialName)");
+    if (!out.private_key)
+      fail(m, f.sub("privateKey"), "required with mode MUTUAL (or credentialName)");
+  }
+  return out;
+}
+
+// VirtualService tls[] (TLSRoute).
+TlsRuleIn parse_tls_rule(const YAML::Node& n, const Meta& m, const std::string& path) {
+  TlsRuleIn out;
+  Fields f(n, m, path);
+  auto match = f.require("match");
+  std::string mp = f.sub("match");
+  require_seq(match, m, mp);
+  if (match.size() == 0) fail(m, mp, "at least one match is required");
+  for (size_t i = 0; i < match.size(); ++i) {
+    Fields mf(match[i], m, index(mp, i));
+    TlsMatchIn tm;
+    tm.sni_hosts = string_list(mf.require("sniHosts"), m, mf.sub("sniHosts"));
+    if (tm.sni_hosts.empty()) fail(m, mf.sub("sniHosts"), "at least one SNI host is required");
+    if (auto v = mf.get("port")) tm.port = port_number(v, m, mf.sub("port"));
+    tm.gateways = string_list(mf.get("gateways"), m, mf.sub("gateways"));
+    if (mf.get("sourceLabels") || mf.get("sourceNamespace")) tm.source_labels = true;
+    mf.not_implemented({"destinationSubnets"});
+    mf.finish();
+    out.matches.push_back(std::move(tm));
+  }
+  auto route = f.get("route");
+  std::string rp = f.sub("route");
+  if (!route) fail(m, rp, "required field is missing");
+  require_seq(route, m, rp);
+  for (size_t i = 0; i < route.size(); ++i) {
+    Fields rf(route[i], m, index(rp, i));
+    DestinationIn d;
+    parse_destination(rf.require("destination"), m, rf.sub("destination"), d);
+    if (auto v = rf.get("weight")) {
+      d.weight = integer(v, m, rf.sub("weight"));
+      if (*d.weight < 0) fail(m, rf.sub("weight"), fmt::format("must be >= 0, got {}", *d.weight));
+    }
+    rf.finish();
+    out.route.push_back(std::move(d));
+  }
+  size_t weighted = 0;
+  for (const auto& d : out.route) weighted += !d.weight || *d.weight > 0;
+  if (route.size() == 0) fail(m, rp, "at least one destination is required");
+  if (weighted > 1)
+    fail(m, rp, "weighted TLS routes to several destinations are not implemented yet");
+  f.finish();
+  return out;
+}
+
+// core v1 Secret, as `kubectl get secret -o yaml` prints it.
+SecretRes parse_secret(const YAML::Node& doc, Meta meta) {
+  SecretRes out;
+  out.meta = std::move(meta);
+  const Meta& m = out.meta;
+  for (const auto& kv : doc) {
+    std::string k = kv.first.IsScalar() ? kv.first.Scalar() : "?";
+    static const std::set<std::string> known = {"apiVersion", "kind",       "metadata", "type",
+                                                "data",       "stringData", "immutable"};
+    if (!known.count(k)) fail(m, k, fmt::format("unknown field \"{}\"", k));
+  }
+  out.type = doc["type"] ? scalar(doc["type"], m, "type") : "Opaque";
+  if (YAML::Node data = doc["data"]; data && !data.IsNull()) {
+    if (!data.IsMap()) fail(m, "data", "must be a mapping");
+    for (const auto& kv : data) {
+      std::string k = scalar(kv.first, m, "data");
+      // Never the value in a message: it is secret material.
+      std::string text = kv.second.IsScalar() ? kv.second.Scalar() : std::string();
+      out.data[k] = decode_base64(text, m, join("data", k));
+    }
+  }
+  if (YAML::Node data = doc["stringData"]; data && !data.IsNull()) {
+    if (!data.IsMap()) fail(m, "stringData", "must be a mapping");
+    for (const auto& kv : data) {
+      std::string k = scalar(kv.first, m, "stringData");
+      out.data[k] = kv.second.IsScalar() ? kv.second.Scalar() : std::string();
+    }
+  }
+  return out;
+}
+
 HttpRuleIn parse_http_rule(const YAML::Node& n, const Meta& meta, const std::string& path) {
   HttpRuleIn out;
   Fields f(n, meta, path);
@@ -779,7 +989,12 @@ VirtualServiceRes parse_virtual_service(const YAML::Node& spec, Meta meta) {
     for (size_t i = 0; i < v.size(); ++i)
       out.http.push_back(parse_http_rule(v[i], m, index("http", i)));
   }
-  f.not_implemented({"tls", "tcp"});
+  if (auto v = f.get("tls")) {
+    require_seq(v, m, "tls");
+    for (size_t i = 0; i < v.size(); ++i)
+      out.tls.push_back(parse_tls_rule(v[i], m, index("tls", i)));
+  }
+  f.not_implemented({"tcp"});
   f.ignore({"exportTo"});
   f.finish();
   return out;
@@ -1006,8 +1221,7 @@ PolicyParts parse_policy_parts(Fields& f, const Meta& m) {
     out.connection_pool = parse_connection_pool(v, m, f.sub("connectionPool"));
   if (auto v = f.get("outlierDetection"))
     out.outlier_detection = parse_outlier(v, m, f.sub("outlierDetection"));
-  // TLS origination belongs to the TLS work.
-  f.not_implemented({"tls"});
+  if (auto v = f.get("tls")) out.tls = parse_client_tls(v, m, f.sub("tls"));
   return out;
 }
 
@@ -1158,7 +1372,21 @@ GatewayRes parse_gateway(const YAML::Node& spec, Meta meta) {
     srv.hosts = string_list(s.require("hosts"), m, s.sub("hosts"));
     if (srv.hosts.empty()) fail(m, s.sub("hosts"), "at least one host is required");
     if (auto v = s.get("name")) srv.name = scalar(v, m, s.sub("name"));
-    s.not_implemented({"tls", "bind", "defaultEndpoint"});
+    if (auto v = s.get("tls")) {
+      bool mode_set = false;
+      srv.tls = parse_server_tls(v, m, s.sub("tls"), &mode_set);
+      bool tls_port = srv.protocol == "HTTPS" || srv.protocol == "TLS";
+      if (!tls_port && (mode_set || !srv.tls->credential_name.empty()))
+        fail(m, s.sub("tls.mode"),
+             fmt::format("TLS settings need protocol HTTPS or TLS (this server says {}); only "
+                         "httpsRedirect applies to plain HTTP",
+                         srv.protocol));
+      if (srv.tls->https_redirect && tls_port)
+        note(m, s.sub("tls.httpsRedirect"), "has no effect on a TLS port");
+    }
+    if ((srv.protocol == "HTTPS" || srv.protocol == "TLS") && !srv.tls)
+      fail(m, s.sub("tls"), fmt::format("required with protocol {}", srv.protocol));
+    s.not_implemented({"bind", "defaultEndpoint"});
     s.finish();
     out.servers.push_back(std::move(srv));
   }
@@ -1193,6 +1421,13 @@ struct Parser {
     if (md && md.IsMap()) {
       if (md["name"] && md["name"].IsScalar()) meta.name = md["name"].Scalar();
       if (md["namespace"] && md["namespace"].IsScalar()) meta.namespace_ = md["namespace"].Scalar();
+    }
+    if (kind == "Secret" && api == "v1") {
+      if (meta.name.empty()) fail(meta, "metadata.name", "required field is missing");
+      if (!seen.insert(kind + "/" + meta.key()).second)
+        fail(meta, "metadata.name", "defined more than once");
+      res.secrets.push_back(parse_secret(doc, meta));
+      return;
     }
     static const std::set<std::string> versions = {
         "networking.istio.io/v1alpha3", "networking.istio.io/v1beta1", "networking.istio.io/v1"};
@@ -1279,6 +1514,36 @@ struct WarningSink {
 };
 
 }  // namespace
+
+std::vector<std::string> referenced_files(const Parsed& parsed) {
+  std::set<std::string> out;
+  auto add = [&](const std::optional<PemFile>& f) {
+    if (f) out.insert(f->path);
+  };
+  auto add_parts = [&](const PolicyParts& p) {
+    if (!p.tls) return;
+    add(p.tls->ca_certificates);
+    add(p.tls->client_certificate);
+    add(p.tls->private_key);
+  };
+  auto add_policy = [&](const std::optional<TrafficPolicyIn>& tp) {
+    if (!tp) return;
+    add_parts(tp->parts);
+    for (const auto& pl : tp->port_level) add_parts(pl.parts);
+  };
+  for (const auto& g : parsed.resources->gateways)
+    for (const auto& s : g.servers)
+      if (s.tls) {
+        add(s.tls->server_certificate);
+        add(s.tls->private_key);
+        add(s.tls->ca_certificates);
+      }
+  for (const auto& dr : parsed.resources->destination_rules) {
+    add_policy(dr.traffic_policy);
+    for (const auto& sub : dr.subsets) add_policy(sub.traffic_policy);
+  }
+  return {out.begin(), out.end()};
+}
 
 Result<Parsed> parse_files(const std::vector<std::string>& paths) {
   Parser parser;

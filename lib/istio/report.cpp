@@ -202,6 +202,58 @@ std::string strip_ns(const std::string& host) {
   return slash == std::string::npos ? host : host.substr(slash + 1);
 }
 
+std::string join_list(const std::vector<std::string>& v) {
+  std::string out;
+  for (const auto& x : v) out += (out.empty() ? "" : ", ") + x;
+  return out;
+}
+
+const char* mode_name(TlsServer::Mode m) {
+  switch (m) {
+    case TlsServer::Mode::simple:
+      return "SIMPLE";
+    case TlsServer::Mode::mutual:
+      return "MUTUAL";
+    case TlsServer::Mode::optional_mutual:
+      return "OPTIONAL_MUTUAL";
+  }
+  return "?";
+}
+
+// Never the PEM text: --check output ends up in logs and tickets.
+std::string describe_tls_server(const TlsServer& t) {
+  std::string out = fmt::format("{} certificate for {}", mode_name(t.mode), join_list(t.sni_hosts));
+  if (t.mode != TlsServer::Mode::simple) {
+    out += ", client certificates checked against the CA";
+    if (!t.subject_alt_names.empty()) out += "; SANs " + join_list(t.subject_alt_names);
+  }
+  return out;
+}
+
+// The TLS server an SNI picks, the way the listener does: exact name, then
+// the longest wildcard suffix, then "*".
+const TlsServer* pick_tls_server(const ListenerConfig& lc, std::string host) {
+  if (auto colon = host.rfind(':');
+      colon != std::string::npos && host.find(']') == std::string::npos)
+    host = host.substr(0, colon);
+  for (char& c : host) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  const TlsServer* best = nullptr;
+  size_t best_len = 0;
+  for (const auto& t : lc.tls_servers)
+    for (const auto& h : t.sni_hosts) {
+      std::string name = h;
+      for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      if (name == host) return &t;
+      if (name.starts_with("*.") && host.size() > name.size() - 1 &&
+          host.ends_with(name.substr(1)) && name.size() > best_len) {
+        best = &t;
+        best_len = name.size();
+      }
+      if (name == "*" && !best) best = &t;
+    }
+  return best;
+}
+
 }  // namespace
 
 std::string summary(const LoadedConfig& loaded) {
@@ -214,17 +266,22 @@ std::string summary(const LoadedConfig& loaded) {
     for (const auto& s : l.servers) {
       std::string h;
       for (const auto& x : s.hosts) h += (h.empty() ? "" : ", ") + x;
-      out +=
-          fmt::format("  server Gateway {} servers[{}]{} {} hosts {}\n", s.gateway, s.server_index,
-                      s.server_name.empty() ? "" : " \"" + s.server_name + "\"", s.protocol, h);
+      out += fmt::format("  server Gateway {} servers[{}]{} {}{} hosts {}\n", s.gateway,
+                         s.server_index, s.server_name.empty() ? "" : " \"" + s.server_name + "\"",
+                         s.protocol, s.tls_mode.empty() ? "" : " tls " + s.tls_mode, h);
     }
+    for (const auto& t : lc.tls_servers) out += "  tls terminate: " + describe_tls_server(t) + "\n";
+    for (const auto& p : lc.passthrough)
+      out += fmt::format("  tls passthrough: sni {} -> {}{}\n", join_list(p.sni_hosts), p.upstream,
+                         p.subset.empty() ? "" : " subset " + p.subset);
     const RouterConfig* router = nullptr;
     for (const auto& r : loaded.config.routers)
       if (r.name == lc.router) router = &r;
     if (!router) continue;
     for (const auto& vh : router->virtual_hosts) {
       ++hosts;
-      out += fmt::format("  host {}\n", vh.name);
+      out += fmt::format("  host {}{}\n", vh.name,
+                         vh.https_redirect ? " (httpsRedirect: 301 to https)" : "");
       for (const auto& r : vh.routes) {
         ++rules;
         out += fmt::format("    {}\n", rule_label(l, r.name));
@@ -246,6 +303,15 @@ std::string summary(const LoadedConfig& loaded) {
       out += ", subsets";
       for (const auto& s : up.subsets) out += " " + s.name;
     }
+    if (up.tls) {
+      out +=
+          fmt::format(", tls origination {} sni \"{}\"",
+                      up.tls->mode == UpstreamTls::Mode::mutual ? "MUTUAL" : "SIMPLE", up.tls->sni);
+      if (up.tls->insecure_skip_verify)
+        out += " (no verification)";
+      else
+        out += up.tls->ca_certificates.empty() ? " (system CAs)" : " (CA from configuration)";
+    }
     out += "\n";
     for (const auto& e : up.endpoints) {
       std::string labels;
@@ -264,6 +330,21 @@ std::string explain_text(const LoadedConfig& loaded, const ListenerInfo& listene
                          const RouterConfig& router, const Explanation& e) {
   std::string out;
   out += fmt::format("listener: {} (port {})\n", listener.name, listener.port);
+  for (const auto& lc : loaded.config.listeners) {
+    if (lc.name != listener.name || lc.tls_servers.empty()) continue;
+    std::string host = e.host_matched && e.virtual_host_index < router.virtual_hosts.size()
+                           ? router.virtual_hosts[e.virtual_host_index].name
+                           : std::string();
+    if (host.empty()) break;
+    // The request's host stands in for the SNI a client would send.
+    if (const TlsServer* t = pick_tls_server(lc, host))
+      out += "tls:      " + describe_tls_server(*t) + "\n";
+    else
+      out += "tls:      no certificate for this SNI: the handshake fails\n";
+  }
+  if (e.host_matched && e.virtual_host_index < router.virtual_hosts.size() &&
+      router.virtual_hosts[e.virtual_host_index].https_redirect)
+    out += "redirect: 301 to https (server httpsRedirect) for plain HTTP requests\n";
   if (!e.host_matched || e.virtual_host_index >= router.virtual_hosts.size()) {
     out += "host:     no host of any VirtualService at this port matches the authority\n";
     out += "result:   404 (NR: no route)\n";
@@ -309,7 +390,6 @@ found:
     l.resize(std::max<size_t>(10, l.size() + 1), ' ');
     out += l + text + "\n";
   }
-  (void)loaded;
   return out;
 }
 

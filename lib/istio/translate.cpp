@@ -172,15 +172,140 @@ class Translator {
         }
       }
     }
+    std::map<uint16_t, ServerRef> first_plain, first_tls;
     for (const auto& g : res_.gateways) {
       for (size_t i = 0; i < g.servers.size(); ++i) {
         const auto& s = g.servers[i];
-        if (s.protocol != "HTTP")
+        if (s.protocol != "HTTP" && s.protocol != "HTTPS" && s.protocol != "TLS")
           fail(g.meta, fmt::format("servers[{}].port.protocol", i),
-               fmt::format("protocol {} is not implemented yet (HTTP only)", s.protocol));
+               fmt::format("protocol {} is not implemented yet (HTTP, HTTPS and TLS only)",
+                           s.protocol));
+        bool tls = is_tls(s);
+        if (s.protocol == "TLS" && terminates(s))
+          fail(g.meta, fmt::format("servers[{}].tls.mode", i),
+               fmt::format("mode {} with protocol TLS terminates TLS for plain TCP, which needs "
+                           "tcp routes (not implemented yet); use protocol HTTPS for HTTP",
+                           s.tls->mode));
+        // A port speaks TLS or plain HTTP, never both (Envoy listens once per port).
+        auto& mine = tls ? first_tls : first_plain;
+        auto& other = tls ? first_plain : first_tls;
+        mine.emplace(s.port, ServerRef{&g, i});
+        if (auto o = other.find(s.port); o != other.end())
+          fail(g.meta, fmt::format("servers[{}].port.protocol", i),
+               fmt::format("port {} is plain HTTP in one server and TLS in another (Gateway {} "
+                           "servers[{}] says {}; this server says {})",
+                           s.port, o->second.gateway->meta.display(), o->second.index,
+                           o->second.gateway->servers[o->second.index].protocol, s.protocol));
         ports_[s.port].push_back({&g, i});
       }
     }
+  }
+
+  static bool is_tls(const GatewayServer& s) {
+    return s.protocol == "HTTPS" || s.protocol == "TLS";
+  }
+  static bool terminates(const GatewayServer& s) {
+    return is_tls(s) && s.tls && s.tls->mode != "PASSTHROUGH";
+  }
+  static bool passes_through(const GatewayServer& s) { return is_tls(s) && !terminates(s); }
+
+  // credentialName -> Secret: the Gateway's (or DestinationRule's) namespace,
+  // then istio-system (where Istio's ingress reads them), then a Secret of that
+  // name in any namespace if there is exactly one.
+  const SecretRes* find_secret(const std::string& name, const std::string& ns) const {
+    for (const char* where : {"own", "istio-system"})
+      for (const auto& sec : res_.secrets)
+        if (sec.meta.name == name &&
+            sec.meta.namespace_ == (std::string_view(where) == "own" ? ns : where))
+          return &sec;
+    const SecretRes* only = nullptr;
+    for (const auto& sec : res_.secrets)
+      if (sec.meta.name == name) {
+        if (only) return nullptr;
+        only = &sec;
+      }
+    return only;
+  }
+
+  // A key of a Secret: the kubernetes.io/tls name or Istio's generic one.
+  static const std::string* secret_item(const SecretRes& sec, const char* tls_key,
+                                        const char* generic_key) {
+    for (const char* k : {tls_key, generic_key}) {
+      auto it = sec.data.find(k);
+      if (it != sec.data.end() && !it->second.empty()) return &it->second;
+    }
+    return nullptr;
+  }
+
+  struct Credential {
+    std::string cert, key, ca;
+  };
+
+  // The certificate, key and CA of credentialName, or an error naming `who`.
+  Credential credential(const Meta& meta, const std::string& path, const std::string& name,
+                        const std::string& who, bool need_ca) const {
+    Credential out;
+    const SecretRes* sec = find_secret(name, meta.namespace_);
+    if (!sec)
+      fail(meta, path,
+           fmt::format("{}: Secret \"{}\" (credentialName) is not in the loaded configuration", who,
+                       name));
+    auto item = [&](const char* k, const char* generic) -> const std::string* {
+      return secret_item(*sec, k, generic);
+    };
+    if (auto v = item("tls.crt", "cert")) out.cert = *v;
+    if (auto v = item("tls.key", "key")) out.key = *v;
+    if (auto v = item("ca.crt", "cacert")) out.ca = *v;
+    if (out.ca.empty())
+      if (const SecretRes* ca = find_secret(name + "-cacert", meta.namespace_))
+        if (auto v = secret_item(*ca, "ca.crt", "cacert")) out.ca = *v;
+    if (out.cert.empty() || out.key.empty())
+      fail(meta, path,
+           fmt::format("{}: Secret {} has no {} (a kubernetes.io/tls Secret holds tls.crt and "
+                       "tls.key)",
+                       who, sec->meta.display(), out.cert.empty() ? "tls.crt" : "tls.key"));
+    if (need_ca && out.ca.empty())
+      fail(meta, path,
+           fmt::format("{}: neither Secret {} nor Secret {}-cacert holds ca.crt, which mutual TLS "
+                       "needs",
+                       who, sec->meta.display(), name));
+    return out;
+  }
+
+  TlsServer tls_server(const GatewayRes& g, size_t index) const {
+    const GatewayServer& srv = g.servers[index];
+    const ServerTlsIn& in = *srv.tls;
+    TlsServer out;
+    for (const auto& h : srv.hosts) {
+      auto slash = h.find('/');
+      std::string host = slash == std::string::npos ? h : h.substr(slash + 1);
+      if (std::find(out.sni_hosts.begin(), out.sni_hosts.end(), host) == out.sni_hosts.end())
+        out.sni_hosts.push_back(host);
+    }
+    out.mode = in.mode == "MUTUAL"            ? TlsServer::Mode::mutual
+               : in.mode == "OPTIONAL_MUTUAL" ? TlsServer::Mode::optional_mutual
+                                              : TlsServer::Mode::simple;
+    bool mutual = out.mode != TlsServer::Mode::simple;
+    if (!in.credential_name.empty()) {
+      std::string who = fmt::format("server {}{} on port {}", index,
+                                    srv.name.empty() ? "" : " \"" + srv.name + "\"", srv.port);
+      Credential c = credential(g.meta, fmt::format("servers[{}].tls.credentialName", index),
+                                in.credential_name, who, mutual);
+      out.certificate_chain = std::move(c.cert);
+      out.private_key = std::move(c.key);
+      if (mutual) out.ca_certificates = std::move(c.ca);
+    } else {
+      out.certificate_chain = in.server_certificate->text;
+      out.private_key = in.private_key->text;
+      if (in.ca_certificates) out.ca_certificates = in.ca_certificates->text;
+    }
+    out.subject_alt_names = in.subject_alt_names;
+    out.verify_certificate_spki = in.verify_certificate_spki;
+    out.verify_certificate_hash = in.verify_certificate_hash;
+    out.min_version = in.min_version;
+    out.max_version = in.max_version;
+    out.cipher_suites = in.cipher_suites;
+    return out;
   }
 
   // "name" is relative to the VirtualService's namespace; "ns/name" is not.
@@ -463,6 +588,7 @@ class Translator {
       if (sp.load_balancer) out.load_balancer = sp.load_balancer;
       if (sp.connection_pool) out.connection_pool = sp.connection_pool;
       if (sp.outlier_detection) out.outlier_detection = sp.outlier_detection;
+      if (sp.tls) out.tls = sp.tls;
       if (auto p = at_port(*subset->traffic_policy)) out = *p;
     }
     return out;
@@ -475,6 +601,42 @@ class Translator {
     up.warmup = lb.warmup;
     up.pool = parts.connection_pool.value_or(ConnectionPoolSettings{});
     up.outlier_detection = parts.outlier_detection;
+  }
+
+  // DestinationRule tls -> UpstreamConfig::tls. `dr` is the rule that holds
+  // the policy (credentialName lookups and errors name it).
+  void apply_tls(const PolicyParts& parts, const DestinationRuleRes* dr, const std::string& host,
+                 UpstreamConfig& up) const {
+    if (!parts.tls || parts.tls->mode == "DISABLE") return;
+    const ClientTlsIn& in = *parts.tls;
+    UpstreamTls t;
+    t.mode = in.mode == "MUTUAL" ? UpstreamTls::Mode::mutual : UpstreamTls::Mode::simple;
+    // Istio's default SNI is the destination host.
+    t.sni = in.sni.empty() ? host : in.sni;
+    if (!in.credential_name.empty()) {
+      Credential c;
+      const SecretRes* sec = find_secret(in.credential_name, dr->meta.namespace_);
+      if (!sec)
+        fail(dr->meta, in.path + ".credentialName",
+             fmt::format("Secret \"{}\" is not in the loaded configuration", in.credential_name));
+      if (auto v = secret_item(*sec, "ca.crt", "cacert")) t.ca_certificates = *v;
+      if (t.ca_certificates.empty())
+        if (const SecretRes* ca = find_secret(in.credential_name + "-cacert", dr->meta.namespace_))
+          if (auto v = secret_item(*ca, "ca.crt", "cacert")) t.ca_certificates = *v;
+      if (t.mode == UpstreamTls::Mode::mutual) {
+        c = credential(dr->meta, in.path + ".credentialName", in.credential_name,
+                       fmt::format("tls for {}", host), false);
+        t.client_certificate = std::move(c.cert);
+        t.private_key = std::move(c.key);
+      }
+    } else {
+      if (in.ca_certificates) t.ca_certificates = in.ca_certificates->text;
+      if (in.client_certificate) t.client_certificate = in.client_certificate->text;
+      if (in.private_key) t.private_key = in.private_key->text;
+    }
+    t.subject_alt_names = in.subject_alt_names;
+    t.insecure_skip_verify = in.insecure_skip_verify;
+    up.tls = std::move(t);
   }
 
   // The DestinationRule whose trafficPolicy applies to a host: the first one
@@ -516,7 +678,13 @@ class Translator {
         for (const auto& s : dr->subsets)
           if (names.insert(s.name).second) up.subsets.push_back({s.name, s.labels});
     }
-    apply_policy(effective_policy(policy_rule(host_fqdn), own ? subset : nullptr, sp.number), up);
+    const DestinationRuleRes* dr = policy_rule(host_fqdn);
+    PolicyParts parts = effective_policy(dr, own ? subset : nullptr, sp.number);
+    apply_policy(parts, up);
+    if (parts.tls && !dr) {
+      for (const auto* r : rules_for(host_fqdn)) dr = r;  // the subset's rule
+    }
+    apply_tls(parts, dr, host, up);
     upstreams_[name] = std::move(up);
     upstream_order_.push_back(name);
     return name;
@@ -640,14 +808,82 @@ class Translator {
     return false;
   }
 
+  // VirtualService tls routes served at the PASSTHROUGH servers of `port`, in
+  // VirtualService and rule order; each match becomes one route.
+  std::vector<TlsPassthroughRoute> passthrough_routes(uint16_t port,
+                                                      const std::vector<ServerRef>& servers) {
+    std::vector<TlsPassthroughRoute> out;
+    bool any = false;
+    for (const auto& s : servers) any = any || passes_through(s.gateway->servers[s.index]);
+    if (!any) return out;
+    for (const auto& vs : res_.virtual_services) {
+      auto b = bound_.find(&vs);
+      if (b == bound_.end()) continue;
+      for (size_t i = 0; i < vs.tls.size(); ++i) {
+        const TlsRuleIn& rule = vs.tls[i];
+        for (size_t k = 0; k < rule.matches.size(); ++k) {
+          const TlsMatchIn& m = rule.matches[k];
+          std::string mp = fmt::format("tls[{}].match[{}]", i, k);
+          if (m.source_labels || (m.port && *m.port != port)) continue;
+          for (size_t j = 0; j < m.sni_hosts.size(); ++j) {
+            bool in_vs = false;
+            for (const auto& h : vs.hosts) in_vs = in_vs || intersect_hosts(m.sni_hosts[j], h);
+            if (!in_vs)
+              fail(vs.meta, fmt::format("{}.sniHosts[{}]", mp, j),
+                   fmt::format("\"{}\" is not one of the VirtualService's hosts", m.sni_hosts[j]));
+          }
+          TlsPassthroughRoute route;
+          for (const auto& key : b->second) {
+            if (!m.gateways.empty() &&
+                std::none_of(m.gateways.begin(), m.gateways.end(), [&](const std::string& gw) {
+                  return gw != "mesh" && gateway_key(gw, vs.meta.namespace_) == key;
+                }))
+              continue;
+            const GatewayRes& g = *gateways_.at(key);
+            for (const auto& srv : g.servers) {
+              if (srv.port != port || !passes_through(srv)) continue;
+              for (const auto& sni : m.sni_hosts)
+                for (const auto& sh : srv.hosts) {
+                  std::string host;
+                  if (!host_visible(sh, g, vs, &host)) continue;
+                  auto d = intersect_hosts(sni, host);
+                  if (d && std::find(route.sni_hosts.begin(), route.sni_hosts.end(), *d) ==
+                               route.sni_hosts.end())
+                    route.sni_hosts.push_back(*d);
+                }
+            }
+          }
+          if (route.sni_hosts.empty()) continue;
+          const DestinationIn* chosen = &rule.route.front();
+          for (const auto& d : rule.route)
+            if (!d.weight || *d.weight > 0) chosen = &d;
+          size_t at = static_cast<size_t>(chosen - rule.route.data());
+          Destination dest = resolve_destination(
+              vs.meta, *chosen, fmt::format("tls[{}].route[{}].destination", i, at));
+          route.upstream = dest.upstream;
+          route.subset = dest.subset;
+          out.push_back(std::move(route));
+        }
+      }
+    }
+    if (out.empty())
+      warn(
+          fmt::format("port {}: PASSTHROUGH server(s) but no VirtualService tls route here; TLS "
+                      "connections are closed",
+                      port));
+    return out;
+  }
+
   void build_listener(uint16_t port, const std::vector<ServerRef>& servers) {
     ListenerInfo info;
-    info.name = fmt::format("http.{}", port);
+    bool tls_port = is_tls(servers.front().gateway->servers[servers.front().index]);
+    info.name = fmt::format("{}.{}", tls_port ? "https" : "http", port);
     info.port = port;
     for (const auto& s : servers) {
       const auto& srv = s.gateway->servers[s.index];
-      info.servers.push_back(
-          {s.gateway->meta.display(), s.index, srv.name, srv.protocol, srv.hosts});
+      ServerOrigin so{s.gateway->meta.display(), s.index, srv.name, srv.protocol, srv.hosts};
+      if (is_tls(srv)) so.tls_mode = srv.tls->mode;
+      info.servers.push_back(std::move(so));
     }
     RouterConfig router;
     router.name = info.name;
@@ -666,7 +902,7 @@ class Translator {
       for (const auto& key : b->second) {
         const GatewayRes& g = *gateways_.at(key);
         for (const auto& srv : g.servers) {
-          if (srv.port != port) continue;
+          if (srv.port != port || passes_through(srv)) continue;
           for (const auto& vs_host : vs.hosts)
             for (const auto& sh : srv.hosts) {
               std::string host;
@@ -749,10 +985,41 @@ class Translator {
       }
     }
 
-    if (router.virtual_hosts.empty())
+    // httpsRedirect: every host of such a server answers 301 to https, also
+    // hosts no VirtualService serves (Istio adds a redirect-only virtual host).
+    for (const auto& s : servers) {
+      const auto& srv = s.gateway->servers[s.index];
+      if (is_tls(srv) || !srv.tls || !srv.tls->https_redirect) continue;
+      for (const auto& h : srv.hosts) {
+        auto slash = h.find('/');
+        std::string host = slash == std::string::npos ? h : h.substr(slash + 1);
+        bool covered = false;
+        for (auto& vh : router.virtual_hosts)
+          if (intersect_hosts(vh.name, host)) {
+            vh.https_redirect = true;
+            covered = covered || lower(vh.name) == lower(host) || host == "*";
+          }
+        if (!covered && !vhost_index.count(lower(host))) {
+          vhost_index.emplace(lower(host), router.virtual_hosts.size());
+          VirtualHost vh{host, {host}, {}};
+          vh.https_redirect = true;
+          router.virtual_hosts.push_back(std::move(vh));
+          sources.emplace_back();
+        }
+      }
+    }
+
+    ListenerConfig listener;
+    bool http_served = false;
+    for (const auto& s : servers) {
+      const auto& srv = s.gateway->servers[s.index];
+      if (terminates(srv)) listener.tls_servers.push_back(tls_server(*s.gateway, s.index));
+      http_served = http_served || !passes_through(srv);
+    }
+    if (tls_port) listener.passthrough = passthrough_routes(port, servers);
+    if (router.virtual_hosts.empty() && http_served)
       warn(fmt::format("port {}: no VirtualService serves any host here; every request gets 404",
                        port));
-    ListenerConfig listener;
     listener.name = info.name;
     listener.address = options_.bind_address;
     listener.port = options_.ephemeral_ports ? 0 : port;

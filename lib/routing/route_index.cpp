@@ -123,7 +123,46 @@ constexpr size_t kNameBuffer = 128;
 
 }  // namespace
 
+namespace {
+
+// The literal characters a pattern starts with, read from its text: cheap,
+// and enough for the common `/api/v1/.*` shapes. Empty when the pattern could
+// match something not starting with them (alternation, flags, an optional
+// last character, ...): the caller then asks RE2.
+std::string literal_head(std::string_view p) {
+  if (p.find('|') != std::string_view::npos) return {};
+  if (!p.empty() && p.front() == '^') p.remove_prefix(1);
+  std::string out;
+  size_t i = 0;
+  while (i < p.size()) {
+    char c = p[i];
+    size_t len = 1;
+    char lit = c;
+    if (c == '\\') {
+      if (i + 1 >= p.size()) return {};
+      char e = p[i + 1];
+      // Escaped punctuation is itself; escapes like \d or \w are classes.
+      if ((e >= 'a' && e <= 'z') || (e >= 'A' && e <= 'Z') || (e >= '0' && e <= '9')) break;
+      lit = e;
+      len = 2;
+    } else if (std::string_view(".[]()*+?{}^$").find(c) != std::string_view::npos ||
+               static_cast<unsigned char>(c) >= 0x80) {
+      break;  // a metacharacter, or UTF-8 a quantifier could bind to as a whole
+    }
+    // A quantifier after this character makes it optional or repeated.
+    size_t next = i + len;
+    if (next < p.size() && std::string_view("*+?{").find(p[next]) != std::string_view::npos) break;
+    out += lit;
+    i = next;
+  }
+  return out;
+}
+
+}  // namespace
+
 std::string regex_literal_prefix(const re2::RE2& re) {
+  // Flags such as (?i) start with '(' and fall through to RE2 below.
+  if (std::string head = literal_head(re.pattern()); !head.empty()) return head;
   // Any string s the regex matches satisfies min <= s <= max, so s starts
   // with their common prefix: a shorter s or one differing earlier would
   // fall outside the range. Longer ranges buy nothing for indexing.

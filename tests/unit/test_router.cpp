@@ -206,9 +206,9 @@ TEST_CASE("router: Selection::matched points at the block that selected the rout
   CHECK(s->matched == nullptr);
 }
 
-TEST_CASE("router: Selection::matched on the linear fallback path") {
-  // More candidate lists than the index merges at once forces the linear
-  // scan; it must report the block as well.
+TEST_CASE("router: Selection::matched with many candidate lists") {
+  // More candidate lists than the index merges inline (it spills to the
+  // heap); it must still pick the first route and report its block.
   std::vector<Route> routes;
   for (int i = 0; i < 80; ++i) {
     std::string p = "/" + std::string(static_cast<size_t>(i + 1), 'a');
@@ -514,4 +514,42 @@ TEST_CASE("router explain: a rule without matches and no virtual host") {
   CHECK(text.find("no virtual host matched") != std::string::npos);
   CHECK(text.find("c.com") != std::string::npos);
   CHECK(text.find("a.com, *.b.com") != std::string::npos);
+}
+
+TEST_CASE("router: regex literal prefixes never hide a match") {
+  // Each regex is indexed by the literal text it must start with; a
+  // quantified last character, escapes, alternation and UTF-8 must not make
+  // that prefix longer than the regex guarantees.
+  struct Case {
+    const char* regex;
+    const char* path;
+  };
+  const Case cases[] = {
+      {"/ab?c", "/ac"},
+      {"/x+y", "/xxy"},
+      {"\\/api\\/.*", "/api/1"},
+      {"/v1|/v2", "/v2"},
+      {"/caf\xc3\xa9*", "/caf"},
+      {"/n\\d+", "/n42"},
+      {"^/anchored/.*", "/anchored/x"},
+      {"(?i)/CaSe", "/case"},
+      {"/a{2}b", "/aab"},
+  };
+  for (const auto& c : cases) {
+    std::vector<Route> routes;
+    // Enough other rules that the index, not a short scan, decides.
+    for (int i = 0; i < 50; ++i) {
+      Matcher m;
+      m.path_exact("/other/" + std::to_string(i));
+      routes.push_back(forward("other" + std::to_string(i), {m}));
+    }
+    Matcher m;
+    m.path_regex(c.regex);
+    routes.push_back(forward("target", {m}));
+    Router router = compile_ok(one_route_list(std::move(routes)));
+    auto s = router.match(request("h", c.path));
+    INFO(c.regex);
+    REQUIRE(s);
+    CHECK(s->route->name == "target");
+  }
 }
