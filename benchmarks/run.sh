@@ -14,6 +14,11 @@
 #   --rows LIST       direct,nginx,haproxy,sluice                [ROWS=...]
 #   --sluice WHICH    auto|ingress|server (binary under test)    [SLUICE=auto]
 #   --max-load X      wait until other processes use < X cores   [MAX_LOAD=0.7]
+#   --tls-rows LIST   TLS rows: nginx,sluice (haproxy possible)  [TLS_ROWS=nginx,sluice]
+#   --tls-cases LIST  tls-handshake,tls-resume,tls-keepalive     [TLS_CASES=all three]
+#   --tls-duration S  measured seconds per TLS run               [TLS_DURATION=5]
+#   --tls-only        only the TLS rows (no plain rows, no route table)
+#   --no-tls          skip the TLS rows
 #   --profile         also record a perf profile of sluice under load
 #   --no-router       skip the route-table micro-benchmark (sluice_router_bench)
 #   --no-install      do not apt-get anything
@@ -21,6 +26,9 @@
 #   --rev REV         measure git commit REV (exported with git archive into
 #                     build-bench-<rev>/src) instead of the working tree, so
 #                     edits in progress elsewhere in the tree cannot leak in
+# TLS rows (cases tls-handshake, tls-resume, tls-keepalive): each proxy
+# terminates TLS 1.3 with the same ECDSA P-256 certificate, generated at run
+# time, in front of the same plain origin; see README.md.
 # Output: the summary on stdout and in build-bench/bench-<time>.md, raw rows
 # in build-bench/bench-<time>.tsv.
 set -euo pipefail
@@ -44,6 +52,13 @@ ROUTER=${ROUTER:-1}
 INSTALL=${INSTALL:-1}
 BUILD=${BUILD:-1}
 REV=${REV:-}
+TLS=${TLS:-1}
+TLS_ONLY=${TLS_ONLY:-0}
+TLS_ROWS=${TLS_ROWS:-nginx,sluice}
+TLS_DURATION=${TLS_DURATION:-5}
+TLS_WARMUP=${TLS_WARMUP:-1}
+TLS_CASES=${TLS_CASES:-tls-handshake,tls-resume,tls-keepalive}
+TLS_CLIENTS=${TLS_CLIENTS:-16}  # concurrent openssl s_time clients (tls-handshake)
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -55,16 +70,27 @@ while [[ $# -gt 0 ]]; do
     --rows) ROWS=$2; shift ;;
     --sluice) SLUICE=$2; shift ;;
     --max-load) MAX_LOAD=$2; shift ;;
+    --tls-rows) TLS_ROWS=$2; shift ;;
+    --tls-duration) TLS_DURATION=$2; shift ;;
+    --tls-cases) TLS_CASES=$2; shift ;;
+    --tls-only) TLS_ONLY=1 ;;
+    --no-tls) TLS=0 ;;
     --profile) PROFILE=1 ;;
     --no-router) ROUTER=0 ;;
     --no-install) INSTALL=0 ;;
     --no-build) BUILD=0 ;;
     --rev) REV=$2; shift ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
 done
+
+if [[ $TLS_ONLY == 1 ]]; then
+  TLS=1
+  CASES=
+  ROUTER=0
+fi
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
@@ -101,7 +127,7 @@ if [[ $INSTALL == 1 ]]; then
   fi
   "$ROOT/scripts/install-deps.sh" >/dev/null
 fi
-for tool in wrk nginx haproxy taskset curl; do
+for tool in wrk nginx haproxy taskset curl openssl; do
   command -v "$tool" >/dev/null || PATH=$PATH:/usr/sbin
   command -v "$tool" >/dev/null || { echo "run.sh: $tool not found" >&2; exit 1; }
 done
@@ -170,11 +196,14 @@ free_port() {
   "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-# Waits (bounded) until http://127.0.0.1:$1$2 answers 200.
+# Waits (bounded) until http://127.0.0.1:$1$2 answers 200 (https when
+# TLS_RUN is 1; the certificate is self-signed, so not verified).
+TLS_RUN=0
 wait_http() {
-  local deadline=$((SECONDS + 10))
+  local deadline=$((SECONDS + 10)) scheme=http
+  [[ $TLS_RUN == 1 ]] && scheme=https
   while ((SECONDS < deadline)); do
-    curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$1$2" 2>/dev/null && return 0
+    curl -fsSk -o /dev/null --max-time 1 "$scheme://127.0.0.1:$1$2" 2>/dev/null && return 0
     sleep 0.1
   done
   return 1
@@ -285,9 +314,30 @@ taskset -c "$LOAD_CPU" nginx -p "$T/origin" -c "$T/origin/nginx.conf" -e "$T/ori
 PIDS+=($!)
 wait_http "$ORIGIN_PORT" /small || { echo "origin did not start" >&2; cat "$T/origin/"*.log >&2; exit 1; }
 
+# --- TLS certificate -----------------------------------------------------------
+# One self-signed ECDSA P-256 certificate for every TLS-terminating proxy.
+if [[ $TLS == 1 ]]; then
+  mkdir -p "$T/tls"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -keyout "$T/tls/key.pem" -out "$T/tls/cert.pem" -days 2 -subj /CN=bench.local \
+    -addext subjectAltName=DNS:bench.local >/dev/null 2>&1 ||
+    { echo "run.sh: openssl could not make the benchmark certificate" >&2; exit 1; }
+  cat "$T/tls/cert.pem" "$T/tls/key.pem" >"$T/tls/combined.pem"  # HAProxy's crt
+  chmod 644 "$T/tls/"*.pem  # nginx workers may run as nobody
+fi
+
 # --- proxies ---------------------------------------------------------------
 write_nginx_proxy() {  # $1 port
   mkdir -p "$T/nginx/tmp"
+  # TLS: nginx defaults otherwise (protocols up to TLS 1.3, session tickets on,
+  # no shared session cache).
+  # nginx 1.22's default ssl_protocols lacks TLSv1.3 (added to the default in
+  # 1.23.4), so it is named, with sluice's default range: TLS 1.2 to 1.3.
+  local NGINX_SSL=""
+  [[ $TLS_RUN == 1 ]] && NGINX_SSL=" ssl;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_certificate $T/tls/cert.pem;
+    ssl_certificate_key $T/tls/key.pem"
   cat >"$T/nginx/nginx.conf" <<EOF
 worker_processes 1;
 daemon off;
@@ -311,7 +361,7 @@ http {
     keepalive_timeout 600s;
   }
   server {
-    listen 127.0.0.1:$1 backlog=4096;
+    listen 127.0.0.1:$1 backlog=4096$NGINX_SSL;
     location / {
       proxy_pass http://origin;
       proxy_http_version 1.1;
@@ -324,6 +374,8 @@ EOF
 
 write_haproxy() {  # $1 port
   mkdir -p "$T/haproxy"
+  local HAPROXY_SSL=""
+  [[ $TLS_RUN == 1 ]] && HAPROXY_SSL=" ssl crt $T/tls/combined.pem"
   cat >"$T/haproxy/haproxy.cfg" <<EOF
 global
   nbthread 1
@@ -336,7 +388,7 @@ defaults
   timeout http-keep-alive 600s
   http-reuse always
 frontend fe
-  bind 127.0.0.1:$1
+  bind 127.0.0.1:$1$HAPROXY_SSL
   default_backend be
 backend be
   server origin 127.0.0.1:$ORIGIN_PORT
@@ -410,7 +462,11 @@ start_proxy() {
       taskset -c "$PROXY_CPU" haproxy -db -f "$T/haproxy/haproxy.cfg" >"$T/haproxy/out.log" 2>&1 &
       ;;
     sluice)
-      if [[ $SLUICE_KIND == ingress ]]; then
+      if [[ $TLS_RUN == 1 ]]; then
+        # TLS rows always use the bench server (TlsServer from the PEM files).
+        taskset -c "$PROXY_CPU" "$BENCH_SERVER" --port "$port" --origin-port "$ORIGIN_PORT" \
+          --workers 1 --tls "$T/tls/cert.pem" "$T/tls/key.pem" >"$T/sluice/out.log" 2>&1 &
+      elif [[ $SLUICE_KIND == ingress ]]; then
         write_ingress_yaml "$port"
         taskset -c "$PROXY_CPU" "$INGRESS" --config "$T/sluice/bench.yaml" --workers 1 \
           "${INGRESS_BIND[@]}" >"$T/sluice/out.log" 2>&1 &
@@ -487,29 +543,77 @@ RAW=$T/raw.tsv
 printf 'round\tcase\trow\trps\tp50_us\tp99_us\trequests\terrors\tcpu_us_per_req\tpeak_rss_kb\tidle_bytes_per_conn\tidle_open\tbusy_load_cpu\tbusy_proxy_cpu\tothers_on_proxy_cpu\tforeign_cores_before\n' >"$RAW"
 HZ=$(getconf CLK_TCK)
 
-# One measured run of row $2 for body case $3 in round $1.
+# $TLS_CLIENTS concurrent `openssl s_time -new` clients on port $1 for $2
+# seconds: each loops connect, full handshake (no resumption), GET /small
+# (HTTP/1.0), read to close. Prints what parse_wrk prints ("rps p50 p99
+# requests errors"; no latencies), counting a client that read less than a
+# response per connection as errors.
+stime_load() {
+  local i pids=() t0 t1
+  rm -f "$T"/stime-client.*
+  t0=$(date +%s.%N)
+  for ((i = 0; i < TLS_CLIENTS; i++)); do
+    taskset -c "$LOAD_CPU" openssl s_time -connect "127.0.0.1:$1" -new -time "$2" -www /small \
+      >"$T/stime-client.$i" 2>&1 </dev/null &
+    pids+=($!)
+    PIDS+=($!)
+  done
+  wait "${pids[@]}" 2>/dev/null || true
+  t1=$(date +%s.%N)
+  # "N connections in S real seconds, B bytes read per connection"
+  cat "$T"/stime-client.* | awk -v s="$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" '
+    / connections in .* real seconds/ { n += $1; if ($(NF - 4) + 0 < 100) e += $1 }
+    END { printf "%.2f - - %d %d\n", n / s, n, e }'
+}
+
+# One measured run of row $2 for case $3 in round $1. Cases: a body (small,
+# 16k) over plain HTTP, or over TLS, always /small: tls-handshake (every
+# request on a new connection with a full handshake: stime_load),
+# tls-resume (wrk with Connection: close: wrk reconnects and resumes the
+# session with the proxy's session ticket) and tls-keepalive (wrk over
+# kept-alive TLS connections).
 run_row() {
   local round=$1 row=$2 case=$3 port url
+  local scheme=http path=$case dur=$DURATION warm=$WARMUP wrk_args=()
+  TLS_RUN=0
+  case $case in
+    tls-*)
+      TLS_RUN=1 scheme=https path=small dur=$TLS_DURATION warm=$TLS_WARMUP
+      [[ $case == tls-resume ]] && wrk_args=(-H 'Connection: close')
+      ;;
+  esac
   if [[ $row == direct ]]; then
     port=$ORIGIN_PORT
   else
     port=$(free_port)
     start_proxy "$row" "$port" || exit 1
   fi
-  url="http://127.0.0.1:$port/$case"
-  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${WARMUP}s" "$url" >/dev/null
+  url="$scheme://127.0.0.1:$port/$path"
+  if [[ $case == tls-handshake ]]; then
+    stime_load "$port" "$warm" >/dev/null
+  else
+    taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${warm}s" "${wrk_args[@]}" "$url" >/dev/null
+  fi
   local c0=0 c1=0 b0 b1
   if [[ $row != direct ]]; then c0=$(cpu_ticks "$PROXY_PID"); fi
   b0=($(busy_jiffies))
-  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$url" >"$T/wrk.out"
+  if [[ $case == tls-handshake ]]; then
+    stime_load "$port" "$dur" >"$T/stime.out"
+  else
+    taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${dur}s" --latency "${wrk_args[@]}" "$url" >"$T/wrk.out"
+  fi
   b1=($(busy_jiffies))
   if [[ $row != direct ]]; then c1=$(cpu_ticks "$PROXY_PID"); fi
-  read -r rps p50 p99 reqs errs < <(parse_wrk "$T/wrk.out")
+  if [[ $case == tls-handshake ]]; then
+    read -r rps p50 p99 reqs errs <"$T/stime.out"
+  else
+    read -r rps p50 p99 reqs errs < <(parse_wrk "$T/wrk.out")
+  fi
   local cpu_us=- hwm=- idle_b=- idle_open=-
   if [[ $row != direct ]]; then
     cpu_us=$(awk -v c=$((c1 - c0)) -v hz="$HZ" -v n="$reqs" 'BEGIN { printf "%.2f", c / hz * 1e6 / n }')
     hwm=$(status_kb "$PROXY_PID" VmHWM)
-    if [[ $case == small && $IDLE_CONNS -gt 0 ]]; then
+    if [[ $case == small && $TLS_RUN == 0 && $IDLE_CONNS -gt 0 ]]; then
       # A fresh process that has served a few requests, so memory freed by the
       # load run cannot hide the idle connections' cost.
       stop_proxy
@@ -538,10 +642,10 @@ run_row() {
     stop_proxy
   fi
   local busy_load busy_proxy proxy_cores others
-  busy_load=$(awk -v a="${b0[$LOAD_CPU]}" -v b="${b1[$LOAD_CPU]}" -v hz="$HZ" -v s="$DURATION" 'BEGIN { printf "%.2f", (b - a) / hz / s }')
-  busy_proxy=$(awk -v a="${b0[$PROXY_CPU]}" -v b="${b1[$PROXY_CPU]}" -v hz="$HZ" -v s="$DURATION" 'BEGIN { printf "%.2f", (b - a) / hz / s }')
+  busy_load=$(awk -v a="${b0[$LOAD_CPU]}" -v b="${b1[$LOAD_CPU]}" -v hz="$HZ" -v s="$dur" 'BEGIN { printf "%.2f", (b - a) / hz / s }')
+  busy_proxy=$(awk -v a="${b0[$PROXY_CPU]}" -v b="${b1[$PROXY_CPU]}" -v hz="$HZ" -v s="$dur" 'BEGIN { printf "%.2f", (b - a) / hz / s }')
   # CPU time on the proxy's core not charged to the proxy: other processes.
-  proxy_cores=$(awk -v c=$((c1 - c0)) -v hz="$HZ" -v s="$DURATION" 'BEGIN { printf "%.2f", c / hz / s }')
+  proxy_cores=$(awk -v c=$((c1 - c0)) -v hz="$HZ" -v s="$dur" 'BEGIN { printf "%.2f", c / hz / s }')
   others=$(awk -v b="$busy_proxy" -v p="$proxy_cores" 'BEGIN { printf "%.2f", b - p }')
   if awk -v o="$others" -v m="$OTHERS_MAX" 'BEGIN { exit !(o > m) }'; then
     log "round $round $case $row: ${others} of the proxy core went elsewhere (> $OTHERS_MAX); discarded"
@@ -555,10 +659,26 @@ run_row() {
 
 IFS=, read -r -a case_list <<<"$CASES"
 IFS=, read -r -a row_list <<<"$ROWS"
+IFS=, read -r -a tls_row_list <<<"$TLS_ROWS"
+IFS=, read -r -a tls_case_list <<<"$TLS_CASES"
+# Every (case, row) pair of a round, plain ones first, then TLS ones.
+plan=()
+for case in "${case_list[@]}"; do
+  for row in "${row_list[@]}"; do plan+=("$case $row"); done
+done
+if [[ $TLS == 1 ]]; then
+  for case in "${tls_case_list[@]}"; do
+    for row in "${tls_row_list[@]}"; do
+      [[ $row == direct ]] && continue  # the origin speaks plain HTTP only
+      plan+=("$case $row")
+    done
+  done
+fi
 for ((round = 1; round <= ROUNDS; round++)); do
   wait_quiet
-  for case in "${case_list[@]}"; do
-    for row in "${row_list[@]}"; do
+  for item in "${plan[@]}"; do
+    read -r case row <<<"$item"
+    {
       # A run disturbed by other processes is discarded and redone.
       for ((attempt = 1; ; attempt++)); do
         status=0
@@ -571,9 +691,10 @@ for ((round = 1; round <= ROUNDS; round++)); do
         fi
         wait_quiet
       done
-    done
+    }
   done
 done
+TLS_RUN=0
 
 # --- optional profile ----------------------------------------------------------
 PROFILE_TXT=
@@ -652,7 +773,11 @@ cp "$RAW" "$BUILD_DIR/bench-$STAMP.tsv"
   echo "- sluice: $SLUICE_DESC; $COMMIT_DESC"
   echo "- $(nginx -v 2>&1); $(haproxy -v 2>&1 | head -1); $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
   echo "- CPU: $(lscpu | awk -F': +' '/Model name/ { print $2 }'), $(nproc) cores; kernel $(uname -r)"
-  echo "- load: wrk -t1 -c$CONNS -d${DURATION}s --latency after ${WARMUP}s warm-up; proxy on CPU $PROXY_CPU, origin + wrk on CPU $LOAD_CPU; $ROUNDS rounds; idle test $IDLE_CONNS connections"
+  [[ -n $CASES ]] &&
+    echo "- load: wrk -t1 -c$CONNS -d${DURATION}s --latency after ${WARMUP}s warm-up; proxy on CPU $PROXY_CPU, origin + wrk on CPU $LOAD_CPU; $ROUNDS rounds; idle test $IDLE_CONNS connections"
+  if [[ $TLS == 1 ]]; then
+    echo "- TLS rows ($TLS_ROWS; $TLS_CASES), /small, ${TLS_DURATION}s runs after ${TLS_WARMUP}s warm-up, self-signed ECDSA P-256 certificate, TLS 1.3, clients on OpenSSL ($(openssl version | cut -d' ' -f2)); sluice row: sluice_bench_server --tls. tls-handshake: $TLS_CLIENTS concurrent \`openssl s_time -new\` (full handshake, one HTTP/1.0 request per connection; req/s = handshakes/s, no latencies); tls-resume: wrk -t1 -c$CONNS -H 'Connection: close' (a new connection per request, session resumed from the ticket); tls-keepalive: wrk -t1 -c$CONNS"
+  fi
   echo
   "$PY" "$HERE/summarize.py" "$RAW"
   if [[ -s $ROUTER_TXT ]]; then

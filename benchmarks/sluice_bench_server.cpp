@@ -3,6 +3,10 @@
 // from the public API, so it measures what a host program would get.
 //
 //   sluice_bench_server --port 8080 --origin-port 9080 [--workers 1]
+//                       [--tls CERT.pem KEY.pem]
+//
+// With --tls the listener terminates TLS (any SNI, library defaults: TLS 1.2
+// minimum, 1.3 preferred, session tickets on) with the PEM files given.
 
 #include <pthread.h>
 #include <signal.h>
@@ -10,6 +14,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -21,7 +27,8 @@ namespace {
 void usage() {
   std::fprintf(stderr,
                "usage: sluice_bench_server --port N --origin-port N [--workers N]\n"
-               "       [--address 127.0.0.1] [--origin-address 127.0.0.1]\n");
+               "       [--address 127.0.0.1] [--origin-address 127.0.0.1]\n"
+               "       [--tls CERT.pem KEY.pem]\n");
 }
 
 bool parse_port(const char* text, uint16_t& out) {
@@ -30,6 +37,15 @@ bool parse_port(const char* text, uint16_t& out) {
   if (end == text || *end != '\0' || v < 0 || v > 65535) return false;
   out = static_cast<uint16_t>(v);
   return true;
+}
+
+bool read_file(const char* path, std::string& out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return false;
+  std::ostringstream text;
+  text << in.rdbuf();
+  out = text.str();
+  return !out.empty();
 }
 
 }  // namespace
@@ -41,6 +57,8 @@ int main(int argc, char** argv) {
   unsigned workers = 1;
   std::string address = "127.0.0.1";
   std::string origin_address = "127.0.0.1";
+  std::string tls_cert;
+  std::string tls_key;
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];
     const char* value = i + 1 < argc ? argv[i + 1] : nullptr;
@@ -59,6 +77,13 @@ int main(int argc, char** argv) {
       address = value;
     } else if (arg == "--origin-address") {
       origin_address = value;
+    } else if (arg == "--tls") {
+      // Two values: the certificate chain and the private key, PEM files.
+      if (i + 2 >= argc || !read_file(value, tls_cert) || !read_file(argv[i + 2], tls_key)) {
+        std::fprintf(stderr, "--tls: cannot read the certificate or key file\n");
+        return 2;
+      }
+      ++i;
     } else {
       ok = false;
     }
@@ -82,6 +107,10 @@ int main(int argc, char** argv) {
                           .domains = {"*"},
                           .routes = {{.name = "all", .destinations = {{.upstream = "origin"}}}}}}}};
   config.listeners = {{.name = "http", .address = address, .port = port, .router = "main"}};
+  if (!tls_cert.empty()) {
+    config.listeners[0].tls_servers = {
+        {.sni_hosts = {"*"}, .certificate_chain = tls_cert, .private_key = tls_key}};
+  }
 
   // SIGINT/SIGTERM are blocked in every thread (workers inherit the mask) and
   // taken by one waiting thread, which calls stop(): no polling, no work in a

@@ -11,6 +11,11 @@ import sys
 from collections import defaultdict
 
 ROW_ORDER = ["direct", "nginx", "haproxy", "sluice"]
+CASE_TITLES = {
+    "tls-handshake": "TLS, new connection + full handshake per request (req/s = handshakes/s)",
+    "tls-resume": "TLS, new connection per request, session resumed from the ticket",
+    "tls-keepalive": "TLS, keep-alive",
+}
 
 
 def num(v):
@@ -42,7 +47,7 @@ def main(path):
     present = [x for x in ROW_ORDER if any(r["row"] == x for r in rows)]
 
     for case in cases:
-        print(f"## Body: {case}\n")
+        print(f"## {CASE_TITLES.get(case, 'Body: ' + case)}\n")
         print("| row | req/s | p50 (us) | p99 (us) | proxy CPU us/req | peak RSS (KiB) "
               "| idle conn (B/conn) | errors |")
         print("|---|---|---|---|---|---|---|---|")
