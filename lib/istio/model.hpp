@@ -28,6 +28,16 @@ struct Meta {
   std::string key() const { return namespace_ + "/" + name; }
 };
 
+// The loader reports the first error by unwinding to its entry point
+// (load-time only; never on the request path).
+struct LoadError {
+  Error error;
+};
+
+[[noreturn]] inline void fail(const Meta& meta, std::string path, std::string message) {
+  throw LoadError{Error{meta.object(), std::move(path), std::move(message)}};
+}
+
 // A certificate, key or CA bundle named by a file field: its path as written,
 // the resolved path (relative to the YAML file) and the PEM read at load.
 struct PemFile {

@@ -27,13 +27,6 @@
 namespace sluice::istio {
 namespace {
 
-struct LoadError {
-  Error error;
-};
-
-[[noreturn]] void fail(const Meta& meta, std::string path, std::string message) {
-  throw LoadError{Error{meta.object(), std::move(path), std::move(message)}};
-}
 
 // Warnings raised while parsing (fields accepted with no effect); set by Parser.
 thread_local std::vector<std::string>* parse_warnings = nullptr;

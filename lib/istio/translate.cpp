@@ -20,13 +20,6 @@
 namespace sluice::istio {
 namespace {
 
-struct LoadError {
-  Error error;
-};
-
-[[noreturn]] void fail(const Meta& meta, std::string path, std::string message) {
-  throw LoadError{Error{meta.object(), std::move(path), std::move(message)}};
-}
 
 std::string lower(std::string_view s) {
   std::string out(s);
