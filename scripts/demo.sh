@@ -11,4 +11,4 @@ cd "$root"
 bash scripts/install-deps.sh
 cmake -S "$root" -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release -DSLUICE_BUILD_TESTS=OFF
 cmake --build build-release -j "${SLUICE_JOBS:-2}" --target sluice-ingress
-exec build-release/sluice-ingress --demo "$@"
+exec build-release/examples/ingress/sluice-ingress --demo "$@"
