@@ -27,7 +27,6 @@
 namespace sluice::istio {
 namespace {
 
-
 // Warnings raised while parsing (fields accepted with no effect); set by Parser.
 thread_local std::vector<std::string>* parse_warnings = nullptr;
 

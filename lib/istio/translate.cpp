@@ -20,7 +20,6 @@
 namespace sluice::istio {
 namespace {
 
-
 std::string lower(std::string_view s) {
   std::string out(s);
   for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
