@@ -19,6 +19,7 @@
 #include <fmt/format.h>
 
 #include "demo_upstream.hpp"
+#include "http/path.hpp"
 #include "istio/istio.hpp"
 #include "sluice/sluice.hpp"
 
@@ -28,6 +29,8 @@ const char* usage = R"(usage: sluice-ingress [options]
   --demo                 gateway on 127.0.0.1:8080 in front of two built-in upstreams;
                          `end-user: jason` goes to reviews-v2, everyone else to reviews-v1
   --config PATH          Istio YAML file or directory of *.yaml/*.yml (repeatable)
+  --mesh-config PATH     Istio MeshConfig YAML, or the `istio` ConfigMap (its data.mesh);
+                         applies pathNormalization (default BASE)
   --bind ADDR            address for every listener (default 0.0.0.0; 127.0.0.1 with --demo)
   --workers N            worker threads (default: one per hardware thread)
   --check                validate the configuration, print a summary, exit 0 or 1
@@ -38,8 +41,9 @@ const char* usage = R"(usage: sluice-ingress [options]
                          `listening <server port> <address>:<bound port>` per listener
   --no-watch             do not reload on file changes (SIGHUP still does)
   --dns-refresh SECONDS  re-resolve DNS ServiceEntries this often (default 30; 0: never)
-Signals: SIGHUP reloads the configuration (so does a change under a --config
-directory); SIGTERM / SIGINT drain and exit 0.
+Signals: SIGHUP reloads the configuration and the mesh config (so does a change
+under a --config directory or to the --mesh-config file); SIGTERM / SIGINT drain
+and exit 0.
 )";
 
 struct Options {
@@ -50,6 +54,7 @@ struct Options {
   unsigned workers = 0;
   std::vector<std::string> configs;
   std::optional<std::string> bind;
+  std::optional<std::string> mesh_config;
   std::optional<std::string> explain;
   std::vector<std::string> headers;
   int dns_refresh_seconds = 30;
@@ -80,9 +85,10 @@ std::optional<int> parse_args(int argc, char** argv, Options& o) {
     } else if (a == "--ephemeral-ports") {
       o.ephemeral = true;
     } else if (a == "--config" || a == "--bind" || a == "--workers" || a == "--explain" ||
-               a == "-H" || a == "--dns-refresh") {
+               a == "-H" || a == "--dns-refresh" || a == "--mesh-config") {
       if (!(v = value())) return fail_usage(a + " needs a value");
       if (a == "--config") o.configs.push_back(*v);
+      if (a == "--mesh-config") o.mesh_config = *v;
       if (a == "--bind") o.bind = *v;
       if (a == "--explain") o.explain = *v;
       if (a == "-H") o.headers.push_back(*v);
@@ -104,6 +110,17 @@ std::optional<int> parse_args(int argc, char** argv, Options& o) {
 
 void print_warnings(const std::vector<std::string>& warnings) {
   for (const auto& w : warnings) fmt::print(stderr, "warning: {}\n", w);
+}
+
+// The --mesh-config settings (Istio's defaults without one); logs errors.
+std::optional<sluice::istio::MeshSettings> load_mesh(const Options& o) {
+  if (!o.mesh_config) return sluice::istio::MeshSettings{};
+  auto mesh = sluice::istio::load_mesh_config(*o.mesh_config);
+  if (!mesh) {
+    fmt::print(stderr, "error: {}\n", mesh.error().to_string());
+    return std::nullopt;
+  }
+  return *mesh;
 }
 
 // --- --explain ----------------------------------------------------------------------
@@ -150,7 +167,17 @@ int run_explain(const Options& o, const sluice::istio::LoadedConfig& loaded) {
     value.erase(0, value.find_first_not_of(" \t"));
     req.headers.add(h.substr(0, colon), value);
   }
+  // The gateway routes the normalised path (mesh pathNormalization); so does
+  // the explanation.
+  std::string received = req.target;
+  if (auto why = sluice::http::normalize_target(req.target, loaded.config.path_normalization);
+      !why.empty()) {
+    fmt::print("request:  {} {}://{}{}\n", req.method, req.scheme, req.authority, received);
+    fmt::print("path:     rejected: {}: the gateway answers 400\n", why);
+    return 1;
+  }
   fmt::print("request:  {} {}://{}{}\n", req.method, req.scheme, req.authority, req.target);
+  if (received != req.target) fmt::print("path:     normalised from {}\n", received);
   const auto* listener = loaded.listener_for_port(port);
   if (!listener) {
     fmt::print("listener: no Gateway server listens on port {}: connection refused\n", port);
@@ -161,7 +188,8 @@ int run_explain(const Options& o, const sluice::istio::LoadedConfig& loaded) {
     if (r.name == listener->name) router_config = &r;
   auto router = sluice::Router::compile(*router_config);
   if (!router) {
-    fmt::print(stderr, "error: {}\n", router.error().to_string());
+    fmt::print(stderr, "error: {}\n",
+               sluice::istio::to_istio_error(loaded, router.error()).to_string());
     return 1;
   }
   auto e = router->explain(req);
@@ -209,6 +237,8 @@ class Control {
   // Loads, resolves and translates the --config paths. Logs and returns
   // nullopt on error.
   std::optional<sluice::istio::LoadedConfig> load() {
+    auto mesh = load_mesh(o_);
+    if (!mesh) return std::nullopt;
     auto parsed = sluice::istio::parse_files(o_.configs);
     if (!parsed) {
       fmt::print(stderr, "error: {}\n", parsed.error().to_string());
@@ -218,6 +248,7 @@ class Control {
     files_ = sluice::istio::referenced_files(*parsed);
     dns_ = sluice::istio::resolve(dns_names_);
     parsed_ = *parsed;
+    mesh_ = *mesh;
     return translate();
   }
 
@@ -231,15 +262,18 @@ class Control {
       return std::nullopt;
     }
     print_warnings(loaded->warnings);
+    sluice::istio::apply_mesh(mesh_, loaded->config);
     return std::move(loaded).value();
   }
 
-  bool apply(sluice::istio::LoadedConfig loaded) {
+  bool apply(const sluice::istio::LoadedConfig& loaded) {
     auto listeners = loaded.listeners;
     auto configs = loaded.config.listeners;
-    auto status = gateway_.apply(std::move(loaded.config));
+    // A copy: on error, `loaded` restates the error in Istio's names.
+    auto status = gateway_.apply(loaded.config);
     if (!status) {
-      fmt::print(stderr, "error: {}\n", status.error().to_string());
+      fmt::print(stderr, "error: {}\n",
+                 sluice::istio::to_istio_error(loaded, status.error()).to_string());
       return false;
     }
     announce(listeners, configs);
@@ -284,6 +318,7 @@ class Control {
   std::vector<std::string> dns_names_;
   std::vector<std::string> files_;
   sluice::istio::DnsTable dns_;
+  sluice::istio::MeshSettings mesh_;
 };
 
 // Watches --config directories (and the directories of --config files) with
@@ -381,8 +416,11 @@ int serve(const Options& o) {
 
   std::optional<sluice::demo::DemoUpstreams> demo;
   if (o.demo) {
+    auto mesh = load_mesh(o);
+    if (!mesh) return 1;
     demo.emplace();
     auto config = demo_config(o, demo->port(0), demo->port(1));
+    sluice::istio::apply_mesh(*mesh, config);
     auto listeners = config.listeners;
     auto status = gateway.apply(std::move(config));
     if (!status) {
@@ -427,6 +465,7 @@ int serve(const Options& o) {
       watcher->add_files(control.files());
     });
     watcher->add_files(control.files());
+    if (o.mesh_config) watcher->add_files({*o.mesh_config});
   }
   asio::steady_timer dns_timer(io);
   std::function<void()> schedule_dns = [&] {
@@ -457,16 +496,20 @@ int main(int argc, char** argv) {
   if (o.check || o.explain) {
     sluice::istio::TranslateOptions t;
     t.bind_address = o.bind.value_or("0.0.0.0");
+    auto mesh = load_mesh(o);
+    if (!mesh) return 1;
     auto loaded = sluice::istio::load_files(o.configs, t);
     if (!loaded) {
       fmt::print(stderr, "error: {}\n", loaded.error().to_string());
       return 1;
     }
     print_warnings(loaded->warnings);
+    sluice::istio::apply_mesh(*mesh, loaded->config);
     // The library's own validation too: what apply() would say.
     auto compiled = sluice::compile(loaded->config);
     if (!compiled) {
-      fmt::print(stderr, "error: {}\n", compiled.error().to_string());
+      fmt::print(stderr, "error: {}\n",
+                 sluice::istio::to_istio_error(*loaded, compiled.error()).to_string());
       return 1;
     }
     if (o.explain) return run_explain(o, *loaded);

@@ -58,14 +58,37 @@ struct ListenerConfig {
 };
 
 // Limits and timeouts for downstream connections. Defaults follow Envoy's.
+// A duration of 0 disables that bound.
 struct Limits {
   size_t max_request_header_bytes = 60 * 1024;
   size_t max_request_headers = 100;
+  // Upstream response heads (status line, reason and headers) are bounded the
+  // same way; a larger one is answered 502 UPE.
+  size_t max_response_header_bytes = 60 * 1024;
+  size_t max_response_headers = 100;
   size_t max_connections = 100'000;  // per gateway; more are accepted and closed
+  // Per client IP address, across workers; 0: unlimited. More are closed.
+  size_t max_connections_per_client = 0;
   std::chrono::milliseconds request_header_timeout{10'000};  // slowloris bound
   std::chrono::milliseconds idle_timeout{3'600'000};         // keep-alive idle
-  std::chrono::milliseconds upstream_response_timeout{0};    // 0: none (Istio)
-  std::chrono::milliseconds drain_timeout{5'000};            // Istio's default
+  // No byte in either direction of a request for this long: 408 before the
+  // response started, else reset (Envoy's stream_idle_timeout).
+  std::chrono::milliseconds stream_idle_timeout{300'000};
+  // Whole request received within this (Envoy's request_timeout): 408.
+  std::chrono::milliseconds request_timeout{0};
+  // A request and its response end within this (Envoy's max_stream_duration).
+  std::chrono::milliseconds max_stream_duration{0};
+  std::chrono::milliseconds upstream_response_timeout{0};  // 0: none (Istio)
+  std::chrono::milliseconds drain_timeout{5'000};          // Istio's default
+};
+
+// How the request path is normalised before routing, policies and
+// forwarding (Istio meshConfig pathNormalization; default BASE).
+enum class PathNormalization {
+  none,                      // forwarded as received
+  base,                      // RFC 3986 dot segments, %XX of unreserved decoded
+  merge_slashes,             // base, then "//" merged
+  decode_and_merge_slashes,  // merge_slashes, and %2F / %5C decoded too
 };
 
 struct GatewayConfig {
@@ -73,6 +96,7 @@ struct GatewayConfig {
   std::vector<RouterConfig> routers;
   std::vector<UpstreamConfig> upstreams;
   Limits limits;
+  PathNormalization path_normalization = PathNormalization::base;
 };
 
 struct GatewayOptions {

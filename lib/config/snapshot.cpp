@@ -4,8 +4,10 @@
 
 #include <fmt/format.h>
 
+#include <optional>
 #include <unordered_set>
 
+#include "http/wire_check.hpp"
 #include "tls/server.hpp"
 
 namespace sluice {
@@ -38,9 +40,43 @@ EndpointSet make_set(const std::vector<CompiledEndpoint>& eps, std::vector<uint3
   return set;
 }
 
+// Upstream text that is sent on the wire: the hash cookie (Set-Cookie to
+// clients), health check request line and Host, and the TLS server name.
+std::optional<Error> check_upstream_wire(const UpstreamConfig& cfg, const std::string& object) {
+  if (const auto& ch = cfg.consistent_hash) {
+    std::string why;
+    if (ch->source == ConsistentHash::Source::cookie) {
+      why = http::check_cookie_name(ch->name);
+      if (!why.empty()) return config_error(object, "consistent_hash.name", why);
+      why = http::check_cookie_path(ch->cookie_path);
+      if (!why.empty()) return config_error(object, "consistent_hash.cookie_path", why);
+    } else if (ch->source == ConsistentHash::Source::header) {
+      // Not sent, but a name that is not a token can never match a header.
+      why = http::check_header_name(ch->name);
+      if (!why.empty()) return config_error(object, "consistent_hash.name", why);
+    }
+  }
+  if (const auto& hc = cfg.health_check) {
+    if (auto why = http::check_path(hc->path); !why.empty())
+      return config_error(object, "health_check.path", why);
+    if (!hc->host.empty())
+      if (auto why = http::check_authority(hc->host); !why.empty())
+        return config_error(object, "health_check.host", why);
+  }
+  if (cfg.tls && !cfg.tls->sni.empty()) {
+    // A server name, not an authority: no port.
+    std::string why = http::check_authority(cfg.tls->sni);
+    if (why.empty() && cfg.tls->sni.find(':') != std::string::npos)
+      why = fmt::format("{} is a server name and takes no port", http::quote(cfg.tls->sni));
+    if (!why.empty()) return config_error(object, "tls.sni", why);
+  }
+  return std::nullopt;
+}
+
 Result<CompiledUpstream> compile_upstream(const UpstreamConfig& cfg) {
   std::string object = "Upstream " + cfg.name;
   if (Status st = validate_upstream(cfg, object); !st.ok()) return st.error();
+  if (auto e = check_upstream_wire(cfg, object)) return *e;
   CompiledUpstream up;
   up.config = cfg;
   std::vector<uint32_t> all;

@@ -1,5 +1,7 @@
 #include "http/parser.hpp"
 
+#include "http/tokens.hpp"
+
 #include <llhttp.h>
 
 #include <array>
@@ -26,6 +28,38 @@ bool is_token(std::string_view s) {
   return true;
 }
 constexpr int kUserError = HPE_USER;
+
+// RFC 9112 6.1 and 6.3 for a request: HTTP/1.0 has no Transfer-Encoding;
+// chunked must be the final coding and appear once; any other coding is one
+// a proxy cannot decode (501, as nginx answers).
+ParseError check_transfer_encoding(const Headers& headers, int minor, const char*& why) {
+  if (minor == 0) {
+    why = "Transfer-Encoding in an HTTP/1.0 request";
+    return ParseError::bad_request;
+  }
+  int chunked = 0;
+  bool chunked_last = false;
+  bool other = false;
+  for (const auto& [name, value] : headers.entries()) {
+    if (!iequals(name, "transfer-encoding")) continue;
+    for_each_list_item(value, [&](std::string_view coding) {
+      chunked_last = iequals(coding, "chunked");
+      if (chunked_last)
+        ++chunked;
+      else
+        other = true;
+    });
+  }
+  if (chunked != 1 || !chunked_last) {
+    why = "Transfer-Encoding must end in chunked, once";
+    return ParseError::bad_request;
+  }
+  if (other) {
+    why = "unsupported transfer coding";
+    return ParseError::not_implemented;
+  }
+  return ParseError::none;
+}
 }  // namespace
 
 struct Parser::Callbacks {
@@ -45,7 +79,10 @@ struct Parser::Callbacks {
     return 0;
   }
   static int on_status(llhttp_t* p, const char* at, size_t n) {
-    self(p).response_.reason.append(at, n);
+    auto& s = self(p);
+    // The reason phrase is part of the bounded head.
+    if (!s.count_header_bytes(n)) return kUserError;
+    s.response_.reason.append(at, n);
     return 0;
   }
   static int on_header_field(llhttp_t* p, const char* at, size_t n) {
@@ -68,9 +105,18 @@ struct Parser::Callbacks {
       s.fail(ParseError::bad_request, "invalid header field name");
       return kUserError;
     }
-    if (h.size() >= s.limits_.max_headers) {
-      s.fail(ParseError::header_too_large, "too many headers");
+    size_t seen = s.head_done_ ? ++s.trailers_ : h.size() + 1;
+    if (seen > s.limits_.max_headers) {
+      s.fail(s.kind_ == Kind::request ? ParseError::header_too_large : ParseError::bad_response,
+             "too many headers");
       return kUserError;
+    }
+    // Trailers are read for framing and dropped: the head has already gone
+    // on, and folding them into it would let a client add headers late.
+    if (s.head_done_) {
+      s.field_.clear();
+      s.value_.clear();
+      return 0;
     }
     // llhttp keeps trailing whitespace of values; RFC 9110 says strip it.
     while (!s.value_.empty() && (s.value_.back() == ' ' || s.value_.back() == '\t'))
@@ -86,15 +132,27 @@ struct Parser::Callbacks {
     // llhttp counts content_length down while reading the body; keep the declared value.
     s.content_length_ = p->content_length;
     if (s.kind_ == Kind::request) {
-      // llhttp finds this only after the head (RFC 9112 6.3: 400 and close);
-      // reject now, before anything is routed or sent upstream.
-      if ((p->flags & F_TRANSFER_ENCODING) && !(p->flags & F_CHUNKED)) {
-        s.fail(ParseError::bad_request, "Transfer-Encoding does not end in chunked");
+      if (p->http_major != 1) {
+        s.fail(ParseError::bad_version, "HTTP version not supported");
         return kUserError;
+      }
+      if (p->flags & F_TRANSFER_ENCODING) {
+        const char* why = nullptr;
+        if (ParseError e = check_transfer_encoding(s.request_.headers, p->http_minor, why);
+            e != ParseError::none) {
+          s.fail(e, why);
+          return kUserError;
+        }
       }
       s.request_.version_minor = p->http_minor;
       s.request_.method = llhttp_method_name(static_cast<llhttp_method_t>(p->method));
     } else {
+      // We never ask for an upgrade, so a 101 is as wrong as a status
+      // outside 1xx-5xx: both would leave the connection in no known state.
+      if (p->status_code < 100 || p->status_code > 599 || p->status_code == 101) {
+        s.fail(ParseError::bad_response, "invalid response status");
+        return kUserError;
+      }
       s.response_.status = p->status_code;
       s.response_.version_minor = p->http_minor;
       // 1 tells llhttp the message has no body: a response to HEAD, and
@@ -187,6 +245,23 @@ bool Parser::finish() {
   return false;
 }
 
+bool Parser::check_ahead(const char* data, size_t len) const {
+  if (len == 0 || message_done_ || error_ != ParseError::none) return true;
+  // A copy of the state with callbacks that only stop at the message's end:
+  // nothing is recorded, and the bytes stay for the real feed().
+  static const llhttp_settings_t settings = [] {
+    llhttp_settings_t v;
+    llhttp_settings_init(&v);
+    v.on_message_complete = [](llhttp_t*) { return static_cast<int>(HPE_PAUSED); };
+    return v;
+  }();
+  llhttp_t copy = *llhttp_;
+  copy.settings = const_cast<llhttp_settings_t*>(&settings);
+  copy.data = nullptr;
+  llhttp_errno_t err = llhttp_execute(&copy, data, len);
+  return err == HPE_OK || err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE;
+}
+
 bool Parser::keep_alive() const {
   return llhttp_should_keep_alive(llhttp_.get()) != 0;
 }
@@ -236,6 +311,7 @@ void Parser::next_message() {
   field_.clear();
   value_.clear();
   header_bytes_ = 0;
+  trailers_ = 0;
   started_ = false;
   head_done_ = false;
   message_done_ = false;

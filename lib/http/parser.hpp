@@ -19,7 +19,9 @@ enum class ParseError {
   none,
   bad_request,       // 400: malformed syntax or framing
   header_too_large,  // 431: header block over the byte or count limit
-  bad_response,      // upstream sent something unparseable
+  bad_response,      // upstream sent something unparseable or over a limit
+  not_implemented,   // 501: a transfer coding other than chunked
+  bad_version,       // 505: not HTTP/1.x
 };
 
 struct ParserLimits {
@@ -67,6 +69,12 @@ class Parser {
   bool body_expected() const;  // framing says a body follows the head
   bool upgrade() const;
 
+  // After head_done(), before body bytes are forwarded: runs the framing of
+  // the `len` bytes already buffered through a copy of the parser state, so
+  // a request whose body framing is already known to be broken is refused
+  // before anything goes upstream. Consumes nothing. False: broken framing.
+  bool check_ahead(const char* data, size_t len) const;
+
   // Clears per-message state to parse the next message on the connection.
   void next_message();
   // Forgets the connection too: the next bytes start a fresh stream.
@@ -87,6 +95,7 @@ class Parser {
   std::string field_;
   std::string value_;
   size_t header_bytes_ = 0;
+  size_t trailers_ = 0;  // trailer fields seen; counted, never kept
   uint64_t content_length_ = 0;
   bool in_value_ = false;
   bool started_ = false;

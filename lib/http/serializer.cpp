@@ -1,5 +1,7 @@
 #include "http/serializer.hpp"
 
+#include "http/tokens.hpp"
+
 #include <array>
 #include <bitset>
 #include <charconv>
@@ -23,6 +25,7 @@ enum class Known {
   proxy_authenticate,
   expect,
   host,
+  content_length,
   x_forwarded_for,
   x_forwarded_proto,
   x_forwarded_client_cert,
@@ -45,6 +48,8 @@ Known classify(std::string_view n) {
       return iequals(n, "keep-alive") ? Known::keep_alive : Known::other;
     case 12:
       return iequals(n, "x-request-id") ? Known::x_request_id : Known::other;
+    case 14:
+      return iequals(n, "content-length") ? Known::content_length : Known::other;
     case 15:
       return iequals(n, "x-forwarded-for") ? Known::x_forwarded_for : Known::other;
     case 16:
@@ -77,27 +82,12 @@ bool hop_by_hop(Known k) {
   }
 }
 
-// Calls `f(token)` for each comma-separated token of a Connection value.
-template <typename F>
-void for_each_token(std::string_view v, F&& f) {
-  while (!v.empty()) {
-    size_t comma = v.find(',');
-    std::string_view token = v.substr(0, comma);
-    while (!token.empty() && (token.front() == ' ' || token.front() == '\t'))
-      token.remove_prefix(1);
-    while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
-    if (!token.empty()) f(token);
-    if (comma == std::string_view::npos) break;
-    v.remove_prefix(comma + 1);
-  }
-}
-
 // True when `name` is listed by any Connection header among `headers`.
 bool named_by_connection(const Headers& headers, std::string_view name) {
   bool found = false;
   for (const auto& [n, v] : headers.entries())
     if (n.size() == 10 && iequals(n, "connection"))
-      for_each_token(v, [&](std::string_view t) { found |= iequals(t, name); });
+      for_each_list_item(v, [&](std::string_view t) { found |= iequals(t, name); });
   return found;
 }
 
@@ -126,8 +116,10 @@ bool is_hop_by_hop(std::string_view name) {
 }
 
 void strip_hop_by_hop(Headers& headers) {
-  // Names listed in Connection are hop-by-hop too (RFC 9110 7.6.1). Decide
-  // for every entry before moving any, so Connection values stay readable.
+  // Names listed in Connection are hop-by-hop too (RFC 9110 7.6.1), except
+  // Host and Content-Length: framing and authority come from the parsed
+  // message, and a peer must not be able to name them away. Decide for every
+  // entry before moving any, so Connection values stay readable.
   auto& e = headers.entries();
   bool listed = has_connection_header(headers);
   auto drop = [&](const Headers::Entry& h) {
@@ -154,7 +146,6 @@ bool append_forwarded_request_head(std::string& out, const RequestHead& head, co
   out += ' ';
   out += head.target;
   out += " HTTP/1.1\r\n";
-  bool connection_lists = has_connection_header(head.headers);
   bool expect_continue = false;
   bool has_xff = false;
   bool has_request_id = false;
@@ -164,8 +155,9 @@ bool append_forwarded_request_head(std::string& out, const RequestHead& head, co
     const auto& [name, value] = entries[i];
     Known k = classify(name);
     if (hop_by_hop(k)) continue;
-    if (connection_lists && k == Known::other && named_by_connection(head.headers, name)) continue;
     switch (k) {
+      case Known::content_length:
+        continue;  // framing is written below, from the parsed message
       case Known::expect:
         if (iequals(value, "100-continue")) {
           expect_continue = true;
@@ -197,6 +189,7 @@ bool append_forwarded_request_head(std::string& out, const RequestHead& head, co
         has_request_id = true;
         break;
       case Known::host:
+        if (has_host || !f.host.empty()) continue;  // one Host, the override if any
         has_host = true;
         break;
       default:
@@ -204,12 +197,22 @@ bool append_forwarded_request_head(std::string& out, const RequestHead& head, co
     }
     append_header(out, name, value);
   }
-  if (!has_host && !f.default_host.empty()) append_header(out, "host", f.default_host);
+  if (!f.host.empty())
+    append_header(out, "host", f.host);
+  else if (!has_host && !f.default_host.empty())
+    append_header(out, "host", f.default_host);
   if (!has_xff) append_header(out, "x-forwarded-for", f.client_ip);
   append_header(out, "x-forwarded-proto", f.proto);
   if (!f.xfcc.empty()) append_header(out, "x-forwarded-client-cert", f.xfcc);
   if (!has_request_id && !f.request_id.empty()) append_header(out, "x-request-id", f.request_id);
-  if (f.chunked) append_header(out, "transfer-encoding", "chunked");
+  if (f.chunked) {
+    append_header(out, "transfer-encoding", "chunked");
+  } else if (f.content_length) {
+    char digits[24];
+    auto r = std::to_chars(digits, digits + sizeof(digits), *f.content_length);
+    append_header(out, "content-length", std::string_view(digits, r.ptr - digits));
+  }
+  if (f.close) append_header(out, "connection", "close");
   out += "\r\n";
   return expect_continue;
 }

@@ -2,6 +2,7 @@
 // HTTP/1.1 serialisation into a caller-owned string (no sockets).
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -13,7 +14,8 @@ namespace sluice::http {
 // Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade,
 // Proxy-Authenticate.
 bool is_hop_by_hop(std::string_view name);
-// Removes hop-by-hop headers and the ones `Connection` names.
+// Removes hop-by-hop headers and the ones `Connection` names, which never
+// include Host or Content-Length.
 void strip_hop_by_hop(Headers& headers);
 
 void append_request_head(std::string& out, const RequestHead& head);
@@ -30,11 +32,17 @@ struct Forwarding {
   std::string_view xfcc;          // x-forwarded-client-cert (any incoming one is dropped)
   std::string_view request_id;    // x-request-id when the request has none
   std::string_view default_host;  // Host when the request has none (HTTP/1.0)
-  bool chunked = false;           // body re-framed as chunked
+  std::string_view host;          // replaces Host when set (mirrors: "-shadow")
+  // Framing, from the parsed message; any Content-Length or
+  // Transfer-Encoding among the headers is dropped.
+  bool chunked = false;                   // body re-framed as chunked
+  std::optional<uint64_t> content_length;  // when not chunked and the request had one
+  bool close = false;                      // `connection: close` (mirrors)
 };
 
 // Serialises the upstream request head in one pass over the headers: drops
-// hop-by-hop headers (and those Connection names), `Expect: 100-continue`
+// hop-by-hop headers (the caller has already removed those Connection names,
+// see strip_hop_by_hop), Content-Length (re-derived), `Expect: 100-continue`
 // (the gateway answers it) and incoming x-forwarded-client-cert; merges
 // x-forwarded-for; adds the rest of `f`. Returns true when the request asked
 // for 100-continue.

@@ -104,6 +104,27 @@ Result<LoadedConfig> load_files(const std::vector<std::string>& paths,
 Result<LoadedConfig> load_string(std::string_view yaml, const TranslateOptions& options = {},
                                  const DnsTable& dns = {});
 
+// Istio MeshConfig: the mesh-wide settings sluice applies (more fields come
+// as sluice implements them).
+struct MeshSettings {
+  PathNormalization path_normalization = PathNormalization::base;  // Istio's default
+};
+
+// A MeshConfig YAML document, or the `istio` ConfigMap as kubectl prints it
+// (MeshConfig YAML text in data.mesh). MeshConfig fields sluice does not use
+// are ignored (they are valid Istio); a wrong type or value in a field it
+// uses is an error `MeshConfig <origin>: <field>: ...`.
+Result<MeshSettings> parse_mesh_config(std::string_view yaml, std::string origin = "<string>");
+Result<MeshSettings> load_mesh_config(const std::string& path);
+// Copies the settings into a translated configuration.
+void apply_mesh(const MeshSettings& mesh, GatewayConfig& config);
+
+// An error from compile() or Gateway::apply() about a Router this loader
+// built, restated in Istio's terms: `Router http.8080:
+// virtual_hosts[0].routes[2].redirect.uri: ...` becomes `VirtualService
+// reviews: http[1].redirect.uri: ...`. Other errors come back unchanged.
+Error to_istio_error(const LoadedConfig& loaded, const Error& error);
+
 // Human-readable summary for `--check`: listeners, hosts, rules.
 std::string summary(const LoadedConfig& loaded);
 

@@ -20,6 +20,7 @@
 
 #include <cmath>
 
+#include "http/wire_check.hpp"
 #include "istio/istio.hpp"
 #include "istio/model.hpp"
 #include "policy/policy.hpp"
@@ -166,6 +167,23 @@ void check_regex(const std::string& pattern, const Meta& meta, const std::string
   opts.set_log_errors(false);
   RE2 re(pattern, opts);
   if (!re.ok()) fail(meta, path, fmt::format("invalid regex \"{}\": {}", pattern, re.error()));
+}
+
+// Configuration text that reaches the wire is checked here, at parse time,
+// so the error names the Istio resource and field (compile() checks the same
+// with the same code, but can only name the compiled Router or Upstream).
+void check_wire(const std::string& why, const Meta& meta, const std::string& path) {
+  if (!why.empty()) fail(meta, path, why);
+}
+
+// "set[x-a]": a map key as an index; a key that is not plain text is quoted
+// with escapes, so no raw control byte reaches an error message.
+std::string keyed(std::string_view path, std::string_view key) {
+  bool plain = !key.empty() && std::all_of(key.begin(), key.end(), [](char c) {
+    auto u = static_cast<unsigned char>(c);
+    return u > 0x20 && u < 0x7f && c != '[' && c != ']' && c != '"';
+  });
+  return fmt::format("{}[{}]", path, plain ? std::string(key) : http::quote(key));
 }
 
 std::string upper(std::string s) {
@@ -350,11 +368,19 @@ void parse_header_ops(const YAML::Node& n, const Meta& meta, const std::string& 
       auto& list = std::string_view(kind) == "set" ? ops.set : ops.add;
       for (const auto& kv : m) {
         std::string name = scalar(kv.first, meta, p);
-        std::string at = join(p, name);
+        std::string at = keyed(p, name);
         if (name.empty()) fail(meta, at, "header name must not be empty");
-        if (name.front() == ':' && lower(name) != ":authority")
-          fail(meta, at, fmt::format("pseudo-header \"{}\" cannot be modified", name));
-        list.emplace_back(name, kv.second.IsNull() ? std::string() : scalar(kv.second, meta, at));
+        bool authority = lower(name) == ":authority" || lower(name) == "host";
+        if (name.front() == ':' && !authority)
+          fail(meta, at, fmt::format("pseudo-header {} cannot be modified", http::quote(name)));
+        if (name.front() != ':') check_wire(http::check_header_name(name), meta, at);
+        std::string value = kv.second.IsNull() ? std::string() : scalar(kv.second, meta, at);
+        check_wire(http::check_header_value(value), meta, at);
+        // Host is sent as the request's authority.
+        if (authority && &ops == &request)
+          if (auto why = http::check_authority(value); !why.empty())
+            fail(meta, at, "invalid authority: " + why);
+        list.emplace_back(name, std::move(value));
       }
     }
     if (auto r = o.get("remove")) {
@@ -363,7 +389,8 @@ void parse_header_ops(const YAML::Node& n, const Meta& meta, const std::string& 
         std::string name = lower(ops.remove[i]);
         if (name == "host" || name == ":authority" || (!name.empty() && name.front() == ':'))
           fail(meta, index(o.sub("remove"), i),
-               fmt::format("header \"{}\" cannot be removed", ops.remove[i]));
+               fmt::format("header {} cannot be removed", http::quote(ops.remove[i])));
+        check_wire(http::check_header_name(ops.remove[i]), meta, index(o.sub("remove"), i));
       }
     }
     o.finish();
@@ -395,13 +422,20 @@ DestinationIn parse_route_destination(const YAML::Node& n, const Meta& meta,
 Redirect parse_redirect(const YAML::Node& n, const Meta& meta, const std::string& path) {
   Redirect r;
   Fields f(n, meta, path);
+  // uri, authority and scheme all end up in the Location header.
   if (auto v = f.get("uri")) {
     r.uri = scalar(v, meta, f.sub("uri"));
-    if (!r.uri.empty() && r.uri.front() != '/')
-      fail(meta, f.sub("uri"), fmt::format("\"{}\" must be a path starting with '/'", r.uri));
+    if (!r.uri.empty()) check_wire(http::check_path(r.uri, true), meta, f.sub("uri"));
   }
-  if (auto v = f.get("authority")) r.authority = scalar(v, meta, f.sub("authority"));
-  if (auto v = f.get("scheme")) r.scheme = scalar(v, meta, f.sub("scheme"));
+  if (auto v = f.get("authority")) {
+    r.authority = scalar(v, meta, f.sub("authority"));
+    if (!r.authority.empty())
+      check_wire(http::check_authority(r.authority), meta, f.sub("authority"));
+  }
+  if (auto v = f.get("scheme")) {
+    r.scheme = scalar(v, meta, f.sub("scheme"));
+    if (!r.scheme.empty()) check_wire(http::check_scheme(r.scheme), meta, f.sub("scheme"));
+  }
   auto port = f.get("port");
   auto derive = f.get("derivePort");
   if (port && derive) fail(meta, f.sub("derivePort"), "port and derivePort are mutually exclusive");
@@ -428,8 +462,7 @@ Rewrite parse_rewrite(const YAML::Node& n, const Meta& meta, const std::string& 
   Fields f(n, meta, path);
   if (auto v = f.get("uri")) {
     r.uri = scalar(v, meta, f.sub("uri"));
-    if (!r.uri->empty() && r.uri->front() != '/')
-      fail(meta, f.sub("uri"), fmt::format("\"{}\" must be a path starting with '/'", *r.uri));
+    if (!r.uri->empty()) check_wire(http::check_path(*r.uri), meta, f.sub("uri"));
   }
   if (auto v = f.get("uriRegexRewrite")) {
     std::string p = f.sub("uriRegexRewrite");
@@ -446,9 +479,16 @@ Rewrite parse_rewrite(const YAML::Node& n, const Meta& meta, const std::string& 
     std::string why;
     if (!re.CheckRewriteString(rewrite, &why))
       fail(meta, x.sub("rewrite"), fmt::format("invalid rewrite \"{}\": {}", rewrite, why));
+    // Captures copy bytes of the (already checked) request path; the literal
+    // text must not break the request line.
+    check_wire(http::check_path_template(rewrite), meta, x.sub("rewrite"));
     r.uri_regex = std::pair{match, rewrite};
   }
-  if (auto v = f.get("authority")) r.authority = scalar(v, meta, f.sub("authority"));
+  if (auto v = f.get("authority")) {
+    r.authority = scalar(v, meta, f.sub("authority"));
+    if (!r.authority.empty())
+      check_wire(http::check_authority(r.authority), meta, f.sub("authority"));
+  }
   f.finish();
   return r;
 }
@@ -587,15 +627,11 @@ CorsPolicy parse_cors(const YAML::Node& n, const Meta& meta, const std::string& 
     auto v = f.get(key);
     if (!v) continue;
     out = string_list(v, meta, f.sub(key));
-    for (size_t i = 0; i < out.size(); ++i) {
-      const auto& t = out[i];
-      bool token = !t.empty() && std::all_of(t.begin(), t.end(), [](char ch) {
-        auto u = static_cast<unsigned char>(ch);
-        return std::isalnum(u) ||
-               std::string_view("!#$%&'*+-.^_`|~").find(ch) != std::string_view::npos;
-      });
-      if (!token) fail(meta, index(f.sub(key), i), fmt::format("\"{}\" is not a valid token", t));
-    }
+    // Joined into access-control-* response headers.
+    for (size_t i = 0; i < out.size(); ++i)
+      if (!http::is_token(out[i]))
+        fail(meta, index(f.sub(key), i),
+             fmt::format("{} is not a valid token", http::quote(out[i])));
   }
   if (auto v = f.get("maxAge")) c.max_age = whole_seconds(v, meta, f.sub("maxAge"));
   if (auto v = f.get("allowCredentials"))
@@ -755,7 +791,15 @@ ClientTlsIn parse_client_tls(const YAML::Node& n, const Meta& m, const std::stri
     }
     *dst = read_pem(v, m, f.sub(key));
   }
-  if (auto v = f.get("sni")) out.sni = scalar(v, m, f.sub("sni"));
+  if (auto v = f.get("sni")) {
+    out.sni = scalar(v, m, f.sub("sni"));
+    if (!out.sni.empty()) {
+      check_wire(http::check_authority(out.sni), m, f.sub("sni"));
+      if (out.sni.find(':') != std::string::npos)
+        fail(m, f.sub("sni"),
+             fmt::format("{} is a server name and takes no port", http::quote(out.sni)));
+    }
+  }
   out.subject_alt_names = string_list(f.get("subjectAltNames"), m, f.sub("subjectAltNames"));
   if (auto v = f.get("insecureSkipVerify"))
     out.insecure_skip_verify = boolean(v, m, f.sub("insecureSkipVerify"));
@@ -1034,6 +1078,7 @@ LoadBalancerIn parse_load_balancer(const YAML::Node& n, const Meta& m, const std
     if (c == "httpHeaderName") {
       ch.source = ConsistentHash::Source::header;
       ch.name = lower(scalar(h.get(chosen), m, h.sub(chosen)));
+      check_wire(http::check_header_name(ch.name), m, h.sub(chosen));
     } else if (c == "httpQueryParameterName") {
       ch.source = ConsistentHash::Source::query_parameter;
       ch.name = scalar(h.get(chosen), m, h.sub(chosen));
@@ -1044,8 +1089,13 @@ LoadBalancerIn parse_load_balancer(const YAML::Node& n, const Meta& m, const std
     } else {
       ch.source = ConsistentHash::Source::cookie;
       Fields ck(h.get(chosen), m, h.sub(chosen));
+      // Both go into the Set-Cookie header the gateway generates.
       ch.name = scalar(ck.require("name"), m, ck.sub("name"));
-      if (auto v = ck.get("path")) ch.cookie_path = scalar(v, m, ck.sub("path"));
+      check_wire(http::check_cookie_name(ch.name), m, ck.sub("name"));
+      if (auto v = ck.get("path")) {
+        ch.cookie_path = scalar(v, m, ck.sub("path"));
+        check_wire(http::check_cookie_path(ch.cookie_path), m, ck.sub("path"));
+      }
       if (auto v = ck.get("ttl")) ch.cookie_ttl = whole_seconds(v, m, ck.sub("ttl"));
       ck.not_implemented({"attributes"});
       ck.finish();

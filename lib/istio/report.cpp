@@ -5,6 +5,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
+#include <string_view>
+#include <utility>
 
 #include "istio/istio.hpp"
 #include "istio/model.hpp"
@@ -390,6 +393,118 @@ found:
     l.resize(std::max<size_t>(10, l.size() + 1), ' ');
     out += l + text + "\n";
   }
+  return out;
+}
+
+// --- compile errors in Istio terms ---------------------------------------------------
+
+namespace {
+
+// "virtual_hosts[3]" -> {"virtual_hosts", 3}; no index: npos.
+std::pair<std::string_view, size_t> split_index(std::string_view seg) {
+  size_t open = seg.find('[');
+  if (open == std::string_view::npos || seg.back() != ']') return {seg, std::string_view::npos};
+  size_t n = 0;
+  for (char c : seg.substr(open + 1, seg.size() - open - 2)) {
+    if (c < '0' || c > '9') return {seg, std::string_view::npos};
+    n = n * 10 + static_cast<size_t>(c - '0');
+  }
+  return {seg.substr(0, open), n};
+}
+
+std::string camel(std::string_view snake) {
+  std::string out;
+  bool up = false;
+  for (char c : snake) {
+    if (c == '_') {
+      up = true;
+      continue;
+    }
+    out += up ? static_cast<char>(std::toupper(static_cast<unsigned char>(c))) : c;
+    up = false;
+  }
+  return out;
+}
+
+// The route-relative C++ field path (".request_headers.set[0]") in the names
+// of the VirtualService's HTTPRoute (".headers.request.set[x-a]").
+std::string istio_route_field(const Route& route, const RouteOrigin& origin,
+                              std::string_view rest) {
+  std::vector<std::string_view> segs;
+  while (!rest.empty()) {
+    if (rest.front() == '.') rest.remove_prefix(1);
+    size_t dot = rest.find('.');
+    segs.push_back(rest.substr(0, dot));
+    rest = dot == std::string_view::npos ? std::string_view() : rest.substr(dot);
+  }
+  static const std::map<std::string_view, std::string_view> kNames = {
+      {"destinations", "route"}, {"direct_response", "directResponse"},
+      {"cors", "corsPolicy"},    {"uri_regex", "uriRegexRewrite"},
+      {"code", "redirectCode"},  {"matches", "match"},
+  };
+  std::string out;
+  const HeaderOperations* ops = nullptr;
+  const Destination* dest = nullptr;
+  for (std::string_view seg : segs) {
+    auto [name, idx] = split_index(seg);
+    std::string piece;
+    if (name == "request_headers" || name == "response_headers") {
+      bool req = name == "request_headers";
+      ops = dest ? (req ? &dest->request_headers : &dest->response_headers)
+                 : (req ? &route.request_headers : &route.response_headers);
+      piece = req ? "headers.request" : "headers.response";
+    } else if (ops && (name == "set" || name == "add") && idx != std::string_view::npos) {
+      // Istio's set/add are maps: name the header, not its position.
+      const auto& list = name == "set" ? ops->set : ops->add;
+      piece = idx < list.size() ? fmt::format("{}[{}]", name, list[idx].first) : std::string(seg);
+    } else {
+      auto it = kNames.find(name);
+      piece = it != kNames.end() ? std::string(it->second) : camel(name);
+      if (name == "destinations" && idx < route.destinations.size())
+        dest = &route.destinations[idx];
+      if (name == "matches" && idx < origin.match_origin.size()) idx = origin.match_origin[idx];
+      if (idx != std::string_view::npos) piece += fmt::format("[{}]", idx);
+    }
+    out += "." + piece;
+  }
+  return out;
+}
+
+}  // namespace
+
+Error to_istio_error(const LoadedConfig& loaded, const Error& error) {
+  constexpr std::string_view kRouter = "Router ";
+  if (!error.object.starts_with(kRouter)) return error;
+  std::string_view name = std::string_view(error.object).substr(kRouter.size());
+  const RouterConfig* router = nullptr;
+  for (const auto& r : loaded.config.routers)
+    if (r.name == name) router = &r;
+  const ListenerInfo* info = nullptr;
+  for (const auto& l : loaded.listeners)
+    if (l.name == name) info = &l;
+  if (!router || !info) return error;
+  // "virtual_hosts[v].routes[r]<rest>"
+  std::string_view field = error.field;
+  size_t first = field.find('.');
+  if (first == std::string_view::npos) return error;
+  auto [vh_name, v] = split_index(field.substr(0, first));
+  std::string_view after = field.substr(first + 1);
+  size_t second = after.find('.');
+  auto [routes_name, r] = split_index(after.substr(0, second));
+  if (vh_name != "virtual_hosts" || routes_name != "routes" || v >= router->virtual_hosts.size() ||
+      r >= router->virtual_hosts[v].routes.size())
+    return error;
+  const Route& route = router->virtual_hosts[v].routes[r];
+  auto origin = info->routes.find(route.name);
+  if (origin == info->routes.end()) return error;
+  const RouteOrigin& o = origin->second;
+  std::string_view rest = second == std::string_view::npos ? "" : after.substr(second);
+  bool delegated = !o.delegate.empty();
+  Error out;
+  out.object = "VirtualService " + (delegated ? o.delegate : o.virtual_service);
+  out.field = fmt::format("http[{}]{}", delegated ? o.delegate_rule_index : o.rule_index,
+                          istio_route_field(route, o, rest));
+  out.message = error.message;
   return out;
 }
 

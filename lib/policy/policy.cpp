@@ -6,6 +6,8 @@
 
 #include <fmt/format.h>
 
+#include "http/wire_check.hpp"
+
 #include <algorithm>
 #include <cctype>
 #include <cmath>
@@ -20,22 +22,7 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-bool is_tchar(char c) {
-  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
-  return std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-}
-
-bool is_token(std::string_view s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), is_tchar);
-}
-
-// RFC 9110 field-value characters: no control characters other than HTAB.
-bool valid_header_value(std::string_view s) {
-  return std::all_of(s.begin(), s.end(), [](char ch) {
-    auto c = static_cast<unsigned char>(ch);
-    return c == '\t' || (c >= 0x20 && c != 0x7f);
-  });
-}
+using http::is_token;
 
 bool is_authority_name(std::string_view name) {
   return iequals(name, "host") || iequals(name, ":authority");
@@ -100,25 +87,22 @@ class Compiler {
     }
     if (r.port != 0 && r.derive_port != Redirect::DerivePort::none)
       return error("redirect.port", "set either port or derive_port, not both");
-    if (!r.uri.empty() && (r.uri.front() != '/' || !valid_header_value(r.uri)))
-      return error("redirect.uri", fmt::format("\"{}\" must be a path starting with '/'", r.uri));
-    if (!r.scheme.empty()) {
-      bool ok =
-          std::isalpha(static_cast<unsigned char>(r.scheme.front())) &&
-          std::all_of(r.scheme.begin(), r.scheme.end(), [](char c) {
-            return std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '-' || c == '.';
-          });
-      if (!ok) return error("redirect.scheme", fmt::format("invalid scheme \"{}\"", r.scheme));
-    }
-    if (!valid_authority(r.authority))
-      return error("redirect.authority", fmt::format("invalid authority \"{}\"", r.authority));
+    // Everything here ends up in the Location header (edge invariant: no
+    // CR, LF or NUL, and the grammar of its URI part).
+    if (!r.uri.empty())
+      if (auto why = http::check_path(r.uri, true); !why.empty()) return error("redirect.uri", why);
+    if (!r.scheme.empty())
+      if (auto why = http::check_scheme(r.scheme); !why.empty())
+        return error("redirect.scheme", why);
+    if (auto why = check_optional_authority(r.authority); !why.empty())
+      return error("redirect.authority", why);
     return std::nullopt;
   }
 
   std::optional<Error> compile_rewrite(const Rewrite& rw, CompiledRoutePolicy& out) const {
     if (rw.uri && rw.uri_regex) return error("rewrite", "set either uri or uri_regex, not both");
-    if (rw.uri && !rw.uri->empty() && (rw.uri->front() != '/' || !valid_header_value(*rw.uri)))
-      return error("rewrite.uri", fmt::format("\"{}\" must be a path starting with '/'", *rw.uri));
+    if (rw.uri && !rw.uri->empty())
+      if (auto why = http::check_path(*rw.uri); !why.empty()) return error("rewrite.uri", why);
     if (rw.uri_regex) {
       const auto& [pattern, rewrite] = *rw.uri_regex;
       re2::RE2::Options options;
@@ -131,10 +115,16 @@ class Compiler {
       if (!re->CheckRewriteString(rewrite, &why))
         return error("rewrite.uri_regex", fmt::format("invalid rewrite \"{}\" for regex \"{}\": {}",
                                                       rewrite, pattern, why));
+      // The substitution's literal text goes into the request line. Its
+      // captures cannot add CR, LF, NUL or spaces: they copy bytes of the
+      // request path, which the parser has already refused those in (and
+      // path normalisation decodes no such escape).
+      if (auto bad = http::check_path_template(rewrite); !bad.empty())
+        return error("rewrite.uri_regex", fmt::format("rewrite {}: {}", http::quote(rewrite), bad));
       out.uri_regex_rewrite = std::move(re);
     }
-    if (!valid_authority(rw.authority))
-      return error("rewrite.authority", fmt::format("invalid authority \"{}\"", rw.authority));
+    if (auto why = check_optional_authority(rw.authority); !why.empty())
+      return error("rewrite.authority", why);
     return std::nullopt;
   }
 
@@ -151,9 +141,8 @@ class Compiler {
                                      request ? "removed" : "modified on a response"));
       }
       if (name.front() == ':')
-        return error(at, fmt::format("pseudo-header \"{}\" cannot be modified", name));
-      if (!is_token(name))
-        return error(at, fmt::format("header name \"{}\" is not a valid token", name));
+        return error(at, fmt::format("pseudo-header {} cannot be modified", http::quote(name)));
+      if (auto why = http::check_header_name(name); !why.empty()) return error(at, why);
       return std::nullopt;
     };
     auto check_pairs = [&](const std::vector<std::pair<std::string, std::string>>& list,
@@ -161,11 +150,12 @@ class Compiler {
       for (size_t i = 0; i < list.size(); ++i) {
         std::string at = fmt::format("{}.{}[{}]", sub, kind, i);
         if (auto e = check_name(list[i].first, request, at)) return e;
-        if (!valid_header_value(list[i].second))
-          return error(at,
-                       fmt::format("header \"{}\" value has control characters", list[i].first));
-        if (is_authority_name(list[i].first) && !valid_authority(list[i].second))
-          return error(at, fmt::format("invalid authority \"{}\"", list[i].second));
+        if (auto why = http::check_header_value(list[i].second); !why.empty())
+          return error(at, fmt::format("header \"{}\" {} (control characters are not allowed)",
+                                       list[i].first, why));
+        if (is_authority_name(list[i].first))
+          if (auto why = http::check_authority(list[i].second); !why.empty())
+            return error(at, fmt::format("invalid authority: {}", why));
       }
       return std::nullopt;
     };
@@ -269,7 +259,7 @@ class Compiler {
       for (size_t i = 0; i < src.size(); ++i)
         if (!is_token(src[i]) && src[i] != "*")
           return error(fmt::format("cors.{}[{}]", name, i),
-                       fmt::format("\"{}\" is not a valid token", src[i]));
+                       fmt::format("{} is not a valid token", http::quote(src[i])));
       dst = join(src);
     }
     if (in.max_age) {
@@ -280,11 +270,12 @@ class Compiler {
   }
 
  private:
-  static bool valid_authority(std::string_view a) {
-    return std::none_of(a.begin(), a.end(), [](char ch) {
-      auto c = static_cast<unsigned char>(ch);
-      return c <= 0x20 || c == 0x7f || c == '/' || c == '?' || c == '#' || c == '@';
-    });
+  // Empty keeps the request's authority.
+  static std::string check_optional_authority(std::string_view a) {
+    if (a.empty()) return {};
+    if (auto why = http::check_authority(a); !why.empty())
+      return fmt::format("invalid authority: {}", why);
+    return {};
   }
 
   std::string_view object_;
@@ -397,6 +388,8 @@ bool CompiledRetry::retriable(AttemptOutcome outcome, uint16_t status,
     case AttemptOutcome::reset:
     case AttemptOutcome::timeout:
       return no_response;
+    case AttemptOutcome::downstream_cancelled:
+      return false;
     case AttemptOutcome::response:
       break;
   }

@@ -50,6 +50,9 @@ enum class AttemptOutcome {
   reset,            // the connection closed or failed before a response head
   timeout,          // the per-try timeout fired before a response head
   response,         // a response head arrived with `status`
+  // The client went away or stalled: says nothing about the upstream, so it
+  // is never retried and never counts toward outlier ejection.
+  downstream_cancelled,
 };
 
 struct CompiledRetry {

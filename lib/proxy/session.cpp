@@ -17,9 +17,12 @@
 #include <type_traits>
 
 #include "http/parser.hpp"
+#include "http/path.hpp"
 #include "http/serializer.hpp"
+#include "http/tokens.hpp"
 #include "policy/policy.hpp"
 #include "runtime/worker.hpp"
+#include "tls/server.hpp"
 #include "upstream/cluster.hpp"
 
 namespace sluice {
@@ -62,6 +65,48 @@ Response text_response(uint16_t status, std::string body) {
   r.status = status;
   r.body = std::move(body);
   return r;
+}
+
+Response parse_error_response(http::ParseError e) {
+  switch (e) {
+    case http::ParseError::header_too_large:
+      return text_response(431, "");
+    case http::ParseError::not_implemented:
+      return text_response(501, "");
+    case http::ParseError::bad_version:
+      return text_response(505, "");
+    default:
+      return text_response(400, "");
+  }
+}
+
+// `Upgrade: h2c` alone: a client offering HTTP/2 that is happy with 1.1.
+bool is_h2c_offer(const Headers& headers) {
+  bool h2c = false, other = false;
+  for (const auto& [name, value] : headers.entries())
+    if (iequals(name, "upgrade"))
+      http::for_each_list_item(value, [&](std::string_view p) {
+        if (iequals(p, "h2c"))
+          h2c = true;
+        else
+          other = true;
+      });
+  return h2c && !other;
+}
+
+// A TLS connection is routed only by the servers its SNI selected (Istio
+// builds one route table per server): the Host must be one of theirs.
+bool host_allowed_by_sni(const CompiledListener& listener, std::string_view sni,
+                         std::string_view authority) {
+  if (!listener.tls || !listener.tls->terminates()) return true;
+  const tls::ListenerTls::Server* server = listener.tls->select(sni);
+  if (!server) return false;
+  std::string host(http::split_host_port(authority).host);
+  for (char& c : host)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  for (const auto& pattern : server->config.sni_hosts)
+    if (tls::host_match_rank(pattern, host) >= 0) return true;
+  return false;
 }
 
 // Sends a mirrored request and discards the answer. Owns everything it uses.
@@ -162,9 +207,29 @@ class Session {
                         const ResolvedRoute& rr, const ResolvedDestination& dest, int64_t endpoint,
                         const policy::CorsDecision* cors, const std::string& set_cookie);
   awaitable<bool> wait_for(std::chrono::milliseconds d);
+  // The answer to a request whose wait ended on a timeout, by which one fired
+  // (Envoy's codes and flags); none when no timeout fired.
+  struct TimeoutReply {
+    uint16_t status;
+    std::string_view body, flags, details;
+  };
+  std::optional<TimeoutReply> timeout_reply() const {
+    switch (slot_.fired) {
+      case Timeout::route:
+        return TimeoutReply{504, "upstream request timeout", "UT", "upstream_timeout"};
+      case Timeout::request:
+        return TimeoutReply{408, "request timeout", "-", "request_overall_timeout"};
+      case Timeout::stream:
+        return TimeoutReply{408, "downstream duration timeout", "DT", "max_duration_timeout"};
+      case Timeout::io:
+        return TimeoutReply{408, "stream timeout", "SI", "stream_idle_timeout"};
+      default:
+        return std::nullopt;
+    }
+  }
   bool drive_request_to_end();
   void start_mirrors(const Snapshot& snap, const ResolvedRoute& rr, const RequestHead& head,
-                     const std::string& body);
+                     http::Forwarding fwd, const std::string& body);
   void log(RequestContext& ctx);
   bool request_fully_read() const { return request_parser_.message_done(); }
 
@@ -242,7 +307,7 @@ awaitable<bool> Session<Stream>::fill(Window& w, S& s, bool idle) {
 
 template <typename Stream>
 awaitable<bool> Session<Stream>::write_down(std::span<const asio::const_buffer> bufs) {
-  slot_.set_deadline(Timeout::io, limits_->idle_timeout);
+  slot_.set_deadline(Timeout::io, limits_->stream_idle_timeout);
   auto [ec, n] = co_await asio::async_write(stream_, bufs, nothrow);
   slot_.clear_deadline();
   co_return !ec;
@@ -335,7 +400,16 @@ void Session<Stream>::log(RequestContext& ctx) {
 
 template <typename Stream>
 void Session<Stream>::start_mirrors(const Snapshot& snap, const ResolvedRoute& rr,
-                                    const RequestHead& head, const std::string& body) {
+                                    const RequestHead& head, http::Forwarding fwd,
+                                    const std::string& body) {
+  // The same sanitised, rewritten head as the upstream gets (forwarding
+  // headers replaced, trailers not folded in), with the shadow host, the
+  // whole body and a close.
+  std::string shadow = policy::shadow_authority(head.authority);
+  fwd.host = shadow;
+  if (fwd.chunked || fwd.content_length || !body.empty()) fwd.content_length = body.size();
+  fwd.chunked = false;
+  fwd.close = true;
   for (size_t i = 0; i < rr.mirrors.size(); ++i) {
     if (!policy::draw(rr.mirror_percentages[i], worker_.rng())) continue;
     if (worker_.mirrors_in_flight >= Worker::kMaxMirrors) return;  // shed, never queue
@@ -343,16 +417,8 @@ void Session<Stream>::start_mirrors(const Snapshot& snap, const ResolvedRoute& r
     const CompiledUpstream& up = snap.upstreams[m.upstream];
     int64_t ep = pick_endpoint(worker_, up, *m.set, PickRequest{head, client_ip_}).endpoint;
     if (ep < 0) continue;
-    RequestHead copy = head;
-    http::strip_hop_by_hop(copy.headers);
-    copy.headers.remove("expect");
-    copy.headers.set("host", policy::shadow_authority(head.authority));
-    copy.headers.set("content-length", std::to_string(body.size()));
-    if (body.empty() && !head.headers.contains("content-length"))
-      copy.headers.remove("content-length");
-    copy.headers.set("connection", "close");
     std::string wire;
-    http::append_request_head(wire, copy);
+    http::append_forwarded_request_head(wire, head, fwd);
     wire += body;
     asio::co_spawn(worker_.context(),
                    run_mirror(worker_, up.endpoints[ep].address, std::move(wire)), asio::detached);
@@ -365,6 +431,7 @@ awaitable<bool> Session<Stream>::serve_one(bool first) {
   std::shared_ptr<const Snapshot> snap = worker_.snapshot();
   if (!snap) co_return false;
   limits_ = &snap->limits;
+  slot_.clear_caps();
   auto& p = request_parser_;
   p.next_message();
   p.set_limits({snap->limits.max_request_header_bytes, snap->limits.max_request_headers});
@@ -376,16 +443,23 @@ awaitable<bool> Session<Stream>::serve_one(bool first) {
   ctx.sni = tls_.sni;
   ctx.peer_identity = tls_.peer_identity;
   if (!got_head) {
-    if (p.error() == http::ParseError::header_too_large) {
-      co_await send_local(ctx, text_response(431, ""), "-", false, "header_too_large");
-    } else if (p.error() != http::ParseError::none) {
-      co_await send_local(ctx, text_response(400, ""), "-", false, "http1.codec_error");
+    if (p.error() != http::ParseError::none) {
+      co_await send_local(ctx, parse_error_response(p.error()), "-", false, "http1.codec_error");
     } else if (slot_.fired == Timeout::header) {
       co_await send_local(ctx, text_response(408, ""), "-", false, "request_header_timeout");
     }
     co_return false;
   }
-  if (std::string why = http::validate_request(head); !why.empty()) {
+  // From here the request is bounded as a whole, not only per read.
+  if (limits_->request_timeout.count() > 0)
+    slot_.set_cap_at(ConnectionSlot::request_cap, started_ + limits_->request_timeout);
+  if (limits_->max_stream_duration.count() > 0)
+    slot_.set_cap_at(ConnectionSlot::stream_cap, started_ + limits_->max_stream_duration);
+  std::string why = http::validate_request(head);
+  // Routing, policies and the forwarded request all see one normalised path.
+  if (why.empty() && head.target != "*")
+    why = http::normalize_target(head.target, snap->source.path_normalization);
+  if (!why.empty()) {
     co_await send_local(ctx, text_response(400, ""), "-", false, "http1.codec_error");
     log(ctx);
     co_return false;
@@ -393,7 +467,31 @@ awaitable<bool> Session<Stream>::serve_one(bool first) {
   head.scheme = kScheme;
   head.listener_port = port_;
   bool keep_alive = p.keep_alive();
+  // No tunnels yet: CONNECT and protocol upgrades are refused before
+  // anything is forwarded, and the connection closes because the bytes after
+  // the head belong to the tunnel, not to HTTP/1. An h2c upgrade offer is
+  // only an offer: it is dropped with the other hop-by-hop headers.
+  if (head.method == "CONNECT") {
+    co_await send_local(ctx, text_response(404, ""), "NR", false, "route_not_found");
+    log(ctx);
+    co_return false;
+  }
+  if (p.upgrade() && !is_h2c_offer(head.headers)) {
+    co_await send_local(ctx, text_response(403, ""), "-", false, "upgrade_failed");
+    log(ctx);
+    co_return false;
+  }
+  // Names listed in Connection go now, before hooks, routing and header
+  // operations see the request (they can never name Host or Content-Length).
+  http::strip_hop_by_hop(head.headers);
   drive_request_to_end();
+  // A body whose framing is already known to be broken is refused before
+  // the head goes anywhere.
+  if (!p.message_done() && !p.check_ahead(in_.ptr(), in_.size())) {
+    co_await send_local(ctx, text_response(400, ""), "-", false, "http1.codec_error");
+    log(ctx);
+    co_return false;
+  }
 
   auto& hooks = worker_.shared().hooks;
   if (hooks) {
@@ -406,7 +504,8 @@ awaitable<bool> Session<Stream>::serve_one(bool first) {
 
   const CompiledListener* listener = snap->listener(listener_);
   std::optional<Router::Selection> sel;
-  if (listener) sel = snap->routers[listener->router].match(head);
+  if (listener && host_allowed_by_sni(*listener, tls_.sni, head.authority))
+    sel = snap->routers[listener->router].match(head);
   if (!sel) {
     bool ok = co_await send_local(ctx, text_response(404, ""), "NR", keep_alive, "route_not_found");
     log(ctx);
@@ -531,14 +630,15 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx, const Snapshot& snap
   std::string& out_head = upstream_head_;
   out_head.clear();
   // We answer 100-continue ourselves (Envoy's default), so the upstream must not wait.
-  bool expect_continue = http::append_forwarded_request_head(
-      out_head, head,
-      {.client_ip = client_ip_,
-       .proto = head.scheme,
-       .xfcc = tls_.xfcc,
-       .request_id = std::string_view(request_id, sizeof(request_id)),
-       .default_host = up.endpoints[endpoint].key,
-       .chunked = chunked_up});
+  http::Forwarding fwd{.client_ip = client_ip_,
+                       .proto = head.scheme,
+                       .xfcc = tls_.xfcc,
+                       .request_id = std::string_view(request_id, sizeof(request_id)),
+                       .default_host = up.endpoints[endpoint].key,
+                       .chunked = chunked_up};
+  // Framing from the parsed message, whatever the headers now say.
+  if (!chunked_up && p.has_content_length()) fwd.content_length = p.content_length();
+  bool expect_continue = http::append_forwarded_request_head(out_head, head, fwd);
 
   // The body is kept for replay (retries, mirrors) while it fits.
   bool has_body = !p.message_done();
@@ -547,6 +647,7 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx, const Snapshot& snap
   std::string replay;
   bool replay_ok = true;
   bool body_sent_once = !has_body;
+  bool body_consumed = false;  // some body bytes were taken from the client
   bool mirrors_started = false;
   worker_.refresh_now();
   slot_.set_cap(rr.policy.timeout);
@@ -613,8 +714,8 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx, const Snapshot& snap
         co_return co_await send_local(ctx, std::move(r), "UO", false, "upstream_overflow");
       }
       case Lease::Status::cancelled:
-        if (slot_.fired == Timeout::route)
-          co_return co_await fail(504, "upstream request timeout", "UT", "upstream_timeout");
+        if (auto t = timeout_reply()) co_return co_await fail(t->status, std::string(t->body), t->flags, t->details);
+        guard.finish(policy::AttemptOutcome::downstream_cancelled, 0);
         co_return co_await fail(503, "", "DC", "downstream_cancelled");
       case Lease::Status::connect_failure:
       case Lease::Status::connect_timeout:
@@ -623,11 +724,13 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx, const Snapshot& snap
     }
 
     bool got_any = false;
+    bool protocol_error = false;
     if (conn) {
       ++conn->requests;
       slot_.upstream = &conn->socket;
       if (expect_continue && !body_sent_once && attempt == 0) {
         if (!co_await write_down(kContinue)) {
+          guard.finish(policy::AttemptOutcome::downstream_cancelled, 0);
           cleanup();
           ctx.response_flags = "DC";
           co_return false;
@@ -636,14 +739,16 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx, const Snapshot& snap
       // Head, then the body: streamed from the client the first time (kept
       // for replay while it fits), from the replay buffer after that.
       bool sent = true;
+      bool head_unsent = false;  // the write failed before any byte left
       slot_.fired = Timeout::none;
-      slot_.set_deadline(Timeout::io, limits_->idle_timeout);
+      slot_.set_deadline(Timeout::io, limits_->stream_idle_timeout);
       {
         auto [ec, n] = co_await write_up(*conn, asio::buffer(out_head));
         if (ec) sent = false;
+        head_unsent = ec && n == 0;
       }
       auto send_body = [&](std::string_view body) -> awaitable<bool> {
-        slot_.set_deadline(Timeout::io, limits_->idle_timeout);
+        slot_.set_deadline(Timeout::io, limits_->stream_idle_timeout);
         asio::error_code ec;
         if (chunked_up) {
           std::string chunk_head;
@@ -664,20 +769,27 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx, const Snapshot& snap
           co_return co_await fail(400, "", "-", "http1.codec_error");
         if (p.message_done()) {
           body_sent_once = true;
+          slot_.clear_cap(ConnectionSlot::request_cap);
           break;
         }
         std::string_view body = p.body();
         if (body.empty()) {
           if (n > 0) continue;
-          slot_.set_deadline(Timeout::io, limits_->idle_timeout);
+          slot_.fired = Timeout::none;
+          slot_.set_deadline(Timeout::io, limits_->stream_idle_timeout);
           if (!co_await fill(in_, stream_, false)) {
-            // Client went away mid-body: nothing to answer.
+            // The client stopped sending: a timeout is answered; a client
+            // that went away says nothing about the upstream (no outlier
+            // strike), and there is nobody to answer.
+            guard.finish(policy::AttemptOutcome::downstream_cancelled, 0);
+            if (auto t = timeout_reply()) co_return co_await fail(t->status, std::string(t->body), t->flags, t->details);
             cleanup();
             ctx.response_flags = "DC";
             co_return false;
           }
           continue;
         }
+        body_consumed = true;
         ctx.bytes_received += body.size();
         if (want_replay && replay_ok) {
           if (replay.size() + body.size() <= replay_limit) {
@@ -695,17 +807,21 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx, const Snapshot& snap
       }
       if (sent && !mirrors_started && !rr.mirrors.empty()) {
         mirrors_started = true;
-        if (replay_ok) start_mirrors(snap, rr, head, replay);
+        if (replay_ok) start_mirrors(snap, rr, head, fwd, replay);
       }
 
       // Response head (skipping 1xx interim responses).
       resp.reset();
+      resp.set_limits({limits_->max_response_header_bytes, limits_->max_response_headers});
       resp.expect_no_body(is_head);
       if (uin.data) uin.begin = uin.end = 0;
       slot_.fired = Timeout::none;
-      slot_.set_deadline(Timeout::upstream_response, retry.per_try_timeout.count() > 0
-                                                         ? retry.per_try_timeout
-                                                         : limits_->upstream_response_timeout);
+      auto response_wait = retry.per_try_timeout.count() > 0 ? retry.per_try_timeout
+                                                             : limits_->upstream_response_timeout;
+      if (response_wait.count() > 0)
+        slot_.set_deadline(Timeout::upstream_response, response_wait);
+      else
+        slot_.set_deadline(Timeout::io, limits_->stream_idle_timeout);
       bool failed = !sent;
       while (!failed && !(resp.head_done() && resp.response().status >= 200)) {
         if (resp.head_done()) {  // a 1xx: finish it and expect the real one
@@ -720,21 +836,26 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx, const Snapshot& snap
         }
         got_any = true;
         uin.consume(resp.feed(uin.ptr(), uin.size()));
-        if (resp.error() != http::ParseError::none) failed = true;
+        if (resp.error() != http::ParseError::none) failed = protocol_error = true;
       }
       slot_.upstream = nullptr;
       slot_.clear_deadline();
       if (failed) {
         conn.reset();
-        if (slot_.fired == Timeout::route)
-          co_return co_await fail(504, "upstream request timeout", "UT", "upstream_timeout");
+        if (auto t = timeout_reply()) co_return co_await fail(t->status, std::string(t->body), t->flags, t->details);
         if (slot_.fired == Timeout::upstream_response) {
           outcome = policy::AttemptOutcome::timeout;
         } else {
           outcome = policy::AttemptOutcome::reset;
           // A pooled connection the upstream closed as we picked it: one
-          // free retry on a fresh connection, whatever the policy says.
-          if (!got_any && reused && !stale_retry_used && (!has_body || replay_ok)) {
+          // free retry on a fresh connection. Only when the whole request
+          // can be sent again (nothing of the body taken from the client,
+          // or all of it replayable), and, with retries off, only when
+          // provably nothing reached the upstream.
+          bool resendable =
+              !has_body || !body_consumed || (body_sent_once && want_replay && replay_ok);
+          bool allowed = head_unsent || retry.attempts > 0;
+          if (!got_any && reused && !stale_retry_used && resendable && allowed) {
             stale_retry_used = true;
             --attempt;
             --tried_count;
@@ -746,8 +867,13 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx, const Snapshot& snap
 
     uint16_t status = outcome == policy::AttemptOutcome::response ? resp.response().status : 0;
     guard.finish(outcome, status);
+    if (protocol_error)
+      co_return co_await fail(
+          502, fmt::format("{}protocol error", kResetBody), "UPE",
+          "upstream_reset_before_response_started{protocol_error}");
     retry_token.release();
-    bool can_retry = attempt < retry.attempts && (!has_body || (body_sent_once && replay_ok));
+    bool can_retry =
+        attempt < retry.attempts && (!has_body || (body_sent_once && want_replay && replay_ok));
     if (can_retry && retry.retriable(outcome, status)) {
       if (admit_retry(worker_, up)) {
         retry_token.held = true;
@@ -788,6 +914,11 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx, const Snapshot& snap
   if (cors)
     for (const auto& [name, value] : cors->response_headers) rh.headers.set(name, value);
   if (!set_cookie.empty()) rh.headers.add("set-cookie", set_cookie);
+  // Framing comes from the parsed response, never from what the headers say
+  // after filtering and header operations.
+  rh.headers.remove("content-length");
+  if (resp.has_content_length() && status != 204)
+    rh.headers.add("content-length", std::to_string(resp.content_length()));
   bool bodyless = is_head || status == 204 || status == 304;
   bool down_keep_alive =
       p.keep_alive() && p.message_done() && !slot_.close_after_response && !worker_.draining();
@@ -826,11 +957,11 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx, const Snapshot& snap
       if (body.empty() && !resp.message_done() && !first_write) {
         if (n > 0) continue;
         slot_.fired = Timeout::none;
-        slot_.set_deadline(Timeout::io, limits_->idle_timeout);
+        slot_.set_deadline(Timeout::io, limits_->stream_idle_timeout);
         if (!co_await fill_up(uin, *conn)) {
           if (slot_.fired == Timeout::none && resp.finish()) continue;  // close-delimited end
           ok = false;  // truncated or timed out: the client must see the close
-          if (slot_.fired == Timeout::route) ctx.response_flags = "UT";
+          if (auto t = timeout_reply()) ctx.response_flags = t->flags;
           upstream_keep_alive = false;
           break;
         }
@@ -865,8 +996,12 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx, const Snapshot& snap
     if (done) break;
   }
 
-  // Back to the pool only when both messages ended cleanly.
-  bool reusable = ok && upstream_keep_alive && resp.message_done() && uin.size() == 0;
+  // Back to the pool only when both messages ended cleanly and nothing more
+  // was sent: bytes past the response (a HEAD, 204 or 304 with a body, or
+  // extra data) mean the upstream's framing is not ours, on the socket or
+  // inside the TLS engine alike.
+  bool reusable = ok && upstream_keep_alive && resp.message_done() && uin.size() == 0 &&
+                  !has_pending_input(*conn);
   slot_.upstream = nullptr;
   release_connection(worker_, up, std::move(conn), reusable);
   cleanup();

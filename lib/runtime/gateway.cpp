@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "config/snapshot.hpp"
+#include "http/path.hpp"
 #include "runtime/worker.hpp"
 #include "upstream/cluster.hpp"
 
@@ -303,7 +304,13 @@ Explanation Gateway::explain(std::string_view listener, const RequestHead& reque
   }
   const CompiledListener* l = snap ? snap->listener(listener) : nullptr;
   if (!l) return Explanation{};
-  return snap->routers[l->router].explain(request);
+  // Explained as served: on the normalised path (an invalid one is left as
+  // given; serving would answer it 400 before routing).
+  RequestHead normalised = request;
+  if (normalised.target != "*" &&
+      !http::normalize_target(normalised.target, snap->source.path_normalization).empty())
+    normalised.target = request.target;
+  return snap->routers[l->router].explain(normalised);
 }
 
 }  // namespace sluice

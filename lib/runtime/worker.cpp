@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <malloc.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 #include <new>
 
@@ -21,6 +22,72 @@ constexpr auto kParkAfter = std::chrono::milliseconds(100);
 // them otherwise), at most this often.
 constexpr auto kTrimInterval = std::chrono::seconds(1);
 constexpr size_t kTrimAfterClosed = 256;
+}  // namespace
+
+bool ClientConnections::alive(const Entry& e) {
+  struct stat st;
+  return ::fstat(e.fd, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == e.dev &&
+         st.st_ino == e.ino;
+}
+
+void ClientConnections::prune(std::vector<Entry>& entries) {
+  std::erase_if(entries, [](const Entry& e) { return !alive(e); });
+}
+
+bool ClientConnections::try_add(const asio::ip::address& ip, int fd, size_t limit) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return false;
+  std::lock_guard lock(mutex_);
+  auto& entries = by_ip_[ip];
+  if (entries.size() >= limit) {
+    entries_ -= entries.size();
+    prune(entries);
+    entries_ += entries.size();
+    if (entries.size() >= limit) return false;
+  }
+  entries.push_back(Entry{fd, static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)});
+  if (++entries_ >= sweep_at_) {
+    // Clients that never come back at their limit: drop what has ended.
+    entries_ = 0;
+    for (auto it = by_ip_.begin(); it != by_ip_.end();) {
+      prune(it->second);
+      entries_ += it->second.size();
+      it = it->second.empty() ? by_ip_.erase(it) : std::next(it);
+    }
+    sweep_at_ = std::max<size_t>(1024, 2 * entries_);
+  }
+  return true;
+}
+
+size_t ClientConnections::open(const asio::ip::address& ip) {
+  std::lock_guard lock(mutex_);
+  auto it = by_ip_.find(ip);
+  if (it == by_ip_.end()) return 0;
+  entries_ -= it->second.size();
+  prune(it->second);
+  entries_ += it->second.size();
+  return it->second.size();
+}
+
+namespace {
+// The client's address as a key: an IPv4 client on a dual-stack listener
+// counts the same as on an IPv4 one.
+asio::ip::address client_key(const asio::ip::tcp::socket& socket) {
+  asio::error_code ec;
+  auto address = socket.remote_endpoint(ec).address();
+  if (address.is_v6() && address.to_v6().is_v4_mapped())
+    return asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6());
+  return address;
+}
+
+// Counts the connection for its client unless that client is at
+// Limits::max_connections_per_client.
+bool within_client_limit(GatewayShared& shared, const Snapshot* snap,
+                         asio::ip::tcp::socket& socket) {
+  size_t limit = snap ? snap->limits.max_connections_per_client : 0;
+  if (limit == 0) return true;
+  return shared.per_client.try_add(client_key(socket), socket.native_handle(), limit);
+}
 }  // namespace
 
 void ConnectionSlot::interrupt() {
@@ -69,9 +136,10 @@ void Worker::accept_next(std::shared_ptr<AcceptorEntry> entry) {
         if (!ec) {
           const auto& snap = snapshot_;
           size_t limit = snap ? snap->limits.max_connections : 0;
-          if (shared_.connections.load(std::memory_order_relaxed) >= limit || draining_) {
+          if (shared_.connections.load(std::memory_order_relaxed) >= limit || draining_ ||
+              !within_client_limit(shared_, snap.get(), socket)) {
             asio::error_code ignored;
-            socket.close(ignored);  // over the limit: accept and close at once
+            socket.close(ignored);  // over a limit: accept and close at once
           } else {
             asio::error_code ignored;
             socket.set_option(asio::ip::tcp::no_delay(true), ignored);

@@ -3,6 +3,7 @@
 // upstream pools, LB cursors and RNG. Everything here is touched only from the
 // worker's thread; the control side talks to it by posting.
 
+#include <array>
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/steady_timer.hpp>
@@ -10,9 +11,11 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "config/snapshot.hpp"
@@ -25,10 +28,38 @@ namespace sluice {
 
 using Clock = std::chrono::steady_clock;
 
+// Open downstream connections per client IP (Limits::max_connections_per_client),
+// across workers. A connection is known by its socket (descriptor plus
+// inode), which it keeps wherever it goes (TLS stream, session, parked and
+// resumed): it ends when that socket is closed, whichever path closes it, so
+// no close path needs a hook. Ended entries are dropped when their IP is at
+// the limit (so decisions count exactly) and in amortised sweeps (so memory
+// stays bounded by the open connections).
+class ClientConnections {
+ public:
+  // Counts `fd` for `ip` unless `limit` connections from it are open.
+  bool try_add(const asio::ip::address& ip, int fd, size_t limit);
+  size_t open(const asio::ip::address& ip);  // for tests
+
+ private:
+  struct Entry {
+    int fd;
+    uint64_t dev, ino;
+  };
+  static bool alive(const Entry& e);
+  static void prune(std::vector<Entry>& entries);
+
+  std::mutex mutex_;
+  std::unordered_map<asio::ip::address, std::vector<Entry>> by_ip_;
+  size_t entries_ = 0;
+  size_t sweep_at_ = 1024;
+};
+
 // State shared by all workers of one Gateway. Read-mostly.
 struct GatewayShared {
   std::shared_ptr<Hooks> hooks;
   std::atomic<size_t> connections{0};
+  ClientConnections per_client;
   ClusterRegistry clusters;
   std::function<Clock::time_point()> clock;  // injectable; never empty
   Clock::time_point now() const { return clock(); }
@@ -37,7 +68,23 @@ struct GatewayShared {
 // A downstream connection as the worker sees it: enough to enforce deadlines
 // and drain. The session coroutine owns the rest.
 struct ConnectionSlot {
-  enum class Timeout { none, header, idle, upstream_connect, upstream_response, route, io };
+  // io: no progress on a read or write of a request in flight (the stream
+  // idle timeout); request, stream: the caps below.
+  enum class Timeout {
+    none,
+    header,
+    idle,
+    upstream_connect,
+    upstream_response,
+    route,
+    io,
+    request,
+    stream
+  };
+  // Caps bound every deadline set while they are active: the route timeout,
+  // the request timeout (until the request is read) and the max stream
+  // duration. Each is an absolute time; max() when off.
+  enum Cap { route_cap, request_cap, stream_cap, cap_count };
 
   explicit ConnectionSlot(asio::ip::tcp::socket::lowest_layer_type* s) : socket(s) {}
 
@@ -61,33 +108,44 @@ struct ConnectionSlot {
   ConnectionSlot* prev = nullptr;
   ConnectionSlot* next = nullptr;
 
-  // A cap (the route timeout) bounds every deadline set while it is active.
-  Clock::time_point cap = Clock::time_point::max();
+  std::array<Clock::time_point, cap_count> caps{Clock::time_point::max(), Clock::time_point::max(),
+                                                Clock::time_point::max()};
 
   void set_deadline(Timeout kind, std::chrono::milliseconds after) {
-    auto t = after.count() > 0 ? *now + after : Clock::time_point::max();
-    if (cap < t) {
-      deadline = cap;
-      deadline_kind = Timeout::route;
-    } else {
-      deadline = t;
-      deadline_kind = kind;
-    }
+    deadline = after.count() > 0 ? *now + after : Clock::time_point::max();
+    deadline_kind = after.count() > 0 ? kind : Timeout::none;
+    apply_caps();
   }
   void clear_deadline() {
-    deadline = cap;
-    deadline_kind = cap == Clock::time_point::max() ? Timeout::none : Timeout::route;
+    deadline = Clock::time_point::max();
+    deadline_kind = Timeout::none;
+    apply_caps();
   }
+  // The route timeout, from now.
   void set_cap(std::chrono::milliseconds after) {
-    cap = after.count() > 0 ? *now + after : Clock::time_point::max();
+    set_cap_at(route_cap, after.count() > 0 ? *now + after : Clock::time_point::max());
+  }
+  void set_cap_at(Cap which, Clock::time_point at) {
+    caps[which] = at;
     clear_deadline();
   }
-  void clear_cap() {
-    cap = Clock::time_point::max();
+  void clear_cap(Cap which = route_cap) { set_cap_at(which, Clock::time_point::max()); }
+  void clear_caps() {
+    caps.fill(Clock::time_point::max());
     clear_deadline();
   }
   // Cancels pending I/O so the session sees operation_aborted.
   void interrupt();
+
+ private:
+  void apply_caps() {
+    static constexpr Timeout kinds[cap_count] = {Timeout::route, Timeout::request, Timeout::stream};
+    for (size_t i = 0; i < cap_count; ++i)
+      if (caps[i] < deadline) {
+        deadline = caps[i];
+        deadline_kind = kinds[i];
+      }
+  }
 };
 
 struct AcceptorEntry {

@@ -6,11 +6,12 @@
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
 #include <asio/ssl.hpp>
-#include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 
+#include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <optional>
 #include <vector>
 
@@ -71,33 +72,120 @@ class Attached {
   ConnectionSlot* slot_;
 };
 
-// Looks at the ClientHello without consuming it (MSG_PEEK), so a connection
-// that is terminated after all hands BoringSSL untouched bytes.
-awaitable<ClientHelloInfo> peek_client_hello(tcp::socket& socket, ConnectionSlot& slot) {
-  std::vector<uint8_t> buf(kMaxClientHelloBytes + 64);
-  asio::steady_timer pause(socket.get_executor());
-  asio::error_code ec;
-  socket.non_blocking(true, ec);
-  size_t last = 0;
-  ClientHelloInfo invalid{ClientHelloInfo::Status::invalid, {}};
+// What was read off a passthrough listener's connection to find the SNI:
+// the bytes go on to the upstream (passthrough) or to BoringSSL
+// (termination) before anything else from the socket.
+struct Hello {
+  ClientHelloInfo info{ClientHelloInfo::Status::invalid, {}};
+  std::vector<uint8_t> bytes;
+};
+
+// Reads (consumes) bytes as they arrive until they hold a whole
+// ClientHello. Each wait is one pending read, so a client that sends part of
+// a hello and stops costs nothing until the handshake deadline interrupts the
+// read (peeking instead would leave the socket readable and the wait spinning).
+awaitable<Hello> read_client_hello(tcp::socket& socket, ConnectionSlot& slot) {
+  Hello out;
+  constexpr size_t kLimit = kMaxClientHelloBytes + 64;
+  out.bytes.resize(2048);  // most hellos fit; grown up to kLimit
+  size_t have = 0;
   for (;;) {
-    auto [wec] = co_await socket.async_wait(tcp::socket::wait_read, nothrow);
-    if (wec || slot.fired != Timeout::none) co_return invalid;
-    size_t n = socket.receive(asio::buffer(buf), tcp::socket::message_peek, ec);
-    if (ec == asio::error::would_block || ec == asio::error::try_again) continue;
-    if (ec || n == 0) co_return invalid;
-    auto info = parse_client_hello(std::span<const uint8_t>(buf.data(), n));
-    if (info.status != ClientHelloInfo::Status::need_more) co_return info;
-    if (n == buf.size()) co_return invalid;
-    if (n == last) {
-      // A partial hello stays readable, so wait_read would return at once:
-      // poll gently until more arrives (rare; the handshake deadline bounds it).
-      pause.expires_after(std::chrono::milliseconds(2));
-      co_await pause.async_wait(nothrow);
-      if (slot.fired != Timeout::none) co_return invalid;
+    if (have == out.bytes.size()) out.bytes.resize(std::min(kLimit, out.bytes.size() * 2));
+    auto [ec, n] = co_await socket.async_read_some(
+        asio::buffer(out.bytes.data() + have, out.bytes.size() - have), nothrow);
+    if (ec || n == 0 || slot.fired != Timeout::none) {
+      out.info.status = ClientHelloInfo::Status::invalid;
+      break;
     }
-    last = n;
+    have += n;
+    out.info = parse_client_hello(std::span<const uint8_t>(out.bytes.data(), have));
+    if (out.info.status != ClientHelloInfo::Status::need_more) break;
+    if (have == kLimit) {
+      out.info.status = ClientHelloInfo::Status::invalid;
+      break;
+    }
   }
+  out.bytes.resize(have);
+  co_return out;
+}
+
+// A read BIO that returns the bytes already taken off the socket first,
+// then reads from the BIO it is pushed in front of (asio's BIO pair). This
+// is how a terminated connection hands BoringSSL the ClientHello that
+// read_client_hello consumed; asio's ssl::stream has no way to pre-feed it.
+struct Prefix {
+  std::vector<uint8_t> bytes;
+  size_t pos = 0;
+};
+
+int prefix_read(BIO* b, char* out, int len) {
+  BIO_clear_retry_flags(b);
+  auto* p = static_cast<Prefix*>(BIO_get_data(b));
+  if (p && p->pos < p->bytes.size() && len > 0) {
+    size_t n = std::min(static_cast<size_t>(len), p->bytes.size() - p->pos);
+    std::memcpy(out, p->bytes.data() + p->pos, n);
+    p->pos += n;
+    if (p->pos == p->bytes.size()) std::vector<uint8_t>().swap(p->bytes);
+    return static_cast<int>(n);
+  }
+  BIO* next = BIO_next(b);
+  if (!next) return 0;
+  int n = BIO_read(next, out, len);
+  BIO_copy_next_retry(b);
+  return n;
+}
+
+int prefix_write(BIO* b, const char* in, int len) {
+  BIO* next = BIO_next(b);
+  if (!next) return 0;
+  BIO_clear_retry_flags(b);
+  int n = BIO_write(next, in, len);
+  BIO_copy_next_retry(b);
+  return n;
+}
+
+long prefix_ctrl(BIO* b, int cmd, long num, void* ptr) {
+  auto* p = static_cast<Prefix*>(BIO_get_data(b));
+  BIO* next = BIO_next(b);
+  long rest = next ? BIO_ctrl(next, cmd, num, ptr) : 0;
+  if (cmd == BIO_CTRL_PENDING && p) rest += static_cast<long>(p->bytes.size() - p->pos);
+  return rest;
+}
+
+int prefix_destroy(BIO* b) {
+  delete static_cast<Prefix*>(BIO_get_data(b));
+  BIO_set_data(b, nullptr);
+  return 1;
+}
+
+const BIO_METHOD* prefix_method() {
+  static const BIO_METHOD* method = [] {
+    BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_FILTER, "sluice prefix");
+    BIO_meth_set_read(m, prefix_read);
+    BIO_meth_set_write(m, prefix_write);
+    BIO_meth_set_ctrl(m, prefix_ctrl);
+    BIO_meth_set_destroy(m, prefix_destroy);
+    return m;
+  }();
+  return method;
+}
+
+// Puts `bytes` in front of what the stream's SSL reads. False on allocation
+// failure (the caller closes the connection).
+bool prefeed(TlsStream& stream, std::vector<uint8_t> bytes) {
+  SSL* ssl = stream.native_handle();
+  BIO* inner = SSL_get_rbio(ssl);
+  BIO* prefix = BIO_new(prefix_method());
+  if (!inner || !prefix) {
+    if (prefix) BIO_free(prefix);
+    return false;
+  }
+  BIO_set_data(prefix, new Prefix{std::move(bytes), 0});
+  BIO_set_init(prefix, 1);
+  BIO_up_ref(inner);        // the chain's reference; SSL_set0_rbio drops the SSL's
+  BIO_push(prefix, inner);  // prefix -> asio's BIO pair end
+  SSL_set0_rbio(ssl, prefix);
+  return true;
 }
 
 // Copies one direction until EOF (propagated as a half-close) or an error
@@ -129,8 +217,9 @@ awaitable<void> pump(Worker& worker, tcp::socket& from, tcp::socket& to, Connect
 }
 
 awaitable<void> relay(Worker& worker, tcp::socket& down, const Snapshot& snap,
-                      const PassthroughTarget& target, const std::string& sni, ConnectionSlot& slot,
+                      const PassthroughTarget& target, Hello hello, ConnectionSlot& slot,
                       const std::string& listener) {
+  const std::string& sni = hello.info.sni;
   using namespace asio::experimental::awaitable_operators;
   const CompiledUpstream& up = snap.upstreams[target.upstream];
   asio::error_code ec;
@@ -146,7 +235,16 @@ awaitable<void> relay(Worker& worker, tcp::socket& down, const Snapshot& snap,
     close_socket(down);
     co_return;
   }
-  tcp::socket upstream(down.get_executor());
+  // Counted in the upstream's (and endpoint's) open connections like a
+  // pooled one, within its max_connections.
+  std::unique_ptr<UpstreamConnection> conn = reserve_unpooled(worker, up, pick.endpoint);
+  if (!conn) {
+    fmt::print(stderr, "sluice: listener {}: passthrough for \"{}\": {} is at max_connections\n",
+               listener, sni, up.config.name);
+    close_socket(down);
+    co_return;
+  }
+  tcp::socket& upstream = conn->socket;
   slot.upstream = &upstream;
   slot.set_deadline(Timeout::upstream_connect, up.config.pool.connect_timeout);
   auto [cec] = co_await upstream.async_connect(up.endpoints[pick.endpoint].address, nothrow);
@@ -156,17 +254,28 @@ awaitable<void> relay(Worker& worker, tcp::socket& down, const Snapshot& snap,
                slot.fired != Timeout::none ? "timeout" : cec.message());
     slot.upstream = nullptr;
     close_socket(down);
+    conn.reset();
+    worker.balancer().wake_one();
     co_return;
   }
   upstream.set_option(tcp::no_delay(true), ec);
-  down.non_blocking(false, ec);
   slot.idle = false;  // draining waits for it (bounded by the drain timeout)
   auto idle = snap.limits.idle_timeout;
   slot.set_deadline(Timeout::idle, idle);
-  co_await (pump(worker, down, upstream, slot, idle) && pump(worker, upstream, down, slot, idle));
+  // What read_client_hello took off the socket goes first.
+  std::tie(ec, std::ignore) =
+      co_await asio::async_write(upstream, asio::buffer(hello.bytes), nothrow);
+  std::vector<uint8_t>().swap(hello.bytes);
+  if (!ec) {
+    slot.set_deadline(Timeout::idle, idle);
+    co_await (pump(worker, down, upstream, slot, idle) && pump(worker, upstream, down, slot, idle));
+  }
   slot.upstream = nullptr;
   close_socket(upstream);
   close_socket(down);
+  conn.reset();
+  // A place under max_connections is free for a waiting request.
+  worker.balancer().wake_one();
 }
 
 std::string lower(std::string_view s) {
@@ -185,31 +294,35 @@ awaitable<void> run(Worker& worker, tcp::socket socket, std::shared_ptr<const Sn
   Attached attached(worker, slot);
   slot.set_deadline(Timeout::io, lt.handshake_timeout());
 
+  std::optional<Hello> hello;
   if (lt.has_passthrough()) {
-    ClientHelloInfo hello = co_await peek_client_hello(socket, slot);
-    if (hello.status != ClientHelloInfo::Status::ok) {
+    hello = co_await read_client_hello(socket, slot);
+    if (hello->info.status != ClientHelloInfo::Status::ok) {
       log_failure(name, peer,
                   slot.fired != Timeout::none ? "timeout waiting for the ClientHello"
                                               : "no valid TLS ClientHello");
       close_socket(socket);
       co_return;
     }
-    if (const PassthroughTarget* target = lt.find_passthrough(hello.sni)) {
-      co_await relay(worker, socket, *snapshot, *target, hello.sni, slot, name);
+    if (const PassthroughTarget* target = lt.find_passthrough(hello->info.sni)) {
+      co_await relay(worker, socket, *snapshot, *target, std::move(*hello), slot, name);
       co_return;
     }
     if (!lt.terminates()) {
-      log_failure(name, peer, fmt::format("no passthrough route for SNI \"{}\"", hello.sni));
+      log_failure(name, peer, fmt::format("no passthrough route for SNI \"{}\"", hello->info.sni));
       close_socket(socket);
       co_return;
     }
-    asio::error_code ec;
-    socket.non_blocking(false, ec);
   }
 
   std::optional<TlsStream> stream;
   stream.emplace(std::move(socket), lt.context());
   slot.socket = &stream->lowest_layer();
+  if (hello && !prefeed(*stream, std::move(hello->bytes))) {
+    log_failure(name, peer, "out of memory");
+    close_socket(stream->next_layer());
+    co_return;
+  }
   auto [ec] = co_await stream->async_handshake(asio::ssl::stream_base::server, nothrow);
   if (ec || slot.fired != Timeout::none) {
     std::string reason;

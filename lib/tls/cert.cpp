@@ -59,6 +59,35 @@ std::string hex(const uint8_t* p, size_t n) {
   return out;
 }
 
+// Names with control bytes (C0, DEL) never leave this file: they would
+// break or smuggle header lines in x-forwarded-client-cert and reach hooks
+// through peer_identity. A CA may sign anything, so this is checked here.
+bool has_control_bytes(std::string_view s) {
+  for (unsigned char c : s)
+    if (c < 0x20 || c == 0x7f) return true;
+  return false;
+}
+
+void add_name(std::vector<std::string>& to, std::string name) {
+  if (!has_control_bytes(name)) to.push_back(std::move(name));
+}
+
+// One XFCC value as Envoy's format defines it: double-quoted with `"` and
+// `\` backslash-escaped when it holds `,` `;` `=` or `"` (or when `always`),
+// so a SAN cannot add elements or keys of its own.
+void append_xfcc_value(std::string& out, std::string_view v, bool always) {
+  if (!always && v.find_first_of(",;=\"\\") == std::string_view::npos) {
+    out += v;
+    return;
+  }
+  out += '"';
+  for (char c : v) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  out += '"';
+}
+
 }  // namespace
 
 std::string drain_errors() {
@@ -123,13 +152,13 @@ CertificateNames certificate_names(X509* cert) {
       const GENERAL_NAME* n = sk_GENERAL_NAME_value(names, i);
       switch (n->type) {
         case GEN_URI:
-          out.uris.push_back(asn1_string(n->d.uniformResourceIdentifier));
+          add_name(out.uris, asn1_string(n->d.uniformResourceIdentifier));
           break;
         case GEN_DNS:
-          out.dns.push_back(asn1_string(n->d.dNSName));
+          add_name(out.dns, asn1_string(n->d.dNSName));
           break;
         case GEN_EMAIL:
-          out.others.push_back(asn1_string(n->d.rfc822Name));
+          add_name(out.others, asn1_string(n->d.rfc822Name));
           break;
         case GEN_IPADD: {
           const ASN1_OCTET_STRING* ip = n->d.iPAddress;
@@ -156,6 +185,9 @@ CertificateNames certificate_names(X509* cert) {
     size_t len = 0;
     BIO_mem_contents(bio.get(), &data, &len);
     out.subject.assign(reinterpret_cast<const char*>(data), len);
+    // RFC 2253 output escapes control bytes; should one get through anyway,
+    // the subject is dropped like a SAN would be.
+    if (has_control_bytes(out.subject)) out.subject.clear();
   }
   return out;
 }
@@ -192,18 +224,30 @@ std::string xfcc_value(X509* peer, X509* local) {
   if (!peer) return {};
   std::string out;
   if (local) {
-    auto mine = certificate_names(local);
-    if (!mine.uris.empty()) out = "By=" + mine.uris.front() + ";";
+    // Envoy writes one By per local URI SAN.
+    for (const auto& u : certificate_names(local).uris) {
+      out += "By=";
+      append_xfcc_value(out, u, false);
+      out += ';';
+    }
   }
   auto names = certificate_names(peer);
   out += "Hash=" + sha256_hex(peer);
-  // As Envoy writes it: Subject always quoted (RFC 2253 already escapes
-  // quotes inside), URI and DNS as they are, one pair per SAN.
-  out += ";Subject=\"" + names.subject + "\"";
+  // As Envoy writes it: Subject always quoted, URI and DNS quoted only when
+  // they need it, one pair per SAN. The RFC 2253 subject keeps its own
+  // escapes (`\,`), which are escaped again inside the quotes.
+  out += ";Subject=";
+  append_xfcc_value(out, names.subject, true);
   // Envoy keeps the URI key even when the certificate has no URI SAN.
   if (names.uris.empty()) out += ";URI=";
-  for (const auto& u : names.uris) out += ";URI=" + u;
-  for (const auto& d : names.dns) out += ";DNS=" + d;
+  for (const auto& u : names.uris) {
+    out += ";URI=";
+    append_xfcc_value(out, u, false);
+  }
+  for (const auto& d : names.dns) {
+    out += ";DNS=";
+    append_xfcc_value(out, d, false);
+  }
   return out;
 }
 

@@ -26,6 +26,9 @@ struct CertificateNames {
   std::vector<std::string> others;  // IP addresses and emails, for SAN matching
   std::string subject;              // RFC 2253, e.g. "CN=client,O=example"
 };
+// Names holding a control byte (C0 or DEL) are left out, and so never reach
+// peer_identity, x-forwarded-client-cert or SAN matching: each remaining
+// name is still one the CA signed, and Hash pins the exact certificate.
 CertificateNames certificate_names(X509* cert);
 
 std::string sha256_hex(X509* cert);   // of the DER certificate, lowercase
@@ -38,6 +41,8 @@ std::string peer_identity(const CertificateNames& names);
 // Envoy's x-forwarded-client-cert element for a verified peer certificate
 // (SANITIZE_SET with subject, URI and DNS, as Istio gateways configure it):
 // By=<local URI SAN>;Hash=<hex>;Subject="<subject>";URI=<uri>;DNS=<dns>...
+// A value with `,` `;` `=` `"` or `\` is double-quoted with `"` and `\`
+// backslash-escaped (Subject always quoted), as Envoy's format defines.
 std::string xfcc_value(X509* peer, X509* local);
 
 // The OpenSSL error queue as one line (drained).

@@ -52,6 +52,9 @@ Result<std::shared_ptr<const ClientContext>> ClientContext::compile(
   auto field = [&](std::string_view f) { return fmt::format("{}.{}", field_prefix, f); };
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
   SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
+  // Pooled idle connections hold no record buffers (BoringSSL frees empty
+  // ones anyway and defines this mode as 0; other libssl builds need it).
+  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
   static constexpr uint8_t kAlpn[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
   SSL_CTX_set_alpn_protos(ctx, kAlpn, sizeof(kAlpn));
 

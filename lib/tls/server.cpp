@@ -147,6 +147,13 @@ ssl_select_cert_result_t select_server(const SSL_CLIENT_HELLO* hello) {
   return ssl_select_cert_success;
 }
 
+// Idle connections should hold no TLS record buffers. BoringSSL always
+// frees them once empty (it defines SSL_MODE_RELEASE_BUFFERS as 0); the
+// mode is set so that holds with any libssl.
+void release_buffers(SSL_CTX* ctx) {
+  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+}
+
 Error field_error(const std::string& object, size_t i, std::string_view field,
                   std::string message) {
   return Error{object, fmt::format("tls_servers[{}].{}", i, field), std::move(message)};
@@ -236,6 +243,7 @@ Result<std::shared_ptr<const ListenerTls>> ListenerTls::compile(
 
     server->context = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
     SSL_CTX* ctx = server->context->native_handle();
+    release_buffers(ctx);
     if (cfg.certificate_chain.empty())
       return field_error(object, i, "certificate_chain", "must not be empty");
     if (cfg.private_key.empty()) return field_error(object, i, "private_key", "must not be empty");
@@ -309,6 +317,7 @@ Result<std::shared_ptr<const ListenerTls>> ListenerTls::compile(
   // resume within one snapshot and a reload starts fresh.
   out->default_ = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
   SSL_CTX* def = out->default_->native_handle();
+  release_buffers(def);
   SSL_CTX_set_min_proto_version(def, TLS1_VERSION);
   SSL_CTX_set_max_proto_version(def, TLS1_3_VERSION);
   SSL_CTX_set_alpn_select_cb(def, select_alpn, nullptr);

@@ -398,6 +398,28 @@ void release_connection(Worker& worker, const CompiledUpstream& upstream,
   worker.balancer().wake_one();
 }
 
+std::unique_ptr<UpstreamConnection> reserve_unpooled(Worker& worker,
+                                                     const CompiledUpstream& upstream,
+                                                     int64_t endpoint) {
+  ClusterState* cluster = upstream.state.get();
+  uint32_t max = upstream.config.pool.max_connections;
+  // Idle pooled connections of the upstream hold places too.
+  bool reserved = reserve_connection(cluster, max);
+  while (!reserved && worker.pool().evict_one(cluster)) reserved = reserve_connection(cluster, max);
+  if (!reserved) {
+    cluster->overflows.fetch_add(1, std::memory_order_relaxed);
+    return nullptr;
+  }
+  auto conn = std::make_unique<UpstreamConnection>(asio::ip::tcp::socket(worker.context()));
+  conn->cluster = upstream.state;  // already counted by reserve_connection
+  conn->endpoint_key = upstream.endpoints[endpoint].key;
+  if (auto ep = worker.balancer().endpoint_state(upstream, endpoint)) {
+    ep->connections.fetch_add(1, std::memory_order_relaxed);
+    conn->endpoint = std::move(ep);
+  }
+  return conn;
+}
+
 void attempt_started(Worker& worker, const CompiledUpstream& upstream, int64_t endpoint) {
   if (upstream.state) upstream.state->active_requests.fetch_add(1, std::memory_order_relaxed);
   worker.balancer()
@@ -436,7 +458,8 @@ void attempt_finished(Worker& worker, const CompiledUpstream& upstream, int64_t 
   if (upstream.state) upstream.state->active_requests.fetch_sub(1, std::memory_order_relaxed);
   EndpointState& ep = *worker.balancer().endpoint_state(upstream, endpoint);
   ep.active_requests.fetch_sub(1, std::memory_order_relaxed);
-  if (upstream.config.outlier_detection && upstream.state)
+  if (upstream.config.outlier_detection && upstream.state &&
+      outcome != policy::AttemptOutcome::downstream_cancelled)
     record_outcome(*upstream.state, ep, *upstream.config.outlier_detection, outcome, status,
                    worker.shared().now());
 }

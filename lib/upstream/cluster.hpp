@@ -165,6 +165,12 @@ asio::awaitable<Lease> lease_connection(Worker& worker, ConnectionSlot& slot,
                                         const CompiledUpstream& upstream, int64_t endpoint);
 void release_connection(Worker& worker, const CompiledUpstream& upstream,
                         std::unique_ptr<UpstreamConnection> conn, bool reusable);
+// A connection outside the pool (TLS passthrough): an unconnected socket
+// counted in the upstream's and the endpoint's open connections until it is
+// destroyed. Null at max_connections (an overflow; it does not wait).
+std::unique_ptr<UpstreamConnection> reserve_unpooled(Worker& worker,
+                                                     const CompiledUpstream& upstream,
+                                                     int64_t endpoint);
 
 // Brackets one upstream attempt (least-request counts, outlier detection).
 void attempt_started(Worker& worker, const CompiledUpstream& upstream, int64_t endpoint);

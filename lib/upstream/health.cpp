@@ -12,12 +12,16 @@
 #include <array>
 #include <optional>
 
+#include "http/parser.hpp"
 #include "upstream/cluster.hpp"
 
 namespace sluice {
 
 namespace {
 constexpr auto nothrow = asio::experimental::as_tuple(asio::use_awaitable);
+// A health answer's head is small; a longer one fails the probe.
+constexpr size_t kMaxProbeHeadBytes = 8 * 1024;
+constexpr size_t kMaxProbeHeaders = 64;
 }  // namespace
 
 // What one probe loop owns; stop() reaches it through Control.
@@ -48,17 +52,33 @@ asio::awaitable<bool> probe_once(std::shared_ptr<ProbeIo> io, asio::ip::tcp::end
   auto [ec] = co_await sock.async_connect(to, nothrow);
   if (!ec)
     std::tie(ec, std::ignore) = co_await asio::async_write(sock, asio::buffer(request), nothrow);
-  std::string got;
-  std::array<char, 512> buf;
-  while (!ec && got.find("\r\n") == std::string::npos && got.size() < 1024) {
+  // The status comes from the project's response parser; anything it
+  // refuses (or a head over the bound, or a close before the head ends)
+  // is a failed probe. Only the head is read: connection: close was asked.
+  http::Parser parser(
+      http::Parser::Kind::response,
+      http::ParserLimits{.max_header_bytes = kMaxProbeHeadBytes, .max_headers = kMaxProbeHeaders});
+  std::array<char, 1024> buf;
+  size_t total = 0;
+  while (!ec && !parser.head_done() && parser.error() == http::ParseError::none) {
     size_t n;
     std::tie(ec, n) = co_await sock.async_read_some(asio::buffer(buf), nothrow);
-    if (!ec) got.append(buf.data(), n);
+    if (ec || n == 0) break;
+    total += n;
+    // Bytes past the final head (body, or whatever follows) are not needed.
+    for (size_t off = 0; off < n;) {
+      size_t used = parser.feed(buf.data() + off, n - off);
+      if (parser.head_done() && parser.response().status < 200) {
+        parser.next_message();  // 1xx: the final answer follows
+      } else if (used == 0 || parser.head_done()) {
+        break;
+      }
+      off += used;
+    }
+    if (total > kMaxProbeHeadBytes && !parser.head_done()) break;
   }
-  // "HTTP/1.x 200 ...": only the status code matters.
-  ok = got.size() >= 13 && got.compare(0, 7, "HTTP/1.") == 0 && got.compare(8, 5, " 200 ") == 0;
-  ok = ok ||
-       (got.size() >= 13 && got.compare(0, 7, "HTTP/1.") == 0 && got.compare(8, 5, " 200\r") == 0);
+  ok = parser.head_done() && parser.error() == http::ParseError::none &&
+       parser.response().status == 200;
   io->deadline.cancel();
   asio::error_code ignored;
   sock.close(ignored);

@@ -17,12 +17,19 @@ namespace {
 // Peeks without blocking: a usable idle connection has nothing to read
 // (under TLS, session tickets may wait to be read: only a close counts).
 bool still_usable(UpstreamConnection& c) {
+  if (has_pending_input(c)) return false;
   char byte;
   ssize_t n = ::recv(c.socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
   if (n > 0) return c.tls != nullptr;
   return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 }  // namespace
+
+bool has_pending_input(UpstreamConnection& c) {
+  if (!c.tls) return false;
+  SSL* ssl = c.tls->native_handle();
+  return SSL_pending(ssl) > 0 || BIO_pending(SSL_get_rbio(ssl)) > 0;
+}
 
 std::unique_ptr<UpstreamConnection> ConnectionPool::take(const std::string& key,
                                                          std::chrono::milliseconds idle_timeout) {

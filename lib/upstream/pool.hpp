@@ -34,6 +34,10 @@ struct UpstreamConnection {
   std::chrono::steady_clock::time_point idle_since{};
 };
 
+// Response bytes already inside the TLS engine (decrypted or not): a
+// connection with any is not at a message boundary and must not be reused.
+bool has_pending_input(UpstreamConnection& c);
+
 class ConnectionPool {
  public:
   // An idle connection to `key` that is still usable, or null. Connections

@@ -266,6 +266,8 @@ TEST_CASE("forwarded request head: hop-by-hop out, forwarding headers in") {
   req.headers.add("Transfer-Encoding", "chunked");
   req.headers.add("TE", "trailers");
   req.headers.add("X-Keep", "k");
+  // The session strips what Connection names first.
+  sluice::http::strip_hop_by_hop(req.headers);
   std::string out;
   bool expect = sluice::http::append_forwarded_request_head(
       out, req, {.client_ip = "9.9.9.9", .proto = "http", .request_id = "rid", .chunked = true});
@@ -289,6 +291,40 @@ TEST_CASE("forwarded request head: hop-by-hop out, forwarding headers in") {
         "GET / HTTP/1.1\r\nX-Request-Id: keep-me\r\nhost: 10.0.0.1:80\r\n"
         "x-forwarded-for: 9.9.9.9\r\nx-forwarded-proto: https\r\n"
         "x-forwarded-client-cert: Hash=ab\r\n\r\n");
+}
+
+TEST_CASE("Connection cannot name framing away; framing comes from the parsed message") {
+  sluice::RequestHead req;
+  req.method = "POST";
+  req.target = "/";
+  req.headers.add("Host", "h");
+  req.headers.add("Connection", "content-length, host, x-auth");
+  req.headers.add("Content-Length", "45");
+  req.headers.add("x-auth", "forged");
+  sluice::http::strip_hop_by_hop(req.headers);
+  CHECK(req.headers.get("content-length") == "45");
+  CHECK(req.headers.get("host") == "h");
+  CHECK_FALSE(req.headers.contains("x-auth"));
+  CHECK_FALSE(req.headers.contains("connection"));
+
+  // A header operation that set Content-Length does not frame the message.
+  req.headers.set("content-length", "0");
+  std::string out;
+  sluice::http::append_forwarded_request_head(
+      out, req, {.client_ip = "9.9.9.9", .proto = "http", .content_length = 45});
+  CHECK(out ==
+        "POST / HTTP/1.1\r\nHost: h\r\nx-forwarded-for: 9.9.9.9\r\nx-forwarded-proto: http\r\n"
+        "content-length: 45\r\n\r\n");
+
+  // Mirrors: the Host is replaced, and the connection closes.
+  std::string mirror;
+  sluice::http::append_forwarded_request_head(
+      mirror, req,
+      {.client_ip = "9.9.9.9", .proto = "http", .host = "h-shadow", .content_length = 0,
+       .close = true});
+  CHECK(mirror ==
+        "POST / HTTP/1.1\r\nhost: h-shadow\r\nx-forwarded-for: 9.9.9.9\r\n"
+        "x-forwarded-proto: http\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
 }
 
 TEST_CASE("Headers: case-insensitive get, set replaces all, remove") {
