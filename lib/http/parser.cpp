@@ -1,6 +1,7 @@
 #include "http/parser.hpp"
 
 #include "http/tokens.hpp"
+#include "http/wire_check.hpp"
 
 #include <llhttp.h>
 
@@ -12,21 +13,6 @@ namespace sluice::http {
 namespace {
 constexpr int kPause = HPE_PAUSED;
 
-// RFC 9110 tchar, as a table: this runs for every header.
-constexpr std::array<bool, 256> kTchar = [] {
-  std::array<bool, 256> t{};
-  for (int c = '0'; c <= '9'; ++c) t[c] = true;
-  for (int c = 'a'; c <= 'z'; ++c) t[c] = true;
-  for (int c = 'A'; c <= 'Z'; ++c) t[c] = true;
-  for (char c : std::string_view("!#$%&'*+-.^_`|~")) t[static_cast<unsigned char>(c)] = true;
-  return t;
-}();
-
-bool is_token(std::string_view s) {
-  for (unsigned char c : s)
-    if (!kTchar[c]) return false;
-  return true;
-}
 constexpr int kUserError = HPE_USER;
 
 // RFC 9112 6.1 and 6.3 for a request: HTTP/1.0 has no Transfer-Encoding;
@@ -101,7 +87,7 @@ struct Parser::Callbacks {
     auto& s = self(p);
     Headers& h = s.kind_ == Kind::request ? s.request_.headers : s.response_.headers;
     // llhttp 8 lets whitespace before the colon through; RFC 9112 5.1 says reject.
-    if (s.field_.empty() || !is_token(s.field_)) {
+    if (!is_token(s.field_)) {
       s.fail(ParseError::bad_request, "invalid header field name");
       return kUserError;
     }

@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "http/tokens.hpp"
 #include "http/wire_check.hpp"
 
 #include <algorithm>
@@ -28,25 +29,8 @@ bool is_authority_name(std::string_view name) {
   return iequals(name, "host") || iequals(name, ":authority");
 }
 
-// "host:port" -> {"host", "port"}; "[v6]:port" -> {"[v6]", "port"}. A bare
-// IPv6 address (several colons, no brackets) has no port.
-struct HostPort {
-  std::string_view host;
-  std::string_view port;  // empty when none
-};
-
-HostPort split_host_port(std::string_view authority) {
-  if (!authority.empty() && authority.front() == '[') {
-    size_t close = authority.find(']');
-    if (close == std::string_view::npos) return {authority, {}};
-    if (close + 1 < authority.size() && authority[close + 1] == ':')
-      return {authority.substr(0, close + 1), authority.substr(close + 2)};
-    return {authority.substr(0, close + 1), {}};
-  }
-  size_t colon = authority.rfind(':');
-  if (colon == std::string_view::npos || authority.find(':') != colon) return {authority, {}};
-  return {authority.substr(0, colon), authority.substr(colon + 1)};
-}
+using http::HostPort;
+using http::split_host_port;
 
 bool valid_percentage(double p) {
   return std::isfinite(p) && p >= 0 && p <= 100;
@@ -489,7 +473,9 @@ void apply_rewrite(const CompiledRoutePolicy& policy, const Matcher* matched,
     new_path->append(path.substr(cut));
   }
   if (new_path) {
-    if (new_path->empty()) new_path->assign("/");
+    // A regex rewrite may drop the leading '/' (`^/(.*)$` -> `\1`): the
+    // request line still needs an origin-form target.
+    if (new_path->empty() || new_path->front() != '/') new_path->insert(0, "/");
     new_path->append(rest);
     request.headers.set("x-envoy-original-path", request.target);
     request.target = std::move(*new_path);

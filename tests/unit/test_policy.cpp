@@ -508,6 +508,12 @@ TEST_CASE("rewrite: uri_regex replaces every match, with captures, and keeps the
   // No match: unchanged.
   rw.uri_regex = P{"^/nomatch$", "/x"};
   CHECK(rewritten(rw, nullptr, "/other") == "/other");
+
+  // A result without the leading '/' still makes an origin-form target.
+  rw.uri_regex = P{"^/(.*)$", "\\1"};
+  CHECK(rewritten(rw, nullptr, "/foo/bar?q") == "/foo/bar?q");
+  rw.uri_regex = P{"^/api(.*)$", "\\1"};
+  CHECK(rewritten(rw, nullptr, "/api") == "/");
 }
 
 TEST_CASE("rewrite: original path header, and authority") {
