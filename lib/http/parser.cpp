@@ -134,8 +134,10 @@ struct Parser::Callbacks {
       s.request_.method = llhttp_method_name(static_cast<llhttp_method_t>(p->method));
     } else {
       // We never ask for an upgrade, so a 101 is as wrong as a status
-      // outside 1xx-5xx: both would leave the connection in no known state.
-      if (p->status_code < 100 || p->status_code > 599 || p->status_code == 101) {
+      // outside 1xx-5xx or a version other than 1.x: each would leave the
+      // connection in no known state.
+      if (p->http_major != 1 || p->status_code < 100 || p->status_code > 599 ||
+          p->status_code == 101) {
         s.fail(ParseError::bad_response, "invalid response status");
         return kUserError;
       }
@@ -190,7 +192,8 @@ Parser::~Parser() = default;
 bool Parser::count_header_bytes(size_t n) {
   header_bytes_ += n;
   if (header_bytes_ <= limits_.max_header_bytes) return true;
-  fail(ParseError::header_too_large, "header block too large");
+  fail(kind_ == Kind::request ? ParseError::header_too_large : ParseError::bad_response,
+       "header block too large");
   return false;
 }
 
@@ -329,6 +332,10 @@ std::string validate_request(RequestHead& head) {
     if (rest.front() == '?') rest.insert(0, "/");
     head.headers.set("host", authority);
     head.target = std::move(rest);
+  } else if (head.method == "CONNECT") {
+    // Authority-form (RFC 9112 3.2.3): routed (and refused) as a tunnel.
+    if (target.empty() || target.front() == '/' || target.find('/') != std::string_view::npos)
+      return "CONNECT needs an authority-form target";
   } else if (target == "*") {
     if (head.method != "OPTIONS") return "asterisk-form target is only valid for OPTIONS";
   } else if (target.empty() || target.front() != '/') {

@@ -21,6 +21,7 @@
 #include "http/serializer.hpp"
 #include "http/tokens.hpp"
 #include "policy/policy.hpp"
+#include "proxy/fail_stream.hpp"
 #include "runtime/worker.hpp"
 #include "tls/server.hpp"
 #include "upstream/cluster.hpp"
@@ -185,7 +186,7 @@ class Session {
         port_(port),
         request_parser_(http::Parser::Kind::request),
         response_parser_(http::Parser::Kind::response) {
-    slot_.parkable = !kTls;
+    slot_.parkable = kParkable;
   }
 
   awaitable<void> run();
@@ -237,7 +238,10 @@ class Session {
   Stream stream_;
   ConnectionSlot slot_;
   DownstreamTls tls_;
-  static constexpr bool kTls = !std::is_same_v<Stream, asio::ip::tcp::socket>;
+  static constexpr bool kTls =
+      std::is_same_v<Stream, asio::ssl::stream<asio::ip::tcp::socket>>;
+  // Only a plain socket can be parked (handed to park() without a session).
+  static constexpr bool kParkable = std::is_same_v<Stream, asio::ip::tcp::socket>;
   static constexpr std::string_view kScheme = kTls ? "https" : "http";
   std::string listener_;
   uint16_t port_;
@@ -271,7 +275,7 @@ awaitable<void> Session<Stream>::run() {
     park_ = false;
   }
   if (in_.data) worker_.give_buffer(std::move(in_.data));
-  if constexpr (!kTls) {
+  if constexpr (kParkable) {
     if (park_) {
       worker_.detach(&slot_);
       park(worker_, std::move(stream_), std::move(listener_), port_);
@@ -456,17 +460,11 @@ awaitable<bool> Session<Stream>::serve_one(bool first) {
   if (limits_->max_stream_duration.count() > 0)
     slot_.set_cap_at(ConnectionSlot::stream_cap, started_ + limits_->max_stream_duration);
   std::string why = http::validate_request(head);
-  // Routing, policies and the forwarded request all see one normalised path.
-  if (why.empty() && head.target != "*")
-    why = http::normalize_target(head.target, snap->source.path_normalization);
   if (!why.empty()) {
     co_await send_local(ctx, text_response(400, ""), "-", false, "http1.codec_error");
     log(ctx);
     co_return false;
   }
-  head.scheme = kScheme;
-  head.listener_port = port_;
-  bool keep_alive = p.keep_alive();
   // No tunnels yet: CONNECT and protocol upgrades are refused before
   // anything is forwarded, and the connection closes because the bytes after
   // the head belong to the tunnel, not to HTTP/1. An h2c upgrade offer is
@@ -481,6 +479,17 @@ awaitable<bool> Session<Stream>::serve_one(bool first) {
     log(ctx);
     co_return false;
   }
+  // Routing, policies and the forwarded request all see one normalised path.
+  if (head.target != "*")
+    why = http::normalize_target(head.target, snap->source.path_normalization);
+  if (!why.empty()) {
+    co_await send_local(ctx, text_response(400, ""), "-", false, "http1.codec_error");
+    log(ctx);
+    co_return false;
+  }
+  head.scheme = kScheme;
+  head.listener_port = port_;
+  bool keep_alive = p.keep_alive();
   // Names listed in Connection go now, before hooks, routing and header
   // operations see the request (they can never name Host or Content-Length).
   http::strip_hop_by_hop(head.headers);
@@ -1048,22 +1057,32 @@ void park(Worker& worker, asio::ip::tcp::socket socket, std::string listener, ui
 
 }  // namespace
 
-void start_session(Worker& worker, asio::ip::tcp::socket socket, const std::string& listener,
-                   uint16_t port) {
-  using S = Session<asio::ip::tcp::socket>;
-  auto session = std::make_unique<S>(worker, std::move(socket), listener, port, DownstreamTls{});
-  S* raw = session.get();
-  asio::co_spawn(worker.context(), raw->run(),
-                 [s = std::move(session)](std::exception_ptr) mutable { s.reset(); });
-}
-
-void start_tls_session(Worker& worker, asio::ssl::stream<asio::ip::tcp::socket> stream,
-                       const std::string& listener, uint16_t port, DownstreamTls tls) {
-  using S = Session<asio::ssl::stream<asio::ip::tcp::socket>>;
+namespace {
+// The session owns itself for the life of its coroutine.
+template <typename Stream>
+void spawn_session(Worker& worker, Stream stream, const std::string& listener, uint16_t port,
+                   DownstreamTls tls) {
+  using S = Session<Stream>;
   auto session = std::make_unique<S>(worker, std::move(stream), listener, port, std::move(tls));
   S* raw = session.get();
   asio::co_spawn(worker.context(), raw->run(),
                  [s = std::move(session)](std::exception_ptr) mutable { s.reset(); });
+}
+}  // namespace
+
+void start_session(Worker& worker, asio::ip::tcp::socket socket, const std::string& listener,
+                   uint16_t port) {
+  spawn_session(worker, std::move(socket), listener, port, DownstreamTls{});
+}
+
+void start_fail_count_session(Worker& worker, FailCountStream stream, const std::string& listener,
+                              uint16_t port) {
+  spawn_session(worker, std::move(stream), listener, port, DownstreamTls{});
+}
+
+void start_tls_session(Worker& worker, asio::ssl::stream<asio::ip::tcp::socket> stream,
+                       const std::string& listener, uint16_t port, DownstreamTls tls) {
+  spawn_session(worker, std::move(stream), listener, port, std::move(tls));
 }
 
 }  // namespace sluice

@@ -39,17 +39,23 @@ Pem make_ca(const std::string& dir, const std::string& name, const std::string& 
   return Pem{crt, read_file(crt)};
 }
 
-KeyPair make_leaf(const std::string& dir, const std::string& name, const std::string& subject,
-                  const std::string& san, const std::string& ca, int serial) {
+KeyPair make_leaf_ext(const std::string& dir, const std::string& name, const std::string& subject,
+                      const std::string& extensions, const std::string& ca, int serial) {
   std::string key = dir + "/" + name + ".key", csr = dir + "/" + name + ".csr",
               crt = dir + "/" + name + ".crt", ext = dir + "/" + name + ".ext";
-  std::ofstream(ext) << "subjectAltName=" << san << "\nbasicConstraints=CA:FALSE\n";
+  std::ofstream(ext) << extensions;
   openssl({"req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
            key, "-out", csr, "-subj", subject});
   openssl({"x509", "-req", "-in", csr, "-CA", dir + "/" + ca + ".crt", "-CAkey",
            dir + "/" + ca + ".key", "-set_serial", std::to_string(serial), "-days", "2", "-out",
            crt, "-extfile", ext});
   return KeyPair{Pem{crt, read_file(crt)}, Pem{key, read_file(key)}};
+}
+
+KeyPair make_leaf(const std::string& dir, const std::string& name, const std::string& subject,
+                  const std::string& san, const std::string& ca, int serial) {
+  return make_leaf_ext(dir, name, subject,
+                       "subjectAltName=" + san + "\nbasicConstraints=CA:FALSE\n", ca, serial);
 }
 
 Pki* build_pki() {
@@ -104,6 +110,11 @@ std::string subject_of(X509* cert) {
 const Pki& pki() {
   static const Pki* instance = build_pki();
   return *instance;
+}
+
+KeyPair make_leaf_cert(const std::string& name, const std::string& subject,
+                       const std::string& extensions, const std::string& ca, int serial) {
+  return make_leaf_ext(pki().dir, name, subject, extensions, ca, serial);
 }
 
 TlsClient::TlsClient(uint16_t port, TlsClientOptions options)

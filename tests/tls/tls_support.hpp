@@ -46,6 +46,11 @@ struct Pki {
 };
 const Pki& pki();
 
+// Another leaf in pki().dir signed by "ca1" or "ca2", with `extensions` as
+// the openssl -extfile text (e.g. "subjectAltName=@alt\n[alt]\nURI.1=...").
+KeyPair make_leaf_cert(const std::string& name, const std::string& subject,
+                       const std::string& extensions, const std::string& ca, int serial);
+
 struct TlsClientOptions {
   std::string sni;                 // empty: none sent
   const Pem* ca = nullptr;         // null: no verification

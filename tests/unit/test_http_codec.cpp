@@ -46,6 +46,11 @@ Parsed parse(Parser& p, std::string_view input, size_t step = 1 << 20) {
   return out;
 }
 
+ParseError response_error(std::string_view raw, sluice::http::ParserLimits limits = {}) {
+  Parser p(Parser::Kind::response, limits);
+  return parse(p, raw).error;
+}
+
 ParseError request_error(std::string_view raw) {
   Parser p(Parser::Kind::request);
   auto r = parse(p, raw);
@@ -116,6 +121,74 @@ TEST_CASE("keep-alive follows version and Connection") {
   Parser c(Parser::Kind::request);
   parse(c, "GET / HTTP/1.0\r\n\r\n");
   CHECK_FALSE(c.keep_alive());
+}
+
+TEST_CASE("transfer codings, versions and chunk framing (the malformed-request matrix)") {
+  // A coding before chunked: the proxy cannot decode it (501); chunked not
+  // last or twice, or any TE on HTTP/1.0: 400.
+  CHECK(request_error("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+                      "0\r\n\r\n") == ParseError::not_implemented);
+  CHECK(request_error("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n"
+                      "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n") == ParseError::not_implemented);
+  CHECK(request_error("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, chunked\r\n\r\n"
+                      "0\r\n\r\n") == ParseError::bad_request);
+  CHECK(request_error("POST / HTTP/1.0\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      "0\r\n\r\n") == ParseError::bad_request);
+  CHECK(request_error("GET / HTTP/2.0\r\nHost: h\r\n\r\n") == ParseError::bad_version);
+  // Strict mode: bytes after chunk data, and a bare CR in the chunk line.
+  CHECK(request_error("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      "5\r\nhelloXX\r\n0\r\n\r\n") == ParseError::bad_request);
+  CHECK(request_error("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      "5\rhello\r\n0\r\n\r\n") == ParseError::bad_request);
+}
+
+TEST_CASE("check_ahead finds broken framing in buffered body bytes and consumes nothing") {
+  std::string head = "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n";
+  for (auto [body, ok] : {std::pair<std::string_view, bool>{"5\r\nhello\r\n0\r\n\r\n", true},
+                          {"5\r\nhello\r\nZZ\r\n", false},
+                          {"5\r\nhe", true},  // incomplete is not broken
+                          {"5\r\nhelloXX", false}}) {
+    CAPTURE(body);
+    std::string raw = head + std::string(body);
+    Parser p(Parser::Kind::request);
+    size_t n = p.feed(raw.data(), raw.size());
+    REQUIRE(p.head_done());
+    CHECK(p.check_ahead(raw.data() + n, raw.size() - n) == ok);
+    // The real parse still starts at the first body byte.
+    size_t m = p.feed(raw.data() + n, raw.size() - n);
+    if (ok) CHECK(p.error() == ParseError::none);
+    if (ok && m > 0) CHECK(p.body() == std::string_view(body).substr(3, p.body().size()));
+  }
+}
+
+TEST_CASE("malicious responses: 101 unasked, status out of range, HTTP/2.0, unbounded heads") {
+  CHECK(response_error("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n") == ParseError::none);
+  CHECK(response_error("HTTP/1.1 101 Switching Protocols\r\n\r\n") == ParseError::bad_response);
+  CHECK(response_error("HTTP/1.1 099 Low\r\n\r\n") == ParseError::bad_response);
+  CHECK(response_error("HTTP/1.1 600 High\r\nContent-Length: 0\r\n\r\n") ==
+        ParseError::bad_response);
+  CHECK(response_error("HTTP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n") ==
+        ParseError::bad_response);
+  // The reason phrase counts toward the head limit; so do header counts.
+  std::string long_reason = "HTTP/1.1 200 " + std::string(70 * 1024, 'a') + "\r\n\r\n";
+  CHECK(response_error(long_reason) == ParseError::bad_response);
+  std::string many = "HTTP/1.1 200 OK\r\n";
+  for (int i = 0; i < 101; ++i) many += "x-h" + std::to_string(i) + ": v\r\n";
+  many += "Content-Length: 0\r\n\r\n";
+  CHECK(response_error(many) == ParseError::bad_response);
+  CHECK(response_error(many, {.max_header_bytes = 60 * 1024, .max_headers = 200}) ==
+        ParseError::none);
+}
+
+TEST_CASE("trailers are read for framing and never folded into the head") {
+  Parser p(Parser::Kind::request);
+  auto r = parse(p,
+                 "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 "3\r\nabc\r\n0\r\nx-trailer: t\r\nx-other: u\r\n\r\n");
+  CHECK(r.done);
+  CHECK(r.body == "abc");
+  CHECK_FALSE(p.request().headers.contains("x-trailer"));
+  CHECK(p.request().headers.size() == 2);
 }
 
 TEST_CASE("malformed requests are rejected") {
