@@ -78,6 +78,13 @@ class Child {
     std::lock_guard lock(mutex_);
     return err_;
   }
+  // Waits until stderr contains `text` (stdout and stderr are read apart, so
+  // a stdout line can arrive before the stderr text printed before it).
+  bool wait_err(const std::string& text,
+                std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+    std::unique_lock lock(mutex_);
+    return cv_.wait_for(lock, timeout, [&] { return err_.find(text) != std::string::npos; });
+  }
   std::string out() const {
     std::lock_guard lock(mutex_);
     std::string all;
@@ -109,6 +116,7 @@ class Child {
       std::lock_guard lock(mutex_);
       if (!is_out) {
         err_.append(buf, static_cast<size_t>(n));
+        cv_.notify_all();
         continue;
       }
       partial.append(buf, static_cast<size_t>(n));

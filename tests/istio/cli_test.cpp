@@ -189,9 +189,7 @@ TEST_CASE("sluice-ingress serves Bookinfo request routing and reloads on SIGHUP"
                                  "gateways: [nope]}\n");
   child.signal(SIGHUP);
   REQUIRE(child.wait_line("reload rejected", from));
-  CHECK(
-      child.err().find("VirtualService x: gateways[0]: Gateway \"default/nope\" does not exist") !=
-      std::string::npos);
+  CHECK(child.wait_err("VirtualService x: gateways[0]: Gateway \"default/nope\" does not exist"));
   CHECK(get_body(port2, "/productpage") == "productpage-v1");
 
   child.signal(SIGTERM);

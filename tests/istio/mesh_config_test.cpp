@@ -242,8 +242,7 @@ TEST_CASE("sluice-ingress --mesh-config: served requests are routed on the norma
   from = child.line_count();
   dir.write("mesh.yaml", "pathNormalization: {normalization: FOO}\n");
   REQUIRE(child.wait_line("reload rejected", from));
-  CHECK(child.err().find("pathNormalization.normalization: unknown value \"FOO\"") !=
-        std::string::npos);
+  CHECK(child.wait_err("pathNormalization.normalization: unknown value \"FOO\""));
   CHECK(status("//admin") == 200);
   child.signal(SIGTERM);
   CHECK(child.wait_exit() == 0);
