@@ -17,7 +17,7 @@ using namespace sluice;
 using namespace sluice::test;
 using namespace std::chrono_literals;
 
-TEST_CASE("resilience: active health checks mark a failing endpoint unhealthy; picks avoid it") {
+TEST_CASE("resilience: active health checks mark a failing endpoint unhealthy, picks avoid it") {
   FakeUpstream good("good"), bad("bad");
   std::atomic<bool> bad_fails{true};
   bad.set_handler([&](const Received& r) {

@@ -97,7 +97,7 @@ TEST_CASE("sluice-ingress --check with a Secret: TLS summary, no secret material
   CHECK(bad.err.find("Gateway mygateway: servers[0].tls.credentialName") != std::string::npos);
 }
 
-TEST_CASE("sluice-ingress reloads when a certificate file changes; new handshakes use it") {
+TEST_CASE("sluice-ingress reloads when a certificate file changes, new handshakes use it") {
   const auto& pki = istio_pki();
   FakeUpstream httpbin("httpbin");
   std::string dir = temp_dir("rotate");

@@ -366,7 +366,7 @@ TEST_CASE("forwarded request head: hop-by-hop out, forwarding headers in") {
         "x-forwarded-client-cert: Hash=ab\r\n\r\n");
 }
 
-TEST_CASE("Connection cannot name framing away; framing comes from the parsed message") {
+TEST_CASE("Connection cannot name framing away, framing comes from the parsed message") {
   sluice::RequestHead req;
   req.method = "POST";
   req.target = "/";

@@ -248,7 +248,7 @@ TEST_CASE("matcher: port is the listener port") {
   CHECK_FALSE(holds(m, r));
 }
 
-TEST_CASE("matcher: conditions in one block are ANDed; an empty block matches all") {
+TEST_CASE("matcher: conditions in one block are ANDed, an empty block matches all") {
   Matcher m;
   m.path_prefix("/api").header("x-env", StringMatch::exact("prod"));
   m.method = StringMatch::exact("GET");

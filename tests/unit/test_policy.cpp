@@ -383,7 +383,7 @@ TEST_CASE("policy validation: mirrors and CORS") {
 
 // --- redirect -------------------------------------------------------------------
 
-TEST_CASE("redirect: uri replaces the path and keeps the query; authority the host") {
+TEST_CASE("redirect: uri replaces the path and keeps the query, authority the host") {
   Redirect r;
   r.uri = "/v1/bookRatings";
   CHECK(location(r, request("/v1/getProductRatings")) == "http://example.com/v1/bookRatings");

@@ -232,7 +232,7 @@ TEST_CASE("router: empty virtual host list and no routes") {
   CHECK(e.to_string().find("no route matched") != std::string::npos);
 }
 
-TEST_CASE("router: a copy outlives the original; config() is kept") {
+TEST_CASE("router: a copy outlives the original, config() is kept") {
   std::optional<Router> copy;
   {
     Router original = compile_ok(RouterConfig{"main", {vhost("a", {"a.com"})}});

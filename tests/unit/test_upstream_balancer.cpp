@@ -107,7 +107,7 @@ TEST_CASE("round robin: weights give proportional, smoothly spread shares") {
   CHECK(max_run < 5);  // smooth: never all five in a row
 }
 
-TEST_CASE("round robin skips ejected and unhealthy endpoints; all out means panic") {
+TEST_CASE("round robin skips ejected and unhealthy endpoints, all out means panic") {
   Bench b(make_upstream({1, 1, 1}, LoadBalancer::round_robin));
   b.ep(0).ejected_until = (b.now + 10s).time_since_epoch().count();
   b.ep(1).healthy = false;

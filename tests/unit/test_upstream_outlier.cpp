@@ -69,7 +69,7 @@ TEST_CASE("five consecutive 5xx eject for base_ejection_time, then it grows") {
   CHECK_FALSE(view.endpoints[0].ejected);
 }
 
-TEST_CASE("a success resets the count; local failures count as 5xx") {
+TEST_CASE("a success resets the count, local failures count as 5xx") {
   Cluster c(3);
   for (int i = 0; i < 4; ++i) c.fail(0);
   c.succeed(0);
