@@ -110,7 +110,8 @@ struct GatewayOptions {
 
 class Snapshot;  // compiled GatewayConfig (lib/config)
 
-// Validates and compiles without touching sockets.
+// Validates and compiles without touching sockets. The result can be given
+// to Gateway::apply, which then does not validate again.
 Result<std::shared_ptr<const Snapshot>> compile(GatewayConfig config);
 
 class Gateway {
@@ -123,10 +124,19 @@ class Gateway {
   Gateway(const Gateway&) = delete;
   Gateway& operator=(const Gateway&) = delete;
 
-  // Compiles `config` and, if valid, swaps it in whole: new listeners open,
-  // removed ones close, requests in flight finish on the snapshot they started
-  // with. An invalid config changes nothing and returns the error.
+  // compile(config), then apply() of the snapshot.
   Status apply(GatewayConfig config);
+  // Swaps `snapshot` in whole, or changes nothing. First everything that can
+  // fail: every new listener socket is bound (a taken port fails, naming the
+  // listener and the port). Then the commit, which cannot fail: upstream
+  // state (endpoints, ejections, counters, kept by upstream name) is aligned
+  // with the new endpoints, new listeners open, removed ones close, and
+  // requests in flight finish on the snapshot they started with.
+  // A snapshot carries the runtime state of the gateway that first applied
+  // it: applying it again to that gateway is fine (a rollback; its upstreams
+  // get back that same state even if a later config had dropped them), to
+  // another gateway is an error. A failed apply leaves it unclaimed.
+  Status apply(std::shared_ptr<const Snapshot> snapshot);
 
   // Starts the worker threads and returns (no-op with a host io_context).
   void start();

@@ -8,6 +8,7 @@
 #include <unordered_set>
 
 #include "http/wire_check.hpp"
+#include "routing/compiled_router.hpp"
 #include "tls/server.hpp"
 
 namespace sluice {
@@ -114,6 +115,12 @@ Result<CompiledUpstream> compile_upstream(const UpstreamConfig& cfg) {
     if (!ctx) return ctx.error();
     up.tls = std::move(ctx).value();
   }
+  // Upstream, endpoint and TLS settings: upstreams sharing an address, or a
+  // reload that changes TLS, never reuse each other's connections. The
+  // endpoint key has no '|' and the digest a fixed form, so names cannot
+  // run into each other.
+  for (auto& ce : up.endpoints)
+    ce.pool_key = fmt::format("{}|{}|{}", cfg.name, ce.key, up.tls ? up.tls->digest() : "plain");
   if (cfg.pool.connect_timeout.count() <= 0)
     return config_error(object, "pool.connect_timeout", "must be > 0");
   return up;
@@ -148,7 +155,10 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(GatewayConfig config) {
       return config_error("Router", fmt::format("routers[{}].name", r), "must not be empty");
     if (!router_index.emplace(rc.name, static_cast<uint32_t>(r)).second)
       return config_error("Router " + rc.name, "name", "duplicate router name");
-    auto router = Router::compile(rc);
+    // The router validates every route's policy by compiling it; keep those
+    // rather than compiling each again.
+    detail::RoutePolicies policies;
+    auto router = detail::compile_router(rc, policies);
     if (!router) return router.error();
     // Resolve every destination to an upstream and endpoint set now, so a
     // missing upstream or subset fails here rather than per request.
@@ -159,9 +169,7 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(GatewayConfig config) {
         const Route& route = rc.virtual_hosts[v].routes[i];
         std::string route_field = fmt::format("virtual_hosts[{}].routes[{}]", v, i);
         ResolvedRoute rr;
-        auto policy = policy::compile_route_policy(route, "Router " + rc.name, route_field);
-        if (!policy) return policy.error();
-        rr.policy = std::move(policy).value();
+        rr.policy = std::move(policies[v][i]);
         // Resolve destinations and mirrors to an upstream and endpoint set
         // now, so a missing upstream or subset fails here, not per request.
         auto resolve = [&](const std::string& upstream, const std::string& subset,

@@ -3,6 +3,7 @@
 // shared read-only by every worker; a request keeps the one it started with.
 
 #include <asio/ip/tcp.hpp>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -21,7 +22,10 @@ namespace sluice {
 
 struct CompiledEndpoint {
   asio::ip::tcp::endpoint address;
-  std::string key;  // "ip:port": pools and LB state are keyed by it
+  std::string key;  // "ip:port": LB and endpoint state are keyed by it
+  // Pooled connections are keyed by upstream, endpoint and TLS settings, so
+  // two upstreams at one address (or a reload that changes TLS) never share.
+  std::string pool_key;
   uint32_t weight = 1;
 };
 
@@ -38,9 +42,13 @@ class ClientContext;
 
 struct CompiledUpstream {
   UpstreamConfig config;
-  // Runtime state shared by workers and kept across reloads; attached by
-  // Gateway::apply before the snapshot is published.
-  std::shared_ptr<ClusterState> state;
+  // Runtime state shared by workers and kept across reloads. A slot, not
+  // part of the compiled value: Gateway::apply fills it in its commit step,
+  // once, before the snapshot first reaches a worker, so it may be set on a
+  // const Snapshot. It is never rewritten afterwards (a snapshot belongs to
+  // one Gateway, see Snapshot::owner), so readers need no synchronisation
+  // beyond the publication itself.
+  mutable std::shared_ptr<ClusterState> state;
   std::shared_ptr<const tls::ClientContext> tls;  // TLS origination, if configured
   std::vector<CompiledEndpoint> endpoints;
   EndpointSet all;
@@ -79,11 +87,15 @@ class Snapshot {
   std::vector<std::vector<std::vector<ResolvedRoute>>> routes;
   Limits limits;
 
+  // The Gateway (its id; 0: none yet) whose runtime state the upstreams'
+  // `state` slots hold. Claimed by Gateway::apply before it fills them, so
+  // two gateways never write the slots of one snapshot.
+  mutable std::atomic<uint64_t> owner{0};
+
   const CompiledListener* listener(std::string_view name) const;
 };
 
-// compile() without the const: Gateway::apply attaches runtime state before
-// publishing the snapshot.
+// compile() without the const, for tests that attach state by hand.
 Result<std::shared_ptr<Snapshot>> compile_snapshot(GatewayConfig config);
 
 }  // namespace sluice

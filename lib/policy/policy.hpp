@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "http/outcome.hpp"
 #include "sluice/request.hpp"
 #include "sluice/result.hpp"
 #include "sluice/router.hpp"
@@ -44,16 +45,6 @@ struct RetryOn {
 // Parses a retry_on string. Unknown tokens are errors naming the token. An
 // empty string means Istio's default conditions (RetryPolicy{}.retry_on).
 Result<RetryOn> parse_retry_on(std::string_view retry_on);
-
-enum class AttemptOutcome {
-  connect_failure,  // no connection to the endpoint
-  reset,            // the connection closed or failed before a response head
-  timeout,          // the per-try timeout fired before a response head
-  response,         // a response head arrived with `status`
-  // The client went away or stalled: says nothing about the upstream, so it
-  // is never retried and never counts toward outlier ejection.
-  downstream_cancelled,
-};
 
 struct CompiledRetry {
   uint32_t attempts = 0;                         // retries after the first request; 0 disables

@@ -25,6 +25,7 @@
 #include "runtime/worker.hpp"
 #include "tls/server.hpp"
 #include "upstream/cluster.hpp"
+#include "upstream/connect.hpp"
 
 namespace sluice {
 
@@ -110,28 +111,30 @@ bool host_allowed_by_sni(const CompiledListener& listener, std::string_view sni,
   return false;
 }
 
-// Sends a mirrored request and discards the answer. Owns everything it uses.
-awaitable<void> run_mirror(Worker& worker, asio::ip::tcp::endpoint to, std::string wire) {
+// Sends a mirrored request and discards the answer. Owns everything it uses
+// (the snapshot keeps the upstream and its TLS context alive).
+awaitable<void> run_mirror(Worker& worker, std::shared_ptr<const Snapshot> snap, uint32_t upstream,
+                           int64_t endpoint, std::string wire) {
   // A connection slot bounds it with a deadline and lets drain and
   // force-close see it, like any downstream connection.
-  asio::ip::tcp::socket socket(worker.context());
-  ConnectionSlot slot(&socket);
+  ConnectionSlot slot(nullptr);
   worker.attach(&slot);
   ++worker.mirrors_in_flight;
   slot.idle = false;
-  slot.set_deadline(Timeout::io, kMirrorTimeout);
-  auto [ec] = co_await socket.async_connect(to, nothrow);
-  if (!ec)
-    std::tie(ec, std::ignore) = co_await asio::async_write(socket, asio::buffer(wire), nothrow);
-  // The request said `connection: close`: drain the answer until the
-  // upstream closes, so it is not reset mid-response.
-  std::array<char, 2048> sink;
-  while (!ec) {
-    size_t n;
-    std::tie(ec, n) = co_await socket.async_read_some(asio::buffer(sink), nothrow);
+  slot.set_cap(kMirrorTimeout);
+  const CompiledUpstream& up = snap->upstreams[upstream];
+  Lease lease = co_await open_connection(worker, slot, up, endpoint);
+  if (lease.conn) {
+    UpstreamConnection& c = *lease.conn;
+    slot.upstream = &c.socket;
+    auto [ec, n] = co_await write_upstream(c, asio::buffer(wire));
+    // The request said `connection: close`: drain the answer until the
+    // upstream closes, so it is not reset mid-response.
+    std::array<char, 2048> sink;
+    while (!ec) std::tie(ec, n) = co_await read_upstream(c, asio::buffer(sink));
+    slot.upstream = nullptr;
   }
-  asio::error_code ignored;
-  socket.close(ignored);
+  lease.conn.reset();
   --worker.mirrors_in_flight;
   worker.detach(&slot);
 }
@@ -165,13 +168,7 @@ struct AttemptGuard {
 template <typename Stream>
 class Session {
  public:
-  // Upstream I/O, plain or TLS.
-  template <typename Buffers>
-  static awaitable<std::tuple<asio::error_code, size_t>> write_up(UpstreamConnection& c,
-                                                                  const Buffers& b) {
-    if (c.tls) co_return co_await asio::async_write(*c.tls, b, nothrow);
-    co_return co_await asio::async_write(c.socket, b, nothrow);
-  }
+  // Reads from an upstream connection, plain or TLS, into `w`.
   awaitable<bool> fill_up(Window& w, UpstreamConnection& c) {
     if (c.tls) co_return co_await fill(w, *c.tls, false);
     co_return co_await fill(w, c.socket, false);
@@ -229,7 +226,7 @@ class Session {
     }
   }
   bool drive_request_to_end();
-  void start_mirrors(const Snapshot& snap, const ResolvedRoute& rr, const RequestHead& head,
+  void start_mirrors(const ResolvedRoute& rr, const RequestHead& head,
                      http::Forwarding fwd, const std::string& body);
   void log(RequestContext& ctx);
   bool request_fully_read() const { return request_parser_.message_done(); }
@@ -256,6 +253,7 @@ class Session {
   std::string downstream_head_;
   Clock::time_point started_;
   const Limits* limits_ = nullptr;
+  std::shared_ptr<const Snapshot> request_snapshot_;  // the one serve_one() started with
 };
 
 template <typename Stream>
@@ -269,7 +267,11 @@ awaitable<void> Session<Stream>::run() {
   }
   bool first = true;
   try {
-    while (co_await serve_one(first)) first = false;
+    // An idle connection must not keep an old snapshot alive.
+    while (co_await serve_one(first)) {
+      first = false;
+      request_snapshot_.reset();
+    }
   } catch (const std::exception&) {
     // Allocation failure or a bug: drop this connection, keep the worker.
     park_ = false;
@@ -403,7 +405,7 @@ void Session<Stream>::log(RequestContext& ctx) {
 }
 
 template <typename Stream>
-void Session<Stream>::start_mirrors(const Snapshot& snap, const ResolvedRoute& rr,
+void Session<Stream>::start_mirrors(const ResolvedRoute& rr,
                                     const RequestHead& head, http::Forwarding fwd,
                                     const std::string& body) {
   // The same sanitised, rewritten head as the upstream gets (forwarding
@@ -418,20 +420,23 @@ void Session<Stream>::start_mirrors(const Snapshot& snap, const ResolvedRoute& r
     if (!policy::draw(rr.mirror_percentages[i], worker_.rng())) continue;
     if (worker_.mirrors_in_flight >= Worker::kMaxMirrors) return;  // shed, never queue
     const ResolvedDestination& m = rr.mirrors[i];
-    const CompiledUpstream& up = snap.upstreams[m.upstream];
+    const CompiledUpstream& up = request_snapshot_->upstreams[m.upstream];
     int64_t ep = pick_endpoint(worker_, up, *m.set, PickRequest{head, client_ip_}).endpoint;
     if (ep < 0) continue;
     std::string wire;
     http::append_forwarded_request_head(wire, head, fwd);
     wire += body;
     asio::co_spawn(worker_.context(),
-                   run_mirror(worker_, up.endpoints[ep].address, std::move(wire)), asio::detached);
+                   run_mirror(worker_, request_snapshot_, m.upstream, ep, std::move(wire)),
+                   asio::detached);
   }
 }
 
 template <typename Stream>
 awaitable<bool> Session<Stream>::serve_one(bool first) {
-  // The snapshot at the start of the request serves all of it.
+  // The current snapshot's limits bound reading the head; the snapshot
+  // current when the head has arrived serves all of the request (a reload
+  // while a keep-alive connection waits applies to its next request).
   std::shared_ptr<const Snapshot> snap = worker_.snapshot();
   if (!snap) co_return false;
   limits_ = &snap->limits;
@@ -440,6 +445,11 @@ awaitable<bool> Session<Stream>::serve_one(bool first) {
   p.next_message();
   p.set_limits({snap->limits.max_request_header_bytes, snap->limits.max_request_headers});
   bool got_head = co_await read_head(snap->limits, first);
+  if (const auto& current = worker_.snapshot(); current && current != snap) {
+    snap = current;
+    limits_ = &snap->limits;
+  }
+  request_snapshot_ = snap;
   RequestHead& head = p.request();
   RequestContext ctx{.request = head};
   ctx.client_address = client_address_;
@@ -752,7 +762,7 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx, const Snapshot& snap
       slot_.fired = Timeout::none;
       slot_.set_deadline(Timeout::io, limits_->stream_idle_timeout);
       {
-        auto [ec, n] = co_await write_up(*conn, asio::buffer(out_head));
+        auto [ec, n] = co_await write_upstream(*conn, asio::buffer(out_head));
         if (ec) sent = false;
         head_unsent = ec && n == 0;
       }
@@ -764,9 +774,9 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx, const Snapshot& snap
           http::append_chunk_header(chunk_head, body.size());
           std::array<asio::const_buffer, 3> bufs = {asio::buffer(chunk_head), asio::buffer(body),
                                                     asio::buffer(http::kChunkEnd)};
-          std::tie(ec, std::ignore) = co_await write_up(*conn, bufs);
+          std::tie(ec, std::ignore) = co_await write_upstream(*conn, bufs);
         } else {
-          std::tie(ec, std::ignore) = co_await write_up(*conn, asio::buffer(body));
+          std::tie(ec, std::ignore) = co_await write_upstream(*conn, asio::buffer(body));
         }
         co_return !ec;
       };
@@ -811,12 +821,12 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx, const Snapshot& snap
         if (!co_await send_body(body)) sent = false;
       }
       if (sent && has_body && chunked_up) {
-        auto [ec, n] = co_await write_up(*conn, asio::buffer(http::kLastChunk));
+        auto [ec, n] = co_await write_upstream(*conn, asio::buffer(http::kLastChunk));
         if (ec) sent = false;
       }
       if (sent && !mirrors_started && !rr.mirrors.empty()) {
         mirrors_started = true;
-        if (replay_ok) start_mirrors(snap, rr, head, fwd, replay);
+        if (replay_ok) start_mirrors(rr, head, fwd, replay);
       }
 
       // Response head (skipping 1xx interim responses).

@@ -20,6 +20,10 @@
 #include "sluice/result.hpp"
 #include "sluice/router.hpp"
 
+namespace sluice::policy {
+struct CompiledRoutePolicy;
+}
+
 namespace sluice::detail {
 
 // Transparent hashing so look-ups by string_view do not build a std::string.
@@ -176,5 +180,14 @@ struct CompiledRouter {
 
   std::optional<DomainTarget> find_virtual_host(std::string_view authority) const;
 };
+
+// Compiled route policies by [virtual host][route].
+using RoutePolicies = std::vector<std::vector<policy::CompiledRoutePolicy>>;
+
+// Router::compile that also hands over the route policies it compiles to
+// validate them, so the snapshot compiler does not compile them again. They
+// point into the Router's config (Route objects), so they live as long as
+// the returned Router. `policies` is filled only on success.
+Result<Router> compile_router(RouterConfig config, RoutePolicies& policies);
 
 }  // namespace sluice::detail

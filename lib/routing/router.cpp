@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <utility>
 
 #include "policy/policy.hpp"
 #include "routing/compiled_router.hpp"
@@ -189,9 +190,22 @@ class Compiler {
   const RouterConfig& config_;
 };
 
+// Where CompiledRouter::build leaves the route policies it compiles, when
+// compile_router asked for them; null otherwise (a Router on its own only
+// validates them). A thread-local rather than a parameter because Router's
+// constructor is private to the public header: the only way to a Router is
+// Router::compile.
+thread_local RoutePolicies* policy_sink = nullptr;
+
 }  // namespace
 
 Result<std::shared_ptr<const CompiledRouter>> CompiledRouter::build(RouterConfig config) {
+  // First, so that nothing this call runs sees the sink.
+  RoutePolicies* sink = std::exchange(policy_sink, nullptr);
+  if (sink) {
+    sink->clear();
+    sink->reserve(config.virtual_hosts.size());
+  }
   auto out = std::make_shared<CompiledRouter>();
   out->config = std::move(config);
   const RouterConfig& cfg = out->config;
@@ -207,6 +221,7 @@ Result<std::shared_ptr<const CompiledRouter>> CompiledRouter::build(RouterConfig
 
     auto& cvh = out->virtual_hosts.emplace_back();
     cvh.routes.reserve(vh.routes.size());
+    if (sink) sink->emplace_back().reserve(vh.routes.size());
     for (size_t j = 0; j < vh.routes.size(); ++j) {
       const auto& route = vh.routes[j];
       std::string rfield = fmt::format("virtual_hosts[{}].routes[{}]", i, j);
@@ -218,9 +233,10 @@ Result<std::shared_ptr<const CompiledRouter>> CompiledRouter::build(RouterConfig
       }
       if (auto e = compiler.check_action(route, rfield)) return *e;
       // Policy fields too, so a Router that compiles is accepted by every
-      // snapshot (which compiles the policies again and keeps them).
-      if (auto p = policy::compile_route_policy(route, "Router " + cfg.name, rfield); !p)
-        return p.error();
+      // snapshot; the snapshot keeps what was compiled here (compile_router).
+      auto p = policy::compile_route_policy(route, "Router " + cfg.name, rfield);
+      if (!p) return p.error();
+      if (sink) sink->back().push_back(std::move(p).value());
     }
     cvh.index.build(cvh.routes);
   }
@@ -263,6 +279,21 @@ Result<Router> Router::compile(RouterConfig config) {
   if (!built) return built.error();
   return Router(std::move(built.value()));
 }
+
+namespace detail {
+
+Result<Router> compile_router(RouterConfig config, RoutePolicies& policies) {
+  // build() takes the sink on entry, before anything that could throw.
+  struct Reset {
+    ~Reset() { policy_sink = nullptr; }
+  } reset;
+  policy_sink = &policies;
+  auto router = Router::compile(std::move(config));
+  if (!router) policies.clear();
+  return router;
+}
+
+}  // namespace detail
 
 std::optional<Router::Selection> Router::match(const RequestHead& request) const {
   auto target = impl_->find_virtual_host(request.authority);

@@ -11,6 +11,7 @@
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
 
+#include <atomic>
 #include <condition_variable>
 #include <cstring>
 #include <future>
@@ -70,6 +71,9 @@ uint64_t seed_for(uint64_t seed, size_t worker) {
 }  // namespace
 
 struct Gateway::Impl {
+  // Tells gateways apart for Snapshot::owner (an address could be reused).
+  static inline std::atomic<uint64_t> next_id{1};
+  const uint64_t id = next_id.fetch_add(1);
   GatewayOptions options;
   GatewayShared shared;
   asio::io_context* host_context = nullptr;
@@ -130,35 +134,47 @@ Gateway::~Gateway() {
 }
 
 Status Gateway::apply(GatewayConfig config) {
-  auto compiled = compile_snapshot(std::move(config));
+  // One path: validation happens once, in compile().
+  auto compiled = compile(std::move(config));
   if (!compiled) return compiled.error();
+  return apply(std::move(compiled).value());
+}
+
+Status Gateway::apply(std::shared_ptr<const Snapshot> snap) {
+  if (!snap) return Error{"Gateway", "snapshot", "is null"};
   Impl& m = *impl_;
   std::lock_guard lock(m.mutex);
   if (m.stopping) return Error{"Gateway", "", "stopped"};
-  // Runtime state (connections, ejections, health) follows the upstream's
-  // name across reloads.
-  std::vector<std::string> upstream_names;
-  for (auto& up : compiled.value()->upstreams) {
-    up.state = m.shared.clusters.get(up.config.name);
-    up.state->update(up);
-    upstream_names.push_back(up.config.name);
-  }
-  std::shared_ptr<const Snapshot> snap = std::move(compiled).value();
 
-  // Listeners: keep those whose address and port are unchanged, bind new ones
-  // before touching anything, so a bind failure leaves the old config intact.
+  // ---- Prepare: everything that can fail, without touching what runs. ----
+
+  // The upstreams' state slots are this gateway's to fill; another gateway
+  // applying the same snapshot would rewrite them under our workers.
+  uint64_t owner = 0;
+  bool claimed = snap->owner.compare_exchange_strong(owner, m.id);
+  if (!claimed && owner != m.id)
+    return Error{"Gateway", "snapshot",
+                 "already applied to another Gateway; compile the configuration again"};
+  auto unclaim = [&] {
+    if (claimed) snap->owner.store(0);
+  };
+
+  // Listeners: keep those whose address and port are unchanged; bind every
+  // new one now, so a bind failure leaves the running config intact.
   struct NewListener {
     std::string name;
     uint16_t port;
-    std::vector<int> fds;
+    std::vector<int> fds;  // one per worker
   };
   std::vector<NewListener> fresh;
   std::map<std::string, Impl::Bound> next;
+  std::vector<std::string> keep;
   for (const auto& l : snap->listeners) {
     auto it = m.bound.find(l.config.name);
     if (it != m.bound.end() && it->second.config.address == l.config.address &&
-        (it->second.config.port == l.config.port)) {
+        it->second.config.port == l.config.port) {
       next.emplace(l.config.name, Impl::Bound{l.config, it->second.port});
+      keep.push_back(l.config.name);
       continue;
     }
     uint16_t port = 0;
@@ -166,23 +182,36 @@ Status Gateway::apply(GatewayConfig config) {
     if (!fds) {
       for (auto& f : fresh)
         for (int fd : f.fds) ::close(fd);
+      unclaim();
       return fds.error();
     }
     fresh.push_back({l.config.name, port, std::move(fds).value()});
     next.emplace(l.config.name, Impl::Bound{l.config, port});
   }
-  std::vector<std::string> keep;
-  for (const auto& [name, b] : next) {
-    bool is_fresh = false;
-    for (const auto& f : fresh) is_fresh |= f.name == name;
-    if (!is_fresh) keep.push_back(name);
-  }
+  using Acceptors = std::vector<std::pair<std::string, std::pair<int, uint16_t>>>;
+  std::vector<Acceptors> per_worker(m.workers.size());
+  for (size_t i = 0; i < m.workers.size(); ++i)
+    for (auto& f : fresh) per_worker[i].push_back({f.name, {f.fds[i], f.port}});
+  std::vector<std::string> upstream_names;
+  for (const auto& up : snap->upstreams) upstream_names.push_back(up.config.name);
 
+  // ---- Commit: nothing below fails. ----
+
+  // Runtime state (connections, ejections, health) follows the upstream's
+  // name across reloads. The slots are written only here, under the lock,
+  // before the snapshot first reaches a worker (the posts below publish
+  // them); a snapshot applied again already holds this gateway's states and
+  // makes the registry agree with them, so views and traffic share state.
+  for (const auto& up : snap->upstreams) {
+    if (!up.state)
+      up.state = m.shared.clusters.get(up.config.name);
+    else
+      m.shared.clusters.adopt(up.state);
+    up.state->update(up);
+  }
   for (size_t i = 0; i < m.workers.size(); ++i) {
     Worker* w = m.workers[i].get();
-    std::vector<std::pair<std::string, std::pair<int, uint16_t>>> mine;
-    for (auto& f : fresh) mine.push_back({f.name, {f.fds[i], f.port}});
-    asio::post(w->context(), [w, snap, keep, mine = std::move(mine)] {
+    asio::post(w->context(), [w, snap, keep, mine = std::move(per_worker[i])] {
       w->install(snap);
       w->remove_acceptors_except(keep);
       for (const auto& [name, fd_port] : mine) w->add_acceptor(name, fd_port.first, fd_port.second);

@@ -92,7 +92,7 @@ bool within_client_limit(GatewayShared& shared, const Snapshot* snap,
 
 void ConnectionSlot::interrupt() {
   asio::error_code ec;
-  socket->cancel(ec);
+  if (socket) socket->cancel(ec);
   if (upstream) upstream->cancel(ec);
 }
 
@@ -255,7 +255,7 @@ void Worker::begin_drain() {
 void Worker::force_close() {
   for (ConnectionSlot* s = head_; s; s = s->next) {
     asio::error_code ec;
-    s->socket->close(ec);
+    if (s->socket) s->socket->close(ec);
     if (s->upstream) s->upstream->close(ec);
   }
   pool_.clear();

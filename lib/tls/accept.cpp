@@ -22,6 +22,7 @@
 #include "tls/client_hello.hpp"
 #include "tls/server.hpp"
 #include "upstream/cluster.hpp"
+#include "upstream/connect.hpp"
 
 namespace sluice::tls {
 
@@ -235,30 +236,20 @@ awaitable<void> relay(Worker& worker, tcp::socket& down, const Snapshot& snap,
     close_socket(down);
     co_return;
   }
-  // Counted in the upstream's (and endpoint's) open connections like a
-  // pooled one, within its max_connections.
-  std::unique_ptr<UpstreamConnection> conn = reserve_unpooled(worker, up, pick.endpoint);
-  if (!conn) {
-    fmt::print(stderr, "sluice: listener {}: passthrough for \"{}\": {} is at max_connections\n",
-               listener, sni, up.config.name);
+  // The one upstream-connection layer, raw (the client's TLS goes through):
+  // counted in the upstream's and endpoint's open connections within
+  // max_connections, like a pooled one.
+  Lease lease = co_await open_connection(worker, slot, up, pick.endpoint, {.originate_tls = false});
+  if (!lease.conn) {
+    fmt::print(stderr, "sluice: listener {}: passthrough for \"{}\": {} to {}\n", listener, sni,
+               lease.status == Lease::Status::overflow ? "at max_connections" : "connect failed",
+               up.endpoints[pick.endpoint].key);
     close_socket(down);
     co_return;
   }
+  std::unique_ptr<UpstreamConnection> conn = std::move(lease.conn);
   tcp::socket& upstream = conn->socket;
   slot.upstream = &upstream;
-  slot.set_deadline(Timeout::upstream_connect, up.config.pool.connect_timeout);
-  auto [cec] = co_await upstream.async_connect(up.endpoints[pick.endpoint].address, nothrow);
-  if (cec) {
-    fmt::print(stderr, "sluice: listener {}: passthrough for \"{}\": connect to {} failed: {}\n",
-               listener, sni, up.endpoints[pick.endpoint].key,
-               slot.fired != Timeout::none ? "timeout" : cec.message());
-    slot.upstream = nullptr;
-    close_socket(down);
-    conn.reset();
-    worker.balancer().wake_one();
-    co_return;
-  }
-  upstream.set_option(tcp::no_delay(true), ec);
   slot.idle = false;  // draining waits for it (bounded by the drain timeout)
   auto idle = snap.limits.idle_timeout;
   slot.set_deadline(Timeout::idle, idle);

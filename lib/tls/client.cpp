@@ -1,6 +1,8 @@
 #include "tls/client.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <openssl/sha.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <asio/experimental/as_tuple.hpp>
@@ -34,6 +36,29 @@ bool is_ip_literal(std::string_view host) {
   return !ec;
 }
 
+// SHA-256 over every setting, each length-prefixed so no two lists of
+// fields run together; the first 8 bytes in hex are plenty to tell configs
+// apart (they are not a secret, nor attacker-chosen).
+std::string settings_digest(const ClientTlsSettings& s) {
+  SHA256_CTX sha;
+  SHA256_Init(&sha);
+  auto add = [&](std::string_view v) {
+    uint64_t n = v.size();
+    SHA256_Update(&sha, &n, sizeof(n));
+    SHA256_Update(&sha, v.data(), v.size());
+  };
+  add(s.mode == ClientTlsSettings::Mode::mutual ? "mutual" : "simple");
+  add(s.sni);
+  add(s.ca_certificates);
+  add(s.client_certificate);
+  add(s.private_key);
+  for (const auto& san : s.subject_alt_names) add(san);
+  add(s.insecure_skip_verify ? "insecure" : "verify");
+  uint8_t md[SHA256_DIGEST_LENGTH];
+  SHA256_Final(md, &sha);
+  return fmt::format("{:02x}", fmt::join(md, md + 8, ""));
+}
+
 }  // namespace
 
 const std::error_category& client_error_category() {
@@ -47,6 +72,7 @@ Result<std::shared_ptr<const ClientContext>> ClientContext::compile(
     const ClientTlsSettings& settings, std::string object, std::string field_prefix) {
   std::shared_ptr<ClientContext> out(new ClientContext());
   out->settings_ = settings;
+  out->digest_ = settings_digest(settings);
   out->context_ = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
   SSL_CTX* ctx = out->context_->native_handle();
   auto field = [&](std::string_view f) { return fmt::format("{}.{}", field_prefix, f); };

@@ -34,10 +34,15 @@ class ClientContext {
                                                               std::string field_prefix = "tls");
   asio::ssl::context& context() const { return *context_; }
   const ClientTlsSettings& settings() const { return settings_; }
+  // A short digest of every setting (hex): equal settings, equal digests.
+  // Part of the pool key, so a connection made under other TLS settings is
+  // never reused.
+  const std::string& digest() const { return digest_; }
 
  private:
   ClientContext() = default;
   ClientTlsSettings settings_;
+  std::string digest_;
   std::unique_ptr<asio::ssl::context> context_;
 };
 

@@ -1,18 +1,11 @@
 #include "upstream/cluster.hpp"
 
 #include <fmt/format.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/socket.h>
-#include <asio/experimental/as_tuple.hpp>
-#include <asio/steady_timer.hpp>
-#include <asio/use_awaitable.hpp>
 
 #include <algorithm>
 
 #include "config/snapshot.hpp"
 #include "runtime/worker.hpp"
-#include "tls/client.hpp"
 #include "upstream/balancer.hpp"
 #include "upstream/hash.hpp"
 #include "upstream/health.hpp"
@@ -21,7 +14,6 @@ namespace sluice {
 
 namespace {
 
-constexpr auto nothrow = asio::experimental::as_tuple(asio::use_awaitable);
 
 // Envoy's limits for the hash tables.
 constexpr uint64_t kMaxRingSize = 8 * 1024 * 1024;
@@ -29,9 +21,6 @@ constexpr uint64_t kMaxMaglevTableSize = 5'000'011;
 // Envoy's default max_ejection_time: ejections grow no longer than this
 // (or base_ejection_time, if that is longer).
 constexpr auto kMaxEjectionTime = std::chrono::seconds(300);
-// How often a request waiting for a connection looks for one freed on
-// another worker (releases on its own worker wake it at once).
-constexpr auto kPendingPoll = std::chrono::milliseconds(2);
 
 bool is_prime(uint64_t n) {
   if (n < 2) return false;
@@ -221,6 +210,12 @@ std::shared_ptr<ClusterState> ClusterRegistry::find(std::string_view name) const
   return it == states_.end() ? nullptr : it->second;
 }
 
+void ClusterRegistry::adopt(std::shared_ptr<ClusterState> state) {
+  std::lock_guard lock(mutex_);
+  auto& s = states_[state->name()];
+  s = std::move(state);
+}
+
 void ClusterRegistry::retain(const std::vector<std::string>& names) {
   std::lock_guard lock(mutex_);
   std::erase_if(states_, [&](const auto& kv) {
@@ -246,178 +241,6 @@ PickResult pick_endpoint(Worker& worker, const CompiledUpstream& upstream, const
                .avoid_tried = request.avoid_tried,
                .now = worker.shared().now()};
   return worker.balancer().pick(upstream, set, in, worker.rng());
-}
-
-namespace {
-
-// Takes a place under max_connections; false at the limit.
-bool reserve_connection(ClusterState* cluster, uint32_t max) {
-  if (!cluster) return true;
-  uint64_t cur = cluster->connections.load(std::memory_order_relaxed);
-  while (cur < max)
-    if (cluster->connections.compare_exchange_weak(cur, cur + 1, std::memory_order_relaxed))
-      return true;
-  return false;
-}
-
-void set_socket_options(asio::ip::tcp::socket& s, const ConnectionPoolSettings& pool) {
-  asio::error_code ignored;
-  s.set_option(asio::ip::tcp::no_delay(true), ignored);
-  if (!pool.tcp_keepalive) return;
-  const TcpKeepalive& ka = *pool.tcp_keepalive;
-  int fd = s.native_handle();
-  int on = 1;
-  int probes = static_cast<int>(ka.probes);
-  int idle = static_cast<int>(ka.time.count());
-  int interval = static_cast<int>(ka.interval.count());
-  ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
-  if (probes > 0) ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof(probes));
-  if (idle > 0) ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
-  if (interval > 0) ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof(interval));
-}
-
-}  // namespace
-
-asio::awaitable<Lease> lease_connection(Worker& worker, ConnectionSlot& slot,
-                                        const CompiledUpstream& upstream, int64_t endpoint) {
-  const CompiledEndpoint& ep = upstream.endpoints[endpoint];
-  const auto& pool = upstream.config.pool;
-  // Held across the awaits: a reload may drop the balancer's caches.
-  std::shared_ptr<ClusterState> cluster = upstream.state;
-  std::shared_ptr<EndpointState> ep_state = worker.balancer().endpoint_state(upstream, endpoint);
-  Lease lease;
-  slot.fired = ConnectionSlot::Timeout::none;
-  lease.conn = worker.pool().take(ep.key, pool.idle_timeout);
-  if (lease.conn) {
-    lease.reused = true;
-    lease.status = Lease::Status::ok;
-    co_return lease;
-  }
-
-  if (!reserve_connection(cluster.get(), pool.max_connections)) {
-    // Circuit breaking: at max_connections a request may wait as one of
-    // max_pending_requests (across workers); beyond that it overflows.
-    uint64_t pending = cluster->pending_requests.fetch_add(1, std::memory_order_relaxed);
-    if (pending >= pool.max_pending_requests) {
-      cluster->pending_requests.fetch_sub(1, std::memory_order_relaxed);
-      cluster->overflows.fetch_add(1, std::memory_order_relaxed);
-      lease.status = Lease::Status::overflow;
-      co_return lease;
-    }
-    worker.pool().sweep(pool.idle_timeout, cluster.get());
-    auto give_up = Clock::now() + pool.connect_timeout;
-    asio::steady_timer timer(worker.context());
-    bool reserved = false;
-    for (;;) {
-      if ((lease.conn = worker.pool().take(ep.key, pool.idle_timeout))) break;
-      if ((reserved = reserve_connection(cluster.get(), pool.max_connections))) break;
-      // Our own idle connections to other endpoints hold places too.
-      if (worker.pool().evict_one(cluster.get())) continue;
-      if (slot.fired != ConnectionSlot::Timeout::none || Clock::now() >= give_up) break;
-      timer.expires_after(std::min<Clock::duration>(kPendingPoll, give_up - Clock::now()));
-      worker.balancer().add_waiter(&timer);
-      co_await timer.async_wait(nothrow);
-      worker.balancer().remove_waiter(&timer);
-    }
-    cluster->pending_requests.fetch_sub(1, std::memory_order_relaxed);
-    if (lease.conn) {
-      lease.reused = true;
-      lease.status = Lease::Status::ok;
-      co_return lease;
-    }
-    if (!reserved) {
-      if (slot.fired != ConnectionSlot::Timeout::none) {
-        lease.status = Lease::Status::cancelled;
-      } else {
-        cluster->overflows.fetch_add(1, std::memory_order_relaxed);
-        lease.status = Lease::Status::overflow;
-      }
-      co_return lease;
-    }
-  }
-
-  asio::ip::tcp::socket s(worker.context());
-  slot.upstream = &s;
-  slot.fired = ConnectionSlot::Timeout::none;
-  slot.set_deadline(ConnectionSlot::Timeout::upstream_connect, pool.connect_timeout);
-  auto [ec] = co_await s.async_connect(ep.address, nothrow);
-  slot.upstream = nullptr;
-  slot.clear_deadline();
-  if (ec) {
-    if (cluster) cluster->connections.fetch_sub(1, std::memory_order_relaxed);
-    worker.balancer().wake_one();
-    if (slot.fired == ConnectionSlot::Timeout::upstream_connect)
-      lease.status = Lease::Status::connect_timeout;
-    else if (slot.fired != ConnectionSlot::Timeout::none)
-      lease.status = Lease::Status::cancelled;
-    else
-      lease.status = Lease::Status::connect_failure;
-    co_return lease;
-  }
-  set_socket_options(s, pool);
-  lease.conn = std::make_unique<UpstreamConnection>(std::move(s));
-  lease.conn->endpoint_key = ep.key;
-  lease.conn->cluster = cluster;  // already counted by reserve_connection
-  if (upstream.tls) {
-    // TLS origination; the handshake shares the connect deadline.
-    auto& c = *lease.conn;
-    c.tls = std::make_unique<asio::ssl::stream<asio::ip::tcp::socket&>>(c.socket,
-                                                                        upstream.tls->context());
-    slot.upstream = &c.socket;
-    slot.set_deadline(ConnectionSlot::Timeout::upstream_connect, pool.connect_timeout);
-    std::error_code hs = co_await tls::handshake_client(*c.tls, *upstream.tls, "");
-    slot.upstream = nullptr;
-    slot.clear_deadline();
-    if (hs) {
-      lease.conn.reset();
-      worker.balancer().wake_one();
-      lease.status = slot.fired == ConnectionSlot::Timeout::upstream_connect
-                         ? Lease::Status::connect_timeout
-                     : slot.fired != ConnectionSlot::Timeout::none ? Lease::Status::cancelled
-                                                                   : Lease::Status::connect_failure;
-      co_return lease;
-    }
-  }
-  if (ep_state) {
-    ep_state->connections.fetch_add(1, std::memory_order_relaxed);
-    lease.conn->endpoint = std::move(ep_state);
-  }
-  lease.status = Lease::Status::ok;
-  co_return lease;
-}
-
-void release_connection(Worker& worker, const CompiledUpstream& upstream,
-                        std::unique_ptr<UpstreamConnection> conn, bool reusable) {
-  if (!conn) return;
-  const auto& pool = upstream.config.pool;
-  if (reusable &&
-      (pool.max_requests_per_connection == 0 || conn->requests < pool.max_requests_per_connection))
-    worker.pool().put(std::move(conn), pool.max_idle_per_endpoint);
-  conn.reset();
-  // A place (or a pooled connection) is free: the oldest waiter looks first.
-  worker.balancer().wake_one();
-}
-
-std::unique_ptr<UpstreamConnection> reserve_unpooled(Worker& worker,
-                                                     const CompiledUpstream& upstream,
-                                                     int64_t endpoint) {
-  ClusterState* cluster = upstream.state.get();
-  uint32_t max = upstream.config.pool.max_connections;
-  // Idle pooled connections of the upstream hold places too.
-  bool reserved = reserve_connection(cluster, max);
-  while (!reserved && worker.pool().evict_one(cluster)) reserved = reserve_connection(cluster, max);
-  if (!reserved) {
-    cluster->overflows.fetch_add(1, std::memory_order_relaxed);
-    return nullptr;
-  }
-  auto conn = std::make_unique<UpstreamConnection>(asio::ip::tcp::socket(worker.context()));
-  conn->cluster = upstream.state;  // already counted by reserve_connection
-  conn->endpoint_key = upstream.endpoints[endpoint].key;
-  if (auto ep = worker.balancer().endpoint_state(upstream, endpoint)) {
-    ep->connections.fetch_add(1, std::memory_order_relaxed);
-    conn->endpoint = std::move(ep);
-  }
-  return conn;
 }
 
 void attempt_started(Worker& worker, const CompiledUpstream& upstream, int64_t endpoint) {
@@ -492,7 +315,7 @@ void install_health_checks(Worker& worker, std::shared_ptr<const Snapshot> snaps
       for (auto& s : up.state->resolve(up)) s->healthy.store(true, std::memory_order_relaxed);
     }
   }
-  if (any) checker = std::make_unique<HealthChecker>(worker.context(), *snapshot);
+  if (any) checker = std::make_unique<HealthChecker>(worker, std::move(snapshot));
 }
 
 void stop_health_checks(Worker& worker) {

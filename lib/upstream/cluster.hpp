@@ -5,7 +5,6 @@
 // health state. State shared by all workers lives in ClusterState, one per
 // upstream name, carried across configuration reloads.
 
-#include <asio/awaitable.hpp>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -20,7 +19,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "policy/policy.hpp"
+#include "http/outcome.hpp"
 #include "sluice/request.hpp"
 #include "sluice/result.hpp"
 #include "sluice/upstream.hpp"
@@ -127,6 +126,9 @@ class ClusterRegistry {
  public:
   std::shared_ptr<ClusterState> get(const std::string& name);
   std::shared_ptr<ClusterState> find(std::string_view name) const;
+  // Makes `state` the one for its name again (a snapshot re-applied after
+  // its upstream was dropped brings its own state back).
+  void adopt(std::shared_ptr<ClusterState> state);
   // Drops state of upstreams no longer configured.
   void retain(const std::vector<std::string>& names);
 
@@ -149,28 +151,6 @@ struct PickResult {
 
 PickResult pick_endpoint(Worker& worker, const CompiledUpstream& upstream, const EndpointSet& set,
                          const PickRequest& request);
-
-struct Lease {
-  enum class Status { ok, connect_failure, connect_timeout, overflow, cancelled };
-  Status status = Status::connect_failure;
-  std::unique_ptr<UpstreamConnection> conn;
-  bool reused = false;
-};
-
-// A pooled or new connection to `endpoint`, within the upstream's limits:
-// at max_connections the request waits (at most connect_timeout) as one of
-// max_pending_requests; beyond that, or when the wait ends, Status::overflow.
-// Uses `slot` for the connect deadline (Timeout::upstream_connect).
-asio::awaitable<Lease> lease_connection(Worker& worker, ConnectionSlot& slot,
-                                        const CompiledUpstream& upstream, int64_t endpoint);
-void release_connection(Worker& worker, const CompiledUpstream& upstream,
-                        std::unique_ptr<UpstreamConnection> conn, bool reusable);
-// A connection outside the pool (TLS passthrough): an unconnected socket
-// counted in the upstream's and the endpoint's open connections until it is
-// destroyed. Null at max_connections (an overflow; it does not wait).
-std::unique_ptr<UpstreamConnection> reserve_unpooled(Worker& worker,
-                                                     const CompiledUpstream& upstream,
-                                                     int64_t endpoint);
 
 // Brackets one upstream attempt (least-request counts, outlier detection).
 void attempt_started(Worker& worker, const CompiledUpstream& upstream, int64_t endpoint);

@@ -13,7 +13,9 @@
 #include <optional>
 
 #include "http/parser.hpp"
+#include "runtime/worker.hpp"
 #include "upstream/cluster.hpp"
+#include "upstream/connect.hpp"
 
 namespace sluice {
 
@@ -26,10 +28,10 @@ constexpr size_t kMaxProbeHeaders = 64;
 
 // What one probe loop owns; stop() reaches it through Control.
 struct ProbeIo {
-  explicit ProbeIo(asio::io_context& ctx) : timer(ctx), deadline(ctx) {}
-  asio::steady_timer timer;     // between probes
-  asio::steady_timer deadline;  // the probe timeout
-  std::optional<asio::ip::tcp::socket> socket;
+  explicit ProbeIo(asio::io_context& ctx) : timer(ctx) {}
+  asio::steady_timer timer;  // between probes
+  // The probe's deadline and cancellation, seen by the worker like a mirror.
+  ConnectionSlot slot{nullptr};
 };
 
 struct HealthChecker::Control {
@@ -39,62 +41,68 @@ struct HealthChecker::Control {
 
 namespace {
 
-// One probe: true when the endpoint answered 200 within the timeout.
-asio::awaitable<bool> probe_once(std::shared_ptr<ProbeIo> io, asio::ip::tcp::endpoint to,
+// One probe: true when the endpoint answered 200 within the timeout. It
+// connects through the upstream-connection layer (TLS origination included)
+// but outside the connection limits: traffic filling the pool must not make
+// its endpoints look dead.
+asio::awaitable<bool> probe_once(Worker& worker, std::shared_ptr<ProbeIo> io,
+                                 const CompiledUpstream& up, int64_t endpoint,
                                  std::string request, std::chrono::milliseconds timeout) {
-  auto& sock = io->socket.emplace(io->timer.get_executor());
-  io->deadline.expires_after(timeout);
-  io->deadline.async_wait([io](asio::error_code ec) {
-    asio::error_code ignored;
-    if (!ec && io->socket) io->socket->close(ignored);
-  });
+  ConnectionSlot& slot = io->slot;
+  worker.attach(&slot);
+  slot.idle = false;
+  slot.set_cap(timeout);  // bounds the connect and handshake too
+  Lease lease = co_await open_connection(worker, slot, up, endpoint, {.limited = false});
   bool ok = false;
-  auto [ec] = co_await sock.async_connect(to, nothrow);
-  if (!ec)
-    std::tie(ec, std::ignore) = co_await asio::async_write(sock, asio::buffer(request), nothrow);
-  // The status comes from the project's response parser; anything it
-  // refuses (or a head over the bound, or a close before the head ends)
-  // is a failed probe. Only the head is read: connection: close was asked.
-  http::Parser parser(
-      http::Parser::Kind::response,
-      http::ParserLimits{.max_header_bytes = kMaxProbeHeadBytes, .max_headers = kMaxProbeHeaders});
-  std::array<char, 1024> buf;
-  size_t total = 0;
-  while (!ec && !parser.head_done() && parser.error() == http::ParseError::none) {
-    size_t n;
-    std::tie(ec, n) = co_await sock.async_read_some(asio::buffer(buf), nothrow);
-    if (ec || n == 0) break;
-    total += n;
-    // Bytes past the final head (body, or whatever follows) are not needed.
-    for (size_t off = 0; off < n;) {
-      size_t used = parser.feed(buf.data() + off, n - off);
-      if (parser.head_done() && parser.response().status < 200) {
-        parser.next_message();  // 1xx: the final answer follows
-      } else if (used == 0 || parser.head_done()) {
-        break;
+  if (lease.conn) {
+    UpstreamConnection& c = *lease.conn;
+    slot.upstream = &c.socket;
+    auto [ec, n] = co_await write_upstream(c, asio::buffer(request));
+    // The status comes from the project's response parser; anything it
+    // refuses (or a head over the bound, or a close before the head ends)
+    // is a failed probe. Only the head is read: connection: close was asked.
+    http::Parser parser(http::Parser::Kind::response,
+                        http::ParserLimits{.max_header_bytes = kMaxProbeHeadBytes,
+                                           .max_headers = kMaxProbeHeaders});
+    std::array<char, 1024> buf;
+    size_t total = 0;
+    while (!ec && !parser.head_done() && parser.error() == http::ParseError::none) {
+      std::tie(ec, n) = co_await read_upstream(c, asio::buffer(buf));
+      if (ec || n == 0) break;
+      total += n;
+      // Bytes past the final head (body, or whatever follows) are not needed.
+      for (size_t off = 0; off < n;) {
+        size_t used = parser.feed(buf.data() + off, n - off);
+        if (parser.head_done() && parser.response().status < 200) {
+          parser.next_message();  // 1xx: the final answer follows
+        } else if (used == 0 || parser.head_done()) {
+          break;
+        }
+        off += used;
       }
-      off += used;
+      if (total > kMaxProbeHeadBytes && !parser.head_done()) break;
     }
-    if (total > kMaxProbeHeadBytes && !parser.head_done()) break;
+    ok = parser.head_done() && parser.error() == http::ParseError::none &&
+         parser.response().status == 200;
+    slot.upstream = nullptr;
   }
-  ok = parser.head_done() && parser.error() == http::ParseError::none &&
-       parser.response().status == 200;
-  io->deadline.cancel();
-  asio::error_code ignored;
-  sock.close(ignored);
-  io->socket.reset();
+  lease.conn.reset();
+  slot.clear_caps();
+  worker.detach(&slot);
   co_return ok;
 }
 
-asio::awaitable<void> probe_loop(std::shared_ptr<HealthChecker::Control> control,
-                                 std::shared_ptr<ProbeIo> io, std::shared_ptr<EndpointState> ep,
-                                 asio::ip::tcp::endpoint to, HealthCheck hc) {
+asio::awaitable<void> probe_loop(Worker& worker, std::shared_ptr<HealthChecker::Control> control,
+                                 std::shared_ptr<ProbeIo> io, std::shared_ptr<const Snapshot> keep,
+                                 const CompiledUpstream& up, int64_t endpoint,
+                                 std::shared_ptr<EndpointState> ep) {
+  const HealthCheck& hc = *up.config.health_check;
   std::string host = hc.host.empty() ? ep->key : hc.host;
   std::string request = fmt::format(
       "GET {} HTTP/1.1\r\nhost: {}\r\nuser-agent: sluice-health-check\r\nconnection: close\r\n\r\n",
       hc.path, host);
   while (!control->stopped) {
-    bool ok = co_await probe_once(io, to, request, hc.timeout);
+    bool ok = co_await probe_once(worker, io, up, endpoint, request, hc.timeout);
     if (control->stopped) break;
     if (ok) {
       ep->check_failures = 0;
@@ -114,19 +122,19 @@ asio::awaitable<void> probe_loop(std::shared_ptr<HealthChecker::Control> control
 
 }  // namespace
 
-HealthChecker::HealthChecker(asio::io_context& ctx, const Snapshot& snapshot)
+HealthChecker::HealthChecker(Worker& worker, std::shared_ptr<const Snapshot> snapshot)
     : control_(std::make_shared<Control>()) {
-  for (const auto& up : snapshot.upstreams) {
+  for (const auto& up : snapshot->upstreams) {
     if (!up.config.health_check) continue;
     auto cluster = up.state ? up.state : std::make_shared<ClusterState>(up.config.name);
     auto states = cluster->resolve(up);
     for (size_t i = 0; i < up.endpoints.size(); ++i) {
-      auto io = std::make_shared<ProbeIo>(ctx);
+      auto io = std::make_shared<ProbeIo>(worker.context());
       control_->probes.push_back(io);
-      asio::co_spawn(
-          ctx,
-          probe_loop(control_, io, states[i], up.endpoints[i].address, *up.config.health_check),
-          asio::detached);
+      asio::co_spawn(worker.context(),
+                     probe_loop(worker, control_, io, snapshot, up, static_cast<int64_t>(i),
+                                states[i]),
+                     asio::detached);
     }
   }
 }
@@ -139,9 +147,7 @@ void HealthChecker::stop() {
   control_->stopped = true;
   for (auto& io : control_->probes) {
     io->timer.cancel();
-    io->deadline.cancel();
-    asio::error_code ignored;
-    if (io->socket) io->socket->close(ignored);
+    io->slot.interrupt();
   }
   control_->probes.clear();
 }

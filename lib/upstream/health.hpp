@@ -13,9 +13,13 @@
 
 namespace sluice {
 
+class Worker;
+
 class HealthChecker {
  public:
-  HealthChecker(asio::io_context& ctx, const Snapshot& snapshot);
+  // Probes run on `worker` and keep `snapshot` (upstreams, TLS contexts)
+  // alive until stop().
+  HealthChecker(Worker& worker, std::shared_ptr<const Snapshot> snapshot);
   ~HealthChecker();
   HealthChecker(const HealthChecker&) = delete;
   HealthChecker& operator=(const HealthChecker&) = delete;

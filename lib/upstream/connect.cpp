@@ -1,0 +1,207 @@
+#include "upstream/connect.hpp"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <asio/steady_timer.hpp>
+
+#include <algorithm>
+
+#include "config/snapshot.hpp"
+#include "runtime/worker.hpp"
+#include "tls/client.hpp"
+#include "upstream/balancer.hpp"
+#include "upstream/cluster.hpp"
+
+namespace sluice {
+
+namespace {
+
+using Timeout = ConnectionSlot::Timeout;
+
+// How often a request waiting for a connection looks for one freed on
+// another worker (releases on its own worker wake it at once).
+constexpr auto kPendingPoll = std::chrono::milliseconds(2);
+
+// Takes a place under max_connections; false at the limit.
+bool reserve_connection(ClusterState* cluster, uint32_t max) {
+  if (!cluster) return true;
+  uint64_t cur = cluster->connections.load(std::memory_order_relaxed);
+  while (cur < max)
+    if (cluster->connections.compare_exchange_weak(cur, cur + 1, std::memory_order_relaxed))
+      return true;
+  return false;
+}
+
+// A place under max_connections, making room by closing our own idle pooled
+// connections to the upstream (they hold places too).
+bool reserve_evicting(Worker& worker, ClusterState* cluster, uint32_t max) {
+  bool reserved = reserve_connection(cluster, max);
+  while (!reserved && worker.pool().evict_one(cluster)) reserved = reserve_connection(cluster, max);
+  return reserved;
+}
+
+void set_socket_options(asio::ip::tcp::socket& s, const ConnectionPoolSettings& pool) {
+  asio::error_code ignored;
+  s.set_option(asio::ip::tcp::no_delay(true), ignored);
+  if (!pool.tcp_keepalive) return;
+  const TcpKeepalive& ka = *pool.tcp_keepalive;
+  int fd = s.native_handle();
+  int on = 1;
+  int probes = static_cast<int>(ka.probes);
+  int idle = static_cast<int>(ka.time.count());
+  int interval = static_cast<int>(ka.interval.count());
+  ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+  if (probes > 0) ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof(probes));
+  if (idle > 0) ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+  if (interval > 0) ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof(interval));
+}
+
+Lease::Status failure_status(const ConnectionSlot& slot) {
+  if (slot.fired == Timeout::upstream_connect) return Lease::Status::connect_timeout;
+  if (slot.fired != Timeout::none) return Lease::Status::cancelled;
+  return Lease::Status::connect_failure;
+}
+
+// Connects a new connection whose place (when `counted`) is already
+// reserved: TCP, socket options, then TLS origination when asked. On failure
+// the place is given back.
+asio::awaitable<Lease> connect_new(Worker& worker, ConnectionSlot& slot,
+                                   const CompiledUpstream& upstream, int64_t endpoint,
+                                   bool counted, bool originate_tls) {
+  const CompiledEndpoint& ep = upstream.endpoints[endpoint];
+  const auto& pool = upstream.config.pool;
+  // Held across the awaits: a reload may drop the balancer's caches.
+  std::shared_ptr<ClusterState> cluster = counted ? upstream.state : nullptr;
+  std::shared_ptr<EndpointState> ep_state =
+      counted ? worker.balancer().endpoint_state(upstream, endpoint) : nullptr;
+  Lease lease;
+  auto give_back = [&] {
+    if (cluster) cluster->connections.fetch_sub(1, std::memory_order_relaxed);
+    worker.balancer().wake_one();
+  };
+
+  auto conn = std::make_unique<UpstreamConnection>(asio::ip::tcp::socket(worker.context()));
+  slot.upstream = &conn->socket;
+  slot.fired = Timeout::none;
+  slot.set_deadline(Timeout::upstream_connect, pool.connect_timeout);
+  auto [ec] = co_await conn->socket.async_connect(ep.address, kNoThrow);
+  if (ec) {
+    slot.upstream = nullptr;
+    slot.clear_deadline();
+    give_back();
+    lease.status = failure_status(slot);
+    co_return lease;
+  }
+  set_socket_options(conn->socket, pool);
+  if (originate_tls && upstream.tls) {
+    // The handshake shares the connect deadline.
+    conn->tls = std::make_unique<asio::ssl::stream<asio::ip::tcp::socket&>>(
+        conn->socket, upstream.tls->context());
+    std::error_code hs = co_await tls::handshake_client(*conn->tls, *upstream.tls, "");
+    if (hs) {
+      slot.upstream = nullptr;
+      slot.clear_deadline();
+      give_back();
+      lease.status = failure_status(slot);
+      co_return lease;
+    }
+  }
+  slot.upstream = nullptr;
+  slot.clear_deadline();
+  conn->endpoint_key = ep.pool_key;
+  conn->cluster = std::move(cluster);  // already counted by the reservation
+  if (ep_state) {
+    ep_state->connections.fetch_add(1, std::memory_order_relaxed);
+    conn->endpoint = std::move(ep_state);
+  }
+  lease.conn = std::move(conn);
+  lease.status = Lease::Status::ok;
+  co_return lease;
+}
+
+}  // namespace
+
+asio::awaitable<Lease> lease_connection(Worker& worker, ConnectionSlot& slot,
+                                        const CompiledUpstream& upstream, int64_t endpoint) {
+  const CompiledEndpoint& ep = upstream.endpoints[endpoint];
+  const auto& pool = upstream.config.pool;
+  std::shared_ptr<ClusterState> cluster = upstream.state;
+  Lease lease;
+  slot.fired = Timeout::none;
+  lease.conn = worker.pool().take(ep.pool_key, pool.idle_timeout);
+  if (lease.conn) {
+    lease.reused = true;
+    lease.status = Lease::Status::ok;
+    co_return lease;
+  }
+
+  if (!reserve_connection(cluster.get(), pool.max_connections)) {
+    // Circuit breaking: at max_connections a request may wait as one of
+    // max_pending_requests (across workers); beyond that it overflows.
+    uint64_t pending = cluster->pending_requests.fetch_add(1, std::memory_order_relaxed);
+    if (pending >= pool.max_pending_requests) {
+      cluster->pending_requests.fetch_sub(1, std::memory_order_relaxed);
+      cluster->overflows.fetch_add(1, std::memory_order_relaxed);
+      lease.status = Lease::Status::overflow;
+      co_return lease;
+    }
+    worker.pool().sweep(pool.idle_timeout, cluster.get());
+    auto give_up = Clock::now() + pool.connect_timeout;
+    asio::steady_timer timer(worker.context());
+    bool reserved = false;
+    for (;;) {
+      if ((lease.conn = worker.pool().take(ep.pool_key, pool.idle_timeout))) break;
+      if ((reserved = reserve_evicting(worker, cluster.get(), pool.max_connections))) break;
+      if (slot.fired != Timeout::none || Clock::now() >= give_up) break;
+      timer.expires_after(std::min<Clock::duration>(kPendingPoll, give_up - Clock::now()));
+      worker.balancer().add_waiter(&timer);
+      co_await timer.async_wait(kNoThrow);
+      worker.balancer().remove_waiter(&timer);
+    }
+    cluster->pending_requests.fetch_sub(1, std::memory_order_relaxed);
+    if (lease.conn) {
+      lease.reused = true;
+      lease.status = Lease::Status::ok;
+      co_return lease;
+    }
+    if (!reserved) {
+      if (slot.fired != Timeout::none) {
+        lease.status = Lease::Status::cancelled;
+      } else {
+        cluster->overflows.fetch_add(1, std::memory_order_relaxed);
+        lease.status = Lease::Status::overflow;
+      }
+      co_return lease;
+    }
+  }
+  co_return co_await connect_new(worker, slot, upstream, endpoint, true, true);
+}
+
+void release_connection(Worker& worker, const CompiledUpstream& upstream,
+                        std::unique_ptr<UpstreamConnection> conn, bool reusable) {
+  if (!conn) return;
+  const auto& pool = upstream.config.pool;
+  if (reusable &&
+      (pool.max_requests_per_connection == 0 || conn->requests < pool.max_requests_per_connection))
+    worker.pool().put(std::move(conn), pool.max_idle_per_endpoint);
+  conn.reset();
+  // A place (or a pooled connection) is free: the oldest waiter looks first.
+  worker.balancer().wake_one();
+}
+
+asio::awaitable<Lease> open_connection(Worker& worker, ConnectionSlot& slot,
+                                       const CompiledUpstream& upstream, int64_t endpoint,
+                                       ConnectOptions options) {
+  if (options.limited &&
+      !reserve_evicting(worker, upstream.state.get(), upstream.config.pool.max_connections)) {
+    upstream.state->overflows.fetch_add(1, std::memory_order_relaxed);
+    Lease lease;
+    lease.status = Lease::Status::overflow;
+    co_return lease;
+  }
+  co_return co_await connect_new(worker, slot, upstream, endpoint, options.limited,
+                                 options.originate_tls);
+}
+
+}  // namespace sluice

@@ -1,0 +1,78 @@
+#pragma once
+// The one way bytes leave for an upstream. Proxied requests, mirrors, health
+// probes and passthrough relays all connect here, so connecting, TLS
+// origination, circuit-breaker accounting, the open-connection counters and
+// pooling live in one place. Pools are keyed by upstream, endpoint and TLS
+// settings (CompiledEndpoint::pool_key), never by address alone.
+
+#include <asio/awaitable.hpp>
+#include <asio/buffer.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/read.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/write.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <tuple>
+
+#include "upstream/pool.hpp"
+
+namespace sluice {
+
+struct CompiledUpstream;
+struct ConnectionSlot;
+class Worker;
+
+struct Lease {
+  enum class Status { ok, connect_failure, connect_timeout, overflow, cancelled };
+  Status status = Status::connect_failure;
+  std::unique_ptr<UpstreamConnection> conn;
+  bool reused = false;
+};
+
+// A pooled or new connection to `endpoint`, within the upstream's limits:
+// at max_connections the request waits (at most connect_timeout) as one of
+// max_pending_requests; beyond that, or when the wait ends, Status::overflow.
+// Uses `slot` for the connect deadline (Timeout::upstream_connect) and for
+// cancellation (slot.upstream is the socket while it connects).
+asio::awaitable<Lease> lease_connection(Worker& worker, ConnectionSlot& slot,
+                                        const CompiledUpstream& upstream, int64_t endpoint);
+// Back to the pool when `reusable` (and the upstream's per-connection request
+// limit allows), else closed; either way a waiter may proceed.
+void release_connection(Worker& worker, const CompiledUpstream& upstream,
+                        std::unique_ptr<UpstreamConnection> conn, bool reusable);
+
+struct ConnectOptions {
+  // Counted against max_connections and refused (Status::overflow, no
+  // waiting) when it is reached. Health probes are not: traffic that fills
+  // the pool must not make its own endpoints look dead.
+  bool limited = true;
+  // TLS origination when the upstream has it. A passthrough relay carries
+  // the client's own TLS, so it connects raw.
+  bool originate_tls = true;
+};
+
+// A connection of its own (never pooled; destroying it closes it), made
+// the same way lease_connection makes a new one.
+asio::awaitable<Lease> open_connection(Worker& worker, ConnectionSlot& slot,
+                                       const CompiledUpstream& upstream, int64_t endpoint,
+                                       ConnectOptions options = {});
+
+// Reads and writes on a connection, through its TLS stream when it has one.
+inline constexpr auto kNoThrow = asio::experimental::as_tuple(asio::use_awaitable);
+
+template <typename Buffers>
+asio::awaitable<std::tuple<asio::error_code, size_t>> write_upstream(UpstreamConnection& c,
+                                                                     const Buffers& buffers) {
+  if (c.tls) co_return co_await asio::async_write(*c.tls, buffers, kNoThrow);
+  co_return co_await asio::async_write(c.socket, buffers, kNoThrow);
+}
+
+inline asio::awaitable<std::tuple<asio::error_code, size_t>> read_upstream(
+    UpstreamConnection& c, asio::mutable_buffer buffer) {
+  if (c.tls) co_return co_await c.tls->async_read_some(buffer, kNoThrow);
+  co_return co_await c.socket.async_read_some(buffer, kNoThrow);
+}
+
+}  // namespace sluice
