@@ -122,7 +122,9 @@ struct Parser::Callbacks {
         s.fail(ParseError::bad_version, "HTTP version not supported");
         return kUserError;
       }
-      if (p->flags & F_TRANSFER_ENCODING) {
+      // llhttp flags Transfer-Encoding only when its value is not empty; an
+      // empty one is still a Transfer-Encoding that does not end in chunked.
+      if ((p->flags & F_TRANSFER_ENCODING) || s.request_.headers.contains("transfer-encoding")) {
         const char* why = nullptr;
         if (ParseError e = check_transfer_encoding(s.request_.headers, p->http_minor, why);
             e != ParseError::none) {

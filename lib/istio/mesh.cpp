@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "istio/yaml_load.hpp"
 #include "istio/istio.hpp"
 
 namespace sluice::istio {
@@ -55,7 +56,7 @@ class MeshParser {
 
   YAML::Node load(std::string_view text, std::string_view where) const {
     try {
-      std::vector<YAML::Node> docs = YAML::LoadAll(std::string(text));
+      std::vector<YAML::Node> docs = load_all_documents(std::string(text));
       // A default YAML::Node is a defined null, so count documents instead.
       const YAML::Node* found = nullptr;
       for (const auto& d : docs) {

@@ -21,6 +21,7 @@
 #include <cmath>
 
 #include "http/wire_check.hpp"
+#include "istio/yaml_load.hpp"
 #include "istio/istio.hpp"
 #include "istio/model.hpp"
 #include "policy/policy.hpp"
@@ -1500,8 +1501,7 @@ struct Parser {
   void stream(std::string_view text, const std::string& origin) {
     std::vector<YAML::Node> docs;
     try {
-      std::string copy(text);
-      docs = YAML::LoadAll(copy);
+      docs = load_all_documents(std::string(text));
     } catch (const YAML::Exception& e) {
       throw LoadError{Error{origin,
                             fmt::format("line {}, column {}", e.mark.line + 1, e.mark.column + 1),

@@ -21,6 +21,7 @@
 #include "http/serializer.hpp"
 #include "http/tokens.hpp"
 #include "policy/policy.hpp"
+#include "policy/retry_state.hpp"
 #include "proxy/fail_stream.hpp"
 #include "runtime/worker.hpp"
 #include "tls/server.hpp"
@@ -68,6 +69,15 @@ Response text_response(uint16_t status, std::string body) {
   r.body = std::move(body);
   return r;
 }
+
+// An answer the gateway makes itself, with Envoy's flags and details.
+struct LocalReply {
+  uint16_t status = 0;
+  std::string body;
+  std::string_view flags = "-";
+  std::string_view details;
+  bool overloaded = false;  // x-envoy-overloaded: true (circuit breaking)
+};
 
 Response parse_error_response(http::ParseError e) {
   switch (e) {
@@ -207,24 +217,70 @@ class Session {
   awaitable<bool> wait_for(std::chrono::milliseconds d);
   // The answer to a request whose wait ended on a timeout, by which one fired
   // (Envoy's codes and flags); none when no timeout fired.
-  struct TimeoutReply {
-    uint16_t status;
-    std::string_view body, flags, details;
-  };
-  std::optional<TimeoutReply> timeout_reply() const {
+  std::optional<LocalReply> timeout_reply() const {
     switch (slot_.fired) {
       case Timeout::route:
-        return TimeoutReply{504, "upstream request timeout", "UT", "upstream_timeout"};
+        return LocalReply{504, "upstream request timeout", "UT", "upstream_timeout"};
       case Timeout::request:
-        return TimeoutReply{408, "request timeout", "-", "request_overall_timeout"};
+        return LocalReply{408, "request timeout", "-", "request_overall_timeout"};
       case Timeout::stream:
-        return TimeoutReply{408, "downstream duration timeout", "DT", "max_duration_timeout"};
+        return LocalReply{408, "downstream duration timeout", "DT", "max_duration_timeout"};
       case Timeout::io:
-        return TimeoutReply{408, "stream timeout", "SI", "stream_idle_timeout"};
+        return LocalReply{408, "stream timeout", "SI", "stream_idle_timeout"};
       default:
         return std::nullopt;
     }
   }
+
+  // One proxied request across its attempts (Envoy's router state).
+  struct Exchange {
+    RequestContext& ctx;
+    const Route& route;
+    const ResolvedRoute& rr;
+    const ResolvedDestination& dest;
+    const CompiledUpstream& up;
+    const Destination& dest_cfg;
+    http::Forwarding fwd{};
+    char request_id[36]{};
+    bool chunked_up = false;
+    bool chunked_down = false;
+    bool expect_continue = false;
+    bool is_head = false;
+    policy::BodyState body{};
+    bool want_replay = false;
+    size_t replay_limit = 0;
+    std::string replay{};
+    bool mirrors_started = false;
+    std::unique_ptr<UpstreamConnection> conn{};
+    Window uin{};
+  };
+  // How one attempt ended before its response body: for the retry decision,
+  // or a reply that ends the request now, or a client that is gone.
+  struct Attempt {
+    policy::AttemptEnd end;
+    bool protocol_error = false;
+    std::optional<LocalReply> reply;
+    bool client_gone = false;
+  };
+  struct SendResult {
+    bool ok = true;
+    bool nothing_sent = false;  // the head's write failed before any byte left
+    std::optional<LocalReply> reply;
+    bool client_gone = false;
+  };
+  void prepare_upstream_head(Exchange& x, int64_t endpoint);
+  awaitable<Attempt> run_attempt(Exchange& x, AttemptGuard& guard, int64_t endpoint,
+                                 uint32_t attempt);
+  awaitable<SendResult> send_request(Exchange& x, AttemptGuard& guard);
+  awaitable<bool> read_response_head(Exchange& x, Attempt& a);
+  static std::optional<LocalReply> attempt_failure_reply(const policy::AttemptEnd& end,
+                                                         uint32_t attempt);
+  bool prepare_response_head(Exchange& x, const policy::CorsDecision* cors,
+                             const std::string& set_cookie);
+  awaitable<bool> relay_response(Exchange& x, const policy::CorsDecision* cors,
+                                 const std::string& set_cookie);
+  void cleanup(Exchange& x);
+  awaitable<bool> finish(Exchange& x, LocalReply reply);
   bool drive_request_to_end();
   void start_mirrors(const ResolvedRoute& rr, const RequestHead& head,
                      http::Forwarding fwd, const std::string& body);
@@ -636,56 +692,17 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx, const Snapshot& snap
                                        const std::string& set_cookie) {
   auto& p = request_parser_;
   RequestHead& head = ctx.request;
-  const CompiledUpstream& up = snap.upstreams[dest.upstream];
-  const policy::CompiledRetry& retry = rr.policy.retry;
-  const Destination& dest_cfg =
-      route.destinations[static_cast<size_t>(&dest - rr.destinations.data())];
-
-  // The upstream request head: hop-by-hop headers go, forwarding headers come.
-  policy::apply_headers(dest_cfg.request_headers, head);
-  char request_id[36];
-  worker_.make_request_id(request_id);
-  bool chunked_up = p.chunked();
-  std::string& out_head = upstream_head_;
-  out_head.clear();
-  // We answer 100-continue ourselves (Envoy's default), so the upstream must not wait.
-  http::Forwarding fwd{.client_ip = client_ip_,
-                       .proto = head.scheme,
-                       .xfcc = tls_.xfcc,
-                       .request_id = std::string_view(request_id, sizeof(request_id)),
-                       .default_host = up.endpoints[endpoint].key,
-                       .chunked = chunked_up};
-  // Framing from the parsed message, whatever the headers now say.
-  if (!chunked_up && p.has_content_length()) fwd.content_length = p.content_length();
-  bool expect_continue = http::append_forwarded_request_head(out_head, head, fwd);
-
+  Exchange x{ctx, route, rr, dest, snap.upstreams[dest.upstream],
+             route.destinations[static_cast<size_t>(&dest - rr.destinations.data())]};
+  prepare_upstream_head(x, endpoint);
   // The body is kept for replay (retries, mirrors) while it fits.
-  bool has_body = !p.message_done();
-  bool want_replay = retry.attempts > 0 || !rr.mirrors.empty();
-  size_t replay_limit = route.retries.max_replay_bytes;
-  std::string replay;
-  bool replay_ok = true;
-  bool body_sent_once = !has_body;
-  bool body_consumed = false;  // some body bytes were taken from the client
-  bool mirrors_started = false;
+  x.body.present = !p.message_done();
+  x.body.complete = !x.body.present;
+  x.want_replay = rr.policy.retry.attempts > 0 || !rr.mirrors.empty();
+  x.body.replayable = x.want_replay;
+  x.replay_limit = route.retries.max_replay_bytes;
   worker_.refresh_now();
   slot_.set_cap(rr.policy.timeout);
-
-  std::unique_ptr<UpstreamConnection> conn;
-  Window uin;
-  http::Parser& resp = response_parser_;
-  bool is_head = head.method == "HEAD";
-  auto cleanup = [&] {
-    slot_.upstream = nullptr;
-    slot_.clear_cap();
-    if (uin.data) worker_.give_buffer(std::move(uin.data));
-  };
-  auto fail = [&](uint16_t status, std::string body, std::string_view flags,
-                  std::string_view details) -> awaitable<bool> {
-    cleanup();
-    co_return co_await send_local(ctx, text_response(status, std::move(body)), flags, false,
-                                  details);
-  };
 
   // Retries in flight count against the upstream's max_retries while they run.
   struct RetryToken {
@@ -697,239 +714,310 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx, const Snapshot& snap
       held = false;
     }
     ~RetryToken() { release(); }
-  } retry_token{worker_, up};
-  std::array<int64_t, 8> tried{};
-  size_t tried_count = 0;
-  bool stale_retry_used = false;
+  } retry_token{worker_, x.up};
+  policy::RetryState retry(rr.policy.retry);
   for (uint32_t attempt = 0;; ++attempt) {
     if (attempt > 0) {
       // Pick again, avoiding endpoints already tried when asked to.
-      auto pick = pick_endpoint(
-          worker_, up, *dest.set,
-          PickRequest{head, client_ip_, std::span<const int64_t>(tried.data(), tried_count),
-                      retry.ignore_previous_hosts});
-      if (pick.endpoint < 0)
-        co_return co_await fail(503, "no healthy upstream", "UH", "no_healthy_upstream");
+      auto pick = pick_endpoint(worker_, x.up, *dest.set,
+                                PickRequest{head, client_ip_, retry.tried(),
+                                            rr.policy.retry.ignore_previous_hosts});
+      if (pick.endpoint < 0) {
+        // Named, not a braced temporary inside co_await: GCC 12 destroys
+        // those twice.
+        LocalReply none{503, "no healthy upstream", "UH", "no_healthy_upstream"};
+        co_return co_await finish(x, std::move(none));
+      }
       endpoint = pick.endpoint;
-      ctx.endpoint = up.endpoints[endpoint].key;
+      ctx.endpoint = x.up.endpoints[endpoint].key;
     }
-    if (tried_count < tried.size()) tried[tried_count++] = endpoint;
+    retry.record(endpoint);
     ctx.attempts = attempt + 1;
 
-    policy::AttemptOutcome outcome = policy::AttemptOutcome::response;
-    AttemptGuard guard{worker_, up, endpoint};
-    Lease lease = co_await lease_connection(worker_, slot_, up, endpoint);
-    bool reused = lease.reused;
-    conn = std::move(lease.conn);
-    switch (lease.status) {
-      case Lease::Status::ok:
-        break;
-      case Lease::Status::overflow: {
-        cleanup();
-        Response r = text_response(503,
-                                   "upstream connect error or disconnect/reset before headers. "
-                                   "reset reason: overflow");
-        r.headers.add("x-envoy-overloaded", "true");
-        co_return co_await send_local(ctx, std::move(r), "UO", false, "upstream_overflow");
-      }
-      case Lease::Status::cancelled:
-        if (auto t = timeout_reply()) co_return co_await fail(t->status, std::string(t->body), t->flags, t->details);
-        guard.finish(policy::AttemptOutcome::downstream_cancelled, 0);
-        co_return co_await fail(503, "", "DC", "downstream_cancelled");
-      case Lease::Status::connect_failure:
-      case Lease::Status::connect_timeout:
-        outcome = policy::AttemptOutcome::connect_failure;
-        break;
+    AttemptGuard guard{worker_, x.up, endpoint};
+    Attempt a = co_await run_attempt(x, guard, endpoint, attempt);
+    if (a.client_gone) {
+      cleanup(x);
+      ctx.response_flags = "DC";
+      co_return false;
     }
-
-    bool got_any = false;
-    bool protocol_error = false;
-    if (conn) {
-      ++conn->requests;
-      slot_.upstream = &conn->socket;
-      if (expect_continue && !body_sent_once && attempt == 0) {
-        if (!co_await write_down(kContinue)) {
-          guard.finish(policy::AttemptOutcome::downstream_cancelled, 0);
-          cleanup();
-          ctx.response_flags = "DC";
-          co_return false;
-        }
-      }
-      // Head, then the body: streamed from the client the first time (kept
-      // for replay while it fits), from the replay buffer after that.
-      bool sent = true;
-      bool head_unsent = false;  // the write failed before any byte left
-      slot_.fired = Timeout::none;
-      slot_.set_deadline(Timeout::io, limits_->stream_idle_timeout);
-      {
-        auto [ec, n] = co_await write_upstream(*conn, asio::buffer(out_head));
-        if (ec) sent = false;
-        head_unsent = ec && n == 0;
-      }
-      auto send_body = [&](std::string_view body) -> awaitable<bool> {
-        slot_.set_deadline(Timeout::io, limits_->stream_idle_timeout);
-        asio::error_code ec;
-        if (chunked_up) {
-          std::string chunk_head;
-          http::append_chunk_header(chunk_head, body.size());
-          std::array<asio::const_buffer, 3> bufs = {asio::buffer(chunk_head), asio::buffer(body),
-                                                    asio::buffer(http::kChunkEnd)};
-          std::tie(ec, std::ignore) = co_await write_upstream(*conn, bufs);
-        } else {
-          std::tie(ec, std::ignore) = co_await write_upstream(*conn, asio::buffer(body));
-        }
-        co_return !ec;
-      };
-      if (sent && body_sent_once && has_body && !replay.empty()) sent = co_await send_body(replay);
-      while (sent && !body_sent_once) {
-        size_t n = p.feed(in_.ptr(), in_.size());
-        in_.consume(n);
-        if (p.error() != http::ParseError::none)
-          co_return co_await fail(400, "", "-", "http1.codec_error");
-        if (p.message_done()) {
-          body_sent_once = true;
-          slot_.clear_cap(ConnectionSlot::request_cap);
-          break;
-        }
-        std::string_view body = p.body();
-        if (body.empty()) {
-          if (n > 0) continue;
-          slot_.fired = Timeout::none;
-          slot_.set_deadline(Timeout::io, limits_->stream_idle_timeout);
-          if (!co_await fill(in_, stream_, false)) {
-            // The client stopped sending: a timeout is answered; a client
-            // that went away says nothing about the upstream (no outlier
-            // strike), and there is nobody to answer.
-            guard.finish(policy::AttemptOutcome::downstream_cancelled, 0);
-            if (auto t = timeout_reply()) co_return co_await fail(t->status, std::string(t->body), t->flags, t->details);
-            cleanup();
-            ctx.response_flags = "DC";
-            co_return false;
-          }
-          continue;
-        }
-        body_consumed = true;
-        ctx.bytes_received += body.size();
-        if (want_replay && replay_ok) {
-          if (replay.size() + body.size() <= replay_limit) {
-            replay.append(body);
-          } else {
-            replay_ok = false;
-            std::string().swap(replay);
-          }
-        }
-        if (!co_await send_body(body)) sent = false;
-      }
-      if (sent && has_body && chunked_up) {
-        auto [ec, n] = co_await write_upstream(*conn, asio::buffer(http::kLastChunk));
-        if (ec) sent = false;
-      }
-      if (sent && !mirrors_started && !rr.mirrors.empty()) {
-        mirrors_started = true;
-        if (replay_ok) start_mirrors(rr, head, fwd, replay);
-      }
-
-      // Response head (skipping 1xx interim responses).
-      resp.reset();
-      resp.set_limits({limits_->max_response_header_bytes, limits_->max_response_headers});
-      resp.expect_no_body(is_head);
-      if (uin.data) uin.begin = uin.end = 0;
-      slot_.fired = Timeout::none;
-      auto response_wait = retry.per_try_timeout.count() > 0 ? retry.per_try_timeout
-                                                             : limits_->upstream_response_timeout;
-      if (response_wait.count() > 0)
-        slot_.set_deadline(Timeout::upstream_response, response_wait);
-      else
-        slot_.set_deadline(Timeout::io, limits_->stream_idle_timeout);
-      bool failed = !sent;
-      while (!failed && !(resp.head_done() && resp.response().status >= 200)) {
-        if (resp.head_done()) {  // a 1xx: finish it and expect the real one
-          if (!resp.message_done()) uin.consume(resp.feed(uin.ptr(), uin.size()));
-          resp.next_message();
-          resp.expect_no_body(is_head);
-          continue;
-        }
-        if (uin.size() == 0 && !co_await fill_up(uin, *conn)) {
-          failed = true;
-          break;
-        }
-        got_any = true;
-        uin.consume(resp.feed(uin.ptr(), uin.size()));
-        if (resp.error() != http::ParseError::none) failed = protocol_error = true;
-      }
-      slot_.upstream = nullptr;
-      slot_.clear_deadline();
-      if (failed) {
-        conn.reset();
-        if (auto t = timeout_reply()) co_return co_await fail(t->status, std::string(t->body), t->flags, t->details);
-        if (slot_.fired == Timeout::upstream_response) {
-          outcome = policy::AttemptOutcome::timeout;
-        } else {
-          outcome = policy::AttemptOutcome::reset;
-          // A pooled connection the upstream closed as we picked it: one
-          // free retry on a fresh connection. Only when the whole request
-          // can be sent again (nothing of the body taken from the client,
-          // or all of it replayable), and, with retries off, only when
-          // provably nothing reached the upstream.
-          bool resendable =
-              !has_body || !body_consumed || (body_sent_once && want_replay && replay_ok);
-          bool allowed = head_unsent || retry.attempts > 0;
-          if (!got_any && reused && !stale_retry_used && resendable && allowed) {
-            stale_retry_used = true;
-            --attempt;
-            --tried_count;
-            continue;
-          }
-        }
-      }
+    if (a.reply) co_return co_await finish(x, std::move(*a.reply));
+    guard.finish(a.end.outcome, a.end.status);
+    if (a.protocol_error) {
+      LocalReply upe{502, fmt::format("{}protocol error", kResetBody), "UPE",
+                     "upstream_reset_before_response_started{protocol_error}"};
+      co_return co_await finish(x, std::move(upe));
     }
-
-    uint16_t status = outcome == policy::AttemptOutcome::response ? resp.response().status : 0;
-    guard.finish(outcome, status);
-    if (protocol_error)
-      co_return co_await fail(
-          502, fmt::format("{}protocol error", kResetBody), "UPE",
-          "upstream_reset_before_response_started{protocol_error}");
     retry_token.release();
-    bool can_retry =
-        attempt < retry.attempts && (!has_body || (body_sent_once && want_replay && replay_ok));
-    if (can_retry && retry.retriable(outcome, status)) {
-      if (admit_retry(worker_, up)) {
+    policy::RetryState::Verdict v = retry.after(attempt, a.end, x.body);
+    if (v.next == policy::RetryState::Next::free_resend) {
+      --attempt;
+      retry.forget_last();
+      continue;
+    }
+    if (v.next == policy::RetryState::Next::retry) {
+      if (admit_retry(worker_, x.up)) {
         retry_token.held = true;
-        conn.reset();  // an unread response: the connection is not reusable
-        if (!co_await wait_for(retry.backoff(attempt + 1, worker_.rng()))) co_return false;
+        x.conn.reset();  // an unread response: the connection is not reusable
+        if (!co_await wait_for(rr.policy.retry.backoff(attempt + 1, worker_.rng())))
+          co_return false;
         continue;
       }
       // Envoy: over the retry budget, this attempt's result stands.
-      ctx.response_code_details = "retry_overflow";
+      v.details = "retry_overflow";
     }
-    if (retry.attempts > attempt && has_body && !replay_ok && retry.retriable(outcome, status))
-      ctx.response_code_details = "retry_skipped_body_over_replay_buffer";
-    switch (outcome) {
-      case policy::AttemptOutcome::connect_failure:
-        co_return co_await fail(503, fmt::format("{}connection failure", kResetBody),
-                                attempt > 0 ? "URX,UF" : "UF", "upstream_connect_failure");
-      case policy::AttemptOutcome::timeout:
-        co_return co_await fail(504, "upstream request timeout", "UT", "upstream_per_try_timeout");
-      case policy::AttemptOutcome::reset:
-        co_return co_await fail(
-            502,
-            fmt::format("{}{}", kResetBody, got_any ? "protocol error" : "connection termination"),
-            "UC", "upstream_reset_before_response_started");
-      case policy::AttemptOutcome::response:
-        break;
-    }
+    if (!v.details.empty()) ctx.response_code_details = v.details;
+    if (auto reply = attempt_failure_reply(a.end, attempt))
+      co_return co_await finish(x, std::move(*reply));
     break;
   }
+  co_return co_await relay_response(x, cors, set_cookie);
+}
 
-  // Response head downstream.
+template <typename Stream>
+void Session<Stream>::prepare_upstream_head(Exchange& x, int64_t endpoint) {
+  auto& p = request_parser_;
+  RequestHead& head = x.ctx.request;
+  // The upstream request head: hop-by-hop headers go, forwarding headers come.
+  policy::apply_headers(x.dest_cfg.request_headers, head);
+  worker_.make_request_id(x.request_id);
+  x.chunked_up = p.chunked();
+  x.is_head = head.method == "HEAD";
+  x.fwd = http::Forwarding{.client_ip = client_ip_,
+                           .proto = head.scheme,
+                           .xfcc = tls_.xfcc,
+                           .request_id = std::string_view(x.request_id, sizeof(x.request_id)),
+                           .default_host = x.up.endpoints[endpoint].key,
+                           .chunked = x.chunked_up};
+  // Framing from the parsed message, whatever the headers now say.
+  if (!x.chunked_up && p.has_content_length()) x.fwd.content_length = p.content_length();
+  upstream_head_.clear();
+  // We answer 100-continue ourselves (Envoy's default), so the upstream must not wait.
+  x.expect_continue = http::append_forwarded_request_head(upstream_head_, head, x.fwd);
+}
+
+template <typename Stream>
+void Session<Stream>::cleanup(Exchange& x) {
+  slot_.upstream = nullptr;
+  slot_.clear_cap();
+  if (x.uin.data) worker_.give_buffer(std::move(x.uin.data));
+}
+
+template <typename Stream>
+awaitable<bool> Session<Stream>::finish(Exchange& x, LocalReply reply) {
+  cleanup(x);
+  Response r = text_response(reply.status, std::move(reply.body));
+  if (reply.overloaded) r.headers.add("x-envoy-overloaded", "true");
+  co_return co_await send_local(x.ctx, std::move(r), reply.flags, false, reply.details);
+}
+
+template <typename Stream>
+std::optional<LocalReply> Session<Stream>::attempt_failure_reply(const policy::AttemptEnd& end,
+                                                                 uint32_t attempt) {
+  switch (end.outcome) {
+    case policy::AttemptOutcome::connect_failure:
+      return LocalReply{503, fmt::format("{}connection failure", kResetBody),
+                        attempt > 0 ? "URX,UF" : "UF", "upstream_connect_failure"};
+    case policy::AttemptOutcome::timeout:
+      return LocalReply{504, "upstream request timeout", "UT", "upstream_per_try_timeout"};
+    case policy::AttemptOutcome::reset:
+      return LocalReply{
+          502,
+          fmt::format("{}{}", kResetBody,
+                      end.got_response ? "protocol error" : "connection termination"),
+          "UC", "upstream_reset_before_response_started"};
+    default:
+      return std::nullopt;
+  }
+}
+
+template <typename Stream>
+awaitable<typename Session<Stream>::Attempt> Session<Stream>::run_attempt(Exchange& x,
+                                                                         AttemptGuard& guard,
+                                                                         int64_t endpoint,
+                                                                         uint32_t attempt) {
+  Attempt a;
+  Lease lease = co_await lease_connection(worker_, slot_, x.up, endpoint);
+  a.end.reused = lease.reused;
+  x.conn = std::move(lease.conn);
+  switch (lease.status) {
+    case Lease::Status::ok:
+      break;
+    case Lease::Status::overflow:
+      a.reply = LocalReply{503,
+                           std::string(kResetBody) + "overflow", "UO", "upstream_overflow", true};
+      co_return a;
+    case Lease::Status::cancelled:
+      if (auto t = timeout_reply()) {
+        a.reply = std::move(*t);
+        co_return a;
+      }
+      guard.finish(policy::AttemptOutcome::downstream_cancelled, 0);
+      a.reply = LocalReply{503, "", "DC", "downstream_cancelled"};
+      co_return a;
+    case Lease::Status::connect_failure:
+    case Lease::Status::connect_timeout:
+      a.end.outcome = policy::AttemptOutcome::connect_failure;
+      co_return a;
+  }
+  ++x.conn->requests;
+  slot_.upstream = &x.conn->socket;
+  if (x.expect_continue && !x.body.complete && attempt == 0 && !co_await write_down(kContinue)) {
+    guard.finish(policy::AttemptOutcome::downstream_cancelled, 0);
+    a.client_gone = true;
+    co_return a;
+  }
+  SendResult sent = co_await send_request(x, guard);
+  if (sent.client_gone || sent.reply) {
+    a.client_gone = sent.client_gone;
+    a.reply = std::move(sent.reply);
+    co_return a;
+  }
+  a.end.nothing_sent = sent.nothing_sent;
+  if (sent.ok && !x.mirrors_started && !x.rr.mirrors.empty()) {
+    x.mirrors_started = true;
+    if (x.body.replayable) start_mirrors(x.rr, x.ctx.request, x.fwd, x.replay);
+  }
+  bool failed = !sent.ok || !co_await read_response_head(x, a);
+  slot_.upstream = nullptr;
+  slot_.clear_deadline();
+  if (!failed) co_return a;
+  x.conn.reset();
+  if (auto t = timeout_reply()) {
+    a.reply = std::move(*t);
+    co_return a;
+  }
+  a.end.outcome = slot_.fired == Timeout::upstream_response ? policy::AttemptOutcome::timeout
+                                                            : policy::AttemptOutcome::reset;
+  co_return a;
+}
+
+template <typename Stream>
+awaitable<typename Session<Stream>::SendResult> Session<Stream>::send_request(
+    Exchange& x, AttemptGuard& guard) {
+  auto& p = request_parser_;
+  SendResult r;
+  UpstreamConnection& conn = *x.conn;
+  // Head, then the body: streamed from the client the first time (kept for
+  // replay while it fits), from the replay buffer after that.
+  slot_.fired = Timeout::none;
+  slot_.set_deadline(Timeout::io, limits_->stream_idle_timeout);
+  {
+    auto [ec, n] = co_await write_upstream(conn, asio::buffer(upstream_head_));
+    r.ok = !ec;
+    r.nothing_sent = ec && n == 0;
+  }
+  auto send_body = [&](std::string_view body) -> awaitable<bool> {
+    slot_.set_deadline(Timeout::io, limits_->stream_idle_timeout);
+    asio::error_code ec;
+    if (x.chunked_up) {
+      std::string chunk_head;
+      http::append_chunk_header(chunk_head, body.size());
+      std::array<asio::const_buffer, 3> bufs = {asio::buffer(chunk_head), asio::buffer(body),
+                                                asio::buffer(http::kChunkEnd)};
+      std::tie(ec, std::ignore) = co_await write_upstream(conn, bufs);
+    } else {
+      std::tie(ec, std::ignore) = co_await write_upstream(conn, asio::buffer(body));
+    }
+    co_return !ec;
+  };
+  if (r.ok && x.body.present && x.body.complete && !x.replay.empty())
+    r.ok = co_await send_body(x.replay);
+  while (r.ok && !x.body.complete) {
+    size_t n = p.feed(in_.ptr(), in_.size());
+    in_.consume(n);
+    if (p.error() != http::ParseError::none) {
+      r.reply = LocalReply{400, "", "-", "http1.codec_error"};
+      co_return r;
+    }
+    if (p.message_done()) {
+      x.body.complete = true;
+      slot_.clear_cap(ConnectionSlot::request_cap);
+      break;
+    }
+    std::string_view body = p.body();
+    if (body.empty()) {
+      if (n > 0) continue;
+      slot_.fired = Timeout::none;
+      slot_.set_deadline(Timeout::io, limits_->stream_idle_timeout);
+      if (!co_await fill(in_, stream_, false)) {
+        // The client stopped sending: a timeout is answered; a client that
+        // went away says nothing about the upstream (no outlier strike),
+        // and there is nobody to answer.
+        guard.finish(policy::AttemptOutcome::downstream_cancelled, 0);
+        if (auto t = timeout_reply())
+          r.reply = std::move(*t);
+        else
+          r.client_gone = true;
+        co_return r;
+      }
+      continue;
+    }
+    x.body.consumed = true;
+    x.ctx.bytes_received += body.size();
+    if (x.body.replayable) {
+      if (x.replay.size() + body.size() <= x.replay_limit) {
+        x.replay.append(body);
+      } else {
+        x.body.replayable = false;
+        std::string().swap(x.replay);
+      }
+    }
+    if (!co_await send_body(body)) r.ok = false;
+  }
+  if (r.ok && x.body.present && x.chunked_up) {
+    auto [ec, n] = co_await write_upstream(conn, asio::buffer(http::kLastChunk));
+    r.ok = !ec;
+  }
+  co_return r;
+}
+
+template <typename Stream>
+awaitable<bool> Session<Stream>::read_response_head(Exchange& x, Attempt& a) {
+  // Skips 1xx interim responses; false when the attempt failed.
+  http::Parser& resp = response_parser_;
+  Window& uin = x.uin;
+  resp.reset();
+  resp.set_limits({limits_->max_response_header_bytes, limits_->max_response_headers});
+  resp.expect_no_body(x.is_head);
+  if (uin.data) uin.begin = uin.end = 0;
+  slot_.fired = Timeout::none;
+  const policy::CompiledRetry& retry = x.rr.policy.retry;
+  auto wait = retry.per_try_timeout.count() > 0 ? retry.per_try_timeout
+                                                : limits_->upstream_response_timeout;
+  if (wait.count() > 0)
+    slot_.set_deadline(Timeout::upstream_response, wait);
+  else
+    slot_.set_deadline(Timeout::io, limits_->stream_idle_timeout);
+  while (!(resp.head_done() && resp.response().status >= 200)) {
+    if (resp.head_done()) {  // a 1xx: finish it and expect the real one
+      if (!resp.message_done()) uin.consume(resp.feed(uin.ptr(), uin.size()));
+      resp.next_message();
+      resp.expect_no_body(x.is_head);
+      continue;
+    }
+    if (uin.size() == 0 && !co_await fill_up(uin, *x.conn)) co_return false;
+    a.end.got_response = true;
+    uin.consume(resp.feed(uin.ptr(), uin.size()));
+    if (resp.error() != http::ParseError::none) {
+      a.protocol_error = true;
+      co_return false;
+    }
+  }
+  a.end.status = resp.response().status;
+  co_return true;
+}
+
+template <typename Stream>
+bool Session<Stream>::prepare_response_head(Exchange& x, const policy::CorsDecision* cors,
+                                            const std::string& set_cookie) {
   // Edited in place: the parser keeps the vector's capacity for the next one.
+  http::Parser& resp = response_parser_;
   ResponseHead& rh = resp.response();
   uint16_t status = rh.status;
-  bool upstream_keep_alive = resp.keep_alive();
   http::strip_hop_by_hop(rh.headers);
-  policy::apply_headers(dest_cfg.response_headers, rh.headers);
-  policy::apply_headers(route.response_headers, rh.headers);
+  policy::apply_headers(x.dest_cfg.response_headers, rh.headers);
+  policy::apply_headers(x.route.response_headers, rh.headers);
   if (cors)
     for (const auto& [name, value] : cors->response_headers) rh.headers.set(name, value);
   if (!set_cookie.empty()) rh.headers.add("set-cookie", set_cookie);
@@ -938,30 +1026,39 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx, const Snapshot& snap
   rh.headers.remove("content-length");
   if (resp.has_content_length() && status != 204)
     rh.headers.add("content-length", std::to_string(resp.content_length()));
-  bool bodyless = is_head || status == 204 || status == 304;
-  bool down_keep_alive =
-      p.keep_alive() && p.message_done() && !slot_.close_after_response && !worker_.draining();
-  bool chunked_down = false;
+  bool bodyless = x.is_head || status == 204 || status == 304;
+  bool keep_alive = request_parser_.keep_alive() && request_parser_.message_done() &&
+                    !slot_.close_after_response && !worker_.draining();
+  x.chunked_down = false;
   if (!bodyless && !resp.has_content_length()) {
-    if (head.version_minor >= 1) {
-      chunked_down = true;
+    if (x.ctx.request.version_minor >= 1) {
+      x.chunked_down = true;
       rh.headers.add("transfer-encoding", "chunked");
     } else {
-      down_keep_alive = false;  // HTTP/1.0 client: the body ends at close
+      keep_alive = false;  // HTTP/1.0 client: the body ends at close
     }
   }
-  if (!down_keep_alive) rh.headers.set("connection", "close");
-  ctx.response_status = status;
-  if (auto& hooks = worker_.shared().hooks) hooks->on_response_headers(ctx, rh);
-  std::string& out = downstream_head_;
-  out.clear();
-  http::append_response_head(out, rh);
+  if (!keep_alive) rh.headers.set("connection", "close");
+  x.ctx.response_status = status;
+  if (auto& hooks = worker_.shared().hooks) hooks->on_response_headers(x.ctx, rh);
+  downstream_head_.clear();
+  http::append_response_head(downstream_head_, rh);
+  return keep_alive;
+}
 
+template <typename Stream>
+awaitable<bool> Session<Stream>::relay_response(Exchange& x, const policy::CorsDecision* cors,
+                                                const std::string& set_cookie) {
+  http::Parser& resp = response_parser_;
+  Window& uin = x.uin;
+  RequestContext& ctx = x.ctx;
+  bool upstream_keep_alive = resp.keep_alive();
+  bool down_keep_alive = prepare_response_head(x, cors, set_cookie);
   // The first body span usually came with the head: send them together.
   bool ok = true;
   bool first_write = true;
   std::string chunk_head;
-  slot_.upstream = &conn->socket;
+  slot_.upstream = &x.conn->socket;
   while (ok) {
     std::string_view body;
     if (!resp.message_done()) {
@@ -969,7 +1066,6 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx, const Snapshot& snap
       uin.consume(n);
       if (resp.error() != http::ParseError::none) {
         ok = false;
-        upstream_keep_alive = false;
         break;
       }
       body = resp.body();
@@ -977,11 +1073,10 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx, const Snapshot& snap
         if (n > 0) continue;
         slot_.fired = Timeout::none;
         slot_.set_deadline(Timeout::io, limits_->stream_idle_timeout);
-        if (!co_await fill_up(uin, *conn)) {
+        if (!co_await fill_up(uin, *x.conn)) {
           if (slot_.fired == Timeout::none && resp.finish()) continue;  // close-delimited end
           ok = false;  // truncated or timed out: the client must see the close
           if (auto t = timeout_reply()) ctx.response_flags = t->flags;
-          upstream_keep_alive = false;
           break;
         }
         continue;
@@ -990,10 +1085,10 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx, const Snapshot& snap
     bool done = resp.message_done();
     std::array<asio::const_buffer, 5> bufs;
     size_t nbufs = 0;
-    if (first_write) bufs[nbufs++] = asio::buffer(out);
+    if (first_write) bufs[nbufs++] = asio::buffer(downstream_head_);
     if (!body.empty()) {
       ctx.bytes_sent += body.size();
-      if (chunked_down) {
+      if (x.chunked_down) {
         chunk_head.clear();
         http::append_chunk_header(chunk_head, body.size());
         bufs[nbufs++] = asio::buffer(chunk_head);
@@ -1003,12 +1098,11 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx, const Snapshot& snap
         bufs[nbufs++] = asio::buffer(body);
       }
     }
-    if (done && chunked_down) bufs[nbufs++] = asio::buffer(http::kLastChunk);
+    if (done && x.chunked_down) bufs[nbufs++] = asio::buffer(http::kLastChunk);
     if (nbufs > 0 &&
         !co_await write_down(std::span<const asio::const_buffer>(bufs.data(), nbufs))) {
       ok = false;
       ctx.response_flags = "DC";
-      upstream_keep_alive = false;
       break;
     }
     first_write = false;
@@ -1020,10 +1114,10 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx, const Snapshot& snap
   // extra data) mean the upstream's framing is not ours, on the socket or
   // inside the TLS engine alike.
   bool reusable = ok && upstream_keep_alive && resp.message_done() && uin.size() == 0 &&
-                  !has_pending_input(*conn);
+                  !has_pending_input(*x.conn);
   slot_.upstream = nullptr;
-  release_connection(worker_, up, std::move(conn), reusable);
-  cleanup();
+  release_connection(worker_, x.up, std::move(x.conn), reusable);
+  cleanup(x);
   co_return ok&& down_keep_alive;
 }
 

@@ -251,3 +251,16 @@ TEST_CASE("hostile config: a hostile reload is rejected and the old config keeps
   std::error_code ec;
   fs::remove_all(dir, ec);
 }
+
+TEST_CASE("hostile config: YAML on which yaml-cpp makes no progress is refused, not looped on") {
+  // yaml-cpp 0.7's LoadAll returns the same empty document forever on these
+  // (found by the istio fuzz target).
+  for (std::string text : {",", ",A", "a: 1\n---\n,"}) {
+    CAPTURE(text);
+    auto parsed = sluice::istio::parse_string(text, "bad.yaml");
+    REQUIRE_FALSE(parsed.ok());
+    CHECK(parsed.error().message.find("malformed YAML") != std::string::npos);
+    auto mesh = sluice::istio::parse_mesh_config(text, "mesh.yaml");
+    CHECK_FALSE(mesh.ok());
+  }
+}

@@ -135,6 +135,11 @@ TEST_CASE("transfer codings, versions and chunk framing (the malformed-request m
   CHECK(request_error("POST / HTTP/1.0\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
                       "0\r\n\r\n") == ParseError::bad_request);
   CHECK(request_error("GET / HTTP/2.0\r\nHost: h\r\n\r\n") == ParseError::bad_version);
+  // An empty Transfer-Encoding is still one (llhttp does not flag it).
+  CHECK(request_error("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding:\r\nContent-Length: 4\r\n\r\n"
+                      "abcd") == ParseError::bad_request);
+  CHECK(request_error("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding:   \r\n\r\n") ==
+        ParseError::bad_request);
   // Strict mode: bytes after chunk data, and a bare CR in the chunk line.
   CHECK(request_error("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
                       "5\r\nhelloXX\r\n0\r\n\r\n") == ParseError::bad_request);

@@ -1,0 +1,17 @@
+#pragma once
+// Every YAML text the loader reads goes through here.
+
+#include <yaml-cpp/yaml.h>
+
+#include <string>
+#include <vector>
+
+namespace sluice::istio {
+
+// YAML::LoadAll, except that input on which yaml-cpp 0.7 makes no progress
+// (a document starting where the previous one did, e.g. the text ",") is
+// refused with a YAML::ParserException instead of looping forever
+// (yaml-cpp issue 1040, fixed after 0.7).
+std::vector<YAML::Node> load_all_documents(const std::string& text);
+
+}  // namespace sluice::istio
