@@ -232,6 +232,25 @@ class Session {
     }
   }
 
+  // A reply the session makes before any upstream is involved.
+  struct Answer {
+    Response response;
+    std::string_view flags = "-";
+    std::string_view details;
+    bool close = false;  // the connection cannot carry another request
+  };
+  awaitable<bool> answer(RequestContext& ctx, Answer a, bool keep_alive);
+  // Checks and normalises a parsed head before anyone sees it; an answer
+  // when the request is refused.
+  std::optional<Answer> admit(const Snapshot& snap, RequestHead& head);
+  // The route's own answers (https redirect, CORS preflight, fault,
+  // redirect, direct response), else its rewrite and header edits.
+  awaitable<std::optional<Answer>> route_policies(RequestContext& ctx,
+                                                  const Router::Selection& sel,
+                                                  const ResolvedRoute& rr,
+                                                  std::optional<policy::CorsDecision>& cors);
+  const ResolvedDestination* pick_destination(const ResolvedRoute& rr);
+
   // One proxied request across its attempts (Envoy's router state).
   struct Exchange {
     RequestContext& ctx;
@@ -489,6 +508,98 @@ void Session<Stream>::start_mirrors(const ResolvedRoute& rr,
 }
 
 template <typename Stream>
+awaitable<bool> Session<Stream>::answer(RequestContext& ctx, Answer a, bool keep_alive) {
+  bool ok = co_await send_local(ctx, std::move(a.response), a.flags, keep_alive && !a.close,
+                                a.details);
+  log(ctx);
+  co_return ok;
+}
+
+template <typename Stream>
+std::optional<typename Session<Stream>::Answer> Session<Stream>::admit(const Snapshot& snap,
+                                                                       RequestHead& head) {
+  auto& p = request_parser_;
+  auto refuse = [](uint16_t status, std::string_view flags, std::string_view details) {
+    return Answer{text_response(status, ""), flags, details, true};
+  };
+  if (!http::validate_request(head).empty()) return refuse(400, "-", "http1.codec_error");
+  // No tunnels yet: CONNECT and protocol upgrades are refused before
+  // anything is forwarded, and the connection closes because the bytes after
+  // the head belong to the tunnel, not to HTTP/1. An h2c upgrade offer is
+  // only an offer: it is dropped with the other hop-by-hop headers.
+  if (head.method == "CONNECT") return refuse(404, "NR", "route_not_found");
+  if (p.upgrade() && !is_h2c_offer(head.headers)) return refuse(403, "-", "upgrade_failed");
+  // Routing, policies and the forwarded request all see one normalised path.
+  if (head.target != "*" &&
+      !http::normalize_target(head.target, snap.source.path_normalization).empty())
+    return refuse(400, "-", "http1.codec_error");
+  head.scheme = kScheme;
+  head.listener_port = port_;
+  // Names listed in Connection go now, before hooks, routing and header
+  // operations see the request (they can never name Host or Content-Length).
+  http::strip_hop_by_hop(head.headers);
+  drive_request_to_end();
+  // A body whose framing is already known to be broken is refused before
+  // the head goes anywhere.
+  if (!p.message_done() && !p.check_ahead(in_.ptr(), in_.size()))
+    return refuse(400, "-", "http1.codec_error");
+  return std::nullopt;
+}
+
+template <typename Stream>
+awaitable<std::optional<typename Session<Stream>::Answer>> Session<Stream>::route_policies(
+    RequestContext& ctx, const Router::Selection& sel, const ResolvedRoute& rr,
+    std::optional<policy::CorsDecision>& cors) {
+  const Route& route = *sel.route;
+  RequestHead& head = ctx.request;
+  if (!kTls && sel.virtual_host->https_redirect) {
+    Redirect to_https{.scheme = "https",
+                      .derive_port = Redirect::DerivePort::from_protocol_default};
+    Answer a{text_response(301, ""), "-", "https_redirect"};
+    a.response.headers.add("location", policy::redirect_location(to_https, head));
+    co_return a;
+  }
+  // Fixed order: CORS preflight, fault, redirect / direct response, rewrite,
+  // header edits, then the upstream.
+  if (rr.policy.cors) {
+    cors = policy::evaluate_cors(*rr.policy.cors, head);
+    if (cors->preflight) co_return Answer{std::move(*cors->preflight), "-", "cors_response"};
+  }
+  if (route.fault) {
+    auto fault = policy::decide_fault(*route.fault, worker_.rng());
+    if (fault.delay.count() > 0) {
+      ctx.response_flags = "DI";
+      if (!co_await wait_for(fault.delay))
+        co_return Answer{text_response(503, ""), "DC", "downstream_cancelled", true};
+    }
+    if (fault.abort) co_return Answer{std::move(*fault.abort), "FI", "fault_filter_abort"};
+  }
+  if (route.redirect) {
+    Answer a{text_response(route.redirect->code, ""), "-", "direct_response"};
+    a.response.headers.add("location", policy::redirect_location(*route.redirect, head));
+    co_return a;
+  }
+  if (const auto& dr = route.direct_response)
+    co_return Answer{text_response(dr->status, dr->body), "-", "direct_response"};
+  if (route.rewrite) policy::apply_rewrite(rr.policy, sel.matched, head);
+  policy::apply_headers(route.request_headers, head);
+  co_return std::nullopt;
+}
+
+template <typename Stream>
+const ResolvedDestination* Session<Stream>::pick_destination(const ResolvedRoute& rr) {
+  // Integer arithmetic on the worker's RNG: one seed, one run, whatever the
+  // standard library.
+  if (rr.total_weight == 0) return nullptr;
+  uint64_t r = worker_.rng()() % rr.total_weight;
+  for (const auto& d : rr.destinations) {
+    if (r < d.weight) return &d;
+    r -= d.weight;
+  }
+  return nullptr;
+}
+
+template <typename Stream>
 awaitable<bool> Session<Stream>::serve_one(bool first) {
   // The current snapshot's limits bound reading the head; the snapshot
   // current when the head has arrived serves all of the request (a reload
@@ -525,136 +636,32 @@ awaitable<bool> Session<Stream>::serve_one(bool first) {
     slot_.set_cap_at(ConnectionSlot::request_cap, started_ + limits_->request_timeout);
   if (limits_->max_stream_duration.count() > 0)
     slot_.set_cap_at(ConnectionSlot::stream_cap, started_ + limits_->max_stream_duration);
-  std::string why = http::validate_request(head);
-  if (!why.empty()) {
-    co_await send_local(ctx, text_response(400, ""), "-", false, "http1.codec_error");
-    log(ctx);
-    co_return false;
-  }
-  // No tunnels yet: CONNECT and protocol upgrades are refused before
-  // anything is forwarded, and the connection closes because the bytes after
-  // the head belong to the tunnel, not to HTTP/1. An h2c upgrade offer is
-  // only an offer: it is dropped with the other hop-by-hop headers.
-  if (head.method == "CONNECT") {
-    co_await send_local(ctx, text_response(404, ""), "NR", false, "route_not_found");
-    log(ctx);
-    co_return false;
-  }
-  if (p.upgrade() && !is_h2c_offer(head.headers)) {
-    co_await send_local(ctx, text_response(403, ""), "-", false, "upgrade_failed");
-    log(ctx);
-    co_return false;
-  }
-  // Routing, policies and the forwarded request all see one normalised path.
-  if (head.target != "*")
-    why = http::normalize_target(head.target, snap->source.path_normalization);
-  if (!why.empty()) {
-    co_await send_local(ctx, text_response(400, ""), "-", false, "http1.codec_error");
-    log(ctx);
-    co_return false;
-  }
-  head.scheme = kScheme;
-  head.listener_port = port_;
+  if (auto refused = admit(*snap, head)) co_return co_await answer(ctx, std::move(*refused), false);
   bool keep_alive = p.keep_alive();
-  // Names listed in Connection go now, before hooks, routing and header
-  // operations see the request (they can never name Host or Content-Length).
-  http::strip_hop_by_hop(head.headers);
-  drive_request_to_end();
-  // A body whose framing is already known to be broken is refused before
-  // the head goes anywhere.
-  if (!p.message_done() && !p.check_ahead(in_.ptr(), in_.size())) {
-    co_await send_local(ctx, text_response(400, ""), "-", false, "http1.codec_error");
-    log(ctx);
-    co_return false;
-  }
 
   auto& hooks = worker_.shared().hooks;
-  if (hooks) {
+  if (hooks)
     if (auto r = hooks->on_request(ctx)) {
-      bool ok = co_await send_local(ctx, std::move(*r), "-", keep_alive, "hook");
-      log(ctx);
-      co_return ok;
+      Answer a{std::move(*r), "-", "hook"};
+      co_return co_await answer(ctx, std::move(a), keep_alive);
     }
-  }
-
   const CompiledListener* listener = snap->listener(listener_);
   std::optional<Router::Selection> sel;
   if (listener && host_allowed_by_sni(*listener, tls_.sni, head.authority))
     sel = snap->routers[listener->router].match(head);
   if (!sel) {
-    bool ok = co_await send_local(ctx, text_response(404, ""), "NR", keep_alive, "route_not_found");
-    log(ctx);
-    co_return ok;
+    Answer a{text_response(404, ""), "NR", "route_not_found"};
+    co_return co_await answer(ctx, std::move(a), keep_alive);
   }
-  const Route& route = *sel->route;
   const ResolvedRoute& rr =
       snap->routes[listener->router][sel->virtual_host_index][sel->route_index];
   ctx.virtual_host = sel->virtual_host->name;
-  ctx.route = route.name;
-  if (!kTls && sel->virtual_host->https_redirect) {
-    Redirect to_https{.scheme = "https",
-                      .derive_port = Redirect::DerivePort::from_protocol_default};
-    Response r;
-    r.status = 301;
-    r.headers.add("location", policy::redirect_location(to_https, head));
-    bool ok = co_await send_local(ctx, std::move(r), "-", keep_alive, "https_redirect");
-    log(ctx);
-    co_return ok;
-  }
-
-  // Fixed order: CORS preflight, fault, redirect / direct response, rewrite,
-  // header edits, then the upstream.
+  ctx.route = sel->route->name;
   std::optional<policy::CorsDecision> cors;
-  if (rr.policy.cors) {
-    cors = policy::evaluate_cors(*rr.policy.cors, head);
-    if (cors->preflight) {
-      bool ok =
-          co_await send_local(ctx, std::move(*cors->preflight), "-", keep_alive, "cors_response");
-      log(ctx);
-      co_return ok;
-    }
-  }
-  if (route.fault) {
-    auto fault = policy::decide_fault(*route.fault, worker_.rng());
-    if (fault.delay.count() > 0) {
-      ctx.response_flags = "DI";
-      if (!co_await wait_for(fault.delay)) co_return false;
-    }
-    if (fault.abort) {
-      bool ok =
-          co_await send_local(ctx, std::move(*fault.abort), "FI", keep_alive, "fault_filter_abort");
-      log(ctx);
-      co_return ok;
-    }
-  }
-  if (route.redirect) {
-    Response r;
-    r.status = route.redirect->code;
-    r.headers.add("location", policy::redirect_location(*route.redirect, head));
-    bool ok = co_await send_local(ctx, std::move(r), "-", keep_alive, "direct_response");
-    log(ctx);
-    co_return ok;
-  }
-  if (const auto& dr = route.direct_response) {
-    bool ok = co_await send_local(ctx, text_response(dr->status, dr->body), "-", keep_alive,
-                                  "direct_response");
-    log(ctx);
-    co_return ok;
-  }
-  if (route.rewrite) policy::apply_rewrite(rr.policy, sel->matched, head);
-  policy::apply_headers(route.request_headers, head);
+  if (auto local = co_await route_policies(ctx, *sel, rr, cors))
+    co_return co_await answer(ctx, std::move(*local), keep_alive);
 
-  const ResolvedDestination* dest = nullptr;
-  if (rr.total_weight > 0) {
-    uint64_t r = std::uniform_int_distribution<uint64_t>(0, rr.total_weight - 1)(worker_.rng());
-    for (const auto& d : rr.destinations) {
-      if (r < d.weight) {
-        dest = &d;
-        break;
-      }
-      r -= d.weight;
-    }
-  }
+  const ResolvedDestination* dest = pick_destination(rr);
   int64_t endpoint = -1;
   std::string set_cookie;
   if (dest) {
@@ -666,20 +673,16 @@ awaitable<bool> Session<Stream>::serve_one(bool first) {
     if (endpoint >= 0) ctx.endpoint = up.endpoints[endpoint].key;
   }
   if (endpoint < 0) {
-    bool ok = co_await send_local(ctx, text_response(503, "no healthy upstream"), "UH", keep_alive,
-                                  "no_healthy_upstream");
-    log(ctx);
-    co_return ok;
+    Answer a{text_response(503, "no healthy upstream"), "UH", "no_healthy_upstream"};
+    co_return co_await answer(ctx, std::move(a), keep_alive);
   }
-  if (hooks) {
+  if (hooks)
     if (auto r = hooks->on_upstream_chosen(ctx)) {
-      bool ok = co_await send_local(ctx, std::move(*r), "-", keep_alive, "hook");
-      log(ctx);
-      co_return ok;
+      Answer a{std::move(*r), "-", "hook"};
+      co_return co_await answer(ctx, std::move(a), keep_alive);
     }
-  }
-  bool ok =
-      co_await proxy(ctx, *snap, route, rr, *dest, endpoint, cors ? &*cors : nullptr, set_cookie);
+  bool ok = co_await proxy(ctx, *snap, *sel->route, rr, *dest, endpoint,
+                           cors ? &*cors : nullptr, set_cookie);
   log(ctx);
   co_return ok&& keep_alive && !slot_.close_after_response && !worker_.draining();
 }
