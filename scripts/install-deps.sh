@@ -21,6 +21,8 @@ packages=(
   openssl                    # test certificates
   ca-certificates
   python3
+  clang                      # clang 14: libFuzzer targets (tests/fuzz)
+  libclang-rt-14-dev         # libFuzzer and sanitizer runtimes for clang 14
 )
 
 missing=()

@@ -5,6 +5,9 @@
 #      includes the installed-package consumer and the README example check
 #   3. ASan + UBSan build in build-asan/ and the same suite under it
 #   4. a host project that pulls sluice in with add_subdirectory()
+#   5. the libFuzzer targets (tests/fuzz): a clang build in build-fuzz/, each
+#      target over its seed corpus and then SLUICE_FUZZ_SECONDS (default 20)
+#      of fuzzing; any crash fails (inputs saved in build-fuzz/fuzz-findings/)
 # Exits non-zero on the first failure. SLUICE_JOBS sets parallelism (default 2).
 set -euo pipefail
 
@@ -104,6 +107,19 @@ phase "tests (ASan+UBSan)" run_ctest build-asan
 unset ASAN_OPTIONS UBSAN_OPTIONS
 
 phase "package (add_subdirectory)" bash tests/package_test.sh subdirectory "$root/build-subdirectory"
+
+# libFuzzer needs clang. The library is built again with coverage
+# instrumentation and ASan+UBSan; tests and examples are not needed there.
+fuzz_build() {
+  configure_build build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
+    -DSLUICE_FUZZ=ON -DSLUICE_BUILD_TESTS=OFF -DSLUICE_BUILD_EXAMPLES=OFF -DSLUICE_BUILD_ISTIO=ON \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O1 -gline-tables-only" \
+    "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -gline-tables-only"
+}
+phase "fuzz (build)" fuzz_build
+# Seeds are copied to a temp directory: new inputs never land in the repo.
+phase "fuzz (run)" env SLUICE_FUZZ_LEAKS="$leaks" SLUICE_JOBS="$jobs" \
+  bash tests/fuzz/run_fuzzers.sh build-fuzz
 
 echo
 echo "all tests passed"

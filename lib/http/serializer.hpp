@@ -35,7 +35,7 @@ struct Forwarding {
   std::string_view host;          // replaces Host when set (mirrors: "-shadow")
   // Framing, from the parsed message; any Content-Length or
   // Transfer-Encoding among the headers is dropped.
-  bool chunked = false;                   // body re-framed as chunked
+  bool chunked = false;                    // body re-framed as chunked
   std::optional<uint64_t> content_length;  // when not chunked and the request had one
   bool close = false;                      // `connection: close` (mirrors)
 };

@@ -10,8 +10,8 @@
 
 #include <fmt/format.h>
 
-#include "istio/yaml_load.hpp"
 #include "istio/istio.hpp"
+#include "istio/yaml_load.hpp"
 
 namespace sluice::istio {
 namespace {

@@ -21,9 +21,9 @@
 #include <cmath>
 
 #include "http/wire_check.hpp"
-#include "istio/yaml_load.hpp"
 #include "istio/istio.hpp"
 #include "istio/model.hpp"
+#include "istio/yaml_load.hpp"
 #include "policy/policy.hpp"
 
 namespace sluice::istio {

@@ -13,11 +13,13 @@ RetryState::Verdict RetryState::after(uint32_t attempt, const AttemptEnd& end,
     free_resend_used_ = true;
     return {Next::free_resend, {}};
   }
-  bool wanted = attempt < policy_.attempts && policy_.retriable(end.outcome, end.status);
-  if (!wanted) return {};
+  bool retriable = policy_.retriable(end.outcome, end.status);
+  if (!retriable) return {};
+  if (attempt >= policy_.attempts) return {Next::respond, {}, policy_.attempts > 0};
   // A retry resends all of the body, so all of it must have been read and
   // buffered.
-  if (body.present && !body.replayable) return {Next::respond, "retry_skipped_body_over_replay_buffer"};
+  if (body.present && !body.replayable)
+    return {Next::respond, "retry_skipped_body_over_replay_buffer"};
   if (body.present && !body.complete) return {};
   return {Next::retry, {}};
 }

@@ -44,6 +44,9 @@ class RetryState {
     Next next = Next::respond;
     // Why a retry the policy wanted did not happen, for the logs.
     std::string_view details;
+    // The policy would retry this outcome but its attempts are used up
+    // (Envoy's URX).
+    bool exhausted = false;
   };
 
   explicit RetryState(const CompiledRetry& policy) : policy_(policy) {}

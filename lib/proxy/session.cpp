@@ -245,8 +245,7 @@ class Session {
   std::optional<Answer> admit(const Snapshot& snap, RequestHead& head);
   // The route's own answers (https redirect, CORS preflight, fault,
   // redirect, direct response), else its rewrite and header edits.
-  awaitable<std::optional<Answer>> route_policies(RequestContext& ctx,
-                                                  const Router::Selection& sel,
+  awaitable<std::optional<Answer>> route_policies(RequestContext& ctx, const Router::Selection& sel,
                                                   const ResolvedRoute& rr,
                                                   std::optional<policy::CorsDecision>& cors);
   const ResolvedDestination* pick_destination(const ResolvedRoute& rr);
@@ -293,7 +292,7 @@ class Session {
   awaitable<SendResult> send_request(Exchange& x, AttemptGuard& guard);
   awaitable<bool> read_response_head(Exchange& x, Attempt& a);
   static std::optional<LocalReply> attempt_failure_reply(const policy::AttemptEnd& end,
-                                                         uint32_t attempt);
+                                                         std::string_view retry_flag);
   bool prepare_response_head(Exchange& x, const policy::CorsDecision* cors,
                              const std::string& set_cookie);
   awaitable<bool> relay_response(Exchange& x, const policy::CorsDecision* cors,
@@ -301,8 +300,8 @@ class Session {
   void cleanup(Exchange& x);
   awaitable<bool> finish(Exchange& x, LocalReply reply);
   bool drive_request_to_end();
-  void start_mirrors(const ResolvedRoute& rr, const RequestHead& head,
-                     http::Forwarding fwd, const std::string& body);
+  void start_mirrors(const ResolvedRoute& rr, const RequestHead& head, http::Forwarding fwd,
+                     const std::string& body);
   void log(RequestContext& ctx);
   bool request_fully_read() const { return request_parser_.message_done(); }
 
@@ -310,8 +309,7 @@ class Session {
   Stream stream_;
   ConnectionSlot slot_;
   DownstreamTls tls_;
-  static constexpr bool kTls =
-      std::is_same_v<Stream, asio::ssl::stream<asio::ip::tcp::socket>>;
+  static constexpr bool kTls = std::is_same_v<Stream, asio::ssl::stream<asio::ip::tcp::socket>>;
   // Only a plain socket can be parked (handed to park() without a session).
   static constexpr bool kParkable = std::is_same_v<Stream, asio::ip::tcp::socket>;
   static constexpr std::string_view kScheme = kTls ? "https" : "http";
@@ -480,9 +478,8 @@ void Session<Stream>::log(RequestContext& ctx) {
 }
 
 template <typename Stream>
-void Session<Stream>::start_mirrors(const ResolvedRoute& rr,
-                                    const RequestHead& head, http::Forwarding fwd,
-                                    const std::string& body) {
+void Session<Stream>::start_mirrors(const ResolvedRoute& rr, const RequestHead& head,
+                                    http::Forwarding fwd, const std::string& body) {
   // The same sanitised, rewritten head as the upstream gets (forwarding
   // headers replaced, trailers not folded in), with the shadow host, the
   // whole body and a close.
@@ -509,8 +506,8 @@ void Session<Stream>::start_mirrors(const ResolvedRoute& rr,
 
 template <typename Stream>
 awaitable<bool> Session<Stream>::answer(RequestContext& ctx, Answer a, bool keep_alive) {
-  bool ok = co_await send_local(ctx, std::move(a.response), a.flags, keep_alive && !a.close,
-                                a.details);
+  bool ok =
+      co_await send_local(ctx, std::move(a.response), a.flags, keep_alive && !a.close, a.details);
   log(ctx);
   co_return ok;
 }
@@ -681,8 +678,8 @@ awaitable<bool> Session<Stream>::serve_one(bool first) {
       Answer a{std::move(*r), "-", "hook"};
       co_return co_await answer(ctx, std::move(a), keep_alive);
     }
-  bool ok = co_await proxy(ctx, *snap, *sel->route, rr, *dest, endpoint,
-                           cors ? &*cors : nullptr, set_cookie);
+  bool ok = co_await proxy(ctx, *snap, *sel->route, rr, *dest, endpoint, cors ? &*cors : nullptr,
+                           set_cookie);
   log(ctx);
   co_return ok&& keep_alive && !slot_.close_after_response && !worker_.draining();
 }
@@ -695,7 +692,11 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx, const Snapshot& snap
                                        const std::string& set_cookie) {
   auto& p = request_parser_;
   RequestHead& head = ctx.request;
-  Exchange x{ctx, route, rr, dest, snap.upstreams[dest.upstream],
+  Exchange x{ctx,
+             route,
+             rr,
+             dest,
+             snap.upstreams[dest.upstream],
              route.destinations[static_cast<size_t>(&dest - rr.destinations.data())]};
   prepare_upstream_head(x, endpoint);
   // The body is kept for replay (retries, mirrors) while it fits.
@@ -722,9 +723,9 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx, const Snapshot& snap
   for (uint32_t attempt = 0;; ++attempt) {
     if (attempt > 0) {
       // Pick again, avoiding endpoints already tried when asked to.
-      auto pick = pick_endpoint(worker_, x.up, *dest.set,
-                                PickRequest{head, client_ip_, retry.tried(),
-                                            rr.policy.retry.ignore_previous_hosts});
+      auto pick = pick_endpoint(
+          worker_, x.up, *dest.set,
+          PickRequest{head, client_ip_, retry.tried(), rr.policy.retry.ignore_previous_hosts});
       if (pick.endpoint < 0) {
         // Named, not a braced temporary inside co_await: GCC 12 destroys
         // those twice.
@@ -758,6 +759,9 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx, const Snapshot& snap
       retry.forget_last();
       continue;
     }
+    // Envoy's flags for a retry that did not happen: UO over the retry
+    // budget, URX when the policy's attempts are used up.
+    std::string_view retry_flag = v.exhausted ? "URX" : "";
     if (v.next == policy::RetryState::Next::retry) {
       if (admit_retry(worker_, x.up)) {
         retry_token.held = true;
@@ -766,12 +770,14 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx, const Snapshot& snap
           co_return false;
         continue;
       }
-      // Envoy: over the retry budget, this attempt's result stands.
+      // Over the retry budget, this attempt's result stands.
       v.details = "retry_overflow";
+      retry_flag = "UO";
     }
     if (!v.details.empty()) ctx.response_code_details = v.details;
-    if (auto reply = attempt_failure_reply(a.end, attempt))
+    if (auto reply = attempt_failure_reply(a.end, retry_flag))
       co_return co_await finish(x, std::move(*reply));
+    if (!retry_flag.empty()) ctx.response_flags = retry_flag;
     break;
   }
   co_return co_await relay_response(x, cors, set_cookie);
@@ -816,19 +822,23 @@ awaitable<bool> Session<Stream>::finish(Exchange& x, LocalReply reply) {
 
 template <typename Stream>
 std::optional<LocalReply> Session<Stream>::attempt_failure_reply(const policy::AttemptEnd& end,
-                                                                 uint32_t attempt) {
+                                                                 std::string_view retry_flag) {
+  // Flags are views into static text: every combination is spelled out.
+  auto flags = [&](std::string_view uo, std::string_view urx, std::string_view plain) {
+    return retry_flag == "UO" ? uo : retry_flag == "URX" ? urx : plain;
+  };
   switch (end.outcome) {
     case policy::AttemptOutcome::connect_failure:
       return LocalReply{503, fmt::format("{}connection failure", kResetBody),
-                        attempt > 0 ? "URX,UF" : "UF", "upstream_connect_failure"};
+                        flags("UO,UF", "URX,UF", "UF"), "upstream_connect_failure"};
     case policy::AttemptOutcome::timeout:
-      return LocalReply{504, "upstream request timeout", "UT", "upstream_per_try_timeout"};
+      return LocalReply{504, "upstream request timeout", flags("UO,UT", "URX,UT", "UT"),
+                        "upstream_per_try_timeout"};
     case policy::AttemptOutcome::reset:
-      return LocalReply{
-          502,
-          fmt::format("{}{}", kResetBody,
-                      end.got_response ? "protocol error" : "connection termination"),
-          "UC", "upstream_reset_before_response_started"};
+      return LocalReply{502,
+                        fmt::format("{}{}", kResetBody,
+                                    end.got_response ? "protocol error" : "connection termination"),
+                        flags("UO,UC", "URX,UC", "UC"), "upstream_reset_before_response_started"};
     default:
       return std::nullopt;
   }
@@ -836,9 +846,9 @@ std::optional<LocalReply> Session<Stream>::attempt_failure_reply(const policy::A
 
 template <typename Stream>
 awaitable<typename Session<Stream>::Attempt> Session<Stream>::run_attempt(Exchange& x,
-                                                                         AttemptGuard& guard,
-                                                                         int64_t endpoint,
-                                                                         uint32_t attempt) {
+                                                                          AttemptGuard& guard,
+                                                                          int64_t endpoint,
+                                                                          uint32_t attempt) {
   Attempt a;
   Lease lease = co_await lease_connection(worker_, slot_, x.up, endpoint);
   a.end.reused = lease.reused;
@@ -847,8 +857,8 @@ awaitable<typename Session<Stream>::Attempt> Session<Stream>::run_attempt(Exchan
     case Lease::Status::ok:
       break;
     case Lease::Status::overflow:
-      a.reply = LocalReply{503,
-                           std::string(kResetBody) + "overflow", "UO", "upstream_overflow", true};
+      a.reply =
+          LocalReply{503, std::string(kResetBody) + "overflow", "UO", "upstream_overflow", true};
       co_return a;
     case Lease::Status::cancelled:
       if (auto t = timeout_reply()) {
@@ -896,8 +906,8 @@ awaitable<typename Session<Stream>::Attempt> Session<Stream>::run_attempt(Exchan
 }
 
 template <typename Stream>
-awaitable<typename Session<Stream>::SendResult> Session<Stream>::send_request(
-    Exchange& x, AttemptGuard& guard) {
+awaitable<typename Session<Stream>::SendResult> Session<Stream>::send_request(Exchange& x,
+                                                                              AttemptGuard& guard) {
   auto& p = request_parser_;
   SendResult r;
   UpstreamConnection& conn = *x.conn;

@@ -91,7 +91,7 @@ struct ConnectionSlot {
   // Downstream TCP, under TLS if any; null for the gateway's own upstream
   // exchanges (mirrors, health probes), which only have `upstream`.
   asio::ip::tcp::socket::lowest_layer_type* socket;
-  asio::ip::tcp::socket* upstream = nullptr;         // set while an upstream op is pending
+  asio::ip::tcp::socket* upstream = nullptr;  // set while an upstream op is pending
   Clock::time_point deadline = Clock::time_point::max();
   Timeout deadline_kind = Timeout::none;
   Timeout fired = Timeout::none;

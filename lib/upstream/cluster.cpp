@@ -14,7 +14,6 @@ namespace sluice {
 
 namespace {
 
-
 // Envoy's limits for the hash tables.
 constexpr uint64_t kMaxRingSize = 8 * 1024 * 1024;
 constexpr uint64_t kMaxMaglevTableSize = 5'000'011;

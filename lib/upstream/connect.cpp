@@ -67,8 +67,8 @@ Lease::Status failure_status(const ConnectionSlot& slot) {
 // reserved: TCP, socket options, then TLS origination when asked. On failure
 // the place is given back.
 asio::awaitable<Lease> connect_new(Worker& worker, ConnectionSlot& slot,
-                                   const CompiledUpstream& upstream, int64_t endpoint,
-                                   bool counted, bool originate_tls) {
+                                   const CompiledUpstream& upstream, int64_t endpoint, bool counted,
+                                   bool originate_tls) {
   const CompiledEndpoint& ep = upstream.endpoints[endpoint];
   const auto& pool = upstream.config.pool;
   // Held across the awaits: a reload may drop the balancer's caches.

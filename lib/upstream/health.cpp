@@ -46,8 +46,8 @@ namespace {
 // but outside the connection limits: traffic filling the pool must not make
 // its endpoints look dead.
 asio::awaitable<bool> probe_once(Worker& worker, std::shared_ptr<ProbeIo> io,
-                                 const CompiledUpstream& up, int64_t endpoint,
-                                 std::string request, std::chrono::milliseconds timeout) {
+                                 const CompiledUpstream& up, int64_t endpoint, std::string request,
+                                 std::chrono::milliseconds timeout) {
   ConnectionSlot& slot = io->slot;
   worker.attach(&slot);
   slot.idle = false;
@@ -131,10 +131,10 @@ HealthChecker::HealthChecker(Worker& worker, std::shared_ptr<const Snapshot> sna
     for (size_t i = 0; i < up.endpoints.size(); ++i) {
       auto io = std::make_shared<ProbeIo>(worker.context());
       control_->probes.push_back(io);
-      asio::co_spawn(worker.context(),
-                     probe_loop(worker, control_, io, snapshot, up, static_cast<int64_t>(i),
-                                states[i]),
-                     asio::detached);
+      asio::co_spawn(
+          worker.context(),
+          probe_loop(worker, control_, io, snapshot, up, static_cast<int64_t>(i), states[i]),
+          asio::detached);
     }
   }
 }

@@ -101,7 +101,8 @@ class FailCountFixture {
 
 }  // namespace
 
-TEST_CASE("fail-count: every failing read or write ends the session cleanly, then serving goes on") {
+TEST_CASE(
+    "fail-count: every failing read or write ends the session cleanly, then serving goes on") {
   FailCountFixture f;
   Outcome clean = f.run(0);
   REQUIRE(clean.first);

@@ -243,7 +243,7 @@ TEST_CASE("hostile config: a hostile reload is rejected and the old config keeps
   child.signal(SIGHUP);
   REQUIRE(child.wait_line("reload rejected", from));
   CHECK_MESSAGE(child.wait_err("VirtualService reviews: http[0].rewrite.uriRegexRewrite.rewrite: "
-                                "contains CR, LF or NUL"),
+                               "contains CR, LF or NUL"),
                 child.err());
   CHECK(get() == 200);
   child.signal(SIGTERM);

@@ -82,10 +82,10 @@ TEST_CASE("a health check against a TLS upstream originates TLS and passes") {
 
 TEST_CASE("two upstreams at one address with different SNI never share a connection") {
   TlsOrigin origin("nginx", pki().nginx);
-  GatewayConfig cfg = make_config(
-      {route_to("/a", "a"), route_to("/b", "b")},
-      {tls_upstream("a", origin.port(), tls_to_nginx("nginx.example.com")),
-       tls_upstream("b", origin.port(), tls_to_nginx("b.example.com"))});
+  GatewayConfig cfg =
+      make_config({route_to("/a", "a"), route_to("/b", "b")},
+                  {tls_upstream("a", origin.port(), tls_to_nginx("nginx.example.com")),
+                   tls_upstream("b", origin.port(), tls_to_nginx("b.example.com"))});
   TestGateway gw(std::move(cfg), 1);
   RawClient client(gw.port());
   CHECK(get(client, "/a") == 200);

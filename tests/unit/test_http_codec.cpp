@@ -129,15 +129,17 @@ TEST_CASE("transfer codings, versions and chunk framing (the malformed-request m
   CHECK(request_error("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
                       "0\r\n\r\n") == ParseError::not_implemented);
   CHECK(request_error("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n"
-                      "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n") == ParseError::not_implemented);
+                      "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n") ==
+        ParseError::not_implemented);
   CHECK(request_error("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, chunked\r\n\r\n"
                       "0\r\n\r\n") == ParseError::bad_request);
   CHECK(request_error("POST / HTTP/1.0\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
                       "0\r\n\r\n") == ParseError::bad_request);
   CHECK(request_error("GET / HTTP/2.0\r\nHost: h\r\n\r\n") == ParseError::bad_version);
   // An empty Transfer-Encoding is still one (llhttp does not flag it).
-  CHECK(request_error("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding:\r\nContent-Length: 4\r\n\r\n"
-                      "abcd") == ParseError::bad_request);
+  CHECK(
+      request_error("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding:\r\nContent-Length: 4\r\n\r\n"
+                    "abcd") == ParseError::bad_request);
   CHECK(request_error("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding:   \r\n\r\n") ==
         ParseError::bad_request);
   // Strict mode: bytes after chunk data, and a bare CR in the chunk line.
@@ -172,8 +174,7 @@ TEST_CASE("malicious responses: 101 unasked, status out of range, HTTP/2.0, unbo
   CHECK(response_error("HTTP/1.1 099 Low\r\n\r\n") == ParseError::bad_response);
   CHECK(response_error("HTTP/1.1 600 High\r\nContent-Length: 0\r\n\r\n") ==
         ParseError::bad_response);
-  CHECK(response_error("HTTP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n") ==
-        ParseError::bad_response);
+  CHECK(response_error("HTTP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n") == ParseError::bad_response);
   // The reason phrase counts toward the head limit; so do header counts.
   std::string long_reason = "HTTP/1.1 200 " + std::string(70 * 1024, 'a') + "\r\n\r\n";
   CHECK(response_error(long_reason) == ParseError::bad_response);
@@ -396,10 +397,12 @@ TEST_CASE("Connection cannot name framing away, framing comes from the parsed me
 
   // Mirrors: the Host is replaced, and the connection closes.
   std::string mirror;
-  sluice::http::append_forwarded_request_head(
-      mirror, req,
-      {.client_ip = "9.9.9.9", .proto = "http", .host = "h-shadow", .content_length = 0,
-       .close = true});
+  sluice::http::append_forwarded_request_head(mirror, req,
+                                              {.client_ip = "9.9.9.9",
+                                               .proto = "http",
+                                               .host = "h-shadow",
+                                               .content_length = 0,
+                                               .close = true});
   CHECK(mirror ==
         "POST / HTTP/1.1\r\nhost: h-shadow\r\nx-forwarded-for: 9.9.9.9\r\n"
         "x-forwarded-proto: http\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");

@@ -48,9 +48,9 @@ TEST_CASE("the query is kept byte for byte") {
 }
 
 TEST_CASE("NUL and invalid escapes are refused in every mode") {
-  for (auto mode : {PathNormalization::none, PathNormalization::base,
-                    PathNormalization::merge_slashes,
-                    PathNormalization::decode_and_merge_slashes}) {
+  for (auto mode :
+       {PathNormalization::none, PathNormalization::base, PathNormalization::merge_slashes,
+        PathNormalization::decode_and_merge_slashes}) {
     CHECK(norm("/a%00b", mode).starts_with("400"));
     CHECK(norm("/a%zz", mode).starts_with("400"));
     CHECK(norm("/a%4", mode).starts_with("400"));

@@ -31,10 +31,14 @@ AttemptEnd stale_reset(bool nothing_sent = false) {
 }
 
 constexpr BodyState kNoBody{};
-constexpr BodyState kBuffered{.present = true, .consumed = true, .complete = true, .replayable = true};
-constexpr BodyState kOverLimit{.present = true, .consumed = true, .complete = true, .replayable = false};
-constexpr BodyState kHalfSent{.present = true, .consumed = true, .complete = false, .replayable = true};
-constexpr BodyState kUntouched{.present = true, .consumed = false, .complete = false, .replayable = true};
+constexpr BodyState kBuffered{
+    .present = true, .consumed = true, .complete = true, .replayable = true};
+constexpr BodyState kOverLimit{
+    .present = true, .consumed = true, .complete = true, .replayable = false};
+constexpr BodyState kHalfSent{
+    .present = true, .consumed = true, .complete = false, .replayable = true};
+constexpr BodyState kUntouched{
+    .present = true, .consumed = false, .complete = false, .replayable = true};
 
 }  // namespace
 
@@ -43,7 +47,12 @@ TEST_CASE("retry: a retriable answer is retried while attempts remain") {
   RetryState s(p);
   CHECK(s.after(0, response(503), kNoBody).next == Next::retry);
   CHECK(s.after(1, response(503), kNoBody).next == Next::retry);
-  CHECK(s.after(2, response(503), kNoBody).next == Next::respond);  // 1 + 2 attempts used
+  auto used_up = s.after(2, response(503), kNoBody);  // 1 + 2 attempts used
+  CHECK(used_up.next == Next::respond);
+  CHECK(used_up.exhausted);  // Envoy's URX
+  CHECK_FALSE(s.after(0, response(404), kNoBody).exhausted);
+  CompiledRetry off = policy(0);
+  CHECK_FALSE(RetryState(off).after(0, response(503), kNoBody).exhausted);
   CHECK(s.after(0, response(200), kNoBody).next == Next::respond);
   CHECK(s.after(0, response(404), kNoBody).next == Next::respond);
 }
