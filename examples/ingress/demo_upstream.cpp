@@ -4,6 +4,8 @@
 
 #include "demo_upstream.hpp"
 
+#include "http/tokens.hpp"
+
 #include <asio.hpp>
 #include <asio/experimental/as_tuple.hpp>
 #include <charconv>
@@ -21,8 +23,7 @@ asio::awaitable<void> session(asio::ip::tcp::socket socket, std::string name) {
     if (ec) co_return;
     std::string head = buffer.substr(0, n);
     buffer.erase(0, n);
-    std::string lower = head;
-    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    std::string lower = http::to_lower(head);
     size_t body = 0;
     if (auto at = lower.find("\r\ncontent-length:"); at != std::string::npos) {
       size_t start = lower.find_first_not_of(' ', at + 17);

@@ -156,9 +156,8 @@ class Gateway {
   // Explains routing of `request` on `listener` against the current snapshot.
   Explanation explain(std::string_view listener, const RequestHead& request) const;
 
-  struct Impl;
-
  private:
+  struct Impl;
   std::unique_ptr<Impl> impl_;
 };
 

@@ -7,6 +7,7 @@
 #include <optional>
 #include <unordered_set>
 
+#include "http/tokens.hpp"
 #include "http/wire_check.hpp"
 #include "routing/compiled_router.hpp"
 #include "tls/server.hpp"
@@ -92,8 +93,7 @@ Result<CompiledUpstream> compile_upstream(const UpstreamConfig& cfg) {
     if (ep.port == 0) return config_error(object, field + ".port", "must be 1..65535");
     CompiledEndpoint ce;
     ce.address = asio::ip::tcp::endpoint(addr, ep.port);
-    ce.key = addr.is_v6() ? fmt::format("[{}]:{}", addr.to_string(), ep.port)
-                          : fmt::format("{}:{}", addr.to_string(), ep.port);
+    ce.key = http::join_host_port(addr.to_string(), ep.port);
     ce.weight = ep.weight;
     up.endpoints.push_back(std::move(ce));
     if (ep.weight > 0) all.push_back(static_cast<uint32_t>(i));
@@ -232,9 +232,9 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(GatewayConfig config) {
     if (ec)
       return config_error(object, "address",
                           fmt::format("\"{}\" is not an IP address", lc.address));
-    if (lc.port != 0 && !bound.insert(fmt::format("{}:{}", lc.address, lc.port)).second)
-      return config_error(object, "port",
-                          fmt::format("{}:{} is used by another listener", lc.address, lc.port));
+    std::string bind = http::join_host_port(lc.address, lc.port);
+    if (lc.port != 0 && !bound.insert(bind).second)
+      return config_error(object, "port", bind + " is used by another listener");
     auto it = router_index.find(lc.router);
     if (it == router_index.end())
       return config_error(object, "router", fmt::format("no router named \"{}\"", lc.router));

@@ -2,18 +2,15 @@
 
 #include <algorithm>
 
+#include "http/tokens.hpp"
 #include "sluice/request.hpp"
 
 namespace sluice {
 
 bool iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    unsigned char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x |= 0x20;
-    if (y >= 'A' && y <= 'Z') y |= 0x20;
-    if (x != y) return false;
-  }
+  for (size_t i = 0; i < a.size(); ++i)
+    if (http::to_lower(a[i]) != http::to_lower(b[i])) return false;
   return true;
 }
 

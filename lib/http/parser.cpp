@@ -323,8 +323,12 @@ bool has_bad_target_char(std::string_view t) {
 std::string validate_request(RequestHead& head) {
   std::string_view target = head.target;
   if (has_bad_target_char(target)) return "invalid character or fragment in request target";
-  // Absolute-form (a proxy request): its authority replaces Host (RFC 9112 3.2.2).
-  if (target.starts_with("http://") || target.starts_with("https://")) {
+  if (head.method == "CONNECT") {
+    // Only authority-form (RFC 9112 3.2.3): routed (and refused) as a tunnel.
+    if (target.empty() || target.find('/') != std::string_view::npos)
+      return "CONNECT needs an authority-form target";
+  } else if (target.starts_with("http://") || target.starts_with("https://")) {
+    // Absolute-form (a proxy request): its authority replaces Host (RFC 9112 3.2.2).
     size_t start = target.find("//") + 2;
     size_t slash = target.find_first_of("/?", start);
     std::string authority(target.substr(start, slash - start));
@@ -334,10 +338,6 @@ std::string validate_request(RequestHead& head) {
     if (rest.front() == '?') rest.insert(0, "/");
     head.headers.set("host", authority);
     head.target = std::move(rest);
-  } else if (head.method == "CONNECT") {
-    // Authority-form (RFC 9112 3.2.3): routed (and refused) as a tunnel.
-    if (target.empty() || target.front() == '/' || target.find('/') != std::string_view::npos)
-      return "CONNECT needs an authority-form target";
   } else if (target == "*") {
     if (head.method != "OPTIONS") return "asterisk-form target is only valid for OPTIONS";
   } else if (target.empty() || target.front() != '/') {

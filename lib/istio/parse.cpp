@@ -5,6 +5,7 @@
 // Exceptions are used inside the loader (config path only) and converted to
 // Result at the API boundary.
 
+#include <openssl/base64.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -20,6 +21,8 @@
 
 #include <cmath>
 
+#include "http/regex.hpp"
+#include "http/tokens.hpp"
 #include "http/wire_check.hpp"
 #include "istio/istio.hpp"
 #include "istio/model.hpp"
@@ -164,9 +167,7 @@ std::string enum_name(const YAML::Node& node, const Meta& meta, const std::strin
 }
 
 void check_regex(const std::string& pattern, const Meta& meta, const std::string& path) {
-  RE2::Options opts;
-  opts.set_log_errors(false);
-  RE2 re(pattern, opts);
+  RE2 re(pattern, http::regex_options());
   if (!re.ok()) fail(meta, path, fmt::format("invalid regex \"{}\": {}", pattern, re.error()));
 }
 
@@ -279,11 +280,6 @@ StringMatch string_match(const YAML::Node& n, const Meta& meta, const std::strin
   return StringMatch::present();
 }
 
-std::string lower(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
 HttpMatchIn parse_match(const YAML::Node& n, const Meta& meta, const std::string& path) {
   HttpMatchIn out;
   Fields f(n, meta, path);
@@ -301,7 +297,8 @@ HttpMatchIn parse_match(const YAML::Node& n, const Meta& meta, const std::string
       std::string name = scalar(kv.first, meta, p);
       // Istio matches header names in lower case (Envoy lower-cases them).
       StringMatch sm = string_match(kv.second, meta, join(p, name), true);
-      m.headers.push_back({lower(name), std::move(sm), std::string_view(key) == "withoutHeaders"});
+      m.headers.push_back(
+          {http::to_lower(name), std::move(sm), std::string_view(key) == "withoutHeaders"});
     }
   }
   if (auto v = f.get("queryParams")) {
@@ -371,7 +368,7 @@ void parse_header_ops(const YAML::Node& n, const Meta& meta, const std::string& 
         std::string name = scalar(kv.first, meta, p);
         std::string at = keyed(p, name);
         if (name.empty()) fail(meta, at, "header name must not be empty");
-        bool authority = lower(name) == ":authority" || lower(name) == "host";
+        bool authority = http::to_lower(name) == ":authority" || http::to_lower(name) == "host";
         if (name.front() == ':' && !authority)
           fail(meta, at, fmt::format("pseudo-header {} cannot be modified", http::quote(name)));
         if (name.front() != ':') check_wire(http::check_header_name(name), meta, at);
@@ -387,7 +384,7 @@ void parse_header_ops(const YAML::Node& n, const Meta& meta, const std::string& 
     if (auto r = o.get("remove")) {
       ops.remove = string_list(r, meta, o.sub("remove"));
       for (size_t i = 0; i < ops.remove.size(); ++i) {
-        std::string name = lower(ops.remove[i]);
+        std::string name = http::to_lower(ops.remove[i]);
         if (name == "host" || name == ":authority" || (!name.empty() && name.front() == ':'))
           fail(meta, index(o.sub("remove"), i),
                fmt::format("header {} cannot be removed", http::quote(ops.remove[i])));
@@ -398,7 +395,7 @@ void parse_header_ops(const YAML::Node& n, const Meta& meta, const std::string& 
     if (&ops == &response)
       for (const auto* list : {&ops.set, &ops.add})
         for (const auto& [name, value] : *list)
-          if (lower(name) == "host" || lower(name) == ":authority")
+          if (http::to_lower(name) == "host" || http::to_lower(name) == ":authority")
             fail(meta, f.sub(side), fmt::format("header \"{}\" cannot be set on a response", name));
   }
   f.finish();
@@ -472,9 +469,7 @@ Rewrite parse_rewrite(const YAML::Node& n, const Meta& meta, const std::string& 
     std::string match = scalar(x.require("match"), meta, x.sub("match"));
     std::string rewrite = scalar(x.require("rewrite"), meta, x.sub("rewrite"));
     x.finish();
-    RE2::Options opts;
-    opts.set_log_errors(false);
-    RE2 re(match, opts);
+    RE2 re(match, http::regex_options());
     if (!re.ok())
       fail(meta, x.sub("match"), fmt::format("invalid regex \"{}\": {}", match, re.error()));
     std::string why;
@@ -646,29 +641,23 @@ CorsPolicy parse_cors(const YAML::Node& n, const Meta& meta, const std::string& 
   return c;
 }
 
+// Standard base64 (Secret data, direct-response bytes), decoded by BoringSSL.
+// Line breaks and spaces (folded YAML scalars) are dropped and missing '='
+// padding is restored first, as the loader has always accepted both.
 std::string decode_base64(std::string_view in, const Meta& meta, const std::string& path) {
-  auto value = [](char c) -> int {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-  };
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (char c : in) {
-    if (c == '=' || c == '\n' || c == '\r' || c == ' ') continue;
-    int v = value(c);
-    if (v < 0) fail(meta, path, "is not valid base64");
-    acc = (acc << 6) | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((acc >> bits) & 0xff));
-    }
-  }
+  std::string text;
+  text.reserve(in.size() + 3);
+  for (char c : in)
+    if (c != '\n' && c != '\r' && c != ' ') text.push_back(c);
+  while (text.size() % 4 != 0) text.push_back('=');
+  size_t cap = 0;
+  if (!EVP_DecodedLength(&cap, text.size())) fail(meta, path, "is not valid base64");
+  std::string out(cap, '\0');
+  size_t n = 0;
+  if (!EVP_DecodeBase64(reinterpret_cast<uint8_t*>(out.data()), &n, cap,
+                        reinterpret_cast<const uint8_t*>(text.data()), text.size()))
+    fail(meta, path, "is not valid base64");
+  out.resize(n);
   return out;
 }
 
@@ -1078,7 +1067,7 @@ LoadBalancerIn parse_load_balancer(const YAML::Node& n, const Meta& m, const std
     std::string_view c = chosen;
     if (c == "httpHeaderName") {
       ch.source = ConsistentHash::Source::header;
-      ch.name = lower(scalar(h.get(chosen), m, h.sub(chosen)));
+      ch.name = http::to_lower(scalar(h.get(chosen), m, h.sub(chosen)));
       check_wire(http::check_header_name(ch.name), m, h.sub(chosen));
     } else if (c == "httpQueryParameterName") {
       ch.source = ConsistentHash::Source::query_parameter;

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <utility>
 
+#include "http/tokens.hpp"
 #include "istio/istio.hpp"
 #include "istio/model.hpp"
 
@@ -239,13 +240,12 @@ const TlsServer* pick_tls_server(const ListenerConfig& lc, std::string host) {
   if (auto colon = host.rfind(':');
       colon != std::string::npos && host.find(']') == std::string::npos)
     host = host.substr(0, colon);
-  for (char& c : host) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  http::to_lower_in_place(host);
   const TlsServer* best = nullptr;
   size_t best_len = 0;
   for (const auto& t : lc.tls_servers)
     for (const auto& h : t.sni_hosts) {
-      std::string name = h;
-      for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      std::string name = http::to_lower(h);
       if (name == host) return &t;
       if (name.starts_with("*.") && host.size() > name.size() - 1 &&
           host.ends_with(name.substr(1)) && name.size() > best_len) {

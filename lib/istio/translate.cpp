@@ -14,20 +14,17 @@
 
 #include <fmt/format.h>
 
+#include "http/regex.hpp"
+#include "http/tokens.hpp"
 #include "istio/istio.hpp"
 #include "istio/model.hpp"
 
 namespace sluice::istio {
 namespace {
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 bool ends_with_ci(std::string_view s, std::string_view suffix) {
-  return s.size() >= suffix.size() && lower(s.substr(s.size() - suffix.size())) == lower(suffix);
+  return s.size() >= suffix.size() &&
+         http::to_lower(s.substr(s.size() - suffix.size())) == http::to_lower(suffix);
 }
 
 }  // namespace
@@ -36,7 +33,7 @@ bool ends_with_ci(std::string_view s, std::string_view suffix) {
 // two names when one covers the other, nothing otherwise.
 std::optional<std::string> intersect_hosts(const std::string& vs_host,
                                            const std::string& server_host) {
-  if (lower(vs_host) == lower(server_host)) return vs_host;
+  if (http::to_lower(vs_host) == http::to_lower(server_host)) return vs_host;
   if (server_host == "*") return vs_host;
   if (vs_host == "*") return server_host;
   bool vs_wild = vs_host.starts_with("*.");
@@ -52,8 +49,8 @@ namespace {
 // Short names are namespace-relative Kubernetes service names.
 std::string fqdn(const std::string& host, const std::string& ns) {
   if (host.find('.') != std::string::npos || host.find('*') != std::string::npos)
-    return lower(host);
-  return lower(host) + "." + ns + ".svc.cluster.local";
+    return http::to_lower(host);
+  return http::to_lower(host) + "." + ns + ".svc.cluster.local";
 }
 
 bool is_ip(const std::string& s) {
@@ -111,9 +108,7 @@ class Translator {
 
   void check_regex(const Meta& m, const std::string& path, const StringMatch& sm) {
     if (sm.kind != StringMatch::Kind::regex) return;
-    RE2::Options opts;
-    opts.set_log_errors(false);
-    RE2 re(sm.value, opts);
+    RE2 re(sm.value, http::regex_options());
     if (!re.ok())
       fail(m, path + ".regex", fmt::format("invalid regex \"{}\": {}", sm.value, re.error()));
   }
@@ -154,7 +149,7 @@ class Translator {
           if (auto slash = host.find('/'); slash != std::string::npos)
             host = host.substr(slash + 1);
           auto [it, fresh] =
-              claims.emplace(std::pair{s.port, lower(host)}, Claim{s.protocol, &g, i});
+              claims.emplace(std::pair{s.port, http::to_lower(host)}, Claim{s.protocol, &g, i});
           if (!fresh && it->second.protocol != s.protocol)
             fail(g.meta, fmt::format("servers[{}].hosts[{}]", i, h),
                  fmt::format("host \"{}\" on port {} is already claimed with protocol {} by "
@@ -486,7 +481,7 @@ class Translator {
     for (const auto& se : res_.service_entries)
       for (const auto& h : se.hosts)
         if (fqdn(h, se.meta.namespace_) == dest_fqdn) {
-          *declared = lower(h);
+          *declared = http::to_lower(h);
           return &se;
         }
     for (const auto& se : res_.service_entries)
@@ -901,15 +896,17 @@ class Translator {
               if (!host_visible(sh, g, vs, &host)) continue;
               auto d = intersect_hosts(vs_host, host);
               if (!d) continue;
-              auto it = std::find_if(domains.begin(), domains.end(),
-                                     [&](const auto& e) { return lower(e.first) == lower(*d); });
+              auto it = std::find_if(domains.begin(), domains.end(), [&](const auto& e) {
+                return http::to_lower(e.first) == http::to_lower(*d);
+              });
               if (it == domains.end()) it = domains.insert(domains.end(), {*d, {}});
               it->second.insert(key);
             }
         }
       }
       for (const auto& [domain, active] : domains) {
-        auto [vit, fresh] = vhost_index.emplace(lower(domain), router.virtual_hosts.size());
+        auto [vit, fresh] =
+            vhost_index.emplace(http::to_lower(domain), router.virtual_hosts.size());
         if (fresh) {
           router.virtual_hosts.push_back({domain, {domain}, {}});
           sources.emplace_back();
@@ -989,10 +986,10 @@ class Translator {
         for (auto& vh : router.virtual_hosts)
           if (intersect_hosts(vh.name, host)) {
             vh.https_redirect = true;
-            covered = covered || lower(vh.name) == lower(host) || host == "*";
+            covered = covered || http::to_lower(vh.name) == http::to_lower(host) || host == "*";
           }
-        if (!covered && !vhost_index.count(lower(host))) {
-          vhost_index.emplace(lower(host), router.virtual_hosts.size());
+        if (!covered && !vhost_index.count(http::to_lower(host))) {
+          vhost_index.emplace(http::to_lower(host), router.virtual_hosts.size());
           VirtualHost vh{host, {host}, {}};
           vh.https_redirect = true;
           router.virtual_hosts.push_back(std::move(vh));

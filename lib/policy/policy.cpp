@@ -6,6 +6,8 @@
 
 #include <fmt/format.h>
 
+#include "http/random.hpp"
+#include "http/regex.hpp"
 #include "http/tokens.hpp"
 #include "http/wire_check.hpp"
 
@@ -17,13 +19,8 @@ namespace sluice::policy {
 
 namespace {
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
 using http::is_token;
+using http::trim;
 
 bool is_authority_name(std::string_view name) {
   return iequals(name, "host") || iequals(name, ":authority");
@@ -89,9 +86,7 @@ class Compiler {
       if (auto why = http::check_path(*rw.uri); !why.empty()) return error("rewrite.uri", why);
     if (rw.uri_regex) {
       const auto& [pattern, rewrite] = *rw.uri_regex;
-      re2::RE2::Options options;
-      options.set_log_errors(false);
-      auto re = std::make_unique<const re2::RE2>(pattern, options);
+      auto re = std::make_unique<const re2::RE2>(pattern, http::regex_options());
       if (!re->ok())
         return error("rewrite.uri_regex",
                      fmt::format("invalid regex \"{}\": {}", pattern, re->error()));
@@ -215,9 +210,7 @@ class Compiler {
         case StringMatch::Kind::suffix:
           break;
         case StringMatch::Kind::regex: {
-          re2::RE2::Options options;
-          options.set_log_errors(false);
-          re = std::make_unique<const re2::RE2>(m.value, options);
+          re = std::make_unique<const re2::RE2>(m.value, http::regex_options());
           if (!re->ok())
             return error(at, fmt::format("invalid regex \"{}\": {}", m.value, re->error()));
           break;
@@ -407,9 +400,7 @@ std::chrono::milliseconds CompiledRetry::backoff(uint32_t retry, std::mt19937_64
   if (base == 0) return std::chrono::milliseconds{0};
   uint32_t n = std::clamp<uint32_t>(retry, 1, 8);  // 2^4 - 1 > 10 already hits the cap
   uint64_t upper = std::min(((uint64_t{1} << n) - 1) * base, 10 * base);
-  // Modulo rather than a std distribution: the same seed gives the same
-  // delays with every standard library.
-  return std::chrono::milliseconds{static_cast<int64_t>(rng() % upper)};
+  return std::chrono::milliseconds{static_cast<int64_t>(http::draw_below(rng, upper))};
 }
 
 // --- redirect and rewrite -------------------------------------------------
@@ -585,7 +576,7 @@ bool draw(double percentage, std::mt19937_64& rng) {
   if (percentage >= 100) return true;
   // Envoy FractionalPercent with denominator MILLION, as Istio translates it.
   auto numerator = static_cast<uint64_t>(std::llround(percentage * 10'000));
-  return rng() % 1'000'000 < numerator;
+  return http::draw_per_million(rng, numerator);
 }
 
 Response fault_abort_response(const FaultAbort& abort) {

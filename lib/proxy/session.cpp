@@ -18,6 +18,7 @@
 
 #include "http/parser.hpp"
 #include "http/path.hpp"
+#include "http/random.hpp"
 #include "http/serializer.hpp"
 #include "http/tokens.hpp"
 #include "policy/policy.hpp"
@@ -113,9 +114,7 @@ bool host_allowed_by_sni(const CompiledListener& listener, std::string_view sni,
   if (!listener.tls || !listener.tls->terminates()) return true;
   const tls::ListenerTls::Server* server = listener.tls->select(sni);
   if (!server) return false;
-  std::string host(http::split_host_port(authority).host);
-  for (char& c : host)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  std::string host = http::to_lower(http::split_host_port(authority).host);
   for (const auto& pattern : server->config.sni_hosts)
     if (tls::host_match_rank(pattern, host) >= 0) return true;
   return false;
@@ -336,7 +335,7 @@ awaitable<void> Session<Stream>::run() {
   auto remote = stream_.lowest_layer().remote_endpoint(ec);
   if (!ec) {
     client_ip_ = remote.address().to_string();
-    client_address_ = fmt::format("{}:{}", client_ip_, remote.port());
+    client_address_ = http::join_host_port(client_ip_, remote.port());
   }
   bool first = true;
   try {
@@ -585,10 +584,8 @@ awaitable<std::optional<typename Session<Stream>::Answer>> Session<Stream>::rout
 
 template <typename Stream>
 const ResolvedDestination* Session<Stream>::pick_destination(const ResolvedRoute& rr) {
-  // Integer arithmetic on the worker's RNG: one seed, one run, whatever the
-  // standard library.
   if (rr.total_weight == 0) return nullptr;
-  uint64_t r = worker_.rng()() % rr.total_weight;
+  uint64_t r = http::draw_below(worker_.rng(), rr.total_weight);
   for (const auto& d : rr.destinations) {
     if (r < d.weight) return &d;
     r -= d.weight;

@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include "http/tokens.hpp"
 #include "routing/compiled_router.hpp"
 #include "routing/text.hpp"
 
@@ -50,22 +51,6 @@ void find_header(const RequestHead& request, std::string_view name, HeaderValue&
   }
 }
 
-// First value of query parameter `name` in a raw query string (Envoy uses the
-// first occurrence). A parameter without '=' has an empty value.
-bool find_query_param(std::string_view query, std::string_view name, std::string_view& value) {
-  while (!query.empty()) {
-    size_t amp = query.find('&');
-    std::string_view pair = query.substr(0, amp);
-    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
-    size_t eq = pair.find('=');
-    std::string_view key = pair.substr(0, eq);
-    if (key != name) continue;
-    value = eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
-    return true;
-  }
-  return false;
-}
-
 bool header_holds(const CompiledHeaderMatch& h, const RequestHead& request) {
   HeaderValue hv;
   find_header(request, h.name, hv);
@@ -74,8 +59,8 @@ bool header_holds(const CompiledHeaderMatch& h, const RequestHead& request) {
 }
 
 bool query_holds(const CompiledQueryMatch& q, std::string_view query) {
-  std::string_view value;
-  return find_query_param(query, q.name, value) && q.match.matches(value);
+  auto value = http::find_query_param(query, q.name);
+  return value && q.match.matches(*value);
 }
 
 // `is not exact "GET"`, `does not match prefix "/reviews"`.
@@ -100,13 +85,13 @@ bool CompiledStringMatch::matches(std::string_view input) const {
       if (input.size() != value.size()) return false;
       if (!ignore_case) return input == value;
       for (size_t i = 0; i < input.size(); ++i)
-        if (ascii_lower(input[i]) != value[i]) return false;
+        if (http::to_lower(input[i]) != value[i]) return false;
       return true;
     case StringMatch::Kind::prefix:
       if (input.size() < value.size()) return false;
       if (!ignore_case) return input.compare(0, value.size(), value) == 0;
       for (size_t i = 0; i < value.size(); ++i)
-        if (ascii_lower(input[i]) != value[i]) return false;
+        if (http::to_lower(input[i]) != value[i]) return false;
       return true;
     case StringMatch::Kind::suffix:
       return input.size() >= value.size() &&
@@ -161,11 +146,10 @@ std::string CompiledMatcher::failure(const RequestHead& request) const {
   }
   std::string_view query = request.query();
   for (const auto& q : query_params) {
-    std::string_view value;
-    if (!find_query_param(query, q.name, value))
-      return fmt::format("query parameter \"{}\" is absent", q.name);
-    if (!q.match.matches(value))
-      return fmt::format("query parameter \"{}\" value \"{}\" {}", q.name, value,
+    auto value = http::find_query_param(query, q.name);
+    if (!value) return fmt::format("query parameter \"{}\" is absent", q.name);
+    if (!q.match.matches(*value))
+      return fmt::format("query parameter \"{}\" value \"{}\" {}", q.name, *value,
                          mismatch(q.match));
   }
   return {};

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "http/regex.hpp"
 #include "policy/policy.hpp"
 #include "routing/compiled_router.hpp"
 #include "routing/text.hpp"
@@ -51,11 +52,9 @@ class Compiler {
     out.kind = in.kind;
     out.ignore_case = ignore_case &&
                       (in.kind == StringMatch::Kind::exact || in.kind == StringMatch::Kind::prefix);
-    out.value = out.ignore_case ? ascii_lower(in.value) : in.value;
+    out.value = out.ignore_case ? http::to_lower(in.value) : in.value;
     if (in.kind == StringMatch::Kind::regex) {
-      re2::RE2::Options options;
-      options.set_log_errors(false);
-      auto re = std::make_unique<const re2::RE2>(in.value, options);
+      auto re = std::make_unique<const re2::RE2>(in.value, http::regex_options());
       if (!re->ok())
         return error(field, fmt::format("invalid regex \"{}\": {}", in.value, re->error()));
       out.regex = std::move(re);
@@ -91,7 +90,7 @@ class Compiler {
       std::string hfield = fmt::format("{}.headers[{}]", field, n);
       if (h.name.empty()) return error(hfield + ".name", "must not be empty");
       auto& ch = out.headers.emplace_back();
-      ch.name = ascii_lower(h.name);
+      ch.name = http::to_lower(h.name);
       ch.invert = h.invert;
       if (auto e = compile_string(h.match, false, hfield, ch.match)) return e;
     }
@@ -147,7 +146,7 @@ class Compiler {
     const std::string& raw = config_.virtual_hosts[vh].domains[d];
     std::string field = fmt::format("virtual_hosts[{}].domains[{}]", vh, d);
     if (raw.empty()) return error(field, "must not be empty");
-    std::string domain = ascii_lower(raw);
+    std::string domain = http::to_lower(raw);
     size_t star = domain.find('*');
     if (star != std::string::npos && (star != 0 || domain.find('*', 1) != std::string::npos))
       return error(field, fmt::format("malformed wildcard \"{}\": '*' is allowed only as the "

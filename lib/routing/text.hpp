@@ -4,19 +4,10 @@
 #include <string>
 #include <string_view>
 
+#include "http/tokens.hpp"
 #include "sluice/matcher.hpp"
 
 namespace sluice::detail {
-
-inline char ascii_lower(char c) {
-  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c | 0x20) : c;
-}
-
-inline std::string ascii_lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = ascii_lower(c);
-  return out;
-}
 
 inline std::string_view kind_name(StringMatch::Kind kind) {
   switch (kind) {
@@ -41,7 +32,7 @@ inline std::string_view lower_into(std::string_view s, char* buf, size_t cap, st
     spill.resize(s.size());
     out = spill.data();
   }
-  for (size_t i = 0; i < s.size(); ++i) out[i] = ascii_lower(s[i]);
+  for (size_t i = 0; i < s.size(); ++i) out[i] = http::to_lower(s[i]);
   return {out, s.size()};
 }
 

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "http/random.hpp"
+#include "http/tokens.hpp"
 #include "upstream/hash.hpp"
 #include "upstream/health.hpp"
 
@@ -11,11 +13,7 @@ namespace sluice {
 
 namespace {
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
+using http::trim;
 
 std::optional<std::string_view> find_cookie(const Headers& headers, std::string_view name) {
   for (const auto& [h, value] : headers.entries()) {
@@ -33,22 +31,7 @@ std::optional<std::string_view> find_cookie(const Headers& headers, std::string_
   return std::nullopt;
 }
 
-std::optional<std::string_view> find_query_parameter(std::string_view query,
-                                                     std::string_view name) {
-  while (!query.empty()) {
-    size_t amp = query.find('&');
-    std::string_view pair = query.substr(0, amp);
-    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
-    size_t eq = pair.find('=');
-    if (pair.substr(0, eq) == name)
-      return eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
-  }
-  return std::nullopt;
-}
-
-uint64_t draw(std::mt19937_64& rng, uint64_t n) {
-  return std::uniform_int_distribution<uint64_t>(0, n - 1)(rng);
-}
+using http::draw_below;
 
 }  // namespace
 
@@ -135,8 +118,8 @@ PickResult Balancer::pick(const CompiledUpstream& up, const EndpointSet& set, co
   auto weighted_random = [&](auto&& weight) -> int64_t {
     double total = 0;
     for (uint32_t i : eligible_) total += weight(i);
-    if (total <= 0) return eligible_[draw(rng, eligible_.size())];
-    double x = std::uniform_real_distribution<double>(0, total)(rng);
+    if (total <= 0) return eligible_[draw_below(rng, eligible_.size())];
+    double x = total * http::draw_unit(rng);  // from the raw bits: any stdlib, same pick
     for (uint32_t i : eligible_) {
       x -= weight(i);
       if (x < 0) return i;
@@ -196,8 +179,8 @@ PickResult Balancer::pick(const CompiledUpstream& up, const EndpointSet& set, co
           weighted |= weight_of(up, rt, i, in.now) != double(up.endpoints[i].weight);
       if (!weighted) {
         // Power of two choices: two distinct random members, the less busy wins.
-        size_t a = draw(rng, eligible_.size());
-        size_t b = draw(rng, eligible_.size() - 1);
+        size_t a = draw_below(rng, eligible_.size());
+        size_t b = draw_below(rng, eligible_.size() - 1);
         if (b >= a) ++b;
         uint32_t ea = eligible_[a], eb = eligible_[b];
         r.endpoint = active(eb) < active(ea) ? eb : ea;
@@ -239,14 +222,14 @@ PickResult Balancer::pick(const CompiledUpstream& up, const EndpointSet& set, co
         if (!in.client_ip.empty()) key = in.client_ip;
         break;
       case ConsistentHash::Source::query_parameter:
-        key = find_query_parameter(in.request->query(), ch->name);
+        key = http::find_query_param(in.request->query(), ch->name);
         break;
     }
   }
   if (r.endpoint >= 0) return r;  // a single eligible member
   if (!key) {
     // No hash key in the request: Envoy falls back to a random pick.
-    r.endpoint = eligible_[draw(rng, eligible_.size())];
+    r.endpoint = eligible_[draw_below(rng, eligible_.size())];
     return r;
   }
   if (!st.table) st.table = rt.cluster->hash_table(up, set);
@@ -261,7 +244,7 @@ PickResult Balancer::pick(const CompiledUpstream& up, const EndpointSet& set, co
       return r;
     }
   }
-  r.endpoint = eligible_[draw(rng, eligible_.size())];
+  r.endpoint = eligible_[draw_below(rng, eligible_.size())];
   return r;
 }
 

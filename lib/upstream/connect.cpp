@@ -76,9 +76,14 @@ asio::awaitable<Lease> connect_new(Worker& worker, ConnectionSlot& slot,
   std::shared_ptr<EndpointState> ep_state =
       counted ? worker.balancer().endpoint_state(upstream, endpoint) : nullptr;
   Lease lease;
-  auto give_back = [&] {
+  // A failed connect or handshake gives its place back for a waiter.
+  auto failed = [&] {
+    slot.upstream = nullptr;
+    slot.clear_deadline();
     if (cluster) cluster->connections.fetch_sub(1, std::memory_order_relaxed);
     worker.balancer().wake_one();
+    lease.status = failure_status(slot);
+    return std::move(lease);
   };
 
   auto conn = std::make_unique<UpstreamConnection>(asio::ip::tcp::socket(worker.context()));
@@ -86,26 +91,14 @@ asio::awaitable<Lease> connect_new(Worker& worker, ConnectionSlot& slot,
   slot.fired = Timeout::none;
   slot.set_deadline(Timeout::upstream_connect, pool.connect_timeout);
   auto [ec] = co_await conn->socket.async_connect(ep.address, kNoThrow);
-  if (ec) {
-    slot.upstream = nullptr;
-    slot.clear_deadline();
-    give_back();
-    lease.status = failure_status(slot);
-    co_return lease;
-  }
+  if (ec) co_return failed();
   set_socket_options(conn->socket, pool);
   if (originate_tls && upstream.tls) {
     // The handshake shares the connect deadline.
     conn->tls = std::make_unique<asio::ssl::stream<asio::ip::tcp::socket&>>(
         conn->socket, upstream.tls->context());
     std::error_code hs = co_await tls::handshake_client(*conn->tls, *upstream.tls, "");
-    if (hs) {
-      slot.upstream = nullptr;
-      slot.clear_deadline();
-      give_back();
-      lease.status = failure_status(slot);
-      co_return lease;
-    }
+    if (hs) co_return failed();
   }
   slot.upstream = nullptr;
   slot.clear_deadline();

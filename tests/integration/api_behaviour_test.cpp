@@ -17,6 +17,7 @@
 #include "support/body_pattern.hpp"
 #include "support/fake_upstream.hpp"
 #include "support/gateway_fixture.hpp"
+#include "support/ports.hpp"
 #include "support/raw_client.hpp"
 #include "support/wait.hpp"
 
@@ -91,27 +92,6 @@ std::optional<HttpResponse> roundtrip(RawClient& c, const std::string& request) 
   if (!c.send(request)) return std::nullopt;
   return c.read_response();
 }
-
-// A 127.0.0.1 port that is bound but not listening: connects are refused.
-class RefusingPort {
- public:
-  RefusingPort() {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
-    socklen_t len = sizeof(addr);
-    REQUIRE(::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-    port_ = ntohs(addr.sin_port);
-  }
-  ~RefusingPort() { ::close(fd_); }
-  uint16_t port() const { return port_; }
-
- private:
-  int fd_ = -1;
-  uint16_t port_ = 0;
-};
 
 constexpr size_t kBody = 1024;
 
@@ -445,7 +425,7 @@ TEST_CASE("api: max_retries 1: a retry in flight makes a concurrent one overflow
 // Catches: URX missing after retries of connect failures (or present
 // without a retry), the wrong attempt count, a refused retry still made.
 TEST_CASE("api: connect failures after retries are 503 URX,UF, over the budget UO,UF") {
-  RefusingPort closed;
+  LoopbackPort closed;  // bound, not listening: connects are refused
   auto backend = loopback_upstream("backend", {closed.port()});
   auto hooks = std::make_shared<DetailHooks>();
   std::string want_flags;

@@ -15,6 +15,7 @@
 
 #include "support/fake_upstream.hpp"
 #include "support/gateway_fixture.hpp"
+#include "support/ports.hpp"
 #include "support/raw_client.hpp"
 #include "support/wait.hpp"
 
@@ -41,26 +42,6 @@ struct FakeClock {
           std::chrono::steady_clock::duration(ticks.load()));
     };
   }
-};
-
-// A listening socket of our own on 127.0.0.1, port chosen by the OS; it has
-// no SO_REUSEPORT, so the gateway cannot bind the port while it is open.
-struct TakenPort {
-  int fd = -1;
-  uint16_t port = 0;
-  TakenPort() {
-    fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    REQUIRE(fd >= 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
-    REQUIRE(::listen(fd, 1) == 0);
-    socklen_t len = sizeof(addr);
-    REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-    port = ntohs(addr.sin_port);
-  }
-  ~TakenPort() { ::close(fd); }
 };
 
 ListenerConfig listener(std::string name, uint16_t port) {
@@ -143,12 +124,12 @@ TEST_CASE(
 
   // New endpoints for "backend" and two new listeners: "added" binds, then
   // "extra" fails on the taken port.
-  TakenPort taken;
+  LoopbackPort taken(1);  // listening: a bind by anyone else fails
   auto moved = ejecting_backend(bad.port(), good.port());
   moved.endpoints = loopback_upstream("backend", {other.port()}).endpoints;
   GatewayConfig changed = make_config({no_retries("backend")}, {moved});
   changed.listeners.push_back(listener("added", 0));
-  changed.listeners.push_back(listener("extra", taken.port));
+  changed.listeners.push_back(listener("extra", taken.port()));
 
   Status st = gw.apply(changed);
   REQUIRE_FALSE(st.ok());
@@ -156,7 +137,7 @@ TEST_CASE(
   INFO(message);
   CHECK(st.error().object == "Listener extra");
   CHECK(st.error().field == "port");
-  CHECK(message.find("127.0.0.1:" + std::to_string(taken.port)) != std::string::npos);
+  CHECK(message.find("127.0.0.1:" + std::to_string(taken.port())) != std::string::npos);
 
   // Nothing changed: listeners, upstream state, where traffic goes.
   CHECK(gw.port("main") == main_port);
@@ -268,9 +249,9 @@ TEST_CASE("apply: a snapshot applied to a second gateway is rejected") {
   CHECK(get_body(two.port("main")) == "backend");
 
   // A failed apply claims nothing: the next gateway gets the real error.
-  TakenPort taken;
+  LoopbackPort taken(1);  // listening: a bind by anyone else fails
   GatewayConfig clash = single_upstream_config(upstream.port());
-  clash.listeners.push_back(listener("extra", taken.port));
+  clash.listeners.push_back(listener("extra", taken.port()));
   auto failing = compile(clash);
   REQUIRE(failing);
   Status first_error = one.apply(failing.value());

@@ -31,6 +31,7 @@
 #include "support/body_pattern.hpp"
 #include "support/fake_upstream.hpp"
 #include "support/gateway_fixture.hpp"
+#include "support/ports.hpp"
 #include "support/raw_client.hpp"
 #include "support/wait.hpp"
 
@@ -63,16 +64,7 @@ class ScriptedUpstream {
     // A TLS write to a peer that closed must fail, not kill the test binary.
     std::signal(SIGPIPE, SIG_IGN);
     if (tls) ctx_ = make_server_context();
-    listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    REQUIRE(listen_fd_ >= 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
-    REQUIRE(::listen(listen_fd_, 64) == 0);
-    socklen_t len = sizeof(addr);
-    REQUIRE(::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-    port_ = ntohs(addr.sin_port);
+    listen_fd_ = bind_loopback(port_, 64);
     acceptor_ = std::thread([this] { accept_loop(); });
   }
 

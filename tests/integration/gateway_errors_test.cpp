@@ -11,6 +11,7 @@
 
 #include "support/fake_upstream.hpp"
 #include "support/gateway_fixture.hpp"
+#include "support/ports.hpp"
 #include "support/raw_client.hpp"
 
 using namespace sluice::test;
@@ -18,28 +19,6 @@ using namespace sluice;
 using namespace std::chrono_literals;
 
 namespace {
-
-// A 127.0.0.1 port that refuses connections for as long as this object
-// lives: bound, never listening, so nobody else can take it meanwhile.
-class RefusingPort {
- public:
-  RefusingPort() {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
-    socklen_t len = sizeof(addr);
-    REQUIRE(::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-    port_ = ntohs(addr.sin_port);
-  }
-  ~RefusingPort() { ::close(fd_); }
-  uint16_t port() const { return port_; }
-
- private:
-  int fd_ = -1;
-  uint16_t port_ = 0;
-};
 
 // One request, one response, through a fresh gateway with `config`.
 HttpResponse exchange(GatewayConfig config, const std::string& request,
@@ -100,7 +79,7 @@ TEST_CASE("an upstream without endpoints answers 503 no healthy upstream (UH)") 
 }
 
 TEST_CASE("an endpoint refusing connections answers 503 (UF)") {
-  RefusingPort refusing;
+  LoopbackPort refusing;  // bound, not listening: connects are refused
   auto hooks = std::make_shared<RecordingHooks>();
   auto response =
       exchange(single_upstream_config(refusing.port()), make_request("GET", "/"), hooks);

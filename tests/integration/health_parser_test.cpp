@@ -16,6 +16,7 @@
 #include "config/snapshot.hpp"
 #include "runtime/worker.hpp"
 #include "support/gateway_fixture.hpp"
+#include "support/ports.hpp"
 #include "upstream/cluster.hpp"
 
 using namespace sluice;
@@ -29,15 +30,7 @@ namespace {
 class CannedServer {
  public:
   explicit CannedServer(std::string answer) : answer_(std::move(answer)) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
-    REQUIRE(::listen(fd_, 16) == 0);
-    socklen_t len = sizeof(addr);
-    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
+    fd_ = bind_loopback(port_, 16);
     thread_ = std::thread([this] { serve(); });
   }
   ~CannedServer() {

@@ -14,6 +14,7 @@
 
 #include "support/fake_upstream.hpp"
 #include "support/gateway_fixture.hpp"
+#include "support/ports.hpp"
 #include "support/raw_client.hpp"
 #include "support/wait.hpp"
 
@@ -35,15 +36,11 @@ bool get_ok(uint16_t port) {
 class BlackholePort {
  public:
   BlackholePort() {
-    listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    listener_ = bind_loopback(port_, 0);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(listener_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
-    REQUIRE(::listen(listener_, 0) == 0);
-    socklen_t len = sizeof(addr);
-    REQUIRE(::getsockname(listener_, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-    port_ = ntohs(addr.sin_port);
+    addr.sin_port = htons(port_);
     // Backlog 0 still queues one connection; fill the queue, then check that
     // one more connect stays pending.
     for (int i = 0; i < 8 && !blackholed_; ++i) {
