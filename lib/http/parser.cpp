@@ -131,6 +131,12 @@ struct Parser::Callbacks {
           s.fail(e, why);
           return kUserError;
         }
+        // The framing llhttp will use must be the one we checked: it does not
+        // take "chunked" followed by whitespace for chunked (a fuzzer find).
+        if (!(p->flags & F_CHUNKED)) {
+          s.fail(ParseError::bad_request, "Transfer-Encoding not understood as chunked");
+          return kUserError;
+        }
       }
       s.request_.version_minor = p->http_minor;
       s.request_.method = llhttp_method_name(static_cast<llhttp_method_t>(p->method));

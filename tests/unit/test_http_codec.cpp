@@ -136,6 +136,9 @@ TEST_CASE("transfer codings, versions and chunk framing (the malformed-request m
   CHECK(request_error("POST / HTTP/1.0\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
                       "0\r\n\r\n") == ParseError::bad_request);
   CHECK(request_error("GET / HTTP/2.0\r\nHost: h\r\n\r\n") == ParseError::bad_version);
+  // llhttp does not frame "chunked<TAB>" as chunked: refused, not guessed.
+  CHECK(request_error("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\t\r\n\r\n"
+                      "3\r\nabc\r\n0\r\n\r\n") == ParseError::bad_request);
   // CONNECT takes authority-form only (found by the request_parser fuzzer).
   CHECK(request_error("CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n") ==
         ParseError::none);
