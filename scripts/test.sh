@@ -124,7 +124,10 @@ if tsan_works; then
   phase "build (TSan)" configure_build build-tsan -DSLUICE_TSAN=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O1 -g" "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g"
   # A race report makes the test's process exit non-zero (TSan's exitcode).
-  phase "tests (TSan)" env TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" run_ctest build-tsan
+  run_ctest_tsan() {
+    TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" run_ctest build-tsan
+  }
+  phase "tests (TSan)" run_ctest_tsan
 else
   echo "note: ThreadSanitizer does not run in this environment; the TSan phase is skipped"
 fi
