@@ -125,7 +125,8 @@ if tsan_works; then
     "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O1 -g" "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g"
   # A race report makes the test's process exit non-zero (TSan's exitcode).
   run_ctest_tsan() {
-    TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" run_ctest build-tsan
+    TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$root/tests/tsan.supp" \
+      run_ctest build-tsan
   }
   phase "tests (TSan)" run_ctest_tsan
 else
