@@ -35,7 +35,6 @@ namespace {
 
 using asio::awaitable;
 using Timeout = ConnectionSlot::Timeout;
-constexpr auto nothrow = asio::experimental::as_tuple(asio::use_awaitable);
 
 // A byte window [begin, end) over a recycled worker buffer.
 struct Window {
@@ -210,8 +209,9 @@ class Session {
   }
   awaitable<bool> send_local(RequestContext& ctx, Response response, std::string_view flags,
                              bool keep_alive, std::string_view details = {});
-  awaitable<bool> proxy(RequestContext& ctx, const Snapshot& snap, const Route& route,
-                        const ResolvedRoute& rr, const ResolvedDestination& dest, int64_t endpoint,
+  awaitable<bool> proxy(RequestContext& ctx, const std::shared_ptr<const Snapshot>& snap,
+                        const Route& route, const ResolvedRoute& rr,
+                        const ResolvedDestination& dest, int64_t endpoint,
                         const policy::CorsDecision* cors, const std::string& set_cookie);
   awaitable<bool> wait_for(std::chrono::milliseconds d);
   // The answer to a request whose wait ended on a timeout, by which one fired
@@ -252,6 +252,8 @@ class Session {
   // One proxied request across its attempts (Envoy's router state).
   struct Exchange {
     RequestContext& ctx;
+    // The request's snapshot, held by serve_one(); mirrors keep a copy.
+    const std::shared_ptr<const Snapshot>& snap;
     const Route& route;
     const ResolvedRoute& rr;
     const ResolvedDestination& dest;
@@ -299,8 +301,8 @@ class Session {
   void cleanup(Exchange& x);
   awaitable<bool> finish(Exchange& x, LocalReply reply);
   bool drive_request_to_end();
-  void start_mirrors(const ResolvedRoute& rr, const RequestHead& head, http::Forwarding fwd,
-                     const std::string& body);
+  void start_mirrors(const std::shared_ptr<const Snapshot>& snap, const ResolvedRoute& rr,
+                     const RequestHead& head, http::Forwarding fwd, const std::string& body);
   void log(RequestContext& ctx);
   bool request_fully_read() const { return request_parser_.message_done(); }
 
@@ -325,7 +327,6 @@ class Session {
   std::string downstream_head_;
   Clock::time_point started_;
   const Limits* limits_ = nullptr;
-  std::shared_ptr<const Snapshot> request_snapshot_;  // the one serve_one() started with
 };
 
 template <typename Stream>
@@ -339,11 +340,7 @@ awaitable<void> Session<Stream>::run() {
   }
   bool first = true;
   try {
-    // An idle connection must not keep an old snapshot alive.
-    while (co_await serve_one(first)) {
-      first = false;
-      request_snapshot_.reset();
-    }
+    while (co_await serve_one(first)) first = false;
   } catch (const std::exception&) {
     // Allocation failure or a bug: drop this connection, keep the worker.
     park_ = false;
@@ -371,7 +368,7 @@ awaitable<bool> Session<Stream>::fill(Window& w, S& s, bool idle) {
     co_return false;
   }
   if (!w.data) w.data = worker_.take_buffer();
-  auto [ec, n] = co_await s.async_read_some(w.space(), nothrow);
+  auto [ec, n] = co_await s.async_read_some(w.space(), kNoThrow);
   // The ticker cancelled an idle read: hand the connection to park().
   if (ec == asio::error::operation_aborted && idle && slot_.parked &&
       slot_.fired == Timeout::none && !worker_.draining() && w.size() == 0) {
@@ -386,7 +383,7 @@ awaitable<bool> Session<Stream>::fill(Window& w, S& s, bool idle) {
 template <typename Stream>
 awaitable<bool> Session<Stream>::write_down(std::span<const asio::const_buffer> bufs) {
   slot_.set_deadline(Timeout::io, limits_->stream_idle_timeout);
-  auto [ec, n] = co_await asio::async_write(stream_, bufs, nothrow);
+  auto [ec, n] = co_await asio::async_write(stream_, bufs, kNoThrow);
   slot_.clear_deadline();
   co_return !ec;
 }
@@ -394,7 +391,7 @@ awaitable<bool> Session<Stream>::write_down(std::span<const asio::const_buffer> 
 template <typename Stream>
 awaitable<bool> Session<Stream>::wait_for(std::chrono::milliseconds d) {
   asio::steady_timer t(worker_.context(), d);
-  auto [ec] = co_await t.async_wait(nothrow);
+  auto [ec] = co_await t.async_wait(kNoThrow);
   co_return !ec;
 }
 
@@ -477,7 +474,8 @@ void Session<Stream>::log(RequestContext& ctx) {
 }
 
 template <typename Stream>
-void Session<Stream>::start_mirrors(const ResolvedRoute& rr, const RequestHead& head,
+void Session<Stream>::start_mirrors(const std::shared_ptr<const Snapshot>& snap,
+                                    const ResolvedRoute& rr, const RequestHead& head,
                                     http::Forwarding fwd, const std::string& body) {
   // The same sanitised, rewritten head as the upstream gets (forwarding
   // headers replaced, trailers not folded in), with the shadow host, the
@@ -487,18 +485,19 @@ void Session<Stream>::start_mirrors(const ResolvedRoute& rr, const RequestHead& 
   if (fwd.chunked || fwd.content_length || !body.empty()) fwd.content_length = body.size();
   fwd.chunked = false;
   fwd.close = true;
+  std::string wire;  // the same bytes for every mirror, built on first use
   for (size_t i = 0; i < rr.mirrors.size(); ++i) {
     if (!policy::draw(rr.mirror_percentages[i], worker_.rng())) continue;
     if (worker_.mirrors_in_flight >= Worker::kMaxMirrors) return;  // shed, never queue
     const ResolvedDestination& m = rr.mirrors[i];
-    const CompiledUpstream& up = request_snapshot_->upstreams[m.upstream];
+    const CompiledUpstream& up = snap->upstreams[m.upstream];
     int64_t ep = pick_endpoint(worker_, up, *m.set, PickRequest{head, client_ip_}).endpoint;
     if (ep < 0) continue;
-    std::string wire;
-    http::append_forwarded_request_head(wire, head, fwd);
-    wire += body;
-    asio::co_spawn(worker_.context(),
-                   run_mirror(worker_, request_snapshot_, m.upstream, ep, std::move(wire)),
+    if (wire.empty()) {
+      http::append_forwarded_request_head(wire, head, fwd);
+      wire += body;
+    }
+    asio::co_spawn(worker_.context(), run_mirror(worker_, snap, m.upstream, ep, wire),
                    asio::detached);
   }
 }
@@ -610,7 +609,6 @@ awaitable<bool> Session<Stream>::serve_one(bool first) {
     snap = current;
     limits_ = &snap->limits;
   }
-  request_snapshot_ = snap;
   RequestHead& head = p.request();
   RequestContext ctx{.request = head};
   ctx.client_address = client_address_;
@@ -675,14 +673,15 @@ awaitable<bool> Session<Stream>::serve_one(bool first) {
       Answer a{std::move(*r), "-", "hook"};
       co_return co_await answer(ctx, std::move(a), keep_alive);
     }
-  bool ok = co_await proxy(ctx, *snap, *sel->route, rr, *dest, endpoint, cors ? &*cors : nullptr,
+  bool ok = co_await proxy(ctx, snap, *sel->route, rr, *dest, endpoint, cors ? &*cors : nullptr,
                            set_cookie);
   log(ctx);
   co_return ok&& keep_alive && !slot_.close_after_response && !worker_.draining();
 }
 
 template <typename Stream>
-awaitable<bool> Session<Stream>::proxy(RequestContext& ctx, const Snapshot& snap,
+awaitable<bool> Session<Stream>::proxy(RequestContext& ctx,
+                                       const std::shared_ptr<const Snapshot>& snap,
                                        const Route& route, const ResolvedRoute& rr,
                                        const ResolvedDestination& dest, int64_t endpoint,
                                        const policy::CorsDecision* cors,
@@ -690,10 +689,11 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx, const Snapshot& snap
   auto& p = request_parser_;
   RequestHead& head = ctx.request;
   Exchange x{ctx,
+             snap,
              route,
              rr,
              dest,
-             snap.upstreams[dest.upstream],
+             snap->upstreams[dest.upstream],
              route.destinations[static_cast<size_t>(&dest - rr.destinations.data())]};
   prepare_upstream_head(x, endpoint);
   // The body is kept for replay (retries, mirrors) while it fits.
@@ -886,7 +886,7 @@ awaitable<typename Session<Stream>::Attempt> Session<Stream>::run_attempt(Exchan
   a.end.nothing_sent = sent.nothing_sent;
   if (sent.ok && !x.mirrors_started && !x.rr.mirrors.empty()) {
     x.mirrors_started = true;
-    if (x.body.replayable) start_mirrors(x.rr, x.ctx.request, x.fwd, x.replay);
+    if (x.body.replayable) start_mirrors(x.snap, x.rr, x.ctx.request, x.fwd, x.replay);
   }
   bool failed = !sent.ok || !co_await read_response_head(x, a);
   slot_.upstream = nullptr;

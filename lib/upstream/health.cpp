@@ -20,7 +20,6 @@
 namespace sluice {
 
 namespace {
-constexpr auto nothrow = asio::experimental::as_tuple(asio::use_awaitable);
 // A health answer's head is small; a longer one fails the probe.
 constexpr size_t kMaxProbeHeadBytes = 8 * 1024;
 constexpr size_t kMaxProbeHeaders = 64;
@@ -116,7 +115,7 @@ asio::awaitable<void> probe_loop(Worker& worker, std::shared_ptr<HealthChecker::
         ep->healthy.store(false, std::memory_order_relaxed);
     }
     io->timer.expires_after(hc.interval);
-    co_await io->timer.async_wait(nothrow);
+    co_await io->timer.async_wait(kNoThrow);
   }
 }
 
