@@ -13,47 +13,13 @@
 #include "policy/policy.hpp"
 #include "sluice/gateway.hpp"
 #include "sluice/router.hpp"
+#include "upstream/compiled.hpp"
 
 namespace sluice::tls {
 class ListenerTls;
 }
 
 namespace sluice {
-
-struct CompiledEndpoint {
-  asio::ip::tcp::endpoint address;
-  std::string key;  // "ip:port": LB and endpoint state are keyed by it
-  // Pooled connections are keyed by upstream, endpoint and TLS settings, so
-  // two upstreams at one address (or a reload that changes TLS) never share.
-  std::string pool_key;
-  uint32_t weight = 1;
-};
-
-// Endpoints eligible for one destination (an upstream or one of its subsets).
-struct EndpointSet {
-  std::vector<uint32_t> members;  // indices into CompiledUpstream::endpoints
-  bool equal_weights = true;
-};
-
-class ClusterState;
-namespace tls {
-class ClientContext;
-}
-
-struct CompiledUpstream {
-  UpstreamConfig config;
-  // Runtime state shared by workers and kept across reloads. A slot, not
-  // part of the compiled value: Gateway::apply fills it in its commit step,
-  // once, before the snapshot first reaches a worker, so it may be set on a
-  // const Snapshot. It is never rewritten afterwards (a snapshot belongs to
-  // one Gateway, see Snapshot::owner), so readers need no synchronisation
-  // beyond the publication itself.
-  mutable std::shared_ptr<ClusterState> state;
-  std::shared_ptr<const tls::ClientContext> tls;  // TLS origination, if configured
-  std::vector<CompiledEndpoint> endpoints;
-  EndpointSet all;
-  std::unordered_map<std::string, EndpointSet> subsets;
-};
 
 struct ResolvedDestination {
   uint32_t upstream = 0;  // index into Snapshot::upstreams

@@ -13,7 +13,7 @@
 
 namespace sluice {
 
-class Worker;
+class SessionHost;
 
 class FailCountStream {
  public:
@@ -78,7 +78,7 @@ class FailCountStream {
 };
 
 // Serves HTTP on `stream` as start_session() does on a plain socket.
-void start_fail_count_session(Worker& worker, FailCountStream stream, const std::string& listener,
-                              uint16_t port);
+void start_fail_count_session(SessionHost& worker, FailCountStream stream,
+                              const std::string& listener, uint16_t port);
 
 }  // namespace sluice

@@ -24,7 +24,7 @@
 #include "policy/policy.hpp"
 #include "policy/retry_state.hpp"
 #include "proxy/fail_stream.hpp"
-#include "runtime/worker.hpp"
+#include "proxy/host.hpp"
 #include "tls/server.hpp"
 #include "upstream/cluster.hpp"
 #include "upstream/connect.hpp"
@@ -49,12 +49,12 @@ struct Window {
     if (begin == end) begin = end = 0;
   }
   asio::mutable_buffer space() {
-    if (begin > 0 && end == Worker::kBufferSize) {
+    if (begin > 0 && end == Loop::kBufferSize) {
       std::memmove(data.get(), data.get() + begin, end - begin);
       end -= begin;
       begin = 0;
     }
-    return asio::buffer(data.get() + end, Worker::kBufferSize - end);
+    return asio::buffer(data.get() + end, Loop::kBufferSize - end);
   }
 };
 
@@ -121,8 +121,8 @@ bool host_allowed_by_sni(const CompiledListener& listener, std::string_view sni,
 
 // Sends a mirrored request and discards the answer. Owns everything it uses
 // (the snapshot keeps the upstream and its TLS context alive).
-awaitable<void> run_mirror(Worker& worker, std::shared_ptr<const Snapshot> snap, uint32_t upstream,
-                           int64_t endpoint, std::string wire) {
+awaitable<void> run_mirror(SessionHost& worker, std::shared_ptr<const Snapshot> snap,
+                           uint32_t upstream, int64_t endpoint, std::string wire) {
   // A connection slot bounds it with a deadline and lets drain and
   // force-close see it, like any downstream connection.
   ConnectionSlot slot(nullptr);
@@ -131,7 +131,7 @@ awaitable<void> run_mirror(Worker& worker, std::shared_ptr<const Snapshot> snap,
   slot.idle = false;
   slot.set_cap(kMirrorTimeout);
   const CompiledUpstream& up = snap->upstreams[upstream];
-  Lease lease = co_await open_connection(worker, slot, up, endpoint);
+  Lease lease = co_await open_connection(worker.upstream(), slot, up, endpoint);
   if (lease.conn) {
     UpstreamConnection& c = *lease.conn;
     slot.upstream = &c.socket;
@@ -147,26 +147,26 @@ awaitable<void> run_mirror(Worker& worker, std::shared_ptr<const Snapshot> snap,
   worker.detach(&slot);
 }
 
-void park(Worker& worker, asio::ip::tcp::socket socket, std::string listener, uint16_t port);
+void park(SessionHost& worker, asio::ip::tcp::socket socket, std::string listener, uint16_t port);
 
 // Brackets one upstream attempt for least-request counts and outlier
 // detection; an attempt abandoned early (client gone) counts as a reset.
 struct AttemptGuard {
-  Worker& worker;
+  SessionHost& worker;
   const CompiledUpstream& upstream;
   int64_t endpoint;
   bool done = false;
 
-  AttemptGuard(Worker& w, const CompiledUpstream& up, int64_t ep)
+  AttemptGuard(SessionHost& w, const CompiledUpstream& up, int64_t ep)
       : worker(w), upstream(up), endpoint(ep) {
-    attempt_started(worker, upstream, endpoint);
+    attempt_started(worker.upstream(), upstream, endpoint);
   }
   AttemptGuard(const AttemptGuard&) = delete;
   AttemptGuard& operator=(const AttemptGuard&) = delete;
   void finish(policy::AttemptOutcome outcome, uint16_t status) {
     if (done) return;
     done = true;
-    attempt_finished(worker, upstream, endpoint, outcome, status);
+    attempt_finished(worker.upstream(), upstream, endpoint, outcome, status);
   }
   ~AttemptGuard() { finish(policy::AttemptOutcome::reset, 0); }
 };
@@ -182,7 +182,8 @@ class Session {
     co_return co_await fill(w, c.socket, false);
   }
 
-  Session(Worker& worker, Stream stream, std::string listener, uint16_t port, DownstreamTls tls)
+  Session(SessionHost& worker, Stream stream, std::string listener, uint16_t port,
+          tls::DownstreamTls tls)
       : worker_(worker),
         stream_(std::move(stream)),
         slot_(&stream_.lowest_layer()),
@@ -306,10 +307,10 @@ class Session {
   void log(RequestContext& ctx);
   bool request_fully_read() const { return request_parser_.message_done(); }
 
-  Worker& worker_;
+  SessionHost& worker_;
   Stream stream_;
   ConnectionSlot slot_;
-  DownstreamTls tls_;
+  tls::DownstreamTls tls_;
   static constexpr bool kTls = std::is_same_v<Stream, asio::ssl::stream<asio::ip::tcp::socket>>;
   // Only a plain socket can be parked (handed to park() without a session).
   static constexpr bool kParkable = std::is_same_v<Stream, asio::ip::tcp::socket>;
@@ -455,7 +456,7 @@ awaitable<bool> Session<Stream>::send_local(RequestContext& ctx, Response respon
   ctx.response_status = response.status;
   ctx.response_flags = flags;
   ctx.response_code_details = details;
-  if (auto& hooks = worker_.shared().hooks) hooks->on_response_headers(ctx, head);
+  if (auto* hooks = worker_.hooks()) hooks->on_response_headers(ctx, head);
   std::string out;
   http::append_response_head(out, head);
   bool send_body = ctx.request.method != "HEAD" && !bodyless;
@@ -467,7 +468,7 @@ awaitable<bool> Session<Stream>::send_local(RequestContext& ctx, Response respon
 
 template <typename Stream>
 void Session<Stream>::log(RequestContext& ctx) {
-  if (auto& hooks = worker_.shared().hooks) {
+  if (auto* hooks = worker_.hooks()) {
     ctx.duration = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started_);
     hooks->on_log(ctx);
   }
@@ -488,10 +489,11 @@ void Session<Stream>::start_mirrors(const std::shared_ptr<const Snapshot>& snap,
   std::string wire;  // the same bytes for every mirror, built on first use
   for (size_t i = 0; i < rr.mirrors.size(); ++i) {
     if (!policy::draw(rr.mirror_percentages[i], worker_.rng())) continue;
-    if (worker_.mirrors_in_flight >= Worker::kMaxMirrors) return;  // shed, never queue
+    if (worker_.mirrors_in_flight >= SessionHost::kMaxMirrors) return;  // shed, never queue
     const ResolvedDestination& m = rr.mirrors[i];
     const CompiledUpstream& up = snap->upstreams[m.upstream];
-    int64_t ep = pick_endpoint(worker_, up, *m.set, PickRequest{head, client_ip_}).endpoint;
+    int64_t ep =
+        pick_endpoint(worker_.upstream(), up, *m.set, PickRequest{&head, client_ip_}).endpoint;
     if (ep < 0) continue;
     if (wire.empty()) {
       http::append_forwarded_request_head(wire, head, fwd);
@@ -631,7 +633,7 @@ awaitable<bool> Session<Stream>::serve_one(bool first) {
   if (auto refused = admit(*snap, head)) co_return co_await answer(ctx, std::move(*refused), false);
   bool keep_alive = p.keep_alive();
 
-  auto& hooks = worker_.shared().hooks;
+  auto* hooks = worker_.hooks();
   if (hooks)
     if (auto r = hooks->on_request(ctx)) {
       Answer a{std::move(*r), "-", "hook"};
@@ -659,7 +661,7 @@ awaitable<bool> Session<Stream>::serve_one(bool first) {
   if (dest) {
     const CompiledUpstream& up = snap->upstreams[dest->upstream];
     ctx.upstream = up.config.name;
-    auto pick = pick_endpoint(worker_, up, *dest->set, PickRequest{head, client_ip_});
+    auto pick = pick_endpoint(worker_.upstream(), up, *dest->set, PickRequest{&head, client_ip_});
     endpoint = pick.endpoint;
     set_cookie = std::move(pick.set_cookie);
     if (endpoint >= 0) ctx.endpoint = up.endpoints[endpoint].key;
@@ -707,11 +709,11 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx,
 
   // Retries in flight count against the upstream's max_retries while they run.
   struct RetryToken {
-    Worker& worker;
+    SessionHost& worker;
     const CompiledUpstream& upstream;
     bool held = false;
     void release() {
-      if (held) retry_finished(worker, upstream);
+      if (held) retry_finished(worker.upstream(), upstream);
       held = false;
     }
     ~RetryToken() { release(); }
@@ -721,8 +723,8 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx,
     if (attempt > 0) {
       // Pick again, avoiding endpoints already tried when asked to.
       auto pick = pick_endpoint(
-          worker_, x.up, *dest.set,
-          PickRequest{head, client_ip_, retry.tried(), rr.policy.retry.ignore_previous_hosts});
+          worker_.upstream(), x.up, *dest.set,
+          PickRequest{&head, client_ip_, retry.tried(), rr.policy.retry.ignore_previous_hosts});
       if (pick.endpoint < 0) {
         // Named, not a braced temporary inside co_await: GCC 12 destroys
         // those twice.
@@ -760,7 +762,7 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx,
     // budget, URX when the policy's attempts are used up.
     std::string_view retry_flag = v.exhausted ? "URX" : "";
     if (v.next == policy::RetryState::Next::retry) {
-      if (admit_retry(worker_, x.up)) {
+      if (admit_retry(worker_.upstream(), x.up)) {
         retry_token.held = true;
         x.conn.reset();  // an unread response: the connection is not reusable
         if (!co_await wait_for(rr.policy.retry.backoff(attempt + 1, worker_.rng())))
@@ -847,7 +849,7 @@ awaitable<typename Session<Stream>::Attempt> Session<Stream>::run_attempt(Exchan
                                                                           int64_t endpoint,
                                                                           uint32_t attempt) {
   Attempt a;
-  Lease lease = co_await lease_connection(worker_, slot_, x.up, endpoint);
+  Lease lease = co_await lease_connection(worker_.upstream(), slot_, x.up, endpoint);
   a.end.reused = lease.reused;
   x.conn = std::move(lease.conn);
   switch (lease.status) {
@@ -1050,7 +1052,7 @@ bool Session<Stream>::prepare_response_head(Exchange& x, const policy::CorsDecis
   }
   if (!keep_alive) rh.headers.set("connection", "close");
   x.ctx.response_status = status;
-  if (auto& hooks = worker_.shared().hooks) hooks->on_response_headers(x.ctx, rh);
+  if (auto* hooks = worker_.hooks()) hooks->on_response_headers(x.ctx, rh);
   downstream_head_.clear();
   http::append_response_head(downstream_head_, rh);
   return keep_alive;
@@ -1126,7 +1128,7 @@ awaitable<bool> Session<Stream>::relay_response(Exchange& x, const policy::CorsD
   bool reusable = ok && upstream_keep_alive && resp.message_done() && uin.size() == 0 &&
                   !has_pending_input(*x.conn);
   slot_.upstream = nullptr;
-  release_connection(worker_, x.up, std::move(x.conn), reusable);
+  release_connection(worker_.upstream(), x.up, std::move(x.conn), reusable);
   cleanup(x);
   co_return ok&& down_keep_alive;
 }
@@ -1147,7 +1149,7 @@ struct Parked {
   uint16_t port;
 };
 
-void park(Worker& worker, asio::ip::tcp::socket socket, std::string listener, uint16_t port) {
+void park(SessionHost& worker, asio::ip::tcp::socket socket, std::string listener, uint16_t port) {
   auto parked = std::make_unique<Parked>(std::move(socket), std::move(listener), port);
   Parked& p = *parked;
   worker.attach(&p.slot);
@@ -1174,8 +1176,8 @@ void park(Worker& worker, asio::ip::tcp::socket socket, std::string listener, ui
 namespace {
 // The session owns itself for the life of its coroutine.
 template <typename Stream>
-void spawn_session(Worker& worker, Stream stream, const std::string& listener, uint16_t port,
-                   DownstreamTls tls) {
+void spawn_session(SessionHost& worker, Stream stream, const std::string& listener, uint16_t port,
+                   tls::DownstreamTls tls) {
   using S = Session<Stream>;
   auto session = std::make_unique<S>(worker, std::move(stream), listener, port, std::move(tls));
   S* raw = session.get();
@@ -1184,18 +1186,18 @@ void spawn_session(Worker& worker, Stream stream, const std::string& listener, u
 }
 }  // namespace
 
-void start_session(Worker& worker, asio::ip::tcp::socket socket, const std::string& listener,
+void start_session(SessionHost& worker, asio::ip::tcp::socket socket, const std::string& listener,
                    uint16_t port) {
-  spawn_session(worker, std::move(socket), listener, port, DownstreamTls{});
+  spawn_session(worker, std::move(socket), listener, port, tls::DownstreamTls{});
 }
 
-void start_fail_count_session(Worker& worker, FailCountStream stream, const std::string& listener,
-                              uint16_t port) {
-  spawn_session(worker, std::move(stream), listener, port, DownstreamTls{});
+void start_fail_count_session(SessionHost& worker, FailCountStream stream,
+                              const std::string& listener, uint16_t port) {
+  spawn_session(worker, std::move(stream), listener, port, tls::DownstreamTls{});
 }
 
-void start_tls_session(Worker& worker, asio::ssl::stream<asio::ip::tcp::socket> stream,
-                       const std::string& listener, uint16_t port, DownstreamTls tls) {
+void start_tls_session(SessionHost& worker, asio::ssl::stream<asio::ip::tcp::socket> stream,
+                       const std::string& listener, uint16_t port, tls::DownstreamTls tls) {
   spawn_session(worker, std::move(stream), listener, port, std::move(tls));
 }
 

@@ -6,22 +6,17 @@
 #include <asio/ssl/stream.hpp>
 #include <string>
 
+#include "tls/server.hpp"
+
 namespace sluice {
 
-class Worker;
+class SessionHost;
 
-void start_session(Worker& worker, asio::ip::tcp::socket socket, const std::string& listener,
+void start_session(SessionHost& worker, asio::ip::tcp::socket socket, const std::string& listener,
                    uint16_t port);
 
-// What a finished TLS handshake tells the HTTP layer.
-struct DownstreamTls {
-  std::string sni;
-  std::string peer_identity;  // see RequestContext::peer_identity
-  std::string xfcc;           // x-forwarded-client-cert value (Envoy format); empty: none
-};
-
 // Serves HTTP over an established (handshaken) TLS stream.
-void start_tls_session(Worker& worker, asio::ssl::stream<asio::ip::tcp::socket> stream,
-                       const std::string& listener, uint16_t port, DownstreamTls tls);
+void start_tls_session(SessionHost& worker, asio::ssl::stream<asio::ip::tcp::socket> stream,
+                       const std::string& listener, uint16_t port, tls::DownstreamTls tls);
 
 }  // namespace sluice

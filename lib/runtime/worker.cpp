@@ -2,13 +2,12 @@
 
 #include <fmt/format.h>
 #include <malloc.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 
 #include <new>
 
 #include "proxy/session.hpp"
-#include "tls/accept.hpp"
+#include "runtime/tls_listener.hpp"
 
 namespace sluice {
 
@@ -90,22 +89,20 @@ bool within_client_limit(GatewayShared& shared, const Snapshot* snap,
 }
 }  // namespace
 
-void ConnectionSlot::interrupt() {
-  asio::error_code ec;
-  if (socket) socket->cancel(ec);
-  if (upstream) upstream->cancel(ec);
-}
-
 Worker::Worker(size_t index, asio::io_context& ctx, GatewayShared& shared, uint64_t seed)
-    : index_(index), ctx_(ctx), shared_(shared), rng_(seed), ticker_(ctx) {}
+    : SessionHost(ctx, shared.clock, seed, shared.hooks),
+      index_(index),
+      shared_(shared),
+      ticker_(ctx) {}
 
 Worker::~Worker() = default;
 
 void Worker::install(std::shared_ptr<const Snapshot> snapshot) {
   snapshot_ = std::move(snapshot);
-  balancer_.reset();
+  upstream_.balancer().reset();
   // Active health checks run on one worker; their results are shared.
-  if (index_ == 0) install_health_checks(*this, snapshot_);
+  if (index_ == 0 && snapshot_)
+    install_health_checks(upstream_, UpstreamList(snapshot_, &snapshot_->upstreams));
 }
 
 void Worker::add_acceptor(std::string listener, int native_fd, uint16_t port) {
@@ -113,7 +110,7 @@ void Worker::add_acceptor(std::string listener, int native_fd, uint16_t port) {
   entry->listener = std::move(listener);
   entry->port = port;
   asio::ip::tcp::endpoint local;
-  entry->acceptor = std::make_unique<asio::ip::tcp::acceptor>(ctx_);
+  entry->acceptor = std::make_unique<asio::ip::tcp::acceptor>(context());
   asio::error_code ec;
   sockaddr_storage ss{};
   socklen_t len = sizeof(ss);
@@ -130,35 +127,35 @@ void Worker::add_acceptor(std::string listener, int native_fd, uint16_t port) {
 
 void Worker::accept_next(std::shared_ptr<AcceptorEntry> entry) {
   auto* acceptor = entry->acceptor.get();
-  acceptor->async_accept(
-      [this, entry = std::move(entry)](asio::error_code ec, asio::ip::tcp::socket socket) mutable {
-        if (ec == asio::error::operation_aborted || !entry->acceptor->is_open()) return;
-        if (!ec) {
-          const auto& snap = snapshot_;
-          size_t limit = snap ? snap->limits.max_connections : 0;
-          if (shared_.connections.load(std::memory_order_relaxed) >= limit || draining_ ||
-              !within_client_limit(shared_, snap.get(), socket)) {
-            asio::error_code ignored;
-            socket.close(ignored);  // over a limit: accept and close at once
-          } else {
-            asio::error_code ignored;
-            socket.set_option(asio::ip::tcp::no_delay(true), ignored);
-            const CompiledListener* listener = snap->listener(entry->listener);
-            if (listener && listener->tls)
-              tls::accept(*this, std::move(socket), snap, *listener, entry->port);
-            else
-              start_session(*this, std::move(socket), entry->listener, entry->port);
-          }
-        } else if (ec == asio::error::no_descriptors || ec == asio::error::no_buffer_space) {
-          // Out of file descriptors: back off briefly instead of spinning.
-          auto timer = std::make_shared<asio::steady_timer>(ctx_, std::chrono::milliseconds(10));
-          timer->async_wait([this, timer, entry](asio::error_code) mutable {
-            if (entry->acceptor->is_open()) accept_next(std::move(entry));
-          });
-          return;
-        }
-        accept_next(std::move(entry));
+  acceptor->async_accept([this, entry = std::move(entry)](asio::error_code ec,
+                                                          asio::ip::tcp::socket socket) mutable {
+    if (ec == asio::error::operation_aborted || !entry->acceptor->is_open()) return;
+    if (!ec) {
+      const auto& snap = snapshot_;
+      size_t limit = snap ? snap->limits.max_connections : 0;
+      if (shared_.connections.load(std::memory_order_relaxed) >= limit || draining_ ||
+          !within_client_limit(shared_, snap.get(), socket)) {
+        asio::error_code ignored;
+        socket.close(ignored);  // over a limit: accept and close at once
+      } else {
+        asio::error_code ignored;
+        socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+        const CompiledListener* listener = snap->listener(entry->listener);
+        if (listener && listener->tls)
+          accept_tls(*this, std::move(socket), snap, *listener, entry->port);
+        else
+          start_session(*this, std::move(socket), entry->listener, entry->port);
+      }
+    } else if (ec == asio::error::no_descriptors || ec == asio::error::no_buffer_space) {
+      // Out of file descriptors: back off briefly instead of spinning.
+      auto timer = std::make_shared<asio::steady_timer>(context(), std::chrono::milliseconds(10));
+      timer->async_wait([this, timer, entry](asio::error_code) mutable {
+        if (entry->acceptor->is_open()) accept_next(std::move(entry));
       });
+      return;
+    }
+    accept_next(std::move(entry));
+  });
 }
 
 void Worker::remove_acceptors_except(const std::vector<std::string>& keep) {
@@ -171,23 +168,12 @@ void Worker::remove_acceptors_except(const std::vector<std::string>& keep) {
   });
 }
 
-void Worker::attach(ConnectionSlot* slot) {
-  slot->now = &now_;
-  refresh_now();
-  slot->next = head_;
-  if (head_) head_->prev = slot;
-  head_ = slot;
-  ++connection_count_;
+void Worker::attached() {
   shared_.connections.fetch_add(1, std::memory_order_relaxed);
   if (!ticker_running_) start_ticker();
 }
 
-void Worker::detach(ConnectionSlot* slot) {
-  if (slot->prev) slot->prev->next = slot->next;
-  if (slot->next) slot->next->prev = slot->prev;
-  if (head_ == slot) head_ = slot->next;
-  slot->prev = slot->next = nullptr;
-  --connection_count_;
+void Worker::detached() {
   ++closed_since_trim_;
   last_close_ = now_;
   shared_.connections.fetch_sub(1, std::memory_order_relaxed);
@@ -238,7 +224,7 @@ void Worker::tick() {
 
 void Worker::begin_drain() {
   // Probe timers would keep a host io_context from running dry.
-  stop_health_checks(*this);
+  stop_health_checks(upstream_);
   draining_ = true;
   for (auto& e : acceptors_) {
     asio::error_code ec;
@@ -258,60 +244,17 @@ void Worker::force_close() {
     if (s->socket) s->socket->close(ec);
     if (s->upstream) s->upstream->close(ec);
   }
-  pool_.clear();
+  upstream_.pool().clear();
 }
 
 void Worker::maybe_drained() {
-  if (draining_ && connection_count_ == 0 && drained_cb_) {
+  if (draining_ && connection_count() == 0 && drained_cb_) {
     auto cb = std::move(drained_cb_);
     drained_cb_ = nullptr;
-    pool_.clear();
+    upstream_.pool().clear();
     ticker_.cancel();
     cb();
   }
-}
-
-void BufferUnmap::operator()(char* p) const {
-  ::munmap(p, Worker::kBufferSize);
-}
-
-IoBuffer Worker::take_buffer() {
-  if (free_buffers_.empty()) {
-    void* p =
-        ::mmap(nullptr, kBufferSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) throw std::bad_alloc();
-    return IoBuffer(static_cast<char*>(p));
-  }
-  auto b = std::move(free_buffers_.back());
-  free_buffers_.pop_back();
-  return b;
-}
-
-void Worker::give_buffer(IoBuffer b) {
-  // A few spares cover a busy worker; the rest go back to the OS.
-  constexpr size_t kSpareBuffers = 64;
-  if (b && free_buffers_.size() < kSpareBuffers) free_buffers_.push_back(std::move(b));
-}
-
-void Worker::make_request_id(char (&out)[36]) {
-  // Version 4 and variant bits per RFC 9562; hex written by hand (hot path).
-  static constexpr char kHex[] = "0123456789abcdef";
-  uint64_t a = rng_(), b = rng_();
-  a = (a & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;
-  b = (b & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
-  int pos = 0;
-  auto put = [&](uint64_t v, int nibbles) {
-    for (int i = nibbles - 1; i >= 0; --i) out[pos++] = kHex[(v >> (4 * i)) & 0xf];
-  };
-  put(a >> 32, 8);
-  out[pos++] = '-';
-  put(a >> 16, 4);
-  out[pos++] = '-';
-  put(a, 4);
-  out[pos++] = '-';
-  put(b >> 48, 4);
-  out[pos++] = '-';
-  put(b, 12);
 }
 
 }  // namespace sluice

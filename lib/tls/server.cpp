@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 
+#include "http/tokens.hpp"
 #include "tls/cert.hpp"
 
 namespace sluice::tls {
@@ -325,6 +326,19 @@ Result<std::shared_ptr<const ListenerTls>> ListenerTls::compile(
   SSL_CTX_set_session_cache_mode(def, SSL_SESS_CACHE_SERVER);
   SSL_CTX_set_ex_data(def, listener_ex_index(), out.get());
   return std::shared_ptr<const ListenerTls>(std::move(out));
+}
+
+DownstreamTls downstream_info(asio::ssl::stream<asio::ip::tcp::socket>& stream) {
+  SSL* ssl = stream.native_handle();
+  DownstreamTls out;
+  if (const char* sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name))
+    out.sni = http::to_lower(sni);
+  if (X509* peer = SSL_get_peer_certificate(ssl)) {
+    out.peer_identity = peer_identity(certificate_names(peer));
+    out.xfcc = xfcc_value(peer, SSL_get_certificate(ssl));
+    X509_free(peer);
+  }
+  return out;
 }
 
 }  // namespace sluice::tls

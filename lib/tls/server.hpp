@@ -6,7 +6,9 @@
 // shared read-only; a connection in handshake holds the snapshot, so a
 // reload never pulls a context from under it.
 
+#include <asio/ip/tcp.hpp>
 #include <asio/ssl/context.hpp>
+#include <asio/ssl/stream.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -79,5 +81,14 @@ class ListenerTls {
 // Handshake failures on all listeners since the process started.
 uint64_t handshake_failure_count();
 void count_handshake_failure();
+
+// What a finished TLS handshake tells the HTTP layer.
+struct DownstreamTls {
+  std::string sni;
+  std::string peer_identity;  // see RequestContext::peer_identity
+  std::string xfcc;           // x-forwarded-client-cert value (Envoy format); empty: none
+};
+
+DownstreamTls downstream_info(asio::ssl::stream<asio::ip::tcp::socket>& stream);
 
 }  // namespace sluice::tls

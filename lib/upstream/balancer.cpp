@@ -73,8 +73,8 @@ double Balancer::weight_of(const CompiledUpstream& up, UpstreamRuntime& rt, uint
   return w * std::max(0.1, f);
 }
 
-PickResult Balancer::pick(const CompiledUpstream& up, const EndpointSet& set, const PickInput& in,
-                          std::mt19937_64& rng) {
+PickResult Balancer::pick(const CompiledUpstream& up, const EndpointSet& set, const PickRequest& in,
+                          TimePoint now, std::mt19937_64& rng) {
   PickResult r;
   const auto& m = set.members;
   if (m.empty()) return r;
@@ -85,7 +85,7 @@ PickResult Balancer::pick(const CompiledUpstream& up, const EndpointSet& set, co
   eligible_.clear();
   for (uint32_t i : m) {
     const EndpointState& e = *rt.endpoints[i];
-    if (e.healthy.load(std::memory_order_relaxed) && !e.ejected(in.now)) eligible_.push_back(i);
+    if (e.healthy.load(std::memory_order_relaxed) && !e.ejected(now)) eligible_.push_back(i);
   }
   const auto& od = up.config.outlier_detection;
   bool panic =
@@ -141,7 +141,7 @@ PickResult Balancer::pick(const CompiledUpstream& up, const EndpointSet& set, co
       bool warming = false;
       if (up.config.warmup.count() > 0)
         for (uint32_t i : eligible_)
-          warming |= weight_of(up, rt, i, in.now) != double(up.endpoints[i].weight);
+          warming |= weight_of(up, rt, i, now) != double(up.endpoints[i].weight);
       if (set.equal_weights && !warming) {
         for (size_t k = 0; k < m.size(); ++k) {
           uint32_t i = m[st.cursor++ % m.size()];
@@ -160,7 +160,7 @@ PickResult Balancer::pick(const CompiledUpstream& up, const EndpointSet& set, co
       size_t best = m.size();
       for (size_t k = 0; k < m.size(); ++k) {
         if (!is_eligible(m[k])) continue;
-        double w = weight_of(up, rt, m[k], in.now);
+        double w = weight_of(up, rt, m[k], now);
         st.current[k] += w;
         total += w;
         if (best == m.size() || st.current[k] > st.current[best]) best = k;
@@ -176,7 +176,7 @@ PickResult Balancer::pick(const CompiledUpstream& up, const EndpointSet& set, co
       bool weighted = !set.equal_weights;
       if (!weighted && up.config.warmup.count() > 0)
         for (uint32_t i : eligible_)
-          weighted |= weight_of(up, rt, i, in.now) != double(up.endpoints[i].weight);
+          weighted |= weight_of(up, rt, i, now) != double(up.endpoints[i].weight);
       if (!weighted) {
         // Power of two choices: two distinct random members, the less busy wins.
         size_t a = draw_below(rng, eligible_.size());
@@ -188,7 +188,7 @@ PickResult Balancer::pick(const CompiledUpstream& up, const EndpointSet& set, co
       }
       // Unequal weights: Envoy scales each weight by 1 / (active + 1).
       r.endpoint = weighted_random(
-          [&](uint32_t i) { return weight_of(up, rt, i, in.now) / double(active(i) + 1); });
+          [&](uint32_t i) { return weight_of(up, rt, i, now) / double(active(i) + 1); });
       return r;
     }
     case LoadBalancer::consistent_hash:

@@ -15,20 +15,12 @@
 #include <unordered_map>
 #include <vector>
 
-#include "config/snapshot.hpp"
 #include "upstream/cluster.hpp"
+#include "upstream/compiled.hpp"
 
 namespace sluice {
 
 class HealthChecker;
-
-struct PickInput {
-  const RequestHead* request = nullptr;  // for header, cookie and query hashing
-  std::string_view client_ip;
-  std::span<const int64_t> tried;  // endpoints already attempted
-  bool avoid_tried = false;
-  TimePoint now{};
-};
 
 class Balancer {
  public:
@@ -39,8 +31,8 @@ class Balancer {
 
   // Picks an endpoint (index into CompiledUpstream::endpoints) from `set`
   // following the upstream's load balancer, or -1 when the set is empty.
-  PickResult pick(const CompiledUpstream& upstream, const EndpointSet& set, const PickInput& in,
-                  std::mt19937_64& rng);
+  PickResult pick(const CompiledUpstream& upstream, const EndpointSet& set, const PickRequest& in,
+                  TimePoint now, std::mt19937_64& rng);
   // Per-snapshot caches go when a new snapshot is installed.
   void reset() { upstreams_.clear(); }
 

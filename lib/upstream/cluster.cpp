@@ -4,9 +4,8 @@
 
 #include <algorithm>
 
-#include "config/snapshot.hpp"
-#include "runtime/worker.hpp"
 #include "upstream/balancer.hpp"
+#include "upstream/context.hpp"
 #include "upstream/hash.hpp"
 #include "upstream/health.hpp"
 
@@ -14,79 +13,15 @@ namespace sluice {
 
 namespace {
 
-// Envoy's limits for the hash tables.
-constexpr uint64_t kMaxRingSize = 8 * 1024 * 1024;
-constexpr uint64_t kMaxMaglevTableSize = 5'000'011;
 // Envoy's default max_ejection_time: ejections grow no longer than this
 // (or base_ejection_time, if that is longer).
 constexpr auto kMaxEjectionTime = std::chrono::seconds(300);
-
-bool is_prime(uint64_t n) {
-  if (n < 2) return false;
-  for (uint64_t d = 2; d * d <= n; ++d)
-    if (n % d == 0) return false;
-  return true;
-}
 
 int64_t ticks(TimePoint t) {
   return t.time_since_epoch().count();
 }
 
 }  // namespace
-
-Status validate_upstream(const UpstreamConfig& cfg, std::string_view object_name) {
-  std::string object(object_name);
-  auto fail = [&](std::string field, std::string message) -> Status {
-    return Error{object, std::move(field), std::move(message)};
-  };
-  if (cfg.load_balancer == LoadBalancer::consistent_hash && !cfg.consistent_hash)
-    return fail("consistent_hash", "required when load_balancer is consistent_hash");
-  if (cfg.load_balancer != LoadBalancer::consistent_hash && cfg.consistent_hash)
-    return fail("consistent_hash", "set, but load_balancer is not consistent_hash");
-  if (const auto& ch = cfg.consistent_hash) {
-    if (ch->source != ConsistentHash::Source::source_ip && ch->name.empty())
-      return fail("consistent_hash.name", "must name the header, cookie or query parameter");
-    if (ch->cookie_ttl.count() < 0) return fail("consistent_hash.cookie_ttl", "must be >= 0");
-    if (ch->algorithm == ConsistentHash::Algorithm::ring_hash &&
-        (ch->minimum_ring_size == 0 || ch->minimum_ring_size > kMaxRingSize))
-      return fail("consistent_hash.minimum_ring_size", fmt::format("must be 1..{}", kMaxRingSize));
-    if (ch->algorithm == ConsistentHash::Algorithm::maglev) {
-      if (ch->maglev_table_size > kMaxMaglevTableSize)
-        return fail("consistent_hash.maglev_table_size",
-                    fmt::format("must be <= {}", kMaxMaglevTableSize));
-      if (!is_prime(ch->maglev_table_size))
-        return fail("consistent_hash.maglev_table_size",
-                    fmt::format("{} is not a prime number", ch->maglev_table_size));
-    }
-  }
-  if (cfg.warmup.count() < 0) return fail("warmup", "must be >= 0");
-  const auto& pool = cfg.pool;
-  if (pool.idle_timeout.count() <= 0) return fail("pool.idle_timeout", "must be > 0");
-  if (pool.max_connections == 0) return fail("pool.max_connections", "must be >= 1");
-  if (const auto& od = cfg.outlier_detection) {
-    if (od->interval.count() <= 0) return fail("outlier_detection.interval", "must be > 0");
-    if (od->base_ejection_time.count() <= 0)
-      return fail("outlier_detection.base_ejection_time", "must be > 0");
-    if (od->max_ejection_percent > 100)
-      return fail("outlier_detection.max_ejection_percent", "must be 0..100");
-    if (od->min_health_percent > 100)
-      return fail("outlier_detection.min_health_percent", "must be 0..100");
-  }
-  if (const auto& hc = cfg.health_check) {
-    if (hc->path.empty() || hc->path.front() != '/')
-      return fail("health_check.path", "must start with '/'");
-    if (hc->path.find_first_of(" \r\n") != std::string::npos)
-      return fail("health_check.path", "must not contain spaces or line breaks");
-    if (hc->host.find_first_of(" \r\n") != std::string::npos)
-      return fail("health_check.host", "must not contain spaces or line breaks");
-    if (hc->interval.count() <= 0) return fail("health_check.interval", "must be > 0");
-    if (hc->timeout.count() <= 0) return fail("health_check.timeout", "must be > 0");
-    if (hc->healthy_threshold == 0) return fail("health_check.healthy_threshold", "must be >= 1");
-    if (hc->unhealthy_threshold == 0)
-      return fail("health_check.unhealthy_threshold", "must be >= 1");
-  }
-  return {};
-}
 
 // ---- ClusterState ----
 
@@ -225,26 +160,21 @@ void ClusterRegistry::retain(const std::vector<std::string>& names) {
 // ---- the session's interface ----
 
 namespace {
-void attach_clock(Worker& worker, const CompiledUpstream& upstream) {
+void attach_clock(UpstreamContext& ctx, const CompiledUpstream& upstream) {
   // Views and update() read the gateway's (injectable) clock through this.
-  if (upstream.state) upstream.state->attach_clock(&worker.shared().clock);
+  if (upstream.state) upstream.state->attach_clock(&ctx.loop().clock());
 }
 }  // namespace
 
-PickResult pick_endpoint(Worker& worker, const CompiledUpstream& upstream, const EndpointSet& set,
-                         const PickRequest& request) {
-  attach_clock(worker, upstream);
-  PickInput in{.request = &request.request,
-               .client_ip = request.client_ip,
-               .tried = request.tried,
-               .avoid_tried = request.avoid_tried,
-               .now = worker.shared().now()};
-  return worker.balancer().pick(upstream, set, in, worker.rng());
+PickResult pick_endpoint(UpstreamContext& ctx, const CompiledUpstream& upstream,
+                         const EndpointSet& set, const PickRequest& request) {
+  attach_clock(ctx, upstream);
+  return ctx.balancer().pick(upstream, set, request, ctx.now(), ctx.rng());
 }
 
-void attempt_started(Worker& worker, const CompiledUpstream& upstream, int64_t endpoint) {
+void attempt_started(UpstreamContext& ctx, const CompiledUpstream& upstream, int64_t endpoint) {
   if (upstream.state) upstream.state->active_requests.fetch_add(1, std::memory_order_relaxed);
-  worker.balancer()
+  ctx.balancer()
       .endpoint_state(upstream, endpoint)
       ->active_requests.fetch_add(1, std::memory_order_relaxed);
 }
@@ -275,18 +205,18 @@ bool record_outcome(ClusterState& cluster, EndpointState& ep, const OutlierDetec
   return true;
 }
 
-void attempt_finished(Worker& worker, const CompiledUpstream& upstream, int64_t endpoint,
+void attempt_finished(UpstreamContext& ctx, const CompiledUpstream& upstream, int64_t endpoint,
                       policy::AttemptOutcome outcome, uint16_t status) {
   if (upstream.state) upstream.state->active_requests.fetch_sub(1, std::memory_order_relaxed);
-  EndpointState& ep = *worker.balancer().endpoint_state(upstream, endpoint);
+  EndpointState& ep = *ctx.balancer().endpoint_state(upstream, endpoint);
   ep.active_requests.fetch_sub(1, std::memory_order_relaxed);
   if (upstream.config.outlier_detection && upstream.state &&
       outcome != policy::AttemptOutcome::downstream_cancelled)
     record_outcome(*upstream.state, ep, *upstream.config.outlier_detection, outcome, status,
-                   worker.shared().now());
+                   ctx.now());
 }
 
-bool admit_retry(Worker& worker, const CompiledUpstream& upstream) {
+bool admit_retry(UpstreamContext& ctx, const CompiledUpstream& upstream) {
   ClusterState* cluster = upstream.state.get();
   if (!cluster) return true;
   uint64_t cur = cluster->retries_active.load(std::memory_order_relaxed);
@@ -297,16 +227,16 @@ bool admit_retry(Worker& worker, const CompiledUpstream& upstream) {
   return false;
 }
 
-void retry_finished(Worker& worker, const CompiledUpstream& upstream) {
+void retry_finished(UpstreamContext& ctx, const CompiledUpstream& upstream) {
   if (upstream.state) upstream.state->retries_active.fetch_sub(1, std::memory_order_relaxed);
 }
 
-void install_health_checks(Worker& worker, std::shared_ptr<const Snapshot> snapshot) {
-  auto& checker = worker.balancer().health();
+void install_health_checks(UpstreamContext& ctx, UpstreamList upstreams) {
+  auto& checker = ctx.balancer().health();
   checker.reset();  // stops the previous snapshot's probes
-  if (!snapshot) return;
+  if (!upstreams) return;
   bool any = false;
-  for (const auto& up : snapshot->upstreams) {
+  for (const auto& up : *upstreams) {
     if (up.config.health_check) {
       any = true;
     } else if (up.state) {
@@ -314,11 +244,11 @@ void install_health_checks(Worker& worker, std::shared_ptr<const Snapshot> snaps
       for (auto& s : up.state->resolve(up)) s->healthy.store(true, std::memory_order_relaxed);
     }
   }
-  if (any) checker = std::make_unique<HealthChecker>(worker, std::move(snapshot));
+  if (any) checker = std::make_unique<HealthChecker>(ctx, std::move(upstreams));
 }
 
-void stop_health_checks(Worker& worker) {
-  worker.balancer().health().reset();
+void stop_health_checks(UpstreamContext& ctx) {
+  ctx.balancer().health().reset();
 }
 
 }  // namespace sluice

@@ -23,6 +23,7 @@
 #include "sluice/request.hpp"
 #include "sluice/result.hpp"
 #include "sluice/upstream.hpp"
+#include "upstream/compiled.hpp"
 #include "upstream/pool.hpp"
 
 namespace sluice {
@@ -30,17 +31,10 @@ namespace sluice {
 struct CompiledUpstream;
 struct EndpointSet;
 struct ConnectionSlot;
-class Worker;
+class UpstreamContext;
 class HashTable;
-class Snapshot;
 
 using TimePoint = std::chrono::steady_clock::time_point;
-
-// Config checks for an upstream that the snapshot compiler runs (Istio
-// rejects the same things): consistent-hash settings, maglev table size
-// prime, outlier detection and health check ranges. `object` names the
-// upstream in the error, e.g. "Upstream reviews".
-Status validate_upstream(const UpstreamConfig& config, std::string_view object);
 
 // Shared runtime state of one endpoint ("ip:port"), read and written by
 // every worker with relaxed atomics. Survives reloads while the endpoint
@@ -138,7 +132,7 @@ class ClusterRegistry {
 };
 
 struct PickRequest {
-  const RequestHead& request;
+  const RequestHead* request = nullptr;  // for header, cookie and query hashing
   std::string_view client_ip;
   std::span<const int64_t> tried;  // endpoints already attempted for this request
   bool avoid_tried = false;
@@ -149,19 +143,19 @@ struct PickResult {
   std::string set_cookie;  // Set-Cookie value to add to the response, if any
 };
 
-PickResult pick_endpoint(Worker& worker, const CompiledUpstream& upstream, const EndpointSet& set,
-                         const PickRequest& request);
+PickResult pick_endpoint(UpstreamContext& ctx, const CompiledUpstream& upstream,
+                         const EndpointSet& set, const PickRequest& request);
 
 // Brackets one upstream attempt (least-request counts, outlier detection).
-void attempt_started(Worker& worker, const CompiledUpstream& upstream, int64_t endpoint);
-void attempt_finished(Worker& worker, const CompiledUpstream& upstream, int64_t endpoint,
+void attempt_started(UpstreamContext& ctx, const CompiledUpstream& upstream, int64_t endpoint);
+void attempt_finished(UpstreamContext& ctx, const CompiledUpstream& upstream, int64_t endpoint,
                       policy::AttemptOutcome outcome, uint16_t status);
 
 // Retry budget (connectionPool.http.maxRetries, across workers): a retry
 // may start only when admitted; each admitted retry must be followed by
 // retry_finished once that attempt is over.
-bool admit_retry(Worker& worker, const CompiledUpstream& upstream);
-void retry_finished(Worker& worker, const CompiledUpstream& upstream);
+bool admit_retry(UpstreamContext& ctx, const CompiledUpstream& upstream);
+void retry_finished(UpstreamContext& ctx, const CompiledUpstream& upstream);
 
 // Outlier-detection bookkeeping for one finished attempt, apart from the
 // worker so it can be unit-tested with a fake clock. Returns true when the
@@ -171,7 +165,7 @@ bool record_outcome(ClusterState& cluster, EndpointState& ep, const OutlierDetec
 
 // Active health checks: (re)started on the worker that runs them (worker 0)
 // whenever it installs a snapshot; stopped on drain.
-void install_health_checks(Worker& worker, std::shared_ptr<const Snapshot> snapshot);
-void stop_health_checks(Worker& worker);
+void install_health_checks(UpstreamContext& ctx, UpstreamList upstreams);
+void stop_health_checks(UpstreamContext& ctx);
 
 }  // namespace sluice

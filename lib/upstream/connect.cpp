@@ -7,11 +7,10 @@
 
 #include <algorithm>
 
-#include "config/snapshot.hpp"
-#include "runtime/worker.hpp"
 #include "tls/client.hpp"
 #include "upstream/balancer.hpp"
 #include "upstream/cluster.hpp"
+#include "upstream/context.hpp"
 
 namespace sluice {
 
@@ -35,9 +34,9 @@ bool reserve_connection(ClusterState* cluster, uint32_t max) {
 
 // A place under max_connections, making room by closing our own idle pooled
 // connections to the upstream (they hold places too).
-bool reserve_evicting(Worker& worker, ClusterState* cluster, uint32_t max) {
+bool reserve_evicting(UpstreamContext& ctx, ClusterState* cluster, uint32_t max) {
   bool reserved = reserve_connection(cluster, max);
-  while (!reserved && worker.pool().evict_one(cluster)) reserved = reserve_connection(cluster, max);
+  while (!reserved && ctx.pool().evict_one(cluster)) reserved = reserve_connection(cluster, max);
   return reserved;
 }
 
@@ -66,7 +65,7 @@ Lease::Status failure_status(const ConnectionSlot& slot) {
 // Connects a new connection whose place (when `counted`) is already
 // reserved: TCP, socket options, then TLS origination when asked. On failure
 // the place is given back.
-asio::awaitable<Lease> connect_new(Worker& worker, ConnectionSlot& slot,
+asio::awaitable<Lease> connect_new(UpstreamContext& ctx, ConnectionSlot& slot,
                                    const CompiledUpstream& upstream, int64_t endpoint, bool counted,
                                    bool originate_tls) {
   const CompiledEndpoint& ep = upstream.endpoints[endpoint];
@@ -74,19 +73,19 @@ asio::awaitable<Lease> connect_new(Worker& worker, ConnectionSlot& slot,
   // Held across the awaits: a reload may drop the balancer's caches.
   std::shared_ptr<ClusterState> cluster = counted ? upstream.state : nullptr;
   std::shared_ptr<EndpointState> ep_state =
-      counted ? worker.balancer().endpoint_state(upstream, endpoint) : nullptr;
+      counted ? ctx.balancer().endpoint_state(upstream, endpoint) : nullptr;
   Lease lease;
   // A failed connect or handshake gives its place back for a waiter.
   auto failed = [&] {
     slot.upstream = nullptr;
     slot.clear_deadline();
     if (cluster) cluster->connections.fetch_sub(1, std::memory_order_relaxed);
-    worker.balancer().wake_one();
+    ctx.balancer().wake_one();
     lease.status = failure_status(slot);
     return std::move(lease);
   };
 
-  auto conn = std::make_unique<UpstreamConnection>(asio::ip::tcp::socket(worker.context()));
+  auto conn = std::make_unique<UpstreamConnection>(asio::ip::tcp::socket(ctx.context()));
   slot.upstream = &conn->socket;
   slot.fired = Timeout::none;
   slot.set_deadline(Timeout::upstream_connect, pool.connect_timeout);
@@ -115,14 +114,14 @@ asio::awaitable<Lease> connect_new(Worker& worker, ConnectionSlot& slot,
 
 }  // namespace
 
-asio::awaitable<Lease> lease_connection(Worker& worker, ConnectionSlot& slot,
+asio::awaitable<Lease> lease_connection(UpstreamContext& ctx, ConnectionSlot& slot,
                                         const CompiledUpstream& upstream, int64_t endpoint) {
   const CompiledEndpoint& ep = upstream.endpoints[endpoint];
   const auto& pool = upstream.config.pool;
   std::shared_ptr<ClusterState> cluster = upstream.state;
   Lease lease;
   slot.fired = Timeout::none;
-  lease.conn = worker.pool().take(ep.pool_key, pool.idle_timeout);
+  lease.conn = ctx.pool().take(ep.pool_key, pool.idle_timeout);
   if (lease.conn) {
     lease.reused = true;
     lease.status = Lease::Status::ok;
@@ -139,18 +138,18 @@ asio::awaitable<Lease> lease_connection(Worker& worker, ConnectionSlot& slot,
       lease.status = Lease::Status::overflow;
       co_return lease;
     }
-    worker.pool().sweep(pool.idle_timeout, cluster.get());
+    ctx.pool().sweep(pool.idle_timeout, cluster.get());
     auto give_up = Clock::now() + pool.connect_timeout;
-    asio::steady_timer timer(worker.context());
+    asio::steady_timer timer(ctx.context());
     bool reserved = false;
     for (;;) {
-      if ((lease.conn = worker.pool().take(ep.pool_key, pool.idle_timeout))) break;
-      if ((reserved = reserve_evicting(worker, cluster.get(), pool.max_connections))) break;
+      if ((lease.conn = ctx.pool().take(ep.pool_key, pool.idle_timeout))) break;
+      if ((reserved = reserve_evicting(ctx, cluster.get(), pool.max_connections))) break;
       if (slot.fired != Timeout::none || Clock::now() >= give_up) break;
       timer.expires_after(std::min<Clock::duration>(kPendingPoll, give_up - Clock::now()));
-      worker.balancer().add_waiter(&timer);
+      ctx.balancer().add_waiter(&timer);
       co_await timer.async_wait(kNoThrow);
-      worker.balancer().remove_waiter(&timer);
+      ctx.balancer().remove_waiter(&timer);
     }
     cluster->pending_requests.fetch_sub(1, std::memory_order_relaxed);
     if (lease.conn) {
@@ -168,32 +167,32 @@ asio::awaitable<Lease> lease_connection(Worker& worker, ConnectionSlot& slot,
       co_return lease;
     }
   }
-  co_return co_await connect_new(worker, slot, upstream, endpoint, true, true);
+  co_return co_await connect_new(ctx, slot, upstream, endpoint, true, true);
 }
 
-void release_connection(Worker& worker, const CompiledUpstream& upstream,
+void release_connection(UpstreamContext& ctx, const CompiledUpstream& upstream,
                         std::unique_ptr<UpstreamConnection> conn, bool reusable) {
   if (!conn) return;
   const auto& pool = upstream.config.pool;
   if (reusable &&
       (pool.max_requests_per_connection == 0 || conn->requests < pool.max_requests_per_connection))
-    worker.pool().put(std::move(conn), pool.max_idle_per_endpoint);
+    ctx.pool().put(std::move(conn), pool.max_idle_per_endpoint);
   conn.reset();
   // A place (or a pooled connection) is free: the oldest waiter looks first.
-  worker.balancer().wake_one();
+  ctx.balancer().wake_one();
 }
 
-asio::awaitable<Lease> open_connection(Worker& worker, ConnectionSlot& slot,
+asio::awaitable<Lease> open_connection(UpstreamContext& ctx, ConnectionSlot& slot,
                                        const CompiledUpstream& upstream, int64_t endpoint,
                                        ConnectOptions options) {
   if (options.limited &&
-      !reserve_evicting(worker, upstream.state.get(), upstream.config.pool.max_connections)) {
+      !reserve_evicting(ctx, upstream.state.get(), upstream.config.pool.max_connections)) {
     upstream.state->overflows.fetch_add(1, std::memory_order_relaxed);
     Lease lease;
     lease.status = Lease::Status::overflow;
     co_return lease;
   }
-  co_return co_await connect_new(worker, slot, upstream, endpoint, options.limited,
+  co_return co_await connect_new(ctx, slot, upstream, endpoint, options.limited,
                                  options.originate_tls);
 }
 

@@ -22,7 +22,7 @@ namespace sluice {
 
 struct CompiledUpstream;
 struct ConnectionSlot;
-class Worker;
+class UpstreamContext;
 
 struct Lease {
   enum class Status { ok, connect_failure, connect_timeout, overflow, cancelled };
@@ -36,11 +36,11 @@ struct Lease {
 // max_pending_requests; beyond that, or when the wait ends, Status::overflow.
 // Uses `slot` for the connect deadline (Timeout::upstream_connect) and for
 // cancellation (slot.upstream is the socket while it connects).
-asio::awaitable<Lease> lease_connection(Worker& worker, ConnectionSlot& slot,
+asio::awaitable<Lease> lease_connection(UpstreamContext& ctx, ConnectionSlot& slot,
                                         const CompiledUpstream& upstream, int64_t endpoint);
 // Back to the pool when `reusable` (and the upstream's per-connection request
 // limit allows), else closed; either way a waiter may proceed.
-void release_connection(Worker& worker, const CompiledUpstream& upstream,
+void release_connection(UpstreamContext& ctx, const CompiledUpstream& upstream,
                         std::unique_ptr<UpstreamConnection> conn, bool reusable);
 
 struct ConnectOptions {
@@ -55,7 +55,7 @@ struct ConnectOptions {
 
 // A connection of its own (never pooled; destroying it closes it), made
 // the same way lease_connection makes a new one.
-asio::awaitable<Lease> open_connection(Worker& worker, ConnectionSlot& slot,
+asio::awaitable<Lease> open_connection(UpstreamContext& ctx, ConnectionSlot& slot,
                                        const CompiledUpstream& upstream, int64_t endpoint,
                                        ConnectOptions options = {});
 

@@ -13,9 +13,9 @@
 #include <optional>
 
 #include "http/parser.hpp"
-#include "runtime/worker.hpp"
 #include "upstream/cluster.hpp"
 #include "upstream/connect.hpp"
+#include "upstream/context.hpp"
 
 namespace sluice {
 
@@ -44,14 +44,14 @@ namespace {
 // connects through the upstream-connection layer (TLS origination included)
 // but outside the connection limits: traffic filling the pool must not make
 // its endpoints look dead.
-asio::awaitable<bool> probe_once(Worker& worker, std::shared_ptr<ProbeIo> io,
+asio::awaitable<bool> probe_once(UpstreamContext& ctx, std::shared_ptr<ProbeIo> io,
                                  const CompiledUpstream& up, int64_t endpoint, std::string request,
                                  std::chrono::milliseconds timeout) {
   ConnectionSlot& slot = io->slot;
-  worker.attach(&slot);
+  ctx.loop().attach(&slot);
   slot.idle = false;
   slot.set_cap(timeout);  // bounds the connect and handshake too
-  Lease lease = co_await open_connection(worker, slot, up, endpoint, {.limited = false});
+  Lease lease = co_await open_connection(ctx, slot, up, endpoint, {.limited = false});
   bool ok = false;
   if (lease.conn) {
     UpstreamConnection& c = *lease.conn;
@@ -87,12 +87,13 @@ asio::awaitable<bool> probe_once(Worker& worker, std::shared_ptr<ProbeIo> io,
   }
   lease.conn.reset();
   slot.clear_caps();
-  worker.detach(&slot);
+  ctx.loop().detach(&slot);
   co_return ok;
 }
 
-asio::awaitable<void> probe_loop(Worker& worker, std::shared_ptr<HealthChecker::Control> control,
-                                 std::shared_ptr<ProbeIo> io, std::shared_ptr<const Snapshot> keep,
+asio::awaitable<void> probe_loop(UpstreamContext& ctx,
+                                 std::shared_ptr<HealthChecker::Control> control,
+                                 std::shared_ptr<ProbeIo> io, UpstreamList keep,
                                  const CompiledUpstream& up, int64_t endpoint,
                                  std::shared_ptr<EndpointState> ep) {
   const HealthCheck& hc = *up.config.health_check;
@@ -101,7 +102,7 @@ asio::awaitable<void> probe_loop(Worker& worker, std::shared_ptr<HealthChecker::
       "GET {} HTTP/1.1\r\nhost: {}\r\nuser-agent: sluice-health-check\r\nconnection: close\r\n\r\n",
       hc.path, host);
   while (!control->stopped) {
-    bool ok = co_await probe_once(worker, io, up, endpoint, request, hc.timeout);
+    bool ok = co_await probe_once(ctx, io, up, endpoint, request, hc.timeout);
     if (control->stopped) break;
     if (ok) {
       ep->check_failures = 0;
@@ -121,18 +122,18 @@ asio::awaitable<void> probe_loop(Worker& worker, std::shared_ptr<HealthChecker::
 
 }  // namespace
 
-HealthChecker::HealthChecker(Worker& worker, std::shared_ptr<const Snapshot> snapshot)
+HealthChecker::HealthChecker(UpstreamContext& ctx, UpstreamList upstreams)
     : control_(std::make_shared<Control>()) {
-  for (const auto& up : snapshot->upstreams) {
+  for (const auto& up : *upstreams) {
     if (!up.config.health_check) continue;
     auto cluster = up.state ? up.state : std::make_shared<ClusterState>(up.config.name);
     auto states = cluster->resolve(up);
     for (size_t i = 0; i < up.endpoints.size(); ++i) {
-      auto io = std::make_shared<ProbeIo>(worker.context());
+      auto io = std::make_shared<ProbeIo>(ctx.context());
       control_->probes.push_back(io);
       asio::co_spawn(
-          worker.context(),
-          probe_loop(worker, control_, io, snapshot, up, static_cast<int64_t>(i), states[i]),
+          ctx.context(),
+          probe_loop(ctx, control_, io, upstreams, up, static_cast<int64_t>(i), states[i]),
           asio::detached);
     }
   }

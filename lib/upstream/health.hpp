@@ -9,17 +9,17 @@
 #include <asio/io_context.hpp>
 #include <memory>
 
-#include "config/snapshot.hpp"
+#include "upstream/compiled.hpp"
 
 namespace sluice {
 
-class Worker;
+class UpstreamContext;
 
 class HealthChecker {
  public:
-  // Probes run on `worker` and keep `snapshot` (upstreams, TLS contexts)
-  // alive until stop().
-  HealthChecker(Worker& worker, std::shared_ptr<const Snapshot> snapshot);
+  // Probes run on `ctx`'s loop and keep `upstreams` (and their TLS
+  // contexts) alive until stop().
+  HealthChecker(UpstreamContext& ctx, UpstreamList upstreams);
   ~HealthChecker();
   HealthChecker(const HealthChecker&) = delete;
   HealthChecker& operator=(const HealthChecker&) = delete;

@@ -103,10 +103,9 @@ struct Checked {
     up.state->update(up);
     worker.emplace(0, ctx, shared, 7);
     worker->install(snap);
-    install_health_checks(*worker, snap);
   }
   ~Checked() {
-    stop_health_checks(*worker);
+    stop_health_checks(worker->upstream());
     ctx.run_for(20ms);
   }
   bool healthy() const { return snap->upstreams[0].state->view().endpoints.at(0).healthy; }

@@ -47,7 +47,6 @@ TEST_CASE("resilience: active health checks mark a failing endpoint unhealthy, p
   up.state->update(up);
   Worker worker(0, ctx, shared, 7);
   worker.install(snap);
-  install_health_checks(worker, snap);
 
   auto run_until = [&](const std::function<bool()>& pred) {
     auto deadline = std::chrono::steady_clock::now() + 5s;
@@ -63,7 +62,7 @@ TEST_CASE("resilience: active health checks mark a failing endpoint unhealthy, p
     std::set<std::string> seen;
     RequestHead head;
     for (int i = 0; i < 20; ++i) {
-      auto p = pick_endpoint(worker, up, up.all, PickRequest{head, "127.0.0.1"});
+      auto p = pick_endpoint(worker.upstream(), up, up.all, PickRequest{&head, "127.0.0.1"});
       REQUIRE(p.endpoint >= 0);
       seen.insert(up.endpoints[p.endpoint].key);
     }
@@ -83,7 +82,7 @@ TEST_CASE("resilience: active health checks mark a failing endpoint unhealthy, p
   CHECK(picks().size() == 2);
 
   // Stopped checks leave nothing running on the loop.
-  stop_health_checks(worker);
+  stop_health_checks(worker.upstream());
   size_t probes = bad.request_count();
   ctx.run_for(50ms);
   CHECK(bad.request_count() <= probes + 1);

@@ -50,8 +50,8 @@ struct Bench {
   }
   const CompiledUpstream& up() const { return snap->upstreams[0]; }
   PickResult pick_full(const RequestHead* head = nullptr, std::string_view ip = {}) {
-    PickInput in{.request = head, .client_ip = ip, .now = now};
-    return balancer.pick(up(), up().all, in, rng);
+    PickRequest in{.request = head, .client_ip = ip};
+    return balancer.pick(up(), up().all, in, now, rng);
   }
   // The endpoint picked, as "ip:port".
   std::string pick(const RequestHead* head = nullptr, std::string_view ip = {}) {
@@ -128,8 +128,8 @@ TEST_CASE("retries avoid endpoints already tried when others remain") {
   Bench b(make_upstream({1, 1, 1}, LoadBalancer::random));
   std::array<int64_t, 2> tried{0, 1};
   for (int i = 0; i < 50; ++i) {
-    PickInput in{.tried = tried, .avoid_tried = true, .now = b.now};
-    CHECK(b.balancer.pick(b.up(), b.up().all, in, b.rng).endpoint == 2);
+    PickRequest in{.tried = tried, .avoid_tried = true};
+    CHECK(b.balancer.pick(b.up(), b.up().all, in, b.now, b.rng).endpoint == 2);
   }
 }
 

@@ -1,0 +1,162 @@
+#pragma once
+// The per-worker event-loop services every layer above uses: the io_context,
+// the connections whose deadlines the worker enforces (ConnectionSlot), the
+// cached and the injectable clock, the seedable RNG and recycled I/O
+// buffers. The runtime's Worker is a Loop; upstream/ and proxy/ see only
+// this, never the Worker.
+
+#include <array>
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <random>
+#include <vector>
+
+namespace sluice {
+
+using Clock = std::chrono::steady_clock;
+using TimePoint = Clock::time_point;
+
+// A downstream connection as the worker sees it: enough to enforce deadlines
+// and drain. The session coroutine owns the rest.
+struct ConnectionSlot {
+  // io: no progress on a read or write of a request in flight (the stream
+  // idle timeout); request, stream: the caps below.
+  enum class Timeout {
+    none,
+    header,
+    idle,
+    upstream_connect,
+    upstream_response,
+    route,
+    io,
+    request,
+    stream
+  };
+  // Caps bound every deadline set while they are active: the route timeout,
+  // the request timeout (until the request is read) and the max stream
+  // duration. Each is an absolute time; max() when off.
+  enum Cap { route_cap, request_cap, stream_cap, cap_count };
+
+  explicit ConnectionSlot(asio::ip::tcp::socket::lowest_layer_type* s) : socket(s) {}
+
+  // Downstream TCP, under TLS if any; null for the gateway's own upstream
+  // exchanges (mirrors, health probes), which only have `upstream`.
+  asio::ip::tcp::socket::lowest_layer_type* socket;
+  asio::ip::tcp::socket* upstream = nullptr;  // set while an upstream op is pending
+  Clock::time_point deadline = Clock::time_point::max();
+  Timeout deadline_kind = Timeout::none;
+  Timeout fired = Timeout::none;
+  bool idle = true;  // waiting for a new request with nothing buffered
+  Clock::time_point idle_since{};
+  // Plain connections idle for a while give their read buffer back: the
+  // ticker sets `parked` and cancels the read, the session then waits for
+  // readability without a buffer. Busy keep-alive connections keep theirs
+  // (waiting for readability costs an epoll_ctl per request).
+  bool parkable = false;
+  bool parked = false;
+  // The worker's cached time, refreshed per request and per tick; deadlines
+  // are coarse anyway.
+  const Clock::time_point* now = nullptr;
+  bool close_after_response = false;
+  ConnectionSlot* prev = nullptr;
+  ConnectionSlot* next = nullptr;
+
+  std::array<Clock::time_point, cap_count> caps{Clock::time_point::max(), Clock::time_point::max(),
+                                                Clock::time_point::max()};
+
+  void set_deadline(Timeout kind, std::chrono::milliseconds after) {
+    deadline = after.count() > 0 ? *now + after : Clock::time_point::max();
+    deadline_kind = after.count() > 0 ? kind : Timeout::none;
+    apply_caps();
+  }
+  void clear_deadline() {
+    deadline = Clock::time_point::max();
+    deadline_kind = Timeout::none;
+    apply_caps();
+  }
+  // The route timeout, from now.
+  void set_cap(std::chrono::milliseconds after) {
+    set_cap_at(route_cap, after.count() > 0 ? *now + after : Clock::time_point::max());
+  }
+  void set_cap_at(Cap which, Clock::time_point at) {
+    caps[which] = at;
+    clear_deadline();
+  }
+  void clear_cap(Cap which = route_cap) { set_cap_at(which, Clock::time_point::max()); }
+  void clear_caps() {
+    caps.fill(Clock::time_point::max());
+    clear_deadline();
+  }
+  // Cancels pending I/O so the session sees operation_aborted.
+  void interrupt();
+
+ private:
+  void apply_caps() {
+    static constexpr Timeout kinds[cap_count] = {Timeout::route, Timeout::request, Timeout::stream};
+    for (size_t i = 0; i < cap_count; ++i)
+      if (caps[i] < deadline) {
+        deadline = caps[i];
+        deadline_kind = kinds[i];
+      }
+  }
+};
+
+// An I/O buffer of Loop::kBufferSize bytes, mapped on its own so that
+// memory freed after a burst goes back to the OS instead of fragmenting the
+// heap (idle connections hold none).
+struct BufferUnmap {
+  void operator()(char* p) const;
+};
+using IoBuffer = std::unique_ptr<char, BufferUnmap>;
+
+class Loop {
+ public:
+  Loop(asio::io_context& ctx, const std::function<TimePoint()>& clock, uint64_t seed);
+  virtual ~Loop();
+  Loop(const Loop&) = delete;
+  Loop& operator=(const Loop&) = delete;
+
+  asio::io_context& context() { return ctx_; }
+
+  // Connections (and the gateway's own upstream exchanges) whose deadlines
+  // the loop enforces; attach when one starts, detach when it ends.
+  void attach(ConnectionSlot* slot);
+  void detach(ConnectionSlot* slot);
+  size_t connection_count() const { return connection_count_; }
+
+  // Cached steady time for deadlines; refresh_now() before starting a wait.
+  const TimePoint& now() const { return now_; }
+  const TimePoint& refresh_now() { return now_ = Clock::now(); }
+  // The gateway's injectable clock (ejections, warm-up, health): never empty.
+  TimePoint clock_now() const { return clock_(); }
+  const std::function<TimePoint()>& clock() const { return clock_; }
+
+  // The worker's seedable RNG: every random draw of a request uses it.
+  std::mt19937_64& rng() { return rng_; }
+
+  // I/O buffers of kBufferSize, recycled per loop so idle connections hold none.
+  static constexpr size_t kBufferSize = 16 * 1024;
+  IoBuffer take_buffer();
+  void give_buffer(IoBuffer b);
+
+ protected:
+  // Called after a slot joins or leaves (the worker counts, ticks and drains).
+  virtual void attached() {}
+  virtual void detached() {}
+  ConnectionSlot* head_ = nullptr;  // intrusive list of live slots
+  TimePoint now_ = Clock::now();
+
+ private:
+  asio::io_context& ctx_;
+  const std::function<TimePoint()>& clock_;
+  std::mt19937_64 rng_;
+  size_t connection_count_ = 0;
+  std::vector<IoBuffer> free_buffers_;
+};
+
+}  // namespace sluice

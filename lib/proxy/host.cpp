@@ -1,0 +1,26 @@
+#include "proxy/host.hpp"
+
+namespace sluice {
+
+void SessionHost::make_request_id(char (&out)[36]) {
+  // Version 4 and variant bits per RFC 9562; hex written by hand (hot path).
+  static constexpr char kHex[] = "0123456789abcdef";
+  uint64_t a = rng()(), b = rng()();
+  a = (a & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;
+  b = (b & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
+  int pos = 0;
+  auto put = [&](uint64_t v, int nibbles) {
+    for (int i = nibbles - 1; i >= 0; --i) out[pos++] = kHex[(v >> (4 * i)) & 0xf];
+  };
+  put(a >> 32, 8);
+  out[pos++] = '-';
+  put(a >> 16, 4);
+  out[pos++] = '-';
+  put(a, 4);
+  out[pos++] = '-';
+  put(b >> 48, 4);
+  out[pos++] = '-';
+  put(b, 12);
+}
+
+}  // namespace sluice
