@@ -105,8 +105,7 @@ struct Parser::Callbacks {
       return 0;
     }
     // llhttp keeps trailing whitespace of values; RFC 9110 says strip it.
-    while (!s.value_.empty() && (s.value_.back() == ' ' || s.value_.back() == '\t'))
-      s.value_.pop_back();
+    s.value_.resize(trim_end(s.value_).size());
     h.add(std::move(s.field_), std::move(s.value_));
     s.field_.clear();
     s.value_.clear();

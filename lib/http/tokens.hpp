@@ -24,12 +24,17 @@ inline std::string to_lower(std::string_view s) {
   return out;
 }
 
-// `s` without leading and trailing optional whitespace (RFC 9110 OWS: space
-// and horizontal tab only).
-inline std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+// `s` without trailing optional whitespace (RFC 9110 OWS: space and
+// horizontal tab only).
+inline std::string_view trim_end(std::string_view s) {
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
   return s;
+}
+
+// `s` without leading and trailing optional whitespace.
+inline std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  return trim_end(s);
 }
 
 // Calls `f(item)` for each non-empty item of `v`, optional whitespace trimmed.

@@ -167,8 +167,7 @@ std::string enum_name(const YAML::Node& node, const Meta& meta, const std::strin
 }
 
 void check_regex(const std::string& pattern, const Meta& meta, const std::string& path) {
-  RE2 re(pattern, http::regex_options());
-  if (!re.ok()) fail(meta, path, fmt::format("invalid regex \"{}\": {}", pattern, re.error()));
+  if (auto re = http::compile_regex(pattern); !re) fail(meta, path, re.error().message);
 }
 
 // Configuration text that reaches the wire is checked here, at parse time,
@@ -469,11 +468,10 @@ Rewrite parse_rewrite(const YAML::Node& n, const Meta& meta, const std::string& 
     std::string match = scalar(x.require("match"), meta, x.sub("match"));
     std::string rewrite = scalar(x.require("rewrite"), meta, x.sub("rewrite"));
     x.finish();
-    RE2 re(match, http::regex_options());
-    if (!re.ok())
-      fail(meta, x.sub("match"), fmt::format("invalid regex \"{}\": {}", match, re.error()));
+    auto re = http::compile_regex(match);
+    if (!re) fail(meta, x.sub("match"), re.error().message);
     std::string why;
-    if (!re.CheckRewriteString(rewrite, &why))
+    if (!re.value()->CheckRewriteString(rewrite, &why))
       fail(meta, x.sub("rewrite"), fmt::format("invalid rewrite \"{}\": {}", rewrite, why));
     // Captures copy bytes of the (already checked) request path; the literal
     // text must not break the request line.
@@ -879,6 +877,107 @@ SecretRes parse_secret(const YAML::Node& doc, Meta meta) {
   return out;
 }
 
+DirectResponse parse_direct_response(const YAML::Node& n, const Meta& meta,
+                                     const std::string& path) {
+  Fields d(n, meta, path);
+  int64_t status = integer(d.require("status"), meta, d.sub("status"));
+  if (status < 200 || status > 599)
+    fail(meta, d.sub("status"), fmt::format("status {} is out of range 200-599", status));
+  DirectResponse dr;
+  dr.status = static_cast<uint16_t>(status);
+  if (auto b = d.get("body")) {
+    Fields body(b, meta, d.sub("body"));
+    auto s = body.get("string");
+    auto bytes = body.get("bytes");
+    if (s && bytes) fail(meta, body.sub("string"), "string and bytes are mutually exclusive");
+    if (s) dr.body = scalar(s, meta, body.sub("string"));
+    if (bytes)
+      dr.body = decode_base64(scalar(bytes, meta, body.sub("bytes")), meta, body.sub("bytes"));
+    body.finish();
+  }
+  d.finish();
+  return dr;
+}
+
+// `mirror` (with mirrorPercentage, or the older mirrorPercent) or
+// `mirrors[]`, each entry with its own percentage; unset when neither.
+std::optional<std::vector<MirrorIn>> parse_mirrors(Fields& f, const Meta& meta) {
+  auto mirror = f.get("mirror");
+  auto mirrors = f.get("mirrors");
+  auto mirror_percentage = f.get("mirrorPercentage");
+  auto mirror_percent = f.get("mirrorPercent");
+  if (!mirror_percent) mirror_percent = f.get("mirror_percent");
+  if (mirror && mirrors) fail(meta, f.sub("mirrors"), "mirror and mirrors are mutually exclusive");
+  if ((mirror_percentage || mirror_percent) && !mirror)
+    fail(meta, f.sub(mirror_percentage ? "mirrorPercentage" : "mirrorPercent"),
+         "requires mirror (mirrors[] take their own percentage)");
+  std::optional<std::vector<MirrorIn>> out;
+  if (mirror) {
+    MirrorIn m;
+    m.path = f.sub("mirror");
+    parse_destination(mirror, meta, m.path, m.destination);
+    if (mirror_percentage)
+      m.percentage = percentage(mirror_percentage, meta, f.sub("mirrorPercentage"));
+    else if (mirror_percent)
+      m.percentage = percent_int(mirror_percent, meta, f.sub("mirrorPercent"));
+    out.emplace().push_back(std::move(m));
+  }
+  if (mirrors) {
+    std::string p = f.sub("mirrors");
+    require_seq(mirrors, meta, p);
+    auto& list = out.emplace();
+    for (size_t i = 0; i < mirrors.size(); ++i) {
+      Fields mf(mirrors[i], meta, index(p, i));
+      MirrorIn m;
+      m.path = mf.sub("destination");
+      parse_destination(mf.require("destination"), meta, m.path, m.destination);
+      if (auto pc = mf.get("percentage")) m.percentage = percentage(pc, meta, mf.sub("percentage"));
+      mf.finish();
+      list.push_back(std::move(m));
+    }
+  }
+  return out;
+}
+
+DelegateIn parse_delegate(const YAML::Node& n, const Meta& meta, const std::string& path) {
+  Fields d(n, meta, path);
+  DelegateIn del;
+  del.name = scalar(d.require("name"), meta, d.sub("name"));
+  if (auto ns = d.get("namespace")) del.namespace_ = scalar(ns, meta, d.sub("namespace"));
+  d.finish();
+  return del;
+}
+
+// Exactly one action, as Istio's validation demands, and nothing that acts
+// only on forwarded requests next to a redirect or direct response.
+void check_rule_actions(const HttpRuleIn& rule, const Fields& f, const Meta& meta) {
+  struct Action {
+    const char* key;
+    bool set;
+  };
+  const Action actions[] = {{"route", !rule.route.empty()},
+                            {"redirect", rule.redirect.has_value()},
+                            {"directResponse", rule.direct_response.has_value()},
+                            {"delegate", rule.delegate.has_value()}};
+  const Action* first = nullptr;
+  for (const auto& a : actions) {
+    if (!a.set) continue;
+    if (first)
+      fail(meta, f.sub(a.key), fmt::format("{} and {} are mutually exclusive", first->key, a.key));
+    first = &a;
+  }
+  if (!first)
+    fail(meta, f.sub("route"), "a rule needs route, redirect, directResponse or delegate");
+  if (rule.redirect || rule.direct_response) {
+    const char* action = rule.redirect ? "redirect" : "directResponse";
+    if (rule.rewrite) fail(meta, f.sub("rewrite"), fmt::format("cannot be used with {}", action));
+    if (rule.fault) fail(meta, f.sub("fault"), fmt::format("cannot be used with {}", action));
+    if (rule.mirrors)
+      fail(meta, rule.mirrors->empty() ? f.sub("mirrors") : rule.mirrors->front().path,
+           fmt::format("cannot be used with {}", action));
+  }
+}
+
 HttpRuleIn parse_http_rule(const YAML::Node& n, const Meta& meta, const std::string& path) {
   HttpRuleIn out;
   Fields f(n, meta, path);
@@ -895,26 +994,8 @@ HttpRuleIn parse_http_rule(const YAML::Node& n, const Meta& meta, const std::str
     for (size_t i = 0; i < v.size(); ++i)
       out.route.push_back(parse_route_destination(v[i], meta, index(p, i)));
   }
-  if (auto v = f.get("directResponse")) {
-    Fields d(v, meta, f.sub("directResponse"));
-    int64_t status = integer(d.require("status"), meta, d.sub("status"));
-    if (status < 200 || status > 599)
-      fail(meta, d.sub("status"), fmt::format("status {} is out of range 200-599", status));
-    DirectResponse dr;
-    dr.status = static_cast<uint16_t>(status);
-    if (auto b = d.get("body")) {
-      Fields body(b, meta, d.sub("body"));
-      auto s = body.get("string");
-      auto bytes = body.get("bytes");
-      if (s && bytes) fail(meta, body.sub("string"), "string and bytes are mutually exclusive");
-      if (s) dr.body = scalar(s, meta, body.sub("string"));
-      if (bytes)
-        dr.body = decode_base64(scalar(bytes, meta, body.sub("bytes")), meta, body.sub("bytes"));
-      body.finish();
-    }
-    d.finish();
-    out.direct_response = std::move(dr);
-  }
+  if (auto v = f.get("directResponse"))
+    out.direct_response = parse_direct_response(v, meta, f.sub("directResponse"));
   if (auto v = f.get("redirect")) out.redirect = parse_redirect(v, meta, f.sub("redirect"));
   if (auto v = f.get("rewrite")) out.rewrite = parse_rewrite(v, meta, f.sub("rewrite"));
   if (auto v = f.get("headers")) {
@@ -924,80 +1005,11 @@ HttpRuleIn parse_http_rule(const YAML::Node& n, const Meta& meta, const std::str
   if (auto v = f.get("timeout")) out.timeout = duration(v, meta, f.sub("timeout"));
   if (auto v = f.get("retries")) out.retries = parse_retries(v, meta, f.sub("retries"));
   if (auto v = f.get("fault")) out.fault = parse_fault(v, meta, f.sub("fault"));
-  {
-    auto mirror = f.get("mirror");
-    auto mirrors = f.get("mirrors");
-    auto mirror_percentage = f.get("mirrorPercentage");
-    auto mirror_percent = f.get("mirrorPercent");
-    if (!mirror_percent) mirror_percent = f.get("mirror_percent");
-    if (mirror && mirrors)
-      fail(meta, f.sub("mirrors"), "mirror and mirrors are mutually exclusive");
-    if ((mirror_percentage || mirror_percent) && !mirror)
-      fail(meta, f.sub(mirror_percentage ? "mirrorPercentage" : "mirrorPercent"),
-           "requires mirror (mirrors[] take their own percentage)");
-    if (mirror) {
-      MirrorIn m;
-      m.path = f.sub("mirror");
-      parse_destination(mirror, meta, m.path, m.destination);
-      if (mirror_percentage)
-        m.percentage = percentage(mirror_percentage, meta, f.sub("mirrorPercentage"));
-      else if (mirror_percent)
-        m.percentage = percent_int(mirror_percent, meta, f.sub("mirrorPercent"));
-      out.mirrors.emplace().push_back(std::move(m));
-    }
-    if (mirrors) {
-      std::string p = f.sub("mirrors");
-      require_seq(mirrors, meta, p);
-      auto& list = out.mirrors.emplace();
-      for (size_t i = 0; i < mirrors.size(); ++i) {
-        Fields mf(mirrors[i], meta, index(p, i));
-        MirrorIn m;
-        m.path = mf.sub("destination");
-        parse_destination(mf.require("destination"), meta, m.path, m.destination);
-        if (auto pc = mf.get("percentage"))
-          m.percentage = percentage(pc, meta, mf.sub("percentage"));
-        mf.finish();
-        list.push_back(std::move(m));
-      }
-    }
-  }
+  out.mirrors = parse_mirrors(f, meta);
   if (auto v = f.get("corsPolicy")) out.cors = parse_cors(v, meta, f.sub("corsPolicy"));
-  if (auto v = f.get("delegate")) {
-    Fields d(v, meta, f.sub("delegate"));
-    DelegateIn del;
-    del.name = scalar(d.require("name"), meta, d.sub("name"));
-    if (auto ns = d.get("namespace")) del.namespace_ = scalar(ns, meta, d.sub("namespace"));
-    d.finish();
-    out.delegate = std::move(del);
-  }
+  if (auto v = f.get("delegate")) out.delegate = parse_delegate(v, meta, f.sub("delegate"));
   f.finish();
-  // Exactly one action, as Istio's validation demands.
-  struct Action {
-    const char* key;
-    bool set;
-  };
-  const Action actions[] = {{"route", !out.route.empty()},
-                            {"redirect", out.redirect.has_value()},
-                            {"directResponse", out.direct_response.has_value()},
-                            {"delegate", out.delegate.has_value()}};
-  const Action* first = nullptr;
-  for (const auto& a : actions) {
-    if (!a.set) continue;
-    if (first)
-      fail(meta, f.sub(a.key), fmt::format("{} and {} are mutually exclusive", first->key, a.key));
-    first = &a;
-  }
-  if (!first)
-    fail(meta, f.sub("route"), "a rule needs route, redirect, directResponse or delegate");
-  if (out.redirect || out.direct_response) {
-    const char* action = out.redirect ? "redirect" : "directResponse";
-    // These act only on forwarded requests.
-    if (out.rewrite) fail(meta, f.sub("rewrite"), fmt::format("cannot be used with {}", action));
-    if (out.fault) fail(meta, f.sub("fault"), fmt::format("cannot be used with {}", action));
-    if (out.mirrors)
-      fail(meta, out.mirrors->empty() ? f.sub("mirrors") : out.mirrors->front().path,
-           fmt::format("cannot be used with {}", action));
-  }
+  check_rule_actions(out, f, meta);
   return out;
 }
 

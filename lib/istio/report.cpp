@@ -236,11 +236,8 @@ std::string describe_tls_server(const TlsServer& t) {
 
 // The TLS server an SNI picks, the way the listener does: exact name, then
 // the longest wildcard suffix, then "*".
-const TlsServer* pick_tls_server(const ListenerConfig& lc, std::string host) {
-  if (auto colon = host.rfind(':');
-      colon != std::string::npos && host.find(']') == std::string::npos)
-    host = host.substr(0, colon);
-  http::to_lower_in_place(host);
+const TlsServer* pick_tls_server(const ListenerConfig& lc, std::string_view authority) {
+  std::string host = http::to_lower(http::split_host_port(authority).host);
   const TlsServer* best = nullptr;
   size_t best_len = 0;
   for (const auto& t : lc.tls_servers)

@@ -5,8 +5,6 @@
 // hosts intersected with the server hosts; VirtualServices for the same host
 // are merged in order.
 
-#include <re2/re2.h>
-
 #include <algorithm>
 #include <asio/ip/address.hpp>
 #include <map>
@@ -108,9 +106,7 @@ class Translator {
 
   void check_regex(const Meta& m, const std::string& path, const StringMatch& sm) {
     if (sm.kind != StringMatch::Kind::regex) return;
-    RE2 re(sm.value, http::regex_options());
-    if (!re.ok())
-      fail(m, path + ".regex", fmt::format("invalid regex \"{}\": {}", sm.value, re.error()));
+    if (auto re = http::compile_regex(sm.value); !re) fail(m, path + ".regex", re.error().message);
   }
 
   void validate_regexes() {
@@ -861,9 +857,31 @@ class Translator {
     return out;
   }
 
-  void build_listener(uint16_t port, const std::vector<ServerRef>& servers) {
+  // The router of one port while it is built: virtual hosts by lower-case
+  // domain, and where each route came from (for warnings).
+  struct RouteSource {
+    const VirtualServiceRes* vs;
+    size_t rule;
+  };
+  struct RouterBuild {
+    RouterConfig router;
+    std::map<std::string, size_t> vhost_index;  // lower-case domain -> index
+    std::vector<std::vector<RouteSource>> sources;
+
+    VirtualHost& host(const std::string& domain, size_t& index) {
+      auto [it, fresh] = vhost_index.emplace(http::to_lower(domain), router.virtual_hosts.size());
+      if (fresh) {
+        router.virtual_hosts.push_back({domain, {domain}, {}});
+        sources.emplace_back();
+      }
+      index = it->second;
+      return router.virtual_hosts[index];
+    }
+  };
+
+  static ListenerInfo listener_info(uint16_t port, const std::vector<ServerRef>& servers,
+                                    bool tls_port) {
     ListenerInfo info;
-    bool tls_port = is_tls(servers.front().gateway->servers[servers.front().index]);
     info.name = fmt::format("{}.{}", tls_port ? "https" : "http", port);
     info.port = port;
     for (const auto& s : servers) {
@@ -872,98 +890,102 @@ class Translator {
       if (is_tls(srv)) so.tls_mode = srv.tls->mode;
       info.servers.push_back(std::move(so));
     }
-    RouterConfig router;
-    router.name = info.name;
-    std::map<std::string, size_t> vhost_index;  // lower-case domain -> index
-    struct RouteSource {
-      const VirtualServiceRes* vs;
-      size_t rule;
-    };
-    std::vector<std::vector<RouteSource>> sources;
+    return info;
+  }
 
-    for (const auto& vs : res_.virtual_services) {
-      auto b = bound_.find(&vs);
-      if (b == bound_.end()) continue;
-      // domain -> gateways (keys) through which this VirtualService serves it here
-      std::vector<std::pair<std::string, std::set<std::string>>> domains;
-      for (const auto& key : b->second) {
-        const GatewayRes& g = *gateways_.at(key);
-        for (const auto& srv : g.servers) {
-          if (srv.port != port || passes_through(srv)) continue;
-          for (const auto& vs_host : vs.hosts)
-            for (const auto& sh : srv.hosts) {
-              std::string host;
-              if (!host_visible(sh, g, vs, &host)) continue;
-              auto d = intersect_hosts(vs_host, host);
-              if (!d) continue;
-              auto it = std::find_if(domains.begin(), domains.end(), [&](const auto& e) {
-                return http::to_lower(e.first) == http::to_lower(*d);
-              });
-              if (it == domains.end()) it = domains.insert(domains.end(), {*d, {}});
-              it->second.insert(key);
-            }
-        }
-      }
-      for (const auto& [domain, active] : domains) {
-        auto [vit, fresh] =
-            vhost_index.emplace(http::to_lower(domain), router.virtual_hosts.size());
-        if (fresh) {
-          router.virtual_hosts.push_back({domain, {domain}, {}});
-          sources.emplace_back();
-        }
-        VirtualHost& vh = router.virtual_hosts[vit->second];
-        for (const RuleRef& ref : rules_.at(&vs)) {
-          const HttpRuleIn& rule = ref.rule;
-          size_t i = ref.root_index;
-          Route r;
-          r.name = fmt::format("{}/{}/http[{}]", vs.meta.namespace_, vs.meta.name, i);
-          if (!ref.delegate.empty())
-            r.name += fmt::format("/{}/http[{}]", ref.meta->key(), ref.index);
-          RouteOrigin origin{vs.meta.display(), vs.meta.namespace_, i, vs.http[i].name, {}};
-          origin.delegate = ref.delegate;
-          origin.delegate_rule_index = ref.index;
-          origin.delegate_rule_name = ref.delegate_rule_name;
-          for (size_t k = 0; k < rule.matches.size(); ++k) {
-            const HttpMatchIn& mb = rule.matches[k];
-            if (mb.source_labels) continue;  // mesh-only condition: never true here
-            if (!mb.gateways.empty()) {
-              bool applies = false;
-              for (const auto& gw : mb.gateways)
-                applies =
-                    applies || (gw != "mesh" && active.count(gateway_key(gw, vs.meta.namespace_)));
-              if (!applies) continue;
-            }
-            r.matches.push_back(mb.matcher);
-            origin.match_origin.push_back(k);
+  // The domains `vs` serves on `port`, each with the keys of the gateways
+  // through which it serves it there.
+  std::vector<std::pair<std::string, std::set<std::string>>> served_domains(
+      const VirtualServiceRes& vs, const std::vector<std::string>& gateway_keys, uint16_t port) {
+    std::vector<std::pair<std::string, std::set<std::string>>> domains;
+    for (const auto& key : gateway_keys) {
+      const GatewayRes& g = *gateways_.at(key);
+      for (const auto& srv : g.servers) {
+        if (srv.port != port || passes_through(srv)) continue;
+        for (const auto& vs_host : vs.hosts)
+          for (const auto& sh : srv.hosts) {
+            std::string host;
+            if (!host_visible(sh, g, vs, &host)) continue;
+            auto d = intersect_hosts(vs_host, host);
+            if (!d) continue;
+            auto it = std::find_if(domains.begin(), domains.end(), [&](const auto& e) {
+              return http::to_lower(e.first) == http::to_lower(*d);
+            });
+            if (it == domains.end()) it = domains.insert(domains.end(), {*d, {}});
+            it->second.insert(key);
           }
-          // Every match block dropped: the rule does not exist at this gateway.
-          if (!rule.matches.empty() && r.matches.empty()) continue;
-          r.destinations = ref.destinations;
-          r.direct_response = rule.direct_response;
-          r.redirect = rule.redirect;
-          r.rewrite = rule.rewrite;
-          r.request_headers = rule.request_headers;
-          r.response_headers = rule.response_headers;
-          r.timeout = rule.timeout.value_or(std::chrono::milliseconds(0));
-          r.retries = rule.retries.value_or(RetryPolicy{});
-          r.fault = rule.fault;
-          r.mirrors = ref.mirrors;
-          r.cors = rule.cors;
-          info.routes[r.name] = std::move(origin);
-          vh.routes.push_back(std::move(r));
-          sources[vit->second].push_back({&vs, i});
-        }
       }
     }
+    return domains;
+  }
 
-    // Rules after a catch-all can never match.
-    for (size_t v = 0; v < router.virtual_hosts.size(); ++v) {
-      const auto& vh = router.virtual_hosts[v];
+  // The route a rule becomes at the gateways `active`: the match blocks that
+  // apply there, or nothing when every block is dropped.
+  std::optional<Route> gateway_route(const VirtualServiceRes& vs, const RuleRef& ref,
+                                     const std::set<std::string>& active, RouteOrigin& origin) {
+    const HttpRuleIn& rule = ref.rule;
+    size_t i = ref.root_index;
+    Route r;
+    r.name = fmt::format("{}/{}/http[{}]", vs.meta.namespace_, vs.meta.name, i);
+    if (!ref.delegate.empty()) r.name += fmt::format("/{}/http[{}]", ref.meta->key(), ref.index);
+    origin = RouteOrigin{vs.meta.display(), vs.meta.namespace_, i, vs.http[i].name, {}};
+    origin.delegate = ref.delegate;
+    origin.delegate_rule_index = ref.index;
+    origin.delegate_rule_name = ref.delegate_rule_name;
+    for (size_t k = 0; k < rule.matches.size(); ++k) {
+      const HttpMatchIn& mb = rule.matches[k];
+      if (mb.source_labels) continue;  // mesh-only condition: never true here
+      if (!mb.gateways.empty()) {
+        bool applies = false;
+        for (const auto& gw : mb.gateways)
+          applies = applies || (gw != "mesh" && active.count(gateway_key(gw, vs.meta.namespace_)));
+        if (!applies) continue;
+      }
+      r.matches.push_back(mb.matcher);
+      origin.match_origin.push_back(k);
+    }
+    // Every match block dropped: the rule does not exist at this gateway.
+    if (!rule.matches.empty() && r.matches.empty()) return std::nullopt;
+    r.destinations = ref.destinations;
+    r.direct_response = rule.direct_response;
+    r.redirect = rule.redirect;
+    r.rewrite = rule.rewrite;
+    r.request_headers = rule.request_headers;
+    r.response_headers = rule.response_headers;
+    r.timeout = rule.timeout.value_or(std::chrono::milliseconds(0));
+    r.retries = rule.retries.value_or(RetryPolicy{});
+    r.fault = rule.fault;
+    r.mirrors = ref.mirrors;
+    r.cors = rule.cors;
+    return r;
+  }
+
+  // The routes of `vs` on `port`, into every virtual host it serves there.
+  void add_virtual_service(const VirtualServiceRes& vs, const std::vector<std::string>& keys,
+                           uint16_t port, RouterBuild& build, ListenerInfo& info) {
+    for (const auto& [domain, active] : served_domains(vs, keys, port)) {
+      size_t v = 0;
+      VirtualHost& vh = build.host(domain, v);
+      for (const RuleRef& ref : rules_.at(&vs)) {
+        RouteOrigin origin;
+        auto r = gateway_route(vs, ref, active, origin);
+        if (!r) continue;
+        info.routes[r->name] = std::move(origin);
+        vh.routes.push_back(std::move(*r));
+        build.sources[v].push_back({&vs, ref.root_index});
+      }
+    }
+  }
+
+  // Rules after a catch-all can never match.
+  void warn_unreachable_rules(const RouterBuild& build, uint16_t port) {
+    for (size_t v = 0; v < build.router.virtual_hosts.size(); ++v) {
+      const auto& vh = build.router.virtual_hosts[v];
       for (size_t i = 0; i < vh.routes.size(); ++i) {
         if (!catches_all(vh.routes[i])) continue;
         for (size_t j = i + 1; j < vh.routes.size(); ++j) {
-          const auto& later = sources[v][j];
-          const auto& first = sources[v][i];
+          const auto& later = build.sources[v][j];
+          const auto& first = build.sources[v][i];
           warn(
               fmt::format("{}: http[{}]: rule can never match on host \"{}\" port {}: {} http[{}] "
                           "catches every request first",
@@ -973,9 +995,11 @@ class Translator {
         break;
       }
     }
+  }
 
-    // httpsRedirect: every host of such a server answers 301 to https, also
-    // hosts no VirtualService serves (Istio adds a redirect-only virtual host).
+  // httpsRedirect: every host of such a server answers 301 to https, also
+  // hosts no VirtualService serves (Istio adds a redirect-only virtual host).
+  static void add_https_redirects(const std::vector<ServerRef>& servers, RouterBuild& build) {
     for (const auto& s : servers) {
       const auto& srv = s.gateway->servers[s.index];
       if (is_tls(srv) || !srv.tls || !srv.tls->https_redirect) continue;
@@ -983,20 +1007,33 @@ class Translator {
         auto slash = h.find('/');
         std::string host = slash == std::string::npos ? h : h.substr(slash + 1);
         bool covered = false;
-        for (auto& vh : router.virtual_hosts)
+        for (auto& vh : build.router.virtual_hosts)
           if (intersect_hosts(vh.name, host)) {
             vh.https_redirect = true;
             covered = covered || http::to_lower(vh.name) == http::to_lower(host) || host == "*";
           }
-        if (!covered && !vhost_index.count(http::to_lower(host))) {
-          vhost_index.emplace(http::to_lower(host), router.virtual_hosts.size());
+        if (!covered && !build.vhost_index.count(http::to_lower(host))) {
+          build.vhost_index.emplace(http::to_lower(host), build.router.virtual_hosts.size());
           VirtualHost vh{host, {host}, {}};
           vh.https_redirect = true;
-          router.virtual_hosts.push_back(std::move(vh));
-          sources.emplace_back();
+          build.router.virtual_hosts.push_back(std::move(vh));
+          build.sources.emplace_back();
         }
       }
     }
+  }
+
+  void build_listener(uint16_t port, const std::vector<ServerRef>& servers) {
+    bool tls_port = is_tls(servers.front().gateway->servers[servers.front().index]);
+    ListenerInfo info = listener_info(port, servers, tls_port);
+    RouterBuild build;
+    build.router.name = info.name;
+    for (const auto& vs : res_.virtual_services) {
+      auto b = bound_.find(&vs);
+      if (b != bound_.end()) add_virtual_service(vs, b->second, port, build, info);
+    }
+    warn_unreachable_rules(build, port);
+    add_https_redirects(servers, build);
 
     ListenerConfig listener;
     bool http_served = false;
@@ -1006,15 +1043,15 @@ class Translator {
       http_served = http_served || !passes_through(srv);
     }
     if (tls_port) listener.passthrough = passthrough_routes(port, servers);
-    if (router.virtual_hosts.empty() && http_served)
+    if (build.router.virtual_hosts.empty() && http_served)
       warn(fmt::format("port {}: no VirtualService serves any host here; every request gets 404",
                        port));
     listener.name = info.name;
     listener.address = options_.bind_address;
     listener.port = options_.ephemeral_ports ? 0 : port;
-    listener.router = router.name;
+    listener.router = build.router.name;
     out_.config.listeners.push_back(std::move(listener));
-    out_.config.routers.push_back(std::move(router));
+    out_.config.routers.push_back(std::move(build.router));
     out_.listeners.push_back(std::move(info));
   }
 

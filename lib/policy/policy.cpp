@@ -86,10 +86,9 @@ class Compiler {
       if (auto why = http::check_path(*rw.uri); !why.empty()) return error("rewrite.uri", why);
     if (rw.uri_regex) {
       const auto& [pattern, rewrite] = *rw.uri_regex;
-      auto re = std::make_unique<const re2::RE2>(pattern, http::regex_options());
-      if (!re->ok())
-        return error("rewrite.uri_regex",
-                     fmt::format("invalid regex \"{}\": {}", pattern, re->error()));
+      auto compiled = http::compile_regex(pattern);
+      if (!compiled) return error("rewrite.uri_regex", compiled.error().message);
+      std::unique_ptr<const re2::RE2> re = std::move(compiled).value();
       std::string why;
       if (!re->CheckRewriteString(rewrite, &why))
         return error("rewrite.uri_regex", fmt::format("invalid rewrite \"{}\" for regex \"{}\": {}",
@@ -203,22 +202,11 @@ class Compiler {
     for (size_t i = 0; i < in.allow_origins.size(); ++i) {
       const auto& m = in.allow_origins[i];
       std::string at = fmt::format("cors.allow_origins[{}]", i);
-      std::unique_ptr<const re2::RE2> re;
-      switch (m.kind) {
-        case StringMatch::Kind::exact:
-        case StringMatch::Kind::prefix:
-        case StringMatch::Kind::suffix:
-          break;
-        case StringMatch::Kind::regex: {
-          re = std::make_unique<const re2::RE2>(m.value, http::regex_options());
-          if (!re->ok())
-            return error(at, fmt::format("invalid regex \"{}\": {}", m.value, re->error()));
-          break;
-        }
-        case StringMatch::Kind::present:
-          return error(at, "must be exact, prefix, suffix or regex");
-      }
-      out.origin_regexes.push_back(std::move(re));
+      if (m.kind == StringMatch::Kind::present)
+        return error(at, "must be exact, prefix, suffix or regex");
+      auto compiled = http::compile_string_match(m);
+      if (!compiled) return error(at, compiled.error().message);
+      out.allow_origins.push_back(std::move(compiled).value());
     }
     auto join = [](const std::vector<std::string>& list) {
       std::string s;
@@ -426,8 +414,11 @@ std::string redirect_location(const Redirect& redirect, const RequestHead& reque
 
   std::string out;
   out.reserve(scheme.size() + host.size() + request.target.size() + redirect.uri.size() + 16);
-  out.append(scheme).append("://").append(host);
-  if (port != 0) out.append(":").append(std::to_string(port));
+  out.append(scheme).append("://");
+  if (port != 0)
+    out += http::join_host_port(host, port);
+  else
+    out += host;
   if (redirect.uri.empty()) {
     out += request.target;
   } else {
@@ -506,26 +497,8 @@ void apply_headers(const HeaderOperations& ops, RequestHead& request) {
 // --- CORS -----------------------------------------------------------------
 
 bool CompiledCors::origin_allowed(std::string_view origin) const {
-  auto matches = [](const StringMatch& m, const re2::RE2* re, std::string_view v) {
-    switch (m.kind) {
-      case StringMatch::Kind::exact:
-        return v == m.value;
-      case StringMatch::Kind::prefix:
-        return v.substr(0, m.value.size()) == m.value;
-      case StringMatch::Kind::suffix:
-        return v.size() >= m.value.size() && v.substr(v.size() - m.value.size()) == m.value;
-      case StringMatch::Kind::regex:
-        return re && re2::RE2::FullMatch(re2::StringPiece(v.data(), v.size()), *re);
-      case StringMatch::Kind::present:
-        return false;
-    }
-    return false;
-  };
-  for (size_t i = 0; i < source.allow_origins.size(); ++i) {
-    const re2::RE2* re = i < origin_regexes.size() ? origin_regexes[i].get() : nullptr;
-    if (matches(source.allow_origins[i], re, "*") || matches(source.allow_origins[i], re, origin))
-      return true;
-  }
+  for (const auto& m : allow_origins)
+    if (m.matches("*") || m.matches(origin)) return true;
   return false;
 }
 

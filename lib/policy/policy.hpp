@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "http/outcome.hpp"
+#include "http/string_match.hpp"
 #include "sluice/request.hpp"
 #include "sluice/result.hpp"
 #include "sluice/router.hpp"
@@ -66,9 +67,8 @@ struct CompiledRetry {
 };
 
 struct CompiledCors {
-  // Per allow_origins entry; null unless that entry is a regex.
-  std::vector<std::unique_ptr<const re2::RE2>> origin_regexes;
   CorsPolicy source;
+  std::vector<http::CompiledStringMatch> allow_origins;  // source.allow_origins, compiled
   std::string allow_methods;   // joined "," as Istio does; "*" echoes the request's
   std::string allow_headers;   // joined ","; "*" echoes the request's
   std::string expose_headers;  // joined ","

@@ -15,6 +15,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "http/string_match.hpp"
 #include "sluice/matcher.hpp"
 #include "sluice/request.hpp"
 #include "sluice/result.hpp"
@@ -60,33 +61,22 @@ struct StringEqual {
 template <typename V>
 using StringMap = std::unordered_map<std::string, V, StringHash, StringEqual>;
 
-// A StringMatch ready to run: the value lowered when the match ignores case,
-// the regex compiled.
-struct CompiledStringMatch {
-  StringMatch::Kind kind = StringMatch::Kind::present;
-  std::string value;
-  bool ignore_case = false;
-  std::unique_ptr<const re2::RE2> regex;
-
-  bool matches(std::string_view input) const;
-};
-
 struct CompiledHeaderMatch {
   std::string name;  // lowered
-  CompiledStringMatch match;
+  http::CompiledStringMatch match;
   bool invert = false;
 };
 
 struct CompiledQueryMatch {
   std::string name;
-  CompiledStringMatch match;
+  http::CompiledStringMatch match;
 };
 
 struct CompiledMatcher {
-  std::optional<CompiledStringMatch> uri;
-  std::optional<CompiledStringMatch> method;
-  std::optional<CompiledStringMatch> authority;
-  std::optional<CompiledStringMatch> scheme;
+  std::optional<http::CompiledStringMatch> uri;
+  std::optional<http::CompiledStringMatch> method;
+  std::optional<http::CompiledStringMatch> authority;
+  std::optional<http::CompiledStringMatch> scheme;
   std::vector<CompiledHeaderMatch> headers;
   std::vector<CompiledQueryMatch> query_params;
   std::optional<uint16_t> port;

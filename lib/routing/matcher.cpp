@@ -64,7 +64,7 @@ bool query_holds(const CompiledQueryMatch& q, std::string_view query) {
 }
 
 // `is not exact "GET"`, `does not match prefix "/reviews"`.
-std::string mismatch(const CompiledStringMatch& m) {
+std::string mismatch(const http::CompiledStringMatch& m) {
   std::string out = m.kind == StringMatch::Kind::exact
                         ? fmt::format("is not exact \"{}\"", m.value)
                         : fmt::format("does not match {} \"{}\"", kind_name(m.kind), m.value);
@@ -72,37 +72,12 @@ std::string mismatch(const CompiledStringMatch& m) {
   return out;
 }
 
-std::string positive_form(const CompiledStringMatch& m) {
+std::string positive_form(const http::CompiledStringMatch& m) {
   if (m.kind == StringMatch::Kind::exact) return fmt::format("is exact \"{}\"", m.value);
   return fmt::format("matches {} \"{}\"", kind_name(m.kind), m.value);
 }
 
 }  // namespace
-
-bool CompiledStringMatch::matches(std::string_view input) const {
-  switch (kind) {
-    case StringMatch::Kind::exact:
-      if (input.size() != value.size()) return false;
-      if (!ignore_case) return input == value;
-      for (size_t i = 0; i < input.size(); ++i)
-        if (http::to_lower(input[i]) != value[i]) return false;
-      return true;
-    case StringMatch::Kind::prefix:
-      if (input.size() < value.size()) return false;
-      if (!ignore_case) return input.compare(0, value.size(), value) == 0;
-      for (size_t i = 0; i < value.size(); ++i)
-        if (http::to_lower(input[i]) != value[i]) return false;
-      return true;
-    case StringMatch::Kind::suffix:
-      return input.size() >= value.size() &&
-             input.compare(input.size() - value.size(), value.size(), value) == 0;
-    case StringMatch::Kind::regex:
-      return re2::RE2::FullMatch(re2::StringPiece(input.data(), input.size()), *regex);
-    case StringMatch::Kind::present:
-      return true;
-  }
-  return false;
-}
 
 bool CompiledMatcher::matches(const RequestHead& request) const {
   if (port && *port != request.listener_port) return false;

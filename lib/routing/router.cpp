@@ -8,7 +8,8 @@
 #include <algorithm>
 #include <utility>
 
-#include "http/regex.hpp"
+#include "http/string_match.hpp"
+#include "http/tokens.hpp"
 #include "policy/policy.hpp"
 #include "routing/compiled_router.hpp"
 #include "routing/text.hpp"
@@ -19,28 +20,20 @@ namespace detail {
 
 namespace {
 
-// Splits "host:port" / "[v6]:port". A bare IPv6 address (several colons, no
-// brackets) has no port.
-struct HostPort {
+// An authority as a domain key: the host, and whether a port follows it.
+// Only a port of digits counts; anything else after a ':' stays part of the
+// host, so such an authority matches no domain that names a port.
+struct DomainKey {
   std::string_view host;
   bool has_port = false;
 };
 
-HostPort split_port(std::string_view authority) {
-  if (!authority.empty() && authority[0] == '[') {
-    size_t close = authority.find(']');
-    if (close != std::string_view::npos && close + 1 < authority.size() &&
-        authority[close + 1] == ':')
-      return {authority.substr(0, close + 1), true};
-    return {authority, false};
-  }
-  size_t colon = authority.rfind(':');
-  if (colon == std::string_view::npos || authority.find(':') != colon) return {authority, false};
-  std::string_view port = authority.substr(colon + 1);
-  if (port.empty() ||
-      !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }))
-    return {authority, false};
-  return {authority.substr(0, colon), true};
+DomainKey domain_key(std::string_view authority) {
+  http::HostPort hp = http::split_host_port(authority);
+  bool digits = !hp.port.empty() && std::all_of(hp.port.begin(), hp.port.end(),
+                                                [](char c) { return c >= '0' && c <= '9'; });
+  if (!digits) return {authority, false};
+  return {hp.host, true};
 }
 
 class Compiler {
@@ -48,17 +41,10 @@ class Compiler {
   explicit Compiler(const RouterConfig& config) : config_(config) {}
 
   std::optional<Error> compile_string(const StringMatch& in, bool ignore_case,
-                                      const std::string& field, CompiledStringMatch& out) {
-    out.kind = in.kind;
-    out.ignore_case = ignore_case &&
-                      (in.kind == StringMatch::Kind::exact || in.kind == StringMatch::Kind::prefix);
-    out.value = out.ignore_case ? http::to_lower(in.value) : in.value;
-    if (in.kind == StringMatch::Kind::regex) {
-      auto re = std::make_unique<const re2::RE2>(in.value, http::regex_options());
-      if (!re->ok())
-        return error(field, fmt::format("invalid regex \"{}\": {}", in.value, re->error()));
-      out.regex = std::move(re);
-    }
+                                      const std::string& field, http::CompiledStringMatch& out) {
+    auto compiled = http::compile_string_match(in, ignore_case);
+    if (!compiled) return error(field, compiled.error().message);
+    out = std::move(compiled).value();
     return std::nullopt;
   }
 
@@ -76,7 +62,7 @@ class Compiler {
     }
     struct Optional {
       const std::optional<StringMatch>& in;
-      std::optional<CompiledStringMatch>& out;
+      std::optional<http::CompiledStringMatch>& out;
       const char* name;
     };
     for (auto [src, dst, name] : {Optional{in.method, out.method, "method"},
@@ -152,7 +138,7 @@ class Compiler {
       return error(field, fmt::format("malformed wildcard \"{}\": '*' is allowed only as the "
                                       "first character",
                                       raw));
-    DomainTarget target{vh, d, split_port(domain).has_port};
+    DomainTarget target{vh, d, domain_key(domain).has_port};
     DomainTarget* existing = nullptr;
     if (domain == "*") {
       if (out.catch_all)
@@ -248,7 +234,7 @@ std::optional<DomainTarget> CompiledRouter::find_virtual_host(std::string_view a
   char buf[256];
   std::string spill;
   std::string_view full = lower_into(authority, buf, sizeof buf, spill);
-  HostPort hp = split_port(full);
+  DomainKey hp = domain_key(full);
 
   // A domain that names a port must match host and port exactly; otherwise
   // the port is ignored.

@@ -1,5 +1,7 @@
 #include "tls/client_hello.hpp"
 
+#include "http/tokens.hpp"
+
 #include <vector>
 
 namespace sluice::tls {
@@ -84,8 +86,7 @@ std::optional<std::string> parse_server_name(std::span<const uint8_t> extension)
     host.reserve(name.size());
     for (uint8_t c : name) {
       if (!valid_host_byte(c)) return std::nullopt;
-      host.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a')
-                                          : static_cast<char>(c));
+      host.push_back(http::to_lower(static_cast<char>(c)));
     }
     return host;
   }

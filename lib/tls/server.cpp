@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <optional>
 
 #include "http/tokens.hpp"
 #include "tls/cert.hpp"
@@ -24,13 +25,6 @@ int listener_ex_index() {
 int server_ex_index() {
   static const int index = SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
   return index;
-}
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  return out;
 }
 
 uint16_t wire_version(TlsServer::Version v, uint16_t auto_value) {
@@ -67,10 +61,11 @@ int select_alpn(SSL*, const uint8_t** out, uint8_t* out_len, const uint8_t* in, 
   return SSL_TLSEXT_ERR_NOACK;
 }
 
+// "AB:CD:..." -> "abcd...": Envoy accepts a digest with or without colons.
 std::string normalize_hash(std::string_view h) {
   std::string out;
   for (char c : h)
-    if (c != ':') out += (c >= 'A' && c <= 'F') ? static_cast<char>(c - 'A' + 'a') : c;
+    if (c != ':') out += http::to_lower(c);
   return out;
 }
 
@@ -127,7 +122,7 @@ ssl_select_cert_result_t select_server(const SSL_CLIENT_HELLO* hello) {
       SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), listener_ex_index()));
   if (!listener) return ssl_select_cert_error;
   const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
-  const ListenerTls::Server* server = listener->select(lower(name ? name : ""));
+  const ListenerTls::Server* server = listener->select(http::to_lower(name ? name : ""));
   if (!server) return ssl_select_cert_error;
   SSL_CTX* ctx = server->context->native_handle();
   SSL_set_SSL_CTX(ssl, ctx);
@@ -163,6 +158,92 @@ Error field_error(const std::string& object, size_t i, std::string_view field,
 bool is_hex(std::string_view s) {
   return std::all_of(s.begin(), s.end(),
                      [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+// Lowers and checks the sni_hosts of entry i: host names or "*." wildcards,
+// none served by two entries (`seen`: host -> the entry serving it).
+std::optional<Error> check_sni_hosts(const std::string& object, size_t i, TlsServer& cfg,
+                                     std::vector<std::pair<std::string, size_t>>& seen) {
+  if (cfg.sni_hosts.empty())
+    return field_error(object, i, "sni_hosts", "must list at least one host (\"*\" for any)");
+  for (size_t h = 0; h < cfg.sni_hosts.size(); ++h) {
+    cfg.sni_hosts[h] = http::to_lower(cfg.sni_hosts[h]);
+    const std::string& host = cfg.sni_hosts[h];
+    bool wildcard_ok = host == "*" || (host.starts_with("*.") && host.size() > 2 &&
+                                       host.find('*', 1) == std::string::npos);
+    if (host.empty() || (host.find('*') != std::string::npos && !wildcard_ok))
+      return field_error(object, i, fmt::format("sni_hosts[{}]", h),
+                         fmt::format("\"{}\" is not a host name or wildcard", host));
+    for (const auto& [other, j] : seen)
+      if (other == host)
+        return field_error(object, i, fmt::format("sni_hosts[{}]", h),
+                           fmt::format("\"{}\" is already served by tls_servers[{}]", host, j));
+    seen.emplace_back(host, i);
+  }
+  return std::nullopt;
+}
+
+// Protocol versions and cipher suites of entry i, on its context.
+std::optional<Error> set_protocols(const std::string& object, size_t i,
+                                   ListenerTls::Server& server) {
+  const TlsServer& cfg = server.config;
+  SSL_CTX* ctx = server.context->native_handle();
+  server.min_version = wire_version(cfg.min_version, TLS1_2_VERSION);
+  server.max_version = wire_version(cfg.max_version, TLS1_3_VERSION);
+  if (server.min_version > server.max_version)
+    return field_error(object, i, "max_version", "must not be below min_version");
+  if (!SSL_CTX_set_min_proto_version(ctx, server.min_version) ||
+      !SSL_CTX_set_max_proto_version(ctx, server.max_version))
+    return field_error(object, i, "min_version", "unsupported protocol version");
+
+  for (size_t c = 0; c < cfg.cipher_suites.size(); ++c) {
+    const auto& suite = cfg.cipher_suites[c];
+    if (suite.empty() || suite.find_first_of(":, ") != std::string::npos ||
+        !SSL_CTX_set_strict_cipher_list(ctx, suite.c_str())) {
+      drain_errors();
+      return field_error(object, i, fmt::format("cipher_suites[{}]", c),
+                         fmt::format("unknown cipher suite \"{}\"", suite));
+    }
+    server.cipher_list += (c ? ":" : "") + suite;
+  }
+  if (!server.cipher_list.empty() &&
+      !SSL_CTX_set_strict_cipher_list(ctx, server.cipher_list.c_str())) {
+    drain_errors();
+    return field_error(object, i, "cipher_suites", "no usable cipher suite");
+  }
+  return std::nullopt;
+}
+
+// Client certificate checks of entry i: the CA and verify mode for MUTUAL
+// and OPTIONAL_MUTUAL; well-formed pins, and no SAN or pin without them.
+std::optional<Error> set_client_checks(const std::string& object, size_t i,
+                                       ListenerTls::Server& server) {
+  const TlsServer& cfg = server.config;
+  bool mutual = cfg.mode != TlsServer::Mode::simple;
+  if (mutual) {
+    if (cfg.ca_certificates.empty())
+      return field_error(object, i, "ca_certificates",
+                         "required with mode MUTUAL or OPTIONAL_MUTUAL");
+    auto ca_error = load_trust(server.context->native_handle(), cfg.ca_certificates, true);
+    if (!ca_error.empty()) return field_error(object, i, "ca_certificates", ca_error);
+    server.verify_mode = SSL_VERIFY_PEER;
+    if (cfg.mode == TlsServer::Mode::mutual) server.verify_mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+  }
+  for (size_t k = 0; k < cfg.verify_certificate_hash.size(); ++k) {
+    auto h = normalize_hash(cfg.verify_certificate_hash[k]);
+    if (h.size() != 64 || !is_hex(h))
+      return field_error(object, i, fmt::format("verify_certificate_hash[{}]", k),
+                         "must be a hex SHA-256 digest");
+  }
+  for (size_t k = 0; k < cfg.verify_certificate_spki.size(); ++k)
+    if (cfg.verify_certificate_spki[k].size() != 44)
+      return field_error(object, i, fmt::format("verify_certificate_spki[{}]", k),
+                         "must be a base64 SHA-256 digest");
+  if (!mutual && (!cfg.subject_alt_names.empty() || !cfg.verify_certificate_hash.empty() ||
+                  !cfg.verify_certificate_spki.empty()))
+    return field_error(object, i, "mode",
+                       "subject_alt_names and certificate pins need MUTUAL or OPTIONAL_MUTUAL");
+  return std::nullopt;
 }
 
 }  // namespace
@@ -217,30 +298,15 @@ Result<std::shared_ptr<const ListenerTls>> ListenerTls::compile(
     return Error{object, "tls_handshake_timeout", "must be > 0"};
   out->handshake_timeout_ = config.tls_handshake_timeout;
   for (auto& r : routes)
-    for (auto& h : r.sni_hosts) h = lower(h);
+    for (auto& h : r.sni_hosts) h = http::to_lower(h);
   out->passthrough_ = std::move(routes);
 
   std::vector<std::pair<std::string, size_t>> seen_hosts;
   for (size_t i = 0; i < config.tls_servers.size(); ++i) {
     auto server = std::make_unique<Server>();
     server->config = config.tls_servers[i];
-    TlsServer& cfg = server->config;
-    if (cfg.sni_hosts.empty())
-      return field_error(object, i, "sni_hosts", "must list at least one host (\"*\" for any)");
-    for (size_t h = 0; h < cfg.sni_hosts.size(); ++h) {
-      cfg.sni_hosts[h] = lower(cfg.sni_hosts[h]);
-      const std::string& host = cfg.sni_hosts[h];
-      bool wildcard_ok = host == "*" || (host.starts_with("*.") && host.size() > 2 &&
-                                         host.find('*', 1) == std::string::npos);
-      if (host.empty() || (host.find('*') != std::string::npos && !wildcard_ok))
-        return field_error(object, i, fmt::format("sni_hosts[{}]", h),
-                           fmt::format("\"{}\" is not a host name or wildcard", host));
-      for (const auto& [other, j] : seen_hosts)
-        if (other == host)
-          return field_error(object, i, fmt::format("sni_hosts[{}]", h),
-                             fmt::format("\"{}\" is already served by tls_servers[{}]", host, j));
-      seen_hosts.emplace_back(host, i);
-    }
+    const TlsServer& cfg = server->config;
+    if (auto e = check_sni_hosts(object, i, server->config, seen_hosts)) return *e;
 
     server->context = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
     SSL_CTX* ctx = server->context->native_handle();
@@ -252,56 +318,8 @@ Result<std::shared_ptr<const ListenerTls>> ListenerTls::compile(
                                fmt::format("tls_servers[{}].certificate_chain", i),
                                fmt::format("tls_servers[{}].private_key", i));
     if (!error.empty()) return Error{object, "", error};
-
-    server->min_version = wire_version(cfg.min_version, TLS1_2_VERSION);
-    server->max_version = wire_version(cfg.max_version, TLS1_3_VERSION);
-    if (server->min_version > server->max_version)
-      return field_error(object, i, "max_version", "must not be below min_version");
-    if (!SSL_CTX_set_min_proto_version(ctx, server->min_version) ||
-        !SSL_CTX_set_max_proto_version(ctx, server->max_version))
-      return field_error(object, i, "min_version", "unsupported protocol version");
-
-    for (size_t c = 0; c < cfg.cipher_suites.size(); ++c) {
-      const auto& suite = cfg.cipher_suites[c];
-      if (suite.empty() || suite.find_first_of(":, ") != std::string::npos ||
-          !SSL_CTX_set_strict_cipher_list(ctx, suite.c_str())) {
-        drain_errors();
-        return field_error(object, i, fmt::format("cipher_suites[{}]", c),
-                           fmt::format("unknown cipher suite \"{}\"", suite));
-      }
-      server->cipher_list += (c ? ":" : "") + suite;
-    }
-    if (!server->cipher_list.empty() &&
-        !SSL_CTX_set_strict_cipher_list(ctx, server->cipher_list.c_str())) {
-      drain_errors();
-      return field_error(object, i, "cipher_suites", "no usable cipher suite");
-    }
-
-    bool mutual = cfg.mode != TlsServer::Mode::simple;
-    if (mutual) {
-      if (cfg.ca_certificates.empty())
-        return field_error(object, i, "ca_certificates",
-                           "required with mode MUTUAL or OPTIONAL_MUTUAL");
-      auto ca_error = load_trust(ctx, cfg.ca_certificates, true);
-      if (!ca_error.empty()) return field_error(object, i, "ca_certificates", ca_error);
-      server->verify_mode = SSL_VERIFY_PEER;
-      if (cfg.mode == TlsServer::Mode::mutual)
-        server->verify_mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
-    }
-    for (size_t k = 0; k < cfg.verify_certificate_hash.size(); ++k) {
-      auto h = normalize_hash(cfg.verify_certificate_hash[k]);
-      if (h.size() != 64 || !is_hex(h))
-        return field_error(object, i, fmt::format("verify_certificate_hash[{}]", k),
-                           "must be a hex SHA-256 digest");
-    }
-    for (size_t k = 0; k < cfg.verify_certificate_spki.size(); ++k)
-      if (cfg.verify_certificate_spki[k].size() != 44)
-        return field_error(object, i, fmt::format("verify_certificate_spki[{}]", k),
-                           "must be a base64 SHA-256 digest");
-    if (!mutual && (!cfg.subject_alt_names.empty() || !cfg.verify_certificate_hash.empty() ||
-                    !cfg.verify_certificate_spki.empty()))
-      return field_error(object, i, "mode",
-                         "subject_alt_names and certificate pins need MUTUAL or OPTIONAL_MUTUAL");
+    if (auto e = set_protocols(object, i, *server)) return *e;
+    if (auto e = set_client_checks(object, i, *server)) return *e;
 
     server->session_context = fmt::format("sluice/{}/{}", config.name, i);
     SSL_CTX_set_session_id_context(ctx,

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <random>
 #include <span>
 #include <string>
@@ -63,6 +64,21 @@ class Balancer {
   UpstreamRuntime& runtime(const CompiledUpstream& upstream);
   double weight_of(const CompiledUpstream& up, UpstreamRuntime& rt, uint32_t index,
                    TimePoint now) const;
+  // The steps of pick(), over eligible_ (and mark_, set for its members).
+  void collect_eligible(const CompiledUpstream& up, UpstreamRuntime& rt, const EndpointSet& set,
+                        const PickRequest& in, TimePoint now);
+  template <typename Weight>
+  int64_t weighted_random(std::mt19937_64& rng, Weight&& weight) const;
+  bool warming(const CompiledUpstream& up, UpstreamRuntime& rt, TimePoint now) const;
+  int64_t pick_round_robin(const CompiledUpstream& up, UpstreamRuntime& rt, const EndpointSet& set,
+                           SetState& st, TimePoint now);
+  int64_t pick_least_request(const CompiledUpstream& up, UpstreamRuntime& rt,
+                             const EndpointSet& set, TimePoint now, std::mt19937_64& rng);
+  static std::optional<std::string_view> hash_key(const ConsistentHash& ch, const PickRequest& in,
+                                                  std::mt19937_64& rng, PickResult& r,
+                                                  std::string& generated);
+  void pick_hashed(const CompiledUpstream& up, UpstreamRuntime& rt, const EndpointSet& set,
+                   SetState& st, const PickRequest& in, std::mt19937_64& rng, PickResult& r);
 
   // Keyed by address: reset() on every install keeps a reused address from
   // meeting a stale entry (see reset()).

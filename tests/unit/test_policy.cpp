@@ -404,6 +404,17 @@ TEST_CASE("redirect: uri replaces the path and keeps the query, authority the ho
   CHECK(location(keep, request("/p", "ratings:9080")) == "http://ratings:9080/p");
 }
 
+TEST_CASE("redirect: a port after an IPv6 host keeps the address in brackets") {
+  Redirect port;
+  port.port = 9000;
+  CHECK(location(port, request("/a", "[::1]:8080")) == "http://[::1]:9000/a");
+  CHECK(location(port, request("/a", "[::1]")) == "http://[::1]:9000/a");
+  // A bare IPv6 Host (no brackets, so no port in it) gets them with the port.
+  CHECK(location(port, request("/a", "::1")) == "http://[::1]:9000/a");
+  Redirect keep;
+  CHECK(location(keep, request("/a", "[::1]:8080")) == "http://[::1]:8080/a");
+}
+
 TEST_CASE("redirect: scheme, port and derive_port") {
   Redirect https;
   https.scheme = "https";

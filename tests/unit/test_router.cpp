@@ -120,6 +120,16 @@ TEST_CASE("router: a domain that names a port matches only that port") {
   Router only_port = compile_ok(RouterConfig{"main", {vhost("port", {"example.com:8080"})}});
   CHECK(host_for(only_port, "example.com").empty());
   CHECK(host_for(only_port, "example.com:8081").empty());
+
+  // Only a port of digits is a port: anything else stays part of the host.
+  CHECK(host_for(router, "example.com:80x").empty());
+  CHECK(host_for(router, "example.com:").empty());
+  Router v6 =
+      compile_ok(RouterConfig{"main", {vhost("v6", {"[::1]"}), vhost("v6port", {"[::1]:80"})}});
+  CHECK(host_for(v6, "[::1]:80") == "v6port");
+  CHECK(host_for(v6, "[::1]:81") == "v6");
+  CHECK(host_for(v6, "[::1]:").empty());
+  CHECK(host_for(v6, "[::1]x").empty());
 }
 
 TEST_CASE("router: no virtual host means no selection") {

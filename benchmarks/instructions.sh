@@ -1,0 +1,200 @@
+#!/usr/bin/env bash
+# Instructions per request, deterministic enough to compare commits on a
+# noisy shared machine: each proxy runs under valgrind's callgrind, gets the
+# same fixed request sequence (benchmarks/request_client.py) after a
+# warm-up, and the user-space instructions it executed for them (Ir) are
+# divided by the number of requests. Wall-clock numbers come from run.sh;
+# this shows the effect of a change without the noise.
+#
+#   benchmarks/instructions.sh [--requests N] [--conns C] [--warmup N]
+#                              [--rows sluice,nginx] [--rev REV[,REV...]]
+#
+# --rev measures sluice at each listed commit (git archive into
+# build-instr-<commit>/src, Release build of sluice_bench_server); without
+# it, the working tree (build-instr/). The origin is a plain nginx on
+# 127.0.0.1 outside valgrind; the client is Python (its cost is not counted).
+# Prints one Markdown table row per proxy.
+set -euo pipefail
+
+REQUESTS=${REQUESTS:-20000}
+CONNS=${CONNS:-8}
+WARMUP=${WARMUP:-2000}
+ROWS=${ROWS:-sluice,nginx}
+REVS=${REVS:-}
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --requests) REQUESTS=$2; shift 2 ;;
+    --conns) CONNS=$2; shift 2 ;;
+    --warmup) WARMUP=$2; shift 2 ;;
+    --rows) ROWS=$2; shift 2 ;;
+    --rev) REVS=$2; shift 2 ;;
+    *) echo "instructions.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+PATH=$PATH:/usr/sbin
+for tool in valgrind callgrind_control nginx python3 cmake ninja; do
+  command -v "$tool" >/dev/null || { echo "instructions.sh: $tool not found" >&2; exit 1; }
+done
+log() { echo "[instr $(date +%H:%M:%S)] $*" >&2; }
+
+T=$(mktemp -d /tmp/sluice-instr.XXXXXX)
+chmod 755 "$T"
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$T"
+}
+trap cleanup EXIT
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+wait_port() {  # $1 port: until it accepts (valgrind starts slowly)
+  for _ in $(seq 1 600); do
+    python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),1)" 2>/dev/null &&
+      return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# Builds sluice_bench_server for a commit (or the working tree: "") and
+# prints its path.
+build_sluice() {
+  local rev=$1 dir src
+  if [[ -n $rev ]]; then
+    local commit
+    commit=$(git -C "$ROOT" rev-parse --short "$rev")
+    dir=$ROOT/build-instr-$commit
+    src=$dir/src
+    if [[ $(cat "$src/.instr-rev" 2>/dev/null) != "$commit" ]]; then
+      rm -rf "$src" && mkdir -p "$src"
+      git -C "$ROOT" archive "$commit" | tar -x -C "$src"
+      echo "$commit" >"$src/.instr-rev"
+    fi
+  else
+    dir=$ROOT/build-instr
+    src=$ROOT
+  fi
+  # The bench server comes from this checkout, so every commit runs the same one.
+  if [[ $src != "$ROOT" ]]; then
+    mkdir -p "$src/benchmarks"
+    cp -p "$HERE"/{CMakeLists.txt,*.cpp,*.c} "$src/benchmarks/"
+    grep -q SLUICE_BUILD_BENCHMARKS "$src/CMakeLists.txt" ||
+      printf '\noption(SLUICE_BUILD_BENCHMARKS "" OFF)\nif(SLUICE_BUILD_BENCHMARKS)\n  add_subdirectory(benchmarks)\nendif()\n' \
+        >>"$src/CMakeLists.txt"
+  fi
+  cmake -S "$src" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSLUICE_BUILD_BENCHMARKS=ON \
+    -DSLUICE_BUILD_TESTS=OFF -DSLUICE_BUILD_EXAMPLES=OFF >/dev/null
+  ninja -C "$dir" -j2 sluice_bench_server >/dev/null
+  echo "$dir/benchmarks/sluice_bench_server"
+}
+
+# --- origin: plain nginx, not measured --------------------------------------
+ORIGIN_PORT=$(free_port)
+mkdir -p "$T/origin/www" "$T/origin/tmp"
+printf 'Hello from the sluice benchmark origin; 64-byte response body.\n' >"$T/origin/www/small"
+nginx_common() {  # $1 dir
+  cat <<EOF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $1/nginx.pid;
+error_log $1/error.log crit;
+events { worker_connections 1024; }
+EOF
+}
+{
+  nginx_common "$T/origin"
+  cat <<EOF
+http {
+  access_log off;
+  keepalive_requests 100000000;
+  client_body_temp_path $T/origin/tmp;
+  proxy_temp_path $T/origin/tmp;
+  fastcgi_temp_path $T/origin/tmp;
+  uwsgi_temp_path $T/origin/tmp;
+  scgi_temp_path $T/origin/tmp;
+  server { listen 127.0.0.1:$ORIGIN_PORT; root $T/origin/www; }
+}
+EOF
+} >"$T/origin/nginx.conf"
+nginx -p "$T/origin" -c "$T/origin/nginx.conf" >"$T/origin/out.log" 2>&1 &
+PIDS+=($!)
+wait_port "$ORIGIN_PORT" || { echo "origin did not start" >&2; exit 1; }
+
+# Runs `$@` (a proxy listening on $PORT) under callgrind and prints its
+# instructions per request.
+measure() {
+  local name=$1; shift
+  local out=$T/$name.callgrind
+  valgrind --tool=callgrind --callgrind-out-file="$out" "$@" >"$T/$name.log" 2>&1 &
+  local pid=$!
+  PIDS+=($pid)
+  wait_port "$PORT" || { echo "$name did not start" >&2; cat "$T/$name.log" >&2; exit 1; }
+  python3 "$HERE/request_client.py" "$PORT" "$WARMUP" "$CONNS" >/dev/null
+  callgrind_control -z "$pid" >/dev/null
+  python3 "$HERE/request_client.py" "$PORT" "$REQUESTS" "$CONNS" >/dev/null
+  callgrind_control -d "$pid" >/dev/null
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  # The dump after zeroing holds exactly the measured requests.
+  local ir
+  ir=$(cat "$out".* 2>/dev/null | awk '/^(summary|totals):/ {s += $2} END {print s + 0}')
+  rm -f "$out" "$out".*
+  python3 -c "print(f'| $name | {$ir / $REQUESTS:,.0f} | {$ir:,} |')"
+}
+
+echo "| proxy | instructions/request | total Ir |"
+echo "|---|---:|---:|"
+IFS=, read -r -a rows <<<"$ROWS"
+for row in "${rows[@]}"; do
+  case $row in
+    sluice)
+      IFS=, read -r -a revs <<<"${REVS:-}"
+      [[ ${#revs[@]} -eq 0 ]] && revs=("")
+      for rev in "${revs[@]}"; do
+        log "building sluice ${rev:-(working tree)}"
+        bin=$(build_sluice "$rev")
+        PORT=$(free_port)
+        measure "sluice${rev:+ $rev}" "$bin" --port "$PORT" --origin-port "$ORIGIN_PORT" --workers 1
+      done
+      ;;
+    nginx)
+      PORT=$(free_port)
+      mkdir -p "$T/nginx/tmp"
+      {
+        nginx_common "$T/nginx"
+        cat <<EOF
+http {
+  access_log off;
+  keepalive_requests 100000000;
+  client_body_temp_path $T/nginx/tmp;
+  proxy_temp_path $T/nginx/tmp;
+  fastcgi_temp_path $T/nginx/tmp;
+  uwsgi_temp_path $T/nginx/tmp;
+  scgi_temp_path $T/nginx/tmp;
+  upstream origin { server 127.0.0.1:$ORIGIN_PORT; keepalive 64; }
+  server {
+    listen 127.0.0.1:$PORT;
+    location / {
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+EOF
+      } >"$T/nginx/nginx.conf"
+      measure nginx nginx -p "$T/nginx" -c "$T/nginx/nginx.conf"
+      ;;
+    *) echo "instructions.sh: unknown row $row" >&2; exit 2 ;;
+  esac
+done
+echo
+echo "$REQUESTS GET /small (64-byte body) after $WARMUP warm-up, keep-alive over $CONNS connections;" \
+  "valgrind $(valgrind --version | sed 's/valgrind-//'), $(nginx -v 2>&1 | sed 's/.*\///') , $(nproc) cores"
