@@ -241,13 +241,26 @@ const Claims::Node* Claims::member(const Node& object, std::string_view key) con
   return nullptr;
 }
 
-const Claims::Node* Claims::find(std::span<const std::string> path) const {
-  const Node* node = &root();
-  for (const std::string& key : path) {
-    node = member(*node, key);
+namespace {
+
+template <typename Path>
+const Claims::Node* find_path(const Claims& claims, const Path& path) {
+  const Claims::Node* node = &claims.root();
+  for (std::string_view key : path) {
+    node = claims.member(*node, key);
     if (node == nullptr) return nullptr;
   }
   return node;
+}
+
+}  // namespace
+
+const Claims::Node* Claims::find(std::span<const std::string> path) const {
+  return find_path(*this, path);
+}
+
+const Claims::Node* Claims::find(std::initializer_list<std::string_view> path) const {
+  return find_path(*this, path);
 }
 
 const Claims::Node* Claims::find(std::string_view name) const {

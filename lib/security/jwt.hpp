@@ -7,11 +7,12 @@
 // Errors a client can cause are JwtStatus values whose text is Envoy's 401
 // body; configuration errors are sluice::Error values naming the field.
 
-#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <string_view>
@@ -101,6 +102,7 @@ class Claims {
   // The claim at `path` (member names from the top: {"sub"}, {"address",
   // "country"}); nullptr when absent. An empty path gives the root.
   const Node* find(std::span<const std::string> path) const;
+  const Node* find(std::initializer_list<std::string_view> path) const;
   // A top-level claim.
   const Node* find(std::string_view name) const;
   // Istio's request.auth.claims[...] values: a string claim is one value, an
@@ -199,17 +201,24 @@ class Jwks {
 // The key set of one rule, replaceable while requests read it: a JWKS
 // fetcher stores each new set, each verification loads the current one.
 // Empty until the first set arrives (tokens then fail with kJwksFetchFail).
+// A mutex held only to copy the pointer: GCC 12's atomic<shared_ptr> trips
+// ThreadSanitizer, and one signature check costs a thousand times more.
 class JwksSlot {
  public:
   JwksSlot() = default;
   explicit JwksSlot(std::shared_ptr<const Jwks> jwks) : jwks_(std::move(jwks)) {}
-  std::shared_ptr<const Jwks> load() const { return jwks_.load(std::memory_order_acquire); }
+  std::shared_ptr<const Jwks> load() const {
+    std::lock_guard lock(mutex_);
+    return jwks_;
+  }
   void store(std::shared_ptr<const Jwks> jwks) {
-    jwks_.store(std::move(jwks), std::memory_order_release);
+    std::lock_guard lock(mutex_);
+    jwks_.swap(jwks);  // the old set is released outside the lock, with `jwks`
   }
 
  private:
-  std::atomic<std::shared_ptr<const Jwks>> jwks_;
+  mutable std::mutex mutex_;
+  std::shared_ptr<const Jwks> jwks_;
 };
 
 // Istio's JWTHeader: the token is in header `name`, after `prefix`.
@@ -229,6 +238,8 @@ struct JwtClaimToHeader {
 struct JwtRule {
   std::string issuer;  // empty: any issuer (Envoy's meaning)
   std::vector<std::string> audiences;
+  // Copies of a rule share this slot, so a fetcher holding it reaches the
+  // compiled Authenticator.
   std::shared_ptr<JwksSlot> jwks = std::make_shared<JwksSlot>();
   // No location at all means Istio's defaults: `Authorization: Bearer <token>`
   // and the `access_token` query parameter.

@@ -355,10 +355,10 @@ JwtStatus Jwks::verify(const Jwt& jwt) const {
         break;
     }
     if (ok) return JwtStatus::kOk;
+    // A failed verification leaves errors queued on this thread; other users
+    // of BoringSSL on the worker (TLS) must not see them.
+    ERR_clear_error();
   }
-  // A failed verification leaves errors queued on this thread; other users
-  // of BoringSSL on the worker (TLS) must not see them.
-  ERR_clear_error();
   return matched ? JwtStatus::kVerificationFail : JwtStatus::kKidAlgMismatch;
 }
 

@@ -664,6 +664,10 @@ TEST_CASE("jwt claims: nested lookups, string arrays and space-delimited claims"
   CHECK(c.strings(missing).empty());
   std::vector<std::string> through_string = {"address", "country", "x"};
   CHECK(c.find(through_string) == nullptr);
+  REQUIRE(c.find({"address", "geo"}) != nullptr);
+  CHECK(c.find({"address", "geo"})->type == Claims::Type::kObject);
+  CHECK(c.find({"address", "geo", "lon"}) == nullptr);
+  CHECK(c.find({}) == &c.root());
   std::vector<std::string> number = {"n"};
   CHECK(c.strings(number).empty());
   CHECK(c.find("n")->text == "7");
