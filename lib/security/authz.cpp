@@ -39,6 +39,16 @@ std::string_view AuthzDecision::details() const {
               : std::string_view("rbac_access_denied_matched_policy[none]");
 }
 
+AuthzRequest authz_request(const RequestHead& head) {
+  AuthzRequest r;
+  r.method = head.method;
+  r.authority = head.authority;
+  r.path = head.path();
+  r.headers = &head.headers;
+  r.destination_port = head.listener_port;
+  return r;
+}
+
 namespace {
 
 // The request attribute a predicate reads.

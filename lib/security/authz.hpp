@@ -162,6 +162,12 @@ struct AuthzRequest {
   const JwtIdentity* jwt = nullptr;             // null: no validated token
 };
 
+// The attributes a request head carries: method, authority, path without
+// the query (normalise the target first), headers, and the listener port as
+// the destination port. Addresses, TLS and JWT identities are the caller's
+// to add. Views into `head`.
+AuthzRequest authz_request(const RequestHead& head);
+
 // ---------------------------------------------------------------------------
 // Decisions.
 

@@ -752,6 +752,29 @@ TEST_CASE("authz: policies without rules and the empty rule") {
       "AuthorizationPolicy foo/custom-none: rules: CUSTOM action without rules"));
 }
 
+TEST_CASE("authz: a request head gives method, authority, path without query, headers, port") {
+  RequestHead head;
+  head.method = "POST";
+  head.authority = "api.example.com:8443";
+  head.target = "/admin/users?id=7";
+  head.listener_port = 8443;
+  head.headers.add("x-env", "prod");
+  AuthzRequest r = authz_request(head);
+  CHECK(r.method == "POST");
+  CHECK(r.authority == "api.example.com:8443");
+  CHECK(r.path == "/admin/users");
+  CHECK(r.destination_port == 8443);
+  REQUIRE(r.headers == &head.headers);
+  AuthzEngine engine = compile_ok({policy(
+      "allow", AuthzAction::allow,
+      {AuthzRule{
+          .to = {{.hosts = {"api.example.com:*"}, .ports = {"8443"}, .paths = {"/admin/users"}}},
+          .when = {{"request.headers[x-env]", {"prod"}, {}}}}})});
+  CHECK(engine.evaluate(r).verdict == AuthzVerdict::allow);
+  head.target = "/admin/users/7";
+  CHECK(engine.evaluate(authz_request(head)).verdict == AuthzVerdict::deny);
+}
+
 TEST_CASE("authz: the engine moves without invalidating decisions") {
   AuthzEngine a = compile_ok({policy("deny-all", AuthzAction::deny, {AuthzRule{}})});
   Req r;
