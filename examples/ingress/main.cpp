@@ -441,8 +441,6 @@ int serve(const Options& o) {
     if (!control.apply(std::move(*loaded))) return 1;
     gateway.start();
   }
-  fmt::print("ready\n");
-  std::fflush(stdout);
 
   std::optional<Watcher> watcher;
   std::function<void()> wait_signal = [&] {
@@ -467,6 +465,9 @@ int serve(const Options& o) {
     watcher->add_files(control.files());
     if (o.mesh_config) watcher->add_files({*o.mesh_config});
   }
+  // Only now: a file changed after "ready" must be seen by the watcher.
+  fmt::print("ready\n");
+  std::fflush(stdout);
   asio::steady_timer dns_timer(io);
   std::function<void()> schedule_dns = [&] {
     if (o.dns_refresh_seconds <= 0 || o.demo) return;
