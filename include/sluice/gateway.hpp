@@ -11,6 +11,7 @@
 
 #include "sluice/hooks.hpp"
 #include "sluice/result.hpp"
+#include "sluice/security.hpp"
 #include "sluice/router.hpp"
 #include "sluice/upstream.hpp"
 
@@ -97,6 +98,7 @@ struct GatewayConfig {
   std::vector<UpstreamConfig> upstreams;
   Limits limits;
   PathNormalization path_normalization = PathNormalization::base;
+  SecurityConfig security;  // JWT providers and authorization policies
 };
 
 struct GatewayOptions {

@@ -182,6 +182,43 @@ Status compile_listeners(const GatewayConfig& config, const Index& upstreams, co
   return {};
 }
 
+Result<std::shared_ptr<const CompiledSecurity>> compile_security(const SecurityConfig& config) {
+  if (config.jwt_providers.empty() && config.authorization.empty())
+    return std::shared_ptr<const CompiledSecurity>();
+  auto out = std::make_shared<CompiledSecurity>();
+  out->num_trusted_proxies = config.num_trusted_proxies;
+  if (!config.jwt_providers.empty()) {
+    std::vector<security::JwtRule> rules;
+    for (size_t i = 0; i < config.jwt_providers.size(); ++i) {
+      const JwtProvider& p = config.jwt_providers[i];
+      std::string object = p.source.empty() ? "RequestAuthentication" : p.source;
+      security::JwtRule rule;
+      rule.issuer = p.issuer;
+      rule.audiences = p.audiences;
+      auto jwks = security::Jwks::parse(p.jwks);
+      if (!jwks)
+        return config_error(object, fmt::format("jwt_providers[{}].jwks", i), jwks.error().message);
+      rule.jwks->store(std::move(jwks).value());
+      rule.from_headers = p.from_headers;
+      rule.from_params = p.from_params;
+      rule.from_cookies = p.from_cookies;
+      rule.forward_original_token = p.forward_original_token;
+      rule.output_payload_to_header = p.output_payload_to_header;
+      rule.output_claim_to_headers = p.output_claim_to_headers;
+      rule.space_delimited_claims = p.space_delimited_claims;
+      rules.push_back(std::move(rule));
+    }
+    auto authn = security::Authenticator::compile(std::move(rules), "RequestAuthentication");
+    if (!authn) return authn.error();
+    out->authn = std::move(authn).value();
+  }
+  auto authz = security::AuthzEngine::compile(config.authorization,
+                                              security::AuthzOptions{config.root_namespace});
+  if (!authz) return authz.error();
+  out->authz = std::move(authz).value();
+  return std::shared_ptr<const CompiledSecurity>(std::move(out));
+}
+
 }  // namespace
 
 Result<std::shared_ptr<Snapshot>> compile_snapshot(GatewayConfig config) {
@@ -197,6 +234,9 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(GatewayConfig config) {
   if (!routers) return routers.error();
   if (Status st = compile_listeners(config, *upstreams, *routers, *snap); !st.ok())
     return st.error();
+  auto security = compile_security(config.security);
+  if (!security) return security.error();
+  snap->security = std::move(security).value();
   snap->source = std::move(config);
   return snap;
 }

@@ -6,11 +6,14 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "policy/policy.hpp"
+#include "security/authz.hpp"
+#include "security/jwt.hpp"
 #include "sluice/gateway.hpp"
 #include "sluice/router.hpp"
 #include "upstream/compiled.hpp"
@@ -36,6 +39,14 @@ struct ResolvedRoute {
   policy::CompiledRoutePolicy policy;
 };
 
+// The gateway's RequestAuthentication and AuthorizationPolicy, compiled
+// once per snapshot; null in the snapshot when there are none.
+struct CompiledSecurity {
+  std::optional<security::Authenticator> authn;  // JWT providers, if any
+  security::AuthzEngine authz;
+  uint32_t num_trusted_proxies = 0;
+};
+
 struct CompiledListener {
   ListenerConfig config;
   uint32_t router = 0;  // index into Snapshot::routers
@@ -52,6 +63,7 @@ class Snapshot {
   // routes[router][virtual_host][route]
   std::vector<std::vector<std::vector<ResolvedRoute>>> routes;
   Limits limits;
+  std::shared_ptr<const CompiledSecurity> security;
 
   // The Gateway (its id; 0: none yet) whose runtime state the upstreams'
   // `state` slots hold. Claimed by Gateway::apply before it fills them, so

@@ -25,6 +25,7 @@
 #include "policy/retry_state.hpp"
 #include "proxy/fail_stream.hpp"
 #include "proxy/host.hpp"
+#include "proxy/security_filter.hpp"
 #include "tls/server.hpp"
 #include "upstream/cluster.hpp"
 #include "upstream/connect.hpp"
@@ -632,6 +633,16 @@ awaitable<bool> Session<Stream>::serve_one(bool first) {
     slot_.set_cap_at(ConnectionSlot::stream_cap, started_ + limits_->max_stream_duration);
   if (auto refused = admit(*snap, head)) co_return co_await answer(ctx, std::move(*refused), false);
   bool keep_alive = p.keep_alive();
+  if (snap->security) {
+    SecurityPeer peer{client_ip_, tls_.sni, &tls_.peer_names};
+    // Kept here: the answer's details view it until the request is logged.
+    SecurityResult security =
+        check_security(*snap->security, head, peer, std::chrono::system_clock::now());
+    if (security.refused) {
+      Answer a{std::move(security.refused->response), "-", security.refused->details};
+      co_return co_await answer(ctx, std::move(a), keep_alive);
+    }
+  }
 
   auto* hooks = worker_.hooks();
   if (hooks)

@@ -49,6 +49,7 @@
 #include "security/authz_address.hpp"
 #include "sluice/request.hpp"
 #include "sluice/result.hpp"
+#include "sluice/security.hpp"
 
 namespace sluice::security {
 
@@ -56,61 +57,14 @@ namespace sluice::security {
 // Configuration values, mirroring the Istio API (field names in errors are
 // the API's camelCase names).
 
-enum class AuthzAction : uint8_t { allow, deny, audit, custom };
+using sluice::AuthorizationPolicy;
+using sluice::AuthzAction;
+using sluice::AuthzCondition;
+using sluice::AuthzOperation;
+using sluice::AuthzRule;
+using sluice::AuthzSource;
 
 std::string_view to_string(AuthzAction action);  // "ALLOW", "DENY", "AUDIT", "CUSTOM"
-
-// Rule.from[].source: who sends the request.
-struct AuthzSource {
-  std::vector<std::string> principals;  // peer identity, "<trust-domain>/ns/<ns>/sa/<sa>"
-  std::vector<std::string> not_principals;
-  std::vector<std::string> request_principals;  // JWT "<iss>/<sub>"
-  std::vector<std::string> not_request_principals;
-  std::vector<std::string> namespaces;  // from the peer identity
-  std::vector<std::string> not_namespaces;
-  std::vector<std::string> ip_blocks;  // peer (socket) address, IP or CIDR
-  std::vector<std::string> not_ip_blocks;
-  std::vector<std::string> remote_ip_blocks;  // client address from X-Forwarded-For
-  std::vector<std::string> not_remote_ip_blocks;
-};
-
-// Rule.to[].operation: what the request does.
-struct AuthzOperation {
-  std::vector<std::string> hosts;  // :authority, case-insensitive
-  std::vector<std::string> not_hosts;
-  std::vector<std::string> ports;  // destination (listener) port, decimal
-  std::vector<std::string> not_ports;
-  std::vector<std::string> methods;
-  std::vector<std::string> not_methods;
-  std::vector<std::string> paths;  // normalised path, no query
-  std::vector<std::string> not_paths;
-};
-
-// Rule.when[]: one attribute and the values it must (not) take. Keys:
-// request.headers[NAME], source.ip, remote.ip, source.namespace,
-// source.principal, request.auth.principal, request.auth.audiences,
-// request.auth.presenter, request.auth.claims[NAME] (nested:
-// request.auth.claims[a][b]), destination.ip, destination.port,
-// connection.sni.
-struct AuthzCondition {
-  std::string key;
-  std::vector<std::string> values;
-  std::vector<std::string> not_values;
-};
-
-struct AuthzRule {
-  std::vector<AuthzSource> from;
-  std::vector<AuthzOperation> to;
-  std::vector<AuthzCondition> when;
-};
-
-struct AuthorizationPolicy {
-  std::string name;
-  std::string ns;  // metadata.namespace
-  AuthzAction action = AuthzAction::allow;
-  std::string provider;  // provider.name; CUSTOM only
-  std::vector<AuthzRule> rules;
-};
 
 struct AuthzOptions {
   // Istio's root namespace: its DENY policies are evaluated before the

@@ -20,6 +20,7 @@
 
 #include "sluice/request.hpp"
 #include "sluice/result.hpp"
+#include "sluice/security.hpp"
 
 namespace sluice::security {
 
@@ -221,17 +222,8 @@ class JwksSlot {
   std::shared_ptr<const Jwks> jwks_;
 };
 
-// Istio's JWTHeader: the token is in header `name`, after `prefix`.
-struct JwtHeaderLocation {
-  std::string name;
-  std::string prefix;  // e.g. "Bearer "; empty: the whole value
-};
-
-// Istio's ClaimToHeader.
-struct JwtClaimToHeader {
-  std::string header;
-  std::string claim;  // top-level name, or nested with '.': "address.country"
-};
+using sluice::JwtClaimToHeader;
+using sluice::JwtHeaderLocation;
 
 // Istio's JWTRule, with the key set resolved (inline `jwks` parsed, or a slot
 // a fetcher fills for `jwksUri`).

@@ -352,7 +352,8 @@ DownstreamTls downstream_info(asio::ssl::stream<asio::ip::tcp::socket>& stream) 
   if (const char* sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name))
     out.sni = http::to_lower(sni);
   if (X509* peer = SSL_get_peer_certificate(ssl)) {
-    out.peer_identity = peer_identity(certificate_names(peer));
+    out.peer_names = certificate_names(peer);
+    out.peer_identity = peer_identity(out.peer_names);
     out.xfcc = xfcc_value(peer, SSL_get_certificate(ssl));
     X509_free(peer);
   }

@@ -19,6 +19,7 @@
 
 #include "sluice/gateway.hpp"
 #include "sluice/result.hpp"
+#include "tls/cert.hpp"
 
 namespace sluice {
 struct EndpointSet;
@@ -87,6 +88,7 @@ struct DownstreamTls {
   std::string sni;
   std::string peer_identity;  // see RequestContext::peer_identity
   std::string xfcc;           // x-forwarded-client-cert value (Envoy format); empty: none
+  CertificateNames peer_names;  // the verified client certificate's; empty without one
 };
 
 DownstreamTls downstream_info(asio::ssl::stream<asio::ip::tcp::socket>& stream);

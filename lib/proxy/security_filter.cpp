@@ -1,0 +1,111 @@
+#include "proxy/security_filter.hpp"
+
+#include <fmt/format.h>
+
+#include <vector>
+
+#include "security/authz_address.hpp"
+
+namespace sluice {
+
+namespace {
+
+// Envoy's details for a JWT refusal: the status text with '_' for spaces.
+std::string jwt_details(security::JwtStatus status) {
+  std::string text(security::jwt_status_text(status));
+  for (char& c : text)
+    if (c == ' ') c = '_';
+  return fmt::format("jwt_authn_access_denied{{{}}}", text);
+}
+
+// request.auth.claims as the authorization engine reads them: every string
+// and string-list claim, flattened to its path.
+struct JwtView {
+  security::JwtIdentity identity;
+  std::vector<security::JwtClaim> claims;
+};
+
+// Every claim under `node`, at `path`: strings and string lists become
+// values, objects are walked (nested claims, request.auth.claims[a][b]).
+void flatten(const security::Claims& claims, const security::Claims::Node& node,
+             std::vector<std::string>& path, std::vector<security::JwtClaim>& out) {
+  using Type = security::Claims::Type;
+  for (const auto& child : claims.children(node)) {
+    path.push_back(child.key);
+    if (child.type == Type::kObject) {
+      flatten(claims, child, path, out);
+    } else if (child.type == Type::kString || child.type == Type::kArray) {
+      security::JwtClaim claim{path, {}};
+      if (child.type == Type::kString) claim.values.push_back(child.text);
+      for (const auto& e : child.type == Type::kArray ? claims.children(child)
+                                                      : std::span<const security::Claims::Node>())
+        if (e.type == Type::kString) claim.values.push_back(e.text);
+      out.push_back(std::move(claim));
+    }
+    path.pop_back();
+  }
+}
+
+void fill_jwt_view(const security::VerifiedJwt& token, JwtView& view) {
+  std::vector<std::string> path;
+  if (token.claims.root().type == security::Claims::Type::kObject)
+    flatten(token.claims, token.claims.root(), path, view.claims);
+  view.identity.issuer = token.issuer;
+  view.identity.subject = token.subject;
+  view.identity.presenter = token.presenter;
+  view.identity.audiences = token.audiences;
+  view.identity.claims = view.claims;
+}
+
+}  // namespace
+
+SecurityResult check_security(const CompiledSecurity& security, RequestHead& head,
+                              const SecurityPeer& peer, std::chrono::system_clock::time_point now) {
+  SecurityResult out;
+  security::AuthnResult authn;
+  if (security.authn) {
+    authn = security.authn->authenticate(head, now);
+    if (authn.kind == security::AuthnResult::Kind::kRejected) {
+      out.refused = SecurityRefusal{std::move(authn.response), jwt_details(authn.status)};
+      return out;
+    }
+  }
+  if (security.authz.empty()) {
+    if (const auto* t = authn.principal()) out.principal = t->principal;
+    return out;
+  }
+  security::AuthzRequest request = security::authz_request(head);
+  request.sni = peer.sni;
+  if (auto ip = security::IpAddress::parse(peer.ip)) request.peer = ip->unmapped();
+  request.remote =
+      security::remote_address(request.peer, head.headers, security.num_trusted_proxies);
+  security::PeerIdentity identity;
+  if (peer.certificate && (!peer.certificate->uris.empty() || !peer.certificate->dns.empty() ||
+                           !peer.certificate->subject.empty())) {
+    identity.uri_sans = peer.certificate->uris;
+    identity.dns_sans = peer.certificate->dns;
+    identity.subject = peer.certificate->subject;
+    request.peer_identity = &identity;
+  }
+  JwtView jwt;
+  if (const auto* t = authn.principal()) {
+    fill_jwt_view(*t, jwt);
+    request.jwt = &jwt.identity;
+    out.principal = t->principal;
+  }
+  security::AuthzDecision decision = security.authz.evaluate(request);
+  if (decision.verdict == security::AuthzVerdict::ext_authz) {
+    // CUSTOM needs an ext_authz call, which is not wired yet: refuse rather
+    // than let the request pass unchecked (Envoy's failure_mode_allow=false).
+    out.refused = SecurityRefusal{Response{.status = 403, .body = "ext_authz unavailable"},
+                                  "ext_authz_error"};
+    return out;
+  }
+  if (decision.denied())
+    out.refused = SecurityRefusal{Response{.status = security::kAuthzDeniedStatus,
+                                           .body = std::string(security::kAuthzDeniedBody)},
+                                  std::string(decision.details())};
+  return out;
+}
+
+}  // namespace sluice
