@@ -14,6 +14,8 @@
 #   http      lib/http         HTTP/1 codec and text helpers, no sockets
 #   net       lib/net          the per-worker loop: connection slots and
 #                              deadlines, clocks, RNG, I/O buffers
+#   discovery lib/discovery    endpoint sources (DNS) on threads of their own;
+#                              they reach a Gateway only through the public API
 #   tls       lib/tls          BoringSSL contexts, SNI, ClientHello, origination
 #                                                                    -> http
 #   policy    lib/policy       per-route decisions, no I/O           -> http
@@ -56,6 +58,7 @@ declare -A ALLOWED=(
   [sluice]=""
   [http]=""
   [net]=""
+  [discovery]=""
   [tls]="http"
   [policy]="http"
   [security]="http net"

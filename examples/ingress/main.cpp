@@ -1,6 +1,7 @@
 // sluice-ingress: Istio networking YAML (or a built-in demo) served by a
 // sluice::Gateway. A thin program: argument parsing, the lib/istio loader, and
-// a control loop for signals, file changes and DNS refresh.
+// a control loop for signals and file changes. DNS ServiceEntries are kept
+// current by the library's DnsEndpointSource.
 
 #include <sys/inotify.h>
 #include <unistd.h>
@@ -246,7 +247,7 @@ class Control {
     }
     dns_names_ = sluice::istio::dns_names(*parsed);
     files_ = sluice::istio::referenced_files(*parsed);
-    dns_ = sluice::istio::resolve(dns_names_);
+    dns_ = sluice::resolve_hostnames(dns_names_);
     parsed_ = *parsed;
     mesh_ = *mesh;
     return translate();
@@ -277,7 +278,25 @@ class Control {
       return false;
     }
     announce(listeners, configs);
+    replace_dns_source(loaded.dns);
     return true;
+  }
+
+  // The applied configuration's DNS upstreams re-resolved every
+  // --dns-refresh seconds, starting from the answers the load used.
+  void replace_dns_source(const std::vector<sluice::DnsUpstream>& upstreams) {
+    if (dns_source_) gateway_.remove_endpoint_source(dns_source_);
+    dns_source_.reset();
+    if (upstreams.empty() || o_.dns_refresh_seconds <= 0) return;
+    sluice::DnsSourceOptions options;
+    options.refresh_interval = std::chrono::seconds(o_.dns_refresh_seconds);
+    options.known = dns_;
+    options.on_error = [](const sluice::Error& e) {
+      fmt::print(stderr, "warning: DNS: {}\n", e.to_string());
+    };
+    dns_source_ = std::make_shared<sluice::DnsEndpointSource>(upstreams, std::move(options));
+    if (auto st = gateway_.add_endpoint_source(dns_source_); !st)
+      fmt::print(stderr, "warning: DNS refresh not started: {}\n", st.error().to_string());
   }
 
   void announce(const std::vector<sluice::istio::ListenerInfo>& info,
@@ -302,15 +321,6 @@ class Control {
   // Certificate and key files the configuration read (to watch for changes).
   const std::vector<std::string>& files() const { return files_; }
 
-  void refresh_dns() {
-    if (dns_names_.empty() || !parsed_) return;
-    auto fresh = sluice::istio::resolve(dns_names_);
-    if (fresh == dns_) return;
-    dns_ = std::move(fresh);
-    if (auto loaded = translate(); loaded && apply(std::move(*loaded)))
-      fmt::print(stderr, "DNS answers changed; configuration re-applied\n");
-  }
-
  private:
   const Options& o_;
   sluice::Gateway& gateway_;
@@ -319,6 +329,7 @@ class Control {
   std::vector<std::string> files_;
   sluice::istio::DnsTable dns_;
   sluice::istio::MeshSettings mesh_;
+  std::shared_ptr<sluice::DnsEndpointSource> dns_source_;
 };
 
 // Watches --config directories (and the directories of --config files) with
@@ -468,17 +479,6 @@ int serve(const Options& o) {
   // Only now: a file changed after "ready" must be seen by the watcher.
   fmt::print("ready\n");
   std::fflush(stdout);
-  asio::steady_timer dns_timer(io);
-  std::function<void()> schedule_dns = [&] {
-    if (o.dns_refresh_seconds <= 0 || o.demo) return;
-    dns_timer.expires_after(std::chrono::seconds(o.dns_refresh_seconds));
-    dns_timer.async_wait([&](asio::error_code ec) {
-      if (ec) return;
-      control.refresh_dns();
-      schedule_dns();
-    });
-  };
-  schedule_dns();
   io.run();
   gateway.stop();
   fmt::print("stopped\n");

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "sluice/endpoints.hpp"
 #include "sluice/hooks.hpp"
 #include "sluice/result.hpp"
 #include "sluice/security.hpp"
@@ -140,6 +141,25 @@ class Gateway {
   // another gateway is an error. A failed apply leaves it unclaimed.
   Status apply(std::shared_ptr<const Snapshot> snapshot);
 
+  // Replaces the endpoints of one upstream of the current configuration,
+  // compiling nothing else: the new snapshot shares routers, policies,
+  // regexes and TLS contexts with the current one, and only this upstream's
+  // endpoints and its subsets' members (by the endpoints' labels) change.
+  // Validated as compile() validates endpoints; an error names the upstream
+  // and field (`Upstream reviews: endpoints[1].address: ...`) and changes
+  // nothing. Endpoints that stay (same ip:port) keep their state (ejections,
+  // counters, health); new ones warm up as after a reload. Requests in
+  // flight keep their snapshot. An unchanged list publishes nothing. A
+  // later apply() replaces the endpoints with the ones it carries.
+  // Thread-safe, also against apply().
+  Status update_endpoints(std::string_view upstream, std::vector<Endpoint> endpoints);
+
+  // Owns and starts `source`, whose updates go to update_endpoints; stop()
+  // (and the destructor) stop it. An error when the gateway is stopping.
+  Status add_endpoint_source(std::shared_ptr<EndpointSource> source);
+  // Stops `source` and lets go of it (e.g. one replaced by a reload).
+  void remove_endpoint_source(const std::shared_ptr<EndpointSource>& source);
+
   // Starts the worker threads and returns (no-op with a host io_context).
   void start();
   // start(), then blocks until stop() completes.
@@ -153,6 +173,9 @@ class Gateway {
 
   // Bound port of a listener (after apply), 0 if unknown.
   uint16_t port(std::string_view listener) const;
+  // The snapshot new requests are served by (null before the first apply):
+  // for config dumps, and a rollback point to apply() again later.
+  std::shared_ptr<const Snapshot> snapshot() const;
   // Runtime state of an upstream (empty name if unknown).
   UpstreamView upstream(std::string_view name) const;
   // Explains routing of `request` on `listener` against the current snapshot.

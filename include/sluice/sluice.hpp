@@ -1,6 +1,8 @@
 #pragma once
 // Umbrella header: the whole public API.
 
+#include "sluice/dns.hpp"
+#include "sluice/endpoints.hpp"
 #include "sluice/gateway.hpp"
 #include "sluice/hooks.hpp"
 #include "sluice/matcher.hpp"

@@ -17,6 +17,8 @@ struct Endpoint {
   uint16_t port = 0;
   Labels labels;
   uint32_t weight = 1;
+
+  bool operator==(const Endpoint&) const = default;
 };
 
 struct Subset {

@@ -18,6 +18,12 @@ const CompiledListener* Snapshot::listener(std::string_view name) const {
   return nullptr;
 }
 
+std::optional<uint32_t> Snapshot::find_upstream(std::string_view name) const {
+  for (size_t i = 0; i < upstreams.size(); ++i)
+    if (upstreams[i].config.name == name) return static_cast<uint32_t>(i);
+  return std::nullopt;
+}
+
 namespace {
 
 Error config_error(std::string object, std::string field, std::string message) {
@@ -31,7 +37,7 @@ using Index = std::unordered_map<std::string, uint32_t>;
 // `object` and `field` name the referring config in the error.
 struct SetRef {
   uint32_t upstream = 0;
-  const EndpointSet* set = nullptr;
+  uint32_t set = 0;  // index into CompiledUpstream::sets
 };
 Result<SetRef> resolve_set(const Snapshot& snap, const Index& upstreams,
                            const std::string& upstream, const std::string& subset,
@@ -40,11 +46,11 @@ Result<SetRef> resolve_set(const Snapshot& snap, const Index& upstreams,
   if (it == upstreams.end())
     return config_error(object, field + ".upstream",
                         fmt::format("no upstream named \"{}\"", upstream));
-  const EndpointSet* set = snap.upstreams[it->second].find_set(subset);
+  auto set = snap.upstreams[it->second].find_set(subset);
   if (!set)
     return config_error(object, field + ".subset",
                         fmt::format("upstream \"{}\" has no subset \"{}\"", upstream, subset));
-  return SetRef{it->second, set};
+  return SetRef{it->second, *set};
 }
 
 Result<Index> compile_upstreams(const GatewayConfig& config, Snapshot& snap) {
@@ -100,6 +106,7 @@ Result<ResolvedRoute> resolve_route(const Snapshot& snap, const Index& upstreams
 
 Result<Index> compile_routers(const GatewayConfig& config, const Index& upstreams, Snapshot& snap) {
   Index index;
+  auto table = std::make_shared<RouteTable>();
   for (size_t r = 0; r < config.routers.size(); ++r) {
     const auto& rc = config.routers[r];
     if (rc.name.empty())
@@ -123,9 +130,10 @@ Result<Index> compile_routers(const GatewayConfig& config, const Index& upstream
       }
       vhosts.push_back(std::move(routes));
     }
-    snap.routes.push_back(std::move(vhosts));
+    table->push_back(std::move(vhosts));
     snap.routers.push_back(std::move(router).value());
   }
+  snap.routes = std::move(table);
   return index;
 }
 
@@ -237,7 +245,27 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(GatewayConfig config) {
   auto security = compile_security(config.security);
   if (!security) return security.error();
   snap->security = std::move(security).value();
-  snap->source = std::move(config);
+  snap->source = std::make_shared<const GatewayConfig>(std::move(config));
+  return snap;
+}
+
+Result<std::shared_ptr<Snapshot>> with_endpoints(const Snapshot& base, std::string_view upstream,
+                                                 std::vector<Endpoint> endpoints) {
+  auto index = base.find_upstream(upstream);
+  if (!index)
+    return config_error(fmt::format("Upstream {}", upstream), "name",
+                        "no such upstream in the current configuration");
+  auto updated = with_endpoints(base.upstreams[*index], std::move(endpoints));
+  if (!updated) return updated.error();
+  auto snap = std::make_shared<Snapshot>();
+  snap->source = base.source;
+  snap->routers = base.routers;
+  snap->routes = base.routes;
+  snap->listeners = base.listeners;
+  snap->upstreams = base.upstreams;
+  snap->upstreams[*index] = std::move(updated).value();
+  snap->limits = base.limits;
+  snap->security = base.security;
   return snap;
 }
 

@@ -24,9 +24,12 @@ class ListenerTls;
 
 namespace sluice {
 
+// Indices, not pointers: update_endpoints() publishes a snapshot with new
+// endpoint sets that shares these tables with the one it came from. A pick
+// costs one more index (upstreams[upstream].sets[set]), nothing else.
 struct ResolvedDestination {
   uint32_t upstream = 0;  // index into Snapshot::upstreams
-  const EndpointSet* set = nullptr;
+  uint32_t set = 0;       // index into that upstream's CompiledUpstream::sets
   std::string subset;
   uint32_t weight = 0;
 };
@@ -54,14 +57,24 @@ struct CompiledListener {
   std::shared_ptr<const tls::ListenerTls> tls;
 };
 
+// routes[router][virtual_host][route]
+using RouteTable = std::vector<std::vector<std::vector<ResolvedRoute>>>;
+
 class Snapshot {
  public:
-  GatewayConfig source;  // kept for explain and config dumps
-  std::vector<Router> routers;
+  // What compile() built is shared, not copied, by every snapshot that
+  // with_endpoints() derives from this one: the configuration, the compiled
+  // routers, the routes with their compiled policies and regexes, and the
+  // listeners' TLS contexts. Only `upstreams` is the snapshot's own.
+  //
+  // The configuration as compiled, kept for explain and config dumps. Its
+  // upstreams' endpoints are those compile() saw; the current ones are in
+  // upstreams[i].config.
+  std::shared_ptr<const GatewayConfig> source;
+  std::vector<Router> routers;  // handles: copies share the compiled router
+  std::shared_ptr<const RouteTable> routes;
+  std::vector<CompiledListener> listeners;  // copies share the TLS contexts
   std::vector<CompiledUpstream> upstreams;
-  std::vector<CompiledListener> listeners;
-  // routes[router][virtual_host][route]
-  std::vector<std::vector<std::vector<ResolvedRoute>>> routes;
   Limits limits;
   std::shared_ptr<const CompiledSecurity> security;
 
@@ -71,9 +84,22 @@ class Snapshot {
   mutable std::atomic<uint64_t> owner{0};
 
   const CompiledListener* listener(std::string_view name) const;
+  const ResolvedRoute& route(uint32_t router, size_t virtual_host, size_t route) const {
+    return (*routes)[router][virtual_host][route];
+  }
+  // Index into `upstreams` of the one named `name`; none if there is none.
+  std::optional<uint32_t> find_upstream(std::string_view name) const;
 };
 
 // compile() without the const, for tests that attach state by hand.
 Result<std::shared_ptr<Snapshot>> compile_snapshot(GatewayConfig config);
+
+// A snapshot equal to `base` but for the endpoints of the upstream named
+// `upstream` (and its subsets' endpoint sets, recomputed from the labels):
+// everything else is shared with `base`, nothing is compiled again. Errors
+// name "Upstream <name>" and the field; `base` is never changed. The state
+// slots are `base`'s: for the gateway that owns `base` only.
+Result<std::shared_ptr<Snapshot>> with_endpoints(const Snapshot& base, std::string_view upstream,
+                                                 std::vector<Endpoint> endpoints);
 
 }  // namespace sluice

@@ -5,8 +5,10 @@
 //
 // Loading is three steps so that DNS never runs under a lock or on a worker:
 //   parse_*()   YAML -> Resources (schema checked, field paths in errors)
-//   resolve()   hostnames of DNS ServiceEntries -> IP literals
-//   translate() Resources + DNS answers -> GatewayConfig + metadata
+//   sluice::resolve_hostnames()   hostnames of DNS ServiceEntries -> IP
+//               literals (the library's resolver, include/sluice/dns.hpp)
+//   translate() Resources + DNS answers -> GatewayConfig + metadata, and the
+//               host entries a DnsEndpointSource keeps resolving
 // load_files() does all three.
 
 #include <chrono>
@@ -17,6 +19,7 @@
 #include <string_view>
 #include <vector>
 
+#include "sluice/dns.hpp"
 #include "sluice/gateway.hpp"
 #include "sluice/result.hpp"
 #include "sluice/router.hpp"
@@ -43,12 +46,9 @@ std::vector<std::string> referenced_files(const Parsed& parsed);
 // Hostnames that DNS-resolution ServiceEntries need, sorted and unique.
 std::vector<std::string> dns_names(const Parsed& parsed);
 
-// hostname -> IPv4 literals (Istio's default lookup family is V4_ONLY). A
-// name that did not resolve maps to an empty list.
-using DnsTable = std::map<std::string, std::vector<std::string>>;
-// Resolves all names concurrently, bounded by `timeout` as a whole.
-DnsTable resolve(const std::vector<std::string>& names,
-                 std::chrono::milliseconds timeout = std::chrono::seconds(5));
+// hostname -> IPv4 literals; a name that did not resolve maps to an empty
+// list (sluice::resolve_hostnames answers in this form).
+using DnsTable = DnsAnswers;
 
 struct TranslateOptions {
   std::string bind_address = "0.0.0.0";
@@ -90,6 +90,10 @@ struct ListenerInfo {
 struct LoadedConfig {
   GatewayConfig config;
   std::vector<ListenerInfo> listeners;  // parallel to config.listeners
+  // Upstreams of DNS-resolution ServiceEntries: their endpoints in `config`
+  // are the answers translate() was given; a DnsEndpointSource built from
+  // these keeps them current.
+  std::vector<DnsUpstream> dns;
   std::vector<std::string> warnings;
 
   const ListenerInfo* listener_for_port(uint16_t port) const;

@@ -500,18 +500,22 @@ class Translator {
     return out;
   }
 
+  // The endpoints of (se, sp) now, from the DNS answers given for DNS
+  // resolution; then `hosts` lists the entries to re-resolve (DnsEndpointSource).
   std::vector<Endpoint> endpoints_for(const ServiceEntryRes& se, const ServicePort& sp,
-                                      const Meta& vs_meta, const std::string& path) {
+                                      const Meta& vs_meta, const std::string& path,
+                                      std::vector<DnsHost>& hosts) {
     std::vector<Endpoint> out;
     uint16_t default_port = sp.target_port.value_or(sp.number);
-    auto make = [&](const WorkloadEndpoint& ep, const std::string& ip) {
-      Endpoint e;
-      e.address = ip;
+    auto port_of = [&](const WorkloadEndpoint& ep) {
       auto it = ep.ports.find(sp.name);
-      e.port = it != ep.ports.end() && !sp.name.empty() ? it->second : default_port;
-      e.labels = ep.labels;
-      e.weight = ep.weight;
-      out.push_back(std::move(e));
+      return it != ep.ports.end() && !sp.name.empty() ? it->second : default_port;
+    };
+    auto make = [&](const WorkloadEndpoint& ep, const std::string& ip) {
+      out.push_back(Endpoint{ip, port_of(ep), ep.labels, ep.weight});
+    };
+    auto host = [&](const WorkloadEndpoint& ep, const std::string& name) {
+      hosts.push_back(DnsHost{name, port_of(ep), ep.labels, ep.weight});
     };
     if (se.resolution == "STATIC") {
       for (size_t i = 0; i < se.endpoints.size(); ++i) {
@@ -537,10 +541,13 @@ class Translator {
         for (const auto& h : se.hosts) {
           if (h.find('*') != std::string::npos) continue;
           for (const auto& ip : lookup(h)) make(implicit, ip);
+          host(implicit, h);
         }
       } else {
-        for (const auto& ep : se.endpoints)
+        for (const auto& ep : se.endpoints) {
           for (const auto& ip : lookup(ep.address)) make(ep, ip);
+          host(ep, ep.address);
+        }
       }
     } else {
       fail(
@@ -643,16 +650,19 @@ class Translator {
     if (upstreams_.count(name)) return name;
     UpstreamConfig up;
     up.name = name;
-    up.endpoints = endpoints_for(se, sp, vs_meta, path);
+    std::vector<DnsHost> dns_hosts;
+    up.endpoints = endpoints_for(se, sp, vs_meta, path, dns_hosts);
     std::string host_fqdn = fqdn(host, se.meta.namespace_);
     if (own) {
-      std::erase_if(up.endpoints, [&](const Endpoint& e) {
+      auto outside = [&](const Labels& labels) {
         for (const auto& [k, v] : subset->labels) {
-          auto it = e.labels.find(k);
-          if (it == e.labels.end() || it->second != v) return true;
+          auto it = labels.find(k);
+          if (it == labels.end() || it->second != v) return true;
         }
         return false;
-      });
+      };
+      std::erase_if(up.endpoints, [&](const Endpoint& e) { return outside(e.labels); });
+      std::erase_if(dns_hosts, [&](const DnsHost& h) { return outside(h.labels); });
       // Keeps Destination::subset meaningful: every endpoint here belongs to it.
       up.subsets.push_back({subset->name, subset->labels});
     } else {
@@ -668,6 +678,7 @@ class Translator {
       for (const auto* r : rules_for(host_fqdn)) dr = r;  // the subset's rule
     }
     apply_tls(parts, dr, host, up);
+    if (!dns_hosts.empty()) out_.dns.push_back(DnsUpstream{name, std::move(dns_hosts)});
     upstreams_[name] = std::move(up);
     upstream_order_.push_back(name);
     return name;
@@ -1107,7 +1118,7 @@ Result<LoadedConfig> load_files(const std::vector<std::string>& paths,
                                 const TranslateOptions& options) {
   auto parsed = parse_files(paths);
   if (!parsed) return parsed.error();
-  auto table = resolve(dns_names(*parsed));
+  auto table = resolve_hostnames(dns_names(*parsed));
   return translate(*parsed, options, table);
 }
 
@@ -1118,7 +1129,7 @@ Result<LoadedConfig> load_string(std::string_view yaml, const TranslateOptions& 
   DnsTable table = dns;
   for (const auto& name : dns_names(*parsed))
     if (!table.count(name)) {
-      auto more = resolve({name});
+      auto more = resolve_hostnames({name});
       table[name] = more[name];
     }
   return translate(*parsed, options, table);

@@ -69,7 +69,7 @@ awaitable<void> relay(SessionHost& worker, tcp::socket& down, const Snapshot& sn
   RequestHead head;
   head.authority = std::string(sni);
   PickRequest request{&head, client_ip, {}, false};
-  PickResult pick = pick_endpoint(worker.upstream(), up, *target.set, request);
+  PickResult pick = pick_endpoint(worker.upstream(), up, up.sets[target.set], request);
   if (pick.endpoint < 0) {
     fmt::print(stderr, "sluice: listener {}: passthrough for \"{}\": no healthy endpoint in {}\n",
                listener, sni, up.config.name);

@@ -494,7 +494,8 @@ void Session<Stream>::start_mirrors(const std::shared_ptr<const Snapshot>& snap,
     const ResolvedDestination& m = rr.mirrors[i];
     const CompiledUpstream& up = snap->upstreams[m.upstream];
     int64_t ep =
-        pick_endpoint(worker_.upstream(), up, *m.set, PickRequest{&head, client_ip_}).endpoint;
+        pick_endpoint(worker_.upstream(), up, up.sets[m.set], PickRequest{&head, client_ip_})
+            .endpoint;
     if (ep < 0) continue;
     if (wire.empty()) {
       http::append_forwarded_request_head(wire, head, fwd);
@@ -529,7 +530,7 @@ std::optional<typename Session<Stream>::Answer> Session<Stream>::admit(const Sna
   if (p.upgrade() && !is_h2c_offer(head.headers)) return refuse(403, "-", "upgrade_failed");
   // Routing, policies and the forwarded request all see one normalised path.
   if (head.target != "*" &&
-      !http::normalize_target(head.target, snap.source.path_normalization).empty())
+      !http::normalize_target(head.target, snap.source->path_normalization).empty())
     return refuse(400, "-", "http1.codec_error");
   head.scheme = kScheme;
   head.listener_port = port_;
@@ -659,7 +660,7 @@ awaitable<bool> Session<Stream>::serve_one(bool first) {
     co_return co_await answer(ctx, std::move(a), keep_alive);
   }
   const ResolvedRoute& rr =
-      snap->routes[listener->router][sel->virtual_host_index][sel->route_index];
+      snap->route(listener->router, sel->virtual_host_index, sel->route_index);
   ctx.virtual_host = sel->virtual_host->name;
   ctx.route = sel->route->name;
   std::optional<policy::CorsDecision> cors;
@@ -672,7 +673,8 @@ awaitable<bool> Session<Stream>::serve_one(bool first) {
   if (dest) {
     const CompiledUpstream& up = snap->upstreams[dest->upstream];
     ctx.upstream = up.config.name;
-    auto pick = pick_endpoint(worker_.upstream(), up, *dest->set, PickRequest{&head, client_ip_});
+    auto pick =
+        pick_endpoint(worker_.upstream(), up, up.sets[dest->set], PickRequest{&head, client_ip_});
     endpoint = pick.endpoint;
     set_cookie = std::move(pick.set_cookie);
     if (endpoint >= 0) ctx.endpoint = up.endpoints[endpoint].key;
@@ -734,7 +736,7 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx,
     if (attempt > 0) {
       // Pick again, avoiding endpoints already tried when asked to.
       auto pick = pick_endpoint(
-          worker_.upstream(), x.up, *dest.set,
+          worker_.upstream(), x.up, x.up.sets[dest.set],
           PickRequest{&head, client_ip_, retry.tried(), rr.policy.retry.ignore_previous_hosts});
       if (pick.endpoint < 0) {
         // Named, not a braced temporary inside co_await: GCC 12 destroys

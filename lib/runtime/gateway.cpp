@@ -11,6 +11,7 @@
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstring>
@@ -95,6 +96,27 @@ struct Gateway::Impl {
   bool stopped = false;
   size_t drained = 0;
 
+  // Endpoint sources: a lock of their own, never held with `mutex`, so a
+  // sink running update_endpoints can finish while stop_sources() waits.
+  std::mutex sources_mutex;
+  std::vector<std::shared_ptr<EndpointSource>> sources;
+  bool sources_closed = false;
+
+  void stop_sources() {
+    std::lock_guard lock(sources_mutex);
+    sources_closed = true;
+    for (auto& s : sources) s->stop();
+    sources.clear();
+  }
+
+  // Hands `snap` to every worker; requests in flight keep theirs.
+  void publish(const std::shared_ptr<const Snapshot>& snap) {
+    for (auto& w : workers) {
+      Worker* wp = w.get();
+      asio::post(wp->context(), [wp, snap] { wp->install(snap); });
+    }
+  }
+
   void make_workers(size_t n) {
     for (size_t i = 0; i < n; ++i) {
       asio::io_context* ctx = host_context;
@@ -128,6 +150,9 @@ Gateway::Gateway(asio::io_context& host_context, GatewayOptions options)
 }
 
 Gateway::~Gateway() {
+  // Sources call into this gateway from their own threads: stopped first,
+  // on every path.
+  impl_->stop_sources();
   // With a host context this blocks only when called off the host's thread;
   // on it, the host must keep the Gateway alive until its loop has drained.
   if (!impl_->host_context || !impl_->host_context->get_executor().running_in_this_thread()) stop();
@@ -223,6 +248,47 @@ Status Gateway::apply(std::shared_ptr<const Snapshot> snap) {
   return {};
 }
 
+Status Gateway::update_endpoints(std::string_view upstream, std::vector<Endpoint> endpoints) {
+  Impl& m = *impl_;
+  std::lock_guard lock(m.mutex);
+  if (m.stopping) return Error{"Gateway", "", "stopped"};
+  if (!m.current)
+    return Error{fmt::format("Upstream {}", upstream), "name", "no configuration applied yet"};
+  auto index = m.current->find_upstream(upstream);
+  if (index && m.current->upstreams[*index].config.endpoints == endpoints) return {};
+  auto derived = with_endpoints(*m.current, upstream, std::move(endpoints));
+  if (!derived) return derived.error();
+  std::shared_ptr<const Snapshot> snap = std::move(derived).value();
+  // The state slots are the current snapshot's, this gateway's.
+  snap->owner.store(m.id);
+  const CompiledUpstream& up = snap->upstreams[*index];
+  up.state->update(up);
+  m.publish(snap);
+  m.current = std::move(snap);
+  return {};
+}
+
+Status Gateway::add_endpoint_source(std::shared_ptr<EndpointSource> source) {
+  if (!source) return Error{"Gateway", "endpoint source", "is null"};
+  Impl& m = *impl_;
+  std::lock_guard lock(m.sources_mutex);
+  if (m.sources_closed) return Error{"Gateway", "", "stopped"};
+  m.sources.push_back(source);
+  source->start([this](std::string_view upstream, std::vector<Endpoint> endpoints) {
+    return update_endpoints(upstream, std::move(endpoints));
+  });
+  return {};
+}
+
+void Gateway::remove_endpoint_source(const std::shared_ptr<EndpointSource>& source) {
+  Impl& m = *impl_;
+  std::lock_guard lock(m.sources_mutex);
+  auto it = std::find(m.sources.begin(), m.sources.end(), source);
+  if (it == m.sources.end()) return;
+  (*it)->stop();
+  m.sources.erase(it);
+}
+
 void Gateway::start() {
   Impl& m = *impl_;
   std::lock_guard lock(m.mutex);
@@ -242,6 +308,7 @@ void Gateway::run() {
 
 void Gateway::stop() {
   Impl& m = *impl_;
+  m.stop_sources();
   std::unique_lock lock(m.mutex);
   if (m.stopping) {
     if (!m.host_context) m.cv.wait(lock, [&] { return m.stopped; });
@@ -320,6 +387,11 @@ uint16_t Gateway::port(std::string_view listener) const {
   return it == impl_->bound.end() ? 0 : it->second.port;
 }
 
+std::shared_ptr<const Snapshot> Gateway::snapshot() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->current;
+}
+
 UpstreamView Gateway::upstream(std::string_view name) const {
   auto state = impl_->shared.clusters.find(name);
   return state ? state->view() : UpstreamView{};
@@ -337,7 +409,7 @@ Explanation Gateway::explain(std::string_view listener, const RequestHead& reque
   // given; serving would answer it 400 before routing).
   RequestHead normalised = request;
   if (normalised.target != "*" &&
-      !http::normalize_target(normalised.target, snap->source.path_normalization).empty())
+      !http::normalize_target(normalised.target, snap->source->path_normalization).empty())
     normalised.target = request.target;
   return snap->routers[l->router].explain(normalised);
 }

@@ -21,10 +21,6 @@
 #include "sluice/result.hpp"
 #include "tls/cert.hpp"
 
-namespace sluice {
-struct EndpointSet;
-}
-
 namespace sluice::tls {
 
 // How well `pattern` ("a.example.com", "*.example.com", "*") matches the
@@ -35,7 +31,7 @@ int host_match_rank(std::string_view pattern, std::string_view host);
 struct PassthroughTarget {
   std::vector<std::string> sni_hosts;  // lowercased
   uint32_t upstream = 0;               // index into Snapshot::upstreams
-  const EndpointSet* set = nullptr;    // in the same snapshot
+  uint32_t set = 0;                    // index into its CompiledUpstream::sets
 };
 
 class ListenerTls {

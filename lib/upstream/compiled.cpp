@@ -131,18 +131,20 @@ Status validate_upstream(const UpstreamConfig& cfg, std::string_view object_name
   return {};
 }
 
-const EndpointSet* CompiledUpstream::find_set(std::string_view subset) const {
-  if (subset.empty()) return &all;
-  auto it = subsets.find(std::string(subset));
-  return it == subsets.end() ? nullptr : &it->second;
+std::optional<uint32_t> CompiledUpstream::find_set(std::string_view subset) const {
+  if (subset.empty()) return 0;
+  for (size_t s = 0; s < config.subsets.size(); ++s)
+    if (config.subsets[s].name == subset) return static_cast<uint32_t>(1 + s);
+  return std::nullopt;
 }
 
-Result<CompiledUpstream> compile_upstream(const UpstreamConfig& cfg) {
-  std::string object = "Upstream " + cfg.name;
-  if (Status st = validate_upstream(cfg, object); !st.ok()) return st.error();
-  if (auto e = check_upstream_wire(cfg, object)) return *e;
-  CompiledUpstream up;
-  up.config = cfg;
+namespace {
+
+// Endpoints and endpoint sets of `up` from up.config (endpoints, subsets).
+Status place_endpoints(CompiledUpstream& up, const std::string& object) {
+  const UpstreamConfig& cfg = up.config;
+  up.endpoints.clear();
+  up.sets.clear();
   std::vector<uint32_t> all;
   for (size_t i = 0; i < cfg.endpoints.size(); ++i) {
     const auto& ep = cfg.endpoints[i];
@@ -160,31 +162,63 @@ Result<CompiledUpstream> compile_upstream(const UpstreamConfig& cfg) {
     up.endpoints.push_back(std::move(ce));
     if (ep.weight > 0) all.push_back(static_cast<uint32_t>(i));
   }
-  up.all = make_set(up.endpoints, std::move(all));
+  up.sets.push_back(make_set(up.endpoints, std::move(all)));
   for (size_t s = 0; s < cfg.subsets.size(); ++s) {
     const auto& subset = cfg.subsets[s];
     std::string field = fmt::format("subsets[{}].name", s);
     if (subset.name.empty()) return config_error(object, field, "must not be empty");
-    if (up.subsets.contains(subset.name))
-      return config_error(object, field, fmt::format("duplicate subset \"{}\"", subset.name));
+    for (size_t t = 0; t < s; ++t)
+      if (cfg.subsets[t].name == subset.name)
+        return config_error(object, field, fmt::format("duplicate subset \"{}\"", subset.name));
     std::vector<uint32_t> members;
-    for (uint32_t i : up.all.members)
+    for (uint32_t i : up.sets.front().members)
       if (has_labels(cfg.endpoints[i].labels, subset.labels)) members.push_back(i);
-    up.subsets.emplace(subset.name, make_set(up.endpoints, std::move(members)));
+    up.sets.push_back(make_set(up.endpoints, std::move(members)));
   }
+  return {};
+}
+
+// Upstream, endpoint and TLS settings: upstreams sharing an address, or a
+// reload that changes TLS, never reuse each other's connections. The
+// endpoint key has no '|' and the digest a fixed form, so names cannot run
+// into each other.
+void key_pools(CompiledUpstream& up) {
+  for (auto& ce : up.endpoints)
+    ce.pool_key =
+        fmt::format("{}|{}|{}", up.config.name, ce.key, up.tls ? up.tls->digest() : "plain");
+}
+
+}  // namespace
+
+Result<CompiledUpstream> compile_upstream(const UpstreamConfig& cfg) {
+  std::string object = "Upstream " + cfg.name;
+  if (Status st = validate_upstream(cfg, object); !st.ok()) return st.error();
+  if (auto e = check_upstream_wire(cfg, object)) return *e;
+  CompiledUpstream up;
+  up.config = cfg;
+  if (Status st = place_endpoints(up, object); !st.ok()) return st.error();
   if (cfg.tls) {
     auto ctx = tls::ClientContext::compile(*cfg.tls, object, "tls");
     if (!ctx) return ctx.error();
     up.tls = std::move(ctx).value();
   }
-  // Upstream, endpoint and TLS settings: upstreams sharing an address, or a
-  // reload that changes TLS, never reuse each other's connections. The
-  // endpoint key has no '|' and the digest a fixed form, so names cannot
-  // run into each other.
-  for (auto& ce : up.endpoints)
-    ce.pool_key = fmt::format("{}|{}|{}", cfg.name, ce.key, up.tls ? up.tls->digest() : "plain");
+  key_pools(up);
   if (cfg.pool.connect_timeout.count() <= 0)
     return config_error(object, "pool.connect_timeout", "must be > 0");
+  return up;
+}
+
+Result<CompiledUpstream> with_endpoints(const CompiledUpstream& upstream,
+                                        std::vector<Endpoint> endpoints) {
+  // Everything but the endpoints as compiled before: the same TLS context
+  // and runtime state slot, nothing else validated again.
+  CompiledUpstream up;
+  up.config = upstream.config;
+  up.config.endpoints = std::move(endpoints);
+  up.state = upstream.state;
+  up.tls = upstream.tls;
+  if (Status st = place_endpoints(up, "Upstream " + up.config.name); !st.ok()) return st.error();
+  key_pools(up);
   return up;
 }
 

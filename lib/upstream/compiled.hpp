@@ -6,6 +6,7 @@
 #include <asio/ip/tcp.hpp>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -47,11 +48,15 @@ struct CompiledUpstream {
   mutable std::shared_ptr<ClusterState> state;
   std::shared_ptr<const tls::ClientContext> tls;  // TLS origination, if configured
   std::vector<CompiledEndpoint> endpoints;
-  EndpointSet all;
-  std::unordered_map<std::string, EndpointSet> subsets;
+  // [0]: every endpoint of weight > 0; [1 + i]: those of config.subsets[i].
+  // Destinations name a set by this index, never by address, so that a
+  // snapshot update_endpoints() derives shares its routes and listeners with
+  // the one it came from (the subsets, hence the indices, stay).
+  std::vector<EndpointSet> sets;
 
-  // The endpoints of `subset` ("" for all of them); null if there is no such subset.
-  const EndpointSet* find_set(std::string_view subset) const;
+  // Index into `sets` of `subset` ("" for all endpoints); none if there is
+  // no such subset. Linear: compile time only.
+  std::optional<uint32_t> find_set(std::string_view subset) const;
 };
 
 // Config checks for an upstream that Istio also makes: consistent-hash
@@ -67,5 +72,12 @@ using UpstreamList = std::shared_ptr<const std::vector<CompiledUpstream>>;
 // the field (Istio rejects the same things): endpoints, subsets,
 // consistent-hash, outlier-detection and health-check ranges, wire text.
 Result<CompiledUpstream> compile_upstream(const UpstreamConfig& config);
+
+// `upstream` with `endpoints` instead of its own: validated as
+// compile_upstream() validates them (errors name "Upstream <name>" and
+// "endpoints[i].<field>"), keys, pool keys and subset sets recomputed from
+// the endpoints' labels. The TLS context and the state slot are shared.
+Result<CompiledUpstream> with_endpoints(const CompiledUpstream& upstream,
+                                        std::vector<Endpoint> endpoints);
 
 }  // namespace sluice

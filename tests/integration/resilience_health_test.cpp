@@ -62,7 +62,7 @@ TEST_CASE("resilience: active health checks mark a failing endpoint unhealthy, p
     std::set<std::string> seen;
     RequestHead head;
     for (int i = 0; i < 20; ++i) {
-      auto p = pick_endpoint(worker.upstream(), up, up.all, PickRequest{&head, "127.0.0.1"});
+      auto p = pick_endpoint(worker.upstream(), up, up.sets[0], PickRequest{&head, "127.0.0.1"});
       REQUIRE(p.endpoint >= 0);
       seen.insert(up.endpoints[p.endpoint].key);
     }

@@ -322,3 +322,50 @@ TEST_CASE("sluice-ingress --demo: end-user jason reaches reviews-v2") {
   child.signal(SIGINT);
   CHECK(child.wait_exit() == 0);
 }
+
+TEST_CASE("sluice-ingress keeps DNS ServiceEntries current through the library's DNS source") {
+  FakeUpstream upstream{"by-dns"};
+  TempDir dir;
+  dir.write("dns.yaml", fmt::format(R"(
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {{name: gw}}
+spec:
+  servers: [{{port: {{number: 8080, name: http, protocol: HTTP}}, hosts: ["*"]}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: ext}}
+spec:
+  hosts: [ext.example.com]
+  ports: [{{number: {}, name: http}}]
+  resolution: DNS
+  endpoints: [{{address: localhost}}, {{address: nothing.invalid}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: vs}}
+spec:
+  hosts: ["*"]
+  gateways: [gw]
+  http:
+  - route: [{{destination: {{host: ext.example.com}}}}]
+)",
+                                    upstream.port()));
+  Child child = serve({dir.path.string()}, {"--dns-refresh", "1", "--no-watch"});
+  uint16_t port = listening_port(child, 8080);
+  REQUIRE(child.wait_line("ready"));
+  // The source's first round runs at start and reports the name that fails.
+  CHECK_MESSAGE(child.wait_err("warning: DNS: DnsEndpointSource: nothing.invalid: did not resolve"),
+                child.err());
+  CHECK(get_body(port, "/") == "by-dns");
+
+  // A reload replaces the source; the old one is stopped, serving goes on.
+  size_t from = child.line_count();
+  child.signal(SIGHUP);
+  REQUIRE(child.wait_line("reloaded", from));
+  uint16_t port2 = listening_port(child, 8080, from);
+  CHECK(get_body(port2, "/") == "by-dns");
+  child.signal(SIGTERM);
+  CHECK(child.wait_exit() == 0);
+}

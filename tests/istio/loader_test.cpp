@@ -209,7 +209,7 @@ spec:
   REQUIRE(parsed.ok());
   CHECK(istio::dns_names(*parsed) == std::vector<std::string>{"backend.internal", "localhost"});
   istio::DnsTable dns = {{"backend.internal", {"10.1.0.1", "10.1.0.2"}}};
-  dns["localhost"] = istio::resolve({"localhost"})["localhost"];
+  dns["localhost"] = resolve_hostnames({"localhost"})["localhost"];
   auto l = istio::translate(*parsed, {}, dns);
   REQUIRE(l.ok());
   const UpstreamConfig* ext = upstream(*l, "outbound|80||ext.example.com");
@@ -221,6 +221,20 @@ spec:
   REQUIRE(self != nullptr);
   REQUIRE(!self->endpoints.empty());
   CHECK(self->endpoints[0].address == "127.0.0.1");
+
+  // The host entries a DnsEndpointSource keeps resolving, per upstream.
+  REQUIRE(l->dns.size() == 2);
+  std::map<std::string, DnsUpstream> by_name;
+  for (const auto& d : l->dns) by_name[d.upstream] = d;
+  const auto& ext_hosts = by_name.at("outbound|80||ext.example.com").hosts;
+  REQUIRE(ext_hosts.size() == 1);
+  CHECK(ext_hosts[0].hostname == "backend.internal");
+  CHECK(ext_hosts[0].port == 80);
+  CHECK(ext_hosts[0].labels.at("version") == "v1");
+  const auto& self_hosts = by_name.at("outbound|8000||localhost").hosts;
+  REQUIRE(self_hosts.size() == 1);
+  CHECK(self_hosts[0].hostname == "localhost");
+  CHECK(self_hosts[0].port == 8000);
 
   // A name that does not resolve leaves no endpoints and says so.
   auto l2 = istio::translate(*parsed, {}, {{"localhost", {"127.0.0.1"}}});

@@ -51,7 +51,7 @@ struct Bench {
   const CompiledUpstream& up() const { return snap->upstreams[0]; }
   PickResult pick_full(const RequestHead* head = nullptr, std::string_view ip = {}) {
     PickRequest in{.request = head, .client_ip = ip};
-    return balancer.pick(up(), up().all, in, now, rng);
+    return balancer.pick(up(), up().sets[0], in, now, rng);
   }
   // The endpoint picked, as "ip:port".
   std::string pick(const RequestHead* head = nullptr, std::string_view ip = {}) {
@@ -129,7 +129,7 @@ TEST_CASE("retries avoid endpoints already tried when others remain") {
   std::array<int64_t, 2> tried{0, 1};
   for (int i = 0; i < 50; ++i) {
     PickRequest in{.tried = tried, .avoid_tried = true};
-    CHECK(b.balancer.pick(b.up(), b.up().all, in, b.now, b.rng).endpoint == 2);
+    CHECK(b.balancer.pick(b.up(), b.up().sets[0], in, b.now, b.rng).endpoint == 2);
   }
 }
 
