@@ -97,7 +97,6 @@ struct Checked {
     auto compiled = compile_snapshot(gc);
     REQUIRE(compiled.ok());
     snap = std::move(compiled).value();
-    shared.clock = [] { return std::chrono::steady_clock::now(); };
     auto& up = snap->upstreams[0];
     up.state = shared.clusters.get("backend");
     up.state->update(up);
