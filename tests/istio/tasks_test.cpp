@@ -158,7 +158,6 @@ TEST_CASE("istio task: fault injection delay for jason only") {
   clock.advance(7s - 1ms);
   CHECK(ratings_view().active_requests == 0);  // jason's request is still delayed
   clock.advance(1ms);
-  CHECK(ratings_view().active_requests == 1);  // on its way upstream
   auto r = jason.read_response();
   REQUIRE_MESSAGE(r, jason.error());
   CHECK(r->status == 200);
