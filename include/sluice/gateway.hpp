@@ -106,8 +106,11 @@ struct GatewayOptions {
   unsigned workers = 0;  // 0: one per hardware thread
   uint64_t seed = 0;     // 0: seeded from std::random_device
   std::shared_ptr<Hooks> hooks;
-  // Time source for outlier ejection and warm-up; tests inject one to move
-  // time without sleeping. Default: std::chrono::steady_clock::now.
+  // The one time source of every deadline, timeout, wait (retry backoff,
+  // fault delay, connection-place wait, health interval), pool idle time,
+  // parking, outlier ejection and warm-up. Tests and simulations inject one
+  // to move time without sleeping, then call Gateway::clock_advanced().
+  // Default (empty): std::chrono::steady_clock::now.
   std::function<std::chrono::steady_clock::time_point()> clock;
 };
 
@@ -170,6 +173,12 @@ class Gateway {
   // host context's own thread: then the drain completes as that loop runs,
   // and the Gateway must outlive it.
   void stop();
+
+  // After an injected GatewayOptions::clock moved: every worker runs what is
+  // due at the new time now, instead of at its next tick (up to 50 ms of
+  // real time later). Returns once they have (bounded; at once if the
+  // workers are not running yet).
+  void clock_advanced();
 
   // Bound port of a listener (after apply), 0 if unknown.
   uint16_t port(std::string_view listener) const;

@@ -1,13 +1,16 @@
 #pragma once
 // The per-worker event-loop services every layer above uses: the io_context,
 // the connections whose deadlines the worker enforces (ConnectionSlot), the
-// cached and the injectable clock, the seedable RNG and recycled I/O
+// clock (the gateway's injectable one, cached per request and per tick),
+// waits on that clock (ClockTimer), the seedable RNG and recycled I/O
 // buffers. The runtime's Worker is a Loop; upstream/ and proxy/ see only
 // this, never the Worker.
 
 #include <array>
+#include <asio/awaitable.hpp>
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
+#include <asio/steady_timer.hpp>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -70,8 +73,12 @@ struct ConnectionSlot {
                                                 Clock::time_point::max()};
 
   void set_deadline(Timeout kind, std::chrono::milliseconds after) {
-    deadline = after.count() > 0 ? *now + after : Clock::time_point::max();
-    deadline_kind = after.count() > 0 ? kind : Timeout::none;
+    set_deadline_at(kind, after.count() > 0 ? *now + after : Clock::time_point::max());
+  }
+  // max(): none.
+  void set_deadline_at(Timeout kind, Clock::time_point at) {
+    deadline = at;
+    deadline_kind = at != Clock::time_point::max() ? kind : Timeout::none;
     apply_caps();
   }
   void clear_deadline() {
@@ -114,8 +121,48 @@ struct BufferUnmap {
 };
 using IoBuffer = std::unique_ptr<char, BufferUnmap>;
 
+class Loop;
+
+// A wait for the loop's clock to reach a time: retry backoff, fault delay,
+// the wait for a connection place, the pause between health probes. With
+// the real clock it is an asio timer at that time. With an injected clock
+// real timers only sample: the wait ends when the loop, at a tick or when
+// told the clock moved (Gateway::clock_advanced), reads a time at or past
+// it. One wait at a time.
+class ClockTimer {
+ public:
+  explicit ClockTimer(Loop& loop);
+  ~ClockTimer();
+  ClockTimer(const ClockTimer&) = delete;
+  ClockTimer& operator=(const ClockTimer&) = delete;
+
+  // True once the loop's clock reads `due` (at once if it already does);
+  // false when cancel() comes first.
+  asio::awaitable<bool> sleep_until(TimePoint due);
+  asio::awaitable<bool> sleep_for(Clock::duration d);
+  // Returns at the first of: the loop's clock reaching `due`, cancel(), or
+  // `sample` of real time (for what no clock announces, such as a place
+  // freed on another worker).
+  asio::awaitable<void> wait_once(TimePoint due, Clock::duration sample);
+  // Ends the current wait early (sleep_until then returns false).
+  void cancel();
+
+ private:
+  friend class Loop;
+  Loop* loop_;
+  asio::steady_timer timer_;
+  TimePoint due_{};
+  bool due_reached_ = false;  // the loop woke it because its time came
+  bool cancelled_ = false;
+  bool linked_ = false;  // in the loop's list while waiting
+  ClockTimer* prev_ = nullptr;
+  ClockTimer* next_ = nullptr;
+};
+
 class Loop {
  public:
+  // `clock` is the gateway's injected clock; empty: steady_clock. The
+  // pointee must outlive the loop.
   Loop(asio::io_context& ctx, const std::function<TimePoint()>& clock, uint64_t seed);
   virtual ~Loop();
   Loop(const Loop&) = delete;
@@ -129,12 +176,20 @@ class Loop {
   void detach(ConnectionSlot* slot);
   size_t connection_count() const { return connection_count_; }
 
-  // Cached steady time for deadlines; refresh_now() before starting a wait.
+  // The clock, cached: deadlines and pool idle times read this; it is
+  // refreshed per request and per tick. refresh_now() before starting a wait.
   const TimePoint& now() const { return now_; }
-  const TimePoint& refresh_now() { return now_ = Clock::now(); }
-  // The gateway's injectable clock (ejections, warm-up, health): never empty.
-  TimePoint clock_now() const { return clock_(); }
+  const TimePoint& refresh_now() { return now_ = clock_now(); }
+  // The clock itself: the gateway's injected one, else steady_clock.
+  TimePoint clock_now() const { return clock_ ? clock_() : Clock::now(); }
+  bool clock_injected() const { return static_cast<bool>(clock_); }
+  // For state shared across workers that reads the same clock (views).
   const std::function<TimePoint()>& clock() const { return clock_; }
+
+  // Ends the ClockTimer waits whose time has come by `now` (the loop's
+  // clock); the ticker and Gateway::clock_advanced call it.
+  void wake_due_timers(TimePoint now);
+  bool has_timers() const { return timers_ != nullptr; }
 
   // The worker's seedable RNG: every random draw of a request uses it.
   std::mt19937_64& rng() { return rng_; }
@@ -148,14 +203,22 @@ class Loop {
   // Called after a slot joins or leaves (the worker counts, ticks and drains).
   virtual void attached() {}
   virtual void detached() {}
+  // Called when a ClockTimer starts waiting (with an injected clock the
+  // worker's ticker samples for it).
+  virtual void timer_waiting() {}
   ConnectionSlot* head_ = nullptr;  // intrusive list of live slots
-  TimePoint now_ = Clock::now();
+  TimePoint now_{};
 
  private:
+  friend class ClockTimer;
+  void link(ClockTimer* t);
+  void unlink(ClockTimer* t);
+
   asio::io_context& ctx_;
   const std::function<TimePoint()>& clock_;
   std::mt19937_64 rng_;
   size_t connection_count_ = 0;
+  ClockTimer* timers_ = nullptr;  // intrusive list of waiting ClockTimers
   std::vector<IoBuffer> free_buffers_;
 };
 

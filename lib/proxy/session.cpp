@@ -6,7 +6,6 @@
 #include <asio/detached.hpp>
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/ssl.hpp>
-#include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 
@@ -148,7 +147,8 @@ awaitable<void> run_mirror(SessionHost& worker, std::shared_ptr<const Snapshot> 
   worker.detach(&slot);
 }
 
-void park(SessionHost& worker, asio::ip::tcp::socket socket, std::string listener, uint16_t port);
+void park(SessionHost& worker, asio::ip::tcp::socket socket, std::string listener, uint16_t port,
+          TimePoint idle_since);
 
 // Brackets one upstream attempt for least-request counts and outlier
 // detection; an attempt abandoned early (client gone) counts as a reset.
@@ -351,7 +351,7 @@ awaitable<void> Session<Stream>::run() {
   if constexpr (kParkable) {
     if (park_) {
       worker_.detach(&slot_);
-      park(worker_, std::move(stream_), std::move(listener_), port_);
+      park(worker_, std::move(stream_), std::move(listener_), port_, slot_.idle_since);
       co_return;
     }
   }
@@ -392,9 +392,8 @@ awaitable<bool> Session<Stream>::write_down(std::span<const asio::const_buffer> 
 
 template <typename Stream>
 awaitable<bool> Session<Stream>::wait_for(std::chrono::milliseconds d) {
-  asio::steady_timer t(worker_.context(), d);
-  auto [ec] = co_await t.async_wait(kNoThrow);
-  co_return !ec;
+  ClockTimer t(worker_);  // on the gateway's clock
+  co_return co_await t.sleep_for(d);
 }
 
 template <typename Stream>
@@ -470,7 +469,8 @@ awaitable<bool> Session<Stream>::send_local(RequestContext& ctx, Response respon
 template <typename Stream>
 void Session<Stream>::log(RequestContext& ctx) {
   if (auto* hooks = worker_.hooks()) {
-    ctx.duration = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started_);
+    ctx.duration =
+        std::chrono::duration_cast<std::chrono::microseconds>(worker_.clock_now() - started_);
     hooks->on_log(ctx);
   }
 }
@@ -1162,15 +1162,19 @@ struct Parked {
   uint16_t port;
 };
 
-void park(SessionHost& worker, asio::ip::tcp::socket socket, std::string listener, uint16_t port) {
+void park(SessionHost& worker, asio::ip::tcp::socket socket, std::string listener, uint16_t port,
+          TimePoint idle_since) {
   auto parked = std::make_unique<Parked>(std::move(socket), std::move(listener), port);
   Parked& p = *parked;
   worker.attach(&p.slot);
   p.slot.idle = true;
   p.slot.parked = true;
+  p.slot.idle_since = idle_since;
+  // The idle timeout still counts from when the connection went idle.
   const auto& snap = worker.snapshot();
-  p.slot.set_deadline(ConnectionSlot::Timeout::idle,
-                      snap ? snap->limits.idle_timeout : Limits{}.idle_timeout);
+  auto idle = snap ? snap->limits.idle_timeout : Limits{}.idle_timeout;
+  p.slot.set_deadline_at(ConnectionSlot::Timeout::idle,
+                         idle.count() > 0 ? idle_since + idle : TimePoint::max());
   if (worker.draining()) p.slot.interrupt();
   p.socket.async_wait(asio::socket_base::wait_read, [&worker, parked = std::move(parked)](
                                                         asio::error_code ec) mutable {

@@ -134,7 +134,7 @@ struct Gateway::Impl {
 Gateway::Gateway(GatewayOptions options) : impl_(std::make_unique<Impl>()) {
   impl_->options = std::move(options);
   impl_->shared.hooks = impl_->options.hooks;
-  impl_->shared.clock = impl_->options.clock ? impl_->options.clock : [] { return Clock::now(); };
+  impl_->shared.clock = impl_->options.clock;
   unsigned n = impl_->options.workers;
   if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
   impl_->make_workers(n);
@@ -144,7 +144,7 @@ Gateway::Gateway(asio::io_context& host_context, GatewayOptions options)
     : impl_(std::make_unique<Impl>()) {
   impl_->options = std::move(options);
   impl_->shared.hooks = impl_->options.hooks;
-  impl_->shared.clock = impl_->options.clock ? impl_->options.clock : [] { return Clock::now(); };
+  impl_->shared.clock = impl_->options.clock;
   impl_->host_context = &host_context;
   impl_->make_workers(1);
 }
@@ -379,6 +379,39 @@ void Gateway::stop() {
   m.threads.clear();
   m.stopped = true;
   m.cv.notify_all();
+}
+
+void Gateway::clock_advanced() {
+  Impl& m = *impl_;
+  std::vector<Worker*> others;
+  for (auto& w : m.workers) {
+    // On a worker's own thread (a hook, a host context's thread) its tick
+    // runs here; waiting for it would wait for ourselves.
+    if (w->context().get_executor().running_in_this_thread())
+      w->tick();
+    else
+      others.push_back(w.get());
+  }
+  bool running;
+  {
+    std::lock_guard lock(m.mutex);
+    running = (m.started || m.host_context) && !m.stopped;
+  }
+  if (others.empty()) return;
+  // Each worker ticks, then posts the barrier behind what the tick woke, so
+  // those have run to their next wait when this returns.
+  auto left = std::make_shared<std::atomic<size_t>>(others.size());
+  auto done = std::make_shared<std::promise<void>>();
+  auto future = done->get_future();
+  for (Worker* w : others)
+    asio::post(w->context(), [w, left, done] {
+      w->tick();
+      asio::post(w->context(), [left, done] {
+        if (left->fetch_sub(1) == 1) done->set_value();
+      });
+    });
+  // Loops not running yet take the tick when they start.
+  if (running) future.wait_for(std::chrono::seconds(5));
 }
 
 uint16_t Gateway::port(std::string_view listener) const {

@@ -14,7 +14,9 @@ namespace sluice {
 namespace {
 // Deadlines are checked by one coarse per-worker ticker instead of a timer per
 // connection: setting a deadline is an assignment, and idle connections hold
-// no timer. Timeouts are therefore late by up to one period.
+// no timer. Timeouts are therefore late by up to one period. The period is
+// real time, but the ticker only samples: what fires is decided by the
+// gateway's clock (injected or not).
 constexpr auto kTickPeriod = std::chrono::milliseconds(50);
 constexpr auto kParkAfter = std::chrono::milliseconds(100);
 // After a burst of connections, give freed heap pages back (glibc keeps
@@ -175,9 +177,19 @@ void Worker::attached() {
 
 void Worker::detached() {
   ++closed_since_trim_;
-  last_close_ = now_;
+  last_close_ = clock_injected() ? Clock::now() : now_;
   shared_.connections.fetch_sub(1, std::memory_order_relaxed);
   maybe_drained();
+}
+
+void Worker::timer_waiting() {
+  // With the real clock a ClockTimer has its own exact timer.
+  if (clock_injected() && !ticker_running_) start_ticker();
+}
+
+bool Worker::ticker_needed() const {
+  // Nothing to watch lets a host io_context run dry.
+  return head_ || (clock_injected() && has_timers());
 }
 
 void Worker::start_ticker() {
@@ -189,22 +201,24 @@ void Worker::start_ticker() {
       return;
     }
     tick();
-    if (head_)
+    if (ticker_needed())
       start_ticker();
     else
-      ticker_running_ = false;  // nothing to watch; lets a host io_context run dry
+      ticker_running_ = false;
   });
 }
 
 void Worker::tick() {
   auto now = refresh_now();
+  wake_due_timers(now);
   // Trim during a long burst at most once per interval, and once more when
   // it has calmed down.
-  bool burst = closed_since_trim_ >= kTrimAfterClosed && now - last_trim_ >= kTrimInterval;
-  bool calm = closed_since_trim_ > 0 && now - last_close_ >= kParkAfter * 2;
+  auto real = clock_injected() ? Clock::now() : now;
+  bool burst = closed_since_trim_ >= kTrimAfterClosed && real - last_trim_ >= kTrimInterval;
+  bool calm = closed_since_trim_ > 0 && real - last_close_ >= kParkAfter * 2;
   if (burst || calm) {
     closed_since_trim_ = 0;
-    last_trim_ = now;
+    last_trim_ = real;
     ::malloc_trim(0);
   }
   for (ConnectionSlot* s = head_; s; s = s->next) {

@@ -59,8 +59,8 @@ struct GatewayShared {
   std::atomic<size_t> connections{0};
   ClientConnections per_client;
   ClusterRegistry clusters;
-  std::function<Clock::time_point()> clock;  // injectable; never empty
-  Clock::time_point now() const { return clock(); }
+  // GatewayOptions::clock; empty: steady_clock.
+  std::function<Clock::time_point()> clock;
 };
 
 struct AcceptorEntry {
@@ -82,15 +82,19 @@ class Worker : public SessionHost {
   void remove_acceptors_except(const std::vector<std::string>& keep);
   void begin_drain();
   void force_close();
+  // One tick now: deadlines, parking and ClockTimer waits due by the clock
+  // fire (Gateway::clock_advanced after an injected clock moved).
+  void tick();
   void on_drained(std::function<void()> cb) { drained_cb_ = std::move(cb); }
   GatewayShared& shared() { return shared_; }
 
  private:
   void attached() override;
   void detached() override;
+  void timer_waiting() override;
   void accept_next(std::shared_ptr<AcceptorEntry> entry);
   void start_ticker();
-  void tick();
+  bool ticker_needed() const;
   void maybe_drained();
 
   size_t index_;
@@ -100,8 +104,9 @@ class Worker : public SessionHost {
   asio::steady_timer ticker_;
   std::function<void()> drained_cb_;
   size_t closed_since_trim_ = 0;  // slots detached (sessions ended or parked)
-  TimePoint last_trim_{};
-  TimePoint last_close_{};
+  // Heap trimming is about real memory, so it follows steady_clock.
+  Clock::time_point last_trim_{};
+  Clock::time_point last_close_{};
 };
 
 }  // namespace sluice

@@ -262,14 +262,14 @@ PickResult Balancer::pick(const CompiledUpstream& up, const EndpointSet& set, co
   pick_hashed(up, rt, set, st, in, rng, r);
   return r;
 }
-void Balancer::remove_waiter(asio::steady_timer* t) {
+void Balancer::remove_waiter(ClockTimer* t) {
   auto it = std::find(waiters_.begin(), waiters_.end(), t);
   if (it != waiters_.end()) waiters_.erase(it);
 }
 
 void Balancer::wake_one() {
   if (waiters_.empty()) return;
-  asio::steady_timer* t = waiters_.front();
+  ClockTimer* t = waiters_.front();
   waiters_.pop_front();
   t->cancel();
 }

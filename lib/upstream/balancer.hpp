@@ -4,7 +4,6 @@
 // queue of requests waiting for a connection, the health checker. Shared
 // counters (active requests, ejections, health) are atomics in EndpointState.
 
-#include <asio/steady_timer.hpp>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -16,6 +15,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "net/loop.hpp"
 #include "upstream/cluster.hpp"
 #include "upstream/compiled.hpp"
 
@@ -44,8 +44,8 @@ class Balancer {
   // Requests of this worker waiting for a connection slot; a released
   // connection wakes the oldest at once (other workers' releases are seen
   // by the waiter's own short timer).
-  void add_waiter(asio::steady_timer* t) { waiters_.push_back(t); }
-  void remove_waiter(asio::steady_timer* t);
+  void add_waiter(ClockTimer* t) { waiters_.push_back(t); }
+  void remove_waiter(ClockTimer* t);
   void wake_one();
 
   std::unique_ptr<HealthChecker>& health() { return health_; }
@@ -85,7 +85,7 @@ class Balancer {
   std::unordered_map<const CompiledUpstream*, UpstreamRuntime> upstreams_;
   std::vector<uint32_t> eligible_;  // scratch, per pick
   std::vector<uint8_t> mark_;       // scratch: eligible_ as flags by endpoint index
-  std::deque<asio::steady_timer*> waiters_;
+  std::deque<ClockTimer*> waiters_;
   std::unique_ptr<HealthChecker> health_;
 };
 

@@ -27,7 +27,7 @@ int64_t ticks(TimePoint t) {
 
 TimePoint ClusterState::now() const {
   auto* clock = clock_.load(std::memory_order_acquire);
-  return clock ? (*clock)() : std::chrono::steady_clock::now();
+  return clock && *clock ? (*clock)() : std::chrono::steady_clock::now();
 }
 
 std::shared_ptr<EndpointState> ClusterState::get_locked(const std::string& key) {

@@ -87,7 +87,7 @@ class ClusterState {
   bool try_eject(EndpointState& ep, const OutlierDetection& od, TimePoint now);
 
   // The time source views use for "ejected" (the gateway's injectable
-  // clock). The pointee must outlive this state.
+  // clock; empty: steady_clock). The pointee must outlive this state.
   void attach_clock(const std::function<TimePoint()>* clock) {
     clock_.store(clock, std::memory_order_release);
   }

@@ -3,7 +3,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
-#include <asio/steady_timer.hpp>
 
 #include <algorithm>
 
@@ -18,8 +17,8 @@ namespace {
 
 using Timeout = ConnectionSlot::Timeout;
 
-// How often a request waiting for a connection looks for one freed on
-// another worker (releases on its own worker wake it at once).
+// How often (real time) a request waiting for a connection looks for one
+// freed on another worker (releases on its own worker wake it at once).
 constexpr auto kPendingPoll = std::chrono::milliseconds(2);
 
 // Takes a place under max_connections; false at the limit.
@@ -121,7 +120,8 @@ asio::awaitable<Lease> lease_connection(UpstreamContext& ctx, ConnectionSlot& sl
   std::shared_ptr<ClusterState> cluster = upstream.state;
   Lease lease;
   slot.fired = Timeout::none;
-  lease.conn = ctx.pool().take(ep.pool_key, pool.idle_timeout);
+  Loop& loop = ctx.loop();
+  lease.conn = ctx.pool().take(ep.pool_key, pool.idle_timeout, loop.now());
   if (lease.conn) {
     lease.reused = true;
     lease.status = Lease::Status::ok;
@@ -138,17 +138,17 @@ asio::awaitable<Lease> lease_connection(UpstreamContext& ctx, ConnectionSlot& sl
       lease.status = Lease::Status::overflow;
       co_return lease;
     }
-    ctx.pool().sweep(pool.idle_timeout, cluster.get());
-    auto give_up = Clock::now() + pool.connect_timeout;
-    asio::steady_timer timer(ctx.context());
+    ctx.pool().sweep(pool.idle_timeout, cluster.get(), loop.now());
+    // The wait is bounded by connect_timeout on the gateway's clock.
+    auto give_up = loop.clock_now() + pool.connect_timeout;
+    ClockTimer timer(loop);
     bool reserved = false;
     for (;;) {
-      if ((lease.conn = ctx.pool().take(ep.pool_key, pool.idle_timeout))) break;
+      if ((lease.conn = ctx.pool().take(ep.pool_key, pool.idle_timeout, loop.now()))) break;
       if ((reserved = reserve_evicting(ctx, cluster.get(), pool.max_connections))) break;
-      if (slot.fired != Timeout::none || Clock::now() >= give_up) break;
-      timer.expires_after(std::min<Clock::duration>(kPendingPoll, give_up - Clock::now()));
+      if (slot.fired != Timeout::none || loop.clock_now() >= give_up) break;
       ctx.balancer().add_waiter(&timer);
-      co_await timer.async_wait(kNoThrow);
+      co_await timer.wait_once(give_up, kPendingPoll);
       ctx.balancer().remove_waiter(&timer);
     }
     cluster->pending_requests.fetch_sub(1, std::memory_order_relaxed);
@@ -176,7 +176,7 @@ void release_connection(UpstreamContext& ctx, const CompiledUpstream& upstream,
   const auto& pool = upstream.config.pool;
   if (reusable &&
       (pool.max_requests_per_connection == 0 || conn->requests < pool.max_requests_per_connection))
-    ctx.pool().put(std::move(conn), pool.max_idle_per_endpoint);
+    ctx.pool().put(std::move(conn), pool.max_idle_per_endpoint, ctx.loop().now());
   conn.reset();
   // A place (or a pooled connection) is free: the oldest waiter looks first.
   ctx.balancer().wake_one();

@@ -5,7 +5,6 @@
 #include <asio/detached.hpp>
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/ip/tcp.hpp>
-#include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 
@@ -27,8 +26,8 @@ constexpr size_t kMaxProbeHeaders = 64;
 
 // What one probe loop owns; stop() reaches it through Control.
 struct ProbeIo {
-  explicit ProbeIo(asio::io_context& ctx) : timer(ctx) {}
-  asio::steady_timer timer;  // between probes
+  explicit ProbeIo(Loop& loop) : timer(loop) {}
+  ClockTimer timer;  // between probes, on the gateway's clock
   // The probe's deadline and cancellation, seen by the worker like a mirror.
   ConnectionSlot slot{nullptr};
 };
@@ -115,8 +114,7 @@ asio::awaitable<void> probe_loop(UpstreamContext& ctx,
       if (++ep->check_failures >= hc.unhealthy_threshold)
         ep->healthy.store(false, std::memory_order_relaxed);
     }
-    io->timer.expires_after(hc.interval);
-    co_await io->timer.async_wait(kNoThrow);
+    co_await io->timer.sleep_for(hc.interval);
   }
 }
 
@@ -129,7 +127,7 @@ HealthChecker::HealthChecker(UpstreamContext& ctx, UpstreamList upstreams)
     auto cluster = up.state ? up.state : std::make_shared<ClusterState>(up.config.name);
     auto states = cluster->resolve(up);
     for (size_t i = 0; i < up.endpoints.size(); ++i) {
-      auto io = std::make_shared<ProbeIo>(ctx.context());
+      auto io = std::make_shared<ProbeIo>(ctx.loop());
       control_->probes.push_back(io);
       asio::co_spawn(
           ctx.context(),

@@ -31,12 +31,12 @@ bool has_pending_input(UpstreamConnection& c) {
   return SSL_pending(ssl) > 0 || BIO_pending(SSL_get_rbio(ssl)) > 0;
 }
 
-std::unique_ptr<UpstreamConnection> ConnectionPool::take(const std::string& key,
-                                                         std::chrono::milliseconds idle_timeout) {
+std::unique_ptr<UpstreamConnection> ConnectionPool::take(
+    const std::string& key, std::chrono::milliseconds idle_timeout,
+    std::chrono::steady_clock::time_point now) {
   auto it = idle_.find(key);
   if (it == idle_.end()) return nullptr;
   auto& list = it->second;
-  auto now = std::chrono::steady_clock::now();
   while (!list.empty()) {
     auto conn = std::move(list.back());
     list.pop_back();
@@ -45,15 +45,16 @@ std::unique_ptr<UpstreamConnection> ConnectionPool::take(const std::string& key,
   return nullptr;
 }
 
-void ConnectionPool::put(std::unique_ptr<UpstreamConnection> conn, size_t max_idle) {
+void ConnectionPool::put(std::unique_ptr<UpstreamConnection> conn, size_t max_idle,
+                         std::chrono::steady_clock::time_point now) {
   auto& list = idle_[conn->endpoint_key];
   if (list.size() >= max_idle) return;  // dropping it closes the socket
-  conn->idle_since = std::chrono::steady_clock::now();
+  conn->idle_since = now;
   list.push_back(std::move(conn));
 }
 
-void ConnectionPool::sweep(std::chrono::milliseconds idle_timeout, const ClusterState* cluster) {
-  auto now = std::chrono::steady_clock::now();
+void ConnectionPool::sweep(std::chrono::milliseconds idle_timeout, const ClusterState* cluster,
+                           std::chrono::steady_clock::time_point now) {
   for (auto& [key, list] : idle_)
     std::erase_if(list, [&](const std::unique_ptr<UpstreamConnection>& c) {
       return c->cluster.get() == cluster && now - c->idle_since >= idle_timeout;

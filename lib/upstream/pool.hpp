@@ -1,6 +1,7 @@
 #pragma once
 // Per-worker keep-alive pool of upstream connections, keyed by endpoint.
-// Owned by one worker thread: no locks.
+// Owned by one worker thread: no locks. Idle times are measured on the
+// worker's clock (Loop::now(), the gateway's injectable clock), passed in.
 
 #include <asio/ip/tcp.hpp>
 #include <asio/ssl/stream.hpp>
@@ -30,8 +31,8 @@ struct UpstreamConnection {
   std::shared_ptr<ClusterState> cluster;    // counts open connections per upstream
   std::shared_ptr<EndpointState> endpoint;  // and per endpoint
   std::string endpoint_key;
-  uint32_t requests = 0;  // requests sent on this connection
-  std::chrono::steady_clock::time_point idle_since{};
+  uint32_t requests = 0;                               // requests sent on this connection
+  std::chrono::steady_clock::time_point idle_since{};  // on the worker's clock
 };
 
 // Response bytes already inside the TLS engine (decrypted or not): a
@@ -44,11 +45,14 @@ class ConnectionPool {
   // idle longer than `idle_timeout`, closed by the peer, or with unexpected
   // bytes pending are discarded (the keep-alive race Envoy reports as UC).
   std::unique_ptr<UpstreamConnection> take(const std::string& key,
-                                           std::chrono::milliseconds idle_timeout);
-  void put(std::unique_ptr<UpstreamConnection> conn, size_t max_idle);
+                                           std::chrono::milliseconds idle_timeout,
+                                           std::chrono::steady_clock::time_point now);
+  void put(std::unique_ptr<UpstreamConnection> conn, size_t max_idle,
+           std::chrono::steady_clock::time_point now);
   // Closes `cluster`'s connections idle longer than `idle_timeout` (there is
   // no timer: called when a request finds max_connections reached).
-  void sweep(std::chrono::milliseconds idle_timeout, const ClusterState* cluster);
+  void sweep(std::chrono::milliseconds idle_timeout, const ClusterState* cluster,
+             std::chrono::steady_clock::time_point now);
   // Closes one idle connection of `cluster` (any endpoint), freeing a place
   // under max_connections for a waiting request. False if there was none.
   bool evict_one(const ClusterState* cluster);

@@ -17,6 +17,7 @@
 #include "support/body_pattern.hpp"
 #include "support/fake_upstream.hpp"
 #include "support/gateway_fixture.hpp"
+#include "support/manual_clock.hpp"
 #include "support/ports.hpp"
 #include "support/raw_client.hpp"
 #include "support/wait.hpp"
@@ -35,6 +36,7 @@ struct Seen {
   std::string details;
   uint32_t attempts = 0;
   std::string client_address;
+  std::chrono::microseconds duration{0};  // on the gateway's clock
 };
 
 class DetailHooks : public Hooks {
@@ -45,7 +47,8 @@ class DetailHooks : public Hooks {
            std::string(c.response_flags),
            std::string(c.response_code_details),
            c.attempts,
-           std::string(c.client_address)};
+           std::string(c.client_address),
+           c.duration};
     {
       std::lock_guard lock(mutex_);
       seen_.push_back(std::move(s));
@@ -188,11 +191,16 @@ TEST_CASE("api: a body over max_replay_bytes is not retried, at the limit it is"
   }
 }
 
-// --- 3. Per-try timeout ------------------------------------------------------
+// --- 3. Per-try timeout, route timeout, retry backoff ----------------------------
 
+// On a ManualClock: each try is held by the upstream, and the clock is moved
+// to 1 ms before the per-try timeout, then to it. The log's duration (on the
+// gateway's clock) says when the tries ended: a timeout that fired early, or
+// late, shows there.
 // Catches: per_try_timeout ignored (the request would hang: no route or
 // upstream timeout is set), a timeout not counted as retriable under 5xx,
-// the wrong code, flag or details when every try times out.
+// the wrong code, flag or details when every try times out, a per-try
+// deadline that does not follow the gateway's clock.
 TEST_CASE("api: per_try_timeout ends a held try and retries, all held is 504 UT") {
   FakeUpstream up;
   std::atomic<int> calls{0};
@@ -209,31 +217,150 @@ TEST_CASE("api: per_try_timeout ends a held try and retries, all held is 504 UT"
   });
   Route route = retrying("5xx", 1);
   route.retries.per_try_timeout = 200ms;
+  route.retries.backoff_base = 0ms;  // the retry follows at once
   auto hooks = std::make_shared<DetailHooks>();
-  TestGateway gw(make_config({route}, {loopback_upstream("backend", {up.port()})}), 1, hooks);
+  ManualClock clock;
+  TestGateway gw(make_config({route}, {loopback_upstream("backend", {up.port()})}), 1, hooks,
+                 &clock);
   RawClient c(gw.port());
-  auto start = std::chrono::steady_clock::now();
-  auto r = roundtrip(c, make_request("GET", "/slow"));
-  auto elapsed = std::chrono::steady_clock::now() - start;
+  REQUIRE(c.send(make_request("GET", "/slow")));
+  size_t tries = hold_all ? 2 : 1;
+  for (size_t held = 1; held <= tries; ++held) {
+    REQUIRE(wait_until([&] { return up.held() == held; }));
+    clock.settle();  // the try's deadline is armed
+    clock.advance(199ms);
+    clock.advance(1ms);
+  }
+  auto r = c.read_response();
   up.release();
   REQUIRE_MESSAGE(r, c.error());
   REQUIRE(hooks->wait_for(1));
   auto s = hooks->of("/slow");
   CHECK(up.request_count() == 2);
   CHECK(s.attempts == 2);
-  CHECK(elapsed < 3s);
   if (!hold_all) {
-    CHECK(elapsed >= 150ms);  // the first try was waited for
+    CHECK(s.duration == 200ms);  // the first try was waited for, exactly
     CHECK(r->status == 200);
     CHECK(r->body == "second");
     CHECK(s.flags == "-");
   } else {
-    CHECK(elapsed >= 350ms);  // two tries of 200 ms each
+    CHECK(s.duration == 400ms);  // two tries of 200 ms each
     CHECK(r->status == 504);
     CHECK(r->body == "upstream request timeout");
     CHECK(s.flags == "URX,UT");  // the retry policy's attempts are used up
     CHECK(s.details == "upstream_per_try_timeout");
   }
+}
+
+// Catches: the route timeout read from steady_clock, fired early or not
+// at all, the wrong answer.
+TEST_CASE("api: the route timeout answers 504 UT when the clock reaches it") {
+  FakeUpstream up;
+  up.set_handler([](const Received&) { return Reply{.hold = true}; });
+  Route route = forward_all("backend");
+  route.timeout = 3s;
+  auto hooks = std::make_shared<DetailHooks>();
+  ManualClock clock;
+  TestGateway gw(make_config({route}, {loopback_upstream("backend", {up.port()})}), 1, hooks,
+                 &clock);
+  RawClient c(gw.port());
+  REQUIRE(c.send(make_request("GET", "/held")));
+  REQUIRE(wait_until([&] { return up.held() == 1; }));
+  clock.settle();
+  // The held upstream connection is closed the moment the timeout fires.
+  clock.advance(3s - 1ms);
+  CHECK(gw.gateway().upstream("backend").connections == 1);
+  clock.advance(1ms);
+  CHECK(gw.gateway().upstream("backend").connections == 0);
+  auto r = c.read_response();
+  up.release();
+  REQUIRE_MESSAGE(r, c.error());
+  CHECK(r->status == 504);
+  CHECK(r->body == "upstream request timeout");
+  REQUIRE(hooks->wait_for(1));
+  auto s = hooks->of("/held");
+  CHECK(s.flags == "UT");
+  CHECK(s.details == "upstream_timeout");
+  CHECK(s.duration == 3s);
+  CHECK(up.request_count() == 1);
+}
+
+// The backoff is drawn from the worker's RNG (seed 42 in TestGateway), so
+// with a fixed seed it is one fixed value: the retry starts at the same
+// step of the clock every run. Between steps nothing happens, whatever the
+// real time.
+// Catches: a backoff slept on steady_clock (the retry would start without
+// the clock moving, or never), a backoff skipped.
+TEST_CASE("api: the retry backoff waits on the gateway's clock") {
+  FakeUpstream up;
+  std::atomic<int> calls{0};
+  up.set_handler([&](const Received&) {
+    Reply r;
+    r.status = ++calls == 1 ? 503 : 200;
+    r.body = r.status == 200 ? "retried" : "unavailable";
+    return r;
+  });
+  Route route = retrying("5xx", 1);
+  route.retries.backoff_base = 1000ms;  // the first retry waits [0, 1000) ms
+  auto hooks = std::make_shared<DetailHooks>();
+  ManualClock clock;
+  TestGateway gw(make_config({route}, {loopback_upstream("backend", {up.port()})}), 1, hooks,
+                 &clock);
+  RawClient c(gw.port());
+  REQUIRE(c.send(make_request("GET", "/retry")));
+  // The 503 was read and its connection closed: the session is in the backoff.
+  auto view = [&] { return gw.gateway().upstream("backend"); };
+  REQUIRE(wait_until([&] {
+    auto v = view();
+    return up.request_count() == 1 && v.active_requests == 0 && v.connections == 0;
+  }));
+  clock.settle();
+  CHECK(view().connections == 0);
+  // A retry that starts opens a connection before this advance returns.
+  int steps = 0;
+  while (view().connections == 0 && steps < 100) {
+    clock.advance(10ms);
+    ++steps;
+  }
+  CHECK(steps == 9);  // the backoff drawn for seed 42 is in [80, 90) ms
+  auto r = c.read_response();
+  REQUIRE_MESSAGE(r, c.error());
+  CHECK(r->status == 200);
+  CHECK(r->body == "retried");
+  REQUIRE(hooks->wait_for(1));
+  CHECK(hooks->of("/retry").attempts == 2);
+  CHECK(hooks->of("/retry").duration == steps * 10ms);
+  CHECK(up.request_count() == 2);
+}
+
+// --- 3b. Upstream idle connections expire on the gateway's clock ---------------
+
+// Catches: the pool's idle check on steady_clock (the third request would
+// reuse the connection), or expiring a connection before its time.
+TEST_CASE("api: a pooled upstream connection is reused until idle_timeout, then replaced") {
+  FakeUpstream up;
+  auto backend = loopback_upstream("backend", {up.port()});
+  backend.pool.idle_timeout = 10s;
+  ManualClock clock;
+  TestGateway gw(make_config({forward_all("backend")}, {backend}), 1, nullptr, &clock);
+  RawClient c(gw.port());
+  auto served = [&] {
+    auto r = roundtrip(c, make_request("GET", "/"));
+    REQUIRE_MESSAGE(r, c.error());
+    CHECK(r->status == 200);
+    clock.settle();  // the upstream connection is back in the pool
+  };
+  served();
+  clock.advance(10s - 1ms);
+  served();
+  CHECK(up.connections_accepted() == 1);  // reused
+  clock.advance(10s);
+  served();
+  CHECK(up.connections_accepted() == 2);  // idle too long: a new one
+  auto reqs = up.requests();
+  REQUIRE(reqs.size() == 3);
+  CHECK(reqs[1].connection_index == 0);
+  CHECK(reqs[2].connection_index == 1);
 }
 
 // --- 4. Free resend on a pooled connection the upstream dropped --------------
@@ -532,34 +659,40 @@ TEST_CASE("api: stop() with a hold never released returns after drain_timeout an
 // --- 7. Idle parking and resuming ---------------------------------------------
 
 // Parking is not visible through the public API (no hook or counter
-// reports it), so the test waits a bounded 300 ms: kParkAfter (100 ms) plus
-// up to two ticks of 50 ms, with margin. Each request after that arrives
-// on a parked connection.
+// reports it). On a ManualClock it happens at a known step: the tick that
+// sees 100 ms of idleness (kParkAfter) parks the connection, and
+// ManualClock::advance returns after that tick. Each request after that
+// arrives on a parked connection.
 // Catches: a resumed connection losing bytes, a split head or pipelined
 // requests; a parked connection that no longer drains or serves again.
 TEST_CASE("api: an idle connection parks and resumes on the same client connection") {
   FakeUpstream up;
   auto hooks = std::make_shared<DetailHooks>();
-  TestGateway gw(single_upstream_config(up.port()), 1, hooks);
+  ManualClock clock;
+  TestGateway gw(single_upstream_config(up.port()), 1, hooks, &clock);
   RawClient c(gw.port());
+  auto park = [&] {
+    clock.settle();  // idle from now
+    clock.advance(150ms);
+  };
   auto r1 = roundtrip(c, make_request("GET", "/1"));
   REQUIRE_MESSAGE(r1, c.error());
   CHECK(r1->status == 200);
 
-  std::this_thread::sleep_for(300ms);  // parks
+  park();
   auto r2 = roundtrip(c, make_request("GET", "/2"));
   REQUIRE_MESSAGE(r2, c.error());
   CHECK(r2->status == 200);
 
-  std::this_thread::sleep_for(300ms);  // parks again; the head arrives in two parts
+  park();  // the head arrives in two parts
   REQUIRE(c.send("GET /3 HTTP/1.1\r\nHo"));
-  std::this_thread::sleep_for(20ms);
+  REQUIRE(gateway_read_everything(gw.port(), c.local_port()));
   REQUIRE(c.send("st: example.com\r\n\r\n"));
   auto r3 = c.read_response();
   REQUIRE_MESSAGE(r3, c.error());
   CHECK(r3->status == 200);
 
-  std::this_thread::sleep_for(300ms);  // parks again; two pipelined requests
+  park();  // two pipelined requests
   REQUIRE(c.send(make_request("GET", "/4") + make_request("GET", "/5")));
   auto r4 = c.read_response();
   REQUIRE_MESSAGE(r4, c.error());
@@ -581,7 +714,7 @@ TEST_CASE("api: an idle connection parks and resumes on the same client connecti
   for (size_t i = 0; i < reqs.size(); ++i) CHECK(reqs[i].target == "/" + std::to_string(i + 1));
 
   // A parked connection does not hold up the drain.
-  std::this_thread::sleep_for(300ms);
+  park();
   auto start = std::chrono::steady_clock::now();
   gw.stop();
   CHECK(std::chrono::steady_clock::now() - start < 2s);  // drain_timeout is 5 s

@@ -15,6 +15,7 @@
 
 #include "support/fake_upstream.hpp"
 #include "support/gateway_fixture.hpp"
+#include "support/manual_clock.hpp"
 #include "support/ports.hpp"
 #include "support/raw_client.hpp"
 #include "support/wait.hpp"
@@ -32,17 +33,6 @@ std::string get_body(uint16_t port) {
   if (!r) return "<" + c.error() + ">";
   return r->status == 200 ? r->body : "<status " + std::to_string(r->status) + ">";
 }
-
-// A clock that stands still: ejections last until the test moves it.
-struct FakeClock {
-  std::atomic<int64_t> ticks{std::chrono::steady_clock::now().time_since_epoch().count()};
-  std::function<std::chrono::steady_clock::time_point()> fn() {
-    return [this] {
-      return std::chrono::steady_clock::time_point(
-          std::chrono::steady_clock::duration(ticks.load()));
-    };
-  }
-};
 
 ListenerConfig listener(std::string name, uint16_t port) {
   return ListenerConfig{
@@ -109,7 +99,7 @@ TEST_CASE(
     "apply: a new listener on a taken port is rejected, upstream state and traffic unchanged") {
   FakeUpstream bad("bad"), good("good"), other("other");
   answer_503(bad);
-  FakeClock clock;
+  ManualClock clock;  // stands still: ejections last for the whole test
   Gateway gw(GatewayOptions{.workers = 2, .clock = clock.fn()});
   REQUIRE(
       gw.apply(make_config({no_retries("backend")}, {ejecting_backend(bad.port(), good.port())}))
@@ -189,7 +179,7 @@ TEST_CASE(
     "apply: a snapshot applied again to its gateway rolls back with the same upstream state") {
   FakeUpstream bad("bad"), good("good"), other("other");
   answer_503(bad);
-  FakeClock clock;
+  ManualClock clock;  // stands still: ejections last for the whole test
   Gateway gw(GatewayOptions{.workers = 2, .clock = clock.fn()});
   auto first =
       compile(make_config({no_retries("backend")}, {ejecting_backend(bad.port(), good.port())}));

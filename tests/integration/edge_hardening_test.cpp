@@ -31,6 +31,7 @@
 #include "support/body_pattern.hpp"
 #include "support/fake_upstream.hpp"
 #include "support/gateway_fixture.hpp"
+#include "support/manual_clock.hpp"
 #include "support/ports.hpp"
 #include "support/raw_client.hpp"
 #include "support/wait.hpp"
@@ -722,13 +723,24 @@ TEST_CASE("edge: client aborts mid-body do not eject the upstream endpoint") {
 
 // --- 13. Stream timeouts ---------------------------------------------------------
 
+// On a ManualClock: the clock is moved to 1 ms before the timeout, then to
+// it; the log's duration (the gateway's clock) says when the request ended.
+
 namespace {
 
-// A POST whose body stalls after 2 of 10 bytes; returns the answer.
-std::optional<HttpResponse> stalled_upload(uint16_t port) {
-  RawClient client(port, 5s);
-  if (!client.send("POST / HTTP/1.1\r\nHost: example.com\r\nContent-Length: 10\r\n\r\nab"))
-    return std::nullopt;
+// A POST whose body stalls after 2 of 10 bytes. Returns once the upstream
+// has those 2 bytes and the gateway waits for more (settled).
+void stall_upload(RawClient& client, FakeUpstream& up, ManualClock& clock) {
+  REQUIRE(client.send("POST / HTTP/1.1\r\nHost: example.com\r\nContent-Length: 10\r\n\r\nab"));
+  REQUIRE(wait_until([&] { return up.body_bytes_received() == 2; }));
+  clock.settle();
+}
+
+// Moves `clock` to 1 ms before `timeout`, then to it; the answer that follows.
+std::optional<HttpResponse> answer_at(RawClient& client, ManualClock& clock,
+                                      std::chrono::milliseconds timeout) {
+  clock.advance(timeout - 1ms);
+  clock.advance(1ms);
   return client.read_response();
 }
 
@@ -736,60 +748,80 @@ std::optional<HttpResponse> stalled_upload(uint16_t port) {
 
 TEST_CASE("edge: stream_idle_timeout answers a stalled upload 408 SI") {
   FakeUpstream up;
+  ManualClock clock;
   auto config = single_upstream_config(up.port());
-  config.limits.stream_idle_timeout = 300ms;
+  config.limits.stream_idle_timeout = 30s;
   auto hooks = std::make_shared<RecordingHooks>();
-  TestGateway gw(std::move(config), 1, hooks);
-  auto r = stalled_upload(gw.port());
-  REQUIRE(r);
+  TestGateway gw(std::move(config), 1, hooks, &clock);
+  RawClient client(gw.port());
+  stall_upload(client, up, clock);
+  auto r = answer_at(client, clock, 30s);
+  REQUIRE_MESSAGE(r, client.error());
   CHECK(r->status == 408);
   REQUIRE(hooks->wait_for_logs(1));
   CHECK(hooks->logs()[0].flags == "SI");
+  CHECK(hooks->logs()[0].duration == 30s);
   CHECK(served(gw.port()));
 }
 
 TEST_CASE("edge: stream_idle_timeout answers a silent upstream 408 SI") {
   FakeUpstream up;
   up.set_handler([](const Received&) { return Reply{.hold = true}; });
+  ManualClock clock;
   auto config = single_upstream_config(up.port());
-  config.limits.stream_idle_timeout = 300ms;
+  config.limits.stream_idle_timeout = 30s;
   auto hooks = std::make_shared<RecordingHooks>();
-  TestGateway gw(std::move(config), 1, hooks);
-  auto r = get(gw.port());
-  REQUIRE(r);
+  TestGateway gw(std::move(config), 1, hooks, &clock);
+  RawClient client(gw.port());
+  REQUIRE(client.send(make_request("GET", "/")));
+  REQUIRE(wait_until([&] { return up.held() == 1; }));
+  clock.settle();
+  auto r = answer_at(client, clock, 30s);
+  REQUIRE_MESSAGE(r, client.error());
   CHECK(r->status == 408);
   REQUIRE(hooks->wait_for_logs(1));
   CHECK(hooks->logs()[0].flags == "SI");
+  CHECK(hooks->logs()[0].duration == 30s);
   up.release();
 }
 
 TEST_CASE("edge: request_timeout bounds the whole upload: 408 request_overall_timeout") {
   FakeUpstream up;
+  ManualClock clock;
   auto config = single_upstream_config(up.port());
-  config.limits.request_timeout = 300ms;
+  config.limits.request_timeout = 10s;
   config.limits.stream_idle_timeout = 60s;  // never the one that fires here
   auto hooks = std::make_shared<DetailHooks>();
-  TestGateway gw(std::move(config), 1, hooks);
-  auto r = stalled_upload(gw.port());
-  REQUIRE(r);
+  TestGateway gw(std::move(config), 1, hooks, &clock);
+  RawClient client(gw.port());
+  stall_upload(client, up, clock);
+  auto r = answer_at(client, clock, 10s);
+  REQUIRE_MESSAGE(r, client.error());
   CHECK(r->status == 408);
   REQUIRE(hooks->wait_for_logs(1));
   CHECK(hooks->details().at(0) == "request_overall_timeout");
+  CHECK(hooks->logs()[0].duration == 10s);
   CHECK(served(gw.port()));
 }
 
 TEST_CASE("edge: max_stream_duration bounds a request and its response: 408 DT") {
   FakeUpstream up;
   up.set_handler([](const Received&) { return Reply{.hold = true}; });
+  ManualClock clock;
   auto config = single_upstream_config(up.port());
-  config.limits.max_stream_duration = 300ms;
+  config.limits.max_stream_duration = 20s;
   auto hooks = std::make_shared<RecordingHooks>();
-  TestGateway gw(std::move(config), 1, hooks);
-  auto r = get(gw.port());
-  REQUIRE(r);
+  TestGateway gw(std::move(config), 1, hooks, &clock);
+  RawClient client(gw.port());
+  REQUIRE(client.send(make_request("GET", "/")));
+  REQUIRE(wait_until([&] { return up.held() == 1; }));
+  clock.settle();
+  auto r = answer_at(client, clock, 20s);
+  REQUIRE_MESSAGE(r, client.error());
   CHECK(r->status == 408);
   REQUIRE(hooks->wait_for_logs(1));
   CHECK(hooks->logs()[0].flags == "DT");
+  CHECK(hooks->logs()[0].duration == 20s);
   up.release();
 }
 

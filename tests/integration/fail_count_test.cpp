@@ -47,7 +47,6 @@ class FailCountFixture {
     auto compiled = compile_snapshot(config);
     REQUIRE(compiled.ok());
     snap_ = std::move(compiled).value();
-    shared_.clock = [] { return std::chrono::steady_clock::now(); };
     for (auto& up : snap_->upstreams) {
       up.state = shared_.clusters.get(up.config.name);
       up.state->update(up);

@@ -82,13 +82,14 @@ class CannedServer {
   std::thread thread_;
 };
 
-// One upstream with one endpoint at `port`, health-checked every 10 ms on a
-// worker the test drives.
+// One upstream with one endpoint at `port`, health-checked every `interval`
+// (on `clock`, steady_clock when empty) on a worker the test drives.
 struct Checked {
-  explicit Checked(uint16_t port) {
+  explicit Checked(uint16_t port, std::chrono::milliseconds interval = 10ms,
+                   std::function<TimePoint()> clock = {}) {
     auto cfg = loopback_upstream("backend", {port});
     cfg.health_check = HealthCheck{.path = "/healthz",
-                                   .interval = 10ms,
+                                   .interval = interval,
                                    .timeout = 1000ms,
                                    .healthy_threshold = 1,
                                    .unhealthy_threshold = 2};
@@ -97,7 +98,7 @@ struct Checked {
     auto compiled = compile_snapshot(gc);
     REQUIRE(compiled.ok());
     snap = std::move(compiled).value();
-    shared.clock = [] { return std::chrono::steady_clock::now(); };
+    shared.clock = std::move(clock);
     auto& up = snap->upstreams[0];
     up.state = shared.clusters.get("backend");
     up.state->update(up);
@@ -165,5 +166,20 @@ TEST_CASE("health: a well-formed 200 passes (also after a 100 Continue) and a 50
   server.set_answer("HTTP/1.0 200\r\n\r\n");
   size_t seen = server.answered();
   REQUIRE(checked.run_until([&] { return server.answered() >= seen + 3; }));
+  CHECK(checked.healthy());
+}
+
+// Catches: the pause between probes slept on steady_clock (an hour: the
+// second probe would never come) instead of the gateway's clock.
+TEST_CASE("health: the pause between probes follows the gateway's clock") {
+  CannedServer server("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+  TimePoint now(std::chrono::hours(1000));
+  Checked checked(server.port(), std::chrono::hours(1), [&now] { return now; });
+  REQUIRE(checked.run_until([&] { return server.answered() == 1; }));
+  for (size_t probes = 2; probes <= 3; ++probes) {
+    now += std::chrono::hours(1);
+    checked.worker->tick();  // what Gateway::clock_advanced does
+    CHECK(checked.run_until([&] { return server.answered() == probes; }));
+  }
   CHECK(checked.healthy());
 }

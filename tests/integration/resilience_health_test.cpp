@@ -41,7 +41,6 @@ TEST_CASE("resilience: active health checks mark a failing endpoint unhealthy, p
 
   asio::io_context ctx;
   GatewayShared shared;
-  shared.clock = [] { return std::chrono::steady_clock::now(); };
   auto& up = snap->upstreams[0];
   up.state = shared.clusters.get("backend");
   up.state->update(up);

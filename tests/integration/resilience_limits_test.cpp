@@ -10,6 +10,7 @@
 
 #include "support/fake_upstream.hpp"
 #include "support/gateway_fixture.hpp"
+#include "support/manual_clock.hpp"
 #include "support/raw_client.hpp"
 #include "support/wait.hpp"
 
@@ -25,31 +26,21 @@ std::optional<HttpResponse> get(uint16_t port, std::string_view target = "/") {
   return c.read_response();
 }
 
-// A settable clock for GatewayOptions::clock.
-struct FakeClock {
-  std::atomic<int64_t> ticks{std::chrono::steady_clock::now().time_since_epoch().count()};
-  void advance(std::chrono::milliseconds d) {
-    ticks += std::chrono::duration_cast<std::chrono::steady_clock::duration>(d).count();
-  }
-  std::function<std::chrono::steady_clock::time_point()> fn() {
-    return [this] {
-      return std::chrono::steady_clock::time_point(
-          std::chrono::steady_clock::duration(ticks.load()));
-    };
-  }
-};
-
-// A Gateway with an injected clock (TestGateway has no options).
+// A Gateway on a ManualClock (TestGateway runs one worker here; this runs two).
 struct ClockedGateway {
-  FakeClock clock;
+  ManualClock clock;
   std::unique_ptr<Gateway> gw;
   explicit ClockedGateway(GatewayConfig config) {
     gw = std::make_unique<Gateway>(GatewayOptions{.workers = 2, .clock = clock.fn()});
+    clock.drive(*gw);
     auto st = gw->apply(std::move(config));
     REQUIRE_MESSAGE(st.ok(), st.error().to_string());
     gw->start();
   }
-  ~ClockedGateway() { gw->stop(); }
+  ~ClockedGateway() {
+    gw->stop();
+    clock.forget(*gw);
+  }
   uint16_t port() { return gw->port("main"); }
 };
 

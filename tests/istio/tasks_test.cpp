@@ -12,7 +12,9 @@
 #include "istio_test_util.hpp"
 #include "sluice/sluice.hpp"
 #include "support/fake_upstream.hpp"
+#include "support/manual_clock.hpp"
 #include "support/raw_client.hpp"
+#include "support/wait.hpp"
 
 using namespace sluice;
 using namespace sluice::test;
@@ -58,7 +60,9 @@ spec:
 
 class IstioGateway {
  public:
-  explicit IstioGateway(const std::string& yaml, uint64_t seed = 7) {
+  // With `clock`, the gateway runs on it and clock->advance() drives it.
+  explicit IstioGateway(const std::string& yaml, uint64_t seed = 7, ManualClock* clock = nullptr)
+      : clock_(clock) {
     istio::TranslateOptions options;
     options.bind_address = "127.0.0.1";
     options.ephemeral_ports = true;
@@ -68,16 +72,23 @@ class IstioGateway {
     GatewayOptions go;
     go.workers = 1;
     go.seed = seed;
+    if (clock) go.clock = clock->fn();
     gateway_ = std::make_unique<Gateway>(go);
+    if (clock) clock->drive(*gateway_);
     Status st = gateway_->apply(std::move(loaded->config));
     REQUIRE_MESSAGE(st.ok(), (st.ok() ? std::string() : st.error().to_string()));
     gateway_->start();
     REQUIRE(port() != 0);
   }
-  ~IstioGateway() { gateway_->stop(); }
+  ~IstioGateway() {
+    gateway_->stop();
+    if (clock_) clock_->forget(*gateway_);
+  }
   uint16_t port() const { return gateway_->port(listener_); }
+  Gateway& gateway() { return *gateway_; }
 
  private:
+  ManualClock* clock_;
   std::string listener_;
   std::unique_ptr<Gateway> gateway_;
 };
@@ -97,8 +108,6 @@ HttpResponse get(uint16_t port, std::string_view target, const HeaderList& heade
   REQUIRE_MESSAGE(r.has_value(), c.error());
   return *r;
 }
-
-using clock_type = std::chrono::steady_clock;
 
 }  // namespace
 
@@ -122,52 +131,79 @@ TEST_CASE("istio task: fault injection abort: jason gets 500 immediately, others
   CHECK(ratings.request_count() == 1);
 }
 
+// On a ManualClock: the delay ends when the clock reaches it, not before,
+// and a request without the fault needs no time at all.
 TEST_CASE("istio task: fault injection delay for jason only") {
   FakeUpstream ratings("ratings");
-  const auto delay = 300ms;
+  ManualClock clock;
   IstioGateway gw(task_yaml(R"(  - match: [{headers: {end-user: {exact: jason}}}]
-    fault: {delay: {percentage: {value: 100.0}, fixedDelay: 300ms}}
+    fault: {delay: {percentage: {value: 100.0}, fixedDelay: 7s}}
     route: [{destination: {host: ratings}}]
   - route: [{destination: {host: ratings}}]
 )",
-                            {{"ratings", ratings.port()}}));
-  auto start = clock_type::now();
-  auto jason = get(gw.port(), "/ratings/0", {{"end-user", "jason"}});
-  auto jason_elapsed = clock_type::now() - start;
-  CHECK(jason.status == 200);
-  CHECK(jason_elapsed >= delay);
-  start = clock_type::now();
+                            {{"ratings", ratings.port()}}),
+                  7, &clock);
+  auto ratings_view = [&] { return gw.gateway().upstream("outbound|80||ratings"); };
+  RawClient jason(gw.port());
+  REQUIRE(jason.send(
+      make_request("GET", "/ratings/0", "bookinfo.example.com", {{"end-user", "jason"}})));
+  REQUIRE(gateway_read_everything(gw.port(), jason.local_port()));
+  clock.settle();  // the delay has started
+
+  // Others are not delayed: served while the clock stands still.
   auto other = get(gw.port(), "/ratings/0");
   CHECK(other.status == 200);
-  CHECK(clock_type::now() - start < delay);
+  CHECK(ratings.request_count() == 1);
+
+  clock.advance(7s - 1ms);
+  CHECK(ratings_view().active_requests == 0);  // jason's request is still delayed
+  clock.advance(1ms);
+  auto r = jason.read_response();
+  REQUIRE_MESSAGE(r, jason.error());
+  CHECK(r->status == 200);
+  CHECK(ratings.request_count() == 2);
 }
 
+// The upstream holds the request; the route timeout fires when the clock
+// reaches it.
 TEST_CASE("istio task: request timeout: 504 after the route timeout, not the upstream delay") {
   FakeUpstream reviews("reviews");
   reviews.set_handler([](const Received&) {
     Reply r;
     r.body = "late";
-    r.delay = 1000ms;
+    r.hold = true;
     return r;
   });
+  ManualClock clock;
   IstioGateway gw(task_yaml(R"(  - route: [{destination: {host: reviews}}]
     timeout: 0.2s
 )",
-                            {{"reviews", reviews.port()}}));
-  auto start = clock_type::now();
-  auto r = get(gw.port(), "/reviews/0");
-  auto elapsed = clock_type::now() - start;
-  CHECK(r.status == 504);
-  CHECK(elapsed >= 200ms);
-  CHECK(elapsed < 900ms);
+                            {{"reviews", reviews.port()}}),
+                  7, &clock);
+  RawClient c(gw.port());
+  REQUIRE(c.send(make_request("GET", "/reviews/0", "bookinfo.example.com")));
+  REQUIRE(wait_until([&] { return reviews.held() == 1; }));
+  clock.settle();
+  // The held upstream connection is closed the moment the timeout fires.
+  auto reviews_view = [&] { return gw.gateway().upstream("outbound|80||reviews"); };
+  clock.advance(199ms);
+  CHECK(reviews_view().connections == 1);
+  clock.advance(1ms);
+  CHECK(reviews_view().connections == 0);
+  auto r = c.read_response();
+  reviews.release();
+  REQUIRE_MESSAGE(r, c.error());
+  CHECK(r->status == 504);
+  CHECK(r->body == "upstream request timeout");
 }
 
 TEST_CASE("istio task: traffic shifting 50/50 and 90/10 over 1000 requests") {
+  // Seed 7, one worker, one client connection: the same split every run.
   struct Case {
     int w1, w2;
-    int low, high;  // bounds for v2's share of 1000 (> 5 standard deviations)
+    int to_v2;  // of 1000, near the weight's share
   };
-  for (Case c : {Case{50, 50, 420, 580}, Case{90, 10, 50, 150}}) {
+  for (Case c : {Case{50, 50, 486}, Case{90, 10, 114}}) {
     CAPTURE(c.w1);
     FakeUpstream v1("v1"), v2("v2");
     // FakeUpstream writes head and body separately without TCP_NODELAY, so a
@@ -197,8 +233,7 @@ TEST_CASE("istio task: traffic shifting 50/50 and 90/10 over 1000 requests") {
       REQUIRE(r->status == 200);
       to_v2 += r->body == "v2";
     }
-    CHECK(to_v2 >= c.low);
-    CHECK(to_v2 <= c.high);
+    CHECK(to_v2 == c.to_v2);
     CHECK(v1.request_count() + v2.request_count() == 1000);
   }
 }

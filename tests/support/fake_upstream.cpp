@@ -227,6 +227,7 @@ struct FakeUpstream::Impl {
       }
       Checksum checksum;
       auto sink = [&](std::string_view data) {
+        owner->body_bytes_.fetch_add(data.size());
         checksum.update(data);
         if (r.body_stored && r.body.size() + data.size() <= limit) {
           r.body.append(data);

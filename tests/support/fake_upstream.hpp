@@ -96,6 +96,9 @@ class FakeUpstream {
   // Blocks until at least `n` requests were received; false on timeout.
   bool wait_for_requests(size_t n, std::chrono::milliseconds timeout = std::chrono::seconds(5));
 
+  // Request body bytes read so far, of complete requests and of one still
+  // arriving (a stalled upload shows here before it is in requests()).
+  uint64_t body_bytes_received() const { return body_bytes_.load(); }
   size_t connections_accepted() const { return accepted_.load(); }
   size_t open_connections() const { return open_.load(); }
   size_t max_concurrent_connections() const { return max_open_.load(); }
@@ -128,6 +131,7 @@ class FakeUpstream {
   std::atomic<size_t> open_{0};
   std::atomic<size_t> max_open_{0};
   std::atomic<size_t> held_{0};
+  std::atomic<uint64_t> body_bytes_{0};
 };
 
 }  // namespace sluice::test

@@ -2,6 +2,8 @@
 
 #include <doctest/doctest.h>
 
+#include "support/manual_clock.hpp"
+
 namespace sluice::test {
 
 UpstreamConfig loopback_upstream(std::string name, const std::vector<uint16_t>& ports) {
@@ -65,6 +67,7 @@ void RecordingHooks::on_log(const RequestContext& context) {
   entry.client_address = context.client_address;
   entry.bytes_received = context.bytes_received;
   entry.bytes_sent = context.bytes_sent;
+  entry.duration = context.duration;
   {
     std::lock_guard lock(mutex_);
     logs_.push_back(std::move(entry));
@@ -82,12 +85,16 @@ bool RecordingHooks::wait_for_logs(size_t n, std::chrono::milliseconds timeout) 
   return cv_.wait_for(lock, timeout, [&] { return logs_.size() >= n; });
 }
 
-TestGateway::TestGateway(GatewayConfig config, unsigned workers, std::shared_ptr<Hooks> hooks) {
+TestGateway::TestGateway(GatewayConfig config, unsigned workers, std::shared_ptr<Hooks> hooks,
+                         ManualClock* clock) {
   GatewayOptions options;
   options.workers = workers;
   options.seed = 42;
   options.hooks = std::move(hooks);
+  if (clock) options.clock = clock->fn();
   gateway_ = std::make_unique<Gateway>(std::move(options));
+  clock_ = clock;
+  if (clock) clock->drive(*gateway_);
   Status status = gateway_->apply(std::move(config));
   REQUIRE_MESSAGE(status.ok(), status.error().to_string());
   gateway_->start();
@@ -96,6 +103,7 @@ TestGateway::TestGateway(GatewayConfig config, unsigned workers, std::shared_ptr
 
 TestGateway::~TestGateway() {
   stop();
+  if (clock_) clock_->forget(*gateway_);
 }
 
 void TestGateway::stop() {

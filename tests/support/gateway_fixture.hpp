@@ -15,6 +15,8 @@
 
 namespace sluice::test {
 
+class ManualClock;
+
 // An upstream with one 127.0.0.1 endpoint per port.
 UpstreamConfig loopback_upstream(std::string name, const std::vector<uint16_t>& ports);
 
@@ -39,6 +41,7 @@ struct LogEntry {
   std::string client_address;
   uint64_t bytes_received = 0;
   uint64_t bytes_sent = 0;
+  std::chrono::microseconds duration{0};  // on the gateway's clock
 };
 
 // Hooks that record on_log; tests derive from it to add behaviour.
@@ -56,9 +59,10 @@ class RecordingHooks : public Hooks {
 
 class TestGateway {
  public:
-  // Applies `config` and starts; a failure fails the current test.
+  // Applies `config` and starts; a failure fails the current test. With
+  // `clock`, the gateway runs on it and clock->advance() drives it.
   explicit TestGateway(GatewayConfig config, unsigned workers = 1,
-                       std::shared_ptr<Hooks> hooks = nullptr);
+                       std::shared_ptr<Hooks> hooks = nullptr, ManualClock* clock = nullptr);
   ~TestGateway();
   TestGateway(const TestGateway&) = delete;
   TestGateway& operator=(const TestGateway&) = delete;
@@ -70,6 +74,7 @@ class TestGateway {
 
  private:
   std::unique_ptr<Gateway> gateway_;
+  ManualClock* clock_ = nullptr;
   bool stopped_ = false;
 };
 

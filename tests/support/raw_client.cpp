@@ -10,8 +10,11 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 
 #include "support/body_pattern.hpp"
+#include "support/wait.hpp"
 
 namespace sluice::test {
 
@@ -301,6 +304,60 @@ std::string make_request(std::string_view method, std::string_view target, std::
     out.append("Content-Length: " + std::to_string(body.size()) + "\r\n");
   out.append("\r\n").append(body);
   return out;
+}
+
+namespace {
+
+// The gateway's end of the connection from `client_port` in /proc/net/tcp:
+// its rx_queue and inode (0 until the gateway has accepted the connection).
+struct GatewayEnd {
+  size_t rx_queue = 0;
+  uint64_t inode = 0;
+};
+
+std::optional<GatewayEnd> gateway_end(uint16_t gateway_port, uint16_t client_port) {
+  std::ifstream in("/proc/net/tcp");
+  std::string line;
+  std::getline(in, line);  // header
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string sl, local, remote, state, queues, timer, retransmits, uid, timeout;
+    uint64_t inode = 0;
+    fields >> sl >> local >> remote >> state >> queues >> timer >> retransmits >> uid >> timeout >>
+        inode;
+    auto port_of = [](const std::string& a) {
+      return static_cast<uint16_t>(std::stoul(a.substr(a.find(':') + 1), nullptr, 16));
+    };
+    if (local.empty() || remote.empty() || queues.empty()) continue;
+    if (port_of(local) != gateway_port || port_of(remote) != client_port) continue;
+    return GatewayEnd{
+        static_cast<size_t>(std::stoul(queues.substr(queues.find(':') + 1), nullptr, 16)), inode};
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<size_t> unread_by_gateway(uint16_t gateway_port, uint16_t client_port) {
+  auto end = gateway_end(gateway_port, client_port);
+  if (!end) return std::nullopt;
+  return end->rx_queue;
+}
+
+bool gateway_accepted(uint16_t gateway_port, uint16_t client_port,
+                      std::chrono::milliseconds timeout) {
+  return wait_until(
+      [&] {
+        auto end = gateway_end(gateway_port, client_port);
+        return end && end->inode != 0;
+      },
+      timeout);
+}
+
+bool gateway_read_everything(uint16_t gateway_port, uint16_t client_port,
+                             std::chrono::milliseconds timeout) {
+  return wait_until([&] { return unread_by_gateway(gateway_port, client_port) == size_t{0}; },
+                    timeout);
 }
 
 }  // namespace sluice::test

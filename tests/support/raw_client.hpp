@@ -82,6 +82,18 @@ class RawClient {
   std::chrono::milliseconds timeout_;
 };
 
+// Bytes the kernel holds for the gateway's end of the connection from
+// `client_port`, not yet read by the gateway (/proc/net/tcp rx_queue);
+// nullopt when that socket is not listed.
+std::optional<size_t> unread_by_gateway(uint16_t gateway_port, uint16_t client_port);
+// Waits (bounded) until the gateway has accepted the connection from
+// `client_port` (its socket has an inode in /proc/net/tcp).
+bool gateway_accepted(uint16_t gateway_port, uint16_t client_port,
+                      std::chrono::milliseconds timeout = std::chrono::seconds(5));
+// Waits (bounded) until the gateway has read every byte the client sent.
+bool gateway_read_everything(uint16_t gateway_port, uint16_t client_port,
+                             std::chrono::milliseconds timeout = std::chrono::seconds(5));
+
 // A request in one string, for the common case.
 std::string make_request(std::string_view method, std::string_view target,
                          std::string_view host = "example.com", const HeaderList& headers = {},

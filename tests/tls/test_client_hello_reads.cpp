@@ -32,33 +32,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// Bytes the kernel holds for the gateway's end of the connection from
-// `client_port`, not yet read by the gateway (/proc/net/tcp rx_queue);
-// nullopt when that socket is not listed.
-std::optional<size_t> unread_by_gateway(uint16_t gateway_port, uint16_t client_port) {
-  std::ifstream in("/proc/net/tcp");
-  std::string line;
-  std::getline(in, line);  // header
-  while (std::getline(in, line)) {
-    std::istringstream fields(line);
-    std::string sl, local, remote, state, queues;
-    fields >> sl >> local >> remote >> state >> queues;
-    auto port_of = [](const std::string& a) {
-      return static_cast<uint16_t>(std::stoul(a.substr(a.find(':') + 1), nullptr, 16));
-    };
-    if (local.empty() || remote.empty() || queues.empty()) continue;
-    if (port_of(local) != gateway_port || port_of(remote) != client_port) continue;
-    return static_cast<size_t>(std::stoul(queues.substr(queues.find(':') + 1), nullptr, 16));
-  }
-  return std::nullopt;
-}
-
-bool gateway_read_everything(uint16_t gateway_port, uint16_t client_port,
-                             std::chrono::milliseconds timeout = 5s) {
-  return wait_until([&] { return unread_by_gateway(gateway_port, client_port) == size_t{0}; },
-                    timeout);
-}
-
 // A TLS client driven by hand: its first flight is captured before any
 // byte is sent, so the test decides how the ClientHello is cut, then the
 // handshake goes on over the socket.

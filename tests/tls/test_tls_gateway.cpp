@@ -8,6 +8,7 @@
 
 #include "support/fake_upstream.hpp"
 #include "support/gateway_fixture.hpp"
+#include "support/manual_clock.hpp"
 #include "support/process.hpp"
 #include "support/raw_client.hpp"
 #include "support/wait.hpp"
@@ -395,19 +396,28 @@ TEST_CASE("httpsRedirect: a plain listener answers 301 to the https URL") {
   CHECK(up.request_count() == 0);
 }
 
+// On a ManualClock: the handshake deadline fires when the clock reaches it.
 TEST_CASE("handshake timeout closes a silent client and counts a failure") {
   const Pki& p = pki();
   FakeUpstream up("backend");
   auto cfg = tls_config(up.port(), {server_for({"httpbin.example.com"}, p.httpbin)});
-  cfg.listeners[0].tls_handshake_timeout = std::chrono::milliseconds(200);
-  TestGateway gw(cfg);
+  cfg.listeners[0].tls_handshake_timeout = std::chrono::seconds(10);
+  ManualClock clock;
+  TestGateway gw(cfg, 1, nullptr, &clock);
   auto before = tls::handshake_failure_count();
-  auto start = std::chrono::steady_clock::now();
   RawClient silent(gw.port());
   REQUIRE(silent.connected());
-  CHECK(silent.is_closed(std::chrono::seconds(3)));
-  CHECK(std::chrono::steady_clock::now() - start >= std::chrono::milliseconds(200));
-  CHECK(wait_until([&] { return tls::handshake_failure_count() > before; }));
+  REQUIRE(gateway_accepted(gw.port(), silent.local_port()));
+  // Accepted, then the handshake coroutine starts (a second step): settled
+  // twice, its deadline is armed.
+  clock.settle();
+  clock.settle();
+  clock.advance(std::chrono::seconds(10) - std::chrono::milliseconds(1));
+  CHECK(tls::handshake_failure_count() == before);
+  clock.advance(std::chrono::milliseconds(1));
+  CHECK(wait_until([&] { return tls::handshake_failure_count() == before + 1; }));
+  CHECK(silent.is_closed(std::chrono::seconds(5)));
+  CHECK(silent.buffered().empty());
 }
 
 TEST_CASE("TLS config errors name the listener field") {

@@ -719,6 +719,9 @@ TEST_CASE("cors: \"*\" origins and echoed methods and headers") {
 
 // --- percentages and faults -------------------------------------------------------
 
+// The one statistical check of the percentage draw: over large samples (fixed
+// seeds), each share is within five standard deviations of its percentage.
+// Every other percentage test asserts exact counts for its seed.
 TEST_CASE("draw: exact at 0 and 100, proportional in between") {
   std::mt19937_64 rng(7);
   for (int i = 0; i < 20000; ++i) {
@@ -780,10 +783,13 @@ TEST_CASE("fault: gRPC abort is a 200 with grpc-status") {
   CHECK(d.abort->body.empty());
 }
 
-TEST_CASE("fault: percentages hold over many requests, delay and abort drawn independently") {
+// Exact counts for seed 2024 (mt19937_64 and integer draws give the same
+// sequence with any standard library). Near 30 %, 20 % and 6 % of 10 000:
+// delay and abort are drawn independently.
+TEST_CASE("fault: percentages of a seeded run, delay and abort drawn independently") {
   std::mt19937_64 rng(2024);
   Fault f{FaultDelay{1ms, 30}, FaultAbort{503, std::nullopt, 20}};
-  constexpr int n = 100000;
+  constexpr int n = 10000;
   int delays = 0, aborts = 0, both = 0;
   for (int i = 0; i < n; ++i) {
     auto d = policy::decide_fault(f, rng);
@@ -792,9 +798,9 @@ TEST_CASE("fault: percentages hold over many requests, delay and abort drawn ind
     aborts += d.abort.has_value();
     both += delayed && d.abort.has_value();
   }
-  CHECK(std::abs(delays / double(n) - 0.30) <= tolerance(0.30, n));
-  CHECK(std::abs(aborts / double(n) - 0.20) <= tolerance(0.20, n));
-  CHECK(std::abs(both / double(n) - 0.06) <= tolerance(0.06, n));
+  CHECK(delays == 3063);
+  CHECK(aborts == 2028);
+  CHECK(both == 610);
 }
 
 // --- retries ------------------------------------------------------------------------
