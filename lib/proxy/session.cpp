@@ -96,9 +96,9 @@ Response parse_error_response(http::ParseError e) {
 bool is_h2c_offer(const Headers& headers) {
   bool h2c = false, other = false;
   for (const auto& [name, value] : headers.entries())
-    if (iequals(name, "upgrade"))
+    if (http::iequals(name, "upgrade"))
       http::for_each_list_item(value, [&](std::string_view p) {
-        if (iequals(p, "h2c"))
+        if (http::iequals(p, "h2c"))
           h2c = true;
         else
           other = true;
