@@ -3,8 +3,10 @@
 
 #include "sluice/gateway.hpp"
 #include "sluice/hooks.hpp"
+#include "sluice/log.hpp"
 #include "sluice/matcher.hpp"
 #include "sluice/request.hpp"
+#include "sluice/response_flags.hpp"
 #include "sluice/result.hpp"
 #include "sluice/router.hpp"
 #include "sluice/upstream.hpp"
