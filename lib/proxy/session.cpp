@@ -914,6 +914,8 @@ void Session<Stream>::cleanup(Exchange& x) {
   slot_.upstream = nullptr;
   slot_.clear_cap();
   if (x.uin.data) worker_.give_buffer(std::move(x.uin.data));
+  // A body hook that grew a chunk a lot does not leave the connection holding it.
+  if (chunk_.data.capacity() > 2 * Loop::kBufferSize) std::string().swap(chunk_.data);
 }
 
 template <typename Stream>
