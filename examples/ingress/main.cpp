@@ -422,6 +422,8 @@ int serve(const Options& o) {
   asio::signal_set signals(io, SIGHUP, SIGTERM, SIGINT);
   sluice::GatewayOptions gopts;
   gopts.workers = o.workers;
+  // The library writes nothing itself; this program wants its messages.
+  gopts.logger = std::make_shared<sluice::StderrLogger>();
   sluice::Gateway gateway(gopts);
   Control control(o, gateway);
 

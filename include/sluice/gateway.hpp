@@ -11,9 +11,10 @@
 
 #include "sluice/endpoints.hpp"
 #include "sluice/hooks.hpp"
+#include "sluice/log.hpp"
 #include "sluice/result.hpp"
-#include "sluice/security.hpp"
 #include "sluice/router.hpp"
+#include "sluice/security.hpp"
 #include "sluice/upstream.hpp"
 
 namespace asio {
@@ -105,13 +106,21 @@ struct GatewayConfig {
 struct GatewayOptions {
   unsigned workers = 0;  // 0: one per hardware thread
   uint64_t seed = 0;     // 0: seeded from std::random_device
-  std::shared_ptr<Hooks> hooks;
   // The one time source of every deadline, timeout, wait (retry backoff,
   // fault delay, connection-place wait, health interval), pool idle time,
   // parking, outlier ejection and warm-up. Tests and simulations inject one
   // to move time without sleeping, then call Gateway::clock_advanced().
   // Default (empty): std::chrono::steady_clock::now.
   std::function<std::chrono::steady_clock::time_point()> clock;
+
+  // Extension points (hooks.hpp, log.hpp). One Hooks shared by every worker
+  // (it must be thread-safe), or, when hooks_factory is set, one per worker:
+  // the factory is called once per worker (index 0..workers-1) from the
+  // Gateway constructor, and `hooks` is then unused. A null result: none.
+  std::shared_ptr<Hooks> hooks;
+  std::function<std::shared_ptr<Hooks>(unsigned worker)> hooks_factory;
+  // The library's own messages; null: dropped (it never writes to stderr).
+  std::shared_ptr<Logger> logger;
 };
 
 class Snapshot;  // compiled GatewayConfig (lib/config)

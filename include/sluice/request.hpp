@@ -39,8 +39,6 @@ class Headers {
   std::vector<Entry> entries_;
 };
 
-bool iequals(std::string_view a, std::string_view b);
-
 // A request head as routing and hooks see it.
 struct RequestHead {
   std::string method = "GET";

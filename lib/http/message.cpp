@@ -7,12 +7,7 @@
 
 namespace sluice {
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (http::to_lower(a[i]) != http::to_lower(b[i])) return false;
-  return true;
-}
+using http::iequals;
 
 void Headers::set(std::string_view name, std::string value) {
   auto it = std::find_if(entries_.begin(), entries_.end(),

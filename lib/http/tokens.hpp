@@ -24,6 +24,14 @@ inline std::string to_lower(std::string_view s) {
   return out;
 }
 
+// ASCII case-insensitive equality (header names, tokens, schemes).
+inline bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (to_lower(a[i]) != to_lower(b[i])) return false;
+  return true;
+}
+
 // `s` without trailing optional whitespace (RFC 9110 OWS: space and
 // horizontal tab only).
 inline std::string_view trim_end(std::string_view s) {

@@ -23,7 +23,7 @@ using http::is_token;
 using http::trim;
 
 bool is_authority_name(std::string_view name) {
-  return iequals(name, "host") || iequals(name, ":authority");
+  return http::iequals(name, "host") || http::iequals(name, ":authority");
 }
 
 using http::HostPort;

@@ -23,4 +23,22 @@ void SessionHost::make_request_id(char (&out)[36]) {
   put(b, 12);
 }
 
+void SessionHost::log_formatted(LogLevel level, fmt::string_view format, fmt::format_args args) {
+  logger_->log(level, fmt::vformat(format, args));
+}
+
+bool SessionHost::body_hook(Body which, RequestContext& ctx) {
+  if (!hooks_) return false;
+  Known& known = body_hooks_[which == Body::request ? 0 : 1];
+  if (known == Known::unknown) {
+    BodyChunk probe;
+    if (which == Body::request)
+      hooks_->on_request_body(ctx, probe);
+    else
+      hooks_->on_response_body(ctx, probe);
+    known = detail::BodyHookProbe::unhandled(probe) ? Known::no : Known::yes;
+  }
+  return known == Known::yes;
+}
+
 }  // namespace sluice

@@ -1,30 +1,56 @@
 #pragma once
 // What a downstream session needs of the worker it runs on: the loop, the
-// upstream context, the current snapshot, the host's hooks and whether the
-// worker is draining. The runtime's Worker is a SessionHost; proxy/ never
+// upstream context, the current snapshot, the host's hooks and logger, and
+// whether the worker is draining. The runtime's Worker is a SessionHost; proxy/ never
 // sees the Worker.
+
+#include <fmt/format.h>
 
 #include <cstddef>
 #include <memory>
+#include <utility>
 
 #include "config/snapshot.hpp"
 #include "net/loop.hpp"
 #include "sluice/hooks.hpp"
+#include "sluice/log.hpp"
 #include "upstream/context.hpp"
 
 namespace sluice {
 
+namespace detail {
+// Whether a body hook is overridden, learnt from the first call on a worker:
+// Hooks' defaults mark the chunk, and the worker stops calling them.
+struct BodyHookProbe {
+  static bool unhandled(const BodyChunk& chunk) { return chunk.unhandled_; }
+};
+}  // namespace detail
+
 class SessionHost : public Loop {
  public:
+  // `hooks`: this worker's (shared or its own); `logger` may be null.
   SessionHost(asio::io_context& ctx, const std::function<TimePoint()>& clock, uint64_t seed,
-              std::shared_ptr<Hooks> hooks)
-      : Loop(ctx, clock, seed), hooks_(std::move(hooks)) {}
+              std::shared_ptr<Hooks> hooks, std::shared_ptr<Logger> logger)
+      : Loop(ctx, clock, seed), hooks_(std::move(hooks)), logger_(std::move(logger)) {}
 
   UpstreamContext& upstream() { return upstream_; }
   // The snapshot new requests are served by.
   const std::shared_ptr<const Snapshot>& snapshot() const { return snapshot_; }
   // The host program's hooks; null when it has none.
   Hooks* hooks() const { return hooks_.get(); }
+
+  // Whether this worker's hooks override on_request_body / on_response_body.
+  // Asked before a body's framing is chosen; the first time, the hook is
+  // called once with an empty chunk to find out (its default marks it).
+  enum class Body { request, response };
+  bool body_hook(Body which, RequestContext& ctx);
+
+  // The library's messages go to the host's Logger, never to stderr; the
+  // text is formatted only when there is a logger.
+  template <typename... Args>
+  void log(LogLevel level, fmt::format_string<Args...> format, Args&&... args) {
+    if (logger_) log_formatted(level, format, fmt::make_format_args(args...));
+  }
   bool draining() const { return draining_; }
   // A UUID v4 (36 characters) from the loop's seedable RNG.
   void make_request_id(char (&out)[36]);
@@ -35,7 +61,12 @@ class SessionHost : public Loop {
 
  protected:
   std::shared_ptr<const Snapshot> snapshot_;
+  void log_formatted(LogLevel level, fmt::string_view format, fmt::format_args args);
+
   std::shared_ptr<Hooks> hooks_;
+  std::shared_ptr<Logger> logger_;
+  enum class Known : uint8_t { unknown, yes, no };
+  Known body_hooks_[2] = {Known::unknown, Known::unknown};
   bool draining_ = false;
   UpstreamContext upstream_{*this};
 };

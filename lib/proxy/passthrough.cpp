@@ -6,8 +6,6 @@
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 
-#include <cstdio>
-
 #include "tls/server.hpp"
 #include "upstream/cluster.hpp"
 #include "upstream/connect.hpp"
@@ -71,7 +69,7 @@ awaitable<void> relay(SessionHost& worker, tcp::socket& down, const Snapshot& sn
   PickRequest request{&head, client_ip, {}, false};
   PickResult pick = pick_endpoint(worker.upstream(), up, up.sets[target.set], request);
   if (pick.endpoint < 0) {
-    fmt::print(stderr, "sluice: listener {}: passthrough for \"{}\": no healthy endpoint in {}\n",
+    worker.log(LogLevel::warning, "listener {}: passthrough for \"{}\": no healthy endpoint in {}",
                listener, sni, up.config.name);
     close_socket(down);
     co_return;
@@ -82,7 +80,7 @@ awaitable<void> relay(SessionHost& worker, tcp::socket& down, const Snapshot& sn
   Lease lease = co_await open_connection(worker.upstream(), slot, up, pick.endpoint,
                                          {.originate_tls = false});
   if (!lease.conn) {
-    fmt::print(stderr, "sluice: listener {}: passthrough for \"{}\": {} to {}\n", listener, sni,
+    worker.log(LogLevel::warning, "listener {}: passthrough for \"{}\": {} to {}", listener, sni,
                lease.status == Lease::Status::overflow ? "at max_connections" : "connect failed",
                up.endpoints[pick.endpoint].key);
     close_socket(down);

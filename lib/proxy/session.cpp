@@ -70,11 +70,16 @@ Response text_response(uint16_t status, std::string body) {
   return r;
 }
 
-// An answer the gateway makes itself, with Envoy's flags and details.
+using Flag = ResponseFlag;
+using ErrorKind = ProxyError::Kind;
+
+// An answer the gateway makes itself because proxying failed, with Envoy's
+// flags and details; the host's fail_to_proxy may replace it.
 struct LocalReply {
   uint16_t status = 0;
+  ErrorKind kind = ErrorKind::upstream_reset;
   std::string body;
-  std::string_view flags = "-";
+  ResponseFlags flags;
   std::string_view details;
   bool overloaded = false;  // x-envoy-overloaded: true (circuit breaking)
 };
@@ -96,9 +101,9 @@ Response parse_error_response(http::ParseError e) {
 bool is_h2c_offer(const Headers& headers) {
   bool h2c = false, other = false;
   for (const auto& [name, value] : headers.entries())
-    if (iequals(name, "upgrade"))
+    if (http::iequals(name, "upgrade"))
       http::for_each_list_item(value, [&](std::string_view p) {
-        if (iequals(p, "h2c"))
+        if (http::iequals(p, "h2c"))
           h2c = true;
         else
           other = true;
@@ -209,25 +214,39 @@ class Session {
     std::array<asio::const_buffer, 1> one{asio::buffer(bytes)};
     co_return co_await write_down(std::span<const asio::const_buffer>(one));
   }
-  awaitable<bool> send_local(RequestContext& ctx, Response response, std::string_view flags,
+  awaitable<bool> send_local(RequestContext& ctx, Response response, ResponseFlags flags,
                              bool keep_alive, std::string_view details = {});
+  // A LocalReply, after the host's fail_to_proxy had its say.
+  awaitable<bool> send_error(RequestContext& ctx, LocalReply reply, bool keep_alive);
   awaitable<bool> proxy(RequestContext& ctx, const std::shared_ptr<const Snapshot>& snap,
                         const Route& route, const ResolvedRoute& rr,
-                        const ResolvedDestination& dest, int64_t endpoint,
-                        const policy::CorsDecision* cors, const std::string& set_cookie);
+                        const ResolvedDestination& dest, const policy::CorsDecision* cors);
   awaitable<bool> wait_for(std::chrono::milliseconds d);
   // The answer to a request whose wait ended on a timeout, by which one fired
   // (Envoy's codes and flags); none when no timeout fired.
   std::optional<LocalReply> timeout_reply() const {
     switch (slot_.fired) {
       case Timeout::route:
-        return LocalReply{504, "upstream request timeout", "UT", "upstream_timeout"};
+        return LocalReply{504,
+                          ErrorKind::upstream_timeout,
+                          "upstream request timeout",
+                          {Flag::upstream_request_timeout},
+                          "upstream_timeout"};
       case Timeout::request:
-        return LocalReply{408, "request timeout", "-", "request_overall_timeout"};
+        return LocalReply{
+            408, ErrorKind::downstream_timeout, "request timeout", {}, "request_overall_timeout"};
       case Timeout::stream:
-        return LocalReply{408, "downstream duration timeout", "DT", "max_duration_timeout"};
+        return LocalReply{408,
+                          ErrorKind::downstream_timeout,
+                          "downstream duration timeout",
+                          {Flag::duration_timeout},
+                          "max_duration_timeout"};
       case Timeout::io:
-        return LocalReply{408, "stream timeout", "SI", "stream_idle_timeout"};
+        return LocalReply{408,
+                          ErrorKind::downstream_timeout,
+                          "stream timeout",
+                          {Flag::stream_idle_timeout},
+                          "stream_idle_timeout"};
       default:
         return std::nullopt;
     }
@@ -236,7 +255,7 @@ class Session {
   // A reply the session makes before any upstream is involved.
   struct Answer {
     Response response;
-    std::string_view flags = "-";
+    ResponseFlags flags;
     std::string_view details;
     bool close = false;  // the connection cannot carry another request
   };
@@ -259,8 +278,15 @@ class Session {
     const Route& route;
     const ResolvedRoute& rr;
     const ResolvedDestination& dest;
-    const CompiledUpstream& up;
+    const CompiledUpstream& up;  // the destination's: its balancer and retry budget
     const Destination& dest_cfg;
+    const policy::CorsDecision* cors = nullptr;
+    std::string set_cookie{};  // from the first pick (cookie hashing)
+    // This attempt's upstream: the destination's unless upstream_peer chose another.
+    const CompiledUpstream* peer = nullptr;
+    bool head_ready = false;         // upstream_head_ holds this request's head
+    bool hook_request_body = false;  // the host's on_request_body runs per chunk
+    bool hook_response_body = false;
     http::Forwarding fwd{};
     char request_id[36]{};
     bool chunked_up = false;
@@ -289,17 +315,45 @@ class Session {
     std::optional<LocalReply> reply;
     bool client_gone = false;
   };
+  // One attempt's upstream and endpoint: the balancer's pick, then the
+  // host's upstream_peer, which may change it or answer instead.
+  struct Peer {
+    const CompiledUpstream* up = nullptr;
+    int64_t endpoint = -1;  // -1: none available
+    std::optional<Response> refused;
+  };
+  Peer choose_peer(Exchange& x, const PickRequest& request, bool first);
+  static void note_peer(RequestContext& ctx, const CompiledUpstream& up, int64_t endpoint);
+  static LocalReply no_healthy_upstream() {
+    return LocalReply{503,
+                      ErrorKind::no_healthy_upstream,
+                      "no healthy upstream",
+                      {Flag::no_healthy_upstream},
+                      "no_healthy_upstream"};
+  }
   void prepare_upstream_head(Exchange& x, int64_t endpoint);
   awaitable<Attempt> run_attempt(Exchange& x, AttemptGuard& guard, int64_t endpoint,
                                  uint32_t attempt);
   awaitable<SendResult> send_request(Exchange& x, AttemptGuard& guard);
+  // Appends to the replay buffer while the body fits, else gives it up.
+  static void keep_for_replay(Exchange& x, std::string_view bytes) {
+    if (!x.body.replayable) return;
+    if (x.replay.size() + bytes.size() <= x.replay_limit) {
+      x.replay.append(bytes);
+    } else {
+      x.body.replayable = false;
+      std::string().swap(x.replay);
+    }
+  }
   awaitable<bool> read_response_head(Exchange& x, Attempt& a);
+  // The reply for an attempt that failed, `retry_flags` (URX, UO) first.
   static std::optional<LocalReply> attempt_failure_reply(const policy::AttemptEnd& end,
-                                                         std::string_view retry_flag);
-  bool prepare_response_head(Exchange& x, const policy::CorsDecision* cors,
-                             const std::string& set_cookie);
-  awaitable<bool> relay_response(Exchange& x, const policy::CorsDecision* cors,
-                                 const std::string& set_cookie);
+                                                         ResponseFlags retry_flags);
+  bool prepare_response_head(Exchange& x);
+  awaitable<bool> relay_response(Exchange& x);
+  // Runs a body hook over `bytes`; what the hook left is in chunk_.data.
+  std::string_view run_body_hook(SessionHost::Body which, RequestContext& ctx,
+                                 std::string_view bytes, bool end_of_stream);
   void cleanup(Exchange& x);
   awaitable<bool> finish(Exchange& x, LocalReply reply);
   bool drive_request_to_end();
@@ -327,6 +381,7 @@ class Session {
   // Serialised heads, kept across requests so their capacity is reused.
   std::string upstream_head_;
   std::string downstream_head_;
+  BodyChunk chunk_;  // the body hooks' chunk, reused (its capacity too)
   Clock::time_point started_;
   const Limits* limits_ = nullptr;
 };
@@ -440,7 +495,7 @@ bool Session<Stream>::drive_request_to_end() {
 
 template <typename Stream>
 awaitable<bool> Session<Stream>::send_local(RequestContext& ctx, Response response,
-                                            std::string_view flags, bool keep_alive,
+                                            ResponseFlags flags, bool keep_alive,
                                             std::string_view details) {
   // A request body we did not read makes the connection unusable.
   keep_alive =
@@ -454,7 +509,7 @@ awaitable<bool> Session<Stream>::send_local(RequestContext& ctx, Response respon
   if (!bodyless) head.headers.set("content-length", std::to_string(response.body.size()));
   if (!keep_alive) head.headers.set("connection", "close");
   ctx.response_status = response.status;
-  ctx.response_flags = flags;
+  ctx.response_flags.add(flags);
   ctx.response_code_details = details;
   if (auto* hooks = worker_.hooks()) hooks->on_response_headers(ctx, head);
   std::string out;
@@ -518,20 +573,20 @@ template <typename Stream>
 std::optional<typename Session<Stream>::Answer> Session<Stream>::admit(const Snapshot& snap,
                                                                        RequestHead& head) {
   auto& p = request_parser_;
-  auto refuse = [](uint16_t status, std::string_view flags, std::string_view details) {
+  auto refuse = [](uint16_t status, ResponseFlags flags, std::string_view details) {
     return Answer{text_response(status, ""), flags, details, true};
   };
-  if (!http::validate_request(head).empty()) return refuse(400, "-", "http1.codec_error");
+  if (!http::validate_request(head).empty()) return refuse(400, {}, "http1.codec_error");
   // No tunnels yet: CONNECT and protocol upgrades are refused before
   // anything is forwarded, and the connection closes because the bytes after
   // the head belong to the tunnel, not to HTTP/1. An h2c upgrade offer is
   // only an offer: it is dropped with the other hop-by-hop headers.
-  if (head.method == "CONNECT") return refuse(404, "NR", "route_not_found");
-  if (p.upgrade() && !is_h2c_offer(head.headers)) return refuse(403, "-", "upgrade_failed");
+  if (head.method == "CONNECT") return refuse(404, {Flag::no_route_found}, "route_not_found");
+  if (p.upgrade() && !is_h2c_offer(head.headers)) return refuse(403, {}, "upgrade_failed");
   // Routing, policies and the forwarded request all see one normalised path.
   if (head.target != "*" &&
       !http::normalize_target(head.target, snap.source->path_normalization).empty())
-    return refuse(400, "-", "http1.codec_error");
+    return refuse(400, {}, "http1.codec_error");
   head.scheme = kScheme;
   head.listener_port = port_;
   // Names listed in Connection go now, before hooks, routing and header
@@ -541,7 +596,7 @@ std::optional<typename Session<Stream>::Answer> Session<Stream>::admit(const Sna
   // A body whose framing is already known to be broken is refused before
   // the head goes anywhere.
   if (!p.message_done() && !p.check_ahead(in_.ptr(), in_.size()))
-    return refuse(400, "-", "http1.codec_error");
+    return refuse(400, {}, "http1.codec_error");
   return std::nullopt;
 }
 
@@ -554,7 +609,7 @@ awaitable<std::optional<typename Session<Stream>::Answer>> Session<Stream>::rout
   if (!kTls && sel.virtual_host->https_redirect) {
     Redirect to_https{.scheme = "https",
                       .derive_port = Redirect::DerivePort::from_protocol_default};
-    Answer a{text_response(301, ""), "-", "https_redirect"};
+    Answer a{text_response(301, ""), {}, "https_redirect"};
     a.response.headers.add("location", policy::redirect_location(to_https, head));
     co_return a;
   }
@@ -562,24 +617,32 @@ awaitable<std::optional<typename Session<Stream>::Answer>> Session<Stream>::rout
   // header edits, then the upstream.
   if (rr.policy.cors) {
     cors = policy::evaluate_cors(*rr.policy.cors, head);
-    if (cors->preflight) co_return Answer{std::move(*cors->preflight), "-", "cors_response"};
+    if (cors->preflight) co_return Answer{std::move(*cors->preflight), {}, "cors_response"};
   }
   if (route.fault) {
     auto fault = policy::decide_fault(*route.fault, worker_.rng());
     if (fault.delay.count() > 0) {
-      ctx.response_flags = "DI";
-      if (!co_await wait_for(fault.delay))
-        co_return Answer{text_response(503, ""), "DC", "downstream_cancelled", true};
+      ctx.response_flags.add(Flag::delay_injected);
+      if (!co_await wait_for(fault.delay)) {
+        Answer gone{text_response(503, ""),
+                    {Flag::downstream_connection_termination},
+                    "downstream_cancelled",
+                    true};
+        co_return gone;
+      }
     }
-    if (fault.abort) co_return Answer{std::move(*fault.abort), "FI", "fault_filter_abort"};
+    if (fault.abort) {
+      Answer abort{std::move(*fault.abort), {Flag::fault_injected}, "fault_filter_abort"};
+      co_return abort;
+    }
   }
   if (route.redirect) {
-    Answer a{text_response(route.redirect->code, ""), "-", "direct_response"};
+    Answer a{text_response(route.redirect->code, ""), {}, "direct_response"};
     a.response.headers.add("location", policy::redirect_location(*route.redirect, head));
     co_return a;
   }
   if (const auto& dr = route.direct_response)
-    co_return Answer{text_response(dr->status, dr->body), "-", "direct_response"};
+    co_return Answer{text_response(dr->status, dr->body), {}, "direct_response"};
   if (route.rewrite) policy::apply_rewrite(rr.policy, sel.matched, head);
   policy::apply_headers(route.request_headers, head);
   co_return std::nullopt;
@@ -621,9 +684,11 @@ awaitable<bool> Session<Stream>::serve_one(bool first) {
   ctx.peer_identity = tls_.peer_identity;
   if (!got_head) {
     if (p.error() != http::ParseError::none) {
-      co_await send_local(ctx, parse_error_response(p.error()), "-", false, "http1.codec_error");
+      co_await send_local(ctx, parse_error_response(p.error()), ResponseFlags(), false,
+                          "http1.codec_error");
     } else if (slot_.fired == Timeout::header) {
-      co_await send_local(ctx, text_response(408, ""), "-", false, "request_header_timeout");
+      co_await send_local(ctx, text_response(408, ""), ResponseFlags(), false,
+                          "request_header_timeout");
     }
     co_return false;
   }
@@ -640,15 +705,14 @@ awaitable<bool> Session<Stream>::serve_one(bool first) {
     SecurityResult security =
         check_security(*snap->security, head, peer, std::chrono::system_clock::now());
     if (security.refused) {
-      Answer a{std::move(security.refused->response), "-", security.refused->details};
+      Answer a{std::move(security.refused->response), {}, security.refused->details};
       co_return co_await answer(ctx, std::move(a), keep_alive);
     }
   }
 
-  auto* hooks = worker_.hooks();
-  if (hooks)
+  if (auto* hooks = worker_.hooks())
     if (auto r = hooks->on_request(ctx)) {
-      Answer a{std::move(*r), "-", "hook"};
+      Answer a{std::move(*r), {}, "hook"};
       co_return co_await answer(ctx, std::move(a), keep_alive);
     }
   const CompiledListener* listener = snap->listener(listener_);
@@ -656,8 +720,10 @@ awaitable<bool> Session<Stream>::serve_one(bool first) {
   if (listener && host_allowed_by_sni(*listener, tls_.sni, head.authority))
     sel = snap->routers[listener->router].match(head);
   if (!sel) {
-    Answer a{text_response(404, ""), "NR", "route_not_found"};
-    co_return co_await answer(ctx, std::move(a), keep_alive);
+    LocalReply nr{404, ErrorKind::no_route, "", {Flag::no_route_found}, "route_not_found"};
+    bool ok = co_await send_error(ctx, std::move(nr), keep_alive);
+    log(ctx);
+    co_return ok;
   }
   const ResolvedRoute& rr =
       snap->route(listener->router, sel->virtual_host_index, sel->route_index);
@@ -668,28 +734,13 @@ awaitable<bool> Session<Stream>::serve_one(bool first) {
     co_return co_await answer(ctx, std::move(*local), keep_alive);
 
   const ResolvedDestination* dest = pick_destination(rr);
-  int64_t endpoint = -1;
-  std::string set_cookie;
-  if (dest) {
-    const CompiledUpstream& up = snap->upstreams[dest->upstream];
-    ctx.upstream = up.config.name;
-    auto pick =
-        pick_endpoint(worker_.upstream(), up, up.sets[dest->set], PickRequest{&head, client_ip_});
-    endpoint = pick.endpoint;
-    set_cookie = std::move(pick.set_cookie);
-    if (endpoint >= 0) ctx.endpoint = up.endpoints[endpoint].key;
+  if (!dest) {
+    LocalReply uh = no_healthy_upstream();
+    bool ok = co_await send_error(ctx, std::move(uh), keep_alive);
+    log(ctx);
+    co_return ok;
   }
-  if (endpoint < 0) {
-    Answer a{text_response(503, "no healthy upstream"), "UH", "no_healthy_upstream"};
-    co_return co_await answer(ctx, std::move(a), keep_alive);
-  }
-  if (hooks)
-    if (auto r = hooks->on_upstream_chosen(ctx)) {
-      Answer a{std::move(*r), "-", "hook"};
-      co_return co_await answer(ctx, std::move(a), keep_alive);
-    }
-  bool ok = co_await proxy(ctx, snap, *sel->route, rr, *dest, endpoint, cors ? &*cors : nullptr,
-                           set_cookie);
+  bool ok = co_await proxy(ctx, snap, *sel->route, rr, *dest, cors ? &*cors : nullptr);
   log(ctx);
   co_return ok&& keep_alive && !slot_.close_after_response && !worker_.draining();
 }
@@ -698,9 +749,8 @@ template <typename Stream>
 awaitable<bool> Session<Stream>::proxy(RequestContext& ctx,
                                        const std::shared_ptr<const Snapshot>& snap,
                                        const Route& route, const ResolvedRoute& rr,
-                                       const ResolvedDestination& dest, int64_t endpoint,
-                                       const policy::CorsDecision* cors,
-                                       const std::string& set_cookie) {
+                                       const ResolvedDestination& dest,
+                                       const policy::CorsDecision* cors) {
   auto& p = request_parser_;
   RequestHead& head = ctx.request;
   Exchange x{ctx,
@@ -710,7 +760,7 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx,
              dest,
              snap->upstreams[dest.upstream],
              route.destinations[static_cast<size_t>(&dest - rr.destinations.data())]};
-  prepare_upstream_head(x, endpoint);
+  x.cors = cors;
   // The body is kept for replay (retries, mirrors) while it fits.
   x.body.present = !p.message_done();
   x.body.complete = !x.body.present;
@@ -733,34 +783,45 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx,
   } retry_token{worker_, x.up};
   policy::RetryState retry(rr.policy.retry);
   for (uint32_t attempt = 0;; ++attempt) {
-    if (attempt > 0) {
-      // Pick again, avoiding endpoints already tried when asked to.
-      auto pick = pick_endpoint(
-          worker_.upstream(), x.up, x.up.sets[dest.set],
-          PickRequest{&head, client_ip_, retry.tried(), rr.policy.retry.ignore_previous_hosts});
-      if (pick.endpoint < 0) {
-        // Named, not a braced temporary inside co_await: GCC 12 destroys
-        // those twice.
-        LocalReply none{503, "no healthy upstream", "UH", "no_healthy_upstream"};
-        co_return co_await finish(x, std::move(none));
-      }
-      endpoint = pick.endpoint;
-      ctx.endpoint = x.up.endpoints[endpoint].key;
+    // The balancer's pick (a retry avoids endpoints already tried when
+    // asked to), then the host's word on it.
+    ctx.attempts = attempt;
+    Peer peer = choose_peer(
+        x, PickRequest{&head, client_ip_, retry.tried(), rr.policy.retry.ignore_previous_hosts},
+        !x.head_ready);
+    // The first attempt's answers may keep the connection: nothing was sent.
+    bool keep = attempt == 0 && p.keep_alive();
+    if (peer.refused) {
+      cleanup(x);
+      ResponseFlags none;
+      co_return co_await send_local(ctx, std::move(*peer.refused), none, keep, "hook");
     }
+    if (peer.endpoint < 0) {
+      cleanup(x);
+      LocalReply uh = no_healthy_upstream();
+      co_return co_await send_error(ctx, std::move(uh), keep);
+    }
+    int64_t endpoint = peer.endpoint;
+    x.peer = peer.up;
+    // Once: a retry or a free resend sends the same head.
+    if (!x.head_ready) prepare_upstream_head(x, endpoint);
     retry.record(endpoint);
     ctx.attempts = attempt + 1;
 
-    AttemptGuard guard{worker_, x.up, endpoint};
+    AttemptGuard guard{worker_, *x.peer, endpoint};
     Attempt a = co_await run_attempt(x, guard, endpoint, attempt);
     if (a.client_gone) {
       cleanup(x);
-      ctx.response_flags = "DC";
+      ctx.response_flags.add(Flag::downstream_connection_termination);
       co_return false;
     }
     if (a.reply) co_return co_await finish(x, std::move(*a.reply));
     guard.finish(a.end.outcome, a.end.status);
     if (a.protocol_error) {
-      LocalReply upe{502, fmt::format("{}protocol error", kResetBody), "UPE",
+      LocalReply upe{502,
+                     ErrorKind::upstream_protocol_error,
+                     fmt::format("{}protocol error", kResetBody),
+                     {Flag::upstream_protocol_error},
                      "upstream_reset_before_response_started{protocol_error}"};
       co_return co_await finish(x, std::move(upe));
     }
@@ -773,7 +834,8 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx,
     }
     // Envoy's flags for a retry that did not happen: UO over the retry
     // budget, URX when the policy's attempts are used up.
-    std::string_view retry_flag = v.exhausted ? "URX" : "";
+    ResponseFlags retry_flags;
+    if (v.exhausted) retry_flags.add(Flag::upstream_retry_limit_exceeded);
     if (v.next == policy::RetryState::Next::retry) {
       if (admit_retry(worker_.upstream(), x.up)) {
         retry_token.held = true;
@@ -784,15 +846,55 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx,
       }
       // Over the retry budget, this attempt's result stands.
       v.details = "retry_overflow";
-      retry_flag = "UO";
+      retry_flags = ResponseFlags{Flag::upstream_overflow};
     }
     if (!v.details.empty()) ctx.response_code_details = v.details;
-    if (auto reply = attempt_failure_reply(a.end, retry_flag))
+    if (auto reply = attempt_failure_reply(a.end, retry_flags))
       co_return co_await finish(x, std::move(*reply));
-    if (!retry_flag.empty()) ctx.response_flags = retry_flag;
+    ctx.response_flags.add(retry_flags);
     break;
   }
-  co_return co_await relay_response(x, cors, set_cookie);
+  co_return co_await relay_response(x);
+}
+
+template <typename Stream>
+typename Session<Stream>::Peer Session<Stream>::choose_peer(Exchange& x, const PickRequest& request,
+                                                            bool first) {
+  Peer peer;
+  size_t index = x.dest.upstream;
+  PickResult pick = pick_endpoint(worker_.upstream(), x.up, x.up.sets[x.dest.set], request);
+  if (first) x.set_cookie = std::move(pick.set_cookie);
+  int64_t endpoint = pick.endpoint;
+  if (auto* hooks = worker_.hooks()) {
+    note_peer(x.ctx, x.up, endpoint);
+    PeerChoice choice(*x.snap, index, endpoint);
+    peer.refused = hooks->upstream_peer(x.ctx, choice);
+    if (peer.refused) return peer;
+    bool switched = choice.upstream_index() != index;
+    index = choice.upstream_index();
+    endpoint = choice.endpoint();
+    if (endpoint < 0 && (switched || pick.endpoint >= 0)) {
+      // Another upstream without an endpoint named: its own balancer picks,
+      // over all of its endpoints (the route's subset is the route's).
+      const CompiledUpstream& up = x.snap->upstreams[index];
+      PickResult again =
+          switched ? pick_endpoint(worker_.upstream(), up, up.sets[0],
+                                   PickRequest{request.request, request.client_ip})
+                   : pick_endpoint(worker_.upstream(), up, x.up.sets[x.dest.set], request);
+      endpoint = again.endpoint;
+      if (first) x.set_cookie = std::move(again.set_cookie);
+    }
+  }
+  peer.up = &x.snap->upstreams[index];
+  peer.endpoint = endpoint;
+  note_peer(x.ctx, *peer.up, endpoint);
+  return peer;
+}
+
+template <typename Stream>
+void Session<Stream>::note_peer(RequestContext& ctx, const CompiledUpstream& up, int64_t endpoint) {
+  ctx.upstream = up.config.name;
+  ctx.endpoint = endpoint >= 0 ? std::string_view(up.endpoints[endpoint].key) : std::string_view();
 }
 
 template <typename Stream>
@@ -802,19 +904,22 @@ void Session<Stream>::prepare_upstream_head(Exchange& x, int64_t endpoint) {
   // The upstream request head: hop-by-hop headers go, forwarding headers come.
   policy::apply_headers(x.dest_cfg.request_headers, head);
   worker_.make_request_id(x.request_id);
-  x.chunked_up = p.chunked();
+  // A body hook may change the body's length: then it goes chunked.
+  x.hook_request_body = x.body.present && worker_.body_hook(SessionHost::Body::request, x.ctx);
+  x.chunked_up = p.chunked() || x.hook_request_body;
   x.is_head = head.method == "HEAD";
   x.fwd = http::Forwarding{.client_ip = client_ip_,
                            .proto = head.scheme,
                            .xfcc = tls_.xfcc,
                            .request_id = std::string_view(x.request_id, sizeof(x.request_id)),
-                           .default_host = x.up.endpoints[endpoint].key,
+                           .default_host = x.peer->endpoints[endpoint].key,
                            .chunked = x.chunked_up};
   // Framing from the parsed message, whatever the headers now say.
   if (!x.chunked_up && p.has_content_length()) x.fwd.content_length = p.content_length();
   upstream_head_.clear();
   // We answer 100-continue ourselves (Envoy's default), so the upstream must not wait.
   x.expect_continue = http::append_forwarded_request_head(upstream_head_, head, x.fwd);
+  x.head_ready = true;
 }
 
 template <typename Stream>
@@ -822,35 +927,48 @@ void Session<Stream>::cleanup(Exchange& x) {
   slot_.upstream = nullptr;
   slot_.clear_cap();
   if (x.uin.data) worker_.give_buffer(std::move(x.uin.data));
+  // A body hook that grew a chunk a lot does not leave the connection holding it.
+  if (chunk_.data.capacity() > 2 * Loop::kBufferSize) std::string().swap(chunk_.data);
 }
 
 template <typename Stream>
 awaitable<bool> Session<Stream>::finish(Exchange& x, LocalReply reply) {
   cleanup(x);
+  co_return co_await send_error(x.ctx, std::move(reply), false);
+}
+
+template <typename Stream>
+awaitable<bool> Session<Stream>::send_error(RequestContext& ctx, LocalReply reply,
+                                            bool keep_alive) {
   Response r = text_response(reply.status, std::move(reply.body));
   if (reply.overloaded) r.headers.add("x-envoy-overloaded", "true");
-  co_return co_await send_local(x.ctx, std::move(r), reply.flags, false, reply.details);
+  if (auto* hooks = worker_.hooks()) {
+    ProxyError error{reply.kind, reply.flags, reply.details, r};
+    if (auto replaced = hooks->fail_to_proxy(ctx, error)) r = std::move(*replaced);
+  }
+  co_return co_await send_local(ctx, std::move(r), reply.flags, keep_alive, reply.details);
 }
 
 template <typename Stream>
 std::optional<LocalReply> Session<Stream>::attempt_failure_reply(const policy::AttemptEnd& end,
-                                                                 std::string_view retry_flag) {
-  // Flags are views into static text: every combination is spelled out.
-  auto flags = [&](std::string_view uo, std::string_view urx, std::string_view plain) {
-    return retry_flag == "UO" ? uo : retry_flag == "URX" ? urx : plain;
-  };
+                                                                 ResponseFlags flags) {
+  // Envoy sets the retry flag (URX, UO) before the failure's own.
   switch (end.outcome) {
     case policy::AttemptOutcome::connect_failure:
-      return LocalReply{503, fmt::format("{}connection failure", kResetBody),
-                        flags("UO,UF", "URX,UF", "UF"), "upstream_connect_failure"};
+      flags.add(Flag::upstream_connection_failure);
+      return LocalReply{503, ErrorKind::connect_failure,
+                        fmt::format("{}connection failure", kResetBody), flags,
+                        "upstream_connect_failure"};
     case policy::AttemptOutcome::timeout:
-      return LocalReply{504, "upstream request timeout", flags("UO,UT", "URX,UT", "UT"),
+      flags.add(Flag::upstream_request_timeout);
+      return LocalReply{504, ErrorKind::upstream_timeout, "upstream request timeout", flags,
                         "upstream_per_try_timeout"};
     case policy::AttemptOutcome::reset:
-      return LocalReply{502,
+      flags.add(Flag::upstream_connection_termination);
+      return LocalReply{502, ErrorKind::upstream_reset,
                         fmt::format("{}{}", kResetBody,
                                     end.got_response ? "protocol error" : "connection termination"),
-                        flags("UO,UC", "URX,UC", "UC"), "upstream_reset_before_response_started"};
+                        flags, "upstream_reset_before_response_started"};
     default:
       return std::nullopt;
   }
@@ -862,15 +980,19 @@ awaitable<typename Session<Stream>::Attempt> Session<Stream>::run_attempt(Exchan
                                                                           int64_t endpoint,
                                                                           uint32_t attempt) {
   Attempt a;
-  Lease lease = co_await lease_connection(worker_.upstream(), slot_, x.up, endpoint);
+  Lease lease = co_await lease_connection(worker_.upstream(), slot_, *x.peer, endpoint);
   a.end.reused = lease.reused;
   x.conn = std::move(lease.conn);
   switch (lease.status) {
     case Lease::Status::ok:
       break;
     case Lease::Status::overflow:
-      a.reply =
-          LocalReply{503, std::string(kResetBody) + "overflow", "UO", "upstream_overflow", true};
+      a.reply = LocalReply{503,
+                           ErrorKind::overflow,
+                           std::string(kResetBody) + "overflow",
+                           {Flag::upstream_overflow},
+                           "upstream_overflow",
+                           true};
       co_return a;
     case Lease::Status::cancelled:
       if (auto t = timeout_reply()) {
@@ -878,7 +1000,11 @@ awaitable<typename Session<Stream>::Attempt> Session<Stream>::run_attempt(Exchan
         co_return a;
       }
       guard.finish(policy::AttemptOutcome::downstream_cancelled, 0);
-      a.reply = LocalReply{503, "", "DC", "downstream_cancelled"};
+      a.reply = LocalReply{503,
+                           ErrorKind::downstream_cancelled,
+                           "",
+                           {Flag::downstream_connection_termination},
+                           "downstream_cancelled"};
       co_return a;
     case Lease::Status::connect_failure:
     case Lease::Status::connect_timeout:
@@ -952,12 +1078,18 @@ awaitable<typename Session<Stream>::SendResult> Session<Stream>::send_request(Ex
     size_t n = p.feed(in_.ptr(), in_.size());
     in_.consume(n);
     if (p.error() != http::ParseError::none) {
-      r.reply = LocalReply{400, "", "-", "http1.codec_error"};
+      r.reply = LocalReply{400, ErrorKind::downstream_protocol_error, "", {}, "http1.codec_error"};
       co_return r;
     }
     if (p.message_done()) {
       x.body.complete = true;
       slot_.clear_cap(ConnectionSlot::request_cap);
+      // The hook's last word: bytes it adds at the end go like any other.
+      if (x.hook_request_body) {
+        std::string_view tail = run_body_hook(SessionHost::Body::request, x.ctx, {}, true);
+        keep_for_replay(x, tail);
+        if (!tail.empty() && !co_await send_body(tail)) r.ok = false;
+      }
       break;
     }
     std::string_view body = p.body();
@@ -980,15 +1112,11 @@ awaitable<typename Session<Stream>::SendResult> Session<Stream>::send_request(Ex
     }
     x.body.consumed = true;
     x.ctx.bytes_received += body.size();
-    if (x.body.replayable) {
-      if (x.replay.size() + body.size() <= x.replay_limit) {
-        x.replay.append(body);
-      } else {
-        x.body.replayable = false;
-        std::string().swap(x.replay);
-      }
-    }
-    if (!co_await send_body(body)) r.ok = false;
+    // Replays and mirrors resend what the hook made of the body.
+    if (x.hook_request_body) body = run_body_hook(SessionHost::Body::request, x.ctx, body, false);
+    keep_for_replay(x, body);
+    // An empty chunk would end a chunked body.
+    if (!body.empty() && !co_await send_body(body)) r.ok = false;
   }
   if (r.ok && x.body.present && x.chunked_up) {
     auto [ec, n] = co_await write_upstream(conn, asio::buffer(http::kLastChunk));
@@ -1034,8 +1162,7 @@ awaitable<bool> Session<Stream>::read_response_head(Exchange& x, Attempt& a) {
 }
 
 template <typename Stream>
-bool Session<Stream>::prepare_response_head(Exchange& x, const policy::CorsDecision* cors,
-                                            const std::string& set_cookie) {
+bool Session<Stream>::prepare_response_head(Exchange& x) {
   // Edited in place: the parser keeps the vector's capacity for the next one.
   http::Parser& resp = response_parser_;
   ResponseHead& rh = resp.response();
@@ -1043,19 +1170,22 @@ bool Session<Stream>::prepare_response_head(Exchange& x, const policy::CorsDecis
   http::strip_hop_by_hop(rh.headers);
   policy::apply_headers(x.dest_cfg.response_headers, rh.headers);
   policy::apply_headers(x.route.response_headers, rh.headers);
-  if (cors)
-    for (const auto& [name, value] : cors->response_headers) rh.headers.set(name, value);
-  if (!set_cookie.empty()) rh.headers.add("set-cookie", set_cookie);
+  if (x.cors)
+    for (const auto& [name, value] : x.cors->response_headers) rh.headers.set(name, value);
+  if (!x.set_cookie.empty()) rh.headers.add("set-cookie", x.set_cookie);
+  bool bodyless = x.is_head || status == 204 || status == 304;
+  // A body hook may change the body's length: then it is not sent with one.
+  x.hook_response_body = !bodyless && worker_.body_hook(SessionHost::Body::response, x.ctx);
+  bool sized = resp.has_content_length() && !x.hook_response_body;
   // Framing comes from the parsed response, never from what the headers say
   // after filtering and header operations.
   rh.headers.remove("content-length");
-  if (resp.has_content_length() && status != 204)
+  if (sized && status != 204)
     rh.headers.add("content-length", std::to_string(resp.content_length()));
-  bool bodyless = x.is_head || status == 204 || status == 304;
   bool keep_alive = request_parser_.keep_alive() && request_parser_.message_done() &&
                     !slot_.close_after_response && !worker_.draining();
   x.chunked_down = false;
-  if (!bodyless && !resp.has_content_length()) {
+  if (!bodyless && !sized) {
     if (x.ctx.request.version_minor >= 1) {
       x.chunked_down = true;
       rh.headers.add("transfer-encoding", "chunked");
@@ -1072,13 +1202,12 @@ bool Session<Stream>::prepare_response_head(Exchange& x, const policy::CorsDecis
 }
 
 template <typename Stream>
-awaitable<bool> Session<Stream>::relay_response(Exchange& x, const policy::CorsDecision* cors,
-                                                const std::string& set_cookie) {
+awaitable<bool> Session<Stream>::relay_response(Exchange& x) {
   http::Parser& resp = response_parser_;
   Window& uin = x.uin;
   RequestContext& ctx = x.ctx;
   bool upstream_keep_alive = resp.keep_alive();
-  bool down_keep_alive = prepare_response_head(x, cors, set_cookie);
+  bool down_keep_alive = prepare_response_head(x);
   // The first body span usually came with the head: send them together.
   bool ok = true;
   bool first_write = true;
@@ -1101,13 +1230,16 @@ awaitable<bool> Session<Stream>::relay_response(Exchange& x, const policy::CorsD
         if (!co_await fill_up(uin, *x.conn)) {
           if (slot_.fired == Timeout::none && resp.finish()) continue;  // close-delimited end
           ok = false;  // truncated or timed out: the client must see the close
-          if (auto t = timeout_reply()) ctx.response_flags = t->flags;
+          if (auto t = timeout_reply()) ctx.response_flags.add(t->flags);
           break;
         }
         continue;
       }
     }
     bool done = resp.message_done();
+    // The relay waits for the hook: backpressure holds, nothing piles up.
+    if (x.hook_response_body && (!body.empty() || done))
+      body = run_body_hook(SessionHost::Body::response, ctx, body, done);
     std::array<asio::const_buffer, 5> bufs;
     size_t nbufs = 0;
     if (first_write) bufs[nbufs++] = asio::buffer(downstream_head_);
@@ -1127,7 +1259,7 @@ awaitable<bool> Session<Stream>::relay_response(Exchange& x, const policy::CorsD
     if (nbufs > 0 &&
         !co_await write_down(std::span<const asio::const_buffer>(bufs.data(), nbufs))) {
       ok = false;
-      ctx.response_flags = "DC";
+      ctx.response_flags.add(Flag::downstream_connection_termination);
       break;
     }
     first_write = false;
@@ -1141,9 +1273,22 @@ awaitable<bool> Session<Stream>::relay_response(Exchange& x, const policy::CorsD
   bool reusable = ok && upstream_keep_alive && resp.message_done() && uin.size() == 0 &&
                   !has_pending_input(*x.conn);
   slot_.upstream = nullptr;
-  release_connection(worker_.upstream(), x.up, std::move(x.conn), reusable);
+  release_connection(worker_.upstream(), *x.peer, std::move(x.conn), reusable);
   cleanup(x);
   co_return ok&& down_keep_alive;
+}
+
+template <typename Stream>
+std::string_view Session<Stream>::run_body_hook(SessionHost::Body which, RequestContext& ctx,
+                                                std::string_view bytes, bool end_of_stream) {
+  chunk_.data.assign(bytes.data(), bytes.size());
+  chunk_.end_of_stream = end_of_stream;
+  Hooks& hooks = *worker_.hooks();
+  if (which == SessionHost::Body::request)
+    hooks.on_request_body(ctx, chunk_);
+  else
+    hooks.on_response_body(ctx, chunk_);
+  return chunk_.data;
 }
 
 }  // namespace

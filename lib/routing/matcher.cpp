@@ -38,7 +38,7 @@ void find_header(const RequestHead& request, std::string_view name, HeaderValue&
     return;
   }
   for (const auto& [n, v] : request.headers.entries()) {
-    if (!iequals(n, name)) continue;
+    if (!http::iequals(n, name)) continue;
     if (!out.present) {
       out.present = true;
       out.value = v;

@@ -247,12 +247,12 @@ std::optional<RouteHit> RouteIndex::first_match(const std::vector<CompiledRoute>
       auto by_name = headers.find(lowered);
       if (by_name == headers.end()) continue;
       bool seen = false;
-      for (size_t j = 0; j < i && !seen; ++j) seen = iequals(entries[j].first, name);
+      for (size_t j = 0; j < i && !seen; ++j) seen = http::iequals(entries[j].first, name);
       if (seen) continue;
       std::string_view full = value;
       bool repeated = false;
       for (size_t j = i + 1; j < entries.size(); ++j) {
-        if (!iequals(entries[j].first, name)) continue;
+        if (!http::iequals(entries[j].first, name)) continue;
         if (!repeated) joined.assign(value);
         repeated = true;
         joined += ',';

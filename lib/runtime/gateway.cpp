@@ -126,14 +126,18 @@ struct Gateway::Impl {
         contexts.push_back(std::make_unique<asio::io_context>(ASIO_CONCURRENCY_HINT_UNSAFE_IO));
         ctx = contexts.back().get();
       }
-      workers.push_back(std::make_unique<Worker>(i, *ctx, shared, seed_for(options.seed, i)));
+      // Per-worker hooks need no locks: only this worker calls them.
+      auto hooks =
+          options.hooks_factory ? options.hooks_factory(static_cast<unsigned>(i)) : options.hooks;
+      workers.push_back(
+          std::make_unique<Worker>(i, *ctx, shared, seed_for(options.seed, i), std::move(hooks)));
     }
   }
 };
 
 Gateway::Gateway(GatewayOptions options) : impl_(std::make_unique<Impl>()) {
   impl_->options = std::move(options);
-  impl_->shared.hooks = impl_->options.hooks;
+  impl_->shared.logger = impl_->options.logger;
   impl_->shared.clock = impl_->options.clock;
   unsigned n = impl_->options.workers;
   if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
@@ -143,7 +147,7 @@ Gateway::Gateway(GatewayOptions options) : impl_(std::make_unique<Impl>()) {
 Gateway::Gateway(asio::io_context& host_context, GatewayOptions options)
     : impl_(std::make_unique<Impl>()) {
   impl_->options = std::move(options);
-  impl_->shared.hooks = impl_->options.hooks;
+  impl_->shared.logger = impl_->options.logger;
   impl_->shared.clock = impl_->options.clock;
   impl_->host_context = &host_context;
   impl_->make_workers(1);

@@ -8,7 +8,6 @@
 #include <asio/use_awaitable.hpp>
 
 #include <algorithm>
-#include <cstdio>
 #include <optional>
 #include <vector>
 
@@ -40,9 +39,10 @@ std::string peer_of(const tcp::socket& s) {
   return ec ? "?" : http::join_host_port(ep.address().to_string(), ep.port());
 }
 
-void log_failure(const std::string& listener, const std::string& peer, std::string_view reason) {
+void log_failure(Worker& worker, const std::string& listener, const std::string& peer,
+                 std::string_view reason) {
   tls::count_handshake_failure();
-  fmt::print(stderr, "sluice: listener {}: TLS handshake with {} failed: {}\n", listener, peer,
+  worker.log(LogLevel::info, "listener {}: TLS handshake with {} failed: {}", listener, peer,
              reason);
 }
 
@@ -121,7 +121,7 @@ awaitable<void> run(Worker& worker, tcp::socket socket, std::shared_ptr<const Sn
   if (lt.has_passthrough()) {
     hello = co_await read_client_hello(socket, slot);
     if (hello->info.status != ClientHelloInfo::Status::ok) {
-      log_failure(name, peer,
+      log_failure(worker, name, peer,
                   slot.fired != Timeout::none ? "timeout waiting for the ClientHello"
                                               : "no valid TLS ClientHello");
       close_socket(socket);
@@ -133,7 +133,8 @@ awaitable<void> run(Worker& worker, tcp::socket socket, std::shared_ptr<const Sn
       co_return;
     }
     if (!lt.terminates()) {
-      log_failure(name, peer, fmt::format("no passthrough route for SNI \"{}\"", hello->info.sni));
+      log_failure(worker, name, peer,
+                  fmt::format("no passthrough route for SNI \"{}\"", hello->info.sni));
       close_socket(socket);
       co_return;
     }
@@ -143,7 +144,7 @@ awaitable<void> run(Worker& worker, tcp::socket socket, std::shared_ptr<const Sn
   stream.emplace(std::move(socket), lt.context());
   slot.socket = &stream->lowest_layer();
   if (hello && !tls::prefeed(*stream, std::move(hello->bytes))) {
-    log_failure(name, peer, "out of memory");
+    log_failure(worker, name, peer, "out of memory");
     close_socket(stream->next_layer());
     co_return;
   }
@@ -164,7 +165,7 @@ awaitable<void> run(Worker& worker, tcp::socket socket, std::shared_ptr<const Sn
       const char* sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
       reason += fmt::format(" [SNI \"{}\"]", sni ? http::to_lower(sni) : "");
     }
-    log_failure(name, peer, reason);
+    log_failure(worker, name, peer, reason);
     close_socket(stream->next_layer());
     co_return;
   }

@@ -91,8 +91,9 @@ bool within_client_limit(GatewayShared& shared, const Snapshot* snap,
 }
 }  // namespace
 
-Worker::Worker(size_t index, asio::io_context& ctx, GatewayShared& shared, uint64_t seed)
-    : SessionHost(ctx, shared.clock, seed, shared.hooks),
+Worker::Worker(size_t index, asio::io_context& ctx, GatewayShared& shared, uint64_t seed,
+               std::shared_ptr<Hooks> hooks)
+    : SessionHost(ctx, shared.clock, seed, std::move(hooks), shared.logger),
       index_(index),
       shared_(shared),
       ticker_(ctx) {}

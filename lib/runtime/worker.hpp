@@ -55,7 +55,7 @@ class ClientConnections {
 
 // State shared by all workers of one Gateway. Read-mostly.
 struct GatewayShared {
-  std::shared_ptr<Hooks> hooks;
+  std::shared_ptr<Logger> logger;  // may be null
   std::atomic<size_t> connections{0};
   ClientConnections per_client;
   ClusterRegistry clusters;
@@ -71,7 +71,9 @@ struct AcceptorEntry {
 
 class Worker : public SessionHost {
  public:
-  Worker(size_t index, asio::io_context& ctx, GatewayShared& shared, uint64_t seed);
+  // `hooks`: the gateway's shared Hooks or this worker's own (may be null).
+  Worker(size_t index, asio::io_context& ctx, GatewayShared& shared, uint64_t seed,
+         std::shared_ptr<Hooks> hooks = nullptr);
   ~Worker() override;
 
   size_t index() const { return index_; }

@@ -117,7 +117,7 @@ struct CompiledRule {
 // Matching.
 
 bool equal(std::string_view a, std::string_view b, bool ignore_case) {
-  return ignore_case ? iequals(a, b) : a == b;
+  return ignore_case ? http::iequals(a, b) : a == b;
 }
 
 bool starts_with(std::string_view s, std::string_view p, bool ignore_case) {
@@ -242,7 +242,7 @@ bool holds_header(const Predicate& p, const Headers* headers) {
   std::string joined;  // only when the header repeats
   if (headers) {
     for (const auto& [name, v] : headers->entries()) {
-      if (!iequals(name, p.header)) continue;
+      if (!http::iequals(name, p.header)) continue;
       if (!present) {
         present = true;
         value = v;

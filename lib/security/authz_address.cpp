@@ -137,7 +137,7 @@ IpAddress remote_address(const IpAddress& peer, const Headers& headers,
   uint32_t remaining = num_trusted_proxies;
   const auto& entries = headers.entries();
   for (auto it = entries.rbegin(); it != entries.rend(); ++it) {
-    if (!iequals(it->first, "x-forwarded-for")) continue;
+    if (!http::iequals(it->first, "x-forwarded-for")) continue;
     if (auto entry = nth_from_right(it->second, remaining)) return parse_or(*entry, peer);
   }
   return peer;  // fewer entries than trusted proxies

@@ -510,7 +510,7 @@ std::string_view token_after(std::string_view value, size_t after) {
 // quotes are removed from the value, as Envoy does.
 std::optional<std::string_view> find_cookie(const Headers& headers, std::string_view name) {
   for (const auto& [header, value] : headers.entries()) {
-    if (!iequals(header, "cookie")) continue;
+    if (!http::iequals(header, "cookie")) continue;
     std::string_view rest = value;
     while (!rest.empty()) {
       size_t semi = rest.find(';');
@@ -586,7 +586,8 @@ Result<Authenticator> Authenticator::compile(std::vector<JwtRule> rules, std::st
   auto add_location = [&](Location::Kind kind, std::string_view name, std::string_view prefix,
                           size_t rule) {
     for (Location& l : a.locations_) {
-      bool same_name = kind == Location::Kind::kHeader ? iequals(l.name, name) : l.name == name;
+      bool same_name =
+          kind == Location::Kind::kHeader ? http::iequals(l.name, name) : l.name == name;
       if (l.kind == kind && same_name && l.prefix == prefix) {
         if (l.rules.empty() || l.rules.back() != rule) l.rules.push_back(rule);
         return;
@@ -602,7 +603,7 @@ Result<Authenticator> Authenticator::compile(std::vector<JwtRule> rules, std::st
   };
   auto check_output_name = [](std::string_view name) -> std::string {
     if (auto why = http::check_header_name(name); !why.empty()) return why;
-    if (iequals(name, "host")) return "cannot be host (it chooses where the request goes)";
+    if (http::iequals(name, "host")) return "cannot be host (it chooses where the request goes)";
     return {};
   };
 
@@ -640,7 +641,7 @@ Result<Authenticator> Authenticator::compile(std::vector<JwtRule> rules, std::st
     std::vector<std::string> outputs;  // this rule's: Istio wants each header once
     auto unique_output = [&](const std::string& header) {
       for (const std::string& o : outputs)
-        if (iequals(o, header)) return false;
+        if (http::iequals(o, header)) return false;
       outputs.push_back(header);
       add_output(header);
       return true;
@@ -675,7 +676,7 @@ std::vector<Authenticator::Found> Authenticator::extract(const RequestHead& requ
       case Location::Kind::kHeader:
         // Every value of the header: a second token cannot hide behind the first.
         for (const auto& [name, value] : request.headers.entries()) {
-          if (!iequals(name, l.name)) continue;
+          if (!http::iequals(name, l.name)) continue;
           std::string_view token = value;
           if (!l.prefix.empty()) {
             // Envoy looks for the prefix anywhere in the value, case-sensitively.

@@ -17,7 +17,7 @@ using http::trim;
 
 std::optional<std::string_view> find_cookie(const Headers& headers, std::string_view name) {
   for (const auto& [h, value] : headers.entries()) {
-    if (!iequals(h, "cookie")) continue;
+    if (!http::iequals(h, "cookie")) continue;
     std::string_view rest = value;
     while (!rest.empty()) {
       size_t semi = rest.find(';');

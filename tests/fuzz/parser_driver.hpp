@@ -12,6 +12,7 @@
 
 #include "fuzz_check.hpp"
 #include "http/parser.hpp"
+#include "http/tokens.hpp"
 #include "sluice/request.hpp"
 
 namespace sluice::fuzz {
@@ -60,7 +61,7 @@ inline void check_head(Parser& p, Parser::Kind kind) {
   const Headers& h = kind == Parser::Kind::request ? p.request().headers : p.response().headers;
   // One Content-Length value at most, and it is what framing uses.
   for (const auto& [name, value] : h.entries()) {
-    if (!iequals(name, "content-length")) continue;
+    if (!http::iequals(name, "content-length")) continue;
     uint64_t v = 0;
     auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
     FUZZ_CHECK(ec == std::errc() && end == value.data() + value.size(),
@@ -75,7 +76,7 @@ inline void check_head(Parser& p, Parser::Kind kind) {
     FUZZ_CHECK(!(p.chunked() && p.has_content_length()),
                "request accepted with both chunked and Content-Length");
     for (const auto& [name, value] : h.entries()) {
-      if (!iequals(name, "transfer-encoding")) continue;
+      if (!http::iequals(name, "transfer-encoding")) continue;
       FUZZ_CHECK(p.chunked(), "request with Transfer-Encoding '%s' accepted unchunked",
                  value.c_str());
     }

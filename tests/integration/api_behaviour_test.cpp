@@ -44,7 +44,7 @@ class DetailHooks : public Hooks {
   void on_log(const RequestContext& c) override {
     Seen s{c.request.target,
            c.response_status,
-           std::string(c.response_flags),
+           to_string(c.response_flags),
            std::string(c.response_code_details),
            c.attempts,
            std::string(c.client_address),

@@ -177,23 +177,27 @@ namespace {
 struct ChosenRecorder : RecordingHooks {
   std::mutex mutex;
   std::vector<std::pair<std::string, std::string>> chosen;
-  std::optional<Response> on_upstream_chosen(RequestContext& context) override {
+  std::optional<Response> upstream_peer(RequestContext& context, PeerChoice& peer) override {
     std::lock_guard lock(mutex);
     chosen.emplace_back(context.upstream, context.endpoint);
+    chosen.emplace_back(peer.upstream(), peer.endpoint_key());
     return std::nullopt;
   }
 };
 }  // namespace
 
-TEST_CASE("hook on_upstream_chosen sees the upstream and endpoint") {
+TEST_CASE("hook upstream_peer sees the upstream and endpoint") {
   FakeUpstream upstream;
   auto hooks = std::make_shared<ChosenRecorder>();
   TestGateway gw(single_upstream_config(upstream.port()), 1, hooks);
   CHECK(get_body(gw.port()) == "upstream");
   std::lock_guard lock(hooks->mutex);
-  REQUIRE(hooks->chosen.size() == 1);
-  CHECK(hooks->chosen[0].first == "backend");
-  CHECK(hooks->chosen[0].second == "127.0.0.1:" + std::to_string(upstream.port()));
+  REQUIRE(hooks->chosen.size() == 2);
+  std::string key = "127.0.0.1:" + std::to_string(upstream.port());
+  CHECK(hooks->chosen[0].first == "backend");  // the context
+  CHECK(hooks->chosen[0].second == key);
+  CHECK(hooks->chosen[1].first == "backend");  // the choice
+  CHECK(hooks->chosen[1].second == key);
 }
 
 namespace {

@@ -59,7 +59,7 @@ GatewayConfig single_upstream_config(uint16_t port) {
 void RecordingHooks::on_log(const RequestContext& context) {
   LogEntry entry;
   entry.status = context.response_status;
-  entry.flags = context.response_flags;
+  entry.flags = to_string(context.response_flags);
   entry.listener = context.listener;
   entry.route = context.route;
   entry.upstream = context.upstream;

@@ -8,6 +8,7 @@
 
 #include "http/parser.hpp"
 #include "http/serializer.hpp"
+#include "http/tokens.hpp"
 
 using sluice::Headers;
 using sluice::http::ParseError;
@@ -428,6 +429,6 @@ TEST_CASE("Headers: case-insensitive get, set replaces all, remove") {
   CHECK(*h.get("A") == "9");
   CHECK(h.remove("b") == 1);
   CHECK_FALSE(h.contains("B"));
-  CHECK(sluice::iequals("Content-Length", "content-length"));
-  CHECK_FALSE(sluice::iequals("a@", "a`"));
+  CHECK(sluice::http::iequals("Content-Length", "content-length"));
+  CHECK_FALSE(sluice::http::iequals("a@", "a`"));
 }

@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "http/tokens.hpp"
 #include "policy/policy.hpp"
 #include "sluice/router.hpp"
 
@@ -98,7 +99,7 @@ std::string header(const Headers& h, std::string_view name) {
 std::string header(const std::vector<std::pair<std::string, std::string>>& list,
                    std::string_view name) {
   for (const auto& [n, v] : list)
-    if (iequals(n, name)) return v;
+    if (sluice::http::iequals(n, name)) return v;
   return "<absent>";
 }
 
