@@ -18,6 +18,9 @@
 #                                                                    -> http
 #   policy    lib/policy       per-route decisions, no I/O           -> http
 #   routing   lib/routing      match table; compiles a route's policy -> http policy
+#   security  lib/security     rate limits (local buckets, global on Redis
+#                              with its own client socket), JWT, authz
+#                                                                    -> http net
 #   upstream  lib/upstream     pools, balancers, health, outlier detection, the
 #                              upstream-connection layer; takes a narrow
 #                              per-worker context, never the Worker
@@ -55,6 +58,7 @@ declare -A ALLOWED=(
   [tls]="http"
   [policy]="http"
   [routing]="http policy"
+  [security]="http net"
   [upstream]="http tls net"
   [config]="http tls policy routing upstream"
   [proxy]="http tls net policy routing upstream config"
