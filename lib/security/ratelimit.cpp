@@ -221,9 +221,26 @@ Status validate(const RateLimitServiceConfig& c, std::string_view object) {
 
 namespace {
 
+std::optional<std::string_view> request_header(const RequestHead& r, std::string_view name) {
+  if (!name.empty() && name.front() == ':') {
+    if (name == ":path") return std::string_view(r.target);
+    if (name == ":method") return std::string_view(r.method);
+    if (name == ":authority") return std::string_view(r.authority);
+    if (name == ":scheme") return std::string_view(r.scheme);
+    return std::nullopt;
+  }
+  if (iequals(name, "host")) {
+    if (auto v = r.headers.get(name)) return v;
+    if (!r.authority.empty()) return std::string_view(r.authority);
+    return std::nullopt;
+  }
+  return r.headers.get(name);
+}
+
 // One HeaderMatch, Envoy's HeaderUtility::matchHeaders semantics: the
 // values of a repeated header joined with ','; a missing header matches
-// only a `present` matcher that asks for absence.
+// only a `present` matcher that asks for absence. Pseudo-headers (:path
+// and the others) are the request's, as in Envoy's header map.
 struct CompiledHeaderMatch {
   std::string name;
   StringMatch::Kind kind = StringMatch::Kind::present;
@@ -231,13 +248,20 @@ struct CompiledHeaderMatch {
   std::shared_ptr<const re2::RE2> regex;
   bool invert = false;
 
-  bool matches(const Headers& headers) const {
+  bool matches(const RequestHead& request) const {
     std::string joined;
     size_t found = 0;
-    for (const auto& [n, v] : headers.entries()) {
-      if (!iequals(n, name)) continue;
-      if (found++ > 0) joined += ',';
-      joined += v;
+    if (name.front() == ':' || iequals(name, "host")) {
+      if (auto v = request_header(request, name)) {
+        joined.assign(*v);
+        found = 1;
+      }
+    } else {
+      for (const auto& [n, v] : request.headers.entries()) {
+        if (!iequals(n, name)) continue;
+        if (found++ > 0) joined += ',';
+        joined += v;
+      }
     }
     if (found == 0) return kind == StringMatch::Kind::present && invert;
     bool m = false;
@@ -284,25 +308,9 @@ struct CompiledRule {
   std::vector<CompiledAction> actions;
 };
 
-std::optional<std::string_view> request_header(const RequestHead& r, std::string_view name) {
-  if (!name.empty() && name.front() == ':') {
-    if (name == ":path") return std::string_view(r.target);
-    if (name == ":method") return std::string_view(r.method);
-    if (name == ":authority") return std::string_view(r.authority);
-    if (name == ":scheme") return std::string_view(r.scheme);
-    return std::nullopt;
-  }
-  if (iequals(name, "host")) {
-    if (auto v = r.headers.get(name)) return v;
-    if (!r.authority.empty()) return std::string_view(r.authority);
-    return std::nullopt;
-  }
-  return r.headers.get(name);
-}
-
-bool all_match(const std::vector<CompiledHeaderMatch>& matchers, const Headers& headers) {
+bool all_match(const std::vector<CompiledHeaderMatch>& matchers, const RequestHead& request) {
   for (const auto& m : matchers)
-    if (!m.matches(headers)) return false;
+    if (!m.matches(request)) return false;
   return true;
 }
 
@@ -324,7 +332,7 @@ bool populate(const CompiledAction& a, const RequestAttributes& in, Descriptor& 
       out.push_back({a.key, a.value});
       return true;
     case K::header_value_match:
-      if (all_match(a.headers, in.request->headers) != a.expect_match) return false;
+      if (all_match(a.headers, *in.request) != a.expect_match) return false;
       out.push_back({a.key, a.value});
       return true;
     case K::destination_cluster:
