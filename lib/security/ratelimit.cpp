@@ -140,6 +140,7 @@ int64_t unit_seconds(RateLimitServiceConfig::Unit unit) {
 void apply_header_options(Headers& headers, const std::vector<HeaderValueOption>& options) {
   using A = HeaderValueOption::Action;
   for (const auto& o : options) {
+    if (o.value.empty() && !o.keep_empty_value) continue;
     switch (o.action) {
       case A::append_if_exists_or_add:
         headers.add(o.name, o.value);

@@ -56,6 +56,7 @@ struct HeaderValueOption {
   std::string name;
   std::string value;
   Action action = Action::append_if_exists_or_add;
+  bool keep_empty_value = false;  // Envoy drops a header whose value is empty unless set
 };
 
 // Applies `options` to `headers` in order, as Envoy's header parser does.

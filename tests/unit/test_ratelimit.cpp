@@ -199,6 +199,10 @@ TEST_CASE("ratelimit config: header options follow Envoy's append actions") {
   CHECK(h.count("x-b") == 1);
   CHECK_FALSE(h.contains("x-c"));
   CHECK(h.get("x-d") == "1");
+  apply_header_options(h, {{"x-e", "", A::append_if_exists_or_add},
+                           {"x-f", "", A::append_if_exists_or_add, /*keep_empty_value=*/true}});
+  CHECK_FALSE(h.contains("x-e"));
+  CHECK(h.get("x-f") == "");
   apply_header_options(h, {{"x-a", "3", A::overwrite_if_exists_or_add}});
   CHECK(h.count("x-a") == 1);
   CHECK(h.get("x-a") == "3");
