@@ -22,6 +22,9 @@
 #   security  lib/security     JWT authentication, authorization, rate limits
 #                                                                    -> http net
 #   routing   lib/routing      match table; compiles a route's policy -> http policy
+#   security  lib/security     rate limits (local buckets, global on Redis
+#                              with its own client socket), JWT, authz
+#                                                                    -> http net
 #   upstream  lib/upstream     pools, balancers, health, outlier detection, the
 #                              upstream-connection layer; takes a narrow
 #                              per-worker context, never the Worker
@@ -63,6 +66,7 @@ declare -A ALLOWED=(
   [policy]="http"
   [security]="http net"
   [routing]="http policy"
+  [security]="http net"
   [upstream]="http tls net"
   [config]="http tls policy routing upstream security"
   [proxy]="http tls net policy routing upstream config security"

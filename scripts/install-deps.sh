@@ -17,6 +17,8 @@ packages=(
   libre2-dev
   libyaml-cpp-dev            # Istio YAML loader (lib/istio, sluice-ingress)
   nlohmann-json3-dev
+  libhiredis-dev             # Redis client protocol (global rate limit)
+  redis-server               # the global rate limit's integration tests
   curl                       # end-to-end tests and the demo
   openssl                    # test certificates
   ca-certificates
