@@ -24,6 +24,8 @@
 #include "policy/retry_state.hpp"
 #include "proxy/fail_stream.hpp"
 #include "proxy/host.hpp"
+#include "proxy/mirror.hpp"
+#include "proxy/park.hpp"
 #include "proxy/security_filter.hpp"
 #include "tls/server.hpp"
 #include "upstream/cluster.hpp"
@@ -61,7 +63,6 @@ struct Window {
 constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 constexpr std::string_view kResetBody =
     "upstream connect error or disconnect/reset before headers. reset reason: ";
-constexpr auto kMirrorTimeout = std::chrono::seconds(10);
 
 Response text_response(uint16_t status, std::string body) {
   Response r;
@@ -123,37 +124,6 @@ bool host_allowed_by_sni(const CompiledListener& listener, std::string_view sni,
     if (tls::host_match_rank(pattern, host) >= 0) return true;
   return false;
 }
-
-// Sends a mirrored request and discards the answer. Owns everything it uses
-// (the snapshot keeps the upstream and its TLS context alive).
-awaitable<void> run_mirror(SessionHost& worker, std::shared_ptr<const Snapshot> snap,
-                           uint32_t upstream, int64_t endpoint, std::string wire) {
-  // A connection slot bounds it with a deadline and lets drain and
-  // force-close see it, like any downstream connection.
-  ConnectionSlot slot(nullptr);
-  worker.attach(&slot);
-  ++worker.mirrors_in_flight;
-  slot.idle = false;
-  slot.set_cap(kMirrorTimeout);
-  const CompiledUpstream& up = snap->upstreams[upstream];
-  Lease lease = co_await open_connection(worker.upstream(), slot, up, endpoint);
-  if (lease.conn) {
-    UpstreamConnection& c = *lease.conn;
-    slot.upstream = &c.socket;
-    auto [ec, n] = co_await write_upstream(c, asio::buffer(wire));
-    // The request said `connection: close`: drain the answer until the
-    // upstream closes, so it is not reset mid-response.
-    std::array<char, 2048> sink;
-    while (!ec) std::tie(ec, n) = co_await read_upstream(c, asio::buffer(sink));
-    slot.upstream = nullptr;
-  }
-  lease.conn.reset();
-  --worker.mirrors_in_flight;
-  worker.detach(&slot);
-}
-
-void park(SessionHost& worker, asio::ip::tcp::socket socket, std::string listener, uint16_t port,
-          TimePoint idle_since);
 
 // Brackets one upstream attempt for least-request counts and outlier
 // detection; an attempt abandoned early (client gone) counts as a reset.
@@ -357,8 +327,6 @@ class Session {
   void cleanup(Exchange& x);
   awaitable<bool> finish(Exchange& x, LocalReply reply);
   bool drive_request_to_end();
-  void start_mirrors(const std::shared_ptr<const Snapshot>& snap, const ResolvedRoute& rr,
-                     const RequestHead& head, http::Forwarding fwd, const std::string& body);
   void log(RequestContext& ctx);
   bool request_fully_read() const { return request_parser_.message_done(); }
 
@@ -527,37 +495,6 @@ void Session<Stream>::log(RequestContext& ctx) {
     ctx.duration =
         std::chrono::duration_cast<std::chrono::microseconds>(worker_.clock_now() - started_);
     hooks->on_log(ctx);
-  }
-}
-
-template <typename Stream>
-void Session<Stream>::start_mirrors(const std::shared_ptr<const Snapshot>& snap,
-                                    const ResolvedRoute& rr, const RequestHead& head,
-                                    http::Forwarding fwd, const std::string& body) {
-  // The same sanitised, rewritten head as the upstream gets (forwarding
-  // headers replaced, trailers not folded in), with the shadow host, the
-  // whole body and a close.
-  std::string shadow = policy::shadow_authority(head.authority);
-  fwd.host = shadow;
-  if (fwd.chunked || fwd.content_length || !body.empty()) fwd.content_length = body.size();
-  fwd.chunked = false;
-  fwd.close = true;
-  std::string wire;  // the same bytes for every mirror, built on first use
-  for (size_t i = 0; i < rr.mirrors.size(); ++i) {
-    if (!policy::draw(rr.mirror_percentages[i], worker_.rng())) continue;
-    if (worker_.mirrors_in_flight >= SessionHost::kMaxMirrors) return;  // shed, never queue
-    const ResolvedDestination& m = rr.mirrors[i];
-    const CompiledUpstream& up = snap->upstreams[m.upstream];
-    int64_t ep =
-        pick_endpoint(worker_.upstream(), up, up.sets[m.set], PickRequest{&head, client_ip_})
-            .endpoint;
-    if (ep < 0) continue;
-    if (wire.empty()) {
-      http::append_forwarded_request_head(wire, head, fwd);
-      wire += body;
-    }
-    asio::co_spawn(worker_.context(), run_mirror(worker_, snap, m.upstream, ep, wire),
-                   asio::detached);
   }
 }
 
@@ -1027,7 +964,8 @@ awaitable<typename Session<Stream>::Attempt> Session<Stream>::run_attempt(Exchan
   a.end.nothing_sent = sent.nothing_sent;
   if (sent.ok && !x.mirrors_started && !x.rr.mirrors.empty()) {
     x.mirrors_started = true;
-    if (x.body.replayable) start_mirrors(x.snap, x.rr, x.ctx.request, x.fwd, x.replay);
+    if (x.body.replayable)
+      start_mirrors(worker_, x.snap, x.rr, x.ctx.request, x.fwd, x.replay, client_ip_);
   }
   bool failed = !sent.ok || !co_await read_response_head(x, a);
   slot_.upstream = nullptr;
@@ -1289,48 +1227,6 @@ std::string_view Session<Stream>::run_body_hook(SessionHost::Body which, Request
   else
     hooks.on_response_body(ctx, chunk_);
   return chunk_.data;
-}
-
-}  // namespace
-
-namespace {
-
-// An idle keep-alive connection without a session: no coroutine frames, no
-// buffers, only the socket and what is needed to resume, time out and drain.
-// This is what bounds the memory of idle connections.
-struct Parked {
-  Parked(asio::ip::tcp::socket s, std::string l, uint16_t p)
-      : socket(std::move(s)), slot(&socket), listener(std::move(l)), port(p) {}
-  asio::ip::tcp::socket socket;
-  ConnectionSlot slot;
-  std::string listener;
-  uint16_t port;
-};
-
-void park(SessionHost& worker, asio::ip::tcp::socket socket, std::string listener, uint16_t port,
-          TimePoint idle_since) {
-  auto parked = std::make_unique<Parked>(std::move(socket), std::move(listener), port);
-  Parked& p = *parked;
-  worker.attach(&p.slot);
-  p.slot.idle = true;
-  p.slot.parked = true;
-  p.slot.idle_since = idle_since;
-  // The idle timeout still counts from when the connection went idle.
-  const auto& snap = worker.snapshot();
-  auto idle = snap ? snap->limits.idle_timeout : Limits{}.idle_timeout;
-  p.slot.set_deadline_at(ConnectionSlot::Timeout::idle,
-                         idle.count() > 0 ? idle_since + idle : TimePoint::max());
-  if (worker.draining()) p.slot.interrupt();
-  p.socket.async_wait(asio::socket_base::wait_read, [&worker, parked = std::move(parked)](
-                                                        asio::error_code ec) mutable {
-    worker.detach(&parked->slot);
-    if (ec || worker.draining()) {
-      asio::error_code ignored;
-      parked->socket.close(ignored);
-      return;
-    }
-    start_session(worker, std::move(parked->socket), parked->listener, parked->port);
-  });
 }
 
 }  // namespace
