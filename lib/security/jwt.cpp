@@ -10,6 +10,8 @@
 
 #include "security/jwt.hpp"
 
+#include <openssl/base64.h>
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -114,40 +116,44 @@ bool base64url_decode(std::string_view in, std::string& out) {
   out.clear();
   // One character alone carries 6 bits: no whole byte.
   if (in.size() % 4 == 1) return false;
-  out.reserve(in.size() / 4 * 3 + 2);
-  uint32_t acc = 0;
-  int bits = 0;
+  // BoringSSL decodes the standard alphabet with padding: translate.
+  std::string std64;
+  std64.reserve(in.size() + 3);
   for (char c : in) {
-    int v = kBase64UrlValue[static_cast<unsigned char>(c)];
-    if (v < 0) return false;
-    acc = (acc << 6) | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((acc >> bits) & 0xff));
-      acc &= (1u << bits) - 1;
-    }
+    if (kBase64UrlValue[static_cast<unsigned char>(c)] < 0) return false;
+    std64.push_back(c == '-' ? '+' : c == '_' ? '/' : c);
   }
-  // The bits left over must be zero: one byte string has one encoding, so a
-  // signature cannot be re-encoded into a second token that also verifies.
-  return acc == 0;
+  // The bits left over in the last character must be zero: one byte string
+  // has one encoding, so a signature cannot be re-encoded into a second
+  // token that also verifies.
+  if (size_t tail = in.size() % 4; tail != 0) {
+    int last = kBase64UrlValue[static_cast<unsigned char>(in.back())];
+    if ((last & (tail == 2 ? 0x0f : 0x03)) != 0) return false;
+    std64.append(4 - tail, '=');
+  }
+  size_t cap = 0;
+  if (!EVP_DecodedLength(&cap, std64.size())) return false;
+  out.resize(cap);
+  size_t n = 0;
+  if (!EVP_DecodeBase64(reinterpret_cast<uint8_t*>(out.data()), &n, cap,
+                        reinterpret_cast<const uint8_t*>(std64.data()), std64.size())) {
+    out.clear();
+    return false;
+  }
+  out.resize(n);
+  return true;
 }
 
 std::string base64url_encode(std::string_view bytes) {
-  std::string out;
-  out.reserve((bytes.size() + 2) / 3 * 4);
-  uint32_t acc = 0;
-  int bits = 0;
-  for (char c : bytes) {
-    acc = (acc << 8) | static_cast<unsigned char>(c);
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out.push_back(kBase64UrlAlphabet[(acc >> bits) & 0x3f]);
-    }
-    acc &= (1u << bits) - 1;
-  }
-  if (bits > 0) out.push_back(kBase64UrlAlphabet[(acc << (6 - bits)) & 0x3f]);
+  size_t cap = 0;
+  if (!EVP_EncodedLength(&cap, bytes.size())) return {};
+  std::string out(cap, '\0');
+  size_t n = EVP_EncodeBlock(reinterpret_cast<uint8_t*>(out.data()),
+                             reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+  out.resize(n);
+  // To the URL alphabet, without padding.
+  while (!out.empty() && out.back() == '=') out.pop_back();
+  for (char& c : out) c = c == '+' ? '-' : c == '/' ? '_' : c;
   return out;
 }
 
