@@ -31,7 +31,8 @@ const char* usage = R"(usage: sluice-ingress [options]
                          `end-user: jason` goes to reviews-v2, everyone else to reviews-v1
   --config PATH          Istio YAML file or directory of *.yaml/*.yml (repeatable)
   --mesh-config PATH     Istio MeshConfig YAML, or the `istio` ConfigMap (its data.mesh);
-                         applies pathNormalization (default BASE)
+                         applies pathNormalization (default BASE), rootNamespace and
+                         defaultConfig.gatewayTopology.numTrustedProxies
   --bind ADDR            address for every listener (default 0.0.0.0; 127.0.0.1 with --demo)
   --workers N            worker threads (default: one per hardware thread)
   --check                validate the configuration, print a summary, exit 0 or 1
@@ -257,6 +258,7 @@ class Control {
     sluice::istio::TranslateOptions t;
     t.bind_address = o_.bind.value_or("0.0.0.0");
     t.ephemeral_ports = o_.ephemeral;
+    sluice::istio::apply_mesh(mesh_, t);
     auto loaded = sluice::istio::translate(*parsed_, t, dns_);
     if (!loaded) {
       fmt::print(stderr, "error: {}\n", loaded.error().to_string());
@@ -501,6 +503,7 @@ int main(int argc, char** argv) {
     t.bind_address = o.bind.value_or("0.0.0.0");
     auto mesh = load_mesh(o);
     if (!mesh) return 1;
+    sluice::istio::apply_mesh(*mesh, t);
     auto loaded = sluice::istio::load_files(o.configs, t);
     if (!loaded) {
       fmt::print(stderr, "error: {}\n", loaded.error().to_string());
