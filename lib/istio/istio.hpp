@@ -61,7 +61,8 @@ struct TranslateOptions {
   // loaded Gateway. MeshSettings::root_namespace should be copied here.
   std::string root_namespace = "istio-system";
   std::string gateway_namespace = "istio-system";
-  Labels gateway_labels = {{"istio", "ingressgateway"}};
+  // The labels of Istio's default ingress gateway Deployment.
+  Labels gateway_labels = {{"app", "istio-ingressgateway"}, {"istio", "ingressgateway"}};
 };
 
 // A security policy the gateway enforces, or one the loader skipped.
