@@ -5,6 +5,10 @@
 
 #include <doctest/doctest.h>
 
+#include <stdlib.h>
+
+#include <filesystem>
+#include <fstream>
 #include <memory>
 
 #include <fmt/format.h>
@@ -13,6 +17,7 @@
 #include "sluice/sluice.hpp"
 #include "support/fake_upstream.hpp"
 #include "support/jwt_signer.hpp"
+#include "support/process.hpp"
 #include "support/raw_client.hpp"
 
 using namespace sluice;
@@ -511,4 +516,71 @@ TEST_CASE("istio security: mesh config errors for the security settings") {
   REQUIRE_FALSE(root.ok());
   CHECK(root.error().to_string() ==
         "MeshConfig mesh.yaml: rootNamespace: must be a non-empty string");
+}
+
+TEST_CASE("sluice-ingress --check lists the security policies and honours the settings") {
+  namespace fs = std::filesystem;
+  std::string tmpl = (fs::temp_directory_path() / "sluice-isec-XXXXXX").string();
+  fs::path dir = mkdtemp(tmpl.data());
+  auto write = [&](const std::string& name, const std::string& text) {
+    std::ofstream(dir / name, std::ios::binary) << text;
+    return (dir / name).string();
+  };
+  std::string config = write("site.yaml", ingress_yaml(18000, R"(
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-get, namespace: istio-system}
+spec:
+  selector: {matchLabels: {istio: ingressgateway}}
+  action: DENY
+  rules: [{to: [{operation: {methods: [GET]}}]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: web-only, namespace: web}
+spec:
+  rules: [{from: [{source: {remoteIpBlocks: [10.0.0.0/8]}}]}]
+)"));
+  std::string mesh_file = write("mesh.yaml", R"(
+rootNamespace: mesh-root
+defaultConfig: {gatewayTopology: {numTrustedProxies: 2}}
+)");
+  auto r =
+      run_process(SLUICE_INGRESS_BIN, {"--check", "--config", config, "--mesh-config", mesh_file});
+  CHECK_MESSAGE(r.exit_code == 0, r.err);
+  CHECK_MESSAGE(
+      r.out.find("security: root namespace mesh-root, 2 trusted proxy(ies)") != std::string::npos,
+      r.out);
+  CHECK(r.out.find("applies: AuthorizationPolicy istio-system/deny-get (DENY, 1 rule(s); "
+                   "selector istio=ingressgateway)") != std::string::npos);
+  CHECK(r.out.find("skipped: AuthorizationPolicy web/web-only: namespace web is neither the root "
+                   "namespace (mesh-root) nor the gateway's (istio-system)") != std::string::npos);
+
+  // The gateway runs in namespace web with other labels.
+  auto web = run_process(SLUICE_INGRESS_BIN, {"--check", "--config", config, "--gateway-namespace",
+                                              "web", "--gateway-label", "app=web"});
+  CHECK_MESSAGE(web.exit_code == 0, web.err);
+  CHECK_MESSAGE(web.out.find("applies: AuthorizationPolicy web/web-only") != std::string::npos,
+                web.out);
+  CHECK(web.out.find("skipped: AuthorizationPolicy istio-system/deny-get: selector "
+                     "istio=ingressgateway does not match the gateway's labels app=web") !=
+        std::string::npos);
+
+  std::string custom = write("custom.yaml", ingress_yaml(18000, R"(
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: ext, namespace: istio-system}
+spec:
+  action: CUSTOM
+  provider: {name: opa}
+  rules: [{}]
+)"));
+  auto c = run_process(SLUICE_INGRESS_BIN, {"--check", "--config", custom});
+  CHECK(c.exit_code == 1);
+  CHECK_MESSAGE(
+      c.err.find("error: AuthorizationPolicy istio-system/ext: action: CUSTOM (provider "
+                 "\"opa\"): ext_authz providers are not implemented yet") != std::string::npos,
+      c.err);
+  std::error_code ec;
+  fs::remove_all(dir, ec);
 }
