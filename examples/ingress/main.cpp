@@ -31,7 +31,12 @@ const char* usage = R"(usage: sluice-ingress [options]
                          `end-user: jason` goes to reviews-v2, everyone else to reviews-v1
   --config PATH          Istio YAML file or directory of *.yaml/*.yml (repeatable)
   --mesh-config PATH     Istio MeshConfig YAML, or the `istio` ConfigMap (its data.mesh);
-                         applies pathNormalization (default BASE)
+                         applies pathNormalization (default BASE), rootNamespace and
+                         defaultConfig.gatewayTopology.numTrustedProxies
+  --gateway-namespace NS the gateway workload's namespace, for the security policies
+                         that select it (default istio-system)
+  --gateway-label K=V    a label of the gateway workload (repeatable; replaces the
+                         default app=istio-ingressgateway, istio=ingressgateway)
   --bind ADDR            address for every listener (default 0.0.0.0; 127.0.0.1 with --demo)
   --workers N            worker threads (default: one per hardware thread)
   --check                validate the configuration, print a summary, exit 0 or 1
@@ -59,6 +64,8 @@ struct Options {
   std::optional<std::string> explain;
   std::vector<std::string> headers;
   int dns_refresh_seconds = 30;
+  std::optional<std::string> gateway_namespace;
+  std::optional<sluice::Labels> gateway_labels;
 };
 
 int fail_usage(const std::string& msg) {
@@ -86,10 +93,18 @@ std::optional<int> parse_args(int argc, char** argv, Options& o) {
     } else if (a == "--ephemeral-ports") {
       o.ephemeral = true;
     } else if (a == "--config" || a == "--bind" || a == "--workers" || a == "--explain" ||
-               a == "-H" || a == "--dns-refresh" || a == "--mesh-config") {
+               a == "-H" || a == "--dns-refresh" || a == "--mesh-config" ||
+               a == "--gateway-namespace" || a == "--gateway-label") {
       if (!(v = value())) return fail_usage(a + " needs a value");
       if (a == "--config") o.configs.push_back(*v);
       if (a == "--mesh-config") o.mesh_config = *v;
+      if (a == "--gateway-namespace") o.gateway_namespace = *v;
+      if (a == "--gateway-label") {
+        auto eq = v->find('=');
+        if (eq == std::string::npos || eq == 0) return fail_usage("--gateway-label needs K=V");
+        if (!o.gateway_labels) o.gateway_labels.emplace();
+        (*o.gateway_labels)[v->substr(0, eq)] = v->substr(eq + 1);
+      }
       if (a == "--bind") o.bind = *v;
       if (a == "--explain") o.explain = *v;
       if (a == "-H") o.headers.push_back(*v);
@@ -107,6 +122,18 @@ std::optional<int> parse_args(int argc, char** argv, Options& o) {
   if ((o.check || o.explain) && o.configs.empty())
     return fail_usage("--check and --explain need --config");
   return std::nullopt;
+}
+
+// The options every translate() call shares.
+sluice::istio::TranslateOptions translate_options(const Options& o,
+                                                  const sluice::istio::MeshSettings& mesh) {
+  sluice::istio::TranslateOptions t;
+  t.bind_address = o.bind.value_or("0.0.0.0");
+  t.ephemeral_ports = o.ephemeral;
+  if (o.gateway_namespace) t.gateway_namespace = *o.gateway_namespace;
+  if (o.gateway_labels) t.gateway_labels = *o.gateway_labels;
+  sluice::istio::apply_mesh(mesh, t);
+  return t;
 }
 
 void print_warnings(const std::vector<std::string>& warnings) {
@@ -254,9 +281,7 @@ class Control {
   }
 
   std::optional<sluice::istio::LoadedConfig> translate() {
-    sluice::istio::TranslateOptions t;
-    t.bind_address = o_.bind.value_or("0.0.0.0");
-    t.ephemeral_ports = o_.ephemeral;
+    sluice::istio::TranslateOptions t = translate_options(o_, mesh_);
     auto loaded = sluice::istio::translate(*parsed_, t, dns_);
     if (!loaded) {
       fmt::print(stderr, "error: {}\n", loaded.error().to_string());
@@ -497,10 +522,10 @@ int main(int argc, char** argv) {
   if (auto rc = parse_args(argc, argv, o)) return *rc;
 
   if (o.check || o.explain) {
-    sluice::istio::TranslateOptions t;
-    t.bind_address = o.bind.value_or("0.0.0.0");
     auto mesh = load_mesh(o);
     if (!mesh) return 1;
+    sluice::istio::TranslateOptions t = translate_options(o, *mesh);
+    t.ephemeral_ports = false;  // nothing is bound
     auto loaded = sluice::istio::load_files(o.configs, t);
     if (!loaded) {
       fmt::print(stderr, "error: {}\n", loaded.error().to_string());

@@ -23,6 +23,7 @@
 #include "sluice/gateway.hpp"
 #include "sluice/result.hpp"
 #include "sluice/router.hpp"
+#include "sluice/upstream.hpp"
 
 namespace sluice::istio {
 
@@ -53,6 +54,21 @@ using DnsTable = DnsAnswers;
 struct TranslateOptions {
   std::string bind_address = "0.0.0.0";
   bool ephemeral_ports = false;  // listen on port 0 for every Gateway server port
+  // Which RequestAuthentication / AuthorizationPolicy resources select this
+  // gateway (Istio semantics): those without selector in the root namespace
+  // or the gateway's, those whose selector.matchLabels are all among
+  // gateway_labels (in either namespace), and those whose targetRefs name a
+  // loaded Gateway. MeshSettings::root_namespace should be copied here.
+  std::string root_namespace = "istio-system";
+  std::string gateway_namespace = "istio-system";
+  // The labels of Istio's default ingress gateway Deployment.
+  Labels gateway_labels = {{"app", "istio-ingressgateway"}, {"istio", "ingressgateway"}};
+};
+
+// A security policy the gateway enforces, or one the loader skipped.
+struct SecurityPolicyInfo {
+  std::string object;  // "AuthorizationPolicy istio-system/deny-get"
+  std::string detail;  // why it applies ("selector istio=ingressgateway"), or why not
 };
 
 // Where a compiled route came from.
@@ -95,6 +111,8 @@ struct LoadedConfig {
   // these keeps them current.
   std::vector<DnsUpstream> dns;
   std::vector<std::string> warnings;
+  std::vector<SecurityPolicyInfo> security_applied;  // in config.security
+  std::vector<SecurityPolicyInfo> security_skipped;  // select other workloads
 
   const ListenerInfo* listener_for_port(uint16_t port) const;
 };
@@ -112,6 +130,8 @@ Result<LoadedConfig> load_string(std::string_view yaml, const TranslateOptions& 
 // as sluice implements them).
 struct MeshSettings {
   PathNormalization path_normalization = PathNormalization::base;  // Istio's default
+  std::string root_namespace = "istio-system";                     // rootNamespace
+  uint32_t num_trusted_proxies = 0;  // defaultConfig.gatewayTopology.numTrustedProxies
 };
 
 // A MeshConfig YAML document, or the `istio` ConfigMap as kubectl prints it
@@ -122,6 +142,8 @@ Result<MeshSettings> parse_mesh_config(std::string_view yaml, std::string origin
 Result<MeshSettings> load_mesh_config(const std::string& path);
 // Copies the settings into a translated configuration.
 void apply_mesh(const MeshSettings& mesh, GatewayConfig& config);
+// The settings translate() needs (rootNamespace decides which policies apply).
+void apply_mesh(const MeshSettings& mesh, TranslateOptions& options);
 
 // An error from compile() or Gateway::apply() about a Router this loader
 // built, restated in Istio's terms: `Router http.8080:

@@ -5,6 +5,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <charconv>
 #include <fstream>
 #include <sstream>
 
@@ -72,6 +73,36 @@ class MeshParser {
   }
 
   void read(const YAML::Node& mesh, MeshSettings& out) const {
+    if (YAML::Node rn = mesh["rootNamespace"]; rn && !rn.IsNull()) {
+      if (!rn.IsScalar() || rn.Scalar().empty())
+        fail("rootNamespace", "must be a non-empty string");
+      out.root_namespace = rn.Scalar();
+    }
+    read_topology(mesh, out);
+    read_normalization(mesh, out);
+  }
+
+  // defaultConfig.gatewayTopology.numTrustedProxies: how many proxies in
+  // front of the gateway append to X-Forwarded-For.
+  void read_topology(const YAML::Node& mesh, MeshSettings& out) const {
+    YAML::Node dc = mesh["defaultConfig"];
+    if (!dc || dc.IsNull()) return;
+    if (!dc.IsMap()) fail("defaultConfig", "must be a mapping");
+    YAML::Node gt = dc["gatewayTopology"];
+    if (!gt || gt.IsNull()) return;
+    if (!gt.IsMap()) fail("defaultConfig.gatewayTopology", "must be a mapping");
+    YAML::Node n = gt["numTrustedProxies"];
+    if (!n || n.IsNull()) return;
+    const char* field = "defaultConfig.gatewayTopology.numTrustedProxies";
+    std::string text = n.IsScalar() ? n.Scalar() : std::string();
+    uint32_t v = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (text.empty() || ec != std::errc() || end != text.data() + text.size())
+      fail(field, fmt::format("must be a non-negative integer, got \"{}\"", text));
+    out.num_trusted_proxies = v;
+  }
+
+  void read_normalization(const YAML::Node& mesh, MeshSettings& out) const {
     YAML::Node pn = mesh["pathNormalization"];
     if (!pn || pn.IsNull()) return;
     if (!pn.IsMap()) fail("pathNormalization", "must be a mapping");
@@ -119,6 +150,12 @@ Result<MeshSettings> load_mesh_config(const std::string& path) {
 
 void apply_mesh(const MeshSettings& mesh, GatewayConfig& config) {
   config.path_normalization = mesh.path_normalization;
+  config.security.root_namespace = mesh.root_namespace;
+  config.security.num_trusted_proxies = mesh.num_trusted_proxies;
+}
+
+void apply_mesh(const MeshSettings& mesh, TranslateOptions& options) {
+  options.root_namespace = mesh.root_namespace;
 }
 
 }  // namespace sluice::istio

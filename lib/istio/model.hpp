@@ -12,6 +12,7 @@
 #include "sluice/gateway.hpp"
 #include "sluice/matcher.hpp"
 #include "sluice/router.hpp"
+#include "sluice/security.hpp"
 #include "sluice/upstream.hpp"
 
 namespace sluice::istio {
@@ -217,12 +218,40 @@ struct SecretRes {
   std::map<std::string, std::string> data;
 };
 
+// Which workloads a security policy is for: spec.selector.matchLabels, or
+// spec.targetRef / targetRefs (Istio allows one of the two).
+struct PolicyTargetIn {
+  std::string group;
+  std::string kind;
+  std::string name;
+  std::string namespace_;  // empty: the policy's
+};
+
+struct WorkloadScopeIn {
+  std::optional<Labels> selector;  // absent or empty: every workload of the namespace
+  std::vector<PolicyTargetIn> target_refs;
+};
+
+struct RequestAuthenticationRes {
+  Meta meta;
+  WorkloadScopeIn scope;
+  std::vector<JwtProvider> jwt_rules;  // source set to the resource
+};
+
+struct AuthorizationPolicyRes {
+  Meta meta;
+  WorkloadScopeIn scope;
+  AuthorizationPolicy policy;  // name and ns from metadata
+};
+
 struct Resources {
   std::vector<GatewayRes> gateways;
   std::vector<VirtualServiceRes> virtual_services;
   std::vector<DestinationRuleRes> destination_rules;
   std::vector<ServiceEntryRes> service_entries;
   std::vector<SecretRes> secrets;
+  std::vector<RequestAuthenticationRes> request_authentications;
+  std::vector<AuthorizationPolicyRes> authorization_policies;
 };
 
 // The narrower of two host patterns when one covers the other ("*",

@@ -28,6 +28,7 @@
 #include "istio/model.hpp"
 #include "istio/yaml_load.hpp"
 #include "policy/policy.hpp"
+#include "security/jwt.hpp"
 
 namespace sluice::istio {
 namespace {
@@ -1437,6 +1438,220 @@ GatewayRes parse_gateway(const YAML::Node& spec, Meta meta) {
   return out;
 }
 
+// ---- security.istio.io: RequestAuthentication, AuthorizationPolicy ----
+
+// spec.selector, spec.targetRef and spec.targetRefs (Istio accepts one of
+// selector and targetRef(s), and not both targetRef and targetRefs).
+WorkloadScopeIn parse_scope(Fields& f, const Meta& m) {
+  WorkloadScopeIn out;
+  YAML::Node selector = f.get("selector"), ref = f.get("targetRef"), refs = f.get("targetRefs");
+  if (ref && refs) fail(m, "targetRefs", "only one of targetRef or targetRefs can be set");
+  if (selector && (ref || refs))
+    fail(m, ref ? "targetRef" : "targetRefs", "only one of selector or targetRef(s) can be set");
+  if (selector) {
+    Fields s(selector, m, "selector");
+    out.selector = label_map(s.get("matchLabels"), m, s.sub("matchLabels"));
+    s.finish();
+  }
+  auto one = [&](const YAML::Node& n, const std::string& path) {
+    Fields r(n, m, path);
+    PolicyTargetIn t;
+    if (auto v = r.get("group")) t.group = scalar(v, m, r.sub("group"));
+    t.kind = scalar(r.require("kind"), m, r.sub("kind"));
+    t.name = scalar(r.require("name"), m, r.sub("name"));
+    if (auto v = r.get("namespace")) t.namespace_ = scalar(v, m, r.sub("namespace"));
+    r.finish();
+    if (!t.namespace_.empty() && t.namespace_ != m.namespace_)
+      fail(m, r.sub("namespace"),
+           fmt::format("must be the policy's own namespace \"{}\"", m.namespace_));
+    out.target_refs.push_back(std::move(t));
+  };
+  if (ref) one(ref, "targetRef");
+  if (refs) {
+    require_seq(refs, m, "targetRefs");
+    for (size_t i = 0; i < refs.size(); ++i) one(refs[i], index("targetRefs", i));
+  }
+  return out;
+}
+
+void check_header(const std::string& name, const Meta& m, const std::string& path) {
+  if (name.empty()) fail(m, path, "header name must not be empty");
+  check_wire(http::check_header_name(name), m, path);
+}
+
+JwtProvider parse_jwt_rule(const YAML::Node& n, const Meta& m, const std::string& path) {
+  JwtProvider out;
+  out.source = fmt::format("RequestAuthentication {}/{}", m.namespace_, m.name);
+  Fields f(n, m, path);
+  out.issuer = scalar(f.require("issuer"), m, f.sub("issuer"));
+  if (out.issuer.empty()) fail(m, f.sub("issuer"), "must not be empty");
+  if (auto v = f.get("audiences")) out.audiences = string_list(v, m, f.sub("audiences"));
+  if (f.get("jwksUri"))
+    fail(m, f.sub("jwksUri"),
+         "remote JWKS fetching is not implemented yet; put the key set inline in `jwks`");
+  if (auto v = f.get("jwks")) out.jwks = scalar(v, m, f.sub("jwks"));
+  if (out.jwks.empty())
+    fail(m, f.sub("jwks"),
+         "required: sluice needs the key set inline (fetching keys from jwksUri or the issuer's "
+         "OpenID discovery document is not implemented yet)");
+  if (auto jwks = security::Jwks::parse(out.jwks); !jwks)
+    fail(m, f.sub("jwks"), jwks.error().message);
+  if (auto v = f.get("fromHeaders")) {
+    std::string p = f.sub("fromHeaders");
+    require_seq(v, m, p);
+    for (size_t i = 0; i < v.size(); ++i) {
+      Fields h(v[i], m, index(p, i));
+      JwtHeaderLocation loc;
+      loc.name = scalar(h.require("name"), m, h.sub("name"));
+      check_header(loc.name, m, h.sub("name"));
+      if (auto pre = h.get("prefix")) loc.prefix = scalar(pre, m, h.sub("prefix"));
+      h.finish();
+      out.from_headers.push_back(std::move(loc));
+    }
+  }
+  if (auto v = f.get("fromParams")) out.from_params = string_list(v, m, f.sub("fromParams"));
+  if (auto v = f.get("fromCookies")) out.from_cookies = string_list(v, m, f.sub("fromCookies"));
+  if (auto v = f.get("outputPayloadToHeader")) {
+    out.output_payload_to_header = scalar(v, m, f.sub("outputPayloadToHeader"));
+    check_header(out.output_payload_to_header, m, f.sub("outputPayloadToHeader"));
+  }
+  if (auto v = f.get("outputClaimToHeaders")) {
+    std::string p = f.sub("outputClaimToHeaders");
+    require_seq(v, m, p);
+    for (size_t i = 0; i < v.size(); ++i) {
+      Fields c(v[i], m, index(p, i));
+      JwtClaimToHeader ch;
+      ch.header = scalar(c.require("header"), m, c.sub("header"));
+      check_header(ch.header, m, c.sub("header"));
+      ch.claim = scalar(c.require("claim"), m, c.sub("claim"));
+      if (ch.claim.empty()) fail(m, c.sub("claim"), "must not be empty");
+      c.finish();
+      out.output_claim_to_headers.push_back(std::move(ch));
+    }
+  }
+  if (auto v = f.get("forwardOriginalToken"))
+    out.forward_original_token = boolean(v, m, f.sub("forwardOriginalToken"));
+  if (auto v = f.get("spaceDelimitedClaims"))
+    out.space_delimited_claims = string_list(v, m, f.sub("spaceDelimitedClaims"));
+  // The jwksUri fetch timeout: checked, but unused while keys are inline.
+  if (auto v = f.get("timeout")) (void)duration(v, m, f.sub("timeout"));
+  f.finish();
+  return out;
+}
+
+RequestAuthenticationRes parse_request_authentication(const YAML::Node& spec, Meta meta) {
+  RequestAuthenticationRes out;
+  out.meta = std::move(meta);
+  const Meta& m = out.meta;
+  Fields f(spec, m, "");
+  out.scope = parse_scope(f, m);
+  YAML::Node rules = f.get("jwtRules");
+  f.finish();
+  if (!rules) return out;
+  require_seq(rules, m, "jwtRules");
+  for (size_t i = 0; i < rules.size(); ++i)
+    out.jwt_rules.push_back(parse_jwt_rule(rules[i], m, index("jwtRules", i)));
+  return out;
+}
+
+// A list field of Source / Operation.
+void list_field(Fields& f, const Meta& m, const char* key, std::vector<std::string>& out) {
+  if (auto v = f.get(key)) out = string_list(v, m, f.sub(key));
+}
+
+AuthzRule parse_authz_rule(const YAML::Node& n, const Meta& m, const std::string& path) {
+  AuthzRule out;
+  Fields f(n, m, path);
+  if (auto from = f.get("from")) {
+    std::string p = f.sub("from");
+    require_seq(from, m, p);
+    for (size_t i = 0; i < from.size(); ++i) {
+      Fields e(from[i], m, index(p, i));
+      Fields s(e.require("source"), m, e.sub("source"));
+      e.finish();
+      AuthzSource src;
+      list_field(s, m, "principals", src.principals);
+      list_field(s, m, "notPrincipals", src.not_principals);
+      list_field(s, m, "requestPrincipals", src.request_principals);
+      list_field(s, m, "notRequestPrincipals", src.not_request_principals);
+      list_field(s, m, "namespaces", src.namespaces);
+      list_field(s, m, "notNamespaces", src.not_namespaces);
+      list_field(s, m, "ipBlocks", src.ip_blocks);
+      list_field(s, m, "notIpBlocks", src.not_ip_blocks);
+      list_field(s, m, "remoteIpBlocks", src.remote_ip_blocks);
+      list_field(s, m, "notRemoteIpBlocks", src.not_remote_ip_blocks);
+      s.not_implemented({"serviceAccounts", "notServiceAccounts"});
+      s.finish();
+      out.from.push_back(std::move(src));
+    }
+  }
+  if (auto to = f.get("to")) {
+    std::string p = f.sub("to");
+    require_seq(to, m, p);
+    for (size_t i = 0; i < to.size(); ++i) {
+      Fields e(to[i], m, index(p, i));
+      Fields o(e.require("operation"), m, e.sub("operation"));
+      e.finish();
+      AuthzOperation op;
+      list_field(o, m, "hosts", op.hosts);
+      list_field(o, m, "notHosts", op.not_hosts);
+      list_field(o, m, "ports", op.ports);
+      list_field(o, m, "notPorts", op.not_ports);
+      list_field(o, m, "methods", op.methods);
+      list_field(o, m, "notMethods", op.not_methods);
+      list_field(o, m, "paths", op.paths);
+      list_field(o, m, "notPaths", op.not_paths);
+      o.finish();
+      out.to.push_back(std::move(op));
+    }
+  }
+  if (auto when = f.get("when")) {
+    std::string p = f.sub("when");
+    require_seq(when, m, p);
+    for (size_t i = 0; i < when.size(); ++i) {
+      Fields c(when[i], m, index(p, i));
+      AuthzCondition cond;
+      cond.key = scalar(c.require("key"), m, c.sub("key"));
+      list_field(c, m, "values", cond.values);
+      list_field(c, m, "notValues", cond.not_values);
+      c.finish();
+      out.when.push_back(std::move(cond));
+    }
+  }
+  f.finish();
+  return out;
+}
+
+AuthorizationPolicyRes parse_authorization_policy(const YAML::Node& spec, Meta meta) {
+  AuthorizationPolicyRes out;
+  out.meta = std::move(meta);
+  const Meta& m = out.meta;
+  AuthorizationPolicy& p = out.policy;
+  p.name = m.name;
+  p.ns = m.namespace_;
+  Fields f(spec, m, "");
+  out.scope = parse_scope(f, m);
+  if (auto v = f.get("action")) {
+    std::string a = enum_name(v, m, "action", {"ALLOW", "DENY", "AUDIT", "CUSTOM"});
+    p.action = a == "DENY"     ? AuthzAction::deny
+               : a == "AUDIT"  ? AuthzAction::audit
+               : a == "CUSTOM" ? AuthzAction::custom
+                               : AuthzAction::allow;
+  }
+  if (auto v = f.get("provider")) {
+    Fields pr(v, m, "provider");
+    p.provider = scalar(pr.require("name"), m, pr.sub("name"));
+    pr.finish();
+  }
+  if (auto rules = f.get("rules")) {
+    require_seq(rules, m, "rules");
+    for (size_t i = 0; i < rules.size(); ++i)
+      p.rules.push_back(parse_authz_rule(rules[i], m, index("rules", i)));
+  }
+  f.finish();
+  return out;
+}
+
 struct Parser {
   Resources res;
   std::vector<std::string> warnings;
@@ -1477,7 +1692,13 @@ struct Parser {
         "networking.istio.io/v1alpha3", "networking.istio.io/v1beta1", "networking.istio.io/v1"};
     static const std::set<std::string> kinds = {"Gateway", "VirtualService", "DestinationRule",
                                                 "ServiceEntry"};
-    if (!versions.count(api) || !kinds.count(kind)) {
+    static const std::set<std::string> security_versions = {"security.istio.io/v1beta1",
+                                                            "security.istio.io/v1"};
+    static const std::set<std::string> security_kinds = {"RequestAuthentication",
+                                                         "AuthorizationPolicy"};
+    bool networking = versions.count(api) && kinds.count(kind);
+    bool security = security_versions.count(api) && security_kinds.count(kind);
+    if (!networking && !security) {
       warnings.push_back(fmt::format("{}: ignoring {} {} ({}): kind not supported", origin, kind,
                                      meta.display().empty() ? "?" : meta.display(), api));
       return;
@@ -1497,6 +1718,10 @@ struct Parser {
     if (kind == "DestinationRule")
       res.destination_rules.push_back(parse_destination_rule(spec, meta));
     if (kind == "ServiceEntry") res.service_entries.push_back(parse_service_entry(spec, meta));
+    if (kind == "RequestAuthentication")
+      res.request_authentications.push_back(parse_request_authentication(spec, meta));
+    if (kind == "AuthorizationPolicy")
+      res.authorization_policies.push_back(parse_authorization_policy(spec, meta));
   }
 
   void stream(std::string_view text, const std::string& origin) {

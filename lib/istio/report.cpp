@@ -320,9 +320,19 @@ std::string summary(const LoadedConfig& loaded) {
           fmt::format("  {}:{}{}\n", e.address, e.port, labels.empty() ? "" : " {" + labels + "}");
     }
   }
-  out += fmt::format("{} listener(s), {} host(s), {} rule(s), {} upstream(s), {} warning(s)\n",
-                     loaded.listeners.size(), hosts, rules, loaded.config.upstreams.size(),
-                     loaded.warnings.size());
+  const SecurityConfig& sec = loaded.config.security;
+  if (!loaded.security_applied.empty() || !loaded.security_skipped.empty())
+    out += fmt::format("security: root namespace {}, {} trusted proxy(ies)\n", sec.root_namespace,
+                       sec.num_trusted_proxies);
+  for (const auto& p : loaded.security_applied)
+    out += fmt::format("  applies: {} ({})\n", p.object, p.detail);
+  for (const auto& p : loaded.security_skipped)
+    out += fmt::format("  skipped: {}: {}\n", p.object, p.detail);
+  out += fmt::format(
+      "{} listener(s), {} host(s), {} rule(s), {} upstream(s), {} security policy(ies), {} "
+      "warning(s)\n",
+      loaded.listeners.size(), hosts, rules, loaded.config.upstreams.size(),
+      loaded.security_applied.size(), loaded.warnings.size());
   return out;
 }
 

@@ -16,6 +16,7 @@
 #include "http/tokens.hpp"
 #include "istio/istio.hpp"
 #include "istio/model.hpp"
+#include "security/authz.hpp"
 
 namespace sluice::istio {
 namespace {
@@ -94,8 +95,97 @@ class Translator {
       if (!vs.hosts.empty()) bind(vs);
     for (auto& [port, servers] : ports_) build_listener(port, servers);
     for (auto& up : upstream_order_) out_.config.upstreams.push_back(std::move(upstreams_[up]));
+    add_security();
     out_.warnings = std::move(warnings_);
     return std::move(out_);
+  }
+
+ private:
+  // ---- security policies ----
+
+  static std::string labels_text(const Labels& labels) {
+    std::string out;
+    for (const auto& [k, v] : labels) out += (out.empty() ? "" : ",") + k + "=" + v;
+    return out;
+  }
+
+  // Why a policy with this scope applies to the gateway, or nullopt (and
+  // `why_not`) when it selects other workloads.
+  std::optional<std::string> applies(const Meta& m, const WorkloadScopeIn& scope,
+                                     std::string& why_not) const {
+    const std::string& root = options_.root_namespace;
+    const std::string& gw_ns = options_.gateway_namespace;
+    if (!scope.target_refs.empty()) {
+      for (const auto& ref : scope.target_refs) {
+        bool gateway_kind = ref.kind == "Gateway" && (ref.group == "networking.istio.io" ||
+                                                      ref.group == "gateway.networking.k8s.io");
+        if (gateway_kind && gateways_.count(m.namespace_ + "/" + ref.name))
+          return fmt::format("targetRef {} {}/{}", ref.kind, m.namespace_, ref.name);
+      }
+      why_not = "its targetRefs name no loaded Gateway";
+      return std::nullopt;
+    }
+    bool in_scope_ns = m.namespace_ == root || m.namespace_ == gw_ns;
+    if (!in_scope_ns) {
+      why_not =
+          fmt::format("namespace {} is neither the root namespace ({}) nor the gateway's ({})",
+                      m.namespace_, root, gw_ns);
+      return std::nullopt;
+    }
+    if (!scope.selector || scope.selector->empty())
+      return m.namespace_ == root ? std::string("root namespace, no selector: every workload")
+                                  : std::string("gateway namespace, no selector");
+    for (const auto& [k, v] : *scope.selector) {
+      auto it = options_.gateway_labels.find(k);
+      if (it == options_.gateway_labels.end() || it->second != v) {
+        why_not = fmt::format("selector {} does not match the gateway's labels {}",
+                              labels_text(*scope.selector), labels_text(options_.gateway_labels));
+        return std::nullopt;
+      }
+    }
+    return "selector " + labels_text(*scope.selector);
+  }
+
+  void add_security() {
+    SecurityConfig& sec = out_.config.security;
+    sec.root_namespace = options_.root_namespace;
+    for (const auto& ra : res_.request_authentications) {
+      std::string object =
+          fmt::format("RequestAuthentication {}/{}", ra.meta.namespace_, ra.meta.name);
+      std::string why_not;
+      auto why = applies(ra.meta, ra.scope, why_not);
+      if (!why) {
+        out_.security_skipped.push_back({object, why_not});
+        continue;
+      }
+      out_.security_applied.push_back(
+          {object, fmt::format("{} jwtRule(s); {}", ra.jwt_rules.size(), *why)});
+      sec.jwt_providers.insert(sec.jwt_providers.end(), ra.jwt_rules.begin(), ra.jwt_rules.end());
+    }
+    for (const auto& ap : res_.authorization_policies) {
+      const AuthorizationPolicy& p = ap.policy;
+      std::string object = fmt::format("AuthorizationPolicy {}/{}", p.ns, p.name);
+      std::string why_not;
+      auto why = applies(ap.meta, ap.scope, why_not);
+      if (!why) {
+        out_.security_skipped.push_back({object, why_not});
+        continue;
+      }
+      // The session would refuse every matching request (403): say so now.
+      if (p.action == AuthzAction::custom)
+        fail(ap.meta, "action",
+             fmt::format("CUSTOM (provider \"{}\"): ext_authz providers are not implemented yet",
+                         p.provider));
+      static constexpr const char* actions[] = {"ALLOW", "DENY", "AUDIT", "CUSTOM"};
+      out_.security_applied.push_back(
+          {object, fmt::format("{}, {} rule(s); {}", actions[static_cast<int>(p.action)],
+                               p.rules.size(), *why)});
+      sec.authorization.push_back(p);
+    }
+    // The library's checks, at load, so errors name the policy and field.
+    auto compiled = security::AuthzEngine::compile(sec.authorization,
+                                                   security::AuthzOptions{sec.root_namespace});
+    if (!compiled) throw LoadError{compiled.error()};
   }
 
  private:
