@@ -71,6 +71,15 @@ uint64_t seed_for(uint64_t seed, size_t worker) {
 
 }  // namespace
 
+// An io_context whose handlers can be destroyed before the context itself:
+// coroutine frames still suspended when the gateway goes (a wait no clock
+// will end, a request cut off at the drain limit) reach their worker from
+// their destructors, so they must go while the workers live.
+struct OwnedContext : asio::io_context {
+  OwnedContext() : asio::io_context(ASIO_CONCURRENCY_HINT_UNSAFE_IO) {}
+  void destroy_pending() { shutdown(); }  // execution_context::shutdown: handlers go, services stay
+};
+
 struct Gateway::Impl {
   // Tells gateways apart for Snapshot::owner (an address could be reused).
   static inline std::atomic<uint64_t> next_id{1};
@@ -78,7 +87,7 @@ struct Gateway::Impl {
   GatewayOptions options;
   GatewayShared shared;
   asio::io_context* host_context = nullptr;
-  std::vector<std::unique_ptr<asio::io_context>> contexts;
+  std::vector<std::unique_ptr<OwnedContext>> contexts;
   std::vector<std::unique_ptr<Worker>> workers;
   std::vector<std::thread> threads;
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
@@ -102,6 +111,13 @@ struct Gateway::Impl {
   std::vector<std::shared_ptr<EndpointSource>> sources;
   bool sources_closed = false;
 
+  ~Impl() {
+    // Pending handlers first (with the workers they refer to), then the
+    // workers, then (as members) the contexts.
+    for (auto& c : contexts) c->destroy_pending();
+    workers.clear();
+  }
+
   void stop_sources() {
     std::lock_guard lock(sources_mutex);
     sources_closed = true;
@@ -123,7 +139,7 @@ struct Gateway::Impl {
       if (!ctx) {
         // Each worker's I/O objects are touched only by its own thread; the
         // control side only posts, which stays locked.
-        contexts.push_back(std::make_unique<asio::io_context>(ASIO_CONCURRENCY_HINT_UNSAFE_IO));
+        contexts.push_back(std::make_unique<OwnedContext>());
         ctx = contexts.back().get();
       }
       // Per-worker hooks need no locks: only this worker calls them.

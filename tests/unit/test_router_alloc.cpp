@@ -29,6 +29,16 @@ void operator delete(void* p) noexcept {
 void operator delete(void* p, std::size_t) noexcept {
   std::free(p);
 }
+// The nothrow form too (std::stable_sort's temporary buffer uses it): left
+// to the runtime, its memory would come from one allocator and go back to
+// the replaced delete above, a mismatch ASan reports.
+void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
+  if (counting.load(std::memory_order_relaxed)) allocations.fetch_add(1);
+  return std::malloc(n ? n : 1);
+}
+void operator delete(void* p, const std::nothrow_t&) noexcept {
+  std::free(p);
+}
 
 using namespace sluice;
 
