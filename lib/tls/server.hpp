@@ -82,8 +82,8 @@ void count_handshake_failure();
 // What a finished TLS handshake tells the HTTP layer.
 struct DownstreamTls {
   std::string sni;
-  std::string peer_identity;  // see RequestContext::peer_identity
-  std::string xfcc;           // x-forwarded-client-cert value (Envoy format); empty: none
+  std::string peer_identity;    // see RequestContext::peer_identity
+  std::string xfcc;             // x-forwarded-client-cert value (Envoy format); empty: none
   CertificateNames peer_names;  // the verified client certificate's; empty without one
 };
 
