@@ -102,6 +102,9 @@ struct Predicate {
   std::vector<Cidr> cidrs, not_cidrs;
   std::vector<uint16_t> ports, not_ports;
   std::vector<PrincipalPattern> principals, not_principals;
+  // The policy field it came from ("rules[0].to[0].operation.paths"), for
+  // explain.
+  std::string field;
 };
 
 using Conjunction = std::vector<Predicate>;
@@ -321,6 +324,44 @@ const CompiledRule* first_match(const std::vector<CompiledRule>& rules, const Au
   for (const auto& rule : rules)
     if (rule_matches(rule, r)) return &rule;
   return nullptr;
+}
+
+// The request's value of a string attribute and its name, for explain;
+// null for the rest.
+std::pair<const char*, std::string_view> attribute_text(const Predicate& p, const AuthzRequest& r) {
+  switch (p.attr) {
+    case Attr::host:
+      return {"host", r.authority};
+    case Attr::method:
+      return {"method", r.method};
+    case Attr::path:
+      return {"path", r.path};
+    case Attr::sni:
+      return {"sni", r.sni};
+    default:
+      return {nullptr, {}};
+  }
+}
+
+// Why `rule` does not match: the first predicate that fails, in the order
+// rule_matches() tries them.
+std::string first_failure(const CompiledRule& rule, const AuthzRequest& r) {
+  auto failing = [&](const Conjunction& c) -> const Predicate* {
+    for (const auto& p : c)
+      if (!holds(p, r)) return &p;
+    return nullptr;
+  };
+  auto describe = [&](const Predicate& p, size_t alternatives) {
+    std::string out = fmt::format("{} does not hold", p.field);
+    if (auto [name, value] = attribute_text(p, r); name)
+      out += fmt::format(" for {} \"{}\"", name, value);
+    if (alternatives > 1) out += fmt::format(", nor does any of the other {}", alternatives - 1);
+    return out;
+  };
+  if (!any_holds(rule.to, r)) return describe(*failing(rule.to.front()), rule.to.size());
+  if (!any_holds(rule.from, r)) return describe(*failing(rule.from.front()), rule.from.size());
+  if (const Predicate* p = failing(rule.when)) return describe(*p, 1);
+  return {};
 }
 
 }  // namespace
@@ -596,6 +637,11 @@ class PolicyCompiler {
     return path;
   }
 
+  static void push(Conjunction& out, Predicate p, const std::string& field, const char* name) {
+    p.field = fmt::format("{}.{}", field, name);
+    out.push_back(std::move(p));
+  }
+
   // One predicate over `values` / `not_values` of a string field, appended
   // to `out` when either list is set (or always, for a condition).
   Status strings(Attr attr, Flavor flavor, const std::vector<std::string>& values,
@@ -614,7 +660,7 @@ class PolicyCompiler {
         (negated ? p.not_values : p.values).push_back(std::move(*pattern));
       }
     }
-    out.push_back(std::move(p));
+    push(out, std::move(p), field, values.empty() ? not_name : name);
     return {};
   }
 
@@ -718,7 +764,7 @@ class PolicyCompiler {
         (negated ? p.not_principals : p.principals).push_back(principal_pattern(v));
       }
     }
-    out.push_back(std::move(p));
+    push(out, std::move(p), field, values.empty() ? not_name : name);
     return {};
   }
 
@@ -785,7 +831,7 @@ class PolicyCompiler {
         (negated ? p.not_cidrs : p.cidrs).push_back(*cidr);
       }
     }
-    out.push_back(std::move(p));
+    push(out, std::move(p), field, values.empty() ? not_name : name);
     return {};
   }
 
@@ -813,7 +859,7 @@ class PolicyCompiler {
         (negated ? p.not_ports : p.ports).push_back(static_cast<uint16_t>(port));
       }
     }
-    out.push_back(std::move(p));
+    push(out, std::move(p), field, values.empty() ? not_name : name);
     return {};
   }
 
@@ -905,6 +951,21 @@ AuthzDecision AuthzEngine::evaluate(const AuthzRequest& request, AuthzStage stag
     d.rule = r ? &r->ref : nullptr;
   }
   return d;
+}
+
+std::vector<AuthzRuleTrace> AuthzEngine::trace(const AuthzRequest& request,
+                                               AuthzStage stage) const {
+  const Impl& impl = *impl_;
+  std::vector<AuthzRuleTrace> out;
+  for (const auto* list : {&impl.custom, &impl.audit, &impl.root_deny, &impl.deny, &impl.allow}) {
+    if (list == &impl.custom && stage != AuthzStage::custom) continue;
+    for (const auto& rule : *list) {
+      AuthzRuleTrace t{&rule.ref, rule_matches(rule, request), {}};
+      if (!t.matched) t.why = first_failure(rule, request);
+      out.push_back(std::move(t));
+    }
+  }
+  return out;
 }
 
 bool AuthzEngine::empty() const {

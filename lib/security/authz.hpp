@@ -163,6 +163,14 @@ struct AuthzDecision {
   std::string_view details() const;
 };
 
+// One rule as explain sees it: whether it matched the request and, when it
+// did not, the first field that does not hold.
+struct AuthzRuleTrace {
+  const AuthzRuleRef* rule = nullptr;
+  bool matched = false;
+  std::string why;  // e.g. `rules[0].to[0].operation.paths does not hold (path "/x")`
+};
+
 enum class AuthzStage : uint8_t {
   custom,  // start with CUSTOM policies
   rbac,    // CUSTOM already resolved (the provider allowed): AUDIT, DENY, ALLOW
@@ -186,6 +194,11 @@ class AuthzEngine {
   ~AuthzEngine();
 
   AuthzDecision evaluate(const AuthzRequest& request, AuthzStage stage = AuthzStage::custom) const;
+  // Every rule in evaluation order (CUSTOM unless `stage` is rbac, AUDIT,
+  // root-namespace DENY, DENY, ALLOW), matched or not. For explain: slower
+  // than evaluate() and allocating.
+  std::vector<AuthzRuleTrace> trace(const AuthzRequest& request,
+                                    AuthzStage stage = AuthzStage::custom) const;
 
   bool empty() const;                        // no policies at all: every request is allowed
   std::string_view custom_provider() const;  // the CUSTOM provider, empty if none

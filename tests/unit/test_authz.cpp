@@ -936,3 +936,43 @@ TEST_CASE("authz: action and provider rules") {
   compile_ok(
       {policy("same", AuthzAction::allow, {}), policy("same", AuthzAction::allow, {}, "bar")});
 }
+
+TEST_CASE("authz: trace lists every rule in evaluation order with the first failing field") {
+  AuthzOperation admin{.paths = {"/admin*"}};
+  AuthzOperation get{.methods = {"GET"}};
+  AuthzOperation post{.methods = {"POST"}};
+  AuthzRule two_ops{.to = {get, post}};
+  AuthzRule header = when("request.headers[x-user]", {"alice"});
+  AuthzEngine engine = compile_ok({policy("allow-x", AuthzAction::allow, {header, two_ops}),
+                                   policy("deny-admin", AuthzAction::deny, {to(admin)})});
+  Req r;
+  r.method = "PUT";
+  r.path = "/api";
+  auto t = engine.trace(r.view());
+  REQUIRE(t.size() == 3);
+  // DENY before ALLOW; ALLOW rules by id.
+  CHECK(t[0].rule->name == "deny-admin");
+  CHECK_FALSE(t[0].matched);
+  CHECK(t[0].why == "rules[0].to[0].operation.paths does not hold for path \"/api\"");
+  CHECK(t[1].rule->name == "allow-x");
+  CHECK(t[1].rule->rule == 0);
+  CHECK(t[1].why == "rules[0].when[0].values does not hold");
+  CHECK(t[2].why ==
+        "rules[1].to[0].operation.methods does not hold for method \"PUT\", nor does any of the "
+        "other 1");
+  r.path = "/admin/x";
+  r.method = "POST";
+  r.headers.add("x-user", "alice");
+  t = engine.trace(r.view());
+  REQUIRE(t.size() == 3);
+  CHECK(t[0].matched);
+  CHECK(t[0].why.empty());
+  CHECK(t[1].matched);
+  CHECK(t[2].matched);
+  // not* fields are named as such.
+  AuthzEngine negated = compile_ok(
+      {policy("p", AuthzAction::allow, {to(AuthzOperation{.not_paths = {"/admin*"}})})});
+  t = negated.trace(r.view());
+  REQUIRE(t.size() == 1);
+  CHECK(t[0].why == "rules[0].to[0].operation.notPaths does not hold for path \"/admin/x\"");
+}
