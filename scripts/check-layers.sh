@@ -20,11 +20,10 @@
 #                                                                    -> http
 #   policy    lib/policy       per-route decisions, no I/O           -> http
 #   security  lib/security     JWT authentication, authorization, rate limits
-#                                                                    -> http net
+#                              (local buckets, global on Redis with its own
+#                              client socket)                        -> http net
 #   routing   lib/routing      match table; compiles a route's policy -> http policy
-#   security  lib/security     rate limits (local buckets, global on Redis
-#                              with its own client socket), JWT, authz
-#                                                                    -> http net
+#   telemetry lib/telemetry    metrics (per-worker series, Prometheus text)
 #   upstream  lib/upstream     pools, balancers, health, outlier detection, the
 #                              upstream-connection layer; takes a narrow
 #                              per-worker context, never the Worker
@@ -34,7 +33,7 @@
 #   proxy     lib/proxy        downstream session, upstream exchange,
 #                              passthrough relay; sees the worker as a
 #                              SessionHost        -> http tls net policy routing upstream config
-#                                                                       security
+#                                                                       security telemetry
 #   runtime   lib/runtime      workers, listeners (TLS accept), publication
 #                                                  -> everything in lib/ but istio
 #   istio     lib/istio        YAML -> specs (a separate library)    -> http policy config security
@@ -66,11 +65,11 @@ declare -A ALLOWED=(
   [policy]="http"
   [security]="http net"
   [routing]="http policy"
-  [security]="http net"
+  [telemetry]=""
   [upstream]="http tls net"
   [config]="http tls policy routing upstream security"
-  [proxy]="http tls net policy routing upstream config security"
-  [runtime]="http tls net policy routing upstream config proxy security"
+  [proxy]="http tls net policy routing upstream config security telemetry"
+  [runtime]="http tls net policy routing upstream config proxy security telemetry"
   [istio]="http policy config security"
 )
 

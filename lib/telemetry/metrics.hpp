@@ -1,0 +1,173 @@
+#pragma once
+// Istio's standard request metrics (istio_requests_total,
+// istio_request_duration_milliseconds, istio_request_bytes,
+// istio_response_bytes) with reporter="source": the gateway is the source
+// proxy. Each worker records into its own RequestMetrics without a lock on
+// the request path; a scrape merges the workers' series and renders the
+// Prometheus text exposition format.
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "sluice/response_flags.hpp"
+
+namespace sluice::telemetry {
+
+// Envoy's default histogram bounds, which Istio's standard histograms use
+// (milliseconds for durations, bytes for sizes).
+inline constexpr std::array<double, 19> kDefaultBuckets = {
+    0.5,  1,     5,     10,    25,     50,     100,    250,     500,    1000,
+    2500, 5000,  10000, 30000, 60000,  300000, 600000, 1800000, 3600000};
+
+// A histogram one thread writes and any thread reads: relaxed loads and
+// stores, no read-modify-write, so recording costs a few plain moves.
+class Histogram {
+ public:
+  struct Counts {
+    std::array<uint64_t, kDefaultBuckets.size() + 1> buckets{};  // last: above every bound
+    uint64_t sum = 0;
+    uint64_t count = 0;
+    void add(const Counts& other);
+  };
+
+  void record(uint64_t value);  // the owning thread only
+  void add_to(Counts& out) const;
+
+ private:
+  std::array<std::atomic<uint64_t>, kDefaultBuckets.size() + 1> buckets_{};
+  std::atomic<uint64_t> sum_{0};
+};
+
+// The destination labels of a request, fixed per route destination.
+// Interned (LabelInterner): equal label sets share one address, so a series
+// key holds a pointer and hashing it costs nothing.
+struct DestinationLabels {
+  std::string service = "unknown";  // destination_service: the host
+  std::string service_name = "unknown";
+  std::string service_namespace = "unknown";
+  std::string workload = "unknown";
+  std::string workload_namespace = "unknown";
+  std::string app = "unknown";
+  std::string version = "unknown";  // the subset's `version` label
+  std::string principal = "unknown";
+  std::string canonical_service = "unknown";
+  std::string canonical_revision = "latest";
+  std::string cluster = "unknown";
+
+  bool operator==(const DestinationLabels&) const = default;
+};
+
+// The gateway's own labels: source_* of every series.
+struct SourceLabels {
+  std::string workload = "istio-ingressgateway";
+  std::string workload_namespace = "istio-system";
+  std::string app = "istio-ingressgateway";
+  std::string version = "unknown";
+  std::string principal = "unknown";
+  std::string canonical_service = "istio-ingressgateway";
+  std::string canonical_revision = "latest";
+  std::string cluster = "unknown";
+};
+
+// Gateway-wide, for the life of the gateway: label sets are only added
+// (their number is bounded by the destinations configurations name).
+class LabelInterner {
+ public:
+  LabelInterner();
+  const DestinationLabels* intern(const DestinationLabels& labels);
+  // The set for requests without a destination (no route, unknown host).
+  const DestinationLabels* unknown() const { return unknown_; }
+
+ private:
+  struct Hash {
+    size_t operator()(const std::unique_ptr<DestinationLabels>& l) const;
+  };
+  struct Equal {
+    bool operator()(const std::unique_ptr<DestinationLabels>& a,
+                    const std::unique_ptr<DestinationLabels>& b) const {
+      return *a == *b;
+    }
+  };
+  std::mutex mutex_;
+  std::unordered_set<std::unique_ptr<DestinationLabels>, Hash, Equal> labels_;
+  const DestinationLabels* unknown_;
+};
+
+enum class RequestProtocol : uint8_t { http, grpc };
+
+// What varies per request besides the destination.
+struct RequestKey {
+  const DestinationLabels* destination = nullptr;  // interned; null: unknown
+  uint16_t response_code = 0;
+  ResponseFlags response_flags;
+  RequestProtocol protocol = RequestProtocol::http;
+  int16_t grpc_status = -1;  // -1: none (grpc_response_status="")
+
+  bool operator==(const RequestKey&) const = default;
+};
+
+struct RequestKeyHash {
+  size_t operator()(const RequestKey& k) const;
+};
+
+struct RequestSample {
+  uint64_t duration_ms = 0;
+  uint64_t request_bytes = 0;
+  uint64_t response_bytes = 0;
+};
+
+// One worker's series. record() runs on the worker's thread only; collect()
+// on any thread. New series are added under a mutex that collect() also
+// takes; lookups need none, since only the recording thread inserts.
+class RequestMetrics {
+ public:
+  // At most `max_series` label sets; beyond, a request's destination is
+  // counted as unknown, so a flood of distinct hosts cannot grow memory.
+  explicit RequestMetrics(const DestinationLabels* unknown, size_t max_series = 10000);
+  ~RequestMetrics();
+  RequestMetrics(const RequestMetrics&) = delete;
+  RequestMetrics& operator=(const RequestMetrics&) = delete;
+
+  void record(const RequestKey& key, const RequestSample& sample);
+
+  struct Totals {
+    uint64_t requests = 0;
+    Histogram::Counts duration, request_bytes, response_bytes;
+  };
+  // Adds this worker's series into `out`, merging equal keys.
+  void collect(std::unordered_map<RequestKey, Totals, RequestKeyHash>& out) const;
+
+ private:
+  struct Series;
+  Series& find_or_add(const RequestKey& key);
+
+  const DestinationLabels* unknown_;
+  size_t max_series_;
+  mutable std::mutex mutex_;
+  std::unordered_map<RequestKey, std::unique_ptr<Series>, RequestKeyHash> series_;
+};
+
+// The four standard metrics of `workers`, merged, in the Prometheus text
+// format (version 0.0.4), series sorted by their labels so output is stable.
+std::string render_request_metrics(const SourceLabels& source,
+                                   std::span<const RequestMetrics* const> workers);
+
+// Exposition-format helpers for the other families.
+// `# HELP` and `# TYPE` lines.
+void write_family_header(std::string& out, std::string_view name, std::string_view type,
+                         std::string_view help);
+// name{k="v",...} value, with label values escaped as the format wants
+// (backslash, double quote, newline).
+void write_sample(std::string& out, std::string_view name,
+                  std::span<const std::pair<std::string_view, std::string_view>> labels,
+                  double value);
+
+}  // namespace sluice::telemetry
