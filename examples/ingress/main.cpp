@@ -43,6 +43,7 @@ const char* usage = R"(usage: sluice-ingress [options]
   --explain 'METHOD URL' explain how a request would be routed, serve nothing
                          (exit 0 when a rule matches, 1 otherwise)
   -H 'name: value'       request header for --explain (repeatable)
+  --client-ip IP         client address for --explain (security policies' ipBlocks)
   --ephemeral-ports      listen on port 0 for every Gateway server port and print
                          `listening <server port> <address>:<bound port>` per listener
   --no-watch             do not reload on file changes (SIGHUP still does)
@@ -63,6 +64,7 @@ struct Options {
   std::optional<std::string> mesh_config;
   std::optional<std::string> explain;
   std::vector<std::string> headers;
+  std::string client_ip;
   int dns_refresh_seconds = 30;
   std::optional<std::string> gateway_namespace;
   std::optional<sluice::Labels> gateway_labels;
@@ -94,7 +96,7 @@ std::optional<int> parse_args(int argc, char** argv, Options& o) {
       o.ephemeral = true;
     } else if (a == "--config" || a == "--bind" || a == "--workers" || a == "--explain" ||
                a == "-H" || a == "--dns-refresh" || a == "--mesh-config" ||
-               a == "--gateway-namespace" || a == "--gateway-label") {
+               a == "--gateway-namespace" || a == "--gateway-label" || a == "--client-ip") {
       if (!(v = value())) return fail_usage(a + " needs a value");
       if (a == "--config") o.configs.push_back(*v);
       if (a == "--mesh-config") o.mesh_config = *v;
@@ -108,6 +110,7 @@ std::optional<int> parse_args(int argc, char** argv, Options& o) {
       if (a == "--bind") o.bind = *v;
       if (a == "--explain") o.explain = *v;
       if (a == "-H") o.headers.push_back(*v);
+      if (a == "--client-ip") o.client_ip = *v;
       try {
         if (a == "--workers") o.workers = static_cast<unsigned>(std::stoul(*v));
         if (a == "--dns-refresh") o.dns_refresh_seconds = std::stoi(*v);
@@ -214,15 +217,18 @@ int run_explain(const Options& o, const sluice::istio::LoadedConfig& loaded) {
   const sluice::RouterConfig* router_config = nullptr;
   for (const auto& r : loaded.config.routers)
     if (r.name == listener->name) router_config = &r;
-  auto router = sluice::Router::compile(*router_config);
-  if (!router) {
+  auto snapshot = sluice::compile(loaded.config);
+  if (!snapshot) {
     fmt::print(stderr, "error: {}\n",
-               sluice::istio::to_istio_error(loaded, router.error()).to_string());
+               sluice::istio::to_istio_error(loaded, snapshot.error()).to_string());
     return 1;
   }
-  auto e = router->explain(req);
+  sluice::ExplainInput input;
+  input.client_ip = o.client_ip;
+  auto e = sluice::explain(**snapshot, listener->name, req, input);
   fmt::print("{}", sluice::istio::explain_text(loaded, *listener, *router_config, e));
-  return e.route_index ? 0 : 1;
+  bool refused = e.security && e.security->status != 0;
+  return e.route_index && !refused ? 0 : 1;
 }
 
 // --- demo ---------------------------------------------------------------------------

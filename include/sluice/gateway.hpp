@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -129,6 +130,21 @@ class Snapshot;  // compiled GatewayConfig (lib/config)
 // to Gateway::apply, which then does not validate again.
 Result<std::shared_ptr<const Snapshot>> compile(GatewayConfig config);
 
+// What explain assumes about the connection a request arrives on.
+struct ExplainInput {
+  std::string client_ip;  // the downstream address (ipBlocks, source.ip); empty: unknown
+  std::string sni;        // connection.sni
+  // Wall-clock time for tokens' exp and nbf; unset: now.
+  std::optional<std::chrono::system_clock::time_point> now;
+};
+
+// Explains `request` on `listener` as the gateway would serve it: the path
+// normalised, then the security policies (RequestAuthentication and
+// AuthorizationPolicy: Explanation::security), then routing. An unknown
+// listener explains nothing (host_matched false, host_match says why).
+Explanation explain(const Snapshot& snapshot, std::string_view listener, const RequestHead& request,
+                    const ExplainInput& input = {});
+
 class Gateway {
  public:
   // Owns `options.workers` threads, started by start() or run().
@@ -196,8 +212,9 @@ class Gateway {
   std::shared_ptr<const Snapshot> snapshot() const;
   // Runtime state of an upstream (empty name if unknown).
   UpstreamView upstream(std::string_view name) const;
-  // Explains routing of `request` on `listener` against the current snapshot.
-  Explanation explain(std::string_view listener, const RequestHead& request) const;
+  // sluice::explain against the current snapshot.
+  Explanation explain(std::string_view listener, const RequestHead& request,
+                      const ExplainInput& input = {}) const;
 
  private:
   struct Impl;

@@ -138,6 +138,26 @@ struct RouterConfig {
   std::vector<VirtualHost> virtual_hosts;
 };
 
+// What a gateway's security policies do with a request, in the order the
+// gateway applies them: RequestAuthentication, then AuthorizationPolicy.
+struct SecurityExplanation {
+  struct Rule {
+    std::string policy;  // "ns/name"
+    uint32_t rule = 0;   // index in the policy's rules
+    std::string action;  // "ALLOW", "DENY", "AUDIT", "CUSTOM"
+    bool matched = false;
+    std::string why;  // not matched: the first field that does not hold
+  };
+  std::string authentication;  // what RequestAuthentication did, in words
+  std::string principal;       // request.auth.principal ("iss/sub"); empty without a valid token
+  std::vector<Rule> rules;     // every AuthorizationPolicy rule, in evaluation order
+  std::string decision;        // which policy decided, and how
+  uint16_t status = 0;         // the gateway's own answer (401, 403); 0: the request goes on
+  std::string details;         // Envoy's response code details for that answer
+
+  std::string to_string() const;
+};
+
 // Why a request took (or did not take) a route.
 struct Explanation {
   struct Skipped {
@@ -153,6 +173,8 @@ struct Explanation {
   std::string route_name;
   std::optional<size_t> match_index;  // which match block matched
   std::vector<Skipped> skipped;       // earlier rules, in order
+  // Gateway::explain with security policies: what they decide, before routing.
+  std::optional<SecurityExplanation> security;
 
   std::string to_string() const;
 };

@@ -340,6 +340,18 @@ std::string explain_text(const LoadedConfig& loaded, const ListenerInfo& listene
                          const RouterConfig& router, const Explanation& e) {
   std::string out;
   out += fmt::format("listener: {} (port {})\n", listener.name, listener.port);
+  // Security policies run before routing: a refusal ends the request.
+  if (const auto& sec = e.security) {
+    out += fmt::format("authn:    {}\n", sec->authentication);
+    for (const auto& r : sec->rules)
+      out += fmt::format("policy:   {} AuthorizationPolicy {} rules[{}]: {}\n", r.action, r.policy,
+                         r.rule, r.matched ? std::string("matched") : "not matched: " + r.why);
+    out += fmt::format("authz:    {}\n", sec->decision);
+    if (sec->status) {
+      out += fmt::format("result:   {} ({})\n", sec->status, sec->details);
+      return out;
+    }
+  }
   for (const auto& lc : loaded.config.listeners) {
     if (lc.name != listener.name || lc.tls_servers.empty()) continue;
     std::string host = e.host_matched && e.virtual_host_index < router.virtual_hosts.size()

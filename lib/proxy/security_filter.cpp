@@ -108,4 +108,74 @@ SecurityResult check_security(const CompiledSecurity& security, RequestHead& hea
   return out;
 }
 
+SecurityExplanation explain_security(const CompiledSecurity& security, RequestHead& head,
+                                     const SecurityPeer& peer,
+                                     std::chrono::system_clock::time_point now) {
+  SecurityExplanation out;
+  security::AuthnResult authn;
+  if (!security.authn) {
+    out.authentication = "no RequestAuthentication applies";
+  } else {
+    authn = security.authn->authenticate(head, now);
+    switch (authn.kind) {
+      case security::AuthnResult::Kind::kNoToken:
+        out.authentication = "no token: no request principal";
+        break;
+      case security::AuthnResult::Kind::kVerified:
+        out.principal = authn.principal()->principal;
+        out.authentication = fmt::format("token verified (issuer \"{}\"): principal \"{}\"",
+                                         authn.principal()->issuer, out.principal);
+        break;
+      case security::AuthnResult::Kind::kRejected:
+        out.authentication =
+            fmt::format("token rejected: {}", security::jwt_status_text(authn.status));
+        out.decision = "not reached: RequestAuthentication refused the request";
+        out.status = authn.response.status;
+        out.details = jwt_details(authn.status);
+        return out;
+    }
+  }
+  if (security.authz.empty()) {
+    out.decision = "allowed: no AuthorizationPolicy applies";
+    return out;
+  }
+  security::AuthzRequest request = security::authz_request(head);
+  request.sni = peer.sni;
+  if (auto ip = security::IpAddress::parse(peer.ip)) request.peer = ip->unmapped();
+  request.remote =
+      security::remote_address(request.peer, head.headers, security.num_trusted_proxies);
+  JwtView jwt;
+  if (const auto* t = authn.principal()) {
+    fill_jwt_view(*t, jwt);
+    request.jwt = &jwt.identity;
+  }
+  for (auto& t : security.authz.trace(request))
+    out.rules.push_back({fmt::format("{}/{}", t.rule->ns, t.rule->name), t.rule->rule,
+                         std::string(security::to_string(t.rule->action)), t.matched,
+                         std::move(t.why)});
+  security::AuthzDecision d = security.authz.evaluate(request);
+  auto which = [](const security::AuthzRuleRef& r) {
+    return fmt::format("{} policy {}/{} rules[{}]", security::to_string(r.action), r.ns, r.name,
+                       r.rule);
+  };
+  switch (d.verdict) {
+    case security::AuthzVerdict::ext_authz:
+      out.decision =
+          fmt::format("{} matched: the provider \"{}\" decides", which(*d.rule), d.provider);
+      break;
+    case security::AuthzVerdict::deny:
+      out.status = security::kAuthzDeniedStatus;
+      out.details = std::string(d.details());
+      out.decision = d.rule ? "denied by " + which(*d.rule)
+                            : std::string("denied: ALLOW policies exist and none matched");
+      break;
+    case security::AuthzVerdict::allow:
+      out.decision =
+          d.rule ? "allowed by " + which(*d.rule) : std::string("allowed: no policy denied it");
+      break;
+  }
+  if (d.audit) out.decision += fmt::format(" (audited by {})", which(*d.audit));
+  return out;
+}
+
 }  // namespace sluice

@@ -12,6 +12,7 @@
 
 #include "config/snapshot.hpp"
 #include "sluice/request.hpp"
+#include "sluice/router.hpp"
 #include "tls/cert.hpp"
 
 namespace sluice {
@@ -38,5 +39,13 @@ struct SecurityResult {
 // the tokens' exp and nbf.
 SecurityResult check_security(const CompiledSecurity& security, RequestHead& head,
                               const SecurityPeer& peer, std::chrono::system_clock::time_point now);
+
+// What check_security() would decide for `head`, and why: every
+// AuthorizationPolicy rule with whether it matched. Edits `head` as
+// check_security() does. A CUSTOM policy that matches is reported as the
+// call to its provider, whose answer explain cannot know.
+SecurityExplanation explain_security(const CompiledSecurity& security, RequestHead& head,
+                                     const SecurityPeer& peer,
+                                     std::chrono::system_clock::time_point now);
 
 }  // namespace sluice

@@ -347,14 +347,25 @@ Explanation Router::explain(const RequestHead& request) const {
   return out;
 }
 
+std::string SecurityExplanation::to_string() const {
+  std::string out = fmt::format("authentication: {}\n", authentication);
+  for (const auto& r : rules)
+    out += fmt::format("  {} {} rules[{}]: {}\n", r.action, r.policy, r.rule,
+                       r.matched ? std::string("matched") : "not matched: " + r.why);
+  out += fmt::format("authorization: {}\n", decision);
+  if (status) out += fmt::format("  the gateway answers {} ({})\n", status, details);
+  return out;
+}
+
 std::string Explanation::to_string() const {
-  if (!host_matched) return fmt::format("no virtual host matched: {}\n", host_match);
+  std::string out = security ? security->to_string() : std::string();
+  if (!host_matched) return out + fmt::format("no virtual host matched: {}\n", host_match);
   auto label = [](size_t index, const std::string& name) {
     return name.empty() ? fmt::format("route[{}]", index)
                         : fmt::format("route[{}] \"{}\"", index, name);
   };
-  std::string out = fmt::format("virtual host \"{}\" (virtual_hosts[{}]) via domain \"{}\"\n",
-                                virtual_host, virtual_host_index, host_match);
+  out += fmt::format("virtual host \"{}\" (virtual_hosts[{}]) via domain \"{}\"\n", virtual_host,
+                     virtual_host_index, host_match);
   for (const auto& s : skipped)
     out += fmt::format("  {}: skipped: {}\n", label(s.route_index, s.route_name), s.reason);
   if (!route_index) {

@@ -23,6 +23,7 @@
 
 #include "config/snapshot.hpp"
 #include "http/path.hpp"
+#include "proxy/security_filter.hpp"
 #include "runtime/worker.hpp"
 #include "upstream/cluster.hpp"
 
@@ -450,21 +451,39 @@ UpstreamView Gateway::upstream(std::string_view name) const {
   return state ? state->view() : UpstreamView{};
 }
 
-Explanation Gateway::explain(std::string_view listener, const RequestHead& request) const {
-  std::shared_ptr<const Snapshot> snap;
-  {
-    std::lock_guard lock(impl_->mutex);
-    snap = impl_->current;
+Explanation explain(const Snapshot& snap, std::string_view listener, const RequestHead& request,
+                    const ExplainInput& input) {
+  const CompiledListener* l = snap.listener(listener);
+  if (!l) {
+    Explanation e;
+    e.host_match = fmt::format("no listener named \"{}\"", listener);
+    return e;
   }
-  const CompiledListener* l = snap ? snap->listener(listener) : nullptr;
-  if (!l) return Explanation{};
   // Explained as served: on the normalised path (an invalid one is left as
   // given; serving would answer it 400 before routing).
   RequestHead normalised = request;
   if (normalised.target != "*" &&
-      !http::normalize_target(normalised.target, snap->source->path_normalization).empty())
+      !http::normalize_target(normalised.target, snap.source->path_normalization).empty())
     normalised.target = request.target;
-  return snap->routers[l->router].explain(normalised);
+  // Routing sees the request as the security filter leaves it (a token
+  // removed, claims copied to headers), as when it is served.
+  RequestHead routed = normalised;
+  std::optional<SecurityExplanation> security;
+  if (snap.security) {
+    SecurityPeer peer{input.client_ip, input.sni, nullptr};
+    security = explain_security(*snap.security, routed, peer,
+                                input.now.value_or(std::chrono::system_clock::now()));
+  }
+  Explanation e = snap.routers[l->router].explain(routed);
+  e.security = std::move(security);
+  return e;
+}
+
+Explanation Gateway::explain(std::string_view listener, const RequestHead& request,
+                             const ExplainInput& input) const {
+  std::shared_ptr<const Snapshot> snap = snapshot();
+  if (!snap) return Explanation{};
+  return sluice::explain(*snap, listener, request, input);
 }
 
 }  // namespace sluice

@@ -239,3 +239,81 @@ TEST_CASE("security: an invalid policy is rejected whole, naming the policy and 
   CHECK(st.error().to_string().find("RequestAuthentication default/broken") != std::string::npos);
   CHECK(st.error().to_string().find("jwks") != std::string::npos);
 }
+
+TEST_CASE("security: explain names the policy that decides, and why the others did not match") {
+  FakeUpstream up("ok");
+  JwtSigner signer;
+  auto cfg = single_upstream_config(up.port());
+  cfg.security.jwt_providers.push_back(provider(signer));
+  cfg.security.authorization.push_back(allow_principals({kIssuer + "/alice"}));
+  AuthorizationPolicy deny;
+  deny.name = "deny-admin";
+  deny.ns = "default";
+  deny.action = AuthzAction::deny;
+  AuthzOperation admin;
+  admin.paths = {"/admin*"};
+  deny.rules.push_back(AuthzRule{.to = {admin}});
+  cfg.security.authorization.push_back(deny);
+  auto snap = compile(cfg);
+  REQUIRE_MESSAGE(snap.ok(), snap.error().to_string());
+
+  auto request = [](std::string target, std::string token = "") {
+    RequestHead r;
+    r.method = "GET";
+    r.target = std::move(target);
+    r.authority = "example.com";
+    r.headers.add("host", "example.com");
+    if (!token.empty()) r.headers.add("authorization", "Bearer " + token);
+    return r;
+  };
+  std::string alice = signer.sign(claims());
+
+  // Allowed: the ALLOW rule matched, the DENY rule did not (and says why).
+  Explanation e = explain(**snap, "main", request("/api", alice));
+  REQUIRE(e.security);
+  CHECK(e.security->principal == kIssuer + "/alice");
+  CHECK(e.security->status == 0);
+  CHECK(e.security->decision == "allowed by ALLOW policy istio-system/require-jwt rules[0]");
+  REQUIRE(e.security->rules.size() == 2);
+  CHECK(e.security->rules[0].policy == "default/deny-admin");
+  CHECK_FALSE(e.security->rules[0].matched);
+  CHECK(e.security->rules[0].why ==
+        "rules[0].to[0].operation.paths does not hold for path \"/api\"");
+  CHECK(e.security->rules[1].matched);
+  CHECK(e.route_index);
+
+  // Denied by DENY, on the normalised path, with Envoy's details.
+  e = explain(**snap, "main", request("/x/../%61dmin", alice));
+  REQUIRE(e.security);
+  CHECK(e.security->status == 403);
+  CHECK(e.security->decision == "denied by DENY policy default/deny-admin rules[0]");
+  CHECK(e.security->details ==
+        "rbac_access_denied_matched_policy[ns[default]-policy[deny-admin]-rule[0]]");
+
+  // No token: no principal, so no ALLOW policy matches.
+  e = explain(**snap, "main", request("/api"));
+  REQUIRE(e.security);
+  CHECK(e.security->authentication == "no token: no request principal");
+  CHECK(e.security->decision == "denied: ALLOW policies exist and none matched");
+  CHECK(e.security->rules[1].why == "rules[0].from[0].source.requestPrincipals does not hold");
+
+  // An expired token at a time of the caller's choosing.
+  ExplainInput later;
+  later.now = std::chrono::system_clock::now() + std::chrono::hours(2);
+  e = explain(**snap, "main", request("/api", alice), later);
+  REQUIRE(e.security);
+  CHECK(e.security->status == 401);
+  CHECK(e.security->authentication == "token rejected: Jwt is expired");
+  CHECK(e.security->rules.empty());
+  CHECK(e.to_string().find("the gateway answers 401") != std::string::npos);
+
+  // Serving agrees with the explanations.
+  TestGateway gw(cfg);
+  CHECK(get(gw.port(), "/api", {{"Authorization", "Bearer " + alice}})->status == 200);
+  CHECK(get(gw.port(), "/x/../%61dmin", {{"Authorization", "Bearer " + alice}})->status == 403);
+  CHECK(get(gw.port(), "/api")->status == 403);
+  e = gw.gateway().explain("main", request("/api", alice));
+  REQUIRE(e.security);
+  CHECK(e.security->status == 0);
+  CHECK(explain(**snap, "nope", request("/api")).host_match == "no listener named \"nope\"");
+}

@@ -566,6 +566,34 @@ defaultConfig: {gatewayTopology: {numTrustedProxies: 2}}
                      "istio=ingressgateway does not match the gateway's labels app=web") !=
         std::string::npos);
 
+  // --explain runs the policies before routing, with the client address given.
+  std::string ips = write("ips.yaml", ingress_yaml(18000, R"(
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: office, namespace: istio-system}
+spec:
+  selector: {matchLabels: {istio: ingressgateway}}
+  rules: [{from: [{source: {ipBlocks: [192.0.2.0/24]}}]}]
+)"));
+  auto in = run_process(
+      SLUICE_INGRESS_BIN,
+      {"--config", ips, "--explain", "GET http://example.com/get", "--client-ip", "192.0.2.9"});
+  CHECK_MESSAGE(in.exit_code == 0, in.out << in.err);
+  CHECK_MESSAGE(in.out.find("authz:    allowed by ALLOW policy istio-system/office rules[0]") !=
+                    std::string::npos,
+                in.out);
+  auto out = run_process(
+      SLUICE_INGRESS_BIN,
+      {"--config", ips, "--explain", "GET http://example.com/get", "--client-ip", "198.51.100.1"});
+  CHECK(out.exit_code == 1);
+  CHECK_MESSAGE(
+      out.out.find("policy:   ALLOW AuthorizationPolicy istio-system/office rules[0]: not matched: "
+                   "rules[0].from[0].source.ipBlocks does not hold") != std::string::npos,
+      out.out);
+  CHECK_MESSAGE(
+      out.out.find("result:   403 (rbac_access_denied_matched_policy[none])") != std::string::npos,
+      out.out);
+
   std::string custom = write("custom.yaml", ingress_yaml(18000, R"(
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
