@@ -30,8 +30,8 @@ void Histogram::Counts::add(const Counts& other) {
 
 void Histogram::record(uint64_t value) {
   // The first bound >= value: Prometheus buckets are "less or equal".
-  auto it = std::lower_bound(kDefaultBuckets.begin(), kDefaultBuckets.end(),
-                             static_cast<double>(value));
+  auto it =
+      std::lower_bound(kDefaultBuckets.begin(), kDefaultBuckets.end(), static_cast<double>(value));
   bump(buckets_[static_cast<size_t>(it - kDefaultBuckets.begin())], 1);
   bump(sum_, value);
 }
@@ -48,10 +48,9 @@ void Histogram::add_to(Counts& out) const {
 size_t LabelInterner::Hash::operator()(const std::unique_ptr<DestinationLabels>& l) const {
   std::hash<std::string> h;
   size_t seed = 0;
-  for (const std::string* s :
-       {&l->service, &l->service_name, &l->service_namespace, &l->workload,
-        &l->workload_namespace, &l->app, &l->version, &l->principal, &l->canonical_service,
-        &l->canonical_revision, &l->cluster})
+  for (const std::string* s : {&l->service, &l->service_name, &l->service_namespace, &l->workload,
+                               &l->workload_namespace, &l->app, &l->version, &l->principal,
+                               &l->canonical_service, &l->canonical_revision, &l->cluster})
     seed = mix(seed, h(*s));
   return seed;
 }
@@ -253,8 +252,7 @@ std::string render_request_metrics(const SourceLabels& source,
   if (rows.empty()) return out;
   write_family_header(out, "istio_requests_total", "counter", "Requests the gateway handled.");
   for (const auto& [labels, t] : rows)
-    fmt::format_to(std::back_inserter(out), "istio_requests_total{{{}}} {}\n", labels,
-                   t->requests);
+    fmt::format_to(std::back_inserter(out), "istio_requests_total{{{}}} {}\n", labels, t->requests);
   const std::pair<const char*, Histogram::Counts RequestMetrics::Totals::*> histograms[] = {
       {"istio_request_duration_milliseconds", &RequestMetrics::Totals::duration},
       {"istio_request_bytes", &RequestMetrics::Totals::request_bytes},

@@ -24,8 +24,8 @@ namespace sluice::telemetry {
 // Envoy's default histogram bounds, which Istio's standard histograms use
 // (milliseconds for durations, bytes for sizes).
 inline constexpr std::array<double, 19> kDefaultBuckets = {
-    0.5,  1,     5,     10,    25,     50,     100,    250,     500,    1000,
-    2500, 5000,  10000, 30000, 60000,  300000, 600000, 1800000, 3600000};
+    0.5,  1,    5,     10,    25,    50,     100,    250,     500,    1000,
+    2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000};
 
 // A histogram one thread writes and any thread reads: relaxed loads and
 // stores, no read-modify-write, so recording costs a few plain moves.

@@ -84,10 +84,10 @@ TEST_CASE("metrics: histograms count into Envoy's default buckets, le inclusive"
   h.add_to(c);
   CHECK(c.count == 7);
   CHECK(c.sum == 0 + 1 + 2 + 5 + 6 + 3600000 + 3600001);
-  CHECK(c.buckets[0] == 1);                        // 0 <= 0.5
-  CHECK(c.buckets[1] == 1);                        // 1 <= 1
-  CHECK(c.buckets[2] == 2);                        // 2 and 5 <= 5
-  CHECK(c.buckets[3] == 1);                        // 6 <= 10
+  CHECK(c.buckets[0] == 1);                           // 0 <= 0.5
+  CHECK(c.buckets[1] == 1);                           // 1 <= 1
+  CHECK(c.buckets[2] == 2);                           // 2 and 5 <= 5
+  CHECK(c.buckets[3] == 1);                           // 6 <= 10
   CHECK(c.buckets[kDefaultBuckets.size() - 1] == 1);  // 3600000
   CHECK(c.buckets[kDefaultBuckets.size()] == 1);      // above every bound
 }
@@ -105,8 +105,10 @@ TEST_CASE("metrics: series merge across workers and render Istio's names and lab
   RequestKey ok{v2, 200};
   w0.record(ok, {3, 0, 120});
   w1.record(ok, {40, 10, 300});
-  RequestKey failed{v2, 503, {ResponseFlag::upstream_retry_limit_exceeded,
-                              ResponseFlag::upstream_connection_failure}};
+  RequestKey failed{
+      v2,
+      503,
+      {ResponseFlag::upstream_retry_limit_exceeded, ResponseFlag::upstream_connection_failure}};
   w1.record(failed, {1, 0, 91});
   RequestKey no_route{nullptr, 404, {ResponseFlag::no_route_found}};
   w0.record(no_route, {0, 0, 0});
@@ -117,8 +119,8 @@ TEST_CASE("metrics: series merge across workers and render Istio's names and lab
   std::string text = render_request_metrics(source, workers);
   check_exposition(text);
 
-  CHECK(sample(text, "istio_requests_total{", {"response_code=\"200\"", "destination_version=\"v2\""}) ==
-        "2");
+  CHECK(sample(text, "istio_requests_total{",
+               {"response_code=\"200\"", "destination_version=\"v2\""}) == "2");
   CHECK(sample(text, "istio_requests_total{", {"response_code=\"503\""}) == "1");
   CHECK(sample(text, "istio_requests_total{", {"response_flags=\"URX,UF\""}) == "1");
   CHECK(sample(text, "istio_requests_total{",
