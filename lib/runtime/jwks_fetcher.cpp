@@ -146,6 +146,9 @@ asio::awaitable<void> fetch_loop(std::shared_ptr<State> st, std::shared_ptr<Entr
     Outcome out = co_await fetch_once(*st, *e, timeout);
     JwksFetchStatus status;
     std::chrono::milliseconds delay;
+    // The next attempt counts from the fetch's end, fixed before anyone is
+    // told of it (a test that then moves the clock moves it past this).
+    TimePoint now = loop.clock_now();
     {
       std::lock_guard lock(st->mutex);
       if (e->removed || st->stopped) break;
@@ -171,7 +174,7 @@ asio::awaitable<void> fetch_loop(std::shared_ptr<State> st, std::shared_ptr<Entr
       st->cv.notify_all();
     }
     if (st->on_fetch) st->on_fetch(status);
-    co_await e->timer->sleep_until(loop.clock_now() + delay);
+    co_await e->timer->sleep_until(now + delay);
   }
   e->get.reset();
   e->timer.reset();

@@ -145,9 +145,14 @@ asio::awaitable<HttpGetResult> HttpGet::exchange(const HttpGetRequest& request,
       closed = !ec || ec == asio::error::eof || ec == asio::ssl::error::stream_truncated;
       break;
     }
-    for (size_t off = 0; off < n && result.error.empty() && !parser.message_done();) {
+    // One parser event per feed; a feed of nothing left still completes a
+    // message whose last body byte came in the previous one. Bounded: each
+    // round either consumes bytes or reports an event.
+    size_t off = 0;
+    for (size_t round = 0; result.error.empty() && !parser.message_done(); ++round) {
       size_t used = parser.feed(buf.data() + off, n - off);
       off += used;
+      bool body = !parser.body().empty();
       if (parser.error() != http::ParseError::none) {
         result.error = fmt::format("invalid response: {}", parser.error_reason());
       } else if (parser.head_done() && parser.response().status < 200) {
@@ -162,8 +167,10 @@ asio::awaitable<HttpGetResult> HttpGet::exchange(const HttpGetRequest& request,
       } else {
         result.body.append(parser.body());
       }
-      if (used == 0 && off < n && result.error.empty() && !parser.message_done())
-        result.error = "invalid response";  // the parser took nothing: never loop on it
+      if (used == 0 && !body && !parser.message_done()) {
+        if (off == n) break;                                   // needs more input
+        if (round > n + 8) result.error = "invalid response";  // never loop on a stuck parser
+      }
     }
   }
   slot_.upstream = nullptr;

@@ -163,7 +163,7 @@ TEST_CASE(
   REQUIRE(h.gateway->wait_jwks_fetched());
   auto first = h.fetch(1);
   REQUIRE(first);
-  CHECK(first->state == JwksFetchStatus::State::ok);
+  CHECK_MESSAGE(first->state == JwksFetchStatus::State::ok, first->error);
   CHECK(first->keys == 1);
   CHECK(first->error.empty());
   auto received = jwks.upstream().last_request();
