@@ -28,18 +28,9 @@ HttpGetResult failure(std::string error) {
   return r;
 }
 
-// Ends a lookup still running at `due` (asio runs getaddrinfo on a thread of
-// its own, so the loop never blocks; a cancelled lookup reports as soon as
-// getaddrinfo returns).
-asio::awaitable<void> lookup_watchdog(std::shared_ptr<HttpGet> self, ClockTimer& timer,
-                                      asio::ip::tcp::resolver& resolver, TimePoint due) {
-  if (co_await timer.sleep_until(due)) resolver.cancel();
-}
-
 }  // namespace
 
-HttpGet::HttpGet(UpstreamContext& ctx)
-    : ctx_(ctx), resolver_(ctx.context()), watchdog_(ctx.loop()) {}
+HttpGet::HttpGet(UpstreamContext& ctx) : ctx_(ctx), resolver_(ctx.context()) {}
 
 HttpGet::~HttpGet() {
   // A frame destroyed while suspended (gateway teardown) leaves the loop's
@@ -50,21 +41,25 @@ HttpGet::~HttpGet() {
 void HttpGet::cancel() {
   cancelled_ = true;
   resolver_.cancel();
-  watchdog_.cancel();
   slot_.interrupt();
 }
 
 asio::awaitable<HttpGetResult> HttpGet::run(std::shared_ptr<HttpGet> self, HttpGetRequest request) {
-  HttpGet& g = *self;
-  if (g.cancelled_) co_return failure("cancelled");
-  Loop& loop = g.ctx_.loop();
+  HttpGet* raw = self.get();
+  co_return co_await raw->perform(std::move(self), std::move(request));
+}
+
+asio::awaitable<HttpGetResult> HttpGet::perform(std::shared_ptr<HttpGet> self,
+                                                HttpGetRequest request) {
+  if (cancelled_) co_return failure("cancelled");
+  Loop& loop = ctx_.loop();
   // The slot makes the worker enforce the deadline (and see the exchange
   // when it drains or force-closes), as for mirrors and health probes.
-  loop.attach(&g.slot_);
-  g.attached_ = true;
-  g.slot_.idle = false;
+  loop.attach(&slot_);
+  attached_ = true;
+  slot_.idle = false;
   TimePoint due = loop.refresh_now() + request.timeout;
-  g.slot_.set_cap_at(ConnectionSlot::route_cap, due);
+  slot_.set_cap_at(ConnectionSlot::route_cap, due);
 
   std::vector<asio::ip::tcp::endpoint> addresses;
   asio::error_code ec;
@@ -72,37 +67,37 @@ asio::awaitable<HttpGetResult> HttpGet::run(std::shared_ptr<HttpGet> self, HttpG
   if (!ec) {
     addresses.emplace_back(ip, request.port);
   } else {
-    asio::co_spawn(loop.context(), lookup_watchdog(self, g.watchdog_, g.resolver_, due),
-                   asio::detached);
+    // asio runs getaddrinfo on a thread of its own, so the loop never
+    // blocks; the lookup is bounded by the system resolver's own timeouts
+    // (resolv.conf), and one that ends past the deadline fails the fetch.
     // IPv4, Istio's default lookup family (as DnsEndpointSource).
-    auto [rec, results] = co_await g.resolver_.async_resolve(
-        asio::ip::tcp::v4(), request.host, std::to_string(request.port), kNoThrow);
-    g.watchdog_.cancel();
+    auto [rec, results] = co_await resolver_.async_resolve(asio::ip::tcp::v4(), request.host,
+                                                           std::to_string(request.port), kNoThrow);
     ec = rec;
     for (const auto& r : results) addresses.push_back(r.endpoint());
   }
   HttpGetResult result;
-  if (g.cancelled_) {
+  if (cancelled_) {
     result = failure("cancelled");
+  } else if (loop.clock_now() >= due) {
+    result = failure(
+        fmt::format("timed out after {} ms looking up {}", request.timeout.count(), request.host));
   } else if (addresses.empty()) {
-    result = failure(loop.clock_now() >= due
-                         ? fmt::format("timed out after {} ms looking up {}",
-                                       request.timeout.count(), request.host)
-                         : fmt::format("cannot resolve {}: {}", request.host, ec.message()));
+    result = failure(fmt::format("cannot resolve {}: {}", request.host, ec.message()));
   } else {
     // Each address in turn, all within the one deadline.
     for (const auto& address : addresses) {
-      result = co_await g.exchange(request, address);
-      if (result.ok || g.slot_.fired != ConnectionSlot::Timeout::none || g.cancelled_) break;
+      result = co_await exchange(request, address);
+      if (result.ok || slot_.fired != ConnectionSlot::Timeout::none || cancelled_) break;
     }
-    if (!result.ok && g.slot_.fired != ConnectionSlot::Timeout::none)
+    if (!result.ok && slot_.fired != ConnectionSlot::Timeout::none)
       result = failure(fmt::format("timed out after {} ms", request.timeout.count()));
-    if (!result.ok && g.cancelled_) result = failure("cancelled");
+    if (!result.ok && cancelled_) result = failure("cancelled");
   }
-  g.slot_.clear_caps();
-  g.slot_.fired = ConnectionSlot::Timeout::none;
-  g.attached_ = false;
-  loop.detach(&g.slot_);
+  slot_.clear_caps();
+  slot_.fired = ConnectionSlot::Timeout::none;
+  attached_ = false;
+  loop.detach(&slot_);
   co_return result;
 }
 

@@ -41,7 +41,7 @@ struct HttpGetResult {
   std::string error;  // !ok: what failed, in words
 };
 
-// One exchange at a time. Held by shared_ptr: the lookup's watchdog keeps it
+// One exchange at a time. Held by shared_ptr: the exchange keeps it
 // alive while it waits.
 class HttpGet {
  public:
@@ -55,13 +55,14 @@ class HttpGet {
   void cancel();
 
  private:
+  // `self` keeps this alive while the exchange runs.
+  asio::awaitable<HttpGetResult> perform(std::shared_ptr<HttpGet> self, HttpGetRequest request);
   asio::awaitable<HttpGetResult> exchange(const HttpGetRequest& request,
                                           const asio::ip::tcp::endpoint& address);
 
   UpstreamContext& ctx_;
   ConnectionSlot slot_{nullptr};
   asio::ip::tcp::resolver resolver_;
-  ClockTimer watchdog_;  // ends a lookup at the deadline
   bool cancelled_ = false;
   bool attached_ = false;
 };
