@@ -113,6 +113,14 @@ struct GatewayOptions {
   // to move time without sleeping, then call Gateway::clock_advanced().
   // Default (empty): std::chrono::steady_clock::now.
   std::function<std::chrono::steady_clock::time_point()> clock;
+  // Wall-clock time for JWT `exp` and `nbf`, a clock of its own (tokens
+  // carry calendar time; the steady clock above has no epoch). Tests set it
+  // to move token time without sleeping. Default: system_clock::now.
+  std::function<std::chrono::system_clock::time_point()> wall_clock;
+  // Remote key sets (JwtProvider::jwks_uri, OpenID discovery). on_jwks_fetch,
+  // when set, is told after every fetch, on the worker that fetched.
+  JwksFetchOptions jwks;
+  std::function<void(const JwksFetchStatus&)> on_jwks_fetch;
 
   // Extension points (hooks.hpp, log.hpp). One Hooks shared by every worker
   // (it must be thread-safe), or, when hooks_factory is set, one per worker:
@@ -134,7 +142,8 @@ Result<std::shared_ptr<const Snapshot>> compile(GatewayConfig config);
 struct ExplainInput {
   std::string client_ip;  // the downstream address (ipBlocks, source.ip); empty: unknown
   std::string sni;        // connection.sni
-  // Wall-clock time for tokens' exp and nbf; unset: now.
+  // Wall-clock time for tokens' exp and nbf; unset: now (Gateway::explain:
+  // GatewayOptions::wall_clock).
   std::optional<std::chrono::system_clock::time_point> now;
 };
 
@@ -204,6 +213,15 @@ class Gateway {
   // real time later). Returns once they have (bounded; at once if the
   // workers are not running yet).
   void clock_advanced();
+
+  // The remote key sets of the current configuration, one per URL, in the
+  // order the providers name them.
+  std::vector<JwksFetchStatus> jwks_status() const;
+  // Blocks until every key set of the current configuration has finished
+  // its first fetch (succeeded or failed), or `timeout` of real time ends
+  // (false). Never returns true while one is pending. Runs no clock: with
+  // an injected clock, a fetch that waits for a timeout needs it advanced.
+  bool wait_jwks_fetched(std::chrono::milliseconds timeout = std::chrono::seconds(10)) const;
 
   // Bound port of a listener (after apply), 0 if unknown.
   uint16_t port(std::string_view listener) const;

@@ -31,6 +31,13 @@ struct JwtProvider {
   std::string issuer;  // empty: any issuer
   std::vector<std::string> audiences;
   std::string jwks;  // the key set, inline JSON (Istio's `jwks`)
+  // Istio's `jwksUri`: an http:// or https:// URL the gateway fetches the key
+  // set from (and refreshes, see JwksFetchOptions). Ignored when `jwks` is
+  // set, as Istio ignores it. With neither, the key set is found by OpenID
+  // discovery: `<issuer>/.well-known/openid-configuration`, then its
+  // `jwks_uri` (the issuer must then be an http(s) URL).
+  std::string jwks_uri;
+  std::chrono::milliseconds timeout{5'000};  // Istio's `timeout`: one fetch, connect to body
   // Istio's defaults when all three are empty: `Authorization: Bearer <token>`
   // and the `access_token` query parameter.
   std::vector<JwtHeaderLocation> from_headers;
@@ -41,6 +48,42 @@ struct JwtProvider {
   std::vector<JwtClaimToHeader> output_claim_to_headers;
   std::vector<std::string> space_delimited_claims;
   std::string source;  // the resource it came from, for errors ("RequestAuthentication ns/name")
+};
+
+// How the gateway fetches remote key sets (JwtProvider::jwks_uri and OpenID
+// discovery). One fetch per distinct URL, however many providers name it,
+// on the gateway's first worker; its keys are kept across reloads that keep
+// the URL. Timers follow GatewayOptions::clock.
+struct JwksFetchOptions {
+  // A good key set is fetched again after this (Envoy's default JWKS
+  // cache_duration). Until a new one arrives the old one stays.
+  std::chrono::milliseconds refresh_interval{600'000};
+  // After a failed fetch: retry after retry_initial, doubling per failure
+  // in a row, at most retry_max (and never later than refresh_interval).
+  std::chrono::milliseconds retry_initial{1'000};
+  std::chrono::milliseconds retry_max{60'000};
+  // A response body (or chunked total) larger than this fails the fetch.
+  size_t max_response_bytes = 256 * 1024;
+  // PEM CAs that https:// URLs are verified against; empty: the system
+  // trust store (/etc/ssl/certs/ca-certificates.crt). The server name is
+  // the URL's host (sent as SNI, checked against the certificate).
+  std::string ca_certificates;
+};
+
+// What the gateway knows about one fetched URL (Gateway::jwks_status).
+struct JwksFetchStatus {
+  enum class State : uint8_t {
+    pending,  // the first fetch has not finished: tokens fail "Jwks remote fetch is failed"
+    ok,       // the latest fetch succeeded
+    failed,   // the latest fetch failed; `keys` > 0 when an older good set is in use
+  };
+  std::string uri;  // jwks_uri, or the issuer's discovery document URL
+  State state = State::pending;
+  std::string error;       // the latest failure, empty after a success
+  size_t keys = 0;         // usable keys in the set in use; 0: none
+  uint64_t successes = 0;  // fetches that stored a set
+  uint64_t failures = 0;   // fetches that failed
+  std::string jwks_uri;    // discovery: the jwks_uri the document named
 };
 
 // ---- AuthorizationPolicy ----

@@ -8,6 +8,7 @@
 #include "http/tokens.hpp"
 #include "http/wire_check.hpp"
 #include "routing/compiled_router.hpp"
+#include "security/jwks_fetch.hpp"
 #include "tls/server.hpp"
 
 namespace sluice {
@@ -190,6 +191,39 @@ Status compile_listeners(const GatewayConfig& config, const Index& upstreams, co
   return {};
 }
 
+// A provider's key set: inline `jwks` (parsed now; a remote URL is then
+// ignored, as Istio ignores it), else `jwks_uri`, else OpenID discovery from
+// an http(s) issuer. Remote sets start empty; the gateway's fetcher fills them.
+Status resolve_jwks(const JwtProvider& p, security::JwtRule& rule, const std::string& object,
+                    size_t i) {
+  if (!p.jwks.empty()) {
+    auto jwks = security::Jwks::parse(p.jwks);
+    if (!jwks)
+      return config_error(object, fmt::format("jwt_providers[{}].jwks", i), jwks.error().message);
+    rule.jwks->store(std::move(jwks).value());
+    return {};
+  }
+  if (p.timeout.count() <= 0)
+    return config_error(object, fmt::format("jwt_providers[{}].timeout", i), "must be > 0");
+  rule.fetch_timeout = p.timeout;
+  if (!p.jwks_uri.empty()) {
+    auto url = security::parse_http_url(p.jwks_uri);
+    if (!url)
+      return config_error(object, fmt::format("jwt_providers[{}].jwks_uri", i),
+                          url.error().message);
+    rule.jwks_uri = p.jwks_uri;
+    return {};
+  }
+  std::string discovery = security::openid_discovery_url(p.issuer);
+  if (p.issuer.empty() || !security::parse_http_url(discovery))
+    return config_error(object, fmt::format("jwt_providers[{}].jwks", i),
+                        "required: no jwks, no jwks_uri, and the issuer is not an http(s) URL "
+                        "to discover the key set from");
+  rule.jwks_uri = std::move(discovery);
+  rule.openid_discovery = true;
+  return {};
+}
+
 Result<std::shared_ptr<const CompiledSecurity>> compile_security(const SecurityConfig& config) {
   if (config.jwt_providers.empty() && config.authorization.empty())
     return std::shared_ptr<const CompiledSecurity>();
@@ -203,10 +237,7 @@ Result<std::shared_ptr<const CompiledSecurity>> compile_security(const SecurityC
       security::JwtRule rule;
       rule.issuer = p.issuer;
       rule.audiences = p.audiences;
-      auto jwks = security::Jwks::parse(p.jwks);
-      if (!jwks)
-        return config_error(object, fmt::format("jwt_providers[{}].jwks", i), jwks.error().message);
-      rule.jwks->store(std::move(jwks).value());
+      if (Status st = resolve_jwks(p, rule, object, i); !st.ok()) return st.error();
       rule.from_headers = p.from_headers;
       rule.from_params = p.from_params;
       rule.from_cookies = p.from_cookies;

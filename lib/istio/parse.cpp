@@ -28,6 +28,7 @@
 #include "istio/model.hpp"
 #include "istio/yaml_load.hpp"
 #include "policy/policy.hpp"
+#include "security/jwks_fetch.hpp"
 #include "security/jwt.hpp"
 
 namespace sluice::istio {
@@ -1486,16 +1487,22 @@ JwtProvider parse_jwt_rule(const YAML::Node& n, const Meta& m, const std::string
   out.issuer = scalar(f.require("issuer"), m, f.sub("issuer"));
   if (out.issuer.empty()) fail(m, f.sub("issuer"), "must not be empty");
   if (auto v = f.get("audiences")) out.audiences = string_list(v, m, f.sub("audiences"));
-  if (f.get("jwksUri"))
-    fail(m, f.sub("jwksUri"),
-         "remote JWKS fetching is not implemented yet; put the key set inline in `jwks`");
-  if (auto v = f.get("jwks")) out.jwks = scalar(v, m, f.sub("jwks"));
-  if (out.jwks.empty())
+  if (auto v = f.get("jwksUri")) {
+    out.jwks_uri = scalar(v, m, f.sub("jwksUri"));
+    if (auto url = security::parse_http_url(out.jwks_uri); !url)
+      fail(m, f.sub("jwksUri"), url.error().message);
+  }
+  if (auto v = f.get("jwks")) {
+    out.jwks = scalar(v, m, f.sub("jwks"));
+    if (auto jwks = security::Jwks::parse(out.jwks); !jwks)
+      fail(m, f.sub("jwks"), jwks.error().message);
+  }
+  // Neither: Istio discovers the key set from the issuer (OpenID).
+  if (out.jwks.empty() && out.jwks_uri.empty() &&
+      !security::parse_http_url(security::openid_discovery_url(out.issuer)))
     fail(m, f.sub("jwks"),
-         "required: sluice needs the key set inline (fetching keys from jwksUri or the issuer's "
-         "OpenID discovery document is not implemented yet)");
-  if (auto jwks = security::Jwks::parse(out.jwks); !jwks)
-    fail(m, f.sub("jwks"), jwks.error().message);
+         "required when jwksUri is not set and the issuer is not an http(s) URL to discover "
+         "the key set from (OpenID discovery)");
   if (auto v = f.get("fromHeaders")) {
     std::string p = f.sub("fromHeaders");
     require_seq(v, m, p);
@@ -1533,8 +1540,10 @@ JwtProvider parse_jwt_rule(const YAML::Node& n, const Meta& m, const std::string
     out.forward_original_token = boolean(v, m, f.sub("forwardOriginalToken"));
   if (auto v = f.get("spaceDelimitedClaims"))
     out.space_delimited_claims = string_list(v, m, f.sub("spaceDelimitedClaims"));
-  // The jwksUri fetch timeout: checked, but unused while keys are inline.
-  if (auto v = f.get("timeout")) (void)duration(v, m, f.sub("timeout"));
+  if (auto v = f.get("timeout")) {
+    out.timeout = duration(v, m, f.sub("timeout"));
+    if (out.timeout.count() <= 0) fail(m, f.sub("timeout"), "must be > 0");
+  }
   f.finish();
   return out;
 }

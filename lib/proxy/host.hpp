@@ -52,6 +52,11 @@ class SessionHost : public Loop {
     if (logger_) log_formatted(level, format, fmt::make_format_args(args...));
   }
   bool draining() const { return draining_; }
+  // Wall-clock time for JWT exp and nbf: GatewayOptions::wall_clock, else
+  // the system clock.
+  std::chrono::system_clock::time_point wall_now() const {
+    return wall_clock_ ? wall_clock_() : std::chrono::system_clock::now();
+  }
   // A UUID v4 (36 characters) from the loop's seedable RNG.
   void make_request_id(char (&out)[36]);
 
@@ -68,6 +73,7 @@ class SessionHost : public Loop {
   enum class Known : uint8_t { unknown, yes, no };
   Known body_hooks_[2] = {Known::unknown, Known::unknown};
   bool draining_ = false;
+  std::function<std::chrono::system_clock::time_point()> wall_clock_;
   UpstreamContext upstream_{*this};
 };
 

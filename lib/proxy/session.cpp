@@ -639,8 +639,7 @@ awaitable<bool> Session<Stream>::serve_one(bool first) {
   if (snap->security) {
     SecurityPeer peer{client_ip_, tls_.sni, &tls_.peer_names};
     // Kept here: the answer's details view it until the request is logged.
-    SecurityResult security =
-        check_security(*snap->security, head, peer, std::chrono::system_clock::now());
+    SecurityResult security = check_security(*snap->security, head, peer, worker_.wall_now());
     if (security.refused) {
       Answer a{std::move(security.refused->response), {}, security.refused->details};
       co_return co_await answer(ctx, std::move(a), keep_alive);

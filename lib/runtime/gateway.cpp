@@ -24,6 +24,7 @@
 #include "config/snapshot.hpp"
 #include "http/path.hpp"
 #include "proxy/security_filter.hpp"
+#include "runtime/jwks_fetcher.hpp"
 #include "runtime/worker.hpp"
 #include "upstream/cluster.hpp"
 
@@ -92,6 +93,8 @@ struct Gateway::Impl {
   std::vector<std::unique_ptr<Worker>> workers;
   std::vector<std::thread> threads;
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
+  // Remote JWKS (jwksUri, OpenID discovery), fetched on the first worker.
+  std::unique_ptr<JwksFetcher> jwks;
 
   std::mutex mutex;  // control side: apply, stop, queries
   std::condition_variable cv;
@@ -116,6 +119,7 @@ struct Gateway::Impl {
     // Pending handlers first (with the workers they refer to), then the
     // workers, then (as members) the contexts.
     for (auto& c : contexts) c->destroy_pending();
+    jwks.reset();
     workers.clear();
   }
 
@@ -149,6 +153,8 @@ struct Gateway::Impl {
       workers.push_back(
           std::make_unique<Worker>(i, *ctx, shared, seed_for(options.seed, i), std::move(hooks)));
     }
+    jwks = std::make_unique<JwksFetcher>(workers.front()->upstream(), options.jwks,
+                                         options.on_jwks_fetch);
   }
 };
 
@@ -156,6 +162,7 @@ Gateway::Gateway(GatewayOptions options) : impl_(std::make_unique<Impl>()) {
   impl_->options = std::move(options);
   impl_->shared.logger = impl_->options.logger;
   impl_->shared.clock = impl_->options.clock;
+  impl_->shared.wall_clock = impl_->options.wall_clock;
   unsigned n = impl_->options.workers;
   if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
   impl_->make_workers(n);
@@ -166,6 +173,7 @@ Gateway::Gateway(asio::io_context& host_context, GatewayOptions options)
   impl_->options = std::move(options);
   impl_->shared.logger = impl_->options.logger;
   impl_->shared.clock = impl_->options.clock;
+  impl_->shared.wall_clock = impl_->options.wall_clock;
   impl_->host_context = &host_context;
   impl_->make_workers(1);
 }
@@ -255,6 +263,9 @@ Status Gateway::apply(std::shared_ptr<const Snapshot> snap) {
       m.shared.clusters.adopt(up.state);
     up.state->update(up);
   }
+  // Remote key sets kept across the reload reach the new slots before any
+  // worker serves the snapshot.
+  m.jwks->update(snap->security.get());
   for (size_t i = 0; i < m.workers.size(); ++i) {
     Worker* w = m.workers[i].get();
     asio::post(w->context(), [w, snap, keep, mine = std::move(per_worker[i])] {
@@ -330,6 +341,8 @@ void Gateway::run() {
 void Gateway::stop() {
   Impl& m = *impl_;
   m.stop_sources();
+  // Before the drain: a fetch in flight holds a connection slot.
+  m.jwks->stop();
   std::unique_lock lock(m.mutex);
   if (m.stopping) {
     if (!m.host_context) m.cv.wait(lock, [&] { return m.stopped; });
@@ -435,6 +448,14 @@ void Gateway::clock_advanced() {
   if (running) future.wait_for(std::chrono::seconds(5));
 }
 
+std::vector<JwksFetchStatus> Gateway::jwks_status() const {
+  return impl_->jwks->status();
+}
+
+bool Gateway::wait_jwks_fetched(std::chrono::milliseconds timeout) const {
+  return impl_->jwks->wait_fetched(timeout);
+}
+
 uint16_t Gateway::port(std::string_view listener) const {
   std::lock_guard lock(impl_->mutex);
   auto it = impl_->bound.find(std::string(listener));
@@ -483,7 +504,9 @@ Explanation Gateway::explain(std::string_view listener, const RequestHead& reque
                              const ExplainInput& input) const {
   std::shared_ptr<const Snapshot> snap = snapshot();
   if (!snap) return Explanation{};
-  return sluice::explain(*snap, listener, request, input);
+  ExplainInput in = input;
+  if (!in.now && impl_->options.wall_clock) in.now = impl_->options.wall_clock();
+  return sluice::explain(*snap, listener, request, in);
 }
 
 }  // namespace sluice

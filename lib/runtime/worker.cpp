@@ -96,7 +96,9 @@ Worker::Worker(size_t index, asio::io_context& ctx, GatewayShared& shared, uint6
     : SessionHost(ctx, shared.clock, seed, std::move(hooks), shared.logger),
       index_(index),
       shared_(shared),
-      ticker_(ctx) {}
+      ticker_(ctx) {
+  wall_clock_ = shared.wall_clock;
+}
 
 Worker::~Worker() = default;
 

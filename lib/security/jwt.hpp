@@ -233,6 +233,12 @@ struct JwtRule {
   // Copies of a rule share this slot, so a fetcher holding it reaches the
   // compiled Authenticator.
   std::shared_ptr<JwksSlot> jwks = std::make_shared<JwksSlot>();
+  // A remote key set: the URL the gateway's fetcher fills `jwks` from, or
+  // (openid_discovery) the issuer's discovery document naming it. Empty:
+  // the set is inline.
+  std::string jwks_uri;
+  bool openid_discovery = false;
+  std::chrono::milliseconds fetch_timeout{5'000};
   // No location at all means Istio's defaults: `Authorization: Bearer <token>`
   // and the `access_token` query parameter.
   std::vector<JwtHeaderLocation> from_headers;

@@ -478,21 +478,42 @@ spec:
   CHECK(skipped(loaded, "AuthorizationPolicy istio-system/ext-authz"));
 }
 
-TEST_CASE("istio security: RequestAuthentication errors, jwksUri is not supported") {
+TEST_CASE("istio security: RequestAuthentication errors, jwksUri and the OpenID issuer") {
   auto ra = [](const std::string& rule) {
     return ingress_yaml(18000,
                         "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\n"
                         "metadata: {name: jwt, namespace: istio-system}\nspec:\n  jwtRules:\n  - " +
                             rule);
   };
-  std::string uri =
-      load_fails(ra("{issuer: testing@secure.istio.io, jwksUri: https://example.com/jwks.json}\n"));
-  CHECK(uri.starts_with("RequestAuthentication istio-system/jwt: jwtRules[0].jwksUri: "));
-  CHECK(uri.find("remote JWKS fetching is not implemented") != std::string::npos);
+  CHECK(load_fails(ra("{issuer: a, jwksUri: ftp://example.com/jwks.json}\n")) ==
+        "RequestAuthentication istio-system/jwt: jwtRules[0].jwksUri: scheme \"ftp\" is not "
+        "supported (http or https)");
+  CHECK(
+      load_fails(ra("{issuer: a, jwksUri: 'https://example.com:99999/k'}\n")) ==
+      "RequestAuthentication istio-system/jwt: jwtRules[0].jwksUri: has an invalid port \"99999\"");
+  CHECK(load_fails(ra("{issuer: a, jwksUri: 'https:///k'}\n")) ==
+        "RequestAuthentication istio-system/jwt: jwtRules[0].jwksUri: has no host");
+  CHECK(load_fails(ra("{issuer: a, jwksUri: example.com/jwks.json}\n")) ==
+        "RequestAuthentication istio-system/jwt: jwtRules[0].jwksUri: must be an absolute http:// "
+        "or https:// URL");
+  CHECK(load_fails(ra("{issuer: a, jwksUri: 'https://example.com/k', timeout: 0s}\n")) ==
+        "RequestAuthentication istio-system/jwt: jwtRules[0].timeout: must be > 0");
+  // No key set and an issuer that is no URL: nothing to discover it from.
   CHECK(load_fails(ra("{issuer: a}\n"))
             .starts_with("RequestAuthentication istio-system/jwt: jwtRules[0].jwks: required"));
   CHECK(load_fails(ra("{issuer: a, jwks: 'not json'}\n"))
             .starts_with("RequestAuthentication istio-system/jwt: jwtRules[0].jwks: "));
+  // Accepted: jwksUri with its timeout, and an https issuer alone (OpenID).
+  auto loaded =
+      load(ra("{issuer: a, jwksUri: 'HTTPS://Keys.example.com/jwks.json', timeout: 2s}\n"));
+  REQUIRE(loaded.config.security.jwt_providers.size() == 1);
+  CHECK(loaded.config.security.jwt_providers[0].jwks_uri == "HTTPS://Keys.example.com/jwks.json");
+  CHECK(loaded.config.security.jwt_providers[0].timeout == std::chrono::seconds(2));
+  auto openid = load(ra("{issuer: 'https://accounts.example.com'}\n"));
+  REQUIRE(openid.config.security.jwt_providers.size() == 1);
+  CHECK(openid.config.security.jwt_providers[0].jwks_uri.empty());
+  CHECK(openid.config.security.jwt_providers[0].timeout == std::chrono::seconds(5));
+  CHECK(compile(openid.config).ok());
   JwtSigner signer;
   CHECK(load_fails(ra(fmt::format("{{issuer: a, jwks: '{}', fromHeaders: [{{prefix: x}}]}}\n",
                                   signer.jwks()))) ==
