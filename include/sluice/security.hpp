@@ -124,7 +124,7 @@ struct ExtAuthzHttpProvider {
   // loader's name for the service port ("outbound|<port>||<service>").
   std::string service;
   uint16_t port = 0;
-  std::string path_prefix;  // prepended to the client's path; starts with '/'
+  std::string path_prefix;                     // prepended to the client's path; starts with '/'
   std::chrono::milliseconds timeout{600'000};  // Istio's default, 600 s
   // Allow the request when the provider fails (unreachable, timeout, 5xx).
   bool fail_open = false;

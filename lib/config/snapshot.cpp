@@ -206,10 +206,10 @@ Status compile_ext_authz(const SecurityConfig& config, const Index& upstreams,
     if (it == upstreams.end() && p.port != 0)
       it = upstreams.find(fmt::format("outbound|{}||{}", p.port, p.service));
     if (it == upstreams.end())
-      return config_error(object, "service",
-                          p.port != 0 ? fmt::format("no upstream for service \"{}\" port {}",
-                                                    p.service, p.port)
-                                      : fmt::format("no upstream named \"{}\"", p.service));
+      return config_error(
+          object, "service",
+          p.port != 0 ? fmt::format("no upstream for service \"{}\" port {}", p.service, p.port)
+                      : fmt::format("no upstream named \"{}\"", p.service));
     auto compiled = security::compile_ext_authz(p, it->second);
     if (!compiled) return compiled.error();
     out.ext_authz.push_back(std::move(compiled).value());

@@ -53,8 +53,8 @@ asio::awaitable<bool> read_check_response(UpstreamConnection& conn, http::Parser
 asio::awaitable<ExtAuthzOutcome> call_ext_authz(SessionHost& worker, ConnectionSlot& slot,
                                                 const Snapshot& snap,
                                                 const security::CompiledExtAuthz& provider,
-                                                const RequestHead& head,
-                                                std::string_view client_ip, std::string wire) {
+                                                const RequestHead& head, std::string_view client_ip,
+                                                std::string wire) {
   ExtAuthzOutcome failed;  // verdict error
   const CompiledUpstream& up = snap.upstreams[provider.upstream];
   int64_t endpoint =

@@ -24,12 +24,9 @@ namespace sluice {
 // sends too much, the timeout) is ExtAuthzVerdict::error. The slot's
 // route cap is used for the timeout and cleared after; `slot.fired` says
 // which deadline, if any, cut the call.
-asio::awaitable<security::ExtAuthzOutcome> call_ext_authz(SessionHost& worker,
-                                                         ConnectionSlot& slot,
-                                                         const Snapshot& snap,
-                                                         const security::CompiledExtAuthz& provider,
-                                                         const RequestHead& head,
-                                                         std::string_view client_ip,
-                                                         std::string wire);
+asio::awaitable<security::ExtAuthzOutcome> call_ext_authz(
+    SessionHost& worker, ConnectionSlot& slot, const Snapshot& snap,
+    const security::CompiledExtAuthz& provider, const RequestHead& head, std::string_view client_ip,
+    std::string wire);
 
 }  // namespace sluice

@@ -135,8 +135,7 @@ SecurityResult check_security(const CompiledSecurity& security, RequestHead& hea
   if (decision.verdict == security::AuthzVerdict::ext_authz) {
     // compile() checked that every CUSTOM policy names a provider.
     out.ext_authz = security.find_ext_authz(decision.provider);
-    if (!out.ext_authz)
-      out.refused = SecurityRefusal{Response{.status = 403}, "ext_authz_error"};
+    if (!out.ext_authz) out.refused = SecurityRefusal{Response{.status = 403}, "ext_authz_error"};
     return out;
   }
   out.pending.reset();

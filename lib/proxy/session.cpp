@@ -631,9 +631,10 @@ awaitable<std::optional<typename Session<Stream>::Answer>> Session<Stream>::read
       expect && http::iequals(*expect, "100-continue") && !continue_sent_) {
     continue_sent_ = true;
     if (!co_await write_down(kContinue))
-      co_return Answer{
-          text_response(503, ""), {Flag::downstream_connection_termination}, "downstream_cancelled",
-          true};
+      co_return Answer{text_response(503, ""),
+                       {Flag::downstream_connection_termination},
+                       "downstream_cancelled",
+                       true};
   }
   // Past max by at most one span: that much is needed to know the body is longer.
   while (!p.message_done() && prebody_.size() <= max) {
@@ -653,8 +654,10 @@ awaitable<std::optional<typename Session<Stream>::Answer>> Session<Stream>::read
     if (!more) {
       if (auto t = timeout_reply())
         co_return Answer{text_response(t->status, std::move(t->body)), t->flags, t->details, true};
-      co_return Answer{text_response(503, ""), {Flag::downstream_connection_termination},
-                       "downstream_cancelled", true};
+      co_return Answer{text_response(503, ""),
+                       {Flag::downstream_connection_termination},
+                       "downstream_cancelled",
+                       true};
     }
   }
   if (prebody_.size() > max || !p.message_done()) {
@@ -678,8 +681,8 @@ awaitable<std::optional<typename Session<Stream>::Answer>> Session<Stream>::ext_
   }
   std::string wire;
   security::append_check_request(wire, provider, head, body, partial);
-  security::ExtAuthzOutcome outcome = co_await call_ext_authz(worker_, slot_, snap, provider, head,
-                                                              client_ip_, std::move(wire));
+  security::ExtAuthzOutcome outcome =
+      co_await call_ext_authz(worker_, slot_, snap, provider, head, client_ip_, std::move(wire));
   // The request's own bounds (request timeout, max duration) end it as they would anywhere.
   if (slot_.fired == Timeout::request || slot_.fired == Timeout::stream)
     if (auto t = timeout_reply())

@@ -67,8 +67,9 @@ Result<CompiledExtAuthz> compile_ext_authz(const ExtAuthzHttpProvider& p, uint32
       return provider_error(p, "path_prefix", why);
   if (p.timeout.count() <= 0) return provider_error(p, "timeout", "must be > 0");
   if (p.status_on_error < 200 || p.status_on_error > 599)
-    return provider_error(p, "status_on_error",
-                          fmt::format("{} is not a final HTTP status (200..599)", p.status_on_error));
+    return provider_error(
+        p, "status_on_error",
+        fmt::format("{} is not a final HTTP status (200..599)", p.status_on_error));
   if (p.include_request_body_in_check && p.include_request_body_in_check->max_request_bytes == 0)
     return provider_error(p, "include_request_body_in_check.max_request_bytes", "must be > 0");
   for (size_t i = 0; i < p.include_additional_headers_in_check.size(); ++i) {
@@ -79,8 +80,8 @@ Result<CompiledExtAuthz> compile_ext_authz(const ExtAuthzHttpProvider& p, uint32
     if (std::string why = http::check_header_value(value); !why.empty())
       return provider_error(p, field + ".value", why);
   }
-  if (Status st = check_names(p, p.include_request_headers_in_check,
-                              "include_request_headers_in_check");
+  if (Status st =
+          check_names(p, p.include_request_headers_in_check, "include_request_headers_in_check");
       !st)
     return st.error();
   if (Status st = check_names(p, p.headers_to_upstream_on_allow, "headers_to_upstream_on_allow");
@@ -136,8 +137,8 @@ void append_check_request(std::string& out, const CompiledExtAuthz& provider,
   out.append(body);
 }
 
-ExtAuthzOutcome interpret_check_response(const CompiledExtAuthz& provider,
-                                         const ResponseHead& head, std::string body) {
+ExtAuthzOutcome interpret_check_response(const CompiledExtAuthz& provider, const ResponseHead& head,
+                                         std::string body) {
   ExtAuthzOutcome out;
   if (head.status == 200) {
     out.verdict = ExtAuthzVerdict::ok;

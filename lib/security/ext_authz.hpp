@@ -55,8 +55,7 @@ struct CompiledExtAuthz {
 // Checks what reaches the wire (path_prefix, additional headers), the
 // status and the body limit; errors read `ExtAuthzHttpProvider <name>:
 // <field>: ...`.
-Result<CompiledExtAuthz> compile_ext_authz(const ExtAuthzHttpProvider& provider,
-                                           uint32_t upstream);
+Result<CompiledExtAuthz> compile_ext_authz(const ExtAuthzHttpProvider& provider, uint32_t upstream);
 
 // Appends the check request for `head` (normalised) to `out`. `body` is what
 // of the client's body goes along (at most max_request_bytes); `partial`
@@ -79,7 +78,7 @@ struct ExtAuthzOutcome {
 };
 
 // Envoy's reading of a complete check response.
-ExtAuthzOutcome interpret_check_response(const CompiledExtAuthz& provider,
-                                         const ResponseHead& head, std::string body);
+ExtAuthzOutcome interpret_check_response(const CompiledExtAuthz& provider, const ResponseHead& head,
+                                         std::string body);
 
 }  // namespace sluice::security
