@@ -52,6 +52,18 @@ std::vector<std::string> dns_names(const Parsed& parsed);
 // list (sluice::resolve_hostnames answers in this form).
 using DnsTable = DnsAnswers;
 
+// MeshConfig extensionProviders[]: the ext_authz providers CUSTOM policies
+// name. envoyExtAuthzGrpc and the other kinds are valid Istio and load; a
+// CUSTOM policy naming one is refused by translate().
+struct ExtensionProvider {
+  enum class Kind { ext_authz_http, ext_authz_grpc, other };
+  Kind kind = Kind::other;
+  std::string field;  // "extensionProviders[1]", for errors
+  // ext_authz_http: `service` and `port` as written (translate() resolves
+  // them to the ServiceEntry's upstream); name in http.name.
+  ExtAuthzHttpProvider http;
+};
+
 struct TranslateOptions {
   std::string bind_address = "0.0.0.0";
   bool ephemeral_ports = false;  // listen on port 0 for every Gateway server port
@@ -130,18 +142,6 @@ Result<LoadedConfig> load_files(const std::vector<std::string>& paths,
                                 const TranslateOptions& options = {});
 Result<LoadedConfig> load_string(std::string_view yaml, const TranslateOptions& options = {},
                                  const DnsTable& dns = {});
-
-// MeshConfig extensionProviders[]: the ext_authz providers CUSTOM policies
-// name. envoyExtAuthzGrpc and the other kinds are valid Istio and load; a
-// CUSTOM policy naming one is refused by translate().
-struct ExtensionProvider {
-  enum class Kind { ext_authz_http, ext_authz_grpc, other };
-  Kind kind = Kind::other;
-  std::string field;  // "extensionProviders[1]", for errors
-  // ext_authz_http: `service` and `port` as written (translate() resolves
-  // them to the ServiceEntry's upstream); name in http.name.
-  ExtAuthzHttpProvider http;
-};
 
 // Istio MeshConfig: the mesh-wide settings sluice applies (more fields come
 // as sluice implements them).

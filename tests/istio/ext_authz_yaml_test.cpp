@@ -10,6 +10,7 @@
 
 #include <memory>
 
+#include "istio/istio.hpp"
 #include "sluice/sluice.hpp"
 #include "support/fake_upstream.hpp"
 #include "support/raw_client.hpp"
