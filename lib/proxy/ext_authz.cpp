@@ -64,32 +64,38 @@ asio::awaitable<ExtAuthzOutcome> call_ext_authz(SessionHost& worker, ConnectionS
   slot.fired = ConnectionSlot::Timeout::none;
   // One bound for connecting, sending and reading the answer.
   slot.set_cap(provider.config.timeout);
-  Lease lease = co_await lease_connection(worker.upstream(), slot, up, endpoint);
-  if (!lease.conn) {
-    slot.clear_cap();
-    co_return failed;
-  }
-  std::unique_ptr<UpstreamConnection> conn = std::move(lease.conn);
-  ++conn->requests;
-  slot.upstream = &conn->socket;
-  bool ok = false;
-  size_t left = 0;
   http::Parser parser(http::Parser::Kind::response,
                       {snap.limits.max_response_header_bytes, snap.limits.max_response_headers});
   bool head_request = head.method == "HEAD";
-  parser.expect_no_body(head_request);
   std::string body;
-  auto [ec, n] = co_await write_upstream(*conn, asio::buffer(wire));
-  if (!ec) {
-    IoBuffer buffer = worker.take_buffer();
-    ok = co_await read_check_response(*conn, parser, buffer, left, body, head_request);
-    worker.give_buffer(std::move(buffer));
+  bool ok = false;
+  // A pooled connection the provider closed while idle fails before any
+  // answer byte: the check is sent again on another (a bounded number of
+  // times), as the session resends a stale pooled connection's request.
+  for (int tries = 0; !ok && tries < 3; ++tries) {
+    Lease lease = co_await lease_connection(worker.upstream(), slot, up, endpoint);
+    if (!lease.conn) break;
+    std::unique_ptr<UpstreamConnection> conn = std::move(lease.conn);
+    ++conn->requests;
+    slot.upstream = &conn->socket;
+    size_t left = 0;
+    parser.reset();
+    parser.expect_no_body(head_request);
+    body.clear();
+    auto [ec, n] = co_await write_upstream(*conn, asio::buffer(wire));
+    if (!ec) {
+      IoBuffer buffer = worker.take_buffer();
+      ok = co_await read_check_response(*conn, parser, buffer, left, body, head_request);
+      worker.give_buffer(std::move(buffer));
+    }
+    slot.upstream = nullptr;
+    // Pooled again only after a clean, whole exchange with nothing after it.
+    bool reusable = ok && parser.keep_alive() && left == 0 && !has_pending_input(*conn);
+    release_connection(worker.upstream(), up, std::move(conn), reusable);
+    bool stale = lease.reused && parser.idle() && slot.fired == ConnectionSlot::Timeout::none;
+    if (!ok && !stale) break;
   }
-  slot.upstream = nullptr;
   slot.clear_cap();
-  // Pooled again only after a clean, whole exchange with nothing after it.
-  bool reusable = ok && parser.keep_alive() && left == 0 && !has_pending_input(*conn);
-  release_connection(worker.upstream(), up, std::move(conn), reusable);
   if (!ok) co_return failed;
   co_return security::interpret_check_response(provider, parser.response(), std::move(body));
 }

@@ -6,6 +6,7 @@
 
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <mutex>
 
@@ -404,4 +405,24 @@ TEST_CASE("ext_authz: configuration errors name the provider or policy and the f
     cfg.security.ext_authz_providers[0].port = 8000;
     CHECK(compile(cfg));
   }
+}
+
+TEST_CASE("ext_authz: a pooled connection the provider dropped is not a failure") {
+  FakeUpstream up("backend");
+  FakeUpstream authz("authz");
+  std::atomic<int> calls{0};
+  // The second check arrives on the pooled connection and is reset unanswered.
+  authz.set_handler([&](const Received&) {
+    Reply r;
+    r.reset_before_response = ++calls == 2;
+    return r;
+  });
+  TestGateway gw(config_with(up.port(), authz.port(), provider()));
+  CHECK(send(gw.port(), "GET", "/headers")->status == 200);
+  auto second = send(gw.port(), "GET", "/headers");
+  REQUIRE(second);
+  CHECK(second->status == 200);
+  CHECK(calls == 3);
+  CHECK(authz.connections_accepted() == 2);
+  CHECK(up.request_count() == 2);
 }
