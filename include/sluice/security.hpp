@@ -1,13 +1,16 @@
 #pragma once
 // Security policies as plain values: Istio's RequestAuthentication (JWT
 // providers) and AuthorizationPolicy, applied to every listener of a
-// gateway (the policies that select the ingress gateway). lib/istio turns
-// Istio YAML into these; compile() validates them with the rest of the
-// configuration. Semantics are Istio's and Envoy's (jwt_authn, rbac).
+// gateway (the policies that select the ingress gateway), and the ext_authz
+// providers CUSTOM policies call. lib/istio turns Istio YAML into these;
+// compile() validates them with the rest of the configuration. Semantics
+// are Istio's and Envoy's (jwt_authn, rbac, ext_authz).
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace sluice {
@@ -142,9 +145,52 @@ struct AuthorizationPolicy {
   std::vector<AuthzRule> rules;
 };
 
+// ---- External authorization (CUSTOM policies) ----
+
+// Istio's includeRequestBodyInCheck (Envoy's with_request_body).
+struct ExtAuthzRequestBody {
+  // The client's body is buffered up to this many bytes (> 0) before the check.
+  uint32_t max_request_bytes = 0;
+  // A longer body: false answers 413; true sends the first max_request_bytes
+  // (with `x-envoy-auth-partial-body: true`).
+  bool allow_partial_message = false;
+  bool pack_as_bytes = false;  // gRPC only; accepted and ignored over HTTP
+};
+
+// Istio's MeshConfig extensionProviders[].envoyExtAuthzHttp: Envoy's
+// ext_authz HTTP service. Header lists take Istio's patterns, matched
+// without regard to case: "abc" exact, "abc*" prefix, "*abc" suffix.
+struct ExtAuthzHttpProvider {
+  std::string name;  // what AuthorizationPolicy.provider.name refers to
+  // The configured Upstream serving the checks (so they are pooled and use its
+  // TLS settings): the one named `service`, else, with a port, the Istio
+  // loader's name for the service port ("outbound|<port>||<service>").
+  std::string service;
+  uint16_t port = 0;
+  std::string path_prefix;                     // prepended to the client's path; starts with '/'
+  std::chrono::milliseconds timeout{600'000};  // Istio's default, 600 s
+  // Allow the request when the provider fails (unreachable, timeout, 5xx).
+  bool fail_open = false;
+  uint16_t status_on_error = 403;  // the answer when it fails and fail_open is false
+  // Client headers sent in the check besides Host, the method, the path,
+  // Content-Length and Authorization (always sent).
+  std::vector<std::string> include_request_headers_in_check;
+  // Set on the check request (replacing a client header of the same name).
+  std::vector<std::pair<std::string, std::string>> include_additional_headers_in_check;
+  // Headers of a 200 check response copied into the upstream request
+  // (replacing any of the same name) and into the client's response.
+  std::vector<std::string> headers_to_upstream_on_allow;
+  std::vector<std::string> headers_to_downstream_on_allow;
+  // Headers of a denying check response the client gets; empty: all but Host.
+  std::vector<std::string> headers_to_downstream_on_deny;
+  std::optional<ExtAuthzRequestBody> include_request_body_in_check;
+};
+
 struct SecurityConfig {
   std::vector<JwtProvider> jwt_providers;
   std::vector<AuthorizationPolicy> authorization;
+  // The providers CUSTOM policies name.
+  std::vector<ExtAuthzHttpProvider> ext_authz_providers;
   // Istio's root namespace: its DENY policies come first.
   std::string root_namespace = "istio-system";
   // meshConfig defaultConfig.gatewayTopology.numTrustedProxies: the client

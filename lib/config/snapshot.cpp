@@ -224,10 +224,45 @@ Status resolve_jwks(const JwtProvider& p, security::JwtRule& rule, const std::st
   return {};
 }
 
-Result<std::shared_ptr<const CompiledSecurity>> compile_security(const SecurityConfig& config) {
-  if (config.jwt_providers.empty() && config.authorization.empty())
+// The ext_authz providers, each on a configured upstream (pooled, with
+// its TLS settings), and every CUSTOM policy naming one of them.
+Status compile_ext_authz(const SecurityConfig& config, const Index& upstreams,
+                         CompiledSecurity& out) {
+  for (size_t i = 0; i < config.ext_authz_providers.size(); ++i) {
+    const ExtAuthzHttpProvider& p = config.ext_authz_providers[i];
+    std::string object = "ExtAuthzHttpProvider " + p.name;
+    if (p.name.empty())
+      return config_error("ExtAuthzHttpProvider",
+                          fmt::format("security.ext_authz_providers[{}].name", i),
+                          "must not be empty");
+    if (out.find_ext_authz(p.name)) return config_error(object, "name", "duplicate provider name");
+    auto it = upstreams.find(p.service);
+    if (it == upstreams.end() && p.port != 0)
+      it = upstreams.find(fmt::format("outbound|{}||{}", p.port, p.service));
+    if (it == upstreams.end())
+      return config_error(
+          object, "service",
+          p.port != 0 ? fmt::format("no upstream for service \"{}\" port {}", p.service, p.port)
+                      : fmt::format("no upstream named \"{}\"", p.service));
+    auto compiled = security::compile_ext_authz(p, it->second);
+    if (!compiled) return compiled.error();
+    out.ext_authz.push_back(std::move(compiled).value());
+  }
+  for (const AuthorizationPolicy& policy : config.authorization)
+    if (policy.action == AuthzAction::custom && !out.find_ext_authz(policy.provider))
+      return config_error(fmt::format("AuthorizationPolicy {}/{}", policy.ns, policy.name),
+                          "provider.name",
+                          fmt::format("no ext_authz provider named \"{}\"", policy.provider));
+  return {};
+}
+
+Result<std::shared_ptr<const CompiledSecurity>> compile_security(const SecurityConfig& config,
+                                                                 const Index& upstreams) {
+  if (config.jwt_providers.empty() && config.authorization.empty() &&
+      config.ext_authz_providers.empty())
     return std::shared_ptr<const CompiledSecurity>();
   auto out = std::make_shared<CompiledSecurity>();
+  if (Status st = compile_ext_authz(config, upstreams, *out); !st) return st.error();
   out->num_trusted_proxies = config.num_trusted_proxies;
   if (!config.jwt_providers.empty()) {
     std::vector<security::JwtRule> rules;
@@ -273,7 +308,7 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(GatewayConfig config) {
   if (!routers) return routers.error();
   if (Status st = compile_listeners(config, *upstreams, *routers, *snap); !st.ok())
     return st.error();
-  auto security = compile_security(config.security);
+  auto security = compile_security(config.security, *upstreams);
   if (!security) return security.error();
   snap->security = std::move(security).value();
   snap->source = std::make_shared<const GatewayConfig>(std::move(config));

@@ -13,6 +13,7 @@
 
 #include "policy/policy.hpp"
 #include "security/authz.hpp"
+#include "security/ext_authz.hpp"
 #include "security/jwt.hpp"
 #include "sluice/gateway.hpp"
 #include "sluice/router.hpp"
@@ -48,6 +49,13 @@ struct CompiledSecurity {
   std::optional<security::Authenticator> authn;  // JWT providers, if any
   security::AuthzEngine authz;
   uint32_t num_trusted_proxies = 0;
+  std::vector<security::CompiledExtAuthz> ext_authz;  // CUSTOM providers
+
+  const security::CompiledExtAuthz* find_ext_authz(std::string_view name) const {
+    for (const auto& p : ext_authz)
+      if (p.config.name == name) return &p;
+    return nullptr;
+  }
 };
 
 struct CompiledListener {

@@ -23,6 +23,7 @@
 #include "sluice/gateway.hpp"
 #include "sluice/result.hpp"
 #include "sluice/router.hpp"
+#include "sluice/security.hpp"
 #include "sluice/upstream.hpp"
 
 namespace sluice::istio {
@@ -51,6 +52,18 @@ std::vector<std::string> dns_names(const Parsed& parsed);
 // list (sluice::resolve_hostnames answers in this form).
 using DnsTable = DnsAnswers;
 
+// MeshConfig extensionProviders[]: the ext_authz providers CUSTOM policies
+// name. envoyExtAuthzGrpc and the other kinds are valid Istio and load; a
+// CUSTOM policy naming one is refused by translate().
+struct ExtensionProvider {
+  enum class Kind { ext_authz_http, ext_authz_grpc, other };
+  Kind kind = Kind::other;
+  std::string field;  // "extensionProviders[1]", for errors
+  // ext_authz_http: `service` and `port` as written (translate() resolves
+  // them to the ServiceEntry's upstream); name in http.name.
+  ExtAuthzHttpProvider http;
+};
+
 struct TranslateOptions {
   std::string bind_address = "0.0.0.0";
   bool ephemeral_ports = false;  // listen on port 0 for every Gateway server port
@@ -63,6 +76,10 @@ struct TranslateOptions {
   std::string gateway_namespace = "istio-system";
   // The labels of Istio's default ingress gateway Deployment.
   Labels gateway_labels = {{"app", "istio-ingressgateway"}, {"istio", "ingressgateway"}};
+  // The mesh config's extensionProviders (apply_mesh copies them): CUSTOM
+  // policies name one; its service becomes an upstream like a route's.
+  std::vector<ExtensionProvider> extension_providers;
+  std::string mesh_origin = "<mesh>";
 };
 
 // A security policy the gateway enforces, or one the loader skipped.
@@ -132,6 +149,8 @@ struct MeshSettings {
   PathNormalization path_normalization = PathNormalization::base;  // Istio's default
   std::string root_namespace = "istio-system";                     // rootNamespace
   uint32_t num_trusted_proxies = 0;  // defaultConfig.gatewayTopology.numTrustedProxies
+  std::vector<ExtensionProvider> extension_providers;
+  std::string origin;  // the file, for errors ("MeshConfig <origin>")
 };
 
 // A MeshConfig YAML document, or the `istio` ConfigMap as kubectl prints it

@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "istio/istio.hpp"
+#include "istio/model.hpp"
 #include "istio/yaml_load.hpp"
 
 namespace sluice::istio {
@@ -23,11 +24,12 @@ struct MeshError {
 
 class MeshParser {
  public:
-  explicit MeshParser(std::string origin) : object_("MeshConfig " + std::move(origin)) {}
+  explicit MeshParser(std::string origin) : object_("MeshConfig " + origin), origin_(origin) {}
 
   MeshSettings run(std::string_view text) {
     YAML::Node doc = load(text, "");
     MeshSettings out;
+    out.origin = origin_;
     if (!doc || doc.IsNull()) return out;
     if (!doc.IsMap()) fail("", "a MeshConfig must be a mapping");
     // `kubectl get configmap istio -o yaml`: MeshConfig is the YAML text in
@@ -80,6 +82,125 @@ class MeshParser {
     }
     read_topology(mesh, out);
     read_normalization(mesh, out);
+    read_providers(mesh, out);
+  }
+
+  // ---- extensionProviders ----
+
+  std::string text(const YAML::Node& n, const std::string& field) const {
+    if (!n.IsScalar()) fail(field, "must be a string");
+    return n.Scalar();
+  }
+  bool flag(const YAML::Node& n, const std::string& field) const {
+    std::string v = n.IsScalar() ? n.Scalar() : std::string();
+    if (v == "true") return true;
+    if (v == "false") return false;
+    fail(field, fmt::format("must be true or false, got \"{}\"", v));
+  }
+  // A number, written as one or as a string ("8000": Istio's task does both).
+  uint32_t number(const YAML::Node& n, const std::string& field, uint32_t min, uint32_t max) const {
+    std::string t = n.IsScalar() ? n.Scalar() : std::string();
+    uint32_t v = 0;
+    auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
+    if (t.empty() || ec != std::errc() || end != t.data() + t.size() || v < min || v > max)
+      fail(field, fmt::format("must be an integer in {}..{}, got \"{}\"", min, max, t));
+    return v;
+  }
+  std::vector<std::string> names(const YAML::Node& n, const std::string& field) const {
+    if (!n.IsSequence()) fail(field, "must be a list of strings");
+    std::vector<std::string> out;
+    for (size_t i = 0; i < n.size(); ++i)
+      out.push_back(text(n[i], fmt::format("{}[{}]", field, i)));
+    return out;
+  }
+
+  void read_providers(const YAML::Node& mesh, MeshSettings& out) const {
+    YAML::Node list = mesh["extensionProviders"];
+    if (!list || list.IsNull()) return;
+    if (!list.IsSequence()) fail("extensionProviders", "must be a list");
+    for (size_t i = 0; i < list.size(); ++i) {
+      std::string field = fmt::format("extensionProviders[{}]", i);
+      const YAML::Node& e = list[i];
+      if (!e.IsMap()) fail(field, "must be a mapping");
+      ExtensionProvider p;
+      p.field = field;
+      YAML::Node name = e["name"];
+      if (!name || name.IsNull()) fail(field + ".name", "required field is missing");
+      p.http.name = text(name, field + ".name");
+      for (const auto& other : out.extension_providers)
+        if (other.http.name == p.http.name)
+          fail(field + ".name", fmt::format("duplicate provider name \"{}\"", p.http.name));
+      if (YAML::Node h = e["envoyExtAuthzHttp"]; h && !h.IsNull()) {
+        p.kind = ExtensionProvider::Kind::ext_authz_http;
+        read_ext_authz_http(h, field + ".envoyExtAuthzHttp", p.http);
+      } else if (YAML::Node g = e["envoyExtAuthzGrpc"]; g && !g.IsNull()) {
+        p.kind = ExtensionProvider::Kind::ext_authz_grpc;
+      }
+      out.extension_providers.push_back(std::move(p));
+    }
+  }
+
+  void read_ext_authz_http(const YAML::Node& h, const std::string& at,
+                           ExtAuthzHttpProvider& p) const {
+    if (!h.IsMap()) fail(at, "must be a mapping");
+    // Every field is read, so a misspelt one is an error, not a silent default.
+    for (const auto& kv : h) {
+      std::string key = kv.first.IsScalar() ? kv.first.Scalar() : std::string();
+      const YAML::Node& v = kv.second;
+      std::string field = at + "." + key;
+      if (v.IsNull()) continue;
+      if (key == "service") {
+        p.service = text(v, field);
+      } else if (key == "port") {
+        p.port = static_cast<uint16_t>(number(v, field, 1, 65535));
+      } else if (key == "timeout") {
+        try {
+          p.timeout = duration(v, Meta{"MeshConfig", origin_}, field);
+        } catch (const LoadError& e) {
+          fail(field, e.error.message);
+        }
+        if (p.timeout.count() == 0) fail(field, "must be > 0");
+      } else if (key == "pathPrefix") {
+        p.path_prefix = text(v, field);
+      } else if (key == "failOpen") {
+        p.fail_open = flag(v, field);
+      } else if (key == "statusOnError") {
+        p.status_on_error = static_cast<uint16_t>(number(v, field, 200, 599));
+      } else if (key == "includeRequestHeadersInCheck" || key == "includeHeadersInCheck") {
+        auto more = names(v, field);
+        p.include_request_headers_in_check.insert(p.include_request_headers_in_check.end(),
+                                                  more.begin(), more.end());
+      } else if (key == "includeAdditionalHeadersInCheck") {
+        if (!v.IsMap()) fail(field, "must be a mapping of header names to values");
+        for (const auto& hv : v) {
+          std::string name = text(hv.first, field);
+          p.include_additional_headers_in_check.emplace_back(name,
+                                                             text(hv.second, field + "." + name));
+        }
+      } else if (key == "headersToUpstreamOnAllow") {
+        p.headers_to_upstream_on_allow = names(v, field);
+      } else if (key == "headersToDownstreamOnAllow") {
+        p.headers_to_downstream_on_allow = names(v, field);
+      } else if (key == "headersToDownstreamOnDeny") {
+        p.headers_to_downstream_on_deny = names(v, field);
+      } else if (key == "includeRequestBodyInCheck") {
+        if (!v.IsMap()) fail(field, "must be a mapping");
+        ExtAuthzRequestBody b;
+        if (YAML::Node m = v["maxRequestBytes"]; m && !m.IsNull())
+          b.max_request_bytes = number(m, field + ".maxRequestBytes", 1, UINT32_MAX);
+        else
+          fail(field + ".maxRequestBytes", "required when the body is included");
+        if (YAML::Node a = v["allowPartialMessage"]; a && !a.IsNull())
+          b.allow_partial_message = flag(a, field + ".allowPartialMessage");
+        if (YAML::Node k = v["packAsBytes"]; k && !k.IsNull())
+          b.pack_as_bytes = flag(k, field + ".packAsBytes");
+        p.include_request_body_in_check = b;
+      } else {
+        fail(field, "unknown field");
+      }
+    }
+    if (p.service.empty()) fail(at + ".service", "required field is missing");
+    if (p.port == 0) fail(at + ".port", "required field is missing");
   }
 
   // defaultConfig.gatewayTopology.numTrustedProxies: how many proxies in
@@ -125,6 +246,7 @@ class MeshParser {
   }
 
   std::string object_;
+  std::string origin_;
 };
 
 }  // namespace
@@ -156,6 +278,8 @@ void apply_mesh(const MeshSettings& mesh, GatewayConfig& config) {
 
 void apply_mesh(const MeshSettings& mesh, TranslateOptions& options) {
   options.root_namespace = mesh.root_namespace;
+  options.extension_providers = mesh.extension_providers;
+  options.mesh_origin = mesh.origin;
 }
 
 }  // namespace sluice::istio

@@ -94,8 +94,11 @@ uint32_t unsigned32(const YAML::Node& node, const Meta& meta, const std::string&
   return static_cast<uint32_t>(v);
 }
 
+}  // namespace
+
 // Go / protobuf duration text as Istio accepts it: "0.5s", "100ms", "1m30s",
-// "2h". Only millisecond precision, never negative.
+// "2h". Only millisecond precision, never negative. (The mesh config reads
+// durations too: yaml_load.hpp.)
 std::chrono::milliseconds duration(const YAML::Node& node, const Meta& meta,
                                    const std::string& path) {
   std::string text = node.IsScalar() ? node.Scalar() : std::string();
@@ -146,6 +149,8 @@ std::chrono::milliseconds duration(const YAML::Node& node, const Meta& meta,
         fmt::format("invalid duration \"{}\": only durations to ms precision are supported", text));
   return std::chrono::milliseconds(static_cast<int64_t>(std::llround(ms)));
 }
+
+namespace {
 
 std::chrono::seconds whole_seconds(const YAML::Node& node, const Meta& meta,
                                    const std::string& path) {

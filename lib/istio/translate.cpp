@@ -17,6 +17,7 @@
 #include "istio/istio.hpp"
 #include "istio/model.hpp"
 #include "security/authz.hpp"
+#include "security/ext_authz.hpp"
 
 namespace sluice::istio {
 namespace {
@@ -94,8 +95,8 @@ class Translator {
     for (const auto& vs : res_.virtual_services)
       if (!vs.hosts.empty()) bind(vs);
     for (auto& [port, servers] : ports_) build_listener(port, servers);
+    add_security();  // may add the ext_authz providers' upstreams
     for (auto& up : upstream_order_) out_.config.upstreams.push_back(std::move(upstreams_[up]));
-    add_security();
     out_.warnings = std::move(warnings_);
     return std::move(out_);
   }
@@ -146,6 +147,69 @@ class Translator {
     return "selector " + labels_text(*scope.selector);
   }
 
+  // The mesh config's provider a CUSTOM policy names, once, with its
+  // service as an upstream (pooled, its DestinationRule's TLS applies).
+  void add_ext_authz(const Meta& policy, const std::string& name) {
+    SecurityConfig& sec = out_.config.security;
+    for (const auto& p : sec.ext_authz_providers)
+      if (p.name == name) return;
+    const ExtensionProvider* found = nullptr;
+    for (const auto& e : options_.extension_providers)
+      if (e.http.name == name) found = &e;
+    if (!found)
+      fail(policy, "provider.name",
+           fmt::format("no extensionProviders entry named \"{}\" in the mesh config", name));
+    if (found->kind == ExtensionProvider::Kind::ext_authz_grpc)
+      fail(policy, "provider.name",
+           fmt::format("provider \"{}\" is envoyExtAuthzGrpc: gRPC ext_authz needs HTTP/2 "
+                       "upstreams, which sluice does not have yet (protocols issue); use "
+                       "envoyExtAuthzHttp",
+                       name));
+    if (found->kind != ExtensionProvider::Kind::ext_authz_http)
+      fail(policy, "provider.name",
+           fmt::format("provider \"{}\" is not an ext_authz provider", name));
+    ExtAuthzHttpProvider p = found->http;
+    std::string object = "MeshConfig " + options_.mesh_origin;
+    std::string field = found->field + ".envoyExtAuthzHttp";
+    auto mesh_fail = [&](const std::string& f, std::string message) {
+      throw LoadError{Error{object, field + f, std::move(message)}};
+    };
+    // "[<Namespace>/]<Hostname>": the namespace only disambiguates.
+    std::string host = p.service;
+    std::string ns = "default";
+    if (auto slash = host.find('/'); slash != std::string::npos) {
+      ns = host.substr(0, slash);
+      host = host.substr(slash + 1);
+    }
+    std::string declared;
+    const ServiceEntryRes* se = find_service(fqdn(host, ns), &declared);
+    if (!se)
+      mesh_fail(".service",
+                fmt::format("host \"{}\" is not declared by any ServiceEntry", p.service));
+    const ServicePort* sp = nullptr;
+    for (const auto& candidate : se->ports)
+      if (candidate.number == p.port) sp = &candidate;
+    if (!sp)
+      mesh_fail(".port", fmt::format("ServiceEntry {} declares no port {} for host \"{}\"",
+                                     se->meta.display(), p.port, p.service));
+    p.service = upstream_for(*se, declared, *sp, policy, "provider");
+    p.port = 0;
+    // The library's checks, at load, so errors name the mesh config's field.
+    if (auto compiled = security::compile_ext_authz(p, 0); !compiled) {
+      // The library names its fields in snake_case; Istio in camelCase.
+      std::string camel;
+      for (size_t i = 0; i < compiled.error().field.size(); ++i) {
+        char c = compiled.error().field[i];
+        if (c == '_' && i + 1 < compiled.error().field.size())
+          camel += static_cast<char>(std::toupper(compiled.error().field[++i]));
+        else
+          camel += c;
+      }
+      mesh_fail("." + camel, compiled.error().message);
+    }
+    sec.ext_authz_providers.push_back(std::move(p));
+  }
+
   void add_security() {
     SecurityConfig& sec = out_.config.security;
     sec.root_namespace = options_.root_namespace;
@@ -171,11 +235,7 @@ class Translator {
         out_.security_skipped.push_back({object, why_not});
         continue;
       }
-      // The session would refuse every matching request (403): say so now.
-      if (p.action == AuthzAction::custom)
-        fail(ap.meta, "action",
-             fmt::format("CUSTOM (provider \"{}\"): ext_authz providers are not implemented yet",
-                         p.provider));
+      if (p.action == AuthzAction::custom) add_ext_authz(ap.meta, p.provider);
       static constexpr const char* actions[] = {"ALLOW", "DENY", "AUDIT", "CUSTOM"};
       out_.security_applied.push_back(
           {object, fmt::format("{}, {} rule(s); {}", actions[static_cast<int>(p.action)],

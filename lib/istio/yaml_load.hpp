@@ -3,6 +3,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -13,5 +14,11 @@ namespace sluice::istio {
 // refused with a YAML::ParserException instead of looping forever
 // (yaml-cpp issue 1040, fixed after 0.7).
 std::vector<YAML::Node> load_all_documents(const std::string& text);
+
+struct Meta;  // istio/model.hpp
+// A Go / protobuf duration ("0.5s", "100ms", "1m30s"), to the millisecond;
+// a bad one throws LoadError naming `meta` and `path`.
+std::chrono::milliseconds duration(const YAML::Node& node, const Meta& meta,
+                                   const std::string& path);
 
 }  // namespace sluice::istio

@@ -59,60 +59,113 @@ void fill_jwt_view(const security::VerifiedJwt& token, JwtView& view) {
 
 }  // namespace
 
+// The request's attributes as the authorization engine reads them. Views
+// into the request, the peer's certificate and `authn` (the verified tokens),
+// so it lives where it is made: on the stack, or on the heap when a CUSTOM
+// policy may need it again after the ext_authz call.
+struct SecurityState {
+  security::AuthnResult authn;
+  security::AuthzRequest request;
+  security::PeerIdentity identity;
+  JwtView jwt;
+};
+
+SecurityResult::SecurityResult() = default;
+SecurityResult::SecurityResult(SecurityResult&&) noexcept = default;
+SecurityResult& SecurityResult::operator=(SecurityResult&&) noexcept = default;
+SecurityResult::~SecurityResult() = default;
+
+namespace {
+
+// The request's attributes for the authorization engine, into `st.request`
+// (with views into `head`, `peer`'s certificate and `st`).
+void describe_request(const CompiledSecurity& security, const RequestHead& head,
+                      const SecurityPeer& peer, SecurityState& st) {
+  security::AuthzRequest& request = st.request;
+  request = security::authz_request(head);
+  request.sni = peer.sni;
+  if (auto ip = security::IpAddress::parse(peer.ip)) request.peer = ip->unmapped();
+  request.remote =
+      security::remote_address(request.peer, head.headers, security.num_trusted_proxies);
+  if (peer.certificate && (!peer.certificate->uris.empty() || !peer.certificate->dns.empty() ||
+                           !peer.certificate->subject.empty())) {
+    st.identity.uri_sans = peer.certificate->uris;
+    st.identity.dns_sans = peer.certificate->dns;
+    st.identity.subject = peer.certificate->subject;
+    request.peer_identity = &st.identity;
+  }
+  if (const auto* t = st.authn.principal()) {
+    fill_jwt_view(*t, st.jwt);
+    request.jwt = &st.jwt.identity;
+  }
+}
+
+void refuse_if_denied(const security::AuthzDecision& decision, SecurityResult& out) {
+  if (decision.denied())
+    out.refused = SecurityRefusal{Response{.status = security::kAuthzDeniedStatus,
+                                           .body = std::string(security::kAuthzDeniedBody)},
+                                  std::string(decision.details())};
+}
+
+}  // namespace
+
 SecurityResult check_security(const CompiledSecurity& security, RequestHead& head,
                               const SecurityPeer& peer, std::chrono::system_clock::time_point now) {
   SecurityResult out;
-  security::AuthnResult authn;
+  // Only a gateway with a CUSTOM policy pays for keeping the state.
+  std::optional<SecurityState> local;
+  SecurityState* st;
+  if (security.authz.custom_provider().empty()) {
+    st = &local.emplace();
+  } else {
+    out.pending = std::make_unique<SecurityState>();
+    st = out.pending.get();
+  }
+  security::AuthnResult& authn = st->authn;
   if (security.authn) {
     authn = security.authn->authenticate(head, now);
     if (authn.kind == security::AuthnResult::Kind::kRejected) {
       out.refused = SecurityRefusal{std::move(authn.response), jwt_details(authn.status)};
+      out.pending.reset();
       return out;
     }
   }
   if (security.authz.empty()) {
     if (const auto* t = authn.principal()) out.principal = t->principal;
+    out.pending.reset();
     return out;
   }
-  security::AuthzRequest request = security::authz_request(head);
-  request.sni = peer.sni;
-  if (auto ip = security::IpAddress::parse(peer.ip)) request.peer = ip->unmapped();
-  request.remote =
-      security::remote_address(request.peer, head.headers, security.num_trusted_proxies);
-  security::PeerIdentity identity;
-  if (peer.certificate && (!peer.certificate->uris.empty() || !peer.certificate->dns.empty() ||
-                           !peer.certificate->subject.empty())) {
-    identity.uri_sans = peer.certificate->uris;
-    identity.dns_sans = peer.certificate->dns;
-    identity.subject = peer.certificate->subject;
-    request.peer_identity = &identity;
-  }
-  JwtView jwt;
-  if (const auto* t = authn.principal()) {
-    fill_jwt_view(*t, jwt);
-    request.jwt = &jwt.identity;
-    out.principal = t->principal;
-  }
-  security::AuthzDecision decision = security.authz.evaluate(request);
+  describe_request(security, head, peer, *st);
+  if (const auto* t = authn.principal()) out.principal = t->principal;
+  security::AuthzDecision decision = security.authz.evaluate(st->request);
   if (decision.verdict == security::AuthzVerdict::ext_authz) {
-    // CUSTOM needs an ext_authz call, which is not wired yet: refuse rather
-    // than let the request pass unchecked (Envoy's failure_mode_allow=false).
-    out.refused = SecurityRefusal{Response{.status = 403, .body = "ext_authz unavailable"},
-                                  "ext_authz_error"};
+    // compile() checked that every CUSTOM policy names a provider.
+    out.ext_authz = security.find_ext_authz(decision.provider);
+    if (!out.ext_authz) out.refused = SecurityRefusal{Response{.status = 403}, "ext_authz_error"};
     return out;
   }
-  if (decision.denied())
-    out.refused = SecurityRefusal{Response{.status = security::kAuthzDeniedStatus,
-                                           .body = std::string(security::kAuthzDeniedBody)},
-                                  std::string(decision.details())};
+  out.pending.reset();
+  refuse_if_denied(decision, out);
   return out;
+}
+
+void finish_security(const CompiledSecurity& security, SecurityResult& result) {
+  result.ext_authz = nullptr;
+  if (!result.pending) return;
+  // The provider may have changed headers a condition reads: views, so
+  // the request's attributes see them.
+  security::AuthzDecision decision =
+      security.authz.evaluate(result.pending->request, security::AuthzStage::rbac);
+  result.pending.reset();
+  refuse_if_denied(decision, result);
 }
 
 SecurityExplanation explain_security(const CompiledSecurity& security, RequestHead& head,
                                      const SecurityPeer& peer,
                                      std::chrono::system_clock::time_point now) {
   SecurityExplanation out;
-  security::AuthnResult authn;
+  SecurityState st;
+  security::AuthnResult& authn = st.authn;
   if (!security.authn) {
     out.authentication = "no RequestAuthentication applies";
   } else {
@@ -139,16 +192,8 @@ SecurityExplanation explain_security(const CompiledSecurity& security, RequestHe
     out.decision = "allowed: no AuthorizationPolicy applies";
     return out;
   }
-  security::AuthzRequest request = security::authz_request(head);
-  request.sni = peer.sni;
-  if (auto ip = security::IpAddress::parse(peer.ip)) request.peer = ip->unmapped();
-  request.remote =
-      security::remote_address(request.peer, head.headers, security.num_trusted_proxies);
-  JwtView jwt;
-  if (const auto* t = authn.principal()) {
-    fill_jwt_view(*t, jwt);
-    request.jwt = &jwt.identity;
-  }
+  describe_request(security, head, peer, st);
+  const security::AuthzRequest& request = st.request;
   for (auto& t : security.authz.trace(request))
     out.rules.push_back({fmt::format("{}/{}", t.rule->ns, t.rule->name), t.rule->rule,
                          std::string(security::to_string(t.rule->action)), t.matched,

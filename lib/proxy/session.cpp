@@ -22,6 +22,7 @@
 #include "http/tokens.hpp"
 #include "policy/policy.hpp"
 #include "policy/retry_state.hpp"
+#include "proxy/ext_authz.hpp"
 #include "proxy/fail_stream.hpp"
 #include "proxy/host.hpp"
 #include "proxy/mirror.hpp"
@@ -239,6 +240,16 @@ class Session {
                                                   const ResolvedRoute& rr,
                                                   std::optional<policy::CorsDecision>& cors);
   const ResolvedDestination* pick_destination(const ResolvedRoute& rr);
+  // The CUSTOM policy's ext_authz call (with the body when the provider
+  // wants it), then the other policies; an answer when the request is
+  // refused.
+  awaitable<std::optional<Answer>> ext_authz(RequestContext& ctx, const Snapshot& snap,
+                                             SecurityResult& security);
+  // Reads the request body into prebody_ for the check, up to the
+  // provider's limit (413 past it unless a partial body will do).
+  awaitable<std::optional<Answer>> read_body_for_check(RequestContext& ctx,
+                                                       const ExtAuthzRequestBody& limit,
+                                                       bool& partial);
 
   // One proxied request across its attempts (Envoy's router state).
   struct Exchange {
@@ -350,6 +361,13 @@ class Session {
   std::string upstream_head_;
   std::string downstream_head_;
   BodyChunk chunk_;  // the body hooks' chunk, reused (its capacity too)
+  // Per request: body bytes read for the ext_authz check, sent upstream as
+  // the body's first span; headers the provider adds to the response; the
+  // 100 Continue already sent while reading that body.
+  std::string prebody_;
+  bool prebody_pending_ = false;
+  Headers downstream_on_allow_;
+  bool continue_sent_ = false;
   Clock::time_point started_;
   const Limits* limits_ = nullptr;
 };
@@ -471,6 +489,7 @@ awaitable<bool> Session<Stream>::send_local(RequestContext& ctx, Response respon
   ResponseHead head;
   head.status = response.status;
   head.headers = std::move(response.headers);
+  for (const auto& [name, value] : downstream_on_allow_.entries()) head.headers.set(name, value);
   bool bodyless = response.status == 204 || response.status == 304;
   if (!response.body.empty() && !head.headers.contains("content-type"))
     head.headers.add("content-type", "text/plain");
@@ -597,6 +616,102 @@ const ResolvedDestination* Session<Stream>::pick_destination(const ResolvedRoute
 }
 
 template <typename Stream>
+awaitable<std::optional<typename Session<Stream>::Answer>> Session<Stream>::read_body_for_check(
+    RequestContext& ctx, const ExtAuthzRequestBody& limit, bool& partial) {
+  auto& p = request_parser_;
+  if (p.message_done()) co_return std::nullopt;  // no body
+  prebody_pending_ = true;
+  size_t max = limit.max_request_bytes;
+  Answer too_large{text_response(413, "Payload Too Large"), {}, "request_payload_too_large", true};
+  if (!limit.allow_partial_message && p.has_content_length() && p.content_length() > max)
+    co_return too_large;
+  // The client may wait for this before sending the body (we answer
+  // 100-continue ourselves, as Envoy does).
+  if (auto expect = ctx.request.headers.get("expect");
+      expect && http::iequals(*expect, "100-continue") && !continue_sent_) {
+    continue_sent_ = true;
+    if (!co_await write_down(kContinue))
+      co_return Answer{text_response(503, ""),
+                       {Flag::downstream_connection_termination},
+                       "downstream_cancelled",
+                       true};
+  }
+  // Past max by at most one span: that much is needed to know the body is longer.
+  while (!p.message_done() && prebody_.size() <= max) {
+    size_t n = p.feed(in_.ptr(), in_.size());
+    in_.consume(n);
+    if (p.error() != http::ParseError::none)
+      co_return Answer{text_response(400, ""), {}, "http1.codec_error", true};
+    if (std::string_view body = p.body(); !body.empty()) {
+      prebody_.append(body);
+      continue;
+    }
+    if (p.message_done() || n > 0) continue;
+    slot_.fired = Timeout::none;
+    slot_.set_deadline(Timeout::io, limits_->stream_idle_timeout);
+    bool more = co_await fill(in_, stream_, false);
+    slot_.clear_deadline();
+    if (!more) {
+      if (auto t = timeout_reply())
+        co_return Answer{text_response(t->status, std::move(t->body)), t->flags, t->details, true};
+      co_return Answer{text_response(503, ""),
+                       {Flag::downstream_connection_termination},
+                       "downstream_cancelled",
+                       true};
+    }
+  }
+  if (prebody_.size() > max || !p.message_done()) {
+    if (!limit.allow_partial_message) co_return too_large;
+    partial = true;
+  }
+  co_return std::nullopt;
+}
+
+template <typename Stream>
+awaitable<std::optional<typename Session<Stream>::Answer>> Session<Stream>::ext_authz(
+    RequestContext& ctx, const Snapshot& snap, SecurityResult& security) {
+  const security::CompiledExtAuthz& provider = *security.ext_authz;
+  const ExtAuthzHttpProvider& cfg = provider.config;
+  RequestHead& head = ctx.request;
+  bool partial = false;
+  std::string_view body;
+  if (const auto& limit = cfg.include_request_body_in_check) {
+    if (auto refused = co_await read_body_for_check(ctx, *limit, partial)) co_return refused;
+    body = std::string_view(prebody_).substr(0, limit->max_request_bytes);
+  }
+  std::string wire;
+  security::append_check_request(wire, provider, head, body, partial);
+  security::ExtAuthzOutcome outcome =
+      co_await call_ext_authz(worker_, slot_, snap, provider, head, client_ip_, std::move(wire));
+  // The request's own bounds (request timeout, max duration) end it as they would anywhere.
+  if (slot_.fired == Timeout::request || slot_.fired == Timeout::stream)
+    if (auto t = timeout_reply())
+      co_return Answer{text_response(t->status, std::move(t->body)), t->flags, t->details, true};
+  slot_.fired = Timeout::none;
+  switch (outcome.verdict) {
+    case security::ExtAuthzVerdict::denied: {
+      // The provider's status, body and headers, as Envoy relays them.
+      Response r{.status = outcome.status,
+                 .headers = std::move(outcome.downstream),
+                 .body = std::move(outcome.body)};
+      co_return Answer{std::move(r), {Flag::unauthorized_external_service}, "ext_authz_denied"};
+    }
+    case security::ExtAuthzVerdict::error:
+      if (!cfg.fail_open)
+        co_return Answer{text_response(cfg.status_on_error, ""),
+                         {Flag::unauthorized_external_service},
+                         "ext_authz_error"};
+      break;
+    case security::ExtAuthzVerdict::ok:
+      for (const auto& [name, value] : outcome.upstream.entries()) head.headers.set(name, value);
+      downstream_on_allow_ = std::move(outcome.downstream);
+      break;
+  }
+  finish_security(*snap.security, security);
+  co_return std::nullopt;
+}
+
+template <typename Stream>
 awaitable<bool> Session<Stream>::serve_one(bool first) {
   // The current snapshot's limits bound reading the head; the snapshot
   // current when the head has arrived serves all of the request (a reload
@@ -636,10 +751,17 @@ awaitable<bool> Session<Stream>::serve_one(bool first) {
     slot_.set_cap_at(ConnectionSlot::stream_cap, started_ + limits_->max_stream_duration);
   if (auto refused = admit(*snap, head)) co_return co_await answer(ctx, std::move(*refused), false);
   bool keep_alive = p.keep_alive();
+  prebody_.clear();
+  prebody_pending_ = false;
+  downstream_on_allow_.clear();
+  continue_sent_ = false;
   if (snap->security) {
     SecurityPeer peer{client_ip_, tls_.sni, &tls_.peer_names};
     // Kept here: the answer's details view it until the request is logged.
     SecurityResult security = check_security(*snap->security, head, peer, worker_.wall_now());
+    if (security.ext_authz && !security.refused)
+      if (auto refused = co_await ext_authz(ctx, *snap, security))
+        co_return co_await answer(ctx, std::move(*refused), keep_alive);
     if (security.refused) {
       Answer a{std::move(security.refused->response), {}, security.refused->details};
       co_return co_await answer(ctx, std::move(a), keep_alive);
@@ -698,7 +820,8 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx,
              route.destinations[static_cast<size_t>(&dest - rr.destinations.data())]};
   x.cors = cors;
   // The body is kept for replay (retries, mirrors) while it fits.
-  x.body.present = !p.message_done();
+  // A body read for the ext_authz check is still to be sent.
+  x.body.present = !p.message_done() || prebody_pending_;
   x.body.complete = !x.body.present;
   x.want_replay = rr.policy.retry.attempts > 0 || !rr.mirrors.empty();
   x.body.replayable = x.want_replay;
@@ -949,7 +1072,8 @@ awaitable<typename Session<Stream>::Attempt> Session<Stream>::run_attempt(Exchan
   }
   ++x.conn->requests;
   slot_.upstream = &x.conn->socket;
-  if (x.expect_continue && !x.body.complete && attempt == 0 && !co_await write_down(kContinue)) {
+  if (x.expect_continue && !x.body.complete && attempt == 0 && !continue_sent_ &&
+      !co_await write_down(kContinue)) {
     guard.finish(policy::AttemptOutcome::downstream_cancelled, 0);
     a.client_gone = true;
     co_return a;
@@ -1012,13 +1136,23 @@ awaitable<typename Session<Stream>::SendResult> Session<Stream>::send_request(Ex
   if (r.ok && x.body.present && x.body.complete && !x.replay.empty())
     r.ok = co_await send_body(x.replay);
   while (r.ok && !x.body.complete) {
-    size_t n = p.feed(in_.ptr(), in_.size());
-    in_.consume(n);
+    // What was read for the ext_authz check goes first, as one span.
+    std::string_view body;
+    if (prebody_pending_) {
+      prebody_pending_ = false;
+      body = prebody_;
+    }
+    size_t n = 0;
+    if (body.empty()) {
+      n = p.feed(in_.ptr(), in_.size());
+      in_.consume(n);
+      body = p.body();
+    }
     if (p.error() != http::ParseError::none) {
       r.reply = LocalReply{400, ErrorKind::downstream_protocol_error, "", {}, "http1.codec_error"};
       co_return r;
     }
-    if (p.message_done()) {
+    if (body.empty() && p.message_done()) {
       x.body.complete = true;
       slot_.clear_cap(ConnectionSlot::request_cap);
       // The hook's last word: bytes it adds at the end go like any other.
@@ -1029,7 +1163,6 @@ awaitable<typename Session<Stream>::SendResult> Session<Stream>::send_request(Ex
       }
       break;
     }
-    std::string_view body = p.body();
     if (body.empty()) {
       if (n > 0) continue;
       slot_.fired = Timeout::none;
@@ -1110,6 +1243,7 @@ bool Session<Stream>::prepare_response_head(Exchange& x) {
   if (x.cors)
     for (const auto& [name, value] : x.cors->response_headers) rh.headers.set(name, value);
   if (!x.set_cookie.empty()) rh.headers.add("set-cookie", x.set_cookie);
+  for (const auto& [name, value] : downstream_on_allow_.entries()) rh.headers.set(name, value);
   bool bodyless = x.is_head || status == 204 || status == 304;
   // A body hook may change the body's length: then it is not sent with one.
   x.hook_response_body = !bodyless && worker_.body_hook(SessionHost::Body::response, x.ctx);

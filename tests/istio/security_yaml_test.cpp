@@ -457,7 +457,7 @@ TEST_CASE("istio security: errors name the resource and the field") {
         "AuthorizationPolicy foo/bar: spec2: unknown field \"spec2\"");
 }
 
-TEST_CASE("istio security: CUSTOM policies are rejected while ext_authz is not wired") {
+TEST_CASE("istio security: a CUSTOM policy naming no mesh extension provider is rejected") {
   std::string yaml = ingress_yaml(18000, R"(
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
@@ -469,8 +469,8 @@ spec:
   rules: [{to: [{operation: {paths: ["/headers"]}}]}]
 )");
   CHECK(load_fails(yaml) ==
-        "AuthorizationPolicy istio-system/ext-authz: action: CUSTOM (provider \"my-ext-authz\"): "
-        "ext_authz providers are not implemented yet");
+        "AuthorizationPolicy istio-system/ext-authz: provider.name: no extensionProviders entry "
+        "named \"my-ext-authz\" in the mesh config");
   // One for another workload is skipped, not an error.
   istio::TranslateOptions other;
   other.gateway_labels = {{"app", "other"}};
@@ -627,8 +627,8 @@ spec:
   auto c = run_process(SLUICE_INGRESS_BIN, {"--check", "--config", custom});
   CHECK(c.exit_code == 1);
   CHECK_MESSAGE(
-      c.err.find("error: AuthorizationPolicy istio-system/ext: action: CUSTOM (provider "
-                 "\"opa\"): ext_authz providers are not implemented yet") != std::string::npos,
+      c.err.find("error: AuthorizationPolicy istio-system/ext: provider.name: no "
+                 "extensionProviders entry named \"opa\" in the mesh config") != std::string::npos,
       c.err);
   std::error_code ec;
   fs::remove_all(dir, ec);
