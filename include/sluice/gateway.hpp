@@ -12,6 +12,7 @@
 #include "sluice/endpoints.hpp"
 #include "sluice/hooks.hpp"
 #include "sluice/log.hpp"
+#include "sluice/ratelimit.hpp"
 #include "sluice/result.hpp"
 #include "sluice/router.hpp"
 #include "sluice/security.hpp"
@@ -101,6 +102,7 @@ struct GatewayConfig {
   Limits limits;
   PathNormalization path_normalization = PathNormalization::base;
   SecurityConfig security;  // JWT providers and authorization policies
+  RateLimitConfig rate_limits;  // local buckets and global limits on Redis
 };
 
 struct GatewayOptions {
@@ -112,6 +114,10 @@ struct GatewayOptions {
   // to move time without sleeping, then call Gateway::clock_advanced().
   // Default (empty): std::chrono::steady_clock::now.
   std::function<std::chrono::steady_clock::time_point()> clock;
+  // Wall-clock time: the windows of global rate limits (aligned on the Unix
+  // epoch so that processes sharing a Redis agree). Default (empty):
+  // std::chrono::system_clock::now.
+  std::function<std::chrono::system_clock::time_point()> wall_clock;
 
   // Extension points (hooks.hpp, log.hpp). One Hooks shared by every worker
   // (it must be thread-safe), or, when hooks_factory is set, one per worker:

@@ -9,6 +9,7 @@ std::string_view to_string(ResponseFlag flag) {
   static constexpr std::string_view kNames[] = {
       "UH", "UT",   "LR", "UR",  "UF", "UC",  "UO",    "NR", "DI",  "FI",
       "RL", "UAEX", "DC", "URX", "SI", "DPE", "UMSDR", "DT", "UPE", "NC",
+      "RLSE",
   };
   static_assert(std::size(kNames) == kResponseFlagCount);
   auto i = static_cast<size_t>(flag);

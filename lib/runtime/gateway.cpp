@@ -100,6 +100,9 @@ struct Gateway::Impl {
     uint16_t port;
   };
   std::map<std::string, Bound> bound;  // by listener name
+  // Local rate-limit buckets, kept across reloads while their config is
+  // unchanged (bind_local_limiters).
+  LocalLimiterRegistry local_limiters;
   bool started = false;
   bool stopping = false;
   bool stopped = false;
@@ -155,6 +158,7 @@ Gateway::Gateway(GatewayOptions options) : impl_(std::make_unique<Impl>()) {
   impl_->options = std::move(options);
   impl_->shared.logger = impl_->options.logger;
   impl_->shared.clock = impl_->options.clock;
+  impl_->shared.wall_clock = impl_->options.wall_clock;
   unsigned n = impl_->options.workers;
   if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
   impl_->make_workers(n);
@@ -165,6 +169,7 @@ Gateway::Gateway(asio::io_context& host_context, GatewayOptions options)
   impl_->options = std::move(options);
   impl_->shared.logger = impl_->options.logger;
   impl_->shared.clock = impl_->options.clock;
+  impl_->shared.wall_clock = impl_->options.wall_clock;
   impl_->host_context = &host_context;
   impl_->make_workers(1);
 }
@@ -254,6 +259,9 @@ Status Gateway::apply(std::shared_ptr<const Snapshot> snap) {
       m.shared.clusters.adopt(up.state);
     up.state->update(up);
   }
+  if (snap->rate_limits)
+    bind_local_limiters(*snap->rate_limits, m.local_limiters,
+                        m.shared.clock ? m.shared.clock() : Clock::now());
   for (size_t i = 0; i < m.workers.size(); ++i) {
     Worker* w = m.workers[i].get();
     asio::post(w->context(), [w, snap, keep, mine = std::move(per_worker[i])] {

@@ -96,13 +96,17 @@ Worker::Worker(size_t index, asio::io_context& ctx, GatewayShared& shared, uint6
     : SessionHost(ctx, shared.clock, seed, std::move(hooks), shared.logger),
       index_(index),
       shared_(shared),
-      ticker_(ctx) {}
+      ticker_(ctx) {
+  wall_clock_ = shared.wall_clock;
+}
 
 Worker::~Worker() = default;
 
 void Worker::install(std::shared_ptr<const Snapshot> snapshot) {
   snapshot_ = std::move(snapshot);
   upstream_.balancer().reset();
+  // The Redis client is made now, on this worker's loop, not by a request.
+  if (snapshot_ && snapshot_->rate_limits) redis(*snapshot_->rate_limits);
   // Active health checks run on one worker; their results are shared.
   if (index_ == 0 && snapshot_)
     install_health_checks(upstream_, UpstreamList(snapshot_, &snapshot_->upstreams));

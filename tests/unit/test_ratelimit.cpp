@@ -138,8 +138,8 @@ TEST_CASE("ratelimit config: global filter errors") {
   REQUIRE_FALSE(s.ok());
   CHECK(s.error().field == "timeout");
   g.timeout = 25ms;
-  g.rate_limits.push_back({"bookinfo", "", {{{generic_key("")}, 0}}});
-  s = validate(g, "EnvoyFilter filter-ratelimit");
+  std::vector<RateLimitAttachment> rate_limits{{"bookinfo", "", {{{generic_key("")}, 0}}}};
+  s = validate(rate_limits, "EnvoyFilter filter-ratelimit");
   REQUIRE_FALSE(s.ok());
   CHECK(s.error().field == "rate_limits[0].rate_limits[0].actions[0].generic_key.descriptor_value");
 }
