@@ -80,18 +80,17 @@ Status compile_locals(const RateLimitConfig& c, CompiledRateLimits& out) {
 }  // namespace
 
 const CompiledRateLimits::Local* CompiledRateLimits::local_for(std::string_view router,
-                                                                std::string_view virtual_host,
-                                                                std::string_view route,
-                                                                size_t* index) const {
+                                                               std::string_view virtual_host,
+                                                               std::string_view route,
+                                                               size_t* index) const {
   if (!has_local_filter) return nullptr;
   size_t found = 0;  // the filter's
   if (!overrides.empty()) {
     // Most specific first, as Envoy picks a route's config over its
     // virtual host's.
-    const std::string keys[] = {override_key(router, virtual_host, route),
-                                override_key({}, virtual_host, route),
-                                override_key(router, virtual_host, {}),
-                                override_key({}, virtual_host, {})};
+    const std::string keys[] = {
+        override_key(router, virtual_host, route), override_key({}, virtual_host, route),
+        override_key(router, virtual_host, {}), override_key({}, virtual_host, {})};
     for (const auto& k : keys)
       if (auto it = overrides.find(k); it != overrides.end()) {
         found = it->second;
@@ -102,8 +101,7 @@ const CompiledRateLimits::Local* CompiledRateLimits::local_for(std::string_view 
   return &locals[found];
 }
 
-Result<std::shared_ptr<const CompiledRateLimits>> compile_rate_limits(
-    const GatewayConfig& config) {
+Result<std::shared_ptr<const CompiledRateLimits>> compile_rate_limits(const GatewayConfig& config) {
   const RateLimitConfig& c = config.rate_limits;
   if (!c.local && c.local_overrides.empty() && !c.global && c.rate_limits.empty() &&
       c.service.empty())

@@ -57,8 +57,7 @@ struct CompiledRateLimits {
 
 // Validates config.rate_limits (errors name "RateLimitConfig" and the
 // field); null when nothing is configured.
-Result<std::shared_ptr<const CompiledRateLimits>> compile_rate_limits(
-    const GatewayConfig& config);
+Result<std::shared_ptr<const CompiledRateLimits>> compile_rate_limits(const GatewayConfig& config);
 
 // The local buckets a gateway keeps across reloads, by config key.
 using LocalLimiterRegistry = std::map<std::string, std::shared_ptr<security::LocalRateLimiter>>;

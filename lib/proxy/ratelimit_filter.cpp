@@ -50,8 +50,7 @@ asio::awaitable<std::optional<RateLimitRefusal>> check_rate_limits(
     security::LocalDecision d = limiter.check(found, host.clock_now(), host.rng());
     using Outcome = security::LocalDecision::Outcome;
     if (d.outcome == Outcome::limited && d.response) {
-      RateLimitRefusal refusal{std::move(*d.response), {ResponseFlag::rate_limited},
-                               kLocalLimited};
+      RateLimitRefusal refusal{std::move(*d.response), {ResponseFlag::rate_limited}, kLocalLimited};
       co_return refusal;
     }
     if (d.outcome == Outcome::limited_not_enforced)
@@ -67,17 +66,15 @@ asio::awaitable<std::optional<RateLimitRefusal>> check_rate_limits(
   std::shared_ptr<security::RedisClient> redis = host.redis(rl);
   if (!redis) co_return std::nullopt;
   auto now = host.wall_now();
-  security::GlobalDecision d =
-      co_await rl.global->check(*redis, std::move(found), now, host.rng());
+  security::GlobalDecision d = co_await rl.global->check(*redis, std::move(found), now, host.rng());
   using Outcome = security::GlobalDecision::Outcome;
   if (d.outcome == Outcome::over_limit && d.response) {
-    RateLimitRefusal refusal{std::move(*d.response), {ResponseFlag::rate_limited},
-                             kGlobalLimited};
+    RateLimitRefusal refusal{std::move(*d.response), {ResponseFlag::rate_limited}, kGlobalLimited};
     co_return refusal;
   }
   if (d.outcome == Outcome::error_denied && d.response) {
-    RateLimitRefusal refusal{std::move(*d.response), {ResponseFlag::rate_limit_service_error},
-                             kGlobalError};
+    RateLimitRefusal refusal{
+        std::move(*d.response), {ResponseFlag::rate_limit_service_error}, kGlobalError};
     co_return refusal;
   }
   co_return std::nullopt;

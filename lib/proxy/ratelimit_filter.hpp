@@ -19,8 +19,9 @@ namespace sluice {
 
 struct RateLimitRefusal {
   Response response;
-  ResponseFlags flags;       // RL, or RLSE when Redis failed under failure_mode_deny
-  std::string_view details;  // Envoy's: local_rate_limited, request_rate_limited, rate_limiter_error
+  ResponseFlags flags;  // RL, or RLSE when Redis failed under failure_mode_deny
+  std::string_view
+      details;  // Envoy's: local_rate_limited, request_rate_limited, rate_limiter_error
 };
 
 // What the limits see of a request besides its head.
