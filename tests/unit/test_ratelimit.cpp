@@ -330,6 +330,24 @@ TEST_CASE("ratelimit descriptors: route rules, virtual host rules and stages") {
   CHECK(rules.descriptors("other", "reviews", 0, VhRateLimits::include, in).empty());
 }
 
+TEST_CASE("ratelimit descriptors: a router's own lists come before those for every router") {
+  auto generic = [](std::string v) {
+    return RateLimitAction{RateLimitAction::GenericKey{std::move(v), {}}};
+  };
+  auto rules = compile_rules({{"*", "", {{{generic("any-router")}, 0}}},
+                              {"*", "", {{{generic("http.8080")}, 0}}, "http.8080"}});
+  RequestHead r = get("/");
+  RequestAttributes in{&r, "10.0.0.1", "x"};
+  auto d = rules.descriptors("http.8080", "*", "r", 0, VhRateLimits::override_route, in);
+  REQUIRE(d.size() == 2);
+  CHECK(d[0] == Descriptor{{"generic_key", "http.8080"}});
+  CHECK(d[1] == Descriptor{{"generic_key", "any-router"}});
+  d = rules.descriptors("http.9090", "*", "r", 0, VhRateLimits::override_route, in);
+  REQUIRE(d.size() == 1);
+  CHECK(d[0] == Descriptor{{"generic_key", "any-router"}});
+  CHECK(rules.descriptors("http.8080", "other", "r", 0, VhRateLimits::include, in).empty());
+}
+
 TEST_CASE("ratelimit descriptors: compile errors name the action") {
   CHECK(rules_error({{"", "", {}}}).field == "rate_limits[0].virtual_host");
   CHECK(rules_error({{"bookinfo", "", {{{}, 0}}}}).field ==
