@@ -395,7 +395,7 @@ std::vector<RateLimitRule> rate_limits(const YAML::Node& n, const Meta& m,
     sequence(actions, m, ap);
     for (size_t k = 0; k < actions.size(); ++k) {
       Map a(actions[k], m, at(ap, k));
-      RateLimitAction action;
+      RateLimitAction action{RateLimitAction::RemoteAddress{}};  // set below
       int kinds = 0;
       if (auto v = a.get("request_headers"); v && ++kinds) {
         Map f(v, m, a.sub("request_headers"));
