@@ -101,8 +101,8 @@ std::optional<int> parse_args(int argc, char** argv, Options& o) {
       o.ephemeral = true;
     } else if (a == "--config" || a == "--bind" || a == "--workers" || a == "--explain" ||
                a == "-H" || a == "--dns-refresh" || a == "--mesh-config" ||
-               a == "--gateway-namespace" || a == "--gateway-label" ||
-               a == "--rate-limit-config" || a == "--redis") {
+               a == "--gateway-namespace" || a == "--gateway-label" || a == "--rate-limit-config" ||
+               a == "--redis") {
       if (!(v = value())) return fail_usage(a + " needs a value");
       if (a == "--config") o.configs.push_back(*v);
       if (a == "--mesh-config") o.mesh_config = *v;

@@ -6,8 +6,8 @@
 
 #include <fmt/format.h>
 
-#include <charconv>
 #include <cctype>
+#include <charconv>
 #include <cmath>
 #include <fstream>
 #include <set>
@@ -419,7 +419,8 @@ std::vector<RateLimitRule> rate_limits(const YAML::Node& n, const Meta& m,
         Map f(v, m, a.sub("generic_key"));
         RateLimitAction::GenericKey x;
         x.descriptor_value = text(f.require("descriptor_value"), m, f.sub("descriptor_value"));
-        if (auto s = f.get("descriptor_key")) x.descriptor_key = text(s, m, f.sub("descriptor_key"));
+        if (auto s = f.get("descriptor_key"))
+          x.descriptor_key = text(s, m, f.sub("descriptor_key"));
         f.finish();
         action.action = std::move(x);
       }
@@ -427,7 +428,8 @@ std::vector<RateLimitRule> rate_limits(const YAML::Node& n, const Meta& m,
         Map f(v, m, a.sub("header_value_match"));
         RateLimitAction::HeaderValueMatch x;
         x.descriptor_value = text(f.require("descriptor_value"), m, f.sub("descriptor_value"));
-        if (auto s = f.get("descriptor_key")) x.descriptor_key = text(s, m, f.sub("descriptor_key"));
+        if (auto s = f.get("descriptor_key"))
+          x.descriptor_key = text(s, m, f.sub("descriptor_key"));
         if (auto s = f.get("expect_match")) x.expect_match = boolean(s, m, f.sub("expect_match"));
         YAML::Node headers = f.require("headers");
         sequence(headers, m, f.sub("headers"));
@@ -649,7 +651,8 @@ RateLimitServiceConfig::DescriptorConfig service_descriptor(const YAML::Node& n,
     d.rate_limit = std::move(rl);
   }
   if (auto v = f.get("shadow_mode")) d.shadow_mode = boolean(v, m, f.sub("shadow_mode"));
-  if (auto v = f.get("detailed_metric")) d.detailed_metric = boolean(v, m, f.sub("detailed_metric"));
+  if (auto v = f.get("detailed_metric"))
+    d.detailed_metric = boolean(v, m, f.sub("detailed_metric"));
   if (auto v = f.get("descriptors")) {
     sequence(v, m, f.sub("descriptors"));
     for (size_t i = 0; i < v.size(); ++i)
@@ -801,16 +804,16 @@ class EnvoyFilters {
         return p.field + " CLUSTER accepted, not used (sluice counts in Redis itself)";
       case K::local_filter:
         if (rl_.local)
-          fail(m, p.field, fmt::format("a second {} filter ({} inserted one)", kLocalName,
-                                       local_from_));
+          fail(m, p.field,
+               fmt::format("a second {} filter ({} inserted one)", kLocalName, local_from_));
         check(security::validate(*p.local, object), p.field + ".patch.value.typed_config");
         rl_.local = *p.local;
         local_from_ = object;
         return p.field + " local_ratelimit filter";
       case K::global_filter:
         if (rl_.global)
-          fail(m, p.field, fmt::format("a second {} filter ({} inserted one)", kGlobalName,
-                                       global_from_));
+          fail(m, p.field,
+               fmt::format("a second {} filter ({} inserted one)", kGlobalName, global_from_));
         check(security::validate(*p.global, object), p.field + ".patch.value.typed_config");
         rl_.global = *p.global;
         global_from_ = object;

@@ -251,11 +251,11 @@ struct AuthorizationPolicyRes {
 struct EnvoyFilterPatchIn {
   enum class Kind { local_filter, global_filter, vhost, route, cluster };
   Kind kind = Kind::cluster;
-  std::string field;    // "configPatches[i]", for errors
-  std::string context;  // match.context; empty: ANY
-  std::optional<uint32_t> port;  // match.routeConfiguration.portNumber
-  std::string vhost;    // empty: every virtual host
-  std::string route;    // empty: every route
+  std::string field;                      // "configPatches[i]", for errors
+  std::string context;                    // match.context; empty: ANY
+  std::optional<uint32_t> port;           // match.routeConfiguration.portNumber
+  std::string vhost;                      // empty: every virtual host
+  std::string route;                      // empty: every route
   std::optional<LocalRateLimit> local;    // the filter's, or typed_per_filter_config
   std::optional<GlobalRateLimit> global;  // global_filter
   std::vector<RateLimitRule> rate_limits;

@@ -132,7 +132,8 @@ struct WallClock {
 
 }  // namespace
 
-TEST_CASE("ratelimit api: one local bucket per gateway, shared by its workers, refilled by the clock") {
+TEST_CASE(
+    "ratelimit api: one local bucket per gateway, shared by its workers, refilled by the clock") {
   FakeUpstream up("ok");
   ManualClock clock;
   auto cfg = single_upstream_config(up.port());
@@ -219,7 +220,8 @@ TEST_CASE("ratelimit api: per-route local configs and their descriptors") {
   CHECK(compiled.error().field == "local_overrides[0].config.token_bucket");
 }
 
-TEST_CASE("ratelimit api: filter_enforced 0 forwards limited requests with the not-enforced header") {
+TEST_CASE(
+    "ratelimit api: filter_enforced 0 forwards limited requests with the not-enforced header") {
   FakeUpstream up("ok");
   ManualClock clock;
   auto cfg = single_upstream_config(up.port());

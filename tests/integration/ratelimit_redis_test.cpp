@@ -31,7 +31,6 @@
 #include "security/redis.hpp"
 #include "support/redis_server.hpp"
 
-
 using namespace sluice;
 using namespace sluice::security;
 using namespace std::chrono_literals;

@@ -381,7 +381,8 @@ TEST_CASE("istio rate-limit task: the local filter, at the gateway and at the si
   // The task's own YAML selects the productpage sidecar: accepted, listed
   // as not applying to the gateway.
   auto sidecar = load(bookinfo(productpage.port()) + "\n---\n" + kLocalSidecar);
-  CHECK(listed(sidecar.envoy_filters_skipped, "EnvoyFilter istio-system/filter-local-ratelimit-svc"));
+  CHECK(
+      listed(sidecar.envoy_filters_skipped, "EnvoyFilter istio-system/filter-local-ratelimit-svc"));
   CHECK_FALSE(sidecar.config.rate_limits.local);
 
   // The same filter selecting the gateway: 4 tokens a minute, then 429 with
@@ -399,7 +400,8 @@ TEST_CASE("istio rate-limit task: the local filter, at the gateway and at the si
   CHECK(get(gw.port(), "/productpage").status == 200);
 }
 
-TEST_CASE("istio rate-limit task: per-route local config through HTTP_ROUTE typed_per_filter_config") {
+TEST_CASE(
+    "istio rate-limit task: per-route local config through HTTP_ROUTE typed_per_filter_config") {
   FakeUpstream productpage("productpage");
   // snip_local_rate_limit_3 at the gateway: the filter without a bucket,
   // the bucket on the routes of the gateway's virtual host.
@@ -478,9 +480,10 @@ spec:
   err = load_fails(unknown);
   CHECK_MESSAGE(err.find("request_headers.extra") != std::string::npos, err);
 
-  auto bad_service = istio::parse_rate_limit_config("domain: ratelimit\ndescriptors:\n- key: PATH\n"
-                                                    "  rate_limit: {unit: fortnight}\n",
-                                                    "config.yaml");
+  auto bad_service = istio::parse_rate_limit_config(
+      "domain: ratelimit\ndescriptors:\n- key: PATH\n"
+      "  rate_limit: {unit: fortnight}\n",
+      "config.yaml");
   REQUIRE_FALSE(bad_service.ok());
   CHECK(bad_service.error().field == "descriptors[0].rate_limit.unit");
 }
@@ -510,9 +513,9 @@ TEST_CASE("sluice-ingress --check accepts the task's EnvoyFilters and ConfigMap"
   CHECK(r.out.find("configuration OK") != std::string::npos);
 
   write("bad-config.yaml", "domain: ratelimit\ndescriptors: [{key: \"\"}]\n");
-  auto bad = run_process(SLUICE_INGRESS_BIN, {"--check", "--config", (dir / "config").string(),
-                                              "--rate-limit-config",
-                                              (dir / "bad-config.yaml").string()});
+  auto bad =
+      run_process(SLUICE_INGRESS_BIN, {"--check", "--config", (dir / "config").string(),
+                                       "--rate-limit-config", (dir / "bad-config.yaml").string()});
   CHECK(bad.exit_code != 0);
   CHECK_MESSAGE(bad.err.find("descriptors[0].key") != std::string::npos, bad.err);
   std::error_code ec;
