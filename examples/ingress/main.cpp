@@ -37,6 +37,11 @@ const char* usage = R"(usage: sluice-ingress [options]
                          that select it (default istio-system)
   --gateway-label K=V    a label of the gateway workload (repeatable; replaces the
                          default app=istio-ingressgateway, istio=ingressgateway)
+  --rate-limit-config PATH  the reference rate-limit service's config.yaml (domain and
+                         descriptors), or its ConfigMap: the limits of the global rate
+                         limit an EnvoyFilter inserts (envoy.filters.http.ratelimit)
+  --redis HOST:PORT      Redis that holds the global limits' counters, shared by every
+                         process pointed at it (default 127.0.0.1:6379)
   --bind ADDR            address for every listener (default 0.0.0.0; 127.0.0.1 with --demo)
   --workers N            worker threads (default: one per hardware thread)
   --check                validate the configuration, print a summary, exit 0 or 1
@@ -49,7 +54,7 @@ const char* usage = R"(usage: sluice-ingress [options]
   --no-watch             do not reload on file changes (SIGHUP still does)
   --dns-refresh SECONDS  re-resolve DNS ServiceEntries this often (default 30; 0: never)
 Signals: SIGHUP reloads the configuration and the mesh config (so does a change
-under a --config directory or to the --mesh-config file); SIGTERM / SIGINT drain
+under a --config directory or to the --mesh-config or --rate-limit-config file); SIGTERM / SIGINT drain
 and exit 0.
 )";
 
@@ -62,6 +67,8 @@ struct Options {
   std::vector<std::string> configs;
   std::optional<std::string> bind;
   std::optional<std::string> mesh_config;
+  std::optional<std::string> rate_limit_config;
+  std::string redis = "127.0.0.1:6379";
   std::optional<std::string> explain;
   std::vector<std::string> headers;
   std::string client_ip;
@@ -96,10 +103,13 @@ std::optional<int> parse_args(int argc, char** argv, Options& o) {
       o.ephemeral = true;
     } else if (a == "--config" || a == "--bind" || a == "--workers" || a == "--explain" ||
                a == "-H" || a == "--dns-refresh" || a == "--mesh-config" ||
-               a == "--gateway-namespace" || a == "--gateway-label" || a == "--client-ip") {
+               a == "--gateway-namespace" || a == "--gateway-label" || a == "--rate-limit-config" ||
+               a == "--redis" || a == "--client-ip") {
       if (!(v = value())) return fail_usage(a + " needs a value");
       if (a == "--config") o.configs.push_back(*v);
       if (a == "--mesh-config") o.mesh_config = *v;
+      if (a == "--rate-limit-config") o.rate_limit_config = *v;
+      if (a == "--redis") o.redis = *v;
       if (a == "--gateway-namespace") o.gateway_namespace = *v;
       if (a == "--gateway-label") {
         auto eq = v->find('=');
@@ -137,6 +147,22 @@ sluice::istio::TranslateOptions translate_options(const Options& o,
   if (o.gateway_labels) t.gateway_labels = *o.gateway_labels;
   sluice::istio::apply_mesh(mesh, t);
   return t;
+}
+
+// --rate-limit-config and --redis into a translated configuration (read
+// again on every load, so a reload picks up a changed file); logs errors.
+bool apply_rate_limit_options(const Options& o, sluice::istio::LoadedConfig& loaded) {
+  sluice::RateLimitConfig& rl = loaded.config.rate_limits;
+  if (o.rate_limit_config) {
+    auto service = sluice::istio::load_rate_limit_config(*o.rate_limit_config);
+    if (!service) {
+      fmt::print(stderr, "error: {}\n", service.error().to_string());
+      return false;
+    }
+    rl.service = std::move(service).value();
+  }
+  if (rl.global) rl.redis_address = o.redis;
+  return true;
 }
 
 void print_warnings(const std::vector<std::string>& warnings) {
@@ -295,6 +321,7 @@ class Control {
     }
     print_warnings(loaded->warnings);
     sluice::istio::apply_mesh(mesh_, loaded->config);
+    if (!apply_rate_limit_options(o_, *loaded)) return std::nullopt;
     return std::move(loaded).value();
   }
 
@@ -508,6 +535,7 @@ int serve(const Options& o) {
     });
     watcher->add_files(control.files());
     if (o.mesh_config) watcher->add_files({*o.mesh_config});
+    if (o.rate_limit_config) watcher->add_files({*o.rate_limit_config});
   }
   // Only now: a file changed after "ready" must be seen by the watcher.
   fmt::print("ready\n");
@@ -539,6 +567,7 @@ int main(int argc, char** argv) {
     }
     print_warnings(loaded->warnings);
     sluice::istio::apply_mesh(*mesh, loaded->config);
+    if (!apply_rate_limit_options(o, *loaded)) return 1;
     // The library's own validation too: what apply() would say.
     auto compiled = sluice::compile(loaded->config);
     if (!compiled) {

@@ -13,6 +13,7 @@
 #include "sluice/endpoints.hpp"
 #include "sluice/hooks.hpp"
 #include "sluice/log.hpp"
+#include "sluice/ratelimit.hpp"
 #include "sluice/result.hpp"
 #include "sluice/router.hpp"
 #include "sluice/security.hpp"
@@ -102,6 +103,7 @@ struct GatewayConfig {
   Limits limits;
   PathNormalization path_normalization = PathNormalization::base;
   SecurityConfig security;  // JWT providers and authorization policies
+  RateLimitConfig rate_limits;  // local buckets and global limits on Redis
 };
 
 struct GatewayOptions {
@@ -113,9 +115,11 @@ struct GatewayOptions {
   // to move time without sleeping, then call Gateway::clock_advanced().
   // Default (empty): std::chrono::steady_clock::now.
   std::function<std::chrono::steady_clock::time_point()> clock;
-  // Wall-clock time for JWT `exp` and `nbf`, a clock of its own (tokens
-  // carry calendar time; the steady clock above has no epoch). Tests set it
-  // to move token time without sleeping. Default: system_clock::now.
+  // Wall-clock time, a clock of its own (calendar time; the steady clock
+  // above has no epoch): JWT `exp` and `nbf`, and the windows of global rate
+  // limits (aligned on the Unix epoch so that processes sharing a Redis
+  // agree). Tests set it to move that time without sleeping. Default:
+  // system_clock::now.
   std::function<std::chrono::system_clock::time_point()> wall_clock;
   // Remote key sets (JwtProvider::jwks_uri, OpenID discovery). on_jwks_fetch,
   // when set, is told after every fetch, on the worker that fetched.

@@ -34,8 +34,9 @@ enum class ResponseFlag : uint8_t {
   duration_timeout,                   // DT
   upstream_protocol_error,            // UPE
   no_cluster_found,                   // NC
+  rate_limit_service_error,           // RLSE
 };
-inline constexpr size_t kResponseFlagCount = 20;
+inline constexpr size_t kResponseFlagCount = 21;
 
 // Envoy's short name: "UH", "URX", ...
 std::string_view to_string(ResponseFlag flag);

@@ -7,6 +7,7 @@
 #include "sluice/hooks.hpp"
 #include "sluice/log.hpp"
 #include "sluice/matcher.hpp"
+#include "sluice/ratelimit.hpp"
 #include "sluice/request.hpp"
 #include "sluice/response_flags.hpp"
 #include "sluice/result.hpp"

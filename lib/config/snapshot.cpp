@@ -311,6 +311,9 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(GatewayConfig config) {
   auto security = compile_security(config.security, *upstreams);
   if (!security) return security.error();
   snap->security = std::move(security).value();
+  auto rate_limits = compile_rate_limits(config);
+  if (!rate_limits) return rate_limits.error();
+  snap->rate_limits = std::move(rate_limits).value();
   snap->source = std::make_shared<const GatewayConfig>(std::move(config));
   return snap;
 }
@@ -332,6 +335,7 @@ Result<std::shared_ptr<Snapshot>> with_endpoints(const Snapshot& base, std::stri
   snap->upstreams[*index] = std::move(updated).value();
   snap->limits = base.limits;
   snap->security = base.security;
+  snap->rate_limits = base.rate_limits;
   return snap;
 }
 

@@ -11,6 +11,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "config/ratelimit.hpp"
 #include "policy/policy.hpp"
 #include "security/authz.hpp"
 #include "security/ext_authz.hpp"
@@ -85,6 +86,9 @@ class Snapshot {
   std::vector<CompiledUpstream> upstreams;
   Limits limits;
   std::shared_ptr<const CompiledSecurity> security;
+  // Rate limits; null when none are configured. The local buckets in it
+  // are the owning gateway's (filled by Gateway::apply).
+  std::shared_ptr<const CompiledRateLimits> rate_limits;
 
   // The Gateway (its id; 0: none yet) whose runtime state the upstreams'
   // `state` slots hold. Claimed by Gateway::apply before it fills them, so

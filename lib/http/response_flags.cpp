@@ -7,8 +7,8 @@ namespace sluice {
 std::string_view to_string(ResponseFlag flag) {
   // Indexed by the enum; the static_assert below keeps the two in step.
   static constexpr std::string_view kNames[] = {
-      "UH", "UT",   "LR", "UR",  "UF", "UC",  "UO",    "NR", "DI",  "FI",
-      "RL", "UAEX", "DC", "URX", "SI", "DPE", "UMSDR", "DT", "UPE", "NC",
+      "UH",   "UT", "LR",  "UR", "UF",  "UC",    "UO", "NR",  "DI", "FI",   "RL",
+      "UAEX", "DC", "URX", "SI", "DPE", "UMSDR", "DT", "UPE", "NC", "RLSE",
   };
   static_assert(std::size(kNames) == kResponseFlagCount);
   auto i = static_cast<size_t>(flag);

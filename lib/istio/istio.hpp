@@ -130,6 +130,10 @@ struct LoadedConfig {
   std::vector<std::string> warnings;
   std::vector<SecurityPolicyInfo> security_applied;  // in config.security
   std::vector<SecurityPolicyInfo> security_skipped;  // select other workloads
+  // EnvoyFilters (rate limits) applied to the gateway, and those that
+  // select other workloads or contexts.
+  std::vector<SecurityPolicyInfo> envoy_filters_applied;
+  std::vector<SecurityPolicyInfo> envoy_filters_skipped;
 
   const ListenerInfo* listener_for_port(uint16_t port) const;
 };
@@ -163,6 +167,15 @@ Result<MeshSettings> load_mesh_config(const std::string& path);
 void apply_mesh(const MeshSettings& mesh, GatewayConfig& config);
 // The settings translate() needs (rootNamespace decides which policies apply).
 void apply_mesh(const MeshSettings& mesh, TranslateOptions& options);
+
+// The reference rate-limit service's configuration (envoyproxy/ratelimit's
+// config.yaml: a domain and its descriptors), bare or as the ConfigMap of
+// Istio's rate-limit task (each data entry one file), for
+// RateLimitConfig::service. Errors name `RateLimitConfig <origin>` and the
+// field.
+Result<std::vector<RateLimitServiceConfig>> parse_rate_limit_config(std::string_view yaml,
+                                                                    std::string origin);
+Result<std::vector<RateLimitServiceConfig>> load_rate_limit_config(const std::string& path);
 
 // An error from compile() or Gateway::apply() about a Router this loader
 // built, restated in Istio's terms: `Router http.8080:

@@ -9,8 +9,11 @@
 #include <string>
 #include <vector>
 
+#include <yaml-cpp/yaml.h>
+
 #include "sluice/gateway.hpp"
 #include "sluice/matcher.hpp"
+#include "sluice/ratelimit.hpp"
 #include "sluice/router.hpp"
 #include "sluice/security.hpp"
 #include "sluice/upstream.hpp"
@@ -244,6 +247,26 @@ struct AuthorizationPolicyRes {
   AuthorizationPolicy policy;  // name and ns from metadata
 };
 
+// One configPatches entry of an EnvoyFilter, in the rate-limit task's shapes.
+struct EnvoyFilterPatchIn {
+  enum class Kind { local_filter, global_filter, vhost, route, cluster };
+  Kind kind = Kind::cluster;
+  std::string field;                      // "configPatches[i]", for errors
+  std::string context;                    // match.context; empty: ANY
+  std::optional<uint32_t> port;           // match.routeConfiguration.portNumber
+  std::string vhost;                      // empty: every virtual host
+  std::string route;                      // empty: every route
+  std::optional<LocalRateLimit> local;    // the filter's, or typed_per_filter_config
+  std::optional<GlobalRateLimit> global;  // global_filter
+  std::vector<RateLimitRule> rate_limits;
+};
+
+struct EnvoyFilterRes {
+  Meta meta;
+  WorkloadScopeIn scope;  // workloadSelector.labels
+  std::vector<EnvoyFilterPatchIn> patches;
+};
+
 struct Resources {
   std::vector<GatewayRes> gateways;
   std::vector<VirtualServiceRes> virtual_services;
@@ -252,7 +275,17 @@ struct Resources {
   std::vector<SecretRes> secrets;
   std::vector<RequestAuthenticationRes> request_authentications;
   std::vector<AuthorizationPolicyRes> authorization_policies;
+  std::vector<EnvoyFilterRes> envoy_filters;
 };
+
+// envoyfilter.cpp: an EnvoyFilter spec, or a LoadError naming the field.
+EnvoyFilterRes parse_envoy_filter(const YAML::Node& spec, const Meta& meta);
+struct TranslateOptions;
+struct LoadedConfig;
+// The EnvoyFilters that select the gateway, into out.config.rate_limits
+// (after the routers are built: patches name virtual hosts and routes).
+void apply_envoy_filters(const Resources& resources, const TranslateOptions& options,
+                         LoadedConfig& out);
 
 // The narrower of two host patterns when one covers the other ("*",
 // "*.example.com", "a.example.com"), nothing when they are disjoint.

@@ -1710,7 +1710,8 @@ struct Parser {
                                                             "security.istio.io/v1"};
     static const std::set<std::string> security_kinds = {"RequestAuthentication",
                                                          "AuthorizationPolicy"};
-    bool networking = versions.count(api) && kinds.count(kind);
+    bool networking = (versions.count(api) && kinds.count(kind)) ||
+                      (kind == "EnvoyFilter" && api == "networking.istio.io/v1alpha3");
     bool security = security_versions.count(api) && security_kinds.count(kind);
     if (!networking && !security) {
       warnings.push_back(fmt::format("{}: ignoring {} {} ({}): kind not supported", origin, kind,
@@ -1732,6 +1733,7 @@ struct Parser {
     if (kind == "DestinationRule")
       res.destination_rules.push_back(parse_destination_rule(spec, meta));
     if (kind == "ServiceEntry") res.service_entries.push_back(parse_service_entry(spec, meta));
+    if (kind == "EnvoyFilter") res.envoy_filters.push_back(parse_envoy_filter(spec, meta));
     if (kind == "RequestAuthentication")
       res.request_authentications.push_back(parse_request_authentication(spec, meta));
     if (kind == "AuthorizationPolicy")

@@ -328,6 +328,20 @@ std::string summary(const LoadedConfig& loaded) {
     out += fmt::format("  applies: {} ({})\n", p.object, p.detail);
   for (const auto& p : loaded.security_skipped)
     out += fmt::format("  skipped: {}: {}\n", p.object, p.detail);
+  const RateLimitConfig& rl = loaded.config.rate_limits;
+  if (!loaded.envoy_filters_applied.empty() || !loaded.envoy_filters_skipped.empty()) {
+    out += fmt::format(
+        "rate limits: local filter {}, {} per-route config(s), global {}\n",
+        rl.local ? "yes" : "no", rl.local_overrides.size(),
+        rl.global
+            ? fmt::format("domain {} on Redis {} ({} service config(s))", rl.global->domain,
+                          rl.redis_address.empty() ? "(none)" : rl.redis_address, rl.service.size())
+            : std::string("no"));
+    for (const auto& p : loaded.envoy_filters_applied)
+      out += fmt::format("  applies: {} ({})\n", p.object, p.detail);
+    for (const auto& p : loaded.envoy_filters_skipped)
+      out += fmt::format("  skipped: {}: {}\n", p.object, p.detail);
+  }
   out += fmt::format(
       "{} listener(s), {} host(s), {} rule(s), {} upstream(s), {} security policy(ies), {} "
       "warning(s)\n",

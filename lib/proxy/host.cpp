@@ -27,6 +27,18 @@ void SessionHost::log_formatted(LogLevel level, fmt::string_view format, fmt::fo
   logger_->log(level, fmt::vformat(format, args));
 }
 
+std::shared_ptr<security::RedisClient> SessionHost::redis(const CompiledRateLimits& rate_limits) {
+  if (!rate_limits.global) return nullptr;
+  const auto& o = redis_ ? redis_->options() : security::RedisOptions{};
+  if (!redis_ || o.host != rate_limits.redis_host || o.port != rate_limits.redis_port) {
+    security::RedisOptions options;
+    options.host = rate_limits.redis_host;
+    options.port = rate_limits.redis_port;
+    redis_ = std::make_shared<security::RedisClient>(context(), std::move(options));
+  }
+  return redis_;
+}
+
 bool SessionHost::body_hook(Body which, RequestContext& ctx) {
   if (!hooks_) return false;
   Known& known = body_hooks_[which == Body::request ? 0 : 1];

@@ -12,6 +12,7 @@
 
 #include "config/snapshot.hpp"
 #include "net/loop.hpp"
+#include "security/redis.hpp"
 #include "sluice/hooks.hpp"
 #include "sluice/log.hpp"
 #include "upstream/context.hpp"
@@ -52,13 +53,18 @@ class SessionHost : public Loop {
     if (logger_) log_formatted(level, format, fmt::make_format_args(args...));
   }
   bool draining() const { return draining_; }
-  // Wall-clock time for JWT exp and nbf: GatewayOptions::wall_clock, else
-  // the system clock.
+  // A UUID v4 (36 characters) from the loop's seedable RNG.
+  void make_request_id(char (&out)[36]);
+
+  // Wall-clock time for JWT exp/nbf and rate-limit windows
+  // (GatewayOptions::wall_clock, else system_clock).
   std::chrono::system_clock::time_point wall_now() const {
     return wall_clock_ ? wall_clock_() : std::chrono::system_clock::now();
   }
-  // A UUID v4 (36 characters) from the loop's seedable RNG.
-  void make_request_id(char (&out)[36]);
+  // This worker's Redis client for the global rate limit (null without
+  // one), on this worker's loop. A reload naming another address gets a new
+  // client; requests in flight keep theirs by holding the pointer.
+  std::shared_ptr<security::RedisClient> redis(const CompiledRateLimits& rate_limits);
 
   // Mirrored requests in flight on this worker; more are dropped.
   static constexpr size_t kMaxMirrors = 256;
@@ -70,10 +76,11 @@ class SessionHost : public Loop {
 
   std::shared_ptr<Hooks> hooks_;
   std::shared_ptr<Logger> logger_;
+  std::function<std::chrono::system_clock::time_point()> wall_clock_;
+  std::shared_ptr<security::RedisClient> redis_;
   enum class Known : uint8_t { unknown, yes, no };
   Known body_hooks_[2] = {Known::unknown, Known::unknown};
   bool draining_ = false;
-  std::function<std::chrono::system_clock::time_point()> wall_clock_;
   UpstreamContext upstream_{*this};
 };
 

@@ -27,6 +27,7 @@
 #include "proxy/host.hpp"
 #include "proxy/mirror.hpp"
 #include "proxy/park.hpp"
+#include "proxy/ratelimit_filter.hpp"
 #include "proxy/security_filter.hpp"
 #include "tls/server.hpp"
 #include "upstream/cluster.hpp"
@@ -792,6 +793,19 @@ awaitable<bool> Session<Stream>::serve_one(bool first) {
     co_return co_await answer(ctx, std::move(*local), keep_alive);
 
   const ResolvedDestination* dest = pick_destination(rr);
+  if (snap->rate_limits) {
+    // Envoy's local_ratelimit and ratelimit filters run before its router,
+    // so a limited request never counts against the upstream.
+    RateLimitRequest limited_on{
+        client_ip_, listener->config.router, sel->virtual_host->name, sel->route->name,
+        dest ? std::string_view(snap->upstreams[dest->upstream].config.name) : std::string_view()};
+    std::optional<RateLimitRefusal> limited =
+        co_await check_rate_limits(worker_, snap->rate_limits, head, limited_on);
+    if (limited) {
+      Answer a{std::move(limited->response), limited->flags, limited->details};
+      co_return co_await answer(ctx, std::move(a), keep_alive);
+    }
+  }
   if (!dest) {
     LocalReply uh = no_healthy_upstream();
     bool ok = co_await send_error(ctx, std::move(uh), keep_alive);

@@ -104,6 +104,9 @@ struct Gateway::Impl {
     uint16_t port;
   };
   std::map<std::string, Bound> bound;  // by listener name
+  // Local rate-limit buckets, kept across reloads while their config is
+  // unchanged (bind_local_limiters).
+  LocalLimiterRegistry local_limiters;
   bool started = false;
   bool stopping = false;
   bool stopped = false;
@@ -266,6 +269,9 @@ Status Gateway::apply(std::shared_ptr<const Snapshot> snap) {
   // Remote key sets kept across the reload reach the new slots before any
   // worker serves the snapshot.
   m.jwks->update(snap->security.get());
+  if (snap->rate_limits)
+    bind_local_limiters(*snap->rate_limits, m.local_limiters,
+                        m.shared.clock ? m.shared.clock() : Clock::now());
   for (size_t i = 0; i < m.workers.size(); ++i) {
     Worker* w = m.workers[i].get();
     asio::post(w->context(), [w, snap, keep, mine = std::move(per_worker[i])] {

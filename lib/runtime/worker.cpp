@@ -105,6 +105,8 @@ Worker::~Worker() = default;
 void Worker::install(std::shared_ptr<const Snapshot> snapshot) {
   snapshot_ = std::move(snapshot);
   upstream_.balancer().reset();
+  // The Redis client is made now, on this worker's loop, not by a request.
+  if (snapshot_ && snapshot_->rate_limits) redis(*snapshot_->rate_limits);
   // Active health checks run on one worker; their results are shared.
   if (index_ == 0 && snapshot_)
     install_health_checks(upstream_, UpstreamList(snapshot_, &snapshot_->upstreams));

@@ -61,7 +61,8 @@ struct GatewayShared {
   ClusterRegistry clusters;
   // GatewayOptions::clock; empty: steady_clock.
   std::function<Clock::time_point()> clock;
-  // GatewayOptions::wall_clock (JWT exp/nbf); empty: system_clock.
+  // GatewayOptions::wall_clock (JWT exp/nbf, rate-limit windows); empty:
+  // system_clock.
   std::function<std::chrono::system_clock::time_point()> wall_clock;
 };
 

@@ -197,7 +197,7 @@ Status validate(const LocalRateLimit& c, std::string_view object, bool per_route
         return error(object, at + ".entries", "duplicate of " + indexed("descriptors", j));
     if (Status s = validate_bucket(d.token_bucket, object, at + ".token_bucket"); !s) return s;
   }
-  return validate(c.rate_limits, object);
+  return {};
 }
 
 Status validate(const GlobalRateLimit& c, std::string_view object) {
@@ -208,7 +208,7 @@ Status validate(const GlobalRateLimit& c, std::string_view object) {
   if (c.timeout.count() <= 0) return error(object, "timeout", "must be > 0");
   if (Status s = validate_percent(c.filter_enforced, object, "filter_enforced.default_value"); !s)
     return s;
-  return validate(c.rate_limits, object);
+  return {};
 }
 
 Status validate(const RateLimitServiceConfig& c, std::string_view object) {
@@ -409,7 +409,15 @@ class CompiledRateLimitRules {
     std::vector<CompiledRule> virtual_host;
     std::map<std::string, std::vector<CompiledRule>, std::less<>> routes;
   };
+  // By router + '\n' + virtual host; router empty: every router.
   std::map<std::string, Lists, std::less<>> hosts;
+
+  static std::string key(std::string_view router, std::string_view virtual_host) {
+    std::string k;
+    k.reserve(router.size() + 1 + virtual_host.size());
+    k.append(router).append(1, '\n').append(virtual_host);
+    return k;
+  }
 };
 
 Status validate(const std::vector<RateLimitAttachment>& rate_limits, std::string_view object,
@@ -438,7 +446,7 @@ Result<RateLimitRules> RateLimitRules::compile(const std::vector<RateLimitAttach
     std::string at = indexed("rate_limits", i);
     if (a.virtual_host.empty())
       return error(object, at + ".virtual_host", "must name a virtual host");
-    auto& lists = out.impl_->hosts[a.virtual_host];
+    auto& lists = out.impl_->hosts[CompiledRateLimitRules::key(a.router, a.virtual_host)];
     auto& rules = a.route.empty() ? lists.virtual_host : lists.routes[a.route];
     for (size_t r = 0; r < a.rate_limits.size(); ++r) {
       const RateLimitRule& rule = a.rate_limits[r];
@@ -454,16 +462,39 @@ Result<RateLimitRules> RateLimitRules::compile(const std::vector<RateLimitAttach
       rules.push_back(std::move(compiled));
     }
   }
+  // A router's own lists come first, then those for every router.
+  auto& hosts = out.impl_->hosts;
+  for (auto& [k, lists] : hosts) {
+    if (k.front() == '\n') continue;
+    auto any = hosts.find(std::string_view(k).substr(k.find('\n')));
+    if (any == hosts.end()) continue;
+    const auto& from = any->second;
+    lists.virtual_host.insert(lists.virtual_host.end(), from.virtual_host.begin(),
+                              from.virtual_host.end());
+    for (const auto& [route, rules] : from.routes) {
+      auto& to = lists.routes[route];
+      to.insert(to.end(), rules.begin(), rules.end());
+    }
+  }
   return out;
 }
 
-std::vector<Descriptor> RateLimitRules::descriptors(std::string_view virtual_host,
+bool RateLimitRules::empty() const {
+  return impl_->hosts.empty();
+}
+
+std::vector<Descriptor> RateLimitRules::descriptors(std::string_view router,
+                                                    std::string_view virtual_host,
                                                     std::string_view route, uint32_t stage,
                                                     VhRateLimits vh,
                                                     const RequestAttributes& request) const {
   std::vector<Descriptor> out;
-  auto host = impl_->hosts.find(virtual_host);
-  if (host == impl_->hosts.end() || request.request == nullptr) return out;
+  if (impl_->hosts.empty() || request.request == nullptr) return out;
+  auto host = impl_->hosts.end();
+  if (!router.empty()) host = impl_->hosts.find(CompiledRateLimitRules::key(router, virtual_host));
+  if (host == impl_->hosts.end())
+    host = impl_->hosts.find(CompiledRateLimitRules::key({}, virtual_host));
+  if (host == impl_->hosts.end()) return out;
   auto add = [&](const std::vector<CompiledRule>& rules) {
     for (const CompiledRule& rule : rules) {
       if (rule.stage != stage) continue;

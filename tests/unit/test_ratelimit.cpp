@@ -138,8 +138,8 @@ TEST_CASE("ratelimit config: global filter errors") {
   REQUIRE_FALSE(s.ok());
   CHECK(s.error().field == "timeout");
   g.timeout = 25ms;
-  g.rate_limits.push_back({"bookinfo", "", {{{generic_key("")}, 0}}});
-  s = validate(g, "EnvoyFilter filter-ratelimit");
+  std::vector<RateLimitAttachment> rate_limits{{"bookinfo", "", {{{generic_key("")}, 0}}}};
+  s = validate(rate_limits, "EnvoyFilter filter-ratelimit");
   REQUIRE_FALSE(s.ok());
   CHECK(s.error().field == "rate_limits[0].rate_limits[0].actions[0].generic_key.descriptor_value");
 }
@@ -328,6 +328,24 @@ TEST_CASE("ratelimit descriptors: route rules, virtual host rules and stages") {
   RequestHead r = get("/");
   RequestAttributes in{&r, "10.0.0.1", "x"};
   CHECK(rules.descriptors("other", "reviews", 0, VhRateLimits::include, in).empty());
+}
+
+TEST_CASE("ratelimit descriptors: a router's own lists come before those for every router") {
+  auto generic = [](std::string v) {
+    return RateLimitAction{RateLimitAction::GenericKey{std::move(v), {}}};
+  };
+  auto rules = compile_rules({{"*", "", {{{generic("any-router")}, 0}}},
+                              {"*", "", {{{generic("http.8080")}, 0}}, "http.8080"}});
+  RequestHead r = get("/");
+  RequestAttributes in{&r, "10.0.0.1", "x"};
+  auto d = rules.descriptors("http.8080", "*", "r", 0, VhRateLimits::override_route, in);
+  REQUIRE(d.size() == 2);
+  CHECK(d[0] == Descriptor{{"generic_key", "http.8080"}});
+  CHECK(d[1] == Descriptor{{"generic_key", "any-router"}});
+  d = rules.descriptors("http.9090", "*", "r", 0, VhRateLimits::override_route, in);
+  REQUIRE(d.size() == 1);
+  CHECK(d[0] == Descriptor{{"generic_key", "any-router"}});
+  CHECK(rules.descriptors("http.8080", "other", "r", 0, VhRateLimits::include, in).empty());
 }
 
 TEST_CASE("ratelimit descriptors: compile errors name the action") {

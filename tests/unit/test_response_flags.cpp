@@ -53,6 +53,7 @@ TEST_CASE("response flags: every flag has Envoy's short name, all distinct") {
   CHECK(to_string(ResponseFlag::duration_timeout) == "DT");
   CHECK(to_string(ResponseFlag::upstream_protocol_error) == "UPE");
   CHECK(to_string(ResponseFlag::no_cluster_found) == "NC");
+  CHECK(to_string(ResponseFlag::rate_limit_service_error) == "RLSE");
   std::set<std::string> names;
   ResponseFlags all;
   for (size_t i = 0; i < kResponseFlagCount; ++i) {
