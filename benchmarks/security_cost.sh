@@ -6,6 +6,7 @@
 #   benchmarks/security_cost.sh [--cases LIST] [--requests N] [--warmup N]
 #                               [--conns C] [--rounds N] [--duration S]
 #                               [--no-instr] [--no-wall] [--rev REV]
+#                               [--ingress PATH]
 #
 # Cases (--cases, default all four):
 #   jwt-rs256  RequestAuthentication with an inline JWKS (RSA 2048); every
@@ -37,8 +38,10 @@
 #
 # --rev builds the commit REV (git archive into build-security-<commit>/src,
 # this checkout's benchmarks/ copied in); otherwise the working tree, in
-# build-security/. Everything listens on 127.0.0.1, on free ports, from a
-# mktemp -d directory removed at the end; every process started is killed.
+# build-security/. --ingress PATH measures that sluice-ingress binary instead
+# (a build of another tree; the output names it). Everything listens on
+# 127.0.0.1, on free ports, from a mktemp -d directory removed at the end;
+# every process started is killed.
 # Prints Markdown tables.
 set -euo pipefail
 
@@ -55,6 +58,7 @@ LOAD_CPU=${LOAD_CPU:-0}
 INSTR=${INSTR:-1}
 WALL=${WALL:-1}
 REV=${REV:-}
+INGRESS=${INGRESS:-}
 while [[ $# -gt 0 ]]; do
   case $1 in
     --cases) CASES=$2; shift 2 ;;
@@ -66,7 +70,8 @@ while [[ $# -gt 0 ]]; do
     --no-instr) INSTR=0; shift ;;
     --no-wall) WALL=0; shift ;;
     --rev) REV=$2; shift 2 ;;
-    -h | --help) sed -n '2,43p' "$0"; exit 0 ;;
+    --ingress) INGRESS=$2; shift 2 ;;
+    -h | --help) awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0"; exit 0 ;;
     *) echo "security_cost.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -113,8 +118,14 @@ command -v ccache >/dev/null &&
 log "building sluice-ingress and sluice_bench_jwt (Release) from $SOURCE_DESC"
 cmake -S "$SRC" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSLUICE_BUILD_BENCHMARKS=ON \
   -DSLUICE_BUILD_TESTS=OFF -DSLUICE_BUILD_EXAMPLES=ON "${launcher[@]}" >/dev/null
-ninja -C "$BUILD_DIR" -j2 sluice-ingress sluice_bench_jwt >/dev/null
-INGRESS=$BUILD_DIR/examples/ingress/sluice-ingress
+if [[ -n $INGRESS ]]; then
+  INGRESS=$(realpath "$INGRESS")
+  SOURCE_DESC="$INGRESS (given with --ingress)"
+  ninja -C "$BUILD_DIR" -j2 sluice_bench_jwt >/dev/null
+else
+  ninja -C "$BUILD_DIR" -j2 sluice-ingress sluice_bench_jwt >/dev/null
+  INGRESS=$BUILD_DIR/examples/ingress/sluice-ingress
+fi
 JWT_TOOL=$BUILD_DIR/benchmarks/sluice_bench_jwt
 
 # --- scratch space, cleanup -------------------------------------------------------
@@ -174,7 +185,7 @@ EOF
     case_list=("${kept[@]}")
   fi
 fi
-[[ ${#case_list[@]} -gt 0 ]] || { echo "security_cost.sh: no case left to run" >&2; exit 1; }
+[[ ${#case_list[@]} -gt 0 ]] || { log "no case left to run"; exit 0; }
 
 ISSUER=bench-issuer.sluice.local
 for alg in RS256 ES256; do
@@ -407,11 +418,23 @@ status_of() {
 }
 
 # Checks a running variant: the request of the case passes, the refused one is
-# refused with the policy and passes without it.
+# refused with the policy and passes without it; with the global limit the
+# request reaches Redis, without it it does not.
 check_variant() {
-  local kase=$1 variant=$2 port=$3 st want refused
+  local kase=$1 variant=$2 port=$3 st want refused r0 r1
+  [[ -n $REDIS_PORT ]] && r0=$(redis_commands)
   st=$(status_of "$port" "$(case_headers "$kase")")
   [[ $st == 200 ]] || { echo "$kase/$variant: the benchmark request got $st, not 200" >&2; return 1; }
+  if [[ -n $REDIS_PORT ]]; then
+    # One INFO of ours is counted between the two readings.
+    r1=$(($(redis_commands) - 1))
+    if [[ $kase == ratelimit && $variant == with ]]; then
+      ((r1 > r0)) || { echo "$kase/$variant: the request sent no command to Redis" >&2; return 1; }
+    elif ((r1 != r0)); then
+      echo "$kase/$variant: the request sent $((r1 - r0)) commands to Redis" >&2
+      return 1
+    fi
+  fi
   refused=$(case_refused "$kase")
   [[ -n $refused ]] || return 0
   want=${refused%% *}
@@ -477,7 +500,8 @@ if [[ $INSTR == 1 ]]; then
       # The dump after zeroing holds exactly the measured requests. Its
       # `summary:` line is the total (callgrind_annotate's PROGRAM TOTALS);
       # `totals:` repeats it, so only one of the two is counted.
-      IR[$kase-$variant]=$(cat "$out".* 2>/dev/null | awk '/^summary:/ {s += $2} END {print s + 0}')
+      compgen -G "$out.*" >/dev/null || { echo "$kase/$variant: no callgrind dump" >&2; exit 1; }
+      IR[$kase-$variant]=$(cat "$out".* | awk '/^summary:/ {s += $2} END {print s + 0}')
       rm -f "$out" "$out".*
       log "$kase/$variant: $((IR[$kase-$variant] / REQUESTS)) instructions/request"
     done
