@@ -147,7 +147,7 @@ measure() {
   # `totals:` repeats it, so counting both lines doubled every figure
   # before 2026-12-01's security section of RESULTS.md.
   local ir
-  ir=$(cat "$out".* 2>/dev/null | awk '/^summary:/ {s += $2} END {print s + 0}')
+  ir=$(cat "$out".* 2>/dev/null | awk '/^summary:/ {s += $2} END {printf "%.0f", s}')
   rm -f "$out" "$out".*
   python3 -c "print(f'| $name | {$ir / $REQUESTS:,.0f} | {$ir:,} |')"
 }

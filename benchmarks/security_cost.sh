@@ -501,7 +501,7 @@ if [[ $INSTR == 1 ]]; then
       # `summary:` line is the total (callgrind_annotate's PROGRAM TOTALS);
       # `totals:` repeats it, so only one of the two is counted.
       compgen -G "$out.*" >/dev/null || { echo "$kase/$variant: no callgrind dump" >&2; exit 1; }
-      IR[$kase-$variant]=$(cat "$out".* | awk '/^summary:/ {s += $2} END {print s + 0}')
+      IR[$kase-$variant]=$(cat "$out".* | awk '/^summary:/ {s += $2} END {printf "%.0f", s}')
       rm -f "$out" "$out".*
       log "$kase/$variant: $((IR[$kase-$variant] / REQUESTS)) instructions/request"
     done
@@ -515,7 +515,7 @@ if [[ $INSTR == 1 ]]; then
         --callgrind-out-file="$T/floor.callgrind" "$JWT_TOOL" "$alg" "$ISSUER" bench-user \
         --verify "$n" >/dev/null 2>"$T/floor.log" ||
         { echo "sluice_bench_jwt --verify failed" >&2; cat "$T/floor.log" >&2; exit 1; }
-      FLOOR_IR[$kase]=$(awk -v n="$n" '/^summary:/ {s += $2} END {printf "%d", s / n}' "$T/floor.callgrind")
+      FLOOR_IR[$kase]=$(awk -v n="$n" '/^summary:/ {s += $2} END {printf "%.0f", s / n}' "$T/floor.callgrind")
       rm -f "$T/floor.callgrind"
     fi
     if [[ $kase == ratelimit ]] &&
