@@ -137,14 +137,17 @@ measure() {
   PIDS+=($pid)
   wait_port "$PORT" || { echo "$name did not start" >&2; cat "$T/$name.log" >&2; exit 1; }
   python3 "$HERE/request_client.py" "$PORT" "$WARMUP" "$CONNS" >/dev/null
-  callgrind_control -z "$pid" >/dev/null
+  callgrind_control -z "$pid" >/dev/null 2>&1
   python3 "$HERE/request_client.py" "$PORT" "$REQUESTS" "$CONNS" >/dev/null
-  callgrind_control -d "$pid" >/dev/null
+  callgrind_control -d "$pid" >/dev/null 2>&1
   kill "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
-  # The dump after zeroing holds exactly the measured requests.
+  # The dump after zeroing holds exactly the measured requests. Its
+  # `summary:` line is the total (callgrind_annotate's PROGRAM TOTALS);
+  # `totals:` repeats it, so counting both lines doubled every figure
+  # before 2026-12-01's security section of RESULTS.md.
   local ir
-  ir=$(cat "$out".* 2>/dev/null | awk '/^(summary|totals):/ {s += $2} END {print s + 0}')
+  ir=$(cat "$out".* 2>/dev/null | awk '/^summary:/ {s += $2} END {printf "%.0f", s}')
   rm -f "$out" "$out".*
   python3 -c "print(f'| $name | {$ir / $REQUESTS:,.0f} | {$ir:,} |')"
 }
