@@ -23,7 +23,8 @@
 #                              (local buckets, global on Redis with its own
 #                              client socket)                        -> http net
 #   routing   lib/routing      match table; compiles a route's policy -> http policy
-#   telemetry lib/telemetry    metrics (per-worker series, Prometheus text)
+#   telemetry lib/telemetry    metrics (per-worker series, Prometheus text),
+#                              access-log formats             -> http
 #   upstream  lib/upstream     pools, balancers, health, outlier detection, the
 #                              upstream-connection layer; takes a narrow
 #                              per-worker context, never the Worker
@@ -65,7 +66,7 @@ declare -A ALLOWED=(
   [policy]="http"
   [security]="http net"
   [routing]="http policy"
-  [telemetry]=""
+  [telemetry]="http"
   [upstream]="http tls net"
   [config]="http tls policy routing upstream security"
   [proxy]="http tls net policy routing upstream config security telemetry"

@@ -106,19 +106,6 @@ void sequence(const YAML::Node& n, const Meta& m, const std::string& path) {
   if (!n.IsSequence()) fail(m, path, "must be a list");
 }
 
-// A protobuf JSON Duration: seconds with up to 9 decimals and an "s".
-std::chrono::milliseconds duration(const YAML::Node& n, const Meta& m, const std::string& path) {
-  std::string s = text(n, m, path);
-  double seconds = 0;
-  bool ok = s.size() >= 2 && s.back() == 's';
-  if (ok) {
-    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size() - 1, seconds);
-    ok = ec == std::errc() && end == s.data() + s.size() - 1 && seconds >= 0 && seconds < 1e9;
-  }
-  if (!ok) fail(m, path, fmt::format("must be a duration such as \"60s\", got \"{}\"", s));
-  return std::chrono::milliseconds(static_cast<int64_t>(std::llround(seconds * 1000)));
-}
-
 uint16_t status_code(const YAML::Node& n, const Meta& m, const std::string& path) {
   Map f(n, m, path);
   uint32_t code = number(f.require("code"), m, f.sub("code"), 599);
