@@ -32,61 +32,8 @@ constexpr std::string_view kGlobalType =
 constexpr std::string_view kTypedStruct[] = {"type.googleapis.com/udpa.type.v1.TypedStruct",
                                              "type.googleapis.com/xds.type.v3.TypedStruct"};
 
-std::string at(std::string_view path, std::string_view key) {
-  return path.empty() ? std::string(key) : fmt::format("{}.{}", path, key);
-}
-std::string at(std::string_view path, size_t i) {
-  return fmt::format("{}[{}]", path, i);
-}
-
-// A mapping read field by field; finish() refuses the fields nobody read.
-class Map {
- public:
-  Map(const YAML::Node& node, const Meta& meta, std::string path)
-      : node_(node), meta_(meta), path_(std::move(path)) {
-    if (node_ && !node_.IsNull() && !node_.IsMap()) fail(meta_, path_, "must be a mapping");
-  }
-  YAML::Node get(const char* key) {
-    known_.insert(key);
-    if (!node_ || !node_.IsMap()) return YAML::Node(YAML::NodeType::Undefined);
-    YAML::Node v = node_[key];
-    if (v && v.IsNull()) return YAML::Node(YAML::NodeType::Undefined);
-    return v;
-  }
-  YAML::Node require(const char* key) {
-    YAML::Node v = get(key);
-    if (!v) fail(meta_, sub(key), "required field is missing");
-    return v;
-  }
-  void ignore(std::initializer_list<const char*> keys) {
-    for (const char* k : keys) known_.insert(k);
-  }
-  void finish() const {
-    if (!node_ || !node_.IsMap()) return;
-    for (const auto& kv : node_) {
-      std::string k = kv.first.IsScalar() ? kv.first.Scalar() : "?";
-      if (!known_.count(k))
-        fail(meta_, sub(k), fmt::format("unknown or unsupported field \"{}\"", k));
-    }
-  }
-  std::string sub(std::string_view key) const { return at(path_, key); }
-  const std::string& path() const { return path_; }
-  const Meta& meta() const { return meta_; }
-
- private:
-  YAML::Node node_;
-  const Meta& meta_;
-  std::string path_;
-  std::set<std::string> known_;
-};
-
-std::string text(const YAML::Node& n, const Meta& m, const std::string& path) {
-  if (!n.IsScalar()) fail(m, path, "must be a string");
-  return n.Scalar();
-}
-
 bool boolean(const YAML::Node& n, const Meta& m, const std::string& path) {
-  std::string s = text(n, m, path);
+  std::string s = scalar(n, m, path);
   if (s == "true") return true;
   if (s == "false") return false;
   fail(m, path, fmt::format("must be true or false, got \"{}\"", s));
@@ -94,7 +41,7 @@ bool boolean(const YAML::Node& n, const Meta& m, const std::string& path) {
 
 uint32_t number(const YAML::Node& n, const Meta& m, const std::string& path,
                 uint32_t max = UINT32_MAX) {
-  std::string s = text(n, m, path);
+  std::string s = scalar(n, m, path);
   uint64_t v = 0;
   auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
   if (s.empty() || ec != std::errc() || end != s.data() + s.size() || v > max)
@@ -107,20 +54,20 @@ void sequence(const YAML::Node& n, const Meta& m, const std::string& path) {
 }
 
 uint16_t status_code(const YAML::Node& n, const Meta& m, const std::string& path) {
-  Map f(n, m, path);
+  Fields f(n, m, path);
   uint32_t code = number(f.require("code"), m, f.sub("code"), 599);
   f.finish();
   return static_cast<uint16_t>(code);
 }
 
 FractionalPercent runtime_percent(const YAML::Node& n, const Meta& m, const std::string& path) {
-  Map f(n, m, path);
+  Fields f(n, m, path);
   f.ignore({"runtime_key"});  // sluice has no runtime: the default is the value
   FractionalPercent p;
-  Map d(f.require("default_value"), m, f.sub("default_value"));
+  Fields d(f.require("default_value"), m, f.sub("default_value"));
   if (auto v = d.get("numerator")) p.numerator = number(v, m, d.sub("numerator"));
   if (auto v = d.get("denominator")) {
-    std::string s = text(v, m, d.sub("denominator"));
+    std::string s = scalar(v, m, d.sub("denominator"));
     using D = FractionalPercent::Denominator;
     if (s == "HUNDRED")
       p.denominator = D::hundred;
@@ -137,7 +84,7 @@ FractionalPercent runtime_percent(const YAML::Node& n, const Meta& m, const std:
 }
 
 TokenBucket token_bucket(const YAML::Node& n, const Meta& m, const std::string& path) {
-  Map f(n, m, path);
+  Fields f(n, m, path);
   TokenBucket b;
   b.max_tokens = number(f.require("max_tokens"), m, f.sub("max_tokens"));
   if (auto v = f.get("tokens_per_fill")) b.tokens_per_fill = number(v, m, f.sub("tokens_per_fill"));
@@ -151,11 +98,11 @@ std::vector<HeaderValueOption> header_options(const YAML::Node& n, const Meta& m
   sequence(n, m, path);
   std::vector<HeaderValueOption> out;
   for (size_t i = 0; i < n.size(); ++i) {
-    Map f(n[i], m, at(path, i));
+    Fields f(n[i], m, index(path, i));
     HeaderValueOption o;
-    Map h(f.require("header"), m, f.sub("header"));
-    o.name = text(h.require("key"), m, h.sub("key"));
-    if (auto v = h.get("value")) o.value = text(v, m, h.sub("value"));
+    Fields h(f.require("header"), m, f.sub("header"));
+    o.name = scalar(h.require("key"), m, h.sub("key"));
+    if (auto v = h.get("value")) o.value = scalar(v, m, h.sub("value"));
     h.finish();
     using A = HeaderValueOption::Action;
     YAML::Node append = f.get("append");
@@ -165,7 +112,7 @@ std::vector<HeaderValueOption> header_options(const YAML::Node& n, const Meta& m
       o.action = boolean(append, m, f.sub("append")) ? A::append_if_exists_or_add
                                                      : A::overwrite_if_exists_or_add;
     if (action) {
-      std::string s = text(action, m, f.sub("append_action"));
+      std::string s = scalar(action, m, f.sub("append_action"));
       if (s == "APPEND_IF_EXISTS_OR_ADD")
         o.action = A::append_if_exists_or_add;
       else if (s == "ADD_IF_ABSENT")
@@ -186,7 +133,7 @@ std::vector<HeaderValueOption> header_options(const YAML::Node& n, const Meta& m
 }
 
 VhRateLimits vh_rate_limits(const YAML::Node& n, const Meta& m, const std::string& path) {
-  std::string s = text(n, m, path);
+  std::string s = scalar(n, m, path);
   if (s == "OVERRIDE") return VhRateLimits::override_route;
   if (s == "INCLUDE") return VhRateLimits::include;
   if (s == "IGNORE") return VhRateLimits::ignore;
@@ -194,17 +141,17 @@ VhRateLimits vh_rate_limits(const YAML::Node& n, const Meta& m, const std::strin
 }
 
 // Refuses x-ratelimit-* headers, which sluice does not send.
-void no_ratelimit_headers(Map& f) {
+void no_ratelimit_headers(Fields& f) {
   if (auto v = f.get("enable_x_ratelimit_headers"))
-    if (text(v, f.meta(), f.sub("enable_x_ratelimit_headers")) != "OFF")
+    if (scalar(v, f.meta(), f.sub("enable_x_ratelimit_headers")) != "OFF")
       fail(f.meta(), f.sub("enable_x_ratelimit_headers"),
            "x-ratelimit-* headers are not supported (OFF only)");
 }
 
 LocalRateLimit local_config(const YAML::Node& n, const Meta& m, const std::string& path) {
-  Map f(n, m, path);
+  Fields f(n, m, path);
   LocalRateLimit c;
-  c.stat_prefix = text(f.require("stat_prefix"), m, f.sub("stat_prefix"));
+  c.stat_prefix = scalar(f.require("stat_prefix"), m, f.sub("stat_prefix"));
   if (auto v = f.get("status")) c.status = status_code(v, m, f.sub("status"));
   if (auto v = f.get("token_bucket")) c.token_bucket = token_bucket(v, m, f.sub("token_bucket"));
   if (auto v = f.get("filter_enabled"))
@@ -220,15 +167,15 @@ LocalRateLimit local_config(const YAML::Node& n, const Meta& m, const std::strin
     std::string dp = f.sub("descriptors");
     sequence(v, m, dp);
     for (size_t i = 0; i < v.size(); ++i) {
-      Map d(v[i], m, at(dp, i));
+      Fields d(v[i], m, index(dp, i));
       LocalRateLimitDescriptor desc;
       YAML::Node entries = d.require("entries");
       sequence(entries, m, d.sub("entries"));
       for (size_t e = 0; e < entries.size(); ++e) {
-        Map en(entries[e], m, at(d.sub("entries"), e));
+        Fields en(entries[e], m, index(d.sub("entries"), e));
         DescriptorEntry entry;
-        entry.key = text(en.require("key"), m, en.sub("key"));
-        if (auto val = en.get("value")) entry.value = text(val, m, en.sub("value"));
+        entry.key = scalar(en.require("key"), m, en.sub("key"));
+        if (auto val = en.get("value")) entry.value = scalar(val, m, en.sub("value"));
         en.finish();
         desc.entries.push_back(std::move(entry));
       }
@@ -253,9 +200,9 @@ LocalRateLimit local_config(const YAML::Node& n, const Meta& m, const std::strin
 }
 
 GlobalRateLimit global_config(const YAML::Node& n, const Meta& m, const std::string& path) {
-  Map f(n, m, path);
+  Fields f(n, m, path);
   GlobalRateLimit c;
-  c.domain = text(f.require("domain"), m, f.sub("domain"));
+  c.domain = scalar(f.require("domain"), m, f.sub("domain"));
   if (auto v = f.get("stage")) c.stage = number(v, m, f.sub("stage"));
   if (auto v = f.get("failure_mode_deny"))
     c.failure_mode_deny = boolean(v, m, f.sub("failure_mode_deny"));
@@ -272,15 +219,15 @@ GlobalRateLimit global_config(const YAML::Node& n, const Meta& m, const std::str
   if (auto v = f.get("vh_rate_limits"))
     c.vh_rate_limits = vh_rate_limits(v, m, f.sub("vh_rate_limits"));
   if (auto v = f.get("request_type")) {
-    std::string s = text(v, m, f.sub("request_type"));
+    std::string s = scalar(v, m, f.sub("request_type"));
     if (s != "external" && s != "both")
       fail(m, f.sub("request_type"), "only \"external\" and \"both\" requests are limited");
   }
   // Accepted and not dialled: sluice counts in Redis itself (--redis).
-  Map svc(f.require("rate_limit_service"), m, f.sub("rate_limit_service"));
-  Map grpc(svc.require("grpc_service"), m, svc.sub("grpc_service"));
-  Map eg(grpc.require("envoy_grpc"), m, grpc.sub("envoy_grpc"));
-  text(eg.require("cluster_name"), m, eg.sub("cluster_name"));
+  Fields svc(f.require("rate_limit_service"), m, f.sub("rate_limit_service"));
+  Fields grpc(svc.require("grpc_service"), m, svc.sub("grpc_service"));
+  Fields eg(grpc.require("envoy_grpc"), m, grpc.sub("envoy_grpc"));
+  scalar(eg.require("cluster_name"), m, eg.sub("cluster_name"));
   eg.ignore({"authority"});
   eg.finish();
   grpc.ignore({"timeout"});
@@ -299,8 +246,8 @@ YAML::Node typed_value(const YAML::Node& n, const Meta& m, const std::string& pa
                        std::string_view want) {
   if (!n.IsMap()) fail(m, path, "must be a mapping");
   YAML::Node type = n["@type"];
-  if (!type) fail(m, at(path, "@type"), "required field is missing");
-  std::string t = text(type, m, at(path, "@type"));
+  if (!type) fail(m, join(path, "@type"), "required field is missing");
+  std::string t = scalar(type, m, join(path, "@type"));
   if (t == want) {
     YAML::Node copy = YAML::Clone(n);
     copy.remove("@type");
@@ -308,37 +255,37 @@ YAML::Node typed_value(const YAML::Node& n, const Meta& m, const std::string& pa
   }
   for (auto ts : kTypedStruct)
     if (t == ts) {
-      Map f(n, m, path);
+      Fields f(n, m, path);
       f.ignore({"@type"});
-      std::string url = text(f.require("type_url"), m, f.sub("type_url"));
+      std::string url = scalar(f.require("type_url"), m, f.sub("type_url"));
       if (url != want) fail(m, f.sub("type_url"), fmt::format("must be {}", want));
       YAML::Node value = f.get("value");
       f.finish();
       return value ? value : YAML::Node(YAML::NodeType::Map);
     }
-  fail(m, at(path, "@type"), fmt::format("must be {} or a TypedStruct of it", want));
+  fail(m, join(path, "@type"), fmt::format("must be {} or a TypedStruct of it", want));
 }
 
 HeaderMatch header_matcher(const YAML::Node& n, const Meta& m, const std::string& path) {
-  Map f(n, m, path);
+  Fields f(n, m, path);
   HeaderMatch h;
-  h.name = text(f.require("name"), m, f.sub("name"));
+  h.name = scalar(f.require("name"), m, f.sub("name"));
   int kinds = 0;
   auto regex = [&](const YAML::Node& v, const std::string& p) {
-    Map r(v, m, p);
+    Fields r(v, m, p);
     r.ignore({"google_re2"});
-    std::string pattern = text(r.require("regex"), m, r.sub("regex"));
+    std::string pattern = scalar(r.require("regex"), m, r.sub("regex"));
     r.finish();
     if (auto compiled = http::compile_regex(pattern); !compiled)
       fail(m, r.sub("regex"), compiled.error().message);
     return StringMatch::regex(pattern);
   };
   if (auto v = f.get("exact_match"); v && ++kinds)
-    h.match = StringMatch::exact(text(v, m, f.sub("exact_match")));
+    h.match = StringMatch::exact(scalar(v, m, f.sub("exact_match")));
   if (auto v = f.get("prefix_match"); v && ++kinds)
-    h.match = StringMatch::prefix(text(v, m, f.sub("prefix_match")));
+    h.match = StringMatch::prefix(scalar(v, m, f.sub("prefix_match")));
   if (auto v = f.get("suffix_match"); v && ++kinds)
-    h.match = StringMatch::suffix(text(v, m, f.sub("suffix_match")));
+    h.match = StringMatch::suffix(scalar(v, m, f.sub("suffix_match")));
   if (auto v = f.get("safe_regex_match"); v && ++kinds)
     h.match = regex(v, f.sub("safe_regex_match"));
   if (auto v = f.get("present_match"); v && ++kinds) {
@@ -347,14 +294,14 @@ HeaderMatch header_matcher(const YAML::Node& n, const Meta& m, const std::string
     if (!boolean(v, m, f.sub("present_match"))) h.invert = !h.invert;
   }
   if (auto v = f.get("string_match"); v && ++kinds) {
-    Map s(v, m, f.sub("string_match"));
+    Fields s(v, m, f.sub("string_match"));
     int inner = 0;
     if (auto x = s.get("exact"); x && ++inner)
-      h.match = StringMatch::exact(text(x, m, s.sub("exact")));
+      h.match = StringMatch::exact(scalar(x, m, s.sub("exact")));
     if (auto x = s.get("prefix"); x && ++inner)
-      h.match = StringMatch::prefix(text(x, m, s.sub("prefix")));
+      h.match = StringMatch::prefix(scalar(x, m, s.sub("prefix")));
     if (auto x = s.get("suffix"); x && ++inner)
-      h.match = StringMatch::suffix(text(x, m, s.sub("suffix")));
+      h.match = StringMatch::suffix(scalar(x, m, s.sub("suffix")));
     if (auto x = s.get("safe_regex"); x && ++inner) h.match = regex(x, s.sub("safe_regex"));
     if (auto x = s.get("ignore_case"))
       if (boolean(x, m, s.sub("ignore_case")))
@@ -374,54 +321,54 @@ std::vector<RateLimitRule> rate_limits(const YAML::Node& n, const Meta& m,
   sequence(n, m, path);
   std::vector<RateLimitRule> out;
   for (size_t i = 0; i < n.size(); ++i) {
-    Map r(n[i], m, at(path, i));
+    Fields r(n[i], m, index(path, i));
     RateLimitRule rule;
     if (auto v = r.get("stage")) rule.stage = number(v, m, r.sub("stage"));
     YAML::Node actions = r.require("actions");
     std::string ap = r.sub("actions");
     sequence(actions, m, ap);
     for (size_t k = 0; k < actions.size(); ++k) {
-      Map a(actions[k], m, at(ap, k));
+      Fields a(actions[k], m, index(ap, k));
       RateLimitAction action{RateLimitAction::RemoteAddress{}};  // set below
       int kinds = 0;
       if (auto v = a.get("request_headers"); v && ++kinds) {
-        Map f(v, m, a.sub("request_headers"));
+        Fields f(v, m, a.sub("request_headers"));
         RateLimitAction::RequestHeaders x;
-        x.header_name = text(f.require("header_name"), m, f.sub("header_name"));
-        x.descriptor_key = text(f.require("descriptor_key"), m, f.sub("descriptor_key"));
+        x.header_name = scalar(f.require("header_name"), m, f.sub("header_name"));
+        x.descriptor_key = scalar(f.require("descriptor_key"), m, f.sub("descriptor_key"));
         if (auto s = f.get("skip_if_absent"))
           x.skip_if_absent = boolean(s, m, f.sub("skip_if_absent"));
         f.finish();
         action.action = std::move(x);
       }
       if (auto v = a.get("remote_address"); v && ++kinds) {
-        Map(v, m, a.sub("remote_address")).finish();
+        Fields(v, m, a.sub("remote_address")).finish();
         action.action = RateLimitAction::RemoteAddress{};
       }
       if (auto v = a.get("destination_cluster"); v && ++kinds) {
-        Map(v, m, a.sub("destination_cluster")).finish();
+        Fields(v, m, a.sub("destination_cluster")).finish();
         action.action = RateLimitAction::DestinationCluster{};
       }
       if (auto v = a.get("generic_key"); v && ++kinds) {
-        Map f(v, m, a.sub("generic_key"));
+        Fields f(v, m, a.sub("generic_key"));
         RateLimitAction::GenericKey x;
-        x.descriptor_value = text(f.require("descriptor_value"), m, f.sub("descriptor_value"));
+        x.descriptor_value = scalar(f.require("descriptor_value"), m, f.sub("descriptor_value"));
         if (auto s = f.get("descriptor_key"))
-          x.descriptor_key = text(s, m, f.sub("descriptor_key"));
+          x.descriptor_key = scalar(s, m, f.sub("descriptor_key"));
         f.finish();
         action.action = std::move(x);
       }
       if (auto v = a.get("header_value_match"); v && ++kinds) {
-        Map f(v, m, a.sub("header_value_match"));
+        Fields f(v, m, a.sub("header_value_match"));
         RateLimitAction::HeaderValueMatch x;
-        x.descriptor_value = text(f.require("descriptor_value"), m, f.sub("descriptor_value"));
+        x.descriptor_value = scalar(f.require("descriptor_value"), m, f.sub("descriptor_value"));
         if (auto s = f.get("descriptor_key"))
-          x.descriptor_key = text(s, m, f.sub("descriptor_key"));
+          x.descriptor_key = scalar(s, m, f.sub("descriptor_key"));
         if (auto s = f.get("expect_match")) x.expect_match = boolean(s, m, f.sub("expect_match"));
         YAML::Node headers = f.require("headers");
         sequence(headers, m, f.sub("headers"));
         for (size_t h = 0; h < headers.size(); ++h)
-          x.headers.push_back(header_matcher(headers[h], m, at(f.sub("headers"), h)));
+          x.headers.push_back(header_matcher(headers[h], m, index(f.sub("headers"), h)));
         f.finish();
         action.action = std::move(x);
       }
@@ -440,7 +387,7 @@ std::vector<RateLimitRule> rate_limits(const YAML::Node& n, const Meta& m,
 
 // typed_per_filter_config: only the local rate limit's.
 LocalRateLimit per_filter_local(const YAML::Node& n, const Meta& m, const std::string& path) {
-  Map f(n, m, path);
+  Fields f(n, m, path);
   YAML::Node v = f.require(std::string(kLocalName).c_str());
   std::string p = f.sub(kLocalName);
   f.finish();
@@ -451,17 +398,17 @@ LocalRateLimit per_filter_local(const YAML::Node& n, const Meta& m, const std::s
 // its route (name, or action ANY).
 void route_configuration(const YAML::Node& n, const Meta& m, const std::string& path,
                          bool want_route, EnvoyFilterPatchIn& out) {
-  Map rc(n, m, path);
+  Fields rc(n, m, path);
   rc.ignore({"portNumber", "portName", "gateway", "name"});
   if (auto v = rc.get("portNumber")) out.port = number(v, m, rc.sub("portNumber"), 65535);
   if (auto v = rc.get("vhost")) {
-    Map vh(v, m, rc.sub("vhost"));
-    if (auto name = vh.get("name")) out.vhost = text(name, m, vh.sub("name"));
+    Fields vh(v, m, rc.sub("vhost"));
+    if (auto name = vh.get("name")) out.vhost = scalar(name, m, vh.sub("name"));
     if (auto r = vh.get("route")) {
-      Map route(r, m, vh.sub("route"));
-      if (auto name = route.get("name")) out.route = text(name, m, route.sub("name"));
+      Fields route(r, m, vh.sub("route"));
+      if (auto name = route.get("name")) out.route = scalar(name, m, route.sub("name"));
       if (auto action = route.get("action"))
-        if (text(action, m, route.sub("action")) != "ANY")
+        if (scalar(action, m, route.sub("action")) != "ANY")
           fail(m, route.sub("action"), "only ANY is supported");
       route.finish();
     } else if (want_route) {
@@ -473,20 +420,20 @@ void route_configuration(const YAML::Node& n, const Meta& m, const std::string& 
 }
 
 EnvoyFilterPatchIn patch(const YAML::Node& n, const Meta& m, const std::string& path) {
-  Map f(n, m, path);
+  Fields f(n, m, path);
   EnvoyFilterPatchIn out;
   out.field = path;
-  std::string apply = text(f.require("applyTo"), m, f.sub("applyTo"));
-  Map match(f.get("match"), m, f.sub("match"));
+  std::string apply = scalar(f.require("applyTo"), m, f.sub("applyTo"));
+  Fields match(f.get("match"), m, f.sub("match"));
   if (auto v = match.get("context")) {
-    out.context = text(v, m, match.sub("context"));
+    out.context = scalar(v, m, match.sub("context"));
     static const std::set<std::string> contexts = {"ANY", "GATEWAY", "SIDECAR_INBOUND",
                                                    "SIDECAR_OUTBOUND"};
     if (!contexts.count(out.context))
       fail(m, match.sub("context"), fmt::format("unknown context \"{}\"", out.context));
   }
-  Map p(f.require("patch"), m, f.sub("patch"));
-  std::string op = text(p.require("operation"), m, p.sub("operation"));
+  Fields p(f.require("patch"), m, f.sub("patch"));
+  std::string op = scalar(p.require("operation"), m, p.sub("operation"));
   YAML::Node value = p.get("value");
   p.finish();
   auto need_op = [&](std::string_view want) {
@@ -497,25 +444,25 @@ EnvoyFilterPatchIn patch(const YAML::Node& n, const Meta& m, const std::string& 
   std::string vp = p.sub("value");
   if (apply == "HTTP_FILTER") {
     need_op("INSERT_BEFORE");
-    Map l(match.require("listener"), m, match.sub("listener"));
+    Fields l(match.require("listener"), m, match.sub("listener"));
     l.ignore({"portNumber", "name"});
-    Map fc(l.require("filterChain"), m, l.sub("filterChain"));
+    Fields fc(l.require("filterChain"), m, l.sub("filterChain"));
     fc.ignore({"name", "sni", "transportProtocol", "applicationProtocols", "destinationPort"});
-    Map filter(fc.require("filter"), m, fc.sub("filter"));
-    if (text(filter.require("name"), m, filter.sub("name")) !=
+    Fields filter(fc.require("filter"), m, fc.sub("filter"));
+    if (scalar(filter.require("name"), m, filter.sub("name")) !=
         "envoy.filters.network.http_connection_manager")
       fail(m, filter.sub("name"), "must be envoy.filters.network.http_connection_manager");
     if (auto sf = filter.get("subFilter")) {
-      Map s(sf, m, filter.sub("subFilter"));
-      if (text(s.require("name"), m, s.sub("name")) != "envoy.filters.http.router")
+      Fields s(sf, m, filter.sub("subFilter"));
+      if (scalar(s.require("name"), m, s.sub("name")) != "envoy.filters.http.router")
         fail(m, s.sub("name"), "rate-limit filters go before envoy.filters.http.router only");
       s.finish();
     }
     filter.finish();
     fc.finish();
     l.finish();
-    Map v(value, m, vp);
-    std::string name = text(v.require("name"), m, v.sub("name"));
+    Fields v(value, m, vp);
+    std::string name = scalar(v.require("name"), m, v.sub("name"));
     YAML::Node typed = v.require("typed_config");
     v.finish();
     if (name == kLocalName) {
@@ -535,13 +482,13 @@ EnvoyFilterPatchIn patch(const YAML::Node& n, const Meta& m, const std::string& 
     bool route_level = apply == "HTTP_ROUTE";
     if (auto rc = match.get("routeConfiguration"))
       route_configuration(rc, m, match.sub("routeConfiguration"), route_level, out);
-    Map v(value, m, vp);
+    Fields v(value, m, vp);
     if (auto x = v.get("typed_per_filter_config"))
       out.local = per_filter_local(x, m, v.sub("typed_per_filter_config"));
     if (!route_level) {
       if (auto x = v.get("rate_limits")) out.rate_limits = rate_limits(x, m, v.sub("rate_limits"));
     } else if (auto r = v.get("route")) {
-      Map ra(r, m, v.sub("route"));
+      Fields ra(r, m, v.sub("route"));
       out.rate_limits = rate_limits(ra.require("rate_limits"), m, ra.sub("rate_limits"));
       ra.finish();
     }
@@ -573,14 +520,14 @@ EnvoyFilterPatchIn patch(const YAML::Node& n, const Meta& m, const std::string& 
 EnvoyFilterRes parse_envoy_filter(const YAML::Node& spec, const Meta& meta) {
   EnvoyFilterRes out;
   out.meta = meta;
-  Map f(spec, meta, "");
+  Fields f(spec, meta, "");
   if (auto v = f.get("workloadSelector")) {
-    Map ws(v, meta, "workloadSelector");
+    Fields ws(v, meta, "workloadSelector");
     Labels labels;
     if (auto l = ws.get("labels")) {
       if (!l.IsMap()) fail(meta, ws.sub("labels"), "must be a mapping");
       for (const auto& kv : l)
-        labels[kv.first.Scalar()] = text(kv.second, meta, ws.sub("labels." + kv.first.Scalar()));
+        labels[kv.first.Scalar()] = scalar(kv.second, meta, ws.sub("labels." + kv.first.Scalar()));
     }
     ws.finish();
     out.scope.selector = std::move(labels);
@@ -590,7 +537,7 @@ EnvoyFilterRes parse_envoy_filter(const YAML::Node& spec, const Meta& meta) {
   YAML::Node patches = f.require("configPatches");
   sequence(patches, meta, "configPatches");
   for (size_t i = 0; i < patches.size(); ++i)
-    out.patches.push_back(patch(patches[i], meta, at("configPatches", i)));
+    out.patches.push_back(patch(patches[i], meta, index("configPatches", i)));
   f.finish();
   return out;
 }
@@ -601,15 +548,15 @@ using Unit = RateLimitServiceConfig::Unit;
 
 RateLimitServiceConfig::DescriptorConfig service_descriptor(const YAML::Node& n, const Meta& m,
                                                             const std::string& path) {
-  Map f(n, m, path);
+  Fields f(n, m, path);
   RateLimitServiceConfig::DescriptorConfig d;
-  d.key = text(f.require("key"), m, f.sub("key"));
-  if (auto v = f.get("value")) d.value = text(v, m, f.sub("value"));
+  d.key = scalar(f.require("key"), m, f.sub("key"));
+  if (auto v = f.get("value")) d.value = scalar(v, m, f.sub("value"));
   if (auto v = f.get("rate_limit")) {
-    Map r(v, m, f.sub("rate_limit"));
+    Fields r(v, m, f.sub("rate_limit"));
     RateLimitServiceConfig::RateLimit rl;
     if (auto u = r.get("unit")) {
-      std::string s = text(u, m, r.sub("unit"));
+      std::string s = scalar(u, m, r.sub("unit"));
       for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
       if (s == "second")
         rl.unit = Unit::second;
@@ -625,12 +572,12 @@ RateLimitServiceConfig::DescriptorConfig service_descriptor(const YAML::Node& n,
     if (auto x = r.get("requests_per_unit"))
       rl.requests_per_unit = number(x, m, r.sub("requests_per_unit"));
     if (auto x = r.get("unlimited")) rl.unlimited = boolean(x, m, r.sub("unlimited"));
-    if (auto x = r.get("name")) rl.name = text(x, m, r.sub("name"));
+    if (auto x = r.get("name")) rl.name = scalar(x, m, r.sub("name"));
     if (auto x = r.get("replaces")) {
       sequence(x, m, r.sub("replaces"));
       for (size_t i = 0; i < x.size(); ++i) {
-        Map rep(x[i], m, at(r.sub("replaces"), i));
-        rl.replaces.push_back(text(rep.require("name"), m, rep.sub("name")));
+        Fields rep(x[i], m, index(r.sub("replaces"), i));
+        rl.replaces.push_back(scalar(rep.require("name"), m, rep.sub("name")));
         rep.finish();
       }
     }
@@ -643,20 +590,20 @@ RateLimitServiceConfig::DescriptorConfig service_descriptor(const YAML::Node& n,
   if (auto v = f.get("descriptors")) {
     sequence(v, m, f.sub("descriptors"));
     for (size_t i = 0; i < v.size(); ++i)
-      d.descriptors.push_back(service_descriptor(v[i], m, at(f.sub("descriptors"), i)));
+      d.descriptors.push_back(service_descriptor(v[i], m, index(f.sub("descriptors"), i)));
   }
   f.finish();
   return d;
 }
 
 RateLimitServiceConfig service_config(const YAML::Node& n, const Meta& m) {
-  Map f(n, m, "");
+  Fields f(n, m, "");
   RateLimitServiceConfig c;
-  c.domain = text(f.require("domain"), m, "domain");
+  c.domain = scalar(f.require("domain"), m, "domain");
   if (auto v = f.get("descriptors")) {
     sequence(v, m, "descriptors");
     for (size_t i = 0; i < v.size(); ++i)
-      c.descriptors.push_back(service_descriptor(v[i], m, at("descriptors", i)));
+      c.descriptors.push_back(service_descriptor(v[i], m, index("descriptors", i)));
   }
   f.finish();
   if (Status s = security::validate(c, m.object()); !s) throw LoadError{s.error()};
@@ -684,7 +631,7 @@ Result<std::vector<RateLimitServiceConfig>> parse_rate_limit_config(std::string_
         for (const auto& kv : data) {
           Meta file = meta;
           file.name = fmt::format("{} data.{}", origin, kv.first.Scalar());
-          for (const auto& inner : load_all_documents(text(kv.second, file, "")))
+          for (const auto& inner : load_all_documents(scalar(kv.second, file, "")))
             if (inner && !inner.IsNull()) out.push_back(service_config(inner, file));
         }
         continue;

@@ -32,15 +32,6 @@
 #include "security/jwt.hpp"
 
 namespace sluice::istio {
-namespace {
-
-// Warnings raised while parsing (fields accepted with no effect); set by Parser.
-thread_local std::vector<std::string>* parse_warnings = nullptr;
-
-void note(const Meta& meta, const std::string& path, const std::string& message) {
-  if (parse_warnings)
-    parse_warnings->push_back(fmt::format("{}: {}: {}", meta.object(), path, message));
-}
 
 std::string join(std::string_view path, std::string_view key) {
   if (path.empty()) return std::string(key);
@@ -53,6 +44,53 @@ std::string index(std::string_view path, size_t i) {
 std::string scalar(const YAML::Node& node, const Meta& meta, const std::string& path) {
   if (!node.IsScalar()) fail(meta, path, "must be a string");
   return node.Scalar();
+}
+
+Fields::Fields(const YAML::Node& node, const Meta& meta, std::string path)
+    : node_(node), meta_(meta), path_(std::move(path)) {
+  if (node_.IsNull() || !node_.IsDefined()) return;
+  if (!node_.IsMap()) fail(meta_, path_.empty() ? "spec" : path_, "must be a mapping");
+}
+
+YAML::Node Fields::get(const char* key) {
+  known_.insert(key);
+  if (!node_.IsMap()) return YAML::Node(YAML::NodeType::Undefined);
+  YAML::Node v = node_[key];
+  if (v && v.IsNull()) return YAML::Node(YAML::NodeType::Undefined);  // `key:` = absent
+  return v;
+}
+
+YAML::Node Fields::require(const char* key) {
+  YAML::Node v = get(key);
+  if (!v) fail(meta_, sub(key), "required field is missing");
+  return v;
+}
+
+void Fields::not_implemented(std::initializer_list<const char*> keys) {
+  for (const char* k : keys)
+    if (get(k)) fail(meta_, sub(k), fmt::format("{} is not implemented yet", k));
+}
+
+void Fields::ignore(std::initializer_list<const char*> keys) {
+  for (const char* k : keys) known_.insert(k);
+}
+
+void Fields::finish() const {
+  if (!node_.IsMap()) return;
+  for (const auto& kv : node_) {
+    std::string k = kv.first.IsScalar() ? kv.first.Scalar() : std::string("?");
+    if (!known_.count(k)) fail(meta_, sub(k), fmt::format("unknown field \"{}\"", k));
+  }
+}
+
+namespace {
+
+// Warnings raised while parsing (fields accepted with no effect); set by Parser.
+thread_local std::vector<std::string>* parse_warnings = nullptr;
+
+void note(const Meta& meta, const std::string& path, const std::string& message) {
+  if (parse_warnings)
+    parse_warnings->push_back(fmt::format("{}: {}: {}", meta.object(), path, message));
 }
 
 int64_t integer(const YAML::Node& node, const Meta& meta, const std::string& path) {
@@ -198,53 +236,6 @@ std::string upper(std::string s) {
   for (char& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   return s;
 }
-
-// A YAML mapping whose keys must all be accounted for.
-class Fields {
- public:
-  Fields(const YAML::Node& node, const Meta& meta, std::string path)
-      : node_(node), meta_(meta), path_(std::move(path)) {
-    if (node_.IsNull() || !node_.IsDefined()) return;
-    if (!node_.IsMap()) fail(meta_, path_.empty() ? "spec" : path_, "must be a mapping");
-  }
-
-  // The value of `key` (undefined when absent); marks the key as known.
-  YAML::Node get(const char* key) {
-    known_.insert(key);
-    if (!node_.IsMap()) return YAML::Node(YAML::NodeType::Undefined);
-    YAML::Node v = node_[key];
-    if (v && v.IsNull()) return YAML::Node(YAML::NodeType::Undefined);  // `key:` = absent
-    return v;
-  }
-  YAML::Node require(const char* key) {
-    YAML::Node v = get(key);
-    if (!v) fail(meta_, sub(key), "required field is missing");
-    return v;
-  }
-  // Istio fields sluice does not implement yet: present -> error.
-  void not_implemented(std::initializer_list<const char*> keys) {
-    for (const char* k : keys)
-      if (get(k)) fail(meta_, sub(k), fmt::format("{} is not implemented yet", k));
-  }
-  // Fields with no meaning at an ingress gateway without Kubernetes.
-  void ignore(std::initializer_list<const char*> keys) {
-    for (const char* k : keys) known_.insert(k);
-  }
-  void finish() const {
-    if (!node_.IsMap()) return;
-    for (const auto& kv : node_) {
-      std::string k = kv.first.IsScalar() ? kv.first.Scalar() : std::string("?");
-      if (!known_.count(k)) fail(meta_, sub(k), fmt::format("unknown field \"{}\"", k));
-    }
-  }
-  std::string sub(std::string_view key) const { return join(path_, key); }
-
- private:
-  YAML::Node node_;
-  const Meta& meta_;
-  std::string path_;
-  std::set<std::string, std::less<>> known_;
-};
 
 void require_seq(const YAML::Node& n, const Meta& meta, const std::string& path) {
   if (!n.IsSequence()) fail(meta, path, "must be a list");
