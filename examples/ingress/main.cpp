@@ -11,8 +11,11 @@
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <map>
 #include <iostream>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -42,6 +45,9 @@ const char* usage = R"(usage: sluice-ingress [options]
                          limit an EnvoyFilter inserts (envoy.filters.http.ratelimit)
   --redis HOST:PORT      Redis that holds the global limits' counters, shared by every
                          process pointed at it (default 127.0.0.1:6379)
+  --jwks-ca PATH         PEM CAs for https jwksUri fetches (default: the system store)
+  --jwks-resolve HOST:PORT=IP:PORT  fetch jwksUri / discovery URLs of HOST:PORT from
+                         IP:PORT instead (repeatable; the name is still checked)
   --bind ADDR            address for every listener (default 0.0.0.0; 127.0.0.1 with --demo)
   --workers N            worker threads (default: one per hardware thread)
   --check                validate the configuration, print a summary, exit 0 or 1
@@ -72,6 +78,8 @@ struct Options {
   std::optional<std::string> explain;
   std::vector<std::string> headers;
   std::string client_ip;
+  std::optional<std::string> jwks_ca;
+  std::map<std::string, std::string> jwks_resolve;
   int dns_refresh_seconds = 30;
   std::optional<std::string> gateway_namespace;
   std::optional<sluice::Labels> gateway_labels;
@@ -104,7 +112,8 @@ std::optional<int> parse_args(int argc, char** argv, Options& o) {
     } else if (a == "--config" || a == "--bind" || a == "--workers" || a == "--explain" ||
                a == "-H" || a == "--dns-refresh" || a == "--mesh-config" ||
                a == "--gateway-namespace" || a == "--gateway-label" || a == "--rate-limit-config" ||
-               a == "--redis" || a == "--client-ip") {
+               a == "--redis" || a == "--client-ip" || a == "--jwks-ca" ||
+               a == "--jwks-resolve") {
       if (!(v = value())) return fail_usage(a + " needs a value");
       if (a == "--config") o.configs.push_back(*v);
       if (a == "--mesh-config") o.mesh_config = *v;
@@ -121,6 +130,13 @@ std::optional<int> parse_args(int argc, char** argv, Options& o) {
       if (a == "--explain") o.explain = *v;
       if (a == "-H") o.headers.push_back(*v);
       if (a == "--client-ip") o.client_ip = *v;
+      if (a == "--jwks-ca") o.jwks_ca = *v;
+      if (a == "--jwks-resolve") {
+        auto eq = v->find('=');
+        if (eq == std::string::npos || eq == 0 || eq + 1 == v->size())
+          return fail_usage("--jwks-resolve needs HOST:PORT=IP:PORT");
+        o.jwks_resolve[v->substr(0, eq)] = v->substr(eq + 1);
+      }
       try {
         if (a == "--workers") o.workers = static_cast<unsigned>(std::stoul(*v));
         if (a == "--dns-refresh") o.dns_refresh_seconds = std::stoi(*v);
@@ -482,6 +498,17 @@ int serve(const Options& o) {
   gopts.workers = o.workers;
   // The library writes nothing itself; this program wants its messages.
   gopts.logger = std::make_shared<sluice::StderrLogger>();
+  gopts.jwks.resolve = o.jwks_resolve;
+  if (o.jwks_ca) {
+    std::ifstream in(*o.jwks_ca, std::ios::binary);
+    std::stringstream pem;
+    pem << in.rdbuf();
+    if (!in || pem.str().empty()) {
+      fmt::print(stderr, "sluice-ingress: --jwks-ca: cannot read {}\n", *o.jwks_ca);
+      return 2;
+    }
+    gopts.jwks.ca_certificates = pem.str();
+  }
   sluice::Gateway gateway(gopts);
   Control control(o, gateway);
 

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <utility>
@@ -71,6 +72,10 @@ struct JwksFetchOptions {
   // trust store (/etc/ssl/certs/ca-certificates.crt). The server name is
   // the URL's host (sent as SNI, checked against the certificate).
   std::string ca_certificates;
+  // "host:port" -> "ip:port": connect there instead of looking the host up
+  // (curl's --resolve). The URL still gives the Host header, the SNI and the
+  // name the certificate must carry. For air-gapped gateways and tests.
+  std::map<std::string, std::string> resolve;
 };
 
 // What the gateway knows about one fetched URL (Gateway::jwks_status).

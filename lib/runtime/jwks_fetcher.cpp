@@ -6,11 +6,13 @@
 #include <asio/post.hpp>
 
 #include <algorithm>
+#include <charconv>
 #include <condition_variable>
 #include <map>
 #include <mutex>
 
 #include "config/snapshot.hpp"
+#include "http/tokens.hpp"
 #include "security/jwks_fetch.hpp"
 #include "security/jwt.hpp"
 #include "tls/client.hpp"
@@ -80,6 +82,20 @@ asio::awaitable<Result<std::string>> get_document(State& st, const std::shared_p
   request.target = url->target;
   request.timeout = timeout;
   request.max_body_bytes = st.options.max_response_bytes;
+  if (auto it = st.options.resolve.find(http::join_host_port(url->host, url->port));
+      it != st.options.resolve.end()) {
+    auto [host, port_text] = http::split_host_port(it->second);
+    if (host.starts_with('[')) host = host.substr(1, host.size() - 2);
+    unsigned port = 0;
+    auto [end, perr] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+    asio::error_code ec;
+    auto address = asio::ip::make_address(host, ec);
+    if (ec || perr != std::errc() || end != port_text.data() + port_text.size() || port == 0 ||
+        port > 65535)
+      co_return Error{"", "", fmt::format("{}: resolve entry \"{}\" is not ip:port", text,
+                                          it->second)};
+    request.connect_to = asio::ip::tcp::endpoint(address, static_cast<uint16_t>(port));
+  }
   if (url->https) {
     // The server is checked against the URL's host (SNI and name).
     UpstreamTls settings;

@@ -64,7 +64,9 @@ asio::awaitable<HttpGetResult> HttpGet::perform(std::shared_ptr<HttpGet> self,
   std::vector<asio::ip::tcp::endpoint> addresses;
   asio::error_code ec;
   auto ip = asio::ip::make_address(request.host, ec);
-  if (!ec) {
+  if (request.connect_to) {
+    addresses.push_back(*request.connect_to);
+  } else if (!ec) {
     addresses.emplace_back(ip, request.port);
   } else {
     // asio runs getaddrinfo on a thread of its own, so the loop never

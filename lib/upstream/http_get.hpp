@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "net/loop.hpp"
@@ -28,6 +29,8 @@ struct HttpGetRequest {
   uint16_t port = 0;
   std::string authority;  // the Host header
   std::string target;     // path and query
+  // Set: connect to this address instead of looking `host` up.
+  std::optional<asio::ip::tcp::endpoint> connect_to;
   // TLS origination when set (its settings carry the SNI and the CAs).
   std::shared_ptr<const tls::ClientContext> tls;
   std::chrono::milliseconds timeout{5'000};
