@@ -235,11 +235,15 @@ class Session {
   // Checks and normalises a parsed head before anyone sees it; an answer
   // when the request is refused.
   std::optional<Answer> admit(const Snapshot& snap, RequestHead& head);
-  // The route's own answers (https redirect, CORS preflight, fault,
-  // redirect, direct response), else its rewrite and header edits.
-  awaitable<std::optional<Answer>> route_policies(RequestContext& ctx, const Router::Selection& sel,
-                                                  const ResolvedRoute& rr,
-                                                  std::optional<policy::CorsDecision>& cors);
+  // What Envoy's filters in front of the router do for the route: https
+  // redirect, CORS preflight and fault; an answer ends the request.
+  awaitable<std::optional<Answer>> route_filters(RequestContext& ctx, const Router::Selection& sel,
+                                                 const ResolvedRoute& rr,
+                                                 std::optional<policy::CorsDecision>& cors);
+  // What Envoy's router does with the route itself, after the rate limits:
+  // redirect or direct response (an answer), else rewrite and header edits.
+  std::optional<Answer> route_actions(const Router::Selection& sel, const ResolvedRoute& rr,
+                                      RequestHead& head);
   const ResolvedDestination* pick_destination(const ResolvedRoute& rr);
   // The CUSTOM policy's ext_authz call (with the body when the provider
   // wants it), then the other policies; an answer when the request is
@@ -558,7 +562,7 @@ std::optional<typename Session<Stream>::Answer> Session<Stream>::admit(const Sna
 }
 
 template <typename Stream>
-awaitable<std::optional<typename Session<Stream>::Answer>> Session<Stream>::route_policies(
+awaitable<std::optional<typename Session<Stream>::Answer>> Session<Stream>::route_filters(
     RequestContext& ctx, const Router::Selection& sel, const ResolvedRoute& rr,
     std::optional<policy::CorsDecision>& cors) {
   const Route& route = *sel.route;
@@ -570,8 +574,8 @@ awaitable<std::optional<typename Session<Stream>::Answer>> Session<Stream>::rout
     a.response.headers.add("location", policy::redirect_location(to_https, head));
     co_return a;
   }
-  // Fixed order: CORS preflight, fault, redirect / direct response, rewrite,
-  // header edits, then the upstream.
+  // Fixed order: CORS preflight, fault, then (route_actions, after the
+  // rate limits) redirect / direct response, rewrite, header edits.
   if (rr.policy.cors) {
     cors = policy::evaluate_cors(*rr.policy.cors, head);
     if (cors->preflight) co_return Answer{std::move(*cors->preflight), {}, "cors_response"};
@@ -593,16 +597,23 @@ awaitable<std::optional<typename Session<Stream>::Answer>> Session<Stream>::rout
       co_return abort;
     }
   }
+  co_return std::nullopt;
+}
+
+template <typename Stream>
+std::optional<typename Session<Stream>::Answer> Session<Stream>::route_actions(
+    const Router::Selection& sel, const ResolvedRoute& rr, RequestHead& head) {
+  const Route& route = *sel.route;
   if (route.redirect) {
     Answer a{text_response(route.redirect->code, ""), {}, "direct_response"};
     a.response.headers.add("location", policy::redirect_location(*route.redirect, head));
-    co_return a;
+    return a;
   }
   if (const auto& dr = route.direct_response)
-    co_return Answer{text_response(dr->status, dr->body), {}, "direct_response"};
+    return Answer{text_response(dr->status, dr->body), {}, "direct_response"};
   if (route.rewrite) policy::apply_rewrite(rr.policy, sel.matched, head);
   policy::apply_headers(route.request_headers, head);
-  co_return std::nullopt;
+  return std::nullopt;
 }
 
 template <typename Stream>
@@ -789,13 +800,15 @@ awaitable<bool> Session<Stream>::serve_one(bool first) {
   ctx.virtual_host = sel->virtual_host->name;
   ctx.route = sel->route->name;
   std::optional<policy::CorsDecision> cors;
-  if (auto local = co_await route_policies(ctx, *sel, rr, cors))
+  if (auto local = co_await route_filters(ctx, *sel, rr, cors))
     co_return co_await answer(ctx, std::move(*local), keep_alive);
 
   const ResolvedDestination* dest = pick_destination(rr);
   if (snap->rate_limits) {
-    // Envoy's local_ratelimit and ratelimit filters run before its router,
-    // so a limited request never counts against the upstream.
+    // Envoy's local_ratelimit and ratelimit filters run before its router:
+    // a limited request never counts against the upstream, redirects and
+    // direct responses are limited too, and descriptors see the request
+    // before the route's rewrite and header edits.
     RateLimitRequest limited_on{
         client_ip_, listener->config.router, sel->virtual_host->name, sel->route->name,
         dest ? std::string_view(snap->upstreams[dest->upstream].config.name) : std::string_view()};
@@ -806,6 +819,8 @@ awaitable<bool> Session<Stream>::serve_one(bool first) {
       co_return co_await answer(ctx, std::move(a), keep_alive);
     }
   }
+  if (auto local = route_actions(*sel, rr, head))
+    co_return co_await answer(ctx, std::move(*local), keep_alive);
   if (!dest) {
     LocalReply uh = no_healthy_upstream();
     bool ok = co_await send_error(ctx, std::move(uh), keep_alive);

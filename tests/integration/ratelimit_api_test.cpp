@@ -220,6 +220,52 @@ TEST_CASE("ratelimit api: per-route local configs and their descriptors") {
   CHECK(compiled.error().field == "local_overrides[0].config.token_bucket");
 }
 
+TEST_CASE("ratelimit api: limits run before the route's own action, on the request as received") {
+  FakeUpstream up("ok");
+  ManualClock clock;
+  Route direct{.name = "direct", .matches = {Matcher{}.path_prefix("/direct")}};
+  direct.direct_response = DirectResponse{200, "hello"};
+  Route rewritten{.name = "rewritten",
+                  .matches = {Matcher{}.path_prefix("/old")},
+                  .destinations = {destination("backend")}};
+  rewritten.rewrite = Rewrite{.uri = "/new"};
+  rewritten.request_headers.set.push_back({"x-tier", "gold"});
+  auto cfg = make_config({direct, rewritten}, {loopback_upstream("backend", {up.port()})});
+  LocalRateLimit filter = local_limit(100);
+  // One token for the path as the client sent it, one for the route's
+  // header: neither the rewrite nor the header edit has happened yet.
+  filter.descriptors.push_back({{{"PATH", "/old/x"}}, TokenBucket{1, 1, 60s}});
+  filter.descriptors.push_back({{{"TIER", "gold"}}, TokenBucket{1, 1, 60s}});
+  cfg.rate_limits.local = filter;
+  LocalRateLimit one = local_limit(1);
+  cfg.rate_limits.local_overrides.push_back({"all", "direct", "", one});
+  cfg.rate_limits.rate_limits.push_back({"all", "", {RateLimitRule{{path_to("PATH")}}}});
+  cfg.rate_limits.rate_limits.push_back(
+      {"all",
+       "",
+       {RateLimitRule{{RateLimitAction{RateLimitAction::RequestHeaders{"x-tier", "TIER"}}}}}});
+  Running gw(cfg, clock, 1);
+
+  // A direct response is limited like any route (Envoy answers it in the
+  // router, after the rate-limit filters).
+  auto first = get(gw.port(), "/direct");
+  REQUIRE(first);
+  CHECK(first->status == 200);
+  CHECK(first->body == "hello");
+  CHECK(status_of(gw.port(), "/direct") == 429);
+
+  // The PATH descriptor is the path received, so its bucket empties; the
+  // TIER descriptor never appears (the header is added after the limits).
+  CHECK(status_of(gw.port(), "/old/x") == 200);
+  CHECK(status_of(gw.port(), "/old/x") == 429);
+  CHECK(status_of(gw.port(), "/old/y") == 200);
+  CHECK(status_of(gw.port(), "/old/y") == 200);
+  auto seen = up.requests();
+  REQUIRE(seen.size() == 3);
+  CHECK(seen[0].target == "/new/x");
+  CHECK(seen[0].header("x-tier") == "gold");
+}
+
 TEST_CASE(
     "ratelimit api: filter_enforced 0 forwards limited requests with the not-enforced header") {
   FakeUpstream up("ok");
