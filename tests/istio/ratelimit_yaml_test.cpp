@@ -15,6 +15,7 @@
 
 #include <fmt/format.h>
 
+#include "istio/child.hpp"
 #include "istio/istio.hpp"
 #include "sluice/sluice.hpp"
 #include "support/fake_upstream.hpp"
@@ -518,6 +519,70 @@ TEST_CASE("sluice-ingress --check accepts the task's EnvoyFilters and ConfigMap"
                                        "--rate-limit-config", (dir / "bad-config.yaml").string()});
   CHECK(bad.exit_code != 0);
   CHECK_MESSAGE(bad.err.find("descriptors[0].key") != std::string::npos, bad.err);
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+}
+
+// The task's claim itself: sluice processes pointed at one Redis share the
+// limit. Two sluice-ingress processes run on the real clock, so the test
+// reads Redis to know whether its requests fell in one window.
+TEST_CASE("sluice-ingress: two processes share the task's global limit through one Redis") {
+  namespace fs = std::filesystem;
+  RedisServer redis;
+  FakeUpstream productpage("productpage");
+  std::string tmpl = (fs::temp_directory_path() / "sluice-rl2-XXXXXX").string();
+  fs::path dir = mkdtemp(tmpl.data());
+  std::ofstream(dir / "config.yaml", std::ios::binary) << bookinfo(productpage.port()) << "\n---\n"
+                                                       << kFilterRatelimit << "\n---\n"
+                                                       << kFilterRatelimitSvc;
+  std::ofstream(dir / "ratelimit-config.yaml", std::ios::binary) << kConfigMap;
+  auto start = [&] {
+    return std::make_unique<Child>(std::vector<std::string>{
+        SLUICE_INGRESS_BIN, "--ephemeral-ports", "--bind", "127.0.0.1", "--workers", "1",
+        "--no-watch", "--config", (dir / "config.yaml").string(), "--rate-limit-config",
+        (dir / "ratelimit-config.yaml").string(), "--redis",
+        "127.0.0.1:" + std::to_string(redis.port())});
+  };
+  auto a = start();
+  auto b = start();
+  auto port_of = [](Child& c) {
+    auto line = c.wait_line("listening 8080 ");
+    REQUIRE_MESSAGE(line, c.err());
+    REQUIRE(c.wait_line("ready"));
+    return static_cast<uint16_t>(std::stoi(line->substr(line->rfind(':') + 1)));
+  };
+  uint16_t pa = port_of(*a), pb = port_of(*b);
+  int s1 = get(pa, "/productpage").status;
+  int s2 = get(pb, "/productpage").status;
+  int s3 = get(pa, "/productpage").status;
+  // Every request was counted in Redis, under the reference service's key
+  // for the minute it fell in.
+  auto keys = run_process("redis-cli", {"-p", std::to_string(redis.port()), "--scan", "--pattern",
+                                        "ratelimit_PATH_/productpage_*"});
+  REQUIRE_MESSAGE(keys.exit_code == 0, keys.err);
+  std::vector<std::string> names;
+  for (size_t at = 0, nl; (nl = keys.out.find('\n', at)) != std::string::npos; at = nl + 1)
+    if (nl > at) names.push_back(keys.out.substr(at, nl - at));
+  REQUIRE(!names.empty());
+  int counted = 0;
+  for (const auto& k : names) {
+    auto v = run_process("redis-cli", {"-p", std::to_string(redis.port()), "GET", k});
+    counted += std::stoi(v.out);
+  }
+  CHECK(counted == 3);
+  if (names.size() == 1) {
+    // One window: 1 a minute, whichever process is asked.
+    CHECK(s1 == 200);
+    CHECK(s2 == 429);
+    CHECK(s3 == 429);
+    CHECK(productpage.requests().size() == 1);
+  } else {
+    MESSAGE("the requests crossed a minute boundary; only the count is checked");
+  }
+  a->signal(SIGTERM);
+  b->signal(SIGTERM);
+  CHECK(a->wait_exit() == 0);
+  CHECK(b->wait_exit() == 0);
   std::error_code ec;
   fs::remove_all(dir, ec);
 }
