@@ -144,61 +144,52 @@ class MeshParser {
                            ExtAuthzHttpProvider& p) const {
     if (!h.IsMap()) fail(at, "must be a mapping");
     // Every field is read, so a misspelt one is an error, not a silent default.
-    for (const auto& kv : h) {
-      std::string key = kv.first.IsScalar() ? kv.first.Scalar() : std::string();
-      const YAML::Node& v = kv.second;
-      std::string field = at + "." + key;
-      if (v.IsNull()) continue;
-      if (key == "service") {
-        p.service = text(v, field);
-      } else if (key == "port") {
-        p.port = static_cast<uint16_t>(number(v, field, 1, 65535));
-      } else if (key == "timeout") {
-        try {
-          p.timeout = duration(v, Meta{"MeshConfig", origin_}, field);
-        } catch (const LoadError& e) {
-          fail(field, e.error.message);
-        }
-        if (p.timeout.count() == 0) fail(field, "must be > 0");
-      } else if (key == "pathPrefix") {
-        p.path_prefix = text(v, field);
-      } else if (key == "failOpen") {
-        p.fail_open = flag(v, field);
-      } else if (key == "statusOnError") {
-        p.status_on_error = static_cast<uint16_t>(number(v, field, 200, 599));
-      } else if (key == "includeRequestHeadersInCheck" || key == "includeHeadersInCheck") {
-        auto more = names(v, field);
+    Meta meta{"MeshConfig", origin_};
+    Fields f(h, meta, at);
+    if (auto v = f.get("service")) p.service = text(v, f.sub("service"));
+    if (auto v = f.get("port")) p.port = static_cast<uint16_t>(number(v, f.sub("port"), 1, 65535));
+    if (auto v = f.get("timeout")) {
+      p.timeout = duration(v, meta, f.sub("timeout"));
+      if (p.timeout.count() == 0) fail(f.sub("timeout"), "must be > 0");
+    }
+    if (auto v = f.get("pathPrefix")) p.path_prefix = text(v, f.sub("pathPrefix"));
+    if (auto v = f.get("failOpen")) p.fail_open = flag(v, f.sub("failOpen"));
+    if (auto v = f.get("statusOnError"))
+      p.status_on_error = static_cast<uint16_t>(number(v, f.sub("statusOnError"), 200, 599));
+    // includeHeadersInCheck is the deprecated name of the same list.
+    for (const char* key : {"includeRequestHeadersInCheck", "includeHeadersInCheck"})
+      if (auto v = f.get(key)) {
+        auto more = names(v, f.sub(key));
         p.include_request_headers_in_check.insert(p.include_request_headers_in_check.end(),
                                                   more.begin(), more.end());
-      } else if (key == "includeAdditionalHeadersInCheck") {
-        if (!v.IsMap()) fail(field, "must be a mapping of header names to values");
-        for (const auto& hv : v) {
-          std::string name = text(hv.first, field);
-          p.include_additional_headers_in_check.emplace_back(name,
-                                                             text(hv.second, field + "." + name));
-        }
-      } else if (key == "headersToUpstreamOnAllow") {
-        p.headers_to_upstream_on_allow = names(v, field);
-      } else if (key == "headersToDownstreamOnAllow") {
-        p.headers_to_downstream_on_allow = names(v, field);
-      } else if (key == "headersToDownstreamOnDeny") {
-        p.headers_to_downstream_on_deny = names(v, field);
-      } else if (key == "includeRequestBodyInCheck") {
-        if (!v.IsMap()) fail(field, "must be a mapping");
-        ExtAuthzRequestBody b;
-        if (YAML::Node m = v["maxRequestBytes"]; m && !m.IsNull())
-          b.max_request_bytes = number(m, field + ".maxRequestBytes", 1, UINT32_MAX);
-        else
-          fail(field + ".maxRequestBytes", "required when the body is included");
-        if (YAML::Node a = v["allowPartialMessage"]; a && !a.IsNull())
-          b.allow_partial_message = flag(a, field + ".allowPartialMessage");
-        if (YAML::Node k = v["packAsBytes"]; k && !k.IsNull())
-          b.pack_as_bytes = flag(k, field + ".packAsBytes");
-        p.include_request_body_in_check = b;
-      } else {
-        fail(field, "unknown field");
+      }
+    if (auto v = f.get("includeAdditionalHeadersInCheck")) {
+      std::string field = f.sub("includeAdditionalHeadersInCheck");
+      if (!v.IsMap()) fail(field, "must be a mapping of header names to values");
+      for (const auto& hv : v) {
+        std::string name = text(hv.first, field);
+        p.include_additional_headers_in_check.emplace_back(name,
+                                                           text(hv.second, field + "." + name));
       }
     }
+    if (auto v = f.get("headersToUpstreamOnAllow"))
+      p.headers_to_upstream_on_allow = names(v, f.sub("headersToUpstreamOnAllow"));
+    if (auto v = f.get("headersToDownstreamOnAllow"))
+      p.headers_to_downstream_on_allow = names(v, f.sub("headersToDownstreamOnAllow"));
+    if (auto v = f.get("headersToDownstreamOnDeny"))
+      p.headers_to_downstream_on_deny = names(v, f.sub("headersToDownstreamOnDeny"));
+    if (auto v = f.get("includeRequestBodyInCheck")) {
+      Fields b(v, meta, f.sub("includeRequestBodyInCheck"));
+      ExtAuthzRequestBody body;
+      body.max_request_bytes =
+          number(b.require("maxRequestBytes"), b.sub("maxRequestBytes"), 1, UINT32_MAX);
+      if (auto a = b.get("allowPartialMessage"))
+        body.allow_partial_message = flag(a, b.sub("allowPartialMessage"));
+      if (auto k = b.get("packAsBytes")) body.pack_as_bytes = flag(k, b.sub("packAsBytes"));
+      b.finish();
+      p.include_request_body_in_check = body;
+    }
+    f.finish();
     if (p.service.empty()) fail(at + ".service", "required field is missing");
     if (p.port == 0) fail(at + ".port", "required field is missing");
   }
@@ -254,6 +245,8 @@ class MeshParser {
 Result<MeshSettings> parse_mesh_config(std::string_view yaml, std::string origin) {
   try {
     return MeshParser(origin).run(yaml);
+  } catch (const LoadError& e) {
+    return e.error;
   } catch (const MeshError& e) {
     return e.error;
   } catch (const YAML::Exception& e) {

@@ -258,7 +258,8 @@ TEST_CASE("istio ext_authz: mesh config and provider errors name the field") {
         "\"3x\": unknown unit");
   CHECK(bad_mesh("extensionProviders:\n- name: a\n  envoyExtAuthzHttp: {service: s, port: 1, "
                  "failopen: true}\n") ==
-        "MeshConfig mesh.yaml: extensionProviders[0].envoyExtAuthzHttp.failopen: unknown field");
+        "MeshConfig mesh.yaml: extensionProviders[0].envoyExtAuthzHttp.failopen: unknown field "
+        "\"failopen\"");
 
   // The service must be a declared host and port.
   istio::MeshSettings m = mesh(R"(
