@@ -12,8 +12,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <map>
 #include <iostream>
+#include <map>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -112,8 +112,7 @@ std::optional<int> parse_args(int argc, char** argv, Options& o) {
     } else if (a == "--config" || a == "--bind" || a == "--workers" || a == "--explain" ||
                a == "-H" || a == "--dns-refresh" || a == "--mesh-config" ||
                a == "--gateway-namespace" || a == "--gateway-label" || a == "--rate-limit-config" ||
-               a == "--redis" || a == "--client-ip" || a == "--jwks-ca" ||
-               a == "--jwks-resolve") {
+               a == "--redis" || a == "--client-ip" || a == "--jwks-ca" || a == "--jwks-resolve") {
       if (!(v = value())) return fail_usage(a + " needs a value");
       if (a == "--config") o.configs.push_back(*v);
       if (a == "--mesh-config") o.mesh_config = *v;

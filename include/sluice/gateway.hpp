@@ -102,7 +102,7 @@ struct GatewayConfig {
   std::vector<UpstreamConfig> upstreams;
   Limits limits;
   PathNormalization path_normalization = PathNormalization::base;
-  SecurityConfig security;  // JWT providers and authorization policies
+  SecurityConfig security;      // JWT providers and authorization policies
   RateLimitConfig rate_limits;  // local buckets and global limits on Redis
 };
 

@@ -92,8 +92,8 @@ asio::awaitable<Result<std::string>> get_document(State& st, const std::shared_p
     auto address = asio::ip::make_address(host, ec);
     if (ec || perr != std::errc() || end != port_text.data() + port_text.size() || port == 0 ||
         port > 65535)
-      co_return Error{"", "", fmt::format("{}: resolve entry \"{}\" is not ip:port", text,
-                                          it->second)};
+      co_return Error{"", "",
+                      fmt::format("{}: resolve entry \"{}\" is not ip:port", text, it->second)};
     request.connect_to = asio::ip::tcp::endpoint(address, static_cast<uint16_t>(port));
   }
   if (url->https) {

@@ -25,64 +25,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// An HTTPS server that answers every GET with one JSON body, one
-// connection at a time (the gateway closes after each fetch).
-class HttpsDocument {
- public:
-  HttpsDocument(const KeyPair& cert, std::string body)
-      : body_(std::move(body)), ctx_(asio::ssl::context::tls_server), acceptor_(io_) {
-    REQUIRE(sluice::tls::load_key_pair(ctx_.native_handle(), cert.cert.text, cert.key.text, "cert",
-                                       "key")
-                .empty());
-    asio::ip::tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), 0);
-    acceptor_.open(ep.protocol());
-    acceptor_.bind(ep);
-    acceptor_.listen();
-    port_ = acceptor_.local_endpoint().port();
-    thread_ = std::thread([this] { serve(); });
-  }
-  ~HttpsDocument() {
-    stopping_ = true;
-    asio::io_context io;
-    asio::ip::tcp::socket wake(io);
-    asio::error_code ec;
-    wake.connect({asio::ip::make_address("127.0.0.1"), port_}, ec);  // ends the blocking accept
-    thread_.join();
-  }
-  uint16_t port() const { return port_; }
-  size_t served() const { return served_.load(); }
-
- private:
-  void serve() {
-    while (!stopping_) {
-      asio::ip::tcp::socket s(io_);
-      asio::error_code ec;
-      acceptor_.accept(s, ec);
-      if (ec || stopping_) return;
-      asio::ssl::stream<asio::ip::tcp::socket> stream(std::move(s), ctx_);
-      stream.handshake(asio::ssl::stream_base::server, ec);
-      if (ec) continue;  // a client that did not trust us
-      std::string in;
-      asio::read_until(stream, asio::dynamic_buffer(in), "\r\n\r\n", ec);
-      if (ec) continue;
-      std::string out = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: " +
-                        std::to_string(body_.size()) + "\r\nconnection: close\r\n\r\n" + body_;
-      asio::write(stream, asio::buffer(out), ec);
-      if (!ec) ++served_;
-      stream.shutdown(ec);
-    }
-  }
-
-  std::string body_;
-  asio::io_context io_;
-  asio::ssl::context ctx_;
-  asio::ip::tcp::acceptor acceptor_;
-  uint16_t port_ = 0;
-  std::atomic<bool> stopping_{false};
-  std::atomic<size_t> served_{0};
-  std::thread thread_;
-};
-
 const KeyPair& localhost_cert() {
   static const KeyPair cert =
       make_leaf_cert("jwks-localhost", "/CN=localhost",

@@ -29,71 +29,6 @@ constexpr const char* kJwksUri =
     "https://raw.githubusercontent.com/istio/istio/release-1.24/security/tools/jwt/samples/"
     "jwks.json";
 
-// Serves `body` over HTTPS to each GET, one connection at a time, and
-// remembers the last request line.
-class JwksServer {
- public:
-  JwksServer(const KeyPair& cert, std::string body)
-      : body_(std::move(body)), ctx_(asio::ssl::context::tls_server), acceptor_(io_) {
-    REQUIRE(sluice::tls::load_key_pair(ctx_.native_handle(), cert.cert.text, cert.key.text, "cert",
-                                       "key")
-                .empty());
-    asio::ip::tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), 0);
-    acceptor_.open(ep.protocol());
-    acceptor_.bind(ep);
-    acceptor_.listen();
-    port_ = acceptor_.local_endpoint().port();
-    thread_ = std::thread([this] { serve(); });
-  }
-  ~JwksServer() {
-    stopping_ = true;
-    asio::io_context io;
-    asio::ip::tcp::socket wake(io);
-    asio::error_code ec;
-    wake.connect({asio::ip::make_address("127.0.0.1"), port_}, ec);
-    thread_.join();
-  }
-  uint16_t port() const { return port_; }
-  std::string head() {
-    std::lock_guard lock(mutex_);
-    return head_;
-  }
-
- private:
-  void serve() {
-    while (!stopping_) {
-      asio::ip::tcp::socket s(io_);
-      asio::error_code ec;
-      acceptor_.accept(s, ec);
-      if (ec || stopping_) return;
-      asio::ssl::stream<asio::ip::tcp::socket> stream(std::move(s), ctx_);
-      stream.handshake(asio::ssl::stream_base::server, ec);
-      if (ec) continue;
-      std::string in;
-      asio::read_until(stream, asio::dynamic_buffer(in), "\r\n\r\n", ec);
-      if (ec) continue;
-      {
-        std::lock_guard lock(mutex_);
-        head_ = in;
-      }
-      std::string out = "HTTP/1.1 200 OK\r\ncontent-length: " + std::to_string(body_.size()) +
-                        "\r\nconnection: close\r\n\r\n" + body_;
-      asio::write(stream, asio::buffer(out), ec);
-      stream.shutdown(ec);
-    }
-  }
-
-  std::string body_;
-  asio::io_context io_;
-  asio::ssl::context ctx_;
-  asio::ip::tcp::acceptor acceptor_;
-  uint16_t port_ = 0;
-  std::atomic<bool> stopping_{false};
-  std::thread thread_;
-  std::mutex mutex_;
-  std::string head_;
-};
-
 // The tasks' YAML, as the task pages show it, in front of httpbin.
 std::string task_yaml(uint16_t httpbin_port, const std::string& policy) {
   return R"(
@@ -133,7 +68,8 @@ spec:
       istio: ingressgateway
   jwtRules:
   - issuer: "testing@secure.istio.io"
-    jwksUri: ")" + kJwksUri + R"("
+    jwksUri: ")" +
+         kJwksUri + R"("
 ---
 )" + policy;
 }
@@ -195,7 +131,7 @@ std::string token(const JwtSigner& signer, const std::string& extra = "") {
 TEST_CASE("istio task end-user authentication at the ingress, jwksUri unchanged") {
   FakeUpstream httpbin("httpbin");
   JwtSigner signer;
-  JwksServer jwks(github_cert(), signer.jwks());
+  HttpsDocument jwks(github_cert(), signer.jwks());
   Served gw;
   serve(gw, task_yaml(httpbin.port(), R"(
 apiVersion: security.istio.io/v1
@@ -215,12 +151,12 @@ spec:
 )"),
         jwks.port());
   // The fetch asked the URL's host and path.
-  CHECK(jwks.head().starts_with(
+  CHECK(jwks.last_head().starts_with(
       "GET /istio/istio/release-1.24/security/tools/jwt/samples/jwks.json HTTP/1.1\r\n"));
-  CHECK(jwks.head().find("raw.githubusercontent.com") != std::string::npos);
+  CHECK(jwks.last_head().find("raw.githubusercontent.com") != std::string::npos);
   CHECK(get(gw.port(), token(signer)) == 200);
-  CHECK(get(gw.port(), "") == 403);           // no token: no principal, denied
-  CHECK(get(gw.port(), "deadbeef") == 401);   // an invalid token
+  CHECK(get(gw.port(), "") == 403);          // no token: no principal, denied
+  CHECK(get(gw.port(), "deadbeef") == 401);  // an invalid token
   JwtSigner other;
   CHECK(get(gw.port(), token(other)) == 401);  // another key
   CHECK(httpbin.request_count() == 1);
@@ -229,7 +165,7 @@ spec:
 TEST_CASE("istio task authorization with JWT claims at the ingress, jwksUri unchanged") {
   FakeUpstream httpbin("httpbin");
   JwtSigner signer;
-  JwksServer jwks(github_cert(), signer.jwks());
+  HttpsDocument jwks(github_cert(), signer.jwks());
   Served gw;
   serve(gw, task_yaml(httpbin.port(), R"(
 apiVersion: security.istio.io/v1

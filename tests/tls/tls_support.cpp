@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <asio/connect.hpp>
 #include <asio/read.hpp>
+#include <asio/read_until.hpp>
 #include <asio/write.hpp>
 
 #include <cstdlib>
@@ -359,6 +360,57 @@ void TlsOrigin::accept_loop() {
     std::make_shared<OriginConn>(std::move(s), ctx_, name_, handshakes_)->start();
     accept_loop();
   });
+}
+
+HttpsDocument::HttpsDocument(const KeyPair& cert, std::string body)
+    : body_(std::move(body)), ctx_(asio::ssl::context::tls_server), acceptor_(io_) {
+  REQUIRE(
+      sluice::tls::load_key_pair(ctx_.native_handle(), cert.cert.text, cert.key.text, "cert", "key")
+          .empty());
+  asio::ip::tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), 0);
+  acceptor_.open(ep.protocol());
+  acceptor_.bind(ep);
+  acceptor_.listen();
+  port_ = acceptor_.local_endpoint().port();
+  thread_ = std::thread([this] { serve(); });
+}
+
+HttpsDocument::~HttpsDocument() {
+  stopping_ = true;
+  asio::io_context io;
+  asio::ip::tcp::socket wake(io);
+  asio::error_code ec;
+  wake.connect({asio::ip::make_address("127.0.0.1"), port_}, ec);  // ends the blocking accept
+  thread_.join();
+}
+
+std::string HttpsDocument::last_head() const {
+  std::lock_guard lock(mutex_);
+  return head_;
+}
+
+void HttpsDocument::serve() {
+  while (!stopping_) {
+    asio::ip::tcp::socket s(io_);
+    asio::error_code ec;
+    acceptor_.accept(s, ec);
+    if (ec || stopping_) return;
+    asio::ssl::stream<asio::ip::tcp::socket> stream(std::move(s), ctx_);
+    stream.handshake(asio::ssl::stream_base::server, ec);
+    if (ec) continue;  // a client that did not trust us
+    std::string in;
+    asio::read_until(stream, asio::dynamic_buffer(in), "\r\n\r\n", ec);
+    if (ec) continue;
+    {
+      std::lock_guard lock(mutex_);
+      head_ = in;
+    }
+    std::string out = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: " +
+                      std::to_string(body_.size()) + "\r\nconnection: close\r\n\r\n" + body_;
+    asio::write(stream, asio::buffer(out), ec);
+    if (!ec) ++served_;
+    stream.shutdown(ec);
+  }
 }
 
 }  // namespace sluice::test

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -114,6 +115,31 @@ class TlsOrigin {
   asio::ip::tcp::acceptor acceptor_;
   uint16_t port_ = 0;
   std::atomic<size_t> handshakes_{0};
+  std::thread thread_;
+};
+
+// An HTTPS server that answers every GET with one body (200, connection:
+// close), one connection at a time, on its own thread; a JWKS or discovery
+// document for the gateway's fetcher. Keeps the last request head.
+class HttpsDocument {
+ public:
+  HttpsDocument(const KeyPair& cert, std::string body);
+  ~HttpsDocument();
+  uint16_t port() const { return port_; }
+  size_t served() const { return served_.load(); }
+  std::string last_head() const;
+
+ private:
+  void serve();
+  std::string body_;
+  asio::io_context io_;
+  asio::ssl::context ctx_;
+  asio::ip::tcp::acceptor acceptor_;
+  uint16_t port_ = 0;
+  std::atomic<bool> stopping_{false};
+  std::atomic<size_t> served_{0};
+  mutable std::mutex mutex_;
+  std::string head_;
   std::thread thread_;
 };
 

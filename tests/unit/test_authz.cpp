@@ -970,8 +970,8 @@ TEST_CASE("authz: trace lists every rule in evaluation order with the first fail
   CHECK(t[1].matched);
   CHECK(t[2].matched);
   // not* fields are named as such.
-  AuthzEngine negated = compile_ok(
-      {policy("p", AuthzAction::allow, {to(AuthzOperation{.not_paths = {"/admin*"}})})});
+  AuthzEngine negated =
+      compile_ok({policy("p", AuthzAction::allow, {to(AuthzOperation{.not_paths = {"/admin*"}})})});
   t = negated.trace(r.view());
   REQUIRE(t.size() == 1);
   CHECK(t[0].why == "rules[0].to[0].operation.notPaths does not hold for path \"/admin/x\"");
