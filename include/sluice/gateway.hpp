@@ -17,6 +17,7 @@
 #include "sluice/result.hpp"
 #include "sluice/router.hpp"
 #include "sluice/security.hpp"
+#include "sluice/stats.hpp"
 #include "sluice/upstream.hpp"
 
 namespace asio {
@@ -134,6 +135,8 @@ struct GatewayOptions {
   std::function<std::shared_ptr<Hooks>(unsigned worker)> hooks_factory;
   // The library's own messages; null: dropped (it never writes to stderr).
   std::shared_ptr<Logger> logger;
+  // Names in metrics; limits on their series (stats.hpp).
+  TelemetryOptions telemetry;
 };
 
 class Snapshot;  // compiled GatewayConfig (lib/config)
@@ -226,6 +229,14 @@ class Gateway {
   // (false). Never returns true while one is pending. Runs no clock: with
   // an injected clock, a fetch that waits for a timeout needs it advanced.
   bool wait_jwks_fetched(std::chrono::milliseconds timeout = std::chrono::seconds(10)) const;
+
+  // Every worker's counters merged, with the gateway's and upstreams'
+  // gauges (stats.hpp). Thread-safe; costs the workers nothing but the
+  // merge's brief lock per worker.
+  Stats stats() const;
+  // True while serving: a configuration applied and not stopping (the
+  // admin /ready).
+  bool ready() const;
 
   // Bound port of a listener (after apply), 0 if unknown.
   uint16_t port(std::string_view listener) const;

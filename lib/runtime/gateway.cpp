@@ -516,3 +516,19 @@ Explanation Gateway::explain(std::string_view listener, const RequestHead& reque
 }
 
 }  // namespace sluice
+
+namespace sluice {
+
+Stats Gateway::stats() const {
+  Stats s;
+  s.source_workload = impl_->options.telemetry.workload;
+  s.source_workload_namespace = impl_->options.telemetry.workload_namespace;
+  return s;
+}
+
+bool Gateway::ready() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->current && !impl_->stopping;
+}
+
+}  // namespace sluice
