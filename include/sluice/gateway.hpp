@@ -18,6 +18,7 @@
 #include "sluice/router.hpp"
 #include "sluice/security.hpp"
 #include "sluice/stats.hpp"
+#include "sluice/telemetry.hpp"
 #include "sluice/upstream.hpp"
 
 namespace asio {
@@ -105,6 +106,7 @@ struct GatewayConfig {
   PathNormalization path_normalization = PathNormalization::base;
   SecurityConfig security;      // JWT providers and authorization policies
   RateLimitConfig rate_limits;  // local buckets and global limits on Redis
+  TelemetryConfig telemetry;    // access logs and tracing
 };
 
 struct GatewayOptions {
