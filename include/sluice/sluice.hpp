@@ -12,4 +12,7 @@
 #include "sluice/response_flags.hpp"
 #include "sluice/result.hpp"
 #include "sluice/router.hpp"
+#include "sluice/security.hpp"
+#include "sluice/stats.hpp"
+#include "sluice/telemetry.hpp"
 #include "sluice/upstream.hpp"
