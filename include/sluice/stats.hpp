@@ -36,7 +36,12 @@ struct RequestSeries {
   std::string destination_service_namespace;
   std::string destination_version;  // the subset's `version` label, else "unknown"
   std::string destination_workload;
-  std::string destination_upstream;  // UpstreamConfig::name, empty when none
+  std::string destination_workload_namespace;
+  std::string destination_app;
+  std::string destination_principal;
+  std::string destination_canonical_service;
+  std::string destination_canonical_revision;
+  std::string destination_cluster;
   uint16_t response_code = 0;
   std::string response_flags;    // Envoy's: "-", "UF", "URX,UF"
   std::string request_protocol;  // "http" or "grpc"

@@ -96,8 +96,20 @@ struct UpstreamTls {
   bool insecure_skip_verify = false;  // no chain or name checks at all
 };
 
+// The service an upstream stands for, as telemetry names it
+// (destination_service, destination_service_name and
+// destination_service_namespace). Empty host: the upstream's name, with an
+// "unknown" namespace. The Istio loader fills it from the ServiceEntry.
+struct ServiceIdentity {
+  std::string host;  // FQDN, e.g. reviews.default.svc.cluster.local
+  std::string name;  // e.g. reviews; empty: host
+  std::string namespace_;
+  bool operator==(const ServiceIdentity&) const = default;
+};
+
 struct UpstreamConfig {
   std::string name;
+  ServiceIdentity service;
   std::vector<Endpoint> endpoints;
   std::vector<Subset> subsets;
   LoadBalancer load_balancer = LoadBalancer::least_request;
@@ -125,6 +137,10 @@ struct UpstreamView {
   uint64_t pending_requests = 0;
   uint64_t connections = 0;
   uint64_t overflows = 0;  // requests refused by circuit breaking (UO)
+  uint64_t retry_overflows = 0;  // retries refused by max_retries
+  uint64_t requests = 0;   // attempts sent (retries included)
+  uint64_t connect_failures = 0;
+  uint64_t retries = 0;
 };
 
 }  // namespace sluice

@@ -9,6 +9,7 @@
 #include "http/wire_check.hpp"
 #include "routing/compiled_router.hpp"
 #include "security/jwks_fetch.hpp"
+#include "telemetry/metrics.hpp"
 #include "tls/server.hpp"
 
 namespace sluice {
@@ -84,6 +85,12 @@ Result<ResolvedRoute> resolve_route(const Snapshot& snap, const Index& upstreams
     rd.upstream = ref->upstream;
     rd.set = ref->set;
     rd.subset = subset;
+    const UpstreamConfig& up = snap.upstreams[ref->upstream].config;
+    std::string_view version;
+    for (const auto& s : up.subsets)
+      if (s.name == subset)
+        if (auto v = s.labels.find("version"); v != s.labels.end()) version = v->second;
+    rd.labels = telemetry::destination_labels(up.service, up.name, version);
     return rd;
   };
   for (size_t d = 0; d < route.destinations.size(); ++d) {

@@ -20,6 +20,10 @@
 #include "sluice/router.hpp"
 #include "upstream/compiled.hpp"
 
+namespace sluice::telemetry {
+struct DestinationLabels;
+}
+
 namespace sluice::tls {
 class ListenerTls;
 }
@@ -34,6 +38,8 @@ struct ResolvedDestination {
   uint32_t set = 0;       // index into that upstream's CompiledUpstream::sets
   std::string subset;
   uint32_t weight = 0;
+  // destination_* labels of its requests (interned for the process).
+  const telemetry::DestinationLabels* labels = nullptr;
 };
 
 struct ResolvedRoute {

@@ -53,6 +53,22 @@ std::string fqdn(const std::string& host, const std::string& ns) {
   return http::to_lower(host) + "." + ns + ".svc.cluster.local";
 }
 
+// Telemetry's names for a host, as Istio reports them: a Kubernetes service
+// by its name and namespace, any other host by itself in the namespace of
+// the ServiceEntry declaring it.
+ServiceIdentity service_identity(const std::string& host_fqdn, const std::string& se_namespace) {
+  ServiceIdentity id{host_fqdn, host_fqdn, se_namespace};
+  constexpr std::string_view kCluster = ".svc.cluster.local";
+  if (std::string_view(host_fqdn).ends_with(kCluster)) {
+    std::string_view local = std::string_view(host_fqdn).substr(0, host_fqdn.size() - kCluster.size());
+    if (size_t dot = local.find('.'); dot != std::string_view::npos) {
+      id.name = std::string(local.substr(0, dot));
+      id.namespace_ = std::string(local.substr(dot + 1));
+    }
+  }
+  return id;
+}
+
 bool is_ip(const std::string& s) {
   asio::error_code ec;
   asio::ip::make_address(s, ec);
@@ -803,6 +819,7 @@ class Translator {
     std::vector<DnsHost> dns_hosts;
     up.endpoints = endpoints_for(se, sp, vs_meta, path, dns_hosts);
     std::string host_fqdn = fqdn(host, se.meta.namespace_);
+    up.service = service_identity(host_fqdn, se.meta.namespace_);
     if (own) {
       auto outside = [&](const Labels& labels) {
         for (const auto& [k, v] : subset->labels) {

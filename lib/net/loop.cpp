@@ -111,6 +111,7 @@ void Loop::attach(ConnectionSlot* slot) {
   if (head_) head_->prev = slot;
   head_ = slot;
   ++connection_count_;
+  if (slot->counters) slot->counters->active.fetch_add(1, std::memory_order_relaxed);
   attached();
 }
 
@@ -120,6 +121,7 @@ void Loop::detach(ConnectionSlot* slot) {
   if (head_ == slot) head_ = slot->next;
   slot->prev = slot->next = nullptr;
   --connection_count_;
+  if (slot->counters) slot->counters->active.fetch_sub(1, std::memory_order_relaxed);
   detached();
 }
 

@@ -7,6 +7,7 @@
 // this, never the Worker.
 
 #include <array>
+#include <atomic>
 #include <asio/awaitable.hpp>
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
@@ -23,6 +24,16 @@ namespace sluice {
 
 using Clock = std::chrono::steady_clock;
 using TimePoint = Clock::time_point;
+
+// One listener's downstream connections across workers, for telemetry.
+// `active` counts attached slots, so a connection moving between slots
+// (parked, resumed, handed from the TLS handshake to its session) stays one.
+struct ConnectionCounters {
+  std::atomic<int64_t> active{0};
+  std::atomic<uint64_t> total{0};
+  std::atomic<uint64_t> tls_handshakes{0};
+  std::atomic<uint64_t> tls_failures{0};
+};
 
 // A downstream connection as the worker sees it: enough to enforce deadlines
 // and drain. The session coroutine owns the rest.
@@ -66,6 +77,7 @@ struct ConnectionSlot {
   // are coarse anyway.
   const Clock::time_point* now = nullptr;
   bool close_after_response = false;
+  ConnectionCounters* counters = nullptr;  // its listener's; null: not counted
   ConnectionSlot* prev = nullptr;
   ConnectionSlot* next = nullptr;
 

@@ -15,6 +15,7 @@
 #include "security/redis.hpp"
 #include "sluice/hooks.hpp"
 #include "sluice/log.hpp"
+#include "telemetry/metrics.hpp"
 #include "upstream/context.hpp"
 
 namespace sluice {
@@ -31,8 +32,12 @@ class SessionHost : public Loop {
  public:
   // `hooks`: this worker's (shared or its own); `logger` may be null.
   SessionHost(asio::io_context& ctx, const std::function<TimePoint()>& clock, uint64_t seed,
-              std::shared_ptr<Hooks> hooks, std::shared_ptr<Logger> logger)
-      : Loop(ctx, clock, seed), hooks_(std::move(hooks)), logger_(std::move(logger)) {}
+              std::shared_ptr<Hooks> hooks, std::shared_ptr<Logger> logger,
+              size_t max_series = 10000)
+      : Loop(ctx, clock, seed),
+        request_metrics_(telemetry::process_labels().unknown(), max_series),
+        hooks_(std::move(hooks)),
+        logger_(std::move(logger)) {}
 
   UpstreamContext& upstream() { return upstream_; }
   // The snapshot new requests are served by.
@@ -66,6 +71,14 @@ class SessionHost : public Loop {
   // client; requests in flight keep theirs by holding the pointer.
   std::shared_ptr<security::RedisClient> redis(const CompiledRateLimits& rate_limits);
 
+  // The counters of the listener named `listener` (null when not kept).
+  virtual ConnectionCounters* listener_counters(std::string_view listener) { return nullptr; }
+
+  // This worker's istio_* series: recorded here without a lock, read by
+  // Gateway::stats() from any thread.
+  telemetry::RequestMetrics& request_metrics() { return request_metrics_; }
+  const telemetry::RequestMetrics& request_metrics() const { return request_metrics_; }
+
   // Mirrored requests in flight on this worker; more are dropped.
   static constexpr size_t kMaxMirrors = 256;
   size_t mirrors_in_flight = 0;
@@ -74,6 +87,7 @@ class SessionHost : public Loop {
   std::shared_ptr<const Snapshot> snapshot_;
   void log_formatted(LogLevel level, fmt::string_view format, fmt::format_args args);
 
+  telemetry::RequestMetrics request_metrics_;
   std::shared_ptr<Hooks> hooks_;
   std::shared_ptr<Logger> logger_;
   std::function<std::chrono::system_clock::time_point()> wall_clock_;

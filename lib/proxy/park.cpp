@@ -24,6 +24,7 @@ void park(SessionHost& worker, asio::ip::tcp::socket socket, std::string listene
           TimePoint idle_since) {
   auto parked = std::make_unique<Parked>(std::move(socket), std::move(listener), port);
   Parked& p = *parked;
+  p.slot.counters = worker.listener_counters(p.listener);
   worker.attach(&p.slot);
   p.slot.idle = true;
   p.slot.parked = true;

@@ -374,11 +374,15 @@ class Session {
   Headers downstream_on_allow_;
   bool continue_sent_ = false;
   Clock::time_point started_;
+  // The request's route destination, for its metrics' destination_* labels;
+  // null until one is picked (no route, a local answer).
+  const telemetry::DestinationLabels* destination_labels_ = nullptr;
   const Limits* limits_ = nullptr;
 };
 
 template <typename Stream>
 awaitable<void> Session<Stream>::run() {
+  slot_.counters = worker_.listener_counters(listener_);
   worker_.attach(&slot_);
   asio::error_code ec;
   auto remote = stream_.lowest_layer().remote_endpoint(ec);
@@ -515,11 +519,16 @@ awaitable<bool> Session<Stream>::send_local(RequestContext& ctx, Response respon
 
 template <typename Stream>
 void Session<Stream>::log(RequestContext& ctx) {
-  if (auto* hooks = worker_.hooks()) {
-    ctx.duration =
-        std::chrono::duration_cast<std::chrono::microseconds>(worker_.clock_now() - started_);
-    hooks->on_log(ctx);
-  }
+  ctx.duration =
+      std::chrono::duration_cast<std::chrono::microseconds>(worker_.clock_now() - started_);
+  telemetry::RequestKey key{.destination = destination_labels_,
+                            .response_code = ctx.response_status,
+                            .response_flags = ctx.response_flags};
+  telemetry::RequestSample sample{.duration_ms = static_cast<uint64_t>(ctx.duration.count() / 1000),
+                                  .request_bytes = ctx.bytes_received,
+                                  .response_bytes = ctx.bytes_sent};
+  worker_.request_metrics().record(key, sample);
+  if (auto* hooks = worker_.hooks()) hooks->on_log(ctx);
 }
 
 template <typename Stream>
@@ -742,6 +751,7 @@ awaitable<bool> Session<Stream>::serve_one(bool first) {
   }
   RequestHead& head = p.request();
   RequestContext ctx{.request = head};
+  destination_labels_ = nullptr;
   ctx.client_address = client_address_;
   ctx.listener = listener_;
   ctx.sni = tls_.sni;
@@ -750,9 +760,11 @@ awaitable<bool> Session<Stream>::serve_one(bool first) {
     if (p.error() != http::ParseError::none) {
       co_await send_local(ctx, parse_error_response(p.error()), ResponseFlags(), false,
                           "http1.codec_error");
+      log(ctx);  // Envoy reports requests it refused unparsed too
     } else if (slot_.fired == Timeout::header) {
       co_await send_local(ctx, text_response(408, ""), ResponseFlags(), false,
                           "request_header_timeout");
+      log(ctx);
     }
     co_return false;
   }
@@ -804,6 +816,7 @@ awaitable<bool> Session<Stream>::serve_one(bool first) {
     co_return co_await answer(ctx, std::move(*local), keep_alive);
 
   const ResolvedDestination* dest = pick_destination(rr);
+  if (dest) destination_labels_ = dest->labels;
   if (snap->rate_limits) {
     // Envoy's local_ratelimit and ratelimit filters run before its router:
     // a limited request never counts against the upstream, redirects and

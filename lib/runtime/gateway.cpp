@@ -26,6 +26,7 @@
 #include "proxy/security_filter.hpp"
 #include "runtime/jwks_fetcher.hpp"
 #include "runtime/worker.hpp"
+#include "telemetry/metrics.hpp"
 #include "upstream/cluster.hpp"
 
 namespace sluice {
@@ -107,6 +108,9 @@ struct Gateway::Impl {
   // Local rate-limit buckets, kept across reloads while their config is
   // unchanged (bind_local_limiters).
   LocalLimiterRegistry local_limiters;
+  // Telemetry: applies that took effect or were refused, and snapshots
+  // published (applies and endpoint updates).
+  std::atomic<uint64_t> reloads_ok{0}, reloads_rejected{0}, snapshot_version{0};
   bool started = false;
   bool stopping = false;
   bool stopped = false;
@@ -159,13 +163,18 @@ struct Gateway::Impl {
     jwks = std::make_unique<JwksFetcher>(workers.front()->upstream(), options.jwks,
                                          options.on_jwks_fetch);
   }
+
+  void take_options(GatewayOptions o) {
+    options = std::move(o);
+    shared.logger = options.logger;
+    shared.clock = options.clock;
+    shared.wall_clock = options.wall_clock;
+    shared.max_series = options.telemetry.max_series_per_worker;
+  }
 };
 
 Gateway::Gateway(GatewayOptions options) : impl_(std::make_unique<Impl>()) {
-  impl_->options = std::move(options);
-  impl_->shared.logger = impl_->options.logger;
-  impl_->shared.clock = impl_->options.clock;
-  impl_->shared.wall_clock = impl_->options.wall_clock;
+  impl_->take_options(std::move(options));
   unsigned n = impl_->options.workers;
   if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
   impl_->make_workers(n);
@@ -173,10 +182,7 @@ Gateway::Gateway(GatewayOptions options) : impl_(std::make_unique<Impl>()) {
 
 Gateway::Gateway(asio::io_context& host_context, GatewayOptions options)
     : impl_(std::make_unique<Impl>()) {
-  impl_->options = std::move(options);
-  impl_->shared.logger = impl_->options.logger;
-  impl_->shared.clock = impl_->options.clock;
-  impl_->shared.wall_clock = impl_->options.wall_clock;
+  impl_->take_options(std::move(options));
   impl_->host_context = &host_context;
   impl_->make_workers(1);
 }
@@ -193,13 +199,22 @@ Gateway::~Gateway() {
 Status Gateway::apply(GatewayConfig config) {
   // One path: validation happens once, in compile().
   auto compiled = compile(std::move(config));
-  if (!compiled) return compiled.error();
+  if (!compiled) {
+    impl_->reloads_rejected.fetch_add(1, std::memory_order_relaxed);
+    return compiled.error();
+  }
   return apply(std::move(compiled).value());
 }
 
 Status Gateway::apply(std::shared_ptr<const Snapshot> snap) {
-  if (!snap) return Error{"Gateway", "snapshot", "is null"};
   Impl& m = *impl_;
+  bool committed = false;
+  struct CountReload {
+    Impl& m;
+    const bool& ok;
+    ~CountReload() { (ok ? m.reloads_ok : m.reloads_rejected).fetch_add(1); }
+  } count_reload{m, committed};
+  if (!snap) return Error{"Gateway", "snapshot", "is null"};
   std::lock_guard lock(m.mutex);
   if (m.stopping) return Error{"Gateway", "", "stopped"};
 
@@ -283,6 +298,8 @@ Status Gateway::apply(std::shared_ptr<const Snapshot> snap) {
   m.bound = std::move(next);
   m.current = std::move(snap);
   m.shared.clusters.retain(upstream_names);
+  m.snapshot_version.fetch_add(1);
+  committed = true;
   return {};
 }
 
@@ -303,6 +320,7 @@ Status Gateway::update_endpoints(std::string_view upstream, std::vector<Endpoint
   up.state->update(up);
   m.publish(snap);
   m.current = std::move(snap);
+  m.snapshot_version.fetch_add(1);
   return {};
 }
 
@@ -519,10 +537,97 @@ Explanation Gateway::explain(std::string_view listener, const RequestHead& reque
 
 namespace sluice {
 
+namespace {
+
+// Appends the gateway's counters and gauges, Envoy's names where it has one.
+class MetricList {
+ public:
+  explicit MetricList(std::vector<MetricValue>& out) : out_(out) {}
+  void add(std::string name, std::string label, std::string value, double v, bool gauge,
+           std::string help) {
+    MetricValue m{std::move(name), {}, v, gauge, std::move(help)};
+    if (!label.empty()) m.labels.emplace_back(std::move(label), std::move(value));
+    out_.push_back(std::move(m));
+  }
+
+ private:
+  std::vector<MetricValue>& out_;
+};
+
+void listener_metrics(const GatewayShared& shared, MetricList& list) {
+  for (const auto& [name, c] : shared.listeners.all()) {
+    auto load = [](const auto& a) { return static_cast<double>(a.load(std::memory_order_relaxed)); };
+    list.add("envoy_listener_downstream_cx_active", "listener", name, load(c->active), true,
+             "Open downstream connections.");
+    list.add("envoy_listener_downstream_cx_total", "listener", name, load(c->total), false,
+             "Downstream connections accepted.");
+    list.add("envoy_listener_ssl_handshake", "listener", name, load(c->tls_handshakes), false,
+             "TLS handshakes completed.");
+    list.add("envoy_listener_ssl_connection_error", "listener", name, load(c->tls_failures),
+             false, "TLS handshakes failed.");
+  }
+}
+
+void cluster_metrics(const Snapshot& snap, MetricList& list) {
+  for (const auto& up : snap.upstreams) {
+    if (!up.state) continue;
+    UpstreamView v = up.state->view();
+    size_t healthy = 0, ejected = 0;
+    for (const auto& e : v.endpoints) {
+      healthy += e.healthy && !e.ejected;
+      ejected += e.ejected;
+    }
+    const std::string& n = v.name;
+    auto add = [&](const char* name, double value, bool gauge, const char* help) {
+      list.add(name, "cluster_name", n, value, gauge, help);
+    };
+    add("envoy_cluster_upstream_rq_total", double(v.requests), false,
+        "Requests sent upstream, retries included.");
+    add("envoy_cluster_upstream_rq_active", double(v.active_requests), true,
+        "Upstream requests in flight.");
+    add("envoy_cluster_upstream_rq_pending_active", double(v.pending_requests), true,
+        "Requests waiting for a connection.");
+    add("envoy_cluster_upstream_rq_retry", double(v.retries), false, "Retries sent.");
+    add("envoy_cluster_upstream_rq_retry_overflow", double(v.retry_overflows), false,
+        "Retries refused by max_retries.");
+    add("envoy_cluster_upstream_rq_pending_overflow", double(v.overflows), false,
+        "Requests refused by circuit breaking.");
+    add("envoy_cluster_upstream_cx_active", double(v.connections), true,
+        "Open upstream connections, pooled and in use.");
+    add("envoy_cluster_upstream_cx_connect_fail", double(v.connect_failures), false,
+        "Upstream connections that failed to open.");
+    add("envoy_cluster_membership_total", double(v.endpoints.size()), true, "Endpoints.");
+    add("envoy_cluster_membership_healthy", double(healthy), true,
+        "Endpoints healthy and not ejected.");
+    add("envoy_cluster_outlier_detection_ejections_active", double(ejected), true,
+        "Endpoints ejected by outlier detection.");
+  }
+}
+
+}  // namespace
+
 Stats Gateway::stats() const {
+  const Impl& m = *impl_;
   Stats s;
-  s.source_workload = impl_->options.telemetry.workload;
-  s.source_workload_namespace = impl_->options.telemetry.workload_namespace;
+  s.source_workload = m.options.telemetry.workload;
+  s.source_workload_namespace = m.options.telemetry.workload_namespace;
+  std::vector<const telemetry::RequestMetrics*> workers;
+  for (const auto& w : m.workers) workers.push_back(&w->request_metrics());
+  s.requests = telemetry::collect_series(workers);
+
+  MetricList list(s.metrics);
+  listener_metrics(m.shared, list);
+  if (auto snap = snapshot()) cluster_metrics(*snap, list);
+  list.add("sluice_downstream_cx_active", "", "", double(m.shared.connections.load()), true,
+           "Open downstream connections, all listeners.");
+  list.add("sluice_config_reloads_total", "result", "ok", double(m.reloads_ok.load()), false,
+           "Configurations applied, or refused whole.");
+  list.add("sluice_config_reloads_total", "result", "rejected", double(m.reloads_rejected.load()),
+           false, "Configurations applied, or refused whole.");
+  list.add("sluice_config_snapshot_version", "", "", double(m.snapshot_version.load()), true,
+           "Snapshots published (applies and endpoint updates).");
+  std::stable_sort(s.metrics.begin(), s.metrics.end(),
+                   [](const MetricValue& a, const MetricValue& b) { return a.name < b.name; });
   return s;
 }
 

@@ -42,6 +42,8 @@ std::string peer_of(const tcp::socket& s) {
 void log_failure(Worker& worker, const std::string& listener, const std::string& peer,
                  std::string_view reason) {
   tls::count_handshake_failure();
+  if (auto* counters = worker.listener_counters(listener))
+    counters->tls_failures.fetch_add(1, std::memory_order_relaxed);
   worker.log(LogLevel::info, "listener {}: TLS handshake with {} failed: {}", listener, peer,
              reason);
 }
@@ -114,6 +116,7 @@ awaitable<void> run(Worker& worker, tcp::socket socket, std::shared_ptr<const Sn
   const std::string& name = listener->config.name;
   std::string peer = peer_of(socket);
   ConnectionSlot slot(&socket);
+  slot.counters = worker.listener_counters(name);
   Attached attached(worker, slot);
   slot.set_deadline(Timeout::io, lt.handshake_timeout());
 
@@ -170,6 +173,7 @@ awaitable<void> run(Worker& worker, tcp::socket socket, std::shared_ptr<const Sn
     co_return;
   }
   slot.clear_deadline();
+  if (slot.counters) slot.counters->tls_handshakes.fetch_add(1, std::memory_order_relaxed);
   tls::DownstreamTls info = tls::downstream_info(*stream);
   attached.release();
   start_tls_session(worker, std::move(*stream), name, port, std::move(info));

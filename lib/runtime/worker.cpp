@@ -93,7 +93,7 @@ bool within_client_limit(GatewayShared& shared, const Snapshot* snap,
 
 Worker::Worker(size_t index, asio::io_context& ctx, GatewayShared& shared, uint64_t seed,
                std::shared_ptr<Hooks> hooks)
-    : SessionHost(ctx, shared.clock, seed, std::move(hooks), shared.logger),
+    : SessionHost(ctx, shared.clock, seed, std::move(hooks), shared.logger, shared.max_series),
       index_(index),
       shared_(shared),
       ticker_(ctx) {
@@ -132,6 +132,30 @@ void Worker::add_acceptor(std::string listener, int native_fd, uint16_t port) {
   if (!draining_) accept_next(std::move(entry));
 }
 
+ConnectionCounters* ListenerCounterRegistry::get(std::string_view listener) {
+  std::lock_guard lock(mutex_);
+  auto it = by_name_.find(listener);
+  if (it == by_name_.end())
+    it = by_name_.emplace(std::string(listener), std::make_unique<ConnectionCounters>()).first;
+  return it->second.get();
+}
+
+std::vector<std::pair<std::string, const ConnectionCounters*>> ListenerCounterRegistry::all()
+    const {
+  std::lock_guard lock(mutex_);
+  std::vector<std::pair<std::string, const ConnectionCounters*>> out;
+  for (const auto& [name, counters] : by_name_) out.emplace_back(name, counters.get());
+  return out;
+}
+
+ConnectionCounters* Worker::listener_counters(std::string_view listener) {
+  for (const auto& [name, counters] : counters_cache_)
+    if (name == listener) return counters;
+  ConnectionCounters* counters = shared_.listeners.get(listener);
+  counters_cache_.emplace_back(std::string(listener), counters);
+  return counters;
+}
+
 void Worker::accept_next(std::shared_ptr<AcceptorEntry> entry) {
   auto* acceptor = entry->acceptor.get();
   acceptor->async_accept([this, entry = std::move(entry)](asio::error_code ec,
@@ -147,6 +171,7 @@ void Worker::accept_next(std::shared_ptr<AcceptorEntry> entry) {
       } else {
         asio::error_code ignored;
         socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+        listener_counters(entry->listener)->total.fetch_add(1, std::memory_order_relaxed);
         const CompiledListener* listener = snap->listener(entry->listener);
         if (listener && listener->tls)
           accept_tls(*this, std::move(socket), snap, *listener, entry->port);

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -53,12 +54,27 @@ class ClientConnections {
   size_t sweep_at_ = 1024;
 };
 
+// Each listener's connection counters, by name, for the gateway's life
+// (a listener removed and added again keeps counting).
+class ListenerCounterRegistry {
+ public:
+  ConnectionCounters* get(std::string_view listener);
+  // Every listener's, sorted by name.
+  std::vector<std::pair<std::string, const ConnectionCounters*>> all() const;
+
+ private:
+  mutable std::mutex mutex_;
+  std::map<std::string, std::unique_ptr<ConnectionCounters>, std::less<>> by_name_;
+};
+
 // State shared by all workers of one Gateway. Read-mostly.
 struct GatewayShared {
   std::shared_ptr<Logger> logger;  // may be null
+  size_t max_series = 10000;       // TelemetryOptions::max_series_per_worker
   std::atomic<size_t> connections{0};
   ClientConnections per_client;
   ClusterRegistry clusters;
+  ListenerCounterRegistry listeners;
   // GatewayOptions::clock; empty: steady_clock.
   std::function<Clock::time_point()> clock;
   // GatewayOptions::wall_clock (JWT exp/nbf, rate-limit windows); empty:
@@ -92,6 +108,7 @@ class Worker : public SessionHost {
   void tick();
   void on_drained(std::function<void()> cb) { drained_cb_ = std::move(cb); }
   GatewayShared& shared() { return shared_; }
+  ConnectionCounters* listener_counters(std::string_view listener) override;
 
  private:
   void attached() override;
@@ -105,6 +122,8 @@ class Worker : public SessionHost {
   size_t index_;
   GatewayShared& shared_;
   std::vector<std::shared_ptr<AcceptorEntry>> acceptors_;
+  // This worker's look-ups of shared_.listeners (few: one per listener).
+  std::vector<std::pair<std::string, ConnectionCounters*>> counters_cache_;
   bool ticker_running_ = false;
   asio::steady_timer ticker_;
   std::function<void()> drained_cb_;

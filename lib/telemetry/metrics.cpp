@@ -22,12 +22,6 @@ void bump(std::atomic<uint64_t>& a, uint64_t by) {
 
 }  // namespace
 
-void Histogram::Counts::add(const Counts& other) {
-  for (size_t i = 0; i < buckets.size(); ++i) buckets[i] += other.buckets[i];
-  sum += other.sum;
-  count += other.count;
-}
-
 void Histogram::record(uint64_t value) {
   // The first bound >= value: Prometheus buckets are "less or equal".
   auto it =
@@ -39,7 +33,7 @@ void Histogram::record(uint64_t value) {
 void Histogram::add_to(Counts& out) const {
   for (size_t i = 0; i < buckets_.size(); ++i) {
     uint64_t n = buckets_[i].load(std::memory_order_relaxed);
-    out.buckets[i] += n;
+    out.counts[i] += n;
     out.count += n;
   }
   out.sum += sum_.load(std::memory_order_relaxed);
@@ -61,6 +55,26 @@ const DestinationLabels* LabelInterner::intern(const DestinationLabels& labels) 
   auto probe = std::make_unique<DestinationLabels>(labels);
   std::lock_guard lock(mutex_);
   return labels_.insert(std::move(probe)).first->get();
+}
+
+LabelInterner& process_labels() {
+  // Never destroyed: workers may record until the process ends.
+  static LabelInterner* interner = new LabelInterner();
+  return *interner;
+}
+
+const DestinationLabels* destination_labels(const ServiceIdentity& service,
+                                            std::string_view upstream, std::string_view version) {
+  DestinationLabels l;
+  l.service = service.host.empty() ? std::string(upstream) : service.host;
+  l.service_name = service.name.empty() ? l.service : service.name;
+  if (!service.namespace_.empty()) l.service_namespace = service.namespace_;
+  if (!version.empty()) l.version = std::string(version);
+  // Istio derives canonical names from the app and version labels; a
+  // service's own name is what those labels carry by convention.
+  l.canonical_service = l.service_name;
+  if (!version.empty()) l.canonical_revision = l.version;
+  return process_labels().intern(l);
 }
 
 size_t RequestKeyHash::operator()(const RequestKey& k) const {
@@ -143,72 +157,6 @@ void append_value(std::string& out, double value) {
     fmt::format_to(std::back_inserter(out), "{}", value);
 }
 
-// The labels of a series, in Istio's order, without braces:
-// reporter="source",source_workload="...",...
-std::string series_labels(const SourceLabels& src, const RequestKey& key) {
-  const DestinationLabels& d = *key.destination;
-  std::string code = std::to_string(key.response_code);
-  std::string flags = to_string(key.response_flags);
-  std::string grpc = key.grpc_status < 0 ? std::string() : std::to_string(key.grpc_status);
-  const std::pair<std::string_view, std::string_view> labels[] = {
-      {"reporter", "source"},
-      {"source_workload", src.workload},
-      {"source_canonical_service", src.canonical_service},
-      {"source_canonical_revision", src.canonical_revision},
-      {"source_workload_namespace", src.workload_namespace},
-      {"source_principal", src.principal},
-      {"source_app", src.app},
-      {"source_version", src.version},
-      {"source_cluster", src.cluster},
-      {"destination_workload", d.workload},
-      {"destination_workload_namespace", d.workload_namespace},
-      {"destination_principal", d.principal},
-      {"destination_app", d.app},
-      {"destination_version", d.version},
-      {"destination_service", d.service},
-      {"destination_canonical_service", d.canonical_service},
-      {"destination_canonical_revision", d.canonical_revision},
-      {"destination_service_name", d.service_name},
-      {"destination_service_namespace", d.service_namespace},
-      {"destination_cluster", d.cluster},
-      {"request_protocol", key.protocol == RequestProtocol::grpc ? "grpc" : "http"},
-      {"response_code", code},
-      {"grpc_response_status", grpc},
-      {"response_flags", flags},
-      // Istio cannot know the destination's policy when it reports as the
-      // source, and says so.
-      {"connection_security_policy", "unknown"},
-  };
-  std::string out;
-  for (const auto& [name, value] : labels) {
-    if (!out.empty()) out += ',';
-    out += name;
-    out += "=\"";
-    append_escaped(out, value);
-    out += '"';
-  }
-  return out;
-}
-
-void write_histogram(std::string& out, std::string_view name, const std::string& labels,
-                     const Histogram::Counts& h) {
-  uint64_t cumulative = 0;
-  for (size_t i = 0; i < h.buckets.size(); ++i) {
-    cumulative += h.buckets[i];
-    out += name;
-    out += "_bucket{";
-    out += labels;
-    out += ",le=\"";
-    if (i < kDefaultBuckets.size())
-      append_value(out, kDefaultBuckets[i]);
-    else
-      out += "+Inf";
-    fmt::format_to(std::back_inserter(out), "\"}} {}\n", cumulative);
-  }
-  fmt::format_to(std::back_inserter(out), "{}_sum{{{}}} {}\n", name, labels, h.sum);
-  fmt::format_to(std::back_inserter(out), "{}_count{{{}}} {}\n", name, labels, h.count);
-}
-
 }  // namespace
 
 void write_family_header(std::string& out, std::string_view name, std::string_view type,
@@ -238,33 +186,44 @@ void write_sample(std::string& out, std::string_view name,
   out += '\n';
 }
 
-std::string render_request_metrics(const SourceLabels& source,
-                                   std::span<const RequestMetrics* const> workers) {
+std::vector<RequestSeries> collect_series(std::span<const RequestMetrics* const> workers) {
   std::unordered_map<RequestKey, RequestMetrics::Totals, RequestKeyHash> merged;
   for (const RequestMetrics* w : workers) w->collect(merged);
-  std::vector<std::pair<std::string, const RequestMetrics::Totals*>> rows;
-  rows.reserve(merged.size());
-  for (const auto& [key, totals] : merged) rows.emplace_back(series_labels(source, key), &totals);
-  std::sort(rows.begin(), rows.end(),
-            [](const auto& a, const auto& b) { return a.first < b.first; });
-
-  std::string out;
-  if (rows.empty()) return out;
-  write_family_header(out, "istio_requests_total", "counter", "Requests the gateway handled.");
-  for (const auto& [labels, t] : rows)
-    fmt::format_to(std::back_inserter(out), "istio_requests_total{{{}}} {}\n", labels, t->requests);
-  const std::pair<const char*, Histogram::Counts RequestMetrics::Totals::*> histograms[] = {
-      {"istio_request_duration_milliseconds", &RequestMetrics::Totals::duration},
-      {"istio_request_bytes", &RequestMetrics::Totals::request_bytes},
-      {"istio_response_bytes", &RequestMetrics::Totals::response_bytes},
-  };
-  const char* help[] = {"Request duration in milliseconds.", "Request sizes in bytes.",
-                        "Response sizes in bytes."};
-  for (size_t i = 0; i < std::size(histograms); ++i) {
-    write_family_header(out, histograms[i].first, "histogram", help[i]);
-    for (const auto& [labels, t] : rows)
-      write_histogram(out, histograms[i].first, labels, (*t).*(histograms[i].second));
+  std::vector<RequestSeries> out;
+  out.reserve(merged.size());
+  for (const auto& [key, t] : merged) {
+    const DestinationLabels& d = *key.destination;
+    RequestSeries s{
+        .destination_service = d.service,
+        .destination_service_name = d.service_name,
+        .destination_service_namespace = d.service_namespace,
+        .destination_version = d.version,
+        .destination_workload = d.workload,
+        .destination_workload_namespace = d.workload_namespace,
+        .destination_app = d.app,
+        .destination_principal = d.principal,
+        .destination_canonical_service = d.canonical_service,
+        .destination_canonical_revision = d.canonical_revision,
+        .destination_cluster = d.cluster,
+        .response_code = key.response_code,
+        .response_flags = to_string(key.response_flags),
+        .request_protocol = key.protocol == RequestProtocol::grpc ? "grpc" : "http",
+        .grpc_response_status = key.grpc_status < 0 ? std::string() : std::to_string(key.grpc_status),
+        .requests = t.requests,
+        .duration_ms = t.duration,
+        .request_bytes = t.request_bytes,
+        .response_bytes = t.response_bytes,
+    };
+    out.push_back(std::move(s));
   }
+  auto tie = [](const RequestSeries& s) {
+    return std::tie(s.destination_service, s.destination_version, s.response_code,
+                    s.response_flags, s.request_protocol, s.grpc_response_status,
+                    s.destination_service_name, s.destination_service_namespace,
+                    s.destination_workload);
+  };
+  std::sort(out.begin(), out.end(),
+            [&](const RequestSeries& a, const RequestSeries& b) { return tie(a) < tie(b); });
   return out;
 }
 

@@ -16,27 +16,23 @@
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
+#include <vector>
 
 #include "sluice/response_flags.hpp"
+#include "sluice/stats.hpp"
+#include "sluice/upstream.hpp"
 
 namespace sluice::telemetry {
 
 // Envoy's default histogram bounds, which Istio's standard histograms use
 // (milliseconds for durations, bytes for sizes).
-inline constexpr std::array<double, 19> kDefaultBuckets = {
-    0.5,  1,    5,     10,    25,    50,     100,    250,     500,    1000,
-    2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000};
+inline constexpr const auto& kDefaultBuckets = HistogramValue::kBounds;
 
 // A histogram one thread writes and any thread reads: relaxed loads and
 // stores, no read-modify-write, so recording costs a few plain moves.
 class Histogram {
  public:
-  struct Counts {
-    std::array<uint64_t, kDefaultBuckets.size() + 1> buckets{};  // last: above every bound
-    uint64_t sum = 0;
-    uint64_t count = 0;
-    void add(const Counts& other);
-  };
+  using Counts = HistogramValue;
 
   void record(uint64_t value);  // the owning thread only
   void add_to(Counts& out) const;
@@ -65,18 +61,6 @@ struct DestinationLabels {
   bool operator==(const DestinationLabels&) const = default;
 };
 
-// The gateway's own labels: source_* of every series.
-struct SourceLabels {
-  std::string workload = "istio-ingressgateway";
-  std::string workload_namespace = "istio-system";
-  std::string app = "istio-ingressgateway";
-  std::string version = "unknown";
-  std::string principal = "unknown";
-  std::string canonical_service = "istio-ingressgateway";
-  std::string canonical_revision = "latest";
-  std::string cluster = "unknown";
-};
-
 // Gateway-wide, for the life of the gateway: label sets are only added
 // (their number is bounded by the destinations configurations name).
 class LabelInterner {
@@ -100,6 +84,15 @@ class LabelInterner {
   std::unordered_set<std::unique_ptr<DestinationLabels>, Hash, Equal> labels_;
   const DestinationLabels* unknown_;
 };
+
+// The process's label sets: interned here, so a series key's pointer stays
+// valid for the life of the process whichever snapshot or gateway made it.
+LabelInterner& process_labels();
+
+// The interned labels of a destination: the upstream's service (its name
+// when it has none) and the subset's `version` label.
+const DestinationLabels* destination_labels(const ServiceIdentity& service,
+                                            std::string_view upstream, std::string_view version);
 
 enum class RequestProtocol : uint8_t { http, grpc };
 
@@ -155,12 +148,10 @@ class RequestMetrics {
   std::unordered_map<RequestKey, std::unique_ptr<Series>, RequestKeyHash> series_;
 };
 
-// The four standard metrics of `workers`, merged, in the Prometheus text
-// format (version 0.0.4), series sorted by their labels so output is stable.
-std::string render_request_metrics(const SourceLabels& source,
-                                   std::span<const RequestMetrics* const> workers);
+// The series of `workers`, equal keys merged, sorted by their labels.
+std::vector<RequestSeries> collect_series(std::span<const RequestMetrics* const> workers);
 
-// Exposition-format helpers for the other families.
+// Exposition-format helpers (Stats::prometheus).
 // `# HELP` and `# TYPE` lines.
 void write_family_header(std::string& out, std::string_view name, std::string_view type,
                          std::string_view help);

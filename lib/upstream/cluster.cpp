@@ -126,6 +126,10 @@ UpstreamView ClusterState::view() const {
   v.pending_requests = pending_requests.load();
   v.connections = connections.load();
   v.overflows = overflows.load();
+  v.retry_overflows = retry_overflows.load();
+  v.requests = requests.load();
+  v.connect_failures = connect_failures.load();
+  v.retries = retries.load();
   return v;
 }
 
@@ -173,7 +177,10 @@ PickResult pick_endpoint(UpstreamContext& ctx, const CompiledUpstream& upstream,
 }
 
 void attempt_started(UpstreamContext& ctx, const CompiledUpstream& upstream, int64_t endpoint) {
-  if (upstream.state) upstream.state->active_requests.fetch_add(1, std::memory_order_relaxed);
+  if (upstream.state) {
+    upstream.state->active_requests.fetch_add(1, std::memory_order_relaxed);
+    upstream.state->requests.fetch_add(1, std::memory_order_relaxed);
+  }
   ctx.balancer()
       .endpoint_state(upstream, endpoint)
       ->active_requests.fetch_add(1, std::memory_order_relaxed);
@@ -207,7 +214,11 @@ bool record_outcome(ClusterState& cluster, EndpointState& ep, const OutlierDetec
 
 void attempt_finished(UpstreamContext& ctx, const CompiledUpstream& upstream, int64_t endpoint,
                       policy::AttemptOutcome outcome, uint16_t status) {
-  if (upstream.state) upstream.state->active_requests.fetch_sub(1, std::memory_order_relaxed);
+  if (upstream.state) {
+    upstream.state->active_requests.fetch_sub(1, std::memory_order_relaxed);
+    if (outcome == policy::AttemptOutcome::connect_failure)
+      upstream.state->connect_failures.fetch_add(1, std::memory_order_relaxed);
+  }
   EndpointState& ep = *ctx.balancer().endpoint_state(upstream, endpoint);
   ep.active_requests.fetch_sub(1, std::memory_order_relaxed);
   if (upstream.config.outlier_detection && upstream.state &&
@@ -221,8 +232,10 @@ bool admit_retry(UpstreamContext& ctx, const CompiledUpstream& upstream) {
   if (!cluster) return true;
   uint64_t cur = cluster->retries_active.load(std::memory_order_relaxed);
   while (cur < upstream.config.pool.max_retries)
-    if (cluster->retries_active.compare_exchange_weak(cur, cur + 1, std::memory_order_relaxed))
+    if (cluster->retries_active.compare_exchange_weak(cur, cur + 1, std::memory_order_relaxed)) {
+      cluster->retries.fetch_add(1, std::memory_order_relaxed);
       return true;
+    }
   cluster->retry_overflows.fetch_add(1, std::memory_order_relaxed);
   return false;
 }

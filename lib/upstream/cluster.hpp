@@ -102,6 +102,11 @@ class ClusterState {
   std::atomic<uint64_t> overflows{0};
   std::atomic<uint64_t> retries_active{0};
   std::atomic<uint64_t> retry_overflows{0};
+  // Totals for telemetry (Envoy's upstream_rq_total, upstream_cx_connect_fail,
+  // upstream_rq_retry).
+  std::atomic<uint64_t> requests{0};
+  std::atomic<uint64_t> connect_failures{0};
+  std::atomic<uint64_t> retries{0};
 
  private:
   std::shared_ptr<EndpointState> get_locked(const std::string& key);

@@ -12,67 +12,22 @@
 #include <thread>
 #include <vector>
 
+#include "support/exposition.hpp"
 #include "telemetry/metrics.hpp"
 
 using namespace sluice;
 using namespace sluice::telemetry;
+using namespace sluice::test;
 
 namespace {
 
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) out.push_back(line);
-  return out;
-}
-
-// The value of the one sample whose line starts with `prefix` and contains
-// every string of `parts`; fails when there is not exactly one.
-std::string sample(const std::string& text, const std::string& prefix,
-                   const std::vector<std::string>& parts) {
-  std::vector<std::string> found;
-  for (const auto& line : lines_of(text)) {
-    if (!line.starts_with(prefix)) continue;
-    bool all = true;
-    for (const auto& p : parts) all = all && line.find(p) != std::string::npos;
-    if (all) found.push_back(line.substr(line.rfind(' ') + 1));
-  }
-  REQUIRE_MESSAGE(found.size() == 1, prefix);
-  return found.front();
-}
-
-// The text exposition format, strictly: comments are HELP or TYPE of a
-// valid name, a family's TYPE comes before its samples, each sample is
-// name{labels} value with quoted, escaped values, and histogram buckets
-// are cumulative with +Inf equal to _count.
-void check_exposition(const std::string& text) {
-  static const std::regex kSample(
-      R"re(^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\\n]|\\["\\n])*")(,[a-zA-Z_][a-zA-Z0-9_]*="([^"\\\n]|\\["\\n])*")*\})? (-?[0-9.e+]+|\+Inf|NaN)$)re");
-  static const std::regex kComment(R"(^# (HELP|TYPE) ([a-zA-Z_:][a-zA-Z0-9_:]*) .+$)");
-  std::map<std::string, std::string> types;
-  std::map<std::string, uint64_t> last_bucket;
-  for (const auto& line : lines_of(text)) {
-    std::smatch m;
-    if (line.starts_with("#")) {
-      REQUIRE_MESSAGE(std::regex_match(line, m, kComment), line);
-      if (m[1] == "TYPE") types[m[2]] = line.substr(line.rfind(' ') + 1);
-      continue;
-    }
-    REQUIRE_MESSAGE(std::regex_match(line, m, kSample), line);
-    std::string name = m[1];
-    std::string family = name;
-    for (const char* suffix : {"_bucket", "_sum", "_count"})
-      if (name.ends_with(suffix) && types.count(name.substr(0, name.size() - strlen(suffix))))
-        family = name.substr(0, name.size() - strlen(suffix));
-    REQUIRE_MESSAGE(types.count(family), "no TYPE before " << line);
-    if (name.ends_with("_bucket")) {
-      std::string series = line.substr(0, line.find(",le="));
-      uint64_t v = std::stoull(line.substr(line.rfind(' ') + 1));
-      CHECK_MESSAGE(v >= last_bucket[series], line);
-      last_bucket[series] = v;
-      if (line.find("le=\"+Inf\"") != std::string::npos) last_bucket[series] = 0;
-    }
-  }
+// Istio's four families for `workers`, as Stats renders them.
+std::string render(std::string workload, std::span<const RequestMetrics* const> workers) {
+  Stats stats;
+  stats.source_workload = std::move(workload);
+  stats.source_workload_namespace = "istio-system";
+  stats.requests = collect_series(workers);
+  return stats.prometheus();
 }
 
 }  // namespace
@@ -84,12 +39,12 @@ TEST_CASE("metrics: histograms count into Envoy's default buckets, le inclusive"
   h.add_to(c);
   CHECK(c.count == 7);
   CHECK(c.sum == 0 + 1 + 2 + 5 + 6 + 3600000 + 3600001);
-  CHECK(c.buckets[0] == 1);                           // 0 <= 0.5
-  CHECK(c.buckets[1] == 1);                           // 1 <= 1
-  CHECK(c.buckets[2] == 2);                           // 2 and 5 <= 5
-  CHECK(c.buckets[3] == 1);                           // 6 <= 10
-  CHECK(c.buckets[kDefaultBuckets.size() - 1] == 1);  // 3600000
-  CHECK(c.buckets[kDefaultBuckets.size()] == 1);      // above every bound
+  CHECK(c.counts[0] == 1);                           // 0 <= 0.5
+  CHECK(c.counts[1] == 1);                           // 1 <= 1
+  CHECK(c.counts[2] == 2);                           // 2 and 5 <= 5
+  CHECK(c.counts[3] == 1);                           // 6 <= 10
+  CHECK(c.counts[kDefaultBuckets.size() - 1] == 1);  // 3600000
+  CHECK(c.counts[kDefaultBuckets.size()] == 1);      // above every bound
 }
 
 TEST_CASE("metrics: series merge across workers and render Istio's names and labels") {
@@ -113,10 +68,8 @@ TEST_CASE("metrics: series merge across workers and render Istio's names and lab
   RequestKey no_route{nullptr, 404, {ResponseFlag::no_route_found}};
   w0.record(no_route, {0, 0, 0});
 
-  SourceLabels source;
-  source.workload = "my-gateway";
   const RequestMetrics* workers[] = {&w0, &w1};
-  std::string text = render_request_metrics(source, workers);
+  std::string text = render("my-gateway", workers);
   check_exposition(text);
 
   CHECK(sample(text, "istio_requests_total{",
@@ -146,7 +99,7 @@ TEST_CASE("metrics: series merge across workers and render Istio's names and lab
     if (l.starts_with("istio_requests_total{") && l.find("\"200\"") != std::string::npos) line = l;
   CHECK(line.starts_with(
       "istio_requests_total{reporter=\"source\",source_workload=\"my-gateway\",source_canonical_"
-      "service=\"istio-ingressgateway\""));
+      "service=\"my-gateway\""));
   CHECK(line.find("request_protocol=\"http\",response_code=\"200\",grpc_response_status=\"\","
                   "response_flags=\"-\",connection_security_policy=\"unknown\"}") !=
         std::string::npos);
@@ -160,7 +113,7 @@ TEST_CASE("metrics: label values are escaped") {
   RequestMetrics w(interner.unknown());
   w.record({interner.intern(odd), 200}, {});
   const RequestMetrics* workers[] = {&w};
-  std::string text = render_request_metrics(SourceLabels{}, workers);
+  std::string text = render("istio-ingressgateway", workers);
   check_exposition(text);
   CHECK(text.find("destination_service=\"a\\\"b\\\\c\\nd\"") != std::string::npos);
 }
@@ -174,7 +127,7 @@ TEST_CASE("metrics: past the series bound, destinations collapse to unknown") {
     w.record({interner.intern(d), 200}, {});
   }
   const RequestMetrics* workers[] = {&w};
-  std::string text = render_request_metrics(SourceLabels{}, workers);
+  std::string text = render("istio-ingressgateway", workers);
   size_t series = 0;
   for (const auto& l : lines_of(text)) series += l.starts_with("istio_requests_total{");
   CHECK(series == 4);  // three hosts, then one unknown series
@@ -193,9 +146,9 @@ TEST_CASE("metrics: a scrape while a worker records sees whole counts") {
     }
   });
   const RequestMetrics* workers[] = {&w};
-  for (int i = 0; i < 20; ++i) check_exposition(render_request_metrics(SourceLabels{}, workers));
+  for (int i = 0; i < 20; ++i) check_exposition(render("istio-ingressgateway", workers));
   worker.join();
-  std::string text = render_request_metrics(SourceLabels{}, workers);
+  std::string text = render("istio-ingressgateway", workers);
   uint64_t total = 0;
   for (const auto& l : lines_of(text))
     if (l.starts_with("istio_requests_total{")) total += std::stoull(l.substr(l.rfind(' ') + 1));
@@ -213,4 +166,16 @@ TEST_CASE("metrics: write_sample for the other families") {
         "# TYPE sluice_connections_active gauge\n"
         "sluice_connections_active{listener=\"http-80\"} 3\n"
         "sluice_uptime_seconds 1.5\n");
+}
+
+TEST_CASE("metrics: HistogramValue quantiles interpolate inside a bucket") {
+  HistogramValue h;
+  CHECK(h.quantile(0.99) == 0);
+  h.counts[3] = 10;  // (5, 10]
+  h.count = 10;
+  CHECK(h.quantile(0.5) == doctest::Approx(7.5));
+  CHECK(h.quantile(1.0) == doctest::Approx(10));
+  h.counts[HistogramValue::kBounds.size()] = 10;  // above every bound
+  h.count = 20;
+  CHECK(h.quantile(0.99) == HistogramValue::kBounds.back());
 }

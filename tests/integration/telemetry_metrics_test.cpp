@@ -1,0 +1,219 @@
+// Gateway::stats() through real sockets: Istio's request series with their
+// destination's labels, the listener and upstream counters and gauges,
+// reload counts, and the exposition format of the whole scrape.
+
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "support/exposition.hpp"
+#include "support/fake_upstream.hpp"
+#include "support/gateway_fixture.hpp"
+#include "support/raw_client.hpp"
+#include "support/wait.hpp"
+
+using namespace sluice;
+using namespace sluice::test;
+
+namespace {
+
+uint64_t total_requests(const Stats& s) {
+  uint64_t n = 0;
+  for (const auto& r : s.requests) n += r.requests;
+  return n;
+}
+
+// Waits until the gateway has logged `n` requests (a response reaches the
+// client just before its request is counted).
+Stats stats_after(Gateway& gw, uint64_t n) {
+  Stats s;
+  CHECK(wait_until([&] {
+    s = gw.stats();
+    return total_requests(s) >= n;
+  }));
+  return s;
+}
+
+const RequestSeries* find_series(const Stats& s, std::string_view version, uint16_t code) {
+  for (const auto& r : s.requests)
+    if (r.destination_version == version && r.response_code == code) return &r;
+  return nullptr;
+}
+
+double metric(const Stats& s, std::string_view name, std::string_view label_value = {}) {
+  for (const auto& m : s.metrics)
+    if (m.name == name && (label_value.empty() || (!m.labels.empty() &&
+                                                   m.labels.front().second == label_value)))
+      return m.value;
+  FAIL("no metric " << name << " " << label_value);
+  return -1;
+}
+
+HttpResponse get(uint16_t port, std::string_view target, std::string_view host = "example.com") {
+  RawClient c(port);
+  REQUIRE(c.send(make_request("GET", target, host)));
+  auto r = c.read_response();
+  REQUIRE(r);
+  return *r;
+}
+
+// "reviews" with a v1 endpoint (200) and a v2 endpoint (503), routed by
+// path; v2 retries once.
+struct TwoVersions {
+  FakeUpstream v1{"v1"}, v2{"v2"};
+  GatewayConfig config;
+
+  TwoVersions() {
+    v2.set_handler([](const Received&) {
+      Reply r;
+      r.status = 503;
+      r.body = "down";
+      return r;
+    });
+    UpstreamConfig up;
+    up.name = "reviews";
+    up.service = {"reviews.default.svc.cluster.local", "reviews", "default"};
+    up.endpoints = {{"127.0.0.1", v1.port(), {{"version", "v1"}}},
+                    {"127.0.0.1", v2.port(), {{"version", "v2"}}}};
+    up.subsets = {{"v1", {{"version", "v1"}}}, {"v2", {{"version", "v2"}}}};
+    Route r1;
+    r1.name = "to-v1";
+    r1.matches.push_back(Matcher{}.path_prefix("/v1"));
+    r1.destinations.push_back({"reviews", "v1"});
+    Route r2;
+    r2.name = "to-v2";
+    r2.matches.push_back(Matcher{}.path_prefix("/v2"));
+    r2.destinations.push_back({"reviews", "v2"});
+    r2.retries.attempts = 1;
+    r2.retries.backoff_base = std::chrono::milliseconds(1);
+    config = make_config({r1, r2}, {up});
+  }
+};
+
+}  // namespace
+
+TEST_CASE("metrics: requests become Istio series labelled with their destination") {
+  TwoVersions t;
+  TestGateway gw(t.config, 2);
+  for (int i = 0; i < 3; ++i) CHECK(get(gw.port(), "/v1/a").status == 200);
+  for (int i = 0; i < 2; ++i) CHECK(get(gw.port(), "/v2/b").status == 503);
+  CHECK(get(gw.port(), "/elsewhere").status == 404);
+  {
+    RawClient bad(gw.port());
+    REQUIRE(bad.send("GET /x HTTP/1.1\r\nHost: a\r\nbad header\r\n\r\n"));
+    auto r = bad.read_response();
+    REQUIRE(r);
+    CHECK(r->status == 400);
+  }
+  Stats s = stats_after(gw.gateway(), 7);
+  CHECK(total_requests(s) == 7);
+  CHECK(s.source_workload == "istio-ingressgateway");
+
+  const RequestSeries* ok = find_series(s, "v1", 200);
+  REQUIRE(ok);
+  CHECK(ok->requests == 3);
+  CHECK(ok->destination_service == "reviews.default.svc.cluster.local");
+  CHECK(ok->destination_service_name == "reviews");
+  CHECK(ok->destination_service_namespace == "default");
+  CHECK(ok->response_flags == "-");
+  CHECK(ok->request_protocol == "http");
+  CHECK(ok->grpc_response_status.empty());
+  CHECK(ok->duration_ms.count == 3);
+  CHECK(ok->response_bytes.sum == 3 * 2);  // "v1"
+
+  const RequestSeries* failed = find_series(s, "v2", 503);
+  REQUIRE(failed);
+  CHECK(failed->requests == 2);
+  CHECK(failed->response_flags == "URX");
+
+  const RequestSeries* no_route = find_series(s, "unknown", 404);
+  REQUIRE(no_route);
+  CHECK(no_route->destination_service == "unknown");
+  CHECK(no_route->response_flags == "NR");
+  const RequestSeries* malformed = find_series(s, "unknown", 400);
+  REQUIRE(malformed);
+  CHECK(malformed->requests == 1);
+
+  // Upstream counters: 3 to v1, 2 x (1 + 1 retry) to v2.
+  CHECK(metric(s, "envoy_cluster_upstream_rq_total", "reviews") == 7);
+  CHECK(metric(s, "envoy_cluster_upstream_rq_retry", "reviews") == 2);
+  CHECK(metric(s, "envoy_cluster_membership_total", "reviews") == 2);
+  CHECK(metric(s, "envoy_cluster_membership_healthy", "reviews") == 2);
+  CHECK(metric(s, "envoy_cluster_upstream_cx_connect_fail", "reviews") == 0);
+  CHECK(metric(s, "envoy_listener_downstream_cx_total", "main") == 7);
+  CHECK(metric(s, "sluice_config_reloads_total", "ok") == 1);
+  CHECK(metric(s, "sluice_config_reloads_total", "rejected") == 0);
+  CHECK(metric(s, "sluice_config_snapshot_version") == 1);
+
+  std::string text = s.prometheus();
+  check_exposition(text);
+  CHECK(sample(text, "istio_requests_total{",
+               {"destination_version=\"v1\"", "response_code=\"200\"",
+                "destination_service_name=\"reviews\"", "reporter=\"source\"",
+                "source_workload=\"istio-ingressgateway\""}) == "3");
+  CHECK(sample(text, "istio_request_duration_milliseconds_count{",
+               {"destination_version=\"v2\"", "response_code=\"503\""}) == "2");
+  CHECK(sample(text, "envoy_cluster_upstream_rq_total{", {"cluster_name=\"reviews\""}) == "7");
+  CHECK(s.text().find("istio_requests_total{destination_service=\"reviews.default.svc.cluster."
+                      "local\",destination_version=\"v1\",response_code=\"200\","
+                      "response_flags=\"-\"}: 3\n") != std::string::npos);
+}
+
+TEST_CASE("metrics: a refused configuration counts as rejected and keeps the version") {
+  TwoVersions t;
+  TestGateway gw(t.config);
+  GatewayConfig bad = t.config;
+  bad.routers[0].virtual_hosts[0].routes[0].destinations[0].upstream = "missing";
+  CHECK(!gw.apply(bad).ok());
+  CHECK(gw.apply(t.config).ok());
+  Stats s = gw.gateway().stats();
+  CHECK(metric(s, "sluice_config_reloads_total", "ok") == 2);
+  CHECK(metric(s, "sluice_config_reloads_total", "rejected") == 1);
+  CHECK(metric(s, "sluice_config_snapshot_version") == 2);
+  CHECK(gw.gateway().ready());
+}
+
+TEST_CASE("metrics: requests for unknown hosts collapse into one series") {
+  TwoVersions t;
+  TestGateway gw(t.config);
+  for (int i = 0; i < 20; ++i)
+    CHECK(get(gw.port(), "/nowhere", "host" + std::to_string(i) + ".example").status == 404);
+  Stats s = stats_after(gw.gateway(), 20);
+  REQUIRE(s.requests.size() == 1);
+  CHECK(s.requests[0].requests == 20);
+  CHECK(s.requests[0].destination_service == "unknown");
+}
+
+TEST_CASE("metrics: open connections per listener rise and fall") {
+  TwoVersions t;
+  TestGateway gw(t.config);
+  RawClient a(gw.port()), b(gw.port());
+  REQUIRE(a.send(make_request("GET", "/v1/x")));
+  REQUIRE(b.send(make_request("GET", "/v1/x")));
+  REQUIRE(a.read_response());
+  REQUIRE(b.read_response());
+  CHECK(metric(gw.gateway().stats(), "envoy_listener_downstream_cx_active", "main") == 2);
+  a.close();
+  b.close();
+  CHECK(wait_until([&] {
+    return metric(gw.gateway().stats(), "envoy_listener_downstream_cx_active", "main") == 0;
+  }));
+  CHECK(metric(gw.gateway().stats(), "envoy_listener_downstream_cx_total", "main") == 2);
+}
+
+TEST_CASE("metrics: connect failures count against their upstream") {
+  uint16_t closed_port = 0;
+  {
+    FakeUpstream gone;
+    closed_port = gone.port();
+  }
+  GatewayConfig config = single_upstream_config(closed_port);
+  config.routers[0].virtual_hosts[0].routes[0].retries.attempts = 0;
+  TestGateway gw(config);
+  CHECK(get(gw.port(), "/").status == 503);
+  Stats s = stats_after(gw.gateway(), 1);
+  CHECK(metric(s, "envoy_cluster_upstream_cx_connect_fail", "backend") == 1);
+  REQUIRE(s.requests.size() == 1);
+  CHECK(s.requests[0].response_flags == "UF");
+  CHECK(s.requests[0].destination_service == "backend");  // no service: the upstream's name
+}
