@@ -8,12 +8,17 @@
 #
 #   benchmarks/instructions.sh [--requests N] [--conns C] [--warmup N]
 #                              [--rows sluice,nginx] [--rev REV[,REV...]]
+#                              [--sluice-args "ARGS"] [--label NAME]
+#                              [--nginx-access-log]
 #
 # --rev measures sluice at each listed commit (git archive into
 # build-instr-<commit>/src, Release build of sluice_bench_server); without
 # it, the working tree (build-instr/). The origin is a plain nginx on
 # 127.0.0.1 outside valgrind; the client is Python (its cost is not counted).
-# Prints one Markdown table row per proxy.
+# --sluice-args adds arguments to sluice_bench_server (its telemetry
+# switches: benchmarks/telemetry_cost.sh), --label names that row;
+# --nginx-access-log turns nginx's access log on (to a file), for a fair
+# pair with a logging sluice. Prints one Markdown table row per proxy.
 set -euo pipefail
 
 REQUESTS=${REQUESTS:-20000}
@@ -21,6 +26,10 @@ CONNS=${CONNS:-8}
 WARMUP=${WARMUP:-2000}
 ROWS=${ROWS:-sluice,nginx}
 REVS=${REVS:-}
+SLUICE_ARGS=${SLUICE_ARGS:-}
+LABEL=${LABEL:-}
+NGINX_LOG=off
+HEADER=1
 while [[ $# -gt 0 ]]; do
   case $1 in
     --requests) REQUESTS=$2; shift 2 ;;
@@ -28,6 +37,10 @@ while [[ $# -gt 0 ]]; do
     --warmup) WARMUP=$2; shift 2 ;;
     --rows) ROWS=$2; shift 2 ;;
     --rev) REVS=$2; shift 2 ;;
+    --sluice-args) SLUICE_ARGS=$2; shift 2 ;;
+    --label) LABEL=$2; shift 2 ;;
+    --nginx-access-log) NGINX_LOG=on; shift ;;
+    --no-header) HEADER=0; shift ;;
     *) echo "instructions.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -152,8 +165,10 @@ measure() {
   python3 -c "print(f'| $name | {$ir / $REQUESTS:,.0f} | {$ir:,} |')"
 }
 
-echo "| proxy | instructions/request | total Ir |"
-echo "|---|---:|---:|"
+if [[ $HEADER == 1 ]]; then
+  echo "| proxy | instructions/request | total Ir |"
+  echo "|---|---:|---:|"
+fi
 IFS=, read -r -a rows <<<"$ROWS"
 for row in "${rows[@]}"; do
   case $row in
@@ -164,7 +179,9 @@ for row in "${rows[@]}"; do
         log "building sluice ${rev:-(working tree)}"
         bin=$(build_sluice "$rev")
         PORT=$(free_port)
-        measure "sluice${rev:+ $rev}" "$bin" --port "$PORT" --origin-port "$ORIGIN_PORT" --workers 1
+        # shellcheck disable=SC2086 # SLUICE_ARGS is a list of arguments
+        measure "${LABEL:-sluice${rev:+ $rev}}" "$bin" --port "$PORT" --origin-port "$ORIGIN_PORT" \
+          --workers 1 ${SLUICE_ARGS//@T@/$T}
       done
       ;;
     nginx)
@@ -174,7 +191,7 @@ for row in "${rows[@]}"; do
         nginx_common "$T/nginx"
         cat <<EOF
 http {
-  access_log off;
+  access_log $([[ $NGINX_LOG == on ]] && echo "$T/nginx/access.log" || echo off);
   keepalive_requests 100000000;
   client_body_temp_path $T/nginx/tmp;
   proxy_temp_path $T/nginx/tmp;
@@ -193,7 +210,8 @@ http {
 }
 EOF
       } >"$T/nginx/nginx.conf"
-      measure nginx nginx -p "$T/nginx" -c "$T/nginx/nginx.conf"
+      measure "nginx$([[ $NGINX_LOG == on ]] && echo ' (access log on)')" nginx -p "$T/nginx" \
+        -c "$T/nginx/nginx.conf"
       ;;
     *) echo "instructions.sh: unknown row $row" >&2; exit 2 ;;
   esac

@@ -28,7 +28,9 @@ void usage() {
   std::fprintf(stderr,
                "usage: sluice_bench_server --port N --origin-port N [--workers N]\n"
                "       [--address 127.0.0.1] [--origin-address 127.0.0.1]\n"
-               "       [--tls CERT.pem KEY.pem]\n");
+               "       [--tls CERT.pem KEY.pem] [--metrics on|off]\n"
+               "       [--access-log PATH | --access-log-json PATH]\n"
+               "       [--otlp-endpoint URL] [--trace-sampling PERCENT]\n");
 }
 
 bool parse_port(const char* text, uint16_t& out) {
@@ -59,6 +61,8 @@ int main(int argc, char** argv) {
   std::string origin_address = "127.0.0.1";
   std::string tls_cert;
   std::string tls_key;
+  bool metrics = true;
+  TelemetryConfig telemetry;
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];
     const char* value = i + 1 < argc ? argv[i + 1] : nullptr;
@@ -77,6 +81,16 @@ int main(int argc, char** argv) {
       address = value;
     } else if (arg == "--origin-address") {
       origin_address = value;
+    } else if (arg == "--metrics") {
+      metrics = std::string_view(value) != "off";
+    } else if (arg == "--access-log") {
+      telemetry.access_logs.push_back({.path = value});
+    } else if (arg == "--access-log-json") {
+      telemetry.access_logs.push_back({.path = value, .encoding = AccessLogConfig::Encoding::json});
+    } else if (arg == "--otlp-endpoint") {
+      telemetry.tracing.otlp_endpoint = value;
+    } else if (arg == "--trace-sampling") {
+      telemetry.tracing.sampling_percentage = std::strtod(value, nullptr);
     } else if (arg == "--tls") {
       // Two values: the certificate chain and the private key, PEM files.
       if (i + 2 >= argc || !read_file(value, tls_cert) || !read_file(argv[i + 2], tls_key)) {
@@ -107,6 +121,7 @@ int main(int argc, char** argv) {
                           .domains = {"*"},
                           .routes = {{.name = "all", .destinations = {{.upstream = "origin"}}}}}}}};
   config.listeners = {{.name = "http", .address = address, .port = port, .router = "main"}};
+  config.telemetry = telemetry;
   if (!tls_cert.empty()) {
     config.listeners[0].tls_servers = {
         {.sni_hosts = {"*"}, .certificate_chain = tls_cert, .private_key = tls_key}};
@@ -121,7 +136,9 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  Gateway gateway(GatewayOptions{.workers = workers});
+  GatewayOptions options{.workers = workers};
+  options.telemetry.metrics = metrics;
+  Gateway gateway(std::move(options));
   if (Status applied = gateway.apply(config); !applied) {
     std::fprintf(stderr, "%s\n", applied.error().to_string().c_str());
     return 1;

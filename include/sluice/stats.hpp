@@ -66,6 +66,9 @@ struct TelemetryOptions {
   // ingress gateway's own names by default.
   std::string workload = "istio-ingressgateway";
   std::string workload_namespace = "istio-system";
+  // false: no istio_* series are recorded (the bare proxy, for measuring
+  // what metrics cost); counters and gauges remain.
+  bool metrics = true;
   // Label sets each worker keeps; beyond, requests count under the
   // destination "unknown", so a flood of distinct hosts cannot grow memory.
   size_t max_series_per_worker = 10000;

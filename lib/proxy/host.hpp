@@ -33,9 +33,10 @@ class SessionHost : public Loop {
   // `hooks`: this worker's (shared or its own); `logger` may be null.
   SessionHost(asio::io_context& ctx, const std::function<TimePoint()>& clock, uint64_t seed,
               std::shared_ptr<Hooks> hooks, std::shared_ptr<Logger> logger,
-              size_t max_series = 10000)
+              size_t max_series = 10000, bool metrics = true)
       : Loop(ctx, clock, seed),
         request_metrics_(telemetry::process_labels().unknown(), max_series),
+        metrics_on_(metrics),
         hooks_(std::move(hooks)),
         logger_(std::move(logger)) {}
 
@@ -78,6 +79,7 @@ class SessionHost : public Loop {
   // Gateway::stats() from any thread.
   telemetry::RequestMetrics& request_metrics() { return request_metrics_; }
   const telemetry::RequestMetrics& request_metrics() const { return request_metrics_; }
+  bool metrics_on() const { return metrics_on_; }
 
   // Mirrored requests in flight on this worker; more are dropped.
   static constexpr size_t kMaxMirrors = 256;
@@ -88,6 +90,7 @@ class SessionHost : public Loop {
   void log_formatted(LogLevel level, fmt::string_view format, fmt::format_args args);
 
   telemetry::RequestMetrics request_metrics_;
+  bool metrics_on_;
   std::shared_ptr<Hooks> hooks_;
   std::shared_ptr<Logger> logger_;
   std::function<std::chrono::system_clock::time_point()> wall_clock_;

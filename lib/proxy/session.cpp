@@ -521,13 +521,16 @@ template <typename Stream>
 void Session<Stream>::log(RequestContext& ctx) {
   ctx.duration =
       std::chrono::duration_cast<std::chrono::microseconds>(worker_.clock_now() - started_);
-  telemetry::RequestKey key{.destination = destination_labels_,
-                            .response_code = ctx.response_status,
-                            .response_flags = ctx.response_flags};
-  telemetry::RequestSample sample{.duration_ms = static_cast<uint64_t>(ctx.duration.count() / 1000),
-                                  .request_bytes = ctx.bytes_received,
-                                  .response_bytes = ctx.bytes_sent};
-  worker_.request_metrics().record(key, sample);
+  if (worker_.metrics_on()) {
+    telemetry::RequestKey key{.destination = destination_labels_,
+                              .response_code = ctx.response_status,
+                              .response_flags = ctx.response_flags};
+    telemetry::RequestSample sample{
+        .duration_ms = static_cast<uint64_t>(ctx.duration.count() / 1000),
+        .request_bytes = ctx.bytes_received,
+        .response_bytes = ctx.bytes_sent};
+    worker_.request_metrics().record(key, sample);
+  }
   if (auto* hooks = worker_.hooks()) hooks->on_log(ctx);
 }
 

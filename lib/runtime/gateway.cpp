@@ -170,6 +170,7 @@ struct Gateway::Impl {
     shared.clock = options.clock;
     shared.wall_clock = options.wall_clock;
     shared.max_series = options.telemetry.max_series_per_worker;
+    shared.metrics = options.telemetry.metrics;
   }
 };
 

@@ -93,7 +93,8 @@ bool within_client_limit(GatewayShared& shared, const Snapshot* snap,
 
 Worker::Worker(size_t index, asio::io_context& ctx, GatewayShared& shared, uint64_t seed,
                std::shared_ptr<Hooks> hooks)
-    : SessionHost(ctx, shared.clock, seed, std::move(hooks), shared.logger, shared.max_series),
+    : SessionHost(ctx, shared.clock, seed, std::move(hooks), shared.logger, shared.max_series,
+                  shared.metrics),
       index_(index),
       shared_(shared),
       ticker_(ctx) {

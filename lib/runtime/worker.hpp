@@ -71,6 +71,7 @@ class ListenerCounterRegistry {
 struct GatewayShared {
   std::shared_ptr<Logger> logger;  // may be null
   size_t max_series = 10000;       // TelemetryOptions::max_series_per_worker
+  bool metrics = true;             // TelemetryOptions::metrics
   std::atomic<size_t> connections{0};
   ClientConnections per_client;
   ClusterRegistry clusters;
