@@ -167,7 +167,8 @@ class MeshParser {
   }
 
   // envoyFileAccessLog: {path, logFormat: {text | labels}}.
-  void read_file_access_log(const YAML::Node& n, const std::string& at, AccessLogConfig& log) const {
+  void read_file_access_log(const YAML::Node& n, const std::string& at,
+                            AccessLogConfig& log) const {
     if (!n.IsMap()) fail(at, "must be a mapping");
     Meta meta{"MeshConfig", origin_};
     Fields f(n, meta, at);

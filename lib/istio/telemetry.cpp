@@ -132,8 +132,7 @@ class TelemetryTranslator {
     if (!t.scope.target_refs.empty()) {
       for (const auto& ref : t.scope.target_refs)
         for (const auto& g : res_.gateways)
-          if (ref.kind == "Gateway" && g.meta.name == ref.name && g.meta.namespace_ == ns)
-            return 3;
+          if (ref.kind == "Gateway" && g.meta.name == ref.name && g.meta.namespace_ == ns) return 3;
       return 0;
     }
     if (ns != options_.root_namespace && ns != options_.gateway_namespace) return 0;
@@ -196,11 +195,13 @@ class TelemetryTranslator {
       logs.push_back(envoy_log(meta ? meta->object() + ": " + field : "MeshConfig"));
       return;
     }
-    if (!p) fail_at(fmt::format("no extensionProviders entry named \"{}\" in the mesh config", name));
+    if (!p)
+      fail_at(fmt::format("no extensionProviders entry named \"{}\" in the mesh config", name));
     if (p->kind != ExtensionProvider::Kind::file_access_log)
-      fail_at(fmt::format("provider \"{}\" is not an envoyFileAccessLog provider (the only access "
-                          "log provider sluice has)",
-                          name));
+      fail_at(
+          fmt::format("provider \"{}\" is not an envoyFileAccessLog provider (the only access "
+                      "log provider sluice has)",
+                      name));
     logs.push_back(p->access_log);
   }
 
@@ -236,11 +237,13 @@ class TelemetryTranslator {
           Error{"MeshConfig " + options_.mesh_origin, "defaultProviders.tracing", message}};
     };
     const ExtensionProvider* p = provider(name);
-    if (!p) fail_at(fmt::format("no extensionProviders entry named \"{}\" in the mesh config", name));
+    if (!p)
+      fail_at(fmt::format("no extensionProviders entry named \"{}\" in the mesh config", name));
     if (p->kind != ExtensionProvider::Kind::opentelemetry)
-      fail_at(fmt::format("provider \"{}\" is not an opentelemetry provider (sluice exports spans "
-                          "with OTLP/HTTP only)",
-                          name));
+      fail_at(
+          fmt::format("provider \"{}\" is not an opentelemetry provider (sluice exports spans "
+                      "with OTLP/HTTP only)",
+                      name));
     out_.config.telemetry.tracing.otlp_endpoint = p->otlp_endpoint;
   }
 

@@ -554,7 +554,10 @@ void Session<Stream>::write_access_log(const RequestContext& ctx) {
   r.protocol = head.version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
   r.response_code = ctx.response_status;
   r.response_flags = ctx.response_flags;
-  r.response_code_details = ctx.response_code_details;
+  // Envoy's details for a response the upstream gave.
+  r.response_code_details = ctx.response_code_details.empty() && ctx.attempts > 0
+                                ? std::string_view("via_upstream")
+                                : ctx.response_code_details;
   r.bytes_received = ctx.bytes_received;
   r.bytes_sent = ctx.bytes_sent;
   r.duration = duration;

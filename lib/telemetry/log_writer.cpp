@@ -12,7 +12,9 @@ namespace sluice::telemetry {
 
 namespace {
 
-bool is_stdout(std::string_view path) { return path == "-" || path == "/dev/stdout"; }
+bool is_stdout(std::string_view path) {
+  return path == "-" || path == "/dev/stdout";
+}
 
 int open_file(const std::string& path) {
   return ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);

@@ -22,8 +22,8 @@
 namespace sluice::telemetry {
 
 struct LogWriterOptions {
-  size_t shards = 1;                  // one per worker: LogWriter::append's `shard`
-  size_t shard_bytes = 1024 * 1024;   // bound of one shard's pending lines
+  size_t shards = 1;                 // one per worker: LogWriter::append's `shard`
+  size_t shard_bytes = 1024 * 1024;  // bound of one shard's pending lines
   // Called by the writer thread before each batch's write (tests hold the
   // writer back with it, to make it fall behind without sleeping).
   std::function<void()> before_write;

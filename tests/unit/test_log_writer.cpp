@@ -140,10 +140,8 @@ TEST_CASE("log writer: a held-back writer drops and counts lines past the bound"
   Gate gate;
   std::string line(100, 'a');
   line.back() = '\n';
-  auto w = LogWriter::open(path, {.shards = 2, .shard_bytes = 1000, .before_write = [&] {
-                                    gate.wait();
-                                  }},
-                           "test");
+  auto w = LogWriter::open(
+      path, {.shards = 2, .shard_bytes = 1000, .before_write = [&] { gate.wait(); }}, "test");
   REQUIRE(w.ok());
   // The first line wakes the writer, which takes it and stops at the gate.
   (*w)->append(0, line);
