@@ -297,6 +297,8 @@ struct Resources {
 };
 
 class Fields;
+struct TranslateOptions;
+struct LoadedConfig;
 // parse.cpp: spec.selector / targetRef(s) of a policy-like resource.
 WorkloadScopeIn parse_scope(Fields& f, const Meta& m);
 // telemetry.cpp: a Telemetry spec, or a LoadError naming the field.

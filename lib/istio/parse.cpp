@@ -117,6 +117,8 @@ bool boolean(const YAML::Node& node, const Meta& meta, const std::string& path) 
   fail(meta, path, fmt::format("must be true or false, got \"{}\"", s));
 }
 
+namespace {
+
 double number(const YAML::Node& node, const Meta& meta, const std::string& path) {
   std::string text = node.IsScalar() ? node.Scalar() : std::string();
   double value = 0;
@@ -125,6 +127,12 @@ double number(const YAML::Node& node, const Meta& meta, const std::string& path)
       !std::isfinite(value))
     fail(meta, path, fmt::format("must be a number, got \"{}\"", text));
   return value;
+}
+
+}  // namespace
+
+double decimal(const YAML::Node& node, const Meta& meta, const std::string& path) {
+  return number(node, meta, path);
 }
 
 namespace {

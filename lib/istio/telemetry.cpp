@@ -78,7 +78,7 @@ TelemetryRes parse_telemetry(const YAML::Node& spec, const Meta& meta) {
     t.field = e.path();
     read_providers(e, meta, t);
     if (auto v = e.get("randomSamplingPercentage")) {
-      t.sampling = number(v, meta, e.sub("randomSamplingPercentage"));
+      t.sampling = decimal(v, meta, e.sub("randomSamplingPercentage"));
       if (*t.sampling < 0 || *t.sampling > 100)
         fail(meta, e.sub("randomSamplingPercentage"), "must be in 0..100");
     }

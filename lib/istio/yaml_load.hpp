@@ -31,7 +31,7 @@ std::string index(std::string_view path, size_t i);
 std::string scalar(const YAML::Node& node, const Meta& meta, const std::string& path);
 // true / false, and a finite number; anything else throws LoadError.
 bool boolean(const YAML::Node& node, const Meta& meta, const std::string& path);
-double number(const YAML::Node& node, const Meta& meta, const std::string& path);
+double decimal(const YAML::Node& node, const Meta& meta, const std::string& path);
 
 // A YAML mapping whose keys must all be accounted for: every reader of an
 // Istio or Envoy object walks it with one of these, so an unknown (or
