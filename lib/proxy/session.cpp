@@ -384,6 +384,7 @@ class Session {
   std::string received_target_;
   std::string received_authority_;
   std::string local_address_;  // "ip:port", looked up at the first line
+  std::string log_xff_;        // X-Forwarded-For as forwarded, for the line
 };
 
 template <typename Stream>
@@ -546,6 +547,20 @@ void Session<Stream>::write_access_log(const RequestContext& ctx) {
     std::swap(head.target, received_target_);
     std::swap(head.authority, received_authority_);
   }
+  // Envoy's X-Forwarded-For has the client appended before anything logs
+  // it (Istio's gateways use the remote address); sluice appends it only
+  // on the wire, so the line gets it here, and it is taken back after.
+  auto& entries = head.headers.entries();
+  size_t xff = entries.size();
+  for (size_t i = 0; i < entries.size() && xff == entries.size(); ++i)
+    if (http::iequals(entries[i].first, "x-forwarded-for")) xff = i;
+  bool xff_added = xff == entries.size();
+  if (xff_added) {
+    entries.emplace_back("x-forwarded-for", client_ip_);
+  } else {
+    log_xff_.assign(entries[xff].second).append(", ").append(client_ip_);
+    std::swap(entries[xff].second, log_xff_);
+  }
   auto duration =
       std::chrono::duration_cast<std::chrono::microseconds>(worker_.clock_now() - started_);
   telemetry::LogRecord r;
@@ -570,6 +585,10 @@ void Session<Stream>::write_access_log(const RequestContext& ctx) {
   r.route_name = ctx.route;
   r.attempts = ctx.attempts;
   write_access_logs(worker_, *access_logs_, r);
+  if (xff_added)
+    entries.pop_back();
+  else
+    std::swap(entries[xff].second, log_xff_);
   if (received_saved_) {
     std::swap(head.target, received_target_);
     std::swap(head.authority, received_authority_);

@@ -111,7 +111,7 @@ TEST_CASE("access log: Istio's default TEXT line, byte for byte") {
   REQUIRE(wait_until([&] { return lines_in(path) == 1; }));
   std::string expected = fmt::format(
       "[2026-12-01T20:17:00.310Z] \"GET /status/418?x=1 HTTP/1.1\" 200 - via_upstream - \"-\" 0 7 "
-      "0 - \"192.0.2.9\" \"curl/7.88.1\" \"5c1f1c1a-27d3-4b0a-9b61-0cbbd2d1e1f3\" "
+      "0 - \"192.0.2.9, 127.0.0.1\" \"curl/7.88.1\" \"5c1f1c1a-27d3-4b0a-9b61-0cbbd2d1e1f3\" "
       "\"httpbin.example.com\" \"127.0.0.1:{}\" backend - 127.0.0.1:{} 127.0.0.1:{} - default\n",
       up.port(), gw.port(), client.local_port());
   CHECK(read_all(path) == expected);

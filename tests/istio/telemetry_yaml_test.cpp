@@ -324,9 +324,10 @@ TEST_CASE("sluice-ingress: access log lines, JSON, and rotation with SIGUSR1") {
     CHECK(line[0] == '[');
     CHECK(line[20] == '.');
     CHECK(line.substr(24, 3) == "Z] ");
-    // Duration, then the upstream service time and the request's headers;
-    // the request id (generated or not) by pattern.
-    CHECK_MESSAGE(line.find(" - \"-\" \"t/1\" \"") != std::string::npos, line);
+    // Duration, then the upstream service time and the request's headers
+    // (X-Forwarded-For with the client appended, as Envoy logs it); the
+    // request id (generated or not) by pattern.
+    CHECK_MESSAGE(line.find(" - \"127.0.0.1\" \"t/1\" \"") != std::string::npos, line);
     std::string end = fmt::format(
         "\" \"bookinfo.example.com\" \"127.0.0.1:{}\" {} - 127.0.0.1:{} 127.0.0.1:{} - ", up.port(),
         cluster, port, client_port);
