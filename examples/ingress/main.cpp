@@ -34,8 +34,10 @@ const char* usage = R"(usage: sluice-ingress [options]
                          `end-user: jason` goes to reviews-v2, everyone else to reviews-v1
   --config PATH          Istio YAML file or directory of *.yaml/*.yml (repeatable)
   --mesh-config PATH     Istio MeshConfig YAML, or the `istio` ConfigMap (its data.mesh);
-                         applies pathNormalization (default BASE), rootNamespace and
-                         defaultConfig.gatewayTopology.numTrustedProxies
+                         applies pathNormalization (default BASE), rootNamespace,
+                         defaultConfig.gatewayTopology.numTrustedProxies, accessLogFile,
+                         accessLogEncoding, accessLogFormat, defaultProviders and
+                         extensionProviders
   --gateway-namespace NS the gateway workload's namespace, for the security policies
                          that select it (default istio-system)
   --gateway-label K=V    a label of the gateway workload (repeatable; replaces the
