@@ -275,6 +275,9 @@ struct TelemetryProvidersIn {
   std::optional<bool> disabled;
   std::optional<double> sampling;  // tracing: randomSamplingPercentage
   bool disable_span_reporting = false;
+  // match.mode SERVER: inbound traffic of sidecars only; Istio treats a
+  // gateway's traffic as CLIENT, so such an entry does not apply to it.
+  bool server_only = false;
 };
 
 struct TelemetryRes {

@@ -29,8 +29,9 @@ void read_providers(Fields& f, const Meta& m, TelemetryProvidersIn& out) {
   }
 }
 
-// match.mode: sluice is the gateway, which logs every request it serves.
-void read_match(Fields& f, const Meta& m) {
+// match.mode: Istio counts a gateway's traffic as CLIENT (outbound), so an
+// entry for SERVER alone does not apply to it.
+void read_match(Fields& f, const Meta& m, TelemetryProvidersIn& out) {
   if (auto match = f.get("match")) {
     Fields mf(match, m, f.sub("match"));
     if (auto mode = mf.get("mode")) {
@@ -38,6 +39,7 @@ void read_match(Fields& f, const Meta& m) {
       if (v != "CLIENT_AND_SERVER" && v != "SERVER" && v != "CLIENT")
         fail(m, mf.sub("mode"),
              fmt::format("must be CLIENT_AND_SERVER, SERVER or CLIENT, got \"{}\"", v));
+      out.server_only = v == "SERVER";
     }
     mf.finish();
   }
@@ -70,8 +72,8 @@ TelemetryRes parse_telemetry(const YAML::Node& spec, const Meta& meta) {
     if (auto filter = e.get("filter"))
       fail(meta, join(e.sub("filter"), "expression"),
            "access-log filters (CEL expressions) are not supported: sluice logs every request");
-    read_match(e, meta);
-    out.access_logging.push_back(std::move(a));
+    read_match(e, meta, a);
+    if (!a.server_only) out.access_logging.push_back(std::move(a));
   });
   each_entry(f, meta, "tracing", [&](Fields& e) {
     TelemetryProvidersIn t;
@@ -86,8 +88,8 @@ TelemetryRes parse_telemetry(const YAML::Node& spec, const Meta& meta) {
       t.disable_span_reporting = boolean(v, meta, e.sub("disableSpanReporting"));
     e.ignore({"useRequestIdForTraceSampling"});
     e.not_implemented({"customTags", "enableIstioTags"});
-    read_match(e, meta);
-    out.tracing.push_back(std::move(t));
+    read_match(e, meta, t);
+    if (!t.server_only) out.tracing.push_back(std::move(t));
   });
   // Istio's standard metrics are always reported in Prometheus format:
   // only a metrics section that asks for exactly that is accepted.

@@ -203,6 +203,25 @@ spec:
 )");
   CHECK(off.access_logs.empty());
 
+  // An entry for SERVER traffic only: not the gateway's (Istio's gateways
+  // are CLIENT), so the root namespace's applies.
+  auto server = telemetry_of(mesh, R"(
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: mesh-default, namespace: istio-system}
+spec:
+  accessLogging: [{providers: [{name: file-text}]}]
+---
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: gateway, namespace: istio-system}
+spec:
+  selector: {matchLabels: {istio: ingressgateway}}
+  accessLogging: [{match: {mode: SERVER}, disabled: true}]
+)");
+  REQUIRE(server.access_logs.size() == 1);
+  CHECK(server.access_logs[0].path == "/var/log/text.log");
+
   // One selecting another workload changes nothing.
   auto other = telemetry_of(mesh, R"(
 apiVersion: telemetry.istio.io/v1
