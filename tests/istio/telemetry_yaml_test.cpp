@@ -385,6 +385,20 @@ TEST_CASE("sluice-ingress: access log lines, JSON, and rotation with SIGUSR1") {
     CHECK(lines_in(log) == 1);  // the mesh's file got nothing new
   }
 
+  // --check lists the access logs and the tracer.
+  std::string traced = write("traced.yaml", std::string(kProviders) +
+                                                "accessLogFile: /dev/stdout\n"
+                                                "defaultProviders: {tracing: [otel]}\n");
+  auto check = run_process(SLUICE_INGRESS_BIN, {"--check", "--config", config, "--mesh-config",
+                                                traced, "--access-log-format", "json"});
+  CHECK_MESSAGE(check.exit_code == 0, check.err);
+  CHECK_MESSAGE(
+      check.out.find("access log: /dev/stdout (Istio's default JSON)\n") != std::string::npos,
+      check.out);
+  CHECK(check.out.find("tracing: OTLP/HTTP to "
+                       "http://opentelemetry-collector.observability.svc.cluster.local:4318/"
+                       "v1/traces, sampling 1%\n") != std::string::npos);
+
   // A bad --access-log-format fails --check with the flag named.
   auto bad = run_process(SLUICE_INGRESS_BIN, {"--check", "--config", config, "--access-log", "-",
                                               "--access-log-format", "%NOPE%"});
