@@ -30,7 +30,7 @@
 #                              per-worker context, never the Worker
 #                                                                    -> http tls net
 #   config    lib/config       specs -> compiled Snapshot, no I/O    -> http tls policy routing upstream
-#                                                                       security
+#                                                                       security telemetry
 #   proxy     lib/proxy        downstream session, upstream exchange,
 #                              passthrough relay; sees the worker as a
 #                              SessionHost        -> http tls net policy routing upstream config
@@ -38,6 +38,7 @@
 #   runtime   lib/runtime      workers, listeners (TLS accept), publication
 #                                                  -> everything in lib/ but istio
 #   istio     lib/istio        YAML -> specs (a separate library)    -> http policy config security
+#                                                                       telemetry
 #             (wire checks and retry_on parsing at load, so errors carry the
 #             YAML resource's name; never the runtime or the data path)
 #
@@ -71,7 +72,7 @@ declare -A ALLOWED=(
   [config]="http tls policy routing upstream security telemetry"
   [proxy]="http tls net policy routing upstream config security telemetry"
   [runtime]="http tls net policy routing upstream config proxy security telemetry"
-  [istio]="http policy config security"
+  [istio]="http policy config security telemetry"
 )
 
 # Known back-edges, to be removed (issue 11, item 3). Keep it short.

@@ -34,8 +34,10 @@ const char* usage = R"(usage: sluice-ingress [options]
                          `end-user: jason` goes to reviews-v2, everyone else to reviews-v1
   --config PATH          Istio YAML file or directory of *.yaml/*.yml (repeatable)
   --mesh-config PATH     Istio MeshConfig YAML, or the `istio` ConfigMap (its data.mesh);
-                         applies pathNormalization (default BASE), rootNamespace and
-                         defaultConfig.gatewayTopology.numTrustedProxies
+                         applies pathNormalization (default BASE), rootNamespace,
+                         defaultConfig.gatewayTopology.numTrustedProxies, accessLogFile,
+                         accessLogEncoding, accessLogFormat, defaultProviders and
+                         extensionProviders
   --gateway-namespace NS the gateway workload's namespace, for the security policies
                          that select it (default istio-system)
   --gateway-label K=V    a label of the gateway workload (repeatable; replaces the
@@ -58,10 +60,15 @@ const char* usage = R"(usage: sluice-ingress [options]
   --ephemeral-ports      listen on port 0 for every Gateway server port and print
                          `listening <server port> <address>:<bound port>` per listener
   --no-watch             do not reload on file changes (SIGHUP still does)
+  --access-log PATH      write an access log to PATH (`-`: standard output); replaces
+                         the mesh config's accessLogFile and Telemetry's providers
+  --access-log-format text|json|'FORMAT'  Istio's default TEXT line, its JSON keys, or an
+                         Envoy format string (%REQ(:METHOD)% ...); applies to --access-log,
+                         else to the access logs the mesh config and Telemetry configure
   --dns-refresh SECONDS  re-resolve DNS ServiceEntries this often (default 30; 0: never)
 Signals: SIGHUP reloads the configuration and the mesh config (so does a change
 under a --config directory or to the --mesh-config or --rate-limit-config file); SIGTERM / SIGINT drain
-and exit 0.
+and exit 0; SIGUSR1 reopens the access-log files (rotation: rename, then SIGUSR1).
 )";
 
 struct Options {
@@ -83,6 +90,8 @@ struct Options {
   int dns_refresh_seconds = 30;
   std::optional<std::string> gateway_namespace;
   std::optional<sluice::Labels> gateway_labels;
+  std::optional<std::string> access_log;
+  std::optional<std::string> access_log_format;
 };
 
 int fail_usage(const std::string& msg) {
@@ -142,6 +151,9 @@ std::optional<int> parse_args(int argc, char** argv, Options& o) {
       } catch (const std::exception&) {
         return fail_usage(a + " needs a number");
       }
+    } else if (a == "--access-log" || a == "--access-log-format") {
+      if (!(v = value())) return fail_usage(a + " needs a value");
+      (a == "--access-log" ? o.access_log : o.access_log_format) = *v;
     } else {
       return fail_usage("unknown argument " + a);
     }
@@ -182,6 +194,26 @@ bool apply_rate_limit_options(const Options& o, sluice::istio::LoadedConfig& loa
 
 void print_warnings(const std::vector<std::string>& warnings) {
   for (const auto& w : warnings) fmt::print(stderr, "warning: {}\n", w);
+}
+
+// --access-log and --access-log-format over what the mesh config and
+// Telemetry resources configured.
+void apply_access_log_options(const Options& o, sluice::GatewayConfig& config) {
+  auto& logs = config.telemetry.access_logs;
+  if (o.access_log) {
+    logs.clear();
+    logs.emplace_back().path = *o.access_log;
+  }
+  if (!o.access_log_format) return;
+  for (auto& log : logs) {
+    log.format.clear();
+    log.json_fields.clear();
+    log.encoding = *o.access_log_format == "json" ? sluice::AccessLogConfig::Encoding::json
+                                                  : sluice::AccessLogConfig::Encoding::text;
+    if (*o.access_log_format != "json" && *o.access_log_format != "text")
+      log.format = *o.access_log_format;
+    log.source = "--access-log-format";
+  }
 }
 
 // The --mesh-config settings (Istio's defaults without one); logs errors.
@@ -336,6 +368,7 @@ class Control {
     }
     print_warnings(loaded->warnings);
     sluice::istio::apply_mesh(mesh_, loaded->config);
+    apply_access_log_options(o_, loaded->config);
     if (!apply_rate_limit_options(o_, *loaded)) return std::nullopt;
     return std::move(loaded).value();
   }
@@ -493,6 +526,7 @@ int serve(const Options& o) {
   // Signal handling is in place before anything can announce readiness.
   asio::io_context io;
   asio::signal_set signals(io, SIGHUP, SIGTERM, SIGINT);
+  signals.add(SIGUSR1);
   sluice::GatewayOptions gopts;
   gopts.workers = o.workers;
   // The library writes nothing itself; this program wants its messages.
@@ -518,6 +552,8 @@ int serve(const Options& o) {
     demo.emplace();
     auto config = demo_config(o, demo->port(0), demo->port(1));
     sluice::istio::apply_mesh(*mesh, config);
+    if (mesh->telemetry.access_log) config.telemetry.access_logs = {*mesh->telemetry.access_log};
+    apply_access_log_options(o, config);
     auto listeners = config.listeners;
     auto status = gateway.apply(std::move(config));
     if (!status) {
@@ -543,6 +579,11 @@ int serve(const Options& o) {
   std::function<void()> wait_signal = [&] {
     signals.async_wait([&](asio::error_code ec, int sig) {
       if (ec) return;
+      if (sig == SIGUSR1) {
+        gateway.reopen_access_logs();
+        wait_signal();
+        return;
+      }
       if (sig == SIGHUP) {
         if (!o.demo) control.reload("SIGHUP");
         if (watcher) watcher->add_files(control.files());
@@ -593,6 +634,7 @@ int main(int argc, char** argv) {
     }
     print_warnings(loaded->warnings);
     sluice::istio::apply_mesh(*mesh, loaded->config);
+    apply_access_log_options(o, loaded->config);
     if (!apply_rate_limit_options(o, *loaded)) return 1;
     // The library's own validation too: what apply() would say.
     auto compiled = sluice::compile(loaded->config);

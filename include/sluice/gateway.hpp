@@ -239,6 +239,10 @@ class Gateway {
   // True while serving: a configuration applied and not stopping (the
   // admin /ready).
   bool ready() const;
+  // Log rotation (SIGUSR1): every access-log file of the current
+  // configuration is closed and opened again by path before its next
+  // lines, so a file renamed away is left complete. Thread-safe.
+  void reopen_access_logs();
 
   // Bound port of a listener (after apply), 0 if unknown.
   uint16_t port(std::string_view listener) const;

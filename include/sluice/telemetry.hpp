@@ -21,6 +21,10 @@ struct AccessLogConfig {
   // JSON: key -> format string, one object per line; empty: Istio's
   // default JSON keys.
   std::vector<std::pair<std::string, std::string>> json_fields;
+  // Who configured it, named in errors instead of "GatewayConfig:
+  // telemetry.access_logs[i]" (the Istio loader: "meshConfig",
+  // "Telemetry istio-system/mesh-default: accessLogging[0]").
+  std::string source;
 };
 
 struct TracingConfig {

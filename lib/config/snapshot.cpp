@@ -321,6 +321,9 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(GatewayConfig config) {
   auto rate_limits = compile_rate_limits(config);
   if (!rate_limits) return rate_limits.error();
   snap->rate_limits = std::move(rate_limits).value();
+  auto access_logs = compile_access_logs(config);
+  if (!access_logs) return access_logs.error();
+  snap->access_logs = std::move(access_logs).value();
   snap->source = std::make_shared<const GatewayConfig>(std::move(config));
   return snap;
 }
@@ -343,6 +346,7 @@ Result<std::shared_ptr<Snapshot>> with_endpoints(const Snapshot& base, std::stri
   snap->limits = base.limits;
   snap->security = base.security;
   snap->rate_limits = base.rate_limits;
+  snap->access_logs = base.access_logs;
   return snap;
 }
 

@@ -11,6 +11,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "config/access_logs.hpp"
 #include "config/ratelimit.hpp"
 #include "policy/policy.hpp"
 #include "security/authz.hpp"
@@ -95,6 +96,9 @@ class Snapshot {
   // Rate limits; null when none are configured. The local buckets in it
   // are the owning gateway's (filled by Gateway::apply).
   std::shared_ptr<const CompiledRateLimits> rate_limits;
+  // Access logs; null when none are configured. The writers in it are the
+  // owning gateway's (filled by Gateway::apply).
+  std::shared_ptr<const CompiledAccessLogs> access_logs;
 
   // The Gateway (its id; 0: none yet) whose runtime state the upstreams'
   // `state` slots hold. Claimed by Gateway::apply before it fills them, so

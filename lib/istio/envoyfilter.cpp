@@ -32,13 +32,6 @@ constexpr std::string_view kGlobalType =
 constexpr std::string_view kTypedStruct[] = {"type.googleapis.com/udpa.type.v1.TypedStruct",
                                              "type.googleapis.com/xds.type.v3.TypedStruct"};
 
-bool boolean(const YAML::Node& n, const Meta& m, const std::string& path) {
-  std::string s = scalar(n, m, path);
-  if (s == "true") return true;
-  if (s == "false") return false;
-  fail(m, path, fmt::format("must be true or false, got \"{}\"", s));
-}
-
 uint32_t number(const YAML::Node& n, const Meta& m, const std::string& path,
                 uint32_t max = UINT32_MAX) {
   std::string s = scalar(n, m, path);

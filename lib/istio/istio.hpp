@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -56,12 +57,25 @@ using DnsTable = DnsAnswers;
 // name. envoyExtAuthzGrpc and the other kinds are valid Istio and load; a
 // CUSTOM policy naming one is refused by translate().
 struct ExtensionProvider {
-  enum class Kind { ext_authz_http, ext_authz_grpc, other };
+  enum class Kind { ext_authz_http, ext_authz_grpc, file_access_log, opentelemetry, other };
   Kind kind = Kind::other;
   std::string field;  // "extensionProviders[1]", for errors
   // ext_authz_http: `service` and `port` as written (translate() resolves
   // them to the ServiceEntry's upstream); name in http.name.
   ExtAuthzHttpProvider http;
+  // file_access_log (envoyFileAccessLog): path, and logFormat text or labels.
+  AccessLogConfig access_log;
+  // opentelemetry: the collector, "service:port/path" (TracingConfig).
+  std::string otlp_endpoint;
+};
+
+// The mesh config's telemetry: meshConfig accessLogFile (with
+// accessLogEncoding and accessLogFormat) is Istio's default "envoy" access
+// log; defaultProviders name the providers used where no Telemetry does.
+struct MeshTelemetry {
+  std::optional<AccessLogConfig> access_log;  // accessLogFile set
+  std::vector<std::string> default_access_logging;
+  std::vector<std::string> default_tracing;
 };
 
 struct TranslateOptions {
@@ -80,6 +94,7 @@ struct TranslateOptions {
   // policies name one; its service becomes an upstream like a route's.
   std::vector<ExtensionProvider> extension_providers;
   std::string mesh_origin = "<mesh>";
+  MeshTelemetry mesh_telemetry;  // Telemetry resources override it
 };
 
 // A security policy the gateway enforces, or one the loader skipped.
@@ -154,6 +169,7 @@ struct MeshSettings {
   std::string root_namespace = "istio-system";                     // rootNamespace
   uint32_t num_trusted_proxies = 0;  // defaultConfig.gatewayTopology.numTrustedProxies
   std::vector<ExtensionProvider> extension_providers;
+  MeshTelemetry telemetry;
   std::string origin;  // the file, for errors ("MeshConfig <origin>")
 };
 

@@ -14,6 +14,7 @@
 #include "istio/istio.hpp"
 #include "istio/model.hpp"
 #include "istio/yaml_load.hpp"
+#include "telemetry/access_log.hpp"
 
 namespace sluice::istio {
 namespace {
@@ -83,6 +84,151 @@ class MeshParser {
     read_topology(mesh, out);
     read_normalization(mesh, out);
     read_providers(mesh, out);
+    read_access_log(mesh, out);
+    read_default_providers(mesh, out);
+  }
+
+  // ---- telemetry: accessLogFile, accessLogEncoding, accessLogFormat ----
+
+  // A format is compiled here too, so that a bad operator is reported
+  // against the field it was written in (compile() would name only
+  // AccessLogConfig::source).
+  void check_format(const AccessLogConfig& log, const std::string& field) const {
+    Result<telemetry::LogFormat> f =
+        log.encoding == AccessLogConfig::Encoding::json
+            ? telemetry::LogFormat::json(log.json_fields, object_ + ": " + field)
+            : telemetry::LogFormat::text(log.format, object_ + ": " + field);
+    if (!f) throw MeshError{f.error()};
+  }
+
+  // JSON accessLogFormat: Istio takes a JSON object of key -> format string.
+  std::vector<std::pair<std::string, std::string>> json_format(const std::string& text,
+                                                               const std::string& field) const {
+    YAML::Node n;
+    try {
+      n = YAML::Load(text);
+    } catch (const YAML::Exception& e) {
+      fail(field, "with JSON encoding, must be a JSON object of key -> format string: " + e.msg);
+    }
+    if (!n.IsMap())
+      fail(field, "with JSON encoding, must be a JSON object of key -> format string");
+    std::vector<std::pair<std::string, std::string>> out;
+    for (const auto& kv : n) {
+      std::string key = this->text(kv.first, field);
+      out.emplace_back(key, this->text(kv.second, field + "." + key));
+    }
+    return out;
+  }
+
+  void read_access_log(const YAML::Node& mesh, MeshSettings& out) const {
+    AccessLogConfig log;
+    std::string format;
+    if (YAML::Node n = mesh["accessLogFile"]; n && !n.IsNull()) log.path = text(n, "accessLogFile");
+    if (YAML::Node n = mesh["accessLogEncoding"]; n && !n.IsNull()) {
+      std::string v = text(n, "accessLogEncoding");
+      if (v == "JSON")
+        log.encoding = AccessLogConfig::Encoding::json;
+      else if (v != "TEXT")
+        fail("accessLogEncoding", fmt::format("must be TEXT or JSON, got \"{}\"", v));
+    }
+    if (YAML::Node n = mesh["accessLogFormat"]; n && !n.IsNull())
+      format = text(n, "accessLogFormat");
+    // Istio logs nothing while accessLogFile is empty, whatever the rest says.
+    if (log.path.empty()) return;
+    if (log.encoding == AccessLogConfig::Encoding::json) {
+      if (!format.empty()) log.json_fields = json_format(format, "accessLogFormat");
+    } else {
+      log.format = format;
+    }
+    log.source = object_ + ": accessLogFormat";
+    if (!format.empty()) check_format(log, "accessLogFormat");
+    out.telemetry.access_log = std::move(log);
+  }
+
+  // defaultProviders: the providers used where no Telemetry resource names any.
+  void read_default_providers(const YAML::Node& mesh, MeshSettings& out) const {
+    YAML::Node dp = mesh["defaultProviders"];
+    if (!dp || dp.IsNull()) return;
+    Meta meta{"MeshConfig", origin_};
+    Fields f(dp, meta, "defaultProviders");
+    if (auto v = f.get("accessLogging"))
+      out.telemetry.default_access_logging = names(v, f.sub("accessLogging"));
+    if (auto v = f.get("tracing")) out.telemetry.default_tracing = names(v, f.sub("tracing"));
+    // Istio's standard metrics are always reported: naming the provider
+    // changes nothing.
+    if (auto v = f.get("metrics"))
+      for (const auto& name : names(v, f.sub("metrics")))
+        if (name != "prometheus")
+          fail(f.sub("metrics"),
+               fmt::format("unknown metrics provider \"{}\" (sluice reports Istio's standard "
+                           "metrics in Prometheus format: \"prometheus\")",
+                           name));
+    f.finish();
+  }
+
+  // envoyFileAccessLog: {path, logFormat: {text | labels}}.
+  void read_file_access_log(const YAML::Node& n, const std::string& at,
+                            AccessLogConfig& log) const {
+    if (!n.IsMap()) fail(at, "must be a mapping");
+    Meta meta{"MeshConfig", origin_};
+    Fields f(n, meta, at);
+    if (auto v = f.get("path")) log.path = text(v, f.sub("path"));
+    std::string format_field;
+    if (auto lf = f.get("logFormat")) {
+      Fields l(lf, meta, f.sub("logFormat"));
+      YAML::Node t = l.get("text"), labels = l.get("labels");
+      l.ignore({"omitEmptyValues"});
+      l.finish();
+      if (t && labels) fail(l.path(), "only one of text or labels can be set");
+      if (t) {
+        log.format = text(t, l.sub("text"));
+        format_field = l.sub("text");
+      }
+      if (labels) {
+        format_field = l.sub("labels");
+        if (!labels.IsMap()) fail(format_field, "must be a mapping of key -> format string");
+        log.encoding = AccessLogConfig::Encoding::json;
+        for (const auto& kv : labels) {
+          std::string key = text(kv.first, format_field);
+          log.json_fields.emplace_back(key, text(kv.second, format_field + "." + key));
+        }
+        // Istio: empty labels are its default JSON keys.
+      }
+    }
+    f.finish();
+    // Istio's default for the provider: standard output.
+    if (log.path.empty()) log.path = "/dev/stdout";
+    log.source = object_ + ": " + (format_field.empty() ? at : format_field);
+    if (!format_field.empty()) check_format(log, format_field);
+  }
+
+  // opentelemetry: {service, port, http: {path, timeout, headers}, ...}: the
+  // OTLP/HTTP collector spans are exported to.
+  void read_opentelemetry(const YAML::Node& n, const std::string& at, std::string& endpoint) const {
+    if (!n.IsMap()) fail(at, "must be a mapping");
+    Meta meta{"MeshConfig", origin_};
+    Fields f(n, meta, at);
+    std::string service = text(f.require("service"), f.sub("service"));
+    uint32_t port = number(f.require("port"), f.sub("port"), 1, 65535);
+    std::string path = "/v1/traces";
+    if (auto h = f.get("http")) {
+      Fields hf(h, meta, f.sub("http"));
+      if (auto v = hf.get("path")) {
+        path = text(v, hf.sub("path"));
+        if (path.empty() || path[0] != '/') path.insert(path.begin(), '/');
+      }
+      if (auto v = hf.get("timeout")) duration(v, meta, hf.sub("timeout"));
+      hf.not_implemented({"headers"});
+      hf.finish();
+    }
+    f.ignore({"maxTagLength"});
+    f.not_implemented({"grpc", "resourceDetectors", "dynatraceSampler"});
+    f.finish();
+    if (service.empty()) fail(f.sub("service"), "must not be empty");
+    // A Kubernetes service name may carry its namespace ("ns/name").
+    if (auto slash = service.find('/'); slash != std::string::npos)
+      service = service.substr(slash + 1);
+    endpoint = fmt::format("http://{}:{}{}", service, port, path);
   }
 
   // ---- extensionProviders ----
@@ -135,6 +281,12 @@ class MeshParser {
         read_ext_authz_http(h, field + ".envoyExtAuthzHttp", p.http);
       } else if (YAML::Node g = e["envoyExtAuthzGrpc"]; g && !g.IsNull()) {
         p.kind = ExtensionProvider::Kind::ext_authz_grpc;
+      } else if (YAML::Node a = e["envoyFileAccessLog"]; a && !a.IsNull()) {
+        p.kind = ExtensionProvider::Kind::file_access_log;
+        read_file_access_log(a, field + ".envoyFileAccessLog", p.access_log);
+      } else if (YAML::Node o = e["opentelemetry"]; o && !o.IsNull()) {
+        p.kind = ExtensionProvider::Kind::opentelemetry;
+        read_opentelemetry(o, field + ".opentelemetry", p.otlp_endpoint);
       }
       out.extension_providers.push_back(std::move(p));
     }
@@ -273,6 +425,7 @@ void apply_mesh(const MeshSettings& mesh, TranslateOptions& options) {
   options.root_namespace = mesh.root_namespace;
   options.extension_providers = mesh.extension_providers;
   options.mesh_origin = mesh.origin;
+  options.mesh_telemetry = mesh.telemetry;
 }
 
 }  // namespace sluice::istio

@@ -267,6 +267,26 @@ struct EnvoyFilterRes {
   std::vector<EnvoyFilterPatchIn> patches;
 };
 
+// telemetry.istio.io Telemetry: the sections sluice applies (telemetry.cpp).
+struct TelemetryProvidersIn {
+  std::string field;                   // "accessLogging[0]", for errors
+  std::vector<std::string> providers;  // empty: the mesh's default providers
+  std::vector<std::string> provider_fields;
+  std::optional<bool> disabled;
+  std::optional<double> sampling;  // tracing: randomSamplingPercentage
+  bool disable_span_reporting = false;
+  // match.mode SERVER: inbound traffic of sidecars only; Istio treats a
+  // gateway's traffic as CLIENT, so such an entry does not apply to it.
+  bool server_only = false;
+};
+
+struct TelemetryRes {
+  Meta meta;
+  WorkloadScopeIn scope;
+  std::vector<TelemetryProvidersIn> access_logging;
+  std::vector<TelemetryProvidersIn> tracing;
+};
+
 struct Resources {
   std::vector<GatewayRes> gateways;
   std::vector<VirtualServiceRes> virtual_services;
@@ -276,7 +296,20 @@ struct Resources {
   std::vector<RequestAuthenticationRes> request_authentications;
   std::vector<AuthorizationPolicyRes> authorization_policies;
   std::vector<EnvoyFilterRes> envoy_filters;
+  std::vector<TelemetryRes> telemetries;
 };
+
+class Fields;
+struct TranslateOptions;
+struct LoadedConfig;
+// parse.cpp: spec.selector / targetRef(s) of a policy-like resource.
+WorkloadScopeIn parse_scope(Fields& f, const Meta& m);
+// telemetry.cpp: a Telemetry spec, or a LoadError naming the field.
+TelemetryRes parse_telemetry(const YAML::Node& spec, const Meta& meta);
+// The Telemetry resources and mesh settings that select the gateway, into
+// out.config.telemetry (access logs and tracing).
+void apply_telemetry(const Resources& resources, const TranslateOptions& options,
+                     LoadedConfig& out);
 
 // envoyfilter.cpp: an EnvoyFilter spec, or a LoadError naming the field.
 EnvoyFilterRes parse_envoy_filter(const YAML::Node& spec, const Meta& meta);

@@ -108,12 +108,16 @@ uint16_t port_number(const YAML::Node& node, const Meta& meta, const std::string
   return static_cast<uint16_t>(v);
 }
 
+}  // namespace
+
 bool boolean(const YAML::Node& node, const Meta& meta, const std::string& path) {
   std::string s = node.IsScalar() ? node.Scalar() : std::string();
   if (s == "true" || s == "True" || s == "TRUE") return true;
   if (s == "false" || s == "False" || s == "FALSE") return false;
   fail(meta, path, fmt::format("must be true or false, got \"{}\"", s));
 }
+
+namespace {
 
 double number(const YAML::Node& node, const Meta& meta, const std::string& path) {
   std::string text = node.IsScalar() ? node.Scalar() : std::string();
@@ -124,6 +128,14 @@ double number(const YAML::Node& node, const Meta& meta, const std::string& path)
     fail(meta, path, fmt::format("must be a number, got \"{}\"", text));
   return value;
 }
+
+}  // namespace
+
+double decimal(const YAML::Node& node, const Meta& meta, const std::string& path) {
+  return number(node, meta, path);
+}
+
+namespace {
 
 uint32_t unsigned32(const YAML::Node& node, const Meta& meta, const std::string& path) {
   int64_t v = integer(node, meta, path);
@@ -1437,6 +1449,8 @@ GatewayRes parse_gateway(const YAML::Node& spec, Meta meta) {
 
 // ---- security.istio.io: RequestAuthentication, AuthorizationPolicy ----
 
+}  // namespace
+
 // spec.selector, spec.targetRef and spec.targetRefs (Istio accepts one of
 // selector and targetRef(s), and not both targetRef and targetRefs).
 WorkloadScopeIn parse_scope(Fields& f, const Meta& m) {
@@ -1470,6 +1484,8 @@ WorkloadScopeIn parse_scope(Fields& f, const Meta& m) {
   }
   return out;
 }
+
+namespace {
 
 void check_header(const std::string& name, const Meta& m, const std::string& path) {
   if (name.empty()) fail(m, path, "header name must not be empty");
@@ -1704,7 +1720,9 @@ struct Parser {
     bool networking = (versions.count(api) && kinds.count(kind)) ||
                       (kind == "EnvoyFilter" && api == "networking.istio.io/v1alpha3");
     bool security = security_versions.count(api) && security_kinds.count(kind);
-    if (!networking && !security) {
+    bool telemetry = kind == "Telemetry" &&
+                     (api == "telemetry.istio.io/v1" || api == "telemetry.istio.io/v1alpha1");
+    if (!networking && !security && !telemetry) {
       warnings.push_back(fmt::format("{}: ignoring {} {} ({}): kind not supported", origin, kind,
                                      meta.display().empty() ? "?" : meta.display(), api));
       return;
@@ -1729,6 +1747,7 @@ struct Parser {
       res.request_authentications.push_back(parse_request_authentication(spec, meta));
     if (kind == "AuthorizationPolicy")
       res.authorization_policies.push_back(parse_authorization_policy(spec, meta));
+    if (kind == "Telemetry") res.telemetries.push_back(parse_telemetry(spec, meta));
   }
 
   void stream(std::string_view text, const std::string& origin) {

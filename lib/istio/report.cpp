@@ -342,6 +342,16 @@ std::string summary(const LoadedConfig& loaded) {
     for (const auto& p : loaded.envoy_filters_skipped)
       out += fmt::format("  skipped: {}: {}\n", p.object, p.detail);
   }
+  const TelemetryConfig& tel = loaded.config.telemetry;
+  for (const auto& log : tel.access_logs) {
+    bool json = log.encoding == AccessLogConfig::Encoding::json;
+    bool custom = json ? !log.json_fields.empty() : !log.format.empty();
+    out += fmt::format("access log: {} ({} {})\n", log.path, custom ? "custom" : "Istio's default",
+                       json ? "JSON" : "TEXT");
+  }
+  if (!tel.tracing.otlp_endpoint.empty())
+    out += fmt::format("tracing: OTLP/HTTP to {}, sampling {}%\n", tel.tracing.otlp_endpoint,
+                       tel.tracing.sampling_percentage);
   out += fmt::format(
       "{} listener(s), {} host(s), {} rule(s), {} upstream(s), {} security policy(ies), {} "
       "warning(s)\n",

@@ -1275,6 +1275,7 @@ Result<LoadedConfig> translate(const Parsed& parsed, const TranslateOptions& opt
     Translator t(*parsed.resources, options, dns);
     LoadedConfig out = t.run();
     apply_envoy_filters(*parsed.resources, options, out);
+    apply_telemetry(*parsed.resources, options, out);
     out.warnings.insert(out.warnings.begin(), parsed.warnings.begin(), parsed.warnings.end());
     return out;
   } catch (const LoadError& e) {

@@ -29,6 +29,9 @@ std::string join(std::string_view path, std::string_view key);
 std::string index(std::string_view path, size_t i);
 // A scalar's text; anything else throws LoadError ("must be a string").
 std::string scalar(const YAML::Node& node, const Meta& meta, const std::string& path);
+// true / false, and a finite number; anything else throws LoadError.
+bool boolean(const YAML::Node& node, const Meta& meta, const std::string& path);
+double decimal(const YAML::Node& node, const Meta& meta, const std::string& path);
 
 // A YAML mapping whose keys must all be accounted for: every reader of an
 // Istio or Envoy object walks it with one of these, so an unknown (or

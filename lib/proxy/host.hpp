@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <string>
 #include <utility>
 
 #include "config/snapshot.hpp"
@@ -85,6 +86,10 @@ class SessionHost : public Loop {
   static constexpr size_t kMaxMirrors = 256;
   size_t mirrors_in_flight = 0;
 
+  // Access logs: this worker's shard in every writer, and its line buffer.
+  size_t log_shard() const { return log_shard_; }
+  std::string access_log_line;
+
  protected:
   std::shared_ptr<const Snapshot> snapshot_;
   void log_formatted(LogLevel level, fmt::string_view format, fmt::format_args args);
@@ -98,6 +103,7 @@ class SessionHost : public Loop {
   enum class Known : uint8_t { unknown, yes, no };
   Known body_hooks_[2] = {Known::unknown, Known::unknown};
   bool draining_ = false;
+  size_t log_shard_ = 0;  // the Worker's index
   UpstreamContext upstream_{*this};
 };
 

@@ -22,6 +22,7 @@
 #include "http/tokens.hpp"
 #include "policy/policy.hpp"
 #include "policy/retry_state.hpp"
+#include "proxy/access_log.hpp"
 #include "proxy/ext_authz.hpp"
 #include "proxy/fail_stream.hpp"
 #include "proxy/host.hpp"
@@ -344,6 +345,7 @@ class Session {
   awaitable<bool> finish(Exchange& x, LocalReply reply);
   bool drive_request_to_end();
   void log(RequestContext& ctx);
+  void write_access_log(const RequestContext& ctx);
   bool request_fully_read() const { return request_parser_.message_done(); }
 
   SessionHost& worker_;
@@ -378,6 +380,14 @@ class Session {
   // null until one is picked (no route, a local answer).
   const telemetry::DestinationLabels* destination_labels_ = nullptr;
   const Limits* limits_ = nullptr;
+  // Access logs of the request's snapshot (null: none, and no cost), and
+  // the path and authority as received, before the route rewrote them.
+  const CompiledAccessLogs* access_logs_ = nullptr;
+  bool received_saved_ = false;
+  std::string received_target_;
+  std::string received_authority_;
+  std::string local_address_;  // "ip:port", looked up at the first line
+  std::string log_xff_;        // X-Forwarded-For as forwarded, for the line
 };
 
 template <typename Stream>
@@ -531,7 +541,69 @@ void Session<Stream>::log(RequestContext& ctx) {
         .response_bytes = ctx.bytes_sent};
     worker_.request_metrics().record(key, sample);
   }
+  if (access_logs_) write_access_log(ctx);
   if (auto* hooks = worker_.hooks()) hooks->on_log(ctx);
+}
+
+template <typename Stream>
+void Session<Stream>::write_access_log(const RequestContext& ctx) {
+  if (local_address_.empty()) {
+    asio::error_code ec;
+    auto local = stream_.lowest_layer().local_endpoint(ec);
+    if (!ec) local_address_ = http::join_host_port(local.address().to_string(), local.port());
+  }
+  RequestHead& head = request_parser_.request();
+  // The line shows the request as received: the route's rewrite is undone
+  // for the line (swaps, no copy) and redone after it.
+  if (received_saved_) {
+    std::swap(head.target, received_target_);
+    std::swap(head.authority, received_authority_);
+  }
+  // Envoy's X-Forwarded-For has the client appended before anything logs
+  // it (Istio's gateways use the remote address); sluice appends it only
+  // on the wire, so the line gets it here, and it is taken back after.
+  auto& entries = head.headers.entries();
+  size_t xff = entries.size();
+  for (size_t i = 0; i < entries.size() && xff == entries.size(); ++i)
+    if (http::iequals(entries[i].first, "x-forwarded-for")) xff = i;
+  bool xff_added = xff == entries.size();
+  if (xff_added) {
+    entries.emplace_back("x-forwarded-for", client_ip_);
+  } else {
+    log_xff_.assign(entries[xff].second).append(", ").append(client_ip_);
+    std::swap(entries[xff].second, log_xff_);
+  }
+  auto duration = ctx.duration;  // log() measured it
+  telemetry::LogRecord r;
+  r.start_time = worker_.wall_now() - duration;
+  r.request = &head;
+  r.protocol = head.version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
+  r.response_code = ctx.response_status;
+  r.response_flags = ctx.response_flags;
+  // Envoy's details for a response the upstream gave.
+  r.response_code_details = ctx.response_code_details.empty() && ctx.attempts > 0
+                                ? std::string_view("via_upstream")
+                                : ctx.response_code_details;
+  r.bytes_received = ctx.bytes_received;
+  r.bytes_sent = ctx.bytes_sent;
+  r.duration = duration;
+  r.upstream_host = ctx.endpoint;
+  r.upstream_cluster = ctx.upstream;
+  r.downstream_local_address = local_address_;
+  r.downstream_remote_address = client_address_;
+  r.downstream_peer_uri_san = tls_.peer_identity;
+  r.requested_server_name = tls_.sni;
+  r.route_name = ctx.route;
+  r.attempts = ctx.attempts;
+  write_access_logs(worker_, *access_logs_, r);
+  if (xff_added)
+    entries.pop_back();
+  else
+    std::swap(entries[xff].second, log_xff_);
+  if (received_saved_) {
+    std::swap(head.target, received_target_);
+    std::swap(head.authority, received_authority_);
+  }
 }
 
 template <typename Stream>
@@ -753,6 +825,8 @@ awaitable<bool> Session<Stream>::serve_one(bool first) {
     limits_ = &snap->limits;
   }
   RequestHead& head = p.request();
+  access_logs_ = snap->access_logs.get();
+  received_saved_ = false;
   RequestContext ctx{.request = head};
   destination_labels_ = nullptr;
   ctx.client_address = client_address_;
@@ -777,6 +851,11 @@ awaitable<bool> Session<Stream>::serve_one(bool first) {
   if (limits_->max_stream_duration.count() > 0)
     slot_.set_cap_at(ConnectionSlot::stream_cap, started_ + limits_->max_stream_duration);
   if (auto refused = admit(*snap, head)) co_return co_await answer(ctx, std::move(*refused), false);
+  if (access_logs_) {
+    received_target_.assign(head.target);
+    received_authority_.assign(head.authority);
+    received_saved_ = true;
+  }
   bool keep_alive = p.keep_alive();
   prebody_.clear();
   prebody_pending_ = false;

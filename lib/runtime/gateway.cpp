@@ -33,6 +33,30 @@ namespace sluice {
 
 namespace {
 
+// The writers `snap`'s access logs need, by path: the running ones where
+// the path stays (or the snapshot's own, applied again), new ones opened
+// now. A file that cannot be opened fails the apply; the writers of paths
+// no log names any more close when the last snapshot using them goes.
+using LogWriters = std::map<std::string, std::shared_ptr<telemetry::LogWriter>>;
+Result<LogWriters> open_log_writers(const Snapshot& snap, const LogWriters& running,
+                                    size_t workers) {
+  LogWriters next;
+  if (!snap.access_logs) return next;
+  for (const auto& log : snap.access_logs->logs) {
+    if (next.count(log.path)) continue;
+    if (log.writer) {
+      next.emplace(log.path, log.writer);
+    } else if (auto it = running.find(log.path); it != running.end()) {
+      next.emplace(log.path, it->second);
+    } else {
+      auto w = telemetry::LogWriter::open(log.path, {.shards = workers}, "access log");
+      if (!w) return w.error();
+      next.emplace(log.path, std::move(w).value());
+    }
+  }
+  return next;
+}
+
 // Binds `count` SO_REUSEPORT sockets to one address and port; port 0 binds the
 // first to an ephemeral port and the rest to the same one.
 Result<std::vector<int>> bind_listener(const ListenerConfig& cfg, size_t count, uint16_t& port) {
@@ -111,6 +135,8 @@ struct Gateway::Impl {
   // Telemetry: applies that took effect or were refused, and snapshots
   // published (applies and endpoint updates).
   std::atomic<uint64_t> reloads_ok{0}, reloads_rejected{0}, snapshot_version{0};
+  // Access-log writers by path, kept across reloads while a log names it.
+  std::map<std::string, std::shared_ptr<telemetry::LogWriter>> log_writers;
   bool started = false;
   bool stopping = false;
   bool stopped = false;
@@ -267,6 +293,13 @@ Status Gateway::apply(std::shared_ptr<const Snapshot> snap) {
     for (auto& f : fresh) per_worker[i].push_back({f.name, {f.fds[i], f.port}});
   std::vector<std::string> upstream_names;
   for (const auto& up : snap->upstreams) upstream_names.push_back(up.config.name);
+  auto writers = open_log_writers(*snap, m.log_writers, m.workers.size());
+  if (!writers) {
+    for (auto& f : fresh)
+      for (int fd : f.fds) ::close(fd);
+    unclaim();
+    return writers.error();
+  }
 
   // ---- Commit: nothing below fails. ----
 
@@ -285,6 +318,9 @@ Status Gateway::apply(std::shared_ptr<const Snapshot> snap) {
   // Remote key sets kept across the reload reach the new slots before any
   // worker serves the snapshot.
   m.jwks->update(snap->security.get());
+  if (snap->access_logs)
+    for (const auto& log : snap->access_logs->logs)
+      if (!log.writer) log.writer = writers.value().at(log.path);
   if (snap->rate_limits)
     bind_local_limiters(*snap->rate_limits, m.local_limiters,
                         m.shared.clock ? m.shared.clock() : Clock::now());
@@ -299,9 +335,16 @@ Status Gateway::apply(std::shared_ptr<const Snapshot> snap) {
   m.bound = std::move(next);
   m.current = std::move(snap);
   m.shared.clusters.retain(upstream_names);
+  m.log_writers = std::move(writers).value();
   m.snapshot_version.fetch_add(1);
   committed = true;
   return {};
+}
+
+void Gateway::reopen_access_logs() {
+  Impl& m = *impl_;
+  std::lock_guard lock(m.mutex);
+  for (auto& [path, writer] : m.log_writers) writer->reopen();
 }
 
 Status Gateway::update_endpoints(std::string_view upstream, std::vector<Endpoint> endpoints) {

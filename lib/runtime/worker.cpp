@@ -99,6 +99,7 @@ Worker::Worker(size_t index, asio::io_context& ctx, GatewayShared& shared, uint6
       shared_(shared),
       ticker_(ctx) {
   wall_clock_ = shared.wall_clock;
+  log_shard_ = index;
 }
 
 Worker::~Worker() = default;

@@ -1,0 +1,173 @@
+// The access-log writer (lib/telemetry/log_writer): lines reach a real
+// file, rotation by rename + reopen, lines dropped and counted when the
+// writer is held back, none lost when it keeps up.
+
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "telemetry/log_writer.hpp"
+
+using namespace sluice;
+using namespace sluice::telemetry;
+
+namespace {
+
+struct TempDir {
+  std::filesystem::path dir;
+  TempDir() {
+    char tmpl[] = "/tmp/sluice-logw-XXXXXX";
+    dir = ::mkdtemp(tmpl);
+  }
+  ~TempDir() { std::filesystem::remove_all(dir); }
+  std::string file(const char* name) const { return (dir / name).string(); }
+};
+
+std::string read_all(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+size_t count_lines(const std::string& text) {
+  return static_cast<size_t>(std::count(text.begin(), text.end(), '\n'));
+}
+
+// Holds the writer thread in before_write until released.
+struct Gate {
+  std::mutex m;
+  std::condition_variable cv;
+  bool open = false;
+  bool entered = false;
+  void wait() {
+    std::unique_lock lock(m);
+    entered = true;
+    cv.notify_all();
+    cv.wait(lock, [&] { return open; });
+  }
+  void wait_entered() {
+    std::unique_lock lock(m);
+    cv.wait(lock, [&] { return entered; });
+  }
+  void release() {
+    std::lock_guard lock(m);
+    open = true;
+    cv.notify_all();
+  }
+};
+
+}  // namespace
+
+TEST_CASE("log writer: lines from several shards reach the file, none lost") {
+  TempDir tmp;
+  std::string path = tmp.file("access.log");
+  auto w = LogWriter::open(path, {.shards = 4}, "test");
+  REQUIRE(w.ok());
+  std::vector<std::thread> threads;
+  for (size_t t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 2000; ++i) (*w)->append(t, "shard " + std::to_string(t) + " line\n");
+    });
+  for (auto& t : threads) t.join();
+  (*w)->flush();
+  std::string text = read_all(path);
+  CHECK(count_lines(text) == 8000);
+  CHECK((*w)->lines_written() == 8000);
+  CHECK((*w)->lines_dropped() == 0);
+  for (size_t t = 0; t < 4; ++t) {
+    std::string needle = "shard " + std::to_string(t) + " line\n";
+    size_t n = 0;
+    for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1))
+      ++n;
+    CHECK(n == 2000);
+  }
+}
+
+TEST_CASE("log writer: the destructor writes what is pending") {
+  TempDir tmp;
+  std::string path = tmp.file("a.log");
+  {
+    auto w = LogWriter::open(path, {}, "test");
+    REQUIRE(w.ok());
+    for (int i = 0; i < 100; ++i) (*w)->append(0, "x\n");
+  }
+  CHECK(count_lines(read_all(path)) == 100);
+}
+
+TEST_CASE("log writer: rotation by rename and reopen") {
+  TempDir tmp;
+  std::string path = tmp.file("access.log");
+  auto w = LogWriter::open(path, {}, "test");
+  REQUIRE(w.ok());
+  (*w)->append(0, "before\n");
+  (*w)->flush();
+  std::filesystem::rename(path, tmp.file("access.log.1"));
+  (*w)->append(0, "still old\n");  // written before the reopen: the renamed file
+  (*w)->flush();
+  (*w)->reopen();
+  (*w)->append(0, "after\n");
+  (*w)->flush();
+  CHECK(read_all(tmp.file("access.log.1")) == "before\nstill old\n");
+  CHECK(read_all(path) == "after\n");
+  CHECK((*w)->reopens() == 1);
+}
+
+TEST_CASE("log writer: a reopen with no line pending still creates the new file") {
+  TempDir tmp;
+  std::string path = tmp.file("access.log");
+  auto w = LogWriter::open(path, {}, "test");
+  REQUIRE(w.ok());
+  std::filesystem::rename(path, tmp.file("old.log"));
+  CHECK_FALSE(std::filesystem::exists(path));
+  (*w)->reopen();
+  (*w)->flush();
+  CHECK(std::filesystem::exists(path));
+}
+
+TEST_CASE("log writer: a held-back writer drops and counts lines past the bound") {
+  TempDir tmp;
+  std::string path = tmp.file("access.log");
+  Gate gate;
+  std::string line(100, 'a');
+  line.back() = '\n';
+  auto w = LogWriter::open(
+      path, {.shards = 2, .shard_bytes = 1000, .before_write = [&] { gate.wait(); }}, "test");
+  REQUIRE(w.ok());
+  // The first line wakes the writer, which takes it and stops at the gate.
+  (*w)->append(0, line);
+  gate.wait_entered();
+  // Now the shards fill: 10 lines of 100 bytes fit in each, the rest drop.
+  for (int i = 0; i < 25; ++i) (*w)->append(0, line);
+  for (int i = 0; i < 12; ++i) (*w)->append(1, line);
+  CHECK((*w)->lines_dropped() == 15 + 2);
+  gate.release();
+  (*w)->flush();
+  CHECK((*w)->lines_written() == 1 + 10 + 10);
+  CHECK(count_lines(read_all(path)) == 21);
+}
+
+TEST_CASE("log writer: a path that cannot be opened is an error naming it") {
+  auto w = LogWriter::open("/nonexistent-dir/x/access.log", {}, "GatewayConfig");
+  REQUIRE_FALSE(w.ok());
+  CHECK(w.error().to_string().find("/nonexistent-dir/x/access.log") != std::string::npos);
+  CHECK(w.error().object == "GatewayConfig");
+}
+
+TEST_CASE("log writer: - writes to standard output") {
+  auto w = LogWriter::open("-", {}, "test");
+  REQUIRE(w.ok());
+  CHECK((*w)->path() == "-");
+  (*w)->reopen();  // standard output is never reopened
+  (*w)->flush();
+  CHECK((*w)->reopens() == 0);
+}
