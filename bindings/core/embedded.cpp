@@ -37,7 +37,8 @@ Result<ParsedUrl> parse_url(std::string_view url) {
   ParsedUrl out;
   size_t sep = url.find("://");
   if (sep == std::string_view::npos)
-    return Error{"", "url", "\"" + std::string(url) + "\" is not an absolute URL (scheme://host/path)"};
+    return Error{"", "url",
+                 "\"" + std::string(url) + "\" is not an absolute URL (scheme://host/path)"};
   out.scheme = http::to_lower(url.substr(0, sep));
   std::string_view rest = url.substr(sep + 3);
   size_t path_at = rest.find_first_of("/?");
@@ -105,13 +106,16 @@ Embedded::Embedded(Options options) : options_(std::move(options)) {
   gateway_ = std::make_unique<Gateway>(std::move(go));
 }
 
-Embedded::~Embedded() { gateway_.reset(); }
+Embedded::~Embedded() {
+  gateway_.reset();
+}
 
 Status Embedded::apply_loaded(istio::LoadedConfig loaded) {
   auto current = std::make_shared<Current>();
   current->config = loaded.config;
   for (const auto& info : loaded.listeners) current->declared_ports.push_back(info.port);
-  if (Status s = gateway_->apply(loaded.config); !s) return istio::to_istio_error(loaded, s.error());
+  if (Status s = gateway_->apply(loaded.config); !s)
+    return istio::to_istio_error(loaded, s.error());
   current->loaded = std::move(loaded);
   std::lock_guard lock(mutex_);
   current_ = std::move(current);
@@ -149,9 +153,15 @@ Status Embedded::apply_config(GatewayConfig config) {
   return {};
 }
 
-void Embedded::start() { gateway_->start(); }
-void Embedded::stop() { gateway_->stop(); }
-void Embedded::clock_advanced() { gateway_->clock_advanced(); }
+void Embedded::start() {
+  gateway_->start();
+}
+void Embedded::stop() {
+  gateway_->stop();
+}
+void Embedded::clock_advanced() {
+  gateway_->clock_advanced();
+}
 
 const ListenerConfig* Embedded::find_listener(const Current& c, std::string_view key) const {
   const auto& ls = c.config.listeners;
@@ -197,8 +207,9 @@ std::vector<std::string> Embedded::listeners() const {
   return out;
 }
 
-Result<json> Embedded::explain(std::string_view method, std::string_view url,
-                               const std::vector<std::pair<std::string, std::string>>& headers) const {
+Result<json> Embedded::explain(
+    std::string_view method, std::string_view url,
+    const std::vector<std::pair<std::string, std::string>>& headers) const {
   std::shared_ptr<const Current> c;
   {
     std::lock_guard lock(mutex_);
@@ -212,7 +223,8 @@ Result<json> Embedded::explain(std::string_view method, std::string_view url,
   if (parsed->port) {
     listener = find_listener(*c, std::to_string(*parsed->port));
     if (!listener)
-      return Error{"", "url", "no listener declares or is bound to port " + std::to_string(*parsed->port)};
+      return Error{"", "url",
+                   "no listener declares or is bound to port " + std::to_string(*parsed->port)};
   } else if (c->config.listeners.size() == 1) {
     listener = &c->config.listeners[0];
   } else {
@@ -225,7 +237,8 @@ Result<json> Embedded::explain(std::string_view method, std::string_view url,
   head.target = parsed->target;
   head.authority = parsed->authority;
   head.scheme = parsed->scheme;
-  head.listener_port = c->declared_ports[index] ? c->declared_ports[index] : gateway_->port(listener->name);
+  // The bound port, as the worker sets it on a request it serves.
+  head.listener_port = gateway_->port(listener->name);
   head.headers.add("host", head.authority);
   for (const auto& [n, v] : headers) head.headers.add(n, v);
   Explanation e = gateway_->explain(listener->name, head);
@@ -247,7 +260,8 @@ Result<json> Embedded::explain(std::string_view method, std::string_view url,
   const RouterConfig* router = nullptr;
   for (const auto& r : c->config.routers)
     if (r.name == listener->router) router = &r;
-  if (router && e.host_matched && e.route_index && e.virtual_host_index < router->virtual_hosts.size()) {
+  if (router && e.host_matched && e.route_index &&
+      e.virtual_host_index < router->virtual_hosts.size()) {
     const auto& routes = router->virtual_hosts[e.virtual_host_index].routes;
     if (*e.route_index < routes.size()) out.update(action_of(routes[*e.route_index]));
   }
@@ -304,7 +318,8 @@ json Embedded::stats() const {
   for (const auto& m : s.metrics) {
     json labels = json::object();
     for (const auto& [k, v] : m.labels) labels[k] = v;
-    metrics.push_back({{"name", m.name}, {"labels", std::move(labels)}, {"value", m.value}, {"gauge", m.gauge}});
+    metrics.push_back(
+        {{"name", m.name}, {"labels", std::move(labels)}, {"value", m.value}, {"gauge", m.gauge}});
   }
   return {{"source_workload", s.source_workload},
           {"source_workload_namespace", s.source_workload_namespace},
@@ -312,8 +327,12 @@ json Embedded::stats() const {
           {"metrics", std::move(metrics)}};
 }
 
-std::string Embedded::prometheus() const { return gateway_->stats().prometheus(); }
+std::string Embedded::prometheus() const {
+  return gateway_->stats().prometheus();
+}
 
-const char* version() { return SLUICE_PROJECT_VERSION; }
+const char* version() {
+  return SLUICE_PROJECT_VERSION;
+}
 
 }  // namespace sluice::embed

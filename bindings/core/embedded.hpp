@@ -62,8 +62,9 @@ class Embedded {
   // one, the only listener) picks the listener. An error for a URL that does
   // not parse or names no listener. The result: matched, virtual_host,
   // route, reasons (per earlier rule), destination, and security.
-  Result<nlohmann::json> explain(std::string_view method, std::string_view url,
-                                 const std::vector<std::pair<std::string, std::string>>& headers) const;
+  Result<nlohmann::json> explain(
+      std::string_view method, std::string_view url,
+      const std::vector<std::pair<std::string, std::string>>& headers) const;
   // The upstream's endpoints and counters; an error when there is none.
   Result<nlohmann::json> upstream(std::string_view name) const;
   nlohmann::json stats() const;

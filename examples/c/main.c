@@ -15,7 +15,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   char* error = NULL;
-  sluice_gateway* gateway = sluice_gateway_new_files(NULL, (const char* const*)argv + 1, (size_t)(argc - 1), &error);
+  sluice_gateway* gateway =
+      sluice_gateway_new_files(NULL, (const char* const*)argv + 1, (size_t)(argc - 1), &error);
   if (!gateway) {
     fprintf(stderr, "invalid configuration: %s\n", error);
     sluice_string_free(error);
@@ -23,10 +24,12 @@ int main(int argc, char** argv) {
   }
   sluice_gateway_start(gateway);
   /* "8080": the port the Istio Gateway server declares. */
-  printf("sluice %s serving Bookinfo on 127.0.0.1:%u\n", sluice_version(), sluice_gateway_port(gateway, "8080"));
+  printf("sluice %s serving Bookinfo on 127.0.0.1:%u\n", sluice_version(),
+         sluice_gateway_port(gateway, "8080"));
 
   const char* headers[] = {"end-user", "jason"};
-  char* why = sluice_gateway_explain(gateway, "GET", "http://bookinfo.example.com:8080/reviews/1", headers, 1, &error);
+  char* why = sluice_gateway_explain(gateway, "GET", "http://bookinfo.example.com:8080/reviews/1",
+                                     headers, 1, &error);
   int ok = why != NULL && strstr(why, "\"subset\":\"v2\"") != NULL;
   printf("%s\n", why ? why : error);
   sluice_string_free(why);

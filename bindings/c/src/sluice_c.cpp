@@ -5,17 +5,18 @@
 
 #include <cstring>
 #include <deque>
-#include <optional>
 #include <memory>
 #include <new>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "embedded.hpp"
 
-static_assert(std::string_view(SLUICE_VERSION) == SLUICE_PROJECT_VERSION,
-              "bindings/c/include/sluice/sluice.h: SLUICE_VERSION differs from the project's version");
+static_assert(
+    std::string_view(SLUICE_VERSION) == SLUICE_PROJECT_VERSION,
+    "bindings/c/include/sluice/sluice.h: SLUICE_VERSION differs from the project's version");
 
 struct sluice_config {
   unsigned workers = 1;
@@ -71,7 +72,8 @@ class CHooks final : public sluice::Hooks {
     if (c_.on_request(&r, c_.on_request_user) && r.answer) return std::move(r.answer);
     return std::nullopt;
   }
-  std::optional<sluice::Response> upstream_peer(sluice::RequestContext& ctx, sluice::PeerChoice& peer) override {
+  std::optional<sluice::Response> upstream_peer(sluice::RequestContext& ctx,
+                                                sluice::PeerChoice& peer) override {
     if (!c_.on_upstream) return std::nullopt;
     sluice_request r{&ctx, nullptr, &peer, true, {}, {}};
     if (c_.on_upstream(&r, c_.on_upstream_user) && r.answer) return std::move(r.answer);
@@ -99,7 +101,8 @@ sluice::embed::Options options_of(const sluice_config* config) {
   o.workers = c.workers ? c.workers : 1;
   o.seed = c.seed;
   o.bind = c.bind;
-  if (c.on_request || c.on_upstream || c.on_response_headers || c.on_log) o.hooks = std::make_shared<CHooks>(c);
+  if (c.on_request || c.on_upstream || c.on_response_headers || c.on_log)
+    o.hooks = std::make_shared<CHooks>(c);
   return o;
 }
 
@@ -124,14 +127,28 @@ sluice_gateway* make_gateway(const sluice_config* config, char** error, Apply ap
 
 extern "C" {
 
-const char* sluice_version(void) { return sluice::embed::version(); }
-void sluice_string_free(char* s) { std::free(s); }
+const char* sluice_version(void) {
+  return sluice::embed::version();
+}
+void sluice_string_free(char* s) {
+  std::free(s);
+}
 
-sluice_config* sluice_config_new(void) { return new (std::nothrow) sluice_config(); }
-void sluice_config_free(sluice_config* config) { delete config; }
-void sluice_config_set_workers(sluice_config* config, unsigned workers) { config->workers = workers; }
-void sluice_config_set_seed(sluice_config* config, uint64_t seed) { config->seed = seed; }
-void sluice_config_set_bind(sluice_config* config, const char* address) { config->bind = address ? address : ""; }
+sluice_config* sluice_config_new(void) {
+  return new (std::nothrow) sluice_config();
+}
+void sluice_config_free(sluice_config* config) {
+  delete config;
+}
+void sluice_config_set_workers(sluice_config* config, unsigned workers) {
+  config->workers = workers;
+}
+void sluice_config_set_seed(sluice_config* config, uint64_t seed) {
+  config->seed = seed;
+}
+void sluice_config_set_bind(sluice_config* config, const char* address) {
+  config->bind = address ? address : "";
+}
 void sluice_config_on_request(sluice_config* config, sluice_request_hook hook, void* user) {
   config->on_request = hook;
   config->on_request_user = user;
@@ -149,18 +166,23 @@ void sluice_config_on_log(sluice_config* config, sluice_log_hook hook, void* use
   config->on_log_user = user;
 }
 
-sluice_gateway* sluice_gateway_new_yaml(const sluice_config* config, const char* yaml, char** error) {
+sluice_gateway* sluice_gateway_new_yaml(const sluice_config* config, const char* yaml,
+                                        char** error) {
   std::string text = yaml ? yaml : "";
-  return make_gateway(config, error, [&](sluice::embed::Embedded& e) { return e.apply_yaml(text); });
+  return make_gateway(config, error,
+                      [&](sluice::embed::Embedded& e) { return e.apply_yaml(text); });
 }
 
-sluice_gateway* sluice_gateway_new_files(const sluice_config* config, const char* const* paths, size_t count,
-                                         char** error) {
+sluice_gateway* sluice_gateway_new_files(const sluice_config* config, const char* const* paths,
+                                         size_t count, char** error) {
   std::vector<std::string> list(paths, paths + count);
-  return make_gateway(config, error, [&](sluice::embed::Embedded& e) { return e.apply_paths(list); });
+  return make_gateway(config, error,
+                      [&](sluice::embed::Embedded& e) { return e.apply_paths(list); });
 }
 
-void sluice_gateway_start(sluice_gateway* gateway) { gateway->embedded->start(); }
+void sluice_gateway_start(sluice_gateway* gateway) {
+  gateway->embedded->start();
+}
 
 uint16_t sluice_gateway_port(const sluice_gateway* gateway, const char* listener) {
   try {
@@ -197,11 +219,17 @@ char* sluice_gateway_explain(const sluice_gateway* gateway, const char* method, 
   }
 }
 
-void sluice_gateway_stop(sluice_gateway* gateway) { gateway->embedded->stop(); }
+void sluice_gateway_stop(sluice_gateway* gateway) {
+  gateway->embedded->stop();
+}
 
-void sluice_gateway_free(sluice_gateway* gateway) { delete gateway; }
+void sluice_gateway_free(sluice_gateway* gateway) {
+  delete gateway;
+}
 
-const char* sluice_request_method(const sluice_request* r) { return r->ctx->request.method.c_str(); }
+const char* sluice_request_method(const sluice_request* r) {
+  return r->ctx->request.method.c_str();
+}
 
 const char* sluice_request_path(const sluice_request* r) {
   return const_cast<sluice_request*>(r)->keep(r->ctx->request.path());

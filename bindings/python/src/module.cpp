@@ -43,12 +43,18 @@ void check(const Status& s) {
 
 py::object to_python(const json& j) {
   switch (j.type()) {
-    case json::value_t::null: return py::none();
-    case json::value_t::boolean: return py::bool_(j.get<bool>());
-    case json::value_t::number_integer: return py::int_(j.get<int64_t>());
-    case json::value_t::number_unsigned: return py::int_(j.get<uint64_t>());
-    case json::value_t::number_float: return py::float_(j.get<double>());
-    case json::value_t::string: return py::str(j.get_ref<const std::string&>());
+    case json::value_t::null:
+      return py::none();
+    case json::value_t::boolean:
+      return py::bool_(j.get<bool>());
+    case json::value_t::number_integer:
+      return py::int_(j.get<int64_t>());
+    case json::value_t::number_unsigned:
+      return py::int_(j.get<uint64_t>());
+    case json::value_t::number_float:
+      return py::float_(j.get<double>());
+    case json::value_t::string:
+      return py::str(j.get_ref<const std::string&>());
     case json::value_t::array: {
       py::list out;
       for (const auto& v : j) out.append(to_python(v));
@@ -59,7 +65,8 @@ py::object to_python(const json& j) {
       for (const auto& [k, v] : j.items()) out[py::str(k)] = to_python(v);
       return out;
     }
-    default: return py::none();
+    default:
+      return py::none();
   }
 }
 
@@ -90,8 +97,10 @@ std::vector<T> list_of(py::handle o, const char* name, F convert) {
 
 StringMatch string_match(py::handle o) {
   static const std::pair<const char*, StringMatch::Kind> kinds[] = {
-      {"exact", StringMatch::Kind::exact},   {"prefix", StringMatch::Kind::prefix},
-      {"suffix", StringMatch::Kind::suffix}, {"regex", StringMatch::Kind::regex},
+      {"exact", StringMatch::Kind::exact},
+      {"prefix", StringMatch::Kind::prefix},
+      {"suffix", StringMatch::Kind::suffix},
+      {"regex", StringMatch::Kind::regex},
       {"present", StringMatch::Kind::present}};
   auto kind = attr<std::string>(o, "kind");
   for (const auto& [name, k] : kinds)
@@ -107,7 +116,8 @@ Matcher matcher(py::handle o) {
   m.authority = optional_of<StringMatch>(o, "authority", string_match);
   m.scheme = optional_of<StringMatch>(o, "scheme", string_match);
   m.headers = list_of<HeaderMatch>(o, "headers", [](py::handle h) {
-    return HeaderMatch{attr<std::string>(h, "name"), string_match(h.attr("match")), attr<bool>(h, "invert")};
+    return HeaderMatch{attr<std::string>(h, "name"), string_match(h.attr("match")),
+                       attr<bool>(h, "invert")};
   });
   m.query_params = list_of<QueryParamMatch>(o, "query_params", [](py::handle q) {
     return QueryParamMatch{attr<std::string>(q, "name"), string_match(q.attr("match"))};
@@ -118,7 +128,8 @@ Matcher matcher(py::handle o) {
 
 HeaderOperations header_ops(py::handle o) {
   HeaderOperations h;
-  for (auto [k, v] : o.attr("set").cast<py::dict>()) h.set.emplace_back(k.cast<std::string>(), v.cast<std::string>());
+  for (auto [k, v] : o.attr("set").cast<py::dict>())
+    h.set.emplace_back(k.cast<std::string>(), v.cast<std::string>());
   h.add = attr<std::vector<std::pair<std::string, std::string>>>(o, "add");
   h.remove = attr<std::vector<std::string>>(o, "remove");
   return h;
@@ -174,7 +185,8 @@ Route route(py::handle o) {
     return out;
   });
   r.mirrors = list_of<Mirror>(o, "mirrors", [](py::handle m) {
-    return Mirror{attr<std::string>(m, "upstream"), attr<std::string>(m, "subset"), attr<double>(m, "percentage")};
+    return Mirror{attr<std::string>(m, "upstream"), attr<std::string>(m, "subset"),
+                  attr<double>(m, "percentage")};
   });
   return r;
 }
@@ -191,8 +203,8 @@ UpstreamConfig upstream(py::handle o) {
   UpstreamConfig u;
   u.name = attr<std::string>(o, "name");
   u.endpoints = list_of<Endpoint>(o, "endpoints", [](py::handle e) {
-    return Endpoint{attr<std::string>(e, "address"), attr<uint16_t>(e, "port"), attr<Labels>(e, "labels"),
-                    attr<uint32_t>(e, "weight")};
+    return Endpoint{attr<std::string>(e, "address"), attr<uint16_t>(e, "port"),
+                    attr<Labels>(e, "labels"), attr<uint32_t>(e, "weight")};
   });
   u.subsets = list_of<Subset>(o, "subsets", [](py::handle s) {
     return Subset{attr<std::string>(s, "name"), attr<Labels>(s, "labels")};
@@ -278,7 +290,8 @@ GatewayConfig gateway_config(py::handle o) {
 using Alive = std::shared_ptr<bool>;
 
 void check_alive(const Alive& alive) {
-  if (!*alive) throw py::value_error("a RequestContext (and its headers) is valid only during its hook");
+  if (!*alive)
+    throw py::value_error("a RequestContext (and its headers) is valid only during its hook");
 }
 
 struct PyHeaders {
@@ -322,7 +335,8 @@ std::optional<Response> to_response(py::handle o) {
   Response r;
   r.status = attr<uint16_t>(o, "status");
   py::object body = o.attr("body");
-  r.body = py::isinstance<py::bytes>(body) ? body.cast<std::string>() : py::str(body).cast<std::string>();
+  r.body = py::isinstance<py::bytes>(body) ? body.cast<std::string>()
+                                           : py::str(body).cast<std::string>();
   py::object headers = o.attr("headers");
   py::iterable items = py::isinstance<py::dict>(headers) ? headers.attr("items")() : headers;
   for (py::handle kv : items) {
@@ -357,26 +371,31 @@ class PyHooks final : public Hooks {
   std::optional<Response> on_request(RequestContext& ctx) override {
     if (!has_request_) return std::nullopt;
     py::gil_scoped_acquire gil;
-    return call(on_request_, PyContext{&ctx, nullptr, nullptr, true, std::make_shared<bool>(true)}, true);
+    return call(on_request_, PyContext{&ctx, nullptr, nullptr, true, std::make_shared<bool>(true)},
+                true);
   }
 
   std::optional<Response> upstream_peer(RequestContext& ctx, PeerChoice& peer) override {
     if (!has_upstream_) return std::nullopt;
     py::gil_scoped_acquire gil;
-    return call(on_upstream_, PyContext{&ctx, nullptr, &peer, true, std::make_shared<bool>(true)}, true);
+    return call(on_upstream_, PyContext{&ctx, nullptr, &peer, true, std::make_shared<bool>(true)},
+                true);
   }
 
   void on_response_headers(RequestContext& ctx, ResponseHead& head) override {
     if (!has_response_headers_) return;
     py::gil_scoped_acquire gil;
-    call(on_response_headers_, PyContext{&ctx, &head, nullptr, false, std::make_shared<bool>(true)}, false);
+    call(on_response_headers_, PyContext{&ctx, &head, nullptr, false, std::make_shared<bool>(true)},
+         false);
   }
 
   void on_log(const RequestContext& ctx) override {
     if (!has_log_) return;
     py::gil_scoped_acquire gil;
     // const_cast: the context object refuses edits (writable is false).
-    call(on_log_, PyContext{const_cast<RequestContext*>(&ctx), nullptr, nullptr, false, std::make_shared<bool>(true)},
+    call(on_log_,
+         PyContext{const_cast<RequestContext*>(&ctx), nullptr, nullptr, false,
+                   std::make_shared<bool>(true)},
          false);
   }
 
@@ -433,7 +452,8 @@ class Gateway;
 // time when the clock is made.
 class ManualClock {
  public:
-  ManualClock() : steady_(std::chrono::steady_clock::now()), wall_(std::chrono::system_clock::now()) {}
+  ManualClock()
+      : steady_(std::chrono::steady_clock::now()), wall_(std::chrono::system_clock::now()) {}
 
   std::chrono::steady_clock::time_point now() const {
     return steady_ + std::chrono::nanoseconds(offset_.load(std::memory_order_acquire));
@@ -482,10 +502,10 @@ std::atomic<uint64_t> live_gateways{0};
 
 class Gateway {
  public:
-  Gateway(std::optional<std::string> yaml, std::optional<std::vector<std::string>> paths, py::object config,
-          unsigned workers, uint64_t seed, std::string bind, std::shared_ptr<ManualClock> clock,
-          py::object on_request, py::object on_upstream_chosen, py::object on_response_headers,
-          py::object on_log, bool start)
+  Gateway(std::optional<std::string> yaml, std::optional<std::vector<std::string>> paths,
+          py::object config, unsigned workers, uint64_t seed, std::string bind,
+          std::shared_ptr<ManualClock> clock, py::object on_request, py::object on_upstream_chosen,
+          py::object on_response_headers, py::object on_log, bool start)
       : clock_(std::move(clock)) {
     int sources = (yaml ? 1 : 0) + (paths ? 1 : 0) + (config.is_none() ? 0 : 1);
     if (sources > 1) throw py::value_error("give one of yaml=, paths= or config=");
@@ -519,7 +539,8 @@ class Gateway {
     --live_gateways;
   }
 
-  void apply(std::optional<std::string> yaml, std::optional<std::vector<std::string>> paths, py::object config) {
+  void apply(std::optional<std::string> yaml, std::optional<std::vector<std::string>> paths,
+             py::object config) {
     int sources = (yaml ? 1 : 0) + (paths ? 1 : 0) + (config.is_none() ? 0 : 1);
     if (sources != 1) throw py::value_error("give exactly one of yaml=, paths= or config=");
     Status s;
@@ -630,7 +651,8 @@ void bind_hooks(py::module_& m) {
             auto v = h.get().get(name);
             return v ? py::str(std::string(*v)) : dflt;
           },
-          py::arg("name"), py::arg("default") = py::none(), "First value of `name`, else `default`.")
+          py::arg("name"), py::arg("default") = py::none(),
+          "First value of `name`, else `default`.")
       .def(
           "get_all",
           [](const PyHeaders& h, const std::string& name) {
@@ -648,20 +670,30 @@ void bind_hooks(py::module_& m) {
            })
       .def("__setitem__", [](const PyHeaders& h, const std::string& name,
                              std::string value) { h.edit().set(name, std::move(value)); })
-      .def("__delitem__", [](const PyHeaders& h, const std::string& name) { h.edit().remove(name); })
-      .def("__contains__", [](const PyHeaders& h, const std::string& name) { return h.get().contains(name); })
+      .def("__delitem__",
+           [](const PyHeaders& h, const std::string& name) { h.edit().remove(name); })
+      .def("__contains__",
+           [](const PyHeaders& h, const std::string& name) { return h.get().contains(name); })
       .def("__len__", [](const PyHeaders& h) { return h.get().size(); })
       .def(
-          "set", [](const PyHeaders& h, const std::string& name, std::string value) { h.edit().set(name, std::move(value)); },
+          "set",
+          [](const PyHeaders& h, const std::string& name, std::string value) {
+            h.edit().set(name, std::move(value));
+          },
           "Replaces every `name` entry with one.")
       .def(
-          "add", [](const PyHeaders& h, std::string name, std::string value) { h.edit().add(std::move(name), std::move(value)); },
+          "add",
+          [](const PyHeaders& h, std::string name, std::string value) {
+            h.edit().add(std::move(name), std::move(value));
+          },
           "Appends an entry.")
       .def(
-          "remove", [](const PyHeaders& h, const std::string& name) { return h.edit().remove(name); },
+          "remove",
+          [](const PyHeaders& h, const std::string& name) { return h.edit().remove(name); },
           "Removes every `name` entry; returns how many.")
       .def(
-          "items", [](const PyHeaders& h) { return header_items(h.get()); }, "(name, value) pairs in order.");
+          "items", [](const PyHeaders& h) { return header_items(h.get()); },
+          "(name, value) pairs in order.");
 
   py::class_<PyContext>(m, "RequestContext",
                         "One request as a hook sees it. Valid only during the hook call.")
@@ -670,14 +702,19 @@ void bind_hooks(py::module_& m) {
           [](const PyContext& c, std::string v) { c.edit().method = std::move(v); })
       .def_property(
           "target", [](const PyContext& c) { return c.get().request.target; },
-          [](const PyContext& c, std::string v) { c.edit().target = std::move(v); }, "Path and query.")
-      .def_property_readonly("path", [](const PyContext& c) { return std::string(c.get().request.path()); })
+          [](const PyContext& c, std::string v) { c.edit().target = std::move(v); },
+          "Path and query.")
+      .def_property_readonly("path",
+                             [](const PyContext& c) { return std::string(c.get().request.path()); })
       .def_property(
           "authority", [](const PyContext& c) { return c.get().request.authority; },
           [](const PyContext& c, std::string v) { c.edit().authority = std::move(v); })
       .def_property_readonly("scheme", [](const PyContext& c) { return c.get().request.scheme; })
       .def_property_readonly(
-          "headers", [](const PyContext& c) { return PyHeaders{&c.get().request.headers, c.writable, c.alive}; },
+          "headers",
+          [](const PyContext& c) {
+            return PyHeaders{&c.get().request.headers, c.writable, c.alive};
+          },
           "The request headers (editable in on_request and on_upstream_chosen).")
       .def_property_readonly(
           "response_headers",
@@ -694,31 +731,39 @@ void bind_hooks(py::module_& m) {
           },
           [](const PyContext& c, uint16_t status) {
             c.get();
-            if (!c.response) throw py::value_error("response_status is set in on_response_headers only");
+            if (!c.response)
+              throw py::value_error("response_status is set in on_response_headers only");
             c.response->status = status;
           },
           "Status of the response (settable in on_response_headers).")
-      .def_property_readonly("client_address", [](const PyContext& c) { return std::string(c.get().client_address); })
-      .def_property_readonly("listener", [](const PyContext& c) { return std::string(c.get().listener); })
-      .def_property_readonly("virtual_host", [](const PyContext& c) { return std::string(c.get().virtual_host); })
+      .def_property_readonly("client_address",
+                             [](const PyContext& c) { return std::string(c.get().client_address); })
+      .def_property_readonly("listener",
+                             [](const PyContext& c) { return std::string(c.get().listener); })
+      .def_property_readonly("virtual_host",
+                             [](const PyContext& c) { return std::string(c.get().virtual_host); })
       .def_property_readonly("route", [](const PyContext& c) { return std::string(c.get().route); })
       .def_property_readonly("upstream",
                              [](const PyContext& c) {
                                return std::string(c.peer ? c.peer->upstream() : c.get().upstream);
                              })
-      .def_property_readonly("endpoint",
-                             [](const PyContext& c) {
-                               return std::string(c.peer ? c.peer->endpoint_key() : c.get().endpoint);
-                             })
+      .def_property_readonly(
+          "endpoint",
+          [](const PyContext& c) {
+            return std::string(c.peer ? c.peer->endpoint_key() : c.get().endpoint);
+          })
       .def_property_readonly("response_flags",
                              [](const PyContext& c) { return to_string(c.get().response_flags); })
-      .def_property_readonly("response_code_details",
-                             [](const PyContext& c) { return std::string(c.get().response_code_details); })
+      .def_property_readonly(
+          "response_code_details",
+          [](const PyContext& c) { return std::string(c.get().response_code_details); })
       .def_property_readonly("attempts", [](const PyContext& c) { return c.get().attempts; })
-      .def_property_readonly("bytes_received", [](const PyContext& c) { return c.get().bytes_received; })
+      .def_property_readonly("bytes_received",
+                             [](const PyContext& c) { return c.get().bytes_received; })
       .def_property_readonly("bytes_sent", [](const PyContext& c) { return c.get().bytes_sent; })
-      .def_property_readonly("duration", [](const PyContext& c) { return c.get().duration.count() / 1e6; },
-                             "Seconds, in on_log.")
+      .def_property_readonly(
+          "duration", [](const PyContext& c) { return c.get().duration.count() / 1e6; },
+          "Seconds, in on_log.")
       .def(
           "use_endpoint",
           [](const PyContext& c, py::object which) {
@@ -728,7 +773,8 @@ void bind_hooks(py::module_& m) {
             return c.peer->use_endpoint(which.cast<std::string>());
           },
           py::arg("endpoint"),
-          "on_upstream_chosen: send to this endpoint (index or \"ip:port\"); False if there is none.")
+          "on_upstream_chosen: send to this endpoint (index or \"ip:port\"); False if there is "
+          "none.")
       .def(
           "use_upstream",
           [](const PyContext& c, const std::string& name) {
@@ -736,7 +782,8 @@ void bind_hooks(py::module_& m) {
             if (!c.peer) throw py::value_error("use_upstream works in on_upstream_chosen only");
             return c.peer->use_upstream(name);
           },
-          py::arg("name"), "on_upstream_chosen: send to another configured upstream; False if unknown.");
+          py::arg("name"),
+          "on_upstream_chosen: send to another configured upstream; False if unknown.");
 }
 
 }  // namespace
@@ -758,21 +805,23 @@ PYBIND11_MODULE(_sluice, m) {
   bind_hooks(m);
 
   py::class_<Gateway>(m, "Gateway")
-      .def(py::init<std::optional<std::string>, std::optional<std::vector<std::string>>, py::object, unsigned,
-                    uint64_t, std::string, std::shared_ptr<ManualClock>, py::object, py::object, py::object,
-                    py::object, bool>(),
+      .def(py::init<std::optional<std::string>, std::optional<std::vector<std::string>>, py::object,
+                    unsigned, uint64_t, std::string, std::shared_ptr<ManualClock>, py::object,
+                    py::object, py::object, py::object, bool>(),
            py::kw_only(), py::arg("yaml") = py::none(), py::arg("paths") = py::none(),
            py::arg("config") = py::none(), py::arg("workers") = 1, py::arg("seed") = 0,
-           py::arg("bind") = "127.0.0.1", py::arg("clock") = nullptr, py::arg("on_request") = py::none(),
-           py::arg("on_upstream_chosen") = py::none(), py::arg("on_response_headers") = py::none(),
-           py::arg("on_log") = py::none(), py::arg("start") = true)
-      .def("apply", &Gateway::apply, py::kw_only(), py::arg("yaml") = py::none(), py::arg("paths") = py::none(),
-           py::arg("config") = py::none())
+           py::arg("bind") = "127.0.0.1", py::arg("clock") = nullptr,
+           py::arg("on_request") = py::none(), py::arg("on_upstream_chosen") = py::none(),
+           py::arg("on_response_headers") = py::none(), py::arg("on_log") = py::none(),
+           py::arg("start") = true)
+      .def("apply", &Gateway::apply, py::kw_only(), py::arg("yaml") = py::none(),
+           py::arg("paths") = py::none(), py::arg("config") = py::none())
       .def("start", &Gateway::start)
       .def("stop", &Gateway::stop)
       .def("port", &Gateway::port, py::arg("listener"))
       .def("url", &Gateway::url, py::arg("listener"))
-      .def("explain", &Gateway::explain, py::arg("method"), py::arg("url"), py::arg("headers") = py::dict())
+      .def("explain", &Gateway::explain, py::arg("method"), py::arg("url"),
+           py::arg("headers") = py::dict())
       .def("upstream", &Gateway::upstream, py::arg("name"))
       .def("stats", &Gateway::stats)
       .def("prometheus", &Gateway::prometheus)

@@ -57,7 +57,8 @@ SLUICE_API void sluice_config_set_bind(sluice_config* config, const char* addres
 typedef int (*sluice_request_hook)(sluice_request* request, void* user);
 typedef void (*sluice_log_hook)(const sluice_request* request, void* user);
 /* Before routing; may edit headers and answer. */
-SLUICE_API void sluice_config_on_request(sluice_config* config, sluice_request_hook hook, void* user);
+SLUICE_API void sluice_config_on_request(sluice_config* config, sluice_request_hook hook,
+                                         void* user);
 /* After the load balancer's pick, before each attempt; may answer. */
 SLUICE_API void sluice_config_on_upstream_chosen(sluice_config* config, sluice_request_hook hook,
                                                  void* user);
@@ -109,7 +110,8 @@ SLUICE_API uint16_t sluice_request_status(const sluice_request* request);
 SLUICE_API const char* sluice_request_header(const sluice_request* request, const char* name);
 /* Replaces a request header (on_request, on_upstream_chosen); in
  * on_response_headers, a response header. Returns 0 where not allowed. */
-SLUICE_API int sluice_request_set_header(sluice_request* request, const char* name, const char* value);
+SLUICE_API int sluice_request_set_header(sluice_request* request, const char* name,
+                                         const char* value);
 /* The answer a request hook gives when it returns nonzero. */
 SLUICE_API void sluice_request_respond(sluice_request* request, uint16_t status, const char* body);
 
