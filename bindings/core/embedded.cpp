@@ -270,6 +270,7 @@ Result<json> Embedded::explain(
     if (auto it = origins.find(e.route_name); e.route_index && it != origins.end()) {
       out["virtual_service"] = it->second.virtual_service;
       out["rule"] = it->second.rule_index;
+      out["rule_name"] = it->second.rule_name;
     }
   }
   out["security"] = e.security ? security_of(*e.security) : json();

@@ -84,7 +84,7 @@ int main(void) {
 
   char* error = NULL;
   sluice_gateway* bad = sluice_gateway_new_yaml(
-      NULL, "kind: VirtualService\nmetadata: {name: x}\nspec: {http: 3}\n", &error);
+      NULL, "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: x}\nspec: {http: 3}\n", &error);
   CHECK(bad == NULL);
   CHECK(error != NULL && strlen(error) > 0);
   if (error) fprintf(stderr, "expected error: %s\n", error);
@@ -105,10 +105,10 @@ int main(void) {
   CHECK(sluice_gateway_port(g, "9999") == 0);
 
   char* why = sluice_gateway_explain(g, "GET", "http://example.com:8080/admin/x", NULL, 0, &error);
-  CHECK(why != NULL && strstr(why, "\"route\":\"admin\"") != NULL);
+  CHECK(why != NULL && strstr(why, "\"rule_name\":\"admin\"") != NULL);
   sluice_string_free(why);
   why = sluice_gateway_explain(g, "GET", "http://example.com:8080/", NULL, 0, &error);
-  CHECK(why != NULL && strstr(why, "\"route\":\"hello\"") != NULL &&
+  CHECK(why != NULL && strstr(why, "\"rule_name\":\"hello\"") != NULL &&
         strstr(why, "\"reasons\":[{") != NULL);
   sluice_string_free(why);
   why = sluice_gateway_explain(g, "GET", "not a url", NULL, 0, &error);
