@@ -83,8 +83,11 @@ int main(void) {
   CHECK(strcmp(sluice_version(), SLUICE_VERSION) == 0);
 
   char* error = NULL;
-  sluice_gateway* bad = sluice_gateway_new_yaml(
-      NULL, "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: x}\nspec: {http: 3}\n", &error);
+  sluice_gateway* bad =
+      sluice_gateway_new_yaml(NULL,
+                              "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: "
+                              "{name: x}\nspec: {http: 3}\n",
+                              &error);
   CHECK(bad == NULL);
   CHECK(error != NULL && strlen(error) > 0);
   if (error) fprintf(stderr, "expected error: %s\n", error);

@@ -523,12 +523,22 @@ class Gateway {
     }
     embedded_ = std::make_unique<embed::Embedded>(std::move(o));
     if (clock_) clock_->attach(embedded_.get());
+    try {
+      if (sources == 1) apply(std::move(yaml), std::move(paths), std::move(config));
+      if (start) this->start();
+    } catch (...) {
+      close();  // no destructor runs for a constructor that throws
+      throw;
+    }
     ++live_gateways;
-    if (sources == 1) apply(std::move(yaml), std::move(paths), std::move(config));
-    if (start) this->start();
   }
 
   ~Gateway() {
+    close();
+    --live_gateways;
+  }
+
+  void close() {
     if (clock_ && embedded_) clock_->detach(embedded_.get());
     {
       // Stopping waits for hooks in flight, which need the GIL.
@@ -536,7 +546,6 @@ class Gateway {
       embedded_.reset();
     }
     hooks_.reset();
-    --live_gateways;
   }
 
   void apply(std::optional<std::string> yaml, std::optional<std::vector<std::string>> paths,
@@ -624,7 +633,9 @@ class Gateway {
   }
 
   std::vector<std::string> listeners() const { return live().listeners(); }
-  std::vector<std::string> hook_errors() const { return hooks_->errors(); }
+  std::vector<std::string> hook_errors() const {
+    return hooks_ ? hooks_->errors() : std::vector<std::string>{};
+  }
 
  private:
   embed::Embedded& live() const {

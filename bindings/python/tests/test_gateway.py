@@ -49,7 +49,8 @@ def test_explain_names_route_reasons_and_destination():
         assert "reviews" in why["destination"]["upstream"]
         other = gw.explain("GET", "http://bookinfo.example.com:8080/reviews/1")
         assert other["destination"]["subset"] == "v1"
-        assert other["reasons"] and "end-user" in other["reasons"][0]["reason"]
+        assert [r["route"] for r in other["reasons"]] == ["default/bookinfo/http[0]", "default/reviews/http[0]"]
+        assert "end-user" in other["reasons"][1]["reason"]
         nothing = gw.explain("GET", "http://elsewhere.example.com:8080/")
         assert nothing["matched"] is False and nothing["route"] is None
         with pytest.raises(ValueError):
