@@ -280,6 +280,21 @@ Result<json> Embedded::explain(
 
 Result<json> Embedded::upstream(std::string_view name) const {
   UpstreamView v = gateway_->upstream(name);
+  if (v.name.empty()) {
+    // Istio's names are "outbound|9080||reviews": the host alone will do
+    // when one port of it is configured.
+    std::lock_guard lock(mutex_);
+    std::string found;
+    int count = 0;
+    std::string suffix = "||" + std::string(name);
+    for (const auto& u : current_ ? current_->config.upstreams : std::vector<UpstreamConfig>{})
+      if (u.name.size() > suffix.size() && u.name.ends_with(suffix) &&
+          u.name.starts_with("outbound|")) {
+        found = u.name;
+        ++count;
+      }
+    if (count == 1) v = gateway_->upstream(found);
+  }
   if (v.name.empty()) return Error{"Upstream " + std::string(name), "", "no such upstream"};
   json endpoints = json::array();
   for (const auto& ep : v.endpoints)

@@ -145,7 +145,9 @@ class Gateway:
     def upstream(self, name: str) -> Dict[str, Any]:
         """An upstream's state: ``endpoints`` (``address``, ``healthy``,
         ``ejected``, ``ejections``, ``active_requests``, ``connections``) and
-        its counters. KeyError for an unknown upstream."""
+        its counters. For Istio YAML the name is Envoy's
+        (``outbound|9080||reviews``) or the host alone when it has one port.
+        KeyError for an unknown upstream."""
         return self._live().upstream(name)
 
     def stats(self) -> Dict[str, Any]:

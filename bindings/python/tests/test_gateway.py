@@ -106,6 +106,7 @@ def test_upstream_state_and_unknown_upstream(sluice_gateway, fake_upstream, book
     assert {e["address"] for e in state["endpoints"]} == {f"127.0.0.1:{up.port}"}
     assert all(e["healthy"] and not e["ejected"] for e in state["endpoints"])
     assert state["active_requests"] == 0
+    assert gw.upstream("reviews") == state  # the Istio host stands for its one port
     with pytest.raises(KeyError):
         gw.upstream("no-such-upstream")
 
