@@ -54,7 +54,9 @@ setup(
     package_data={"sluice": ["py.typed", "*.pyi"]},
     ext_modules=[Extension("sluice._sluice", sources=[])],
     cmdclass={"build_ext": CMakeBuild},
-    entry_points={"pytest11": ["sluice = sluice.testing"]},
+    # Named as the module, so that pytest_plugins = ["sluice.testing"] or
+    # -p sluice.testing finds it registered instead of registering it twice.
+    entry_points={"pytest11": ["sluice.testing = sluice.testing"]},
     python_requires=">=3.9",
     zip_safe=False,
 )
