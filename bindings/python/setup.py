@@ -29,10 +29,11 @@ def project_version() -> str:
 class CMakeBuild(build_ext):
     def build_extension(self, ext: Extension) -> None:
         build = pathlib.Path(os.environ.get("SLUICE_BUILD_DIR") or HERE / "build-pip").resolve()
-        args = ["cmake", "-S", str(ROOT), "-B", str(build), "-DSLUICE_PYTHON=ON",
-                "-DCMAKE_BUILD_TYPE=RelWithDebInfo", f"-DPython3_EXECUTABLE={sys.executable}"]
+        args = ["cmake", "-S", str(ROOT), "-B", str(build), "-DSLUICE_PYTHON=ON"]
+        # A reused build keeps its settings (its Python must be this one's).
         if not (build / "CMakeCache.txt").exists():
-            args += ["-DSLUICE_BUILD_TESTS=OFF", "-DSLUICE_BUILD_EXAMPLES=OFF", "-DSLUICE_BUILD_ISTIO=ON"]
+            args += ["-DCMAKE_BUILD_TYPE=RelWithDebInfo", f"-DPython3_EXECUTABLE={sys.executable}",
+                     "-DSLUICE_BUILD_TESTS=OFF", "-DSLUICE_BUILD_EXAMPLES=OFF", "-DSLUICE_BUILD_ISTIO=ON"]
             if shutil.which("ninja"):
                 args += ["-G", "Ninja"]
             if shutil.which("ccache"):
