@@ -23,6 +23,8 @@ packages=(
   openssl                    # test certificates
   ca-certificates
   python3
+  pybind11-dev python3-dev python3-pytest  # bindings/python (SLUICE_PYTHON)
+  python3-setuptools python3-wheel python3-venv python3-pip  # pip install ./bindings/python, offline
   clang                      # clang 14: libFuzzer targets (tests/fuzz)
   libclang-rt-14-dev         # libFuzzer and sanitizer runtimes for clang 14
 )
