@@ -89,7 +89,7 @@ phase "dependencies" bash scripts/install-deps.sh
 echo "$(cmake --version | head -n1); ninja $(ninja --version); $(g++ --version | head -n1)"
 
 # The bindings (Python module, C API) only here: not rebuilt under the sanitizers.
-phase "build (RelWithDebInfo)" configure_build build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLUICE_PYTHON=ON -DSLUICE_C=ON
+phase "build (RelWithDebInfo)" configure_build build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLUICE_PYTHON=ON -DSLUICE_C=ON -DPython3_EXECUTABLE=/usr/bin/python3
 phase "tests (RelWithDebInfo)" run_ctest build
 
 if lsan_works; then

@@ -42,6 +42,7 @@ struct RequestSeries {
   std::string destination_canonical_service;
   std::string destination_canonical_revision;
   std::string destination_cluster;
+  std::string destination_upstream;  // UpstreamConfig::name, empty when none (not a label)
   uint16_t response_code = 0;
   std::string response_flags;    // Envoy's: "-", "UF", "URX,UF"
   std::string request_protocol;  // "http" or "grpc"

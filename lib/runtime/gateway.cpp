@@ -670,6 +670,15 @@ Stats Gateway::stats() const {
            false, "Configurations applied, or refused whole.");
   list.add("sluice_config_snapshot_version", "", "", double(m.snapshot_version.load()), true,
            "Snapshots published (applies and endpoint updates).");
+  {
+    std::lock_guard lock(impl_->mutex);
+    for (const auto& [path, writer] : m.log_writers) {
+      list.add("sluice_access_log_lines_total", "path", path, double(writer->lines_written()),
+               false, "Access-log lines written.");
+      list.add("sluice_access_log_dropped_total", "path", path, double(writer->lines_dropped()),
+               false, "Access-log lines dropped because the writer fell behind.");
+    }
+  }
   std::stable_sort(s.metrics.begin(), s.metrics.end(),
                    [](const MetricValue& a, const MetricValue& b) { return a.name < b.name; });
   return s;

@@ -44,7 +44,7 @@ size_t LabelInterner::Hash::operator()(const std::unique_ptr<DestinationLabels>&
   size_t seed = 0;
   for (const std::string* s : {&l->service, &l->service_name, &l->service_namespace, &l->workload,
                                &l->workload_namespace, &l->app, &l->version, &l->principal,
-                               &l->canonical_service, &l->canonical_revision, &l->cluster})
+                               &l->canonical_service, &l->canonical_revision, &l->cluster, &l->upstream})
     seed = mix(seed, h(*s));
   return seed;
 }
@@ -74,6 +74,7 @@ const DestinationLabels* destination_labels(const ServiceIdentity& service,
   // service's own name is what those labels carry by convention.
   l.canonical_service = l.service_name;
   if (!version.empty()) l.canonical_revision = l.version;
+  l.upstream = std::string(upstream);
   return process_labels().intern(l);
 }
 
@@ -205,6 +206,7 @@ std::vector<RequestSeries> collect_series(std::span<const RequestMetrics* const>
         .destination_canonical_service = d.canonical_service,
         .destination_canonical_revision = d.canonical_revision,
         .destination_cluster = d.cluster,
+        .destination_upstream = d.upstream,
         .response_code = key.response_code,
         .response_flags = to_string(key.response_flags),
         .request_protocol = key.protocol == RequestProtocol::grpc ? "grpc" : "http",

@@ -57,6 +57,7 @@ struct DestinationLabels {
   std::string canonical_service = "unknown";
   std::string canonical_revision = "latest";
   std::string cluster = "unknown";
+  std::string upstream;  // UpstreamConfig::name (not exported as a label)
 
   bool operator==(const DestinationLabels&) const = default;
 };

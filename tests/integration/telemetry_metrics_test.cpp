@@ -4,6 +4,10 @@
 
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #include "support/exposition.hpp"
@@ -216,4 +220,23 @@ TEST_CASE("metrics: connect failures count against their upstream") {
   REQUIRE(s.requests.size() == 1);
   CHECK(s.requests[0].response_flags == "UF");
   CHECK(s.requests[0].destination_service == "backend");  // no service: the upstream's name
+}
+
+TEST_CASE("metrics: access-log lines written are counted per file") {
+  TwoVersions t;
+  char dir[] = "/tmp/sluice-metrics-log.XXXXXX";
+  REQUIRE(mkdtemp(dir));
+  std::string path = std::string(dir) + "/access.log";
+  t.config.telemetry.access_logs.push_back({.path = path});
+  {
+    TestGateway gw(t.config);
+    for (int i = 0; i < 3; ++i) CHECK(get(gw.port(), "/v1/a").status == 200);
+    CHECK(wait_until([&] {
+      Stats s = gw.gateway().stats();
+      return metric(s, "sluice_access_log_lines_total", path) == 3;
+    }));
+    CHECK(metric(gw.gateway().stats(), "sluice_access_log_dropped_total", path) == 0);
+  }
+  std::remove(path.c_str());
+  rmdir(dir);
 }
