@@ -239,6 +239,9 @@ class Gateway {
   // True while serving: a configuration applied and not stopping (the
   // admin /ready).
   bool ready() const;
+  // Span export counters (telemetry.hpp), every worker's summed.
+  // Thread-safe; relaxed reads of per-worker counters.
+  TraceExportStats trace_export_stats() const;
 
   // Bound port of a listener (after apply), 0 if unknown.
   uint16_t port(std::string_view listener) const;

@@ -314,6 +314,9 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(GatewayConfig config) {
   auto rate_limits = compile_rate_limits(config);
   if (!rate_limits) return rate_limits.error();
   snap->rate_limits = std::move(rate_limits).value();
+  auto tracing = compile_tracing(config.telemetry.tracing);
+  if (!tracing) return tracing.error();
+  snap->tracing = std::move(tracing).value();
   snap->source = std::make_shared<const GatewayConfig>(std::move(config));
   return snap;
 }
@@ -336,6 +339,7 @@ Result<std::shared_ptr<Snapshot>> with_endpoints(const Snapshot& base, std::stri
   snap->limits = base.limits;
   snap->security = base.security;
   snap->rate_limits = base.rate_limits;
+  snap->tracing = base.tracing;
   return snap;
 }
 

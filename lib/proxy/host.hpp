@@ -12,6 +12,7 @@
 
 #include "config/snapshot.hpp"
 #include "net/loop.hpp"
+#include "proxy/tracing.hpp"
 #include "security/redis.hpp"
 #include "sluice/hooks.hpp"
 #include "sluice/log.hpp"
@@ -32,7 +33,10 @@ class SessionHost : public Loop {
   // `hooks`: this worker's (shared or its own); `logger` may be null.
   SessionHost(asio::io_context& ctx, const std::function<TimePoint()>& clock, uint64_t seed,
               std::shared_ptr<Hooks> hooks, std::shared_ptr<Logger> logger)
-      : Loop(ctx, clock, seed), hooks_(std::move(hooks)), logger_(std::move(logger)) {}
+      : Loop(ctx, clock, seed),
+        hooks_(std::move(hooks)),
+        logger_(std::move(logger)),
+        trace_rng_(seed ^ 0x7472616365ULL) {}
 
   UpstreamContext& upstream() { return upstream_; }
   // The snapshot new requests are served by.
@@ -66,6 +70,13 @@ class SessionHost : public Loop {
   // client; requests in flight keep theirs by holding the pointer.
   std::shared_ptr<security::RedisClient> redis(const CompiledRateLimits& rate_limits);
 
+  // Trace ids and the sampling draw: a generator of their own, seeded from
+  // the worker's seed, so tracing leaves the draws of weights, faults and
+  // mirrors (rng()) as they were and a fixed seed still gives one run.
+  std::mt19937_64& trace_rng() { return trace_rng_; }
+  // This worker's span exporter (proxy/tracing.hpp).
+  TraceExporter& tracer() { return tracer_; }
+
   // Mirrored requests in flight on this worker; more are dropped.
   static constexpr size_t kMaxMirrors = 256;
   size_t mirrors_in_flight = 0;
@@ -82,6 +93,8 @@ class SessionHost : public Loop {
   Known body_hooks_[2] = {Known::unknown, Known::unknown};
   bool draining_ = false;
   UpstreamContext upstream_{*this};
+  std::mt19937_64 trace_rng_;
+  TraceExporter tracer_{*this};  // after upstream_, which its exports use
 };
 
 }  // namespace sluice

@@ -375,6 +375,7 @@ class Session {
   bool continue_sent_ = false;
   Clock::time_point started_;
   const Limits* limits_ = nullptr;
+  RequestTrace trace_;  // per request: propagate_trace .. finish_trace
 };
 
 template <typename Stream>
@@ -520,6 +521,8 @@ void Session<Stream>::log(RequestContext& ctx) {
         std::chrono::duration_cast<std::chrono::microseconds>(worker_.clock_now() - started_);
     hooks->on_log(ctx);
   }
+  // The request's span, when sampled and a collector is configured.
+  finish_trace(worker_, ctx, trace_, started_);
 }
 
 template <typename Stream>
@@ -992,6 +995,8 @@ void Session<Stream>::prepare_upstream_head(Exchange& x, int64_t endpoint) {
   // The upstream request head: hop-by-hop headers go, forwarding headers come.
   policy::apply_headers(x.dest_cfg.request_headers, head);
   worker_.make_request_id(x.request_id);
+  // Trace headers (W3C, B3) with the gateway's span as the parent.
+  propagate_trace(worker_, head, trace_, std::string_view(x.request_id, sizeof(x.request_id)));
   // A body hook may change the body's length: then it goes chunked.
   x.hook_request_body = x.body.present && worker_.body_hook(SessionHost::Body::request, x.ctx);
   x.chunked_up = p.chunked() || x.hook_request_body;
