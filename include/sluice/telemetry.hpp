@@ -47,9 +47,9 @@ struct TracingConfig {
 
 // Span export counters, every worker's summed (Gateway::trace_export_stats).
 struct TraceExportStats {
-  uint64_t spans_sampled = 0;   // finished spans handed to the exporter
-  uint64_t spans_exported = 0;  // in batches the collector accepted (2xx)
-  uint64_t spans_dropped = 0;   // queue full, or their batch failed
+  uint64_t spans_sampled = 0;    // finished spans handed to the exporter
+  uint64_t spans_exported = 0;   // in batches the collector accepted (2xx)
+  uint64_t spans_dropped = 0;    // queue full, or their batch failed
   uint64_t export_requests = 0;  // POSTs sent
   uint64_t export_failures = 0;  // POSTs without a 2xx answer
 };

@@ -38,7 +38,8 @@ std::string_view or_dash(std::string_view v) {
 
 // Envoy's span tags for a downstream request (their names, string values).
 telemetry::Span build_span(const RequestContext& ctx, const RequestTrace& trace,
-                           std::chrono::microseconds duration, std::chrono::system_clock::time_point end) {
+                           std::chrono::microseconds duration,
+                           std::chrono::system_clock::time_point end) {
   const RequestHead& head = ctx.request;
   telemetry::Span s;
   s.context = trace.span;
@@ -49,7 +50,9 @@ telemetry::Span build_span(const RequestContext& ctx, const RequestTrace& trace,
   s.start_unix_nanos = s.end_unix_nanos > nanos ? s.end_unix_nanos - nanos : 0;
   std::string_view request_id(trace.request_id.data(), trace.request_id_size);
   if (auto id = head.headers.get("x-request-id")) request_id = *id;
-  auto add = [&s](std::string_view k, std::string v) { s.attributes.emplace_back(k, std::move(v)); };
+  auto add = [&s](std::string_view k, std::string v) {
+    s.attributes.emplace_back(k, std::move(v));
+  };
   add("component", "proxy");
   add("http.method", head.method);
   add("http.url", fmt::format("{}://{}{}", head.scheme, head.authority, head.target));
@@ -151,7 +154,8 @@ asio::awaitable<void> TraceExporter::run() {
       break;
     }
     const TracingConfig& cfg = tracing->config;
-    if (!due && !draining_ && queue_.size() < cfg.max_batch_spans && cfg.flush_interval.count() > 0) {
+    if (!due && !draining_ && queue_.size() < cfg.max_batch_spans &&
+        cfg.flush_interval.count() > 0) {
       waiting_ = true;
       due = co_await timer_.sleep_until(first_queued_ + cfg.flush_interval);
       waiting_ = false;

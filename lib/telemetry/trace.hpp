@@ -109,8 +109,7 @@ struct Span {
 // Appends an ExportTraceServiceRequest (OTLP/HTTP JSON): one resourceSpans
 // with service.name = `service_name`, one scopeSpans, the spans as SERVER
 // spans. Ids are lower-case hex, times decimal strings of Unix nanoseconds.
-void append_otlp_json(std::string& out, std::string_view service_name,
-                      std::span<const Span> spans);
+void append_otlp_json(std::string& out, std::string_view service_name, std::span<const Span> spans);
 
 // Nanoseconds since the Unix epoch.
 inline uint64_t unix_nanos(std::chrono::system_clock::time_point t) {

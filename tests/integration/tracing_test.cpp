@@ -88,16 +88,18 @@ void send_marker(uint16_t port, FakeUpstream& collector, size_t spans_before) {
 
 }  // namespace
 
-TEST_CASE("tracing: the collector gets the span of an incoming traceparent, the upstream its child") {
+TEST_CASE(
+    "tracing: the collector gets the span of an incoming traceparent, the upstream its child") {
   FakeUpstream backend("backend");
   FakeUpstream collector("collector");
   // 0 percent: the incoming sampled flag decides.
   TestGateway gw(traced_config(backend.port(), collector.port(), 0));
   std::string incoming = fmt::format("00-{}-{}-01", kTrace, kParent);
-  auto response = get(gw.port(), {{"traceparent", incoming},
-                                  {"tracestate", "congo=t61rcWkgMzE"},
-                                  {"user-agent", "trace-test"},
-                                  {"x-request-id", "req-1"}},
+  auto response = get(gw.port(),
+                      {{"traceparent", incoming},
+                       {"tracestate", "congo=t61rcWkgMzE"},
+                       {"user-agent", "trace-test"},
+                       {"x-request-id", "req-1"}},
                       "/reviews/1?x=y");
   CHECK(response.status == 200);
   REQUIRE(backend.wait_for_requests(1));

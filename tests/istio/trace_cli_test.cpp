@@ -22,8 +22,8 @@ ProcessResult check_with(std::vector<std::string> extra) {
 }  // namespace
 
 TEST_CASE("sluice-ingress --otlp-endpoint and --trace-sampling are checked at load") {
-  auto ok = check_with({"--otlp-endpoint", "http://127.0.0.1:4318/v1/traces", "--trace-sampling",
-                        "25"});
+  auto ok =
+      check_with({"--otlp-endpoint", "http://127.0.0.1:4318/v1/traces", "--trace-sampling", "25"});
   CHECK_MESSAGE(ok.exit_code == 0, ok.err);
   auto sampling = check_with({"--trace-sampling", "150"});
   CHECK(sampling.exit_code == 1);

@@ -51,13 +51,13 @@ TEST_CASE("traceparent: a valid version 00 value is read with its sampled flag")
 TEST_CASE("traceparent: malformed values are rejected") {
   const char* bad[] = {
       "",
-      "00-00000000000000000000000000000000-00f067aa0ba902b7-01",  // zero trace id
-      "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",  // zero span id
-      "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",   // short trace id
-      "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b-01",   // short span id
-      "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",  // not hex
-      "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",  // upper case
-      "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",  // version ff
+      "00-00000000000000000000000000000000-00f067aa0ba902b7-01",    // zero trace id
+      "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",    // zero span id
+      "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",     // short trace id
+      "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b-01",     // short span id
+      "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",    // not hex
+      "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",    // upper case
+      "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",    // version ff
       "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",  // 00 has 4 fields
       "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
       "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0z",
@@ -72,8 +72,8 @@ TEST_CASE("traceparent: malformed values are rejected") {
 
 TEST_CASE("b3 single header: full, short, decision-only and invalid forms") {
   bool only = false;
-  auto full = parse_b3_single(
-      "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1-05e3ac9a4f6e3b90", only);
+  auto full =
+      parse_b3_single("80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1-05e3ac9a4f6e3b90", only);
   REQUIRE(full);
   CHECK_FALSE(only);
   CHECK(to_hex(full->trace_id) == "80f198ee56343ba864fe8b2a57d3eff7");
@@ -122,10 +122,11 @@ TEST_CASE("b3 multi headers: 64 and 128 bit trace ids, sampled and debug flags")
 }
 
 TEST_CASE("precedence: traceparent over b3, b3 single over the multi headers") {
-  auto all = extract(headers({{"traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"},
-                              {"b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1"},
-                              {"x-b3-traceid", "1111111111111111"},
-                              {"x-b3-spanid", "2222222222222222"}}));
+  auto all =
+      extract(headers({{"traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"},
+                       {"b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1"},
+                       {"x-b3-traceid", "1111111111111111"},
+                       {"x-b3-spanid", "2222222222222222"}}));
   CHECK(all.format == TraceFormat::w3c);
   CHECK(to_hex(all.parent->trace_id) == kTrace);
   CHECK(all.sampled == false);
@@ -146,7 +147,8 @@ TEST_CASE("precedence: traceparent over b3, b3 single over the multi headers") {
 
 TEST_CASE("sampling: an incoming decision wins over the percentage") {
   std::mt19937_64 rng(1);
-  Extracted in = extract(headers({{"traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}}));
+  Extracted in = extract(
+      headers({{"traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}}));
   CHECK(start_span(in, 0, rng).sampled);
   Extracted off = extract(headers({{"b3", "0"}}));
   CHECK_FALSE(start_span(off, 1'000'000, rng).sampled);
@@ -159,7 +161,8 @@ TEST_CASE("sampling: a fixed seed at 50 percent gives one exact sequence") {
   auto run = [](uint64_t seed) {
     std::mt19937_64 rng(seed);
     std::string pattern;
-    for (int i = 0; i < 64; ++i) pattern += start_span(Extracted{}, 500'000, rng).sampled ? '1' : '0';
+    for (int i = 0; i < 64; ++i)
+      pattern += start_span(Extracted{}, 500'000, rng).sampled ? '1' : '0';
     return pattern;
   };
   std::string a = run(7);
@@ -172,7 +175,8 @@ TEST_CASE("sampling: a fixed seed at 50 percent gives one exact sequence") {
 
 TEST_CASE("start_span: a parent's trace continues with a new span id, else a new trace") {
   std::mt19937_64 rng(3);
-  Extracted in = extract(headers({{"traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}}));
+  Extracted in = extract(
+      headers({{"traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}}));
   SpanContext s = start_span(in, 0, rng);
   CHECK(to_hex(s.trace_id) == kTrace);
   CHECK(to_hex(s.parent_span_id) == kSpan);
@@ -311,7 +315,8 @@ TEST_CASE("compile: tracing fields are checked and the endpoint split") {
   CHECK(error(bad).starts_with("GatewayConfig: telemetry.tracing.otlp_endpoint: https"));
   bad = {};
   bad.otlp_endpoint = "collector:99999";
-  CHECK(error(bad).starts_with("GatewayConfig: telemetry.tracing.otlp_endpoint: port"));
+  CHECK(error(bad).starts_with("GatewayConfig: telemetry.tracing.otlp_endpoint: "));
+  CHECK(error(bad).find("99999") != std::string::npos);
   bad = {};
   bad.otlp_endpoint = "collector:4318/v1/traces\r\nx: y";
   CHECK(error(bad).starts_with("GatewayConfig: telemetry.tracing.otlp_endpoint:"));
