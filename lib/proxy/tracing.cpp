@@ -115,7 +115,7 @@ TraceExportStats TraceExporter::stats() const {
 
 void TraceExporter::add(telemetry::Span span, const CompiledTracing& tracing) {
   sampled_.fetch_add(1, std::memory_order_relaxed);
-  if (stopped_ || queue_.size() >= tracing.config.max_queued_spans) {
+  if (queue_.size() >= tracing.config.max_queued_spans) {
     dropped_.fetch_add(1, std::memory_order_relaxed);
     return;
   }
@@ -134,17 +134,9 @@ void TraceExporter::drain() {
   if (waiting_) timer_.cancel();
 }
 
-void TraceExporter::stop() {
-  stopped_ = true;
-  dropped_.fetch_add(queue_.size(), std::memory_order_relaxed);
-  queue_.clear();
-  if (waiting_) timer_.cancel();
-  if (get_) get_->cancel();
-}
-
 asio::awaitable<void> TraceExporter::run() {
   bool due = false;
-  while (!stopped_ && !queue_.empty()) {
+  while (!queue_.empty()) {
     std::shared_ptr<const Snapshot> snap = host_.snapshot();
     const CompiledTracing* tracing = snap ? snap->tracing.get() : nullptr;
     if (!tracing || !tracing->export_spans) {

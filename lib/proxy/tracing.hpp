@@ -72,8 +72,6 @@ class TraceExporter {
   // The worker drains: what is queued is sent now, without waiting for the
   // flush interval, and later spans likewise.
   void drain();
-  // Ends the export in progress and any wait; queued spans are dropped.
-  void stop();
 
   // Any thread.
   TraceExportStats stats() const;
@@ -89,7 +87,6 @@ class TraceExporter {
   bool running_ = false;
   bool waiting_ = false;
   bool draining_ = false;
-  bool stopped_ = false;
   std::atomic<uint64_t> sampled_{0}, exported_{0}, dropped_{0}, requests_{0}, failures_{0};
 };
 

@@ -8,6 +8,8 @@
 
 #include <fmt/format.h>
 
+#include <atomic>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <set>
@@ -277,4 +279,28 @@ TEST_CASE("tracing: a collector that is down leaves requests served and counts f
   CHECK(stats.spans_exported == 0);
   CHECK(stats.spans_dropped == 5);
   CHECK(stats.export_requests == 5);
+}
+
+TEST_CASE("tracing: a slow collector fills the bounded queue, requests are still served") {
+  FakeUpstream backend("backend");
+  FakeUpstream collector("collector");
+  auto first = std::make_shared<std::atomic<bool>>(true);
+  collector.set_handler([first](const Received&) {
+    Reply r;
+    r.hold = first->exchange(false);  // the first POST waits for release()
+    return r;
+  });
+  GatewayConfig config = traced_config(backend.port(), collector.port(), 100);
+  config.telemetry.tracing.max_queued_spans = 2;
+  TestGateway gw(std::move(config));
+  CHECK(get(gw.port()).status == 200);
+  REQUIRE(wait_until([&] { return collector.held() == 1; }));
+  for (int i = 0; i < 5; ++i) CHECK(get(gw.port()).status == 200);
+  REQUIRE(wait_until([&] { return gw.gateway().trace_export_stats().spans_sampled == 6; }));
+  CHECK(gw.gateway().trace_export_stats().spans_dropped == 3);  // 1 in flight, 2 queued
+  CHECK(gw.gateway().trace_export_stats().spans_exported == 0);
+  collector.release();
+  REQUIRE(wait_until([&] { return gw.gateway().trace_export_stats().spans_exported == 3; }));
+  CHECK(collected_spans(collector).size() == 3);
+  CHECK(gw.gateway().trace_export_stats().export_failures == 0);
 }
