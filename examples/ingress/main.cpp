@@ -66,6 +66,11 @@ const char* usage = R"(usage: sluice-ingress [options]
                          Envoy format string (%REQ(:METHOD)% ...); applies to --access-log,
                          else to the access logs the mesh config and Telemetry configure
   --dns-refresh SECONDS  re-resolve DNS ServiceEntries this often (default 30; 0: never)
+  --otlp-endpoint URL    export sampled spans as OTLP/HTTP JSON to this collector
+                         (http://host:port/v1/traces, or host:port); overrides the mesh
+                         config's opentelemetry provider
+  --trace-sampling PERCENT  share of requests traced when no decision arrives with
+                         them (0..100; default: the mesh config's, else Istio's 1)
 Signals: SIGHUP reloads the configuration and the mesh config (so does a change
 under a --config directory or to the --mesh-config or --rate-limit-config file); SIGTERM / SIGINT drain
 and exit 0; SIGUSR1 reopens the access-log files (rotation: rename, then SIGUSR1).
@@ -92,6 +97,8 @@ struct Options {
   std::optional<sluice::Labels> gateway_labels;
   std::optional<std::string> access_log;
   std::optional<std::string> access_log_format;
+  std::optional<std::string> otlp_endpoint;
+  std::optional<double> trace_sampling;
 };
 
 int fail_usage(const std::string& msg) {
@@ -121,7 +128,8 @@ std::optional<int> parse_args(int argc, char** argv, Options& o) {
     } else if (a == "--config" || a == "--bind" || a == "--workers" || a == "--explain" ||
                a == "-H" || a == "--dns-refresh" || a == "--mesh-config" ||
                a == "--gateway-namespace" || a == "--gateway-label" || a == "--rate-limit-config" ||
-               a == "--redis" || a == "--client-ip" || a == "--jwks-ca" || a == "--jwks-resolve") {
+               a == "--redis" || a == "--client-ip" || a == "--jwks-ca" || a == "--jwks-resolve" ||
+               a == "--otlp-endpoint" || a == "--trace-sampling") {
       if (!(v = value())) return fail_usage(a + " needs a value");
       if (a == "--config") o.configs.push_back(*v);
       if (a == "--mesh-config") o.mesh_config = *v;
@@ -139,6 +147,7 @@ std::optional<int> parse_args(int argc, char** argv, Options& o) {
       if (a == "-H") o.headers.push_back(*v);
       if (a == "--client-ip") o.client_ip = *v;
       if (a == "--jwks-ca") o.jwks_ca = *v;
+      if (a == "--otlp-endpoint") o.otlp_endpoint = *v;
       if (a == "--jwks-resolve") {
         auto eq = v->find('=');
         if (eq == std::string::npos || eq == 0 || eq + 1 == v->size())
@@ -148,6 +157,7 @@ std::optional<int> parse_args(int argc, char** argv, Options& o) {
       try {
         if (a == "--workers") o.workers = static_cast<unsigned>(std::stoul(*v));
         if (a == "--dns-refresh") o.dns_refresh_seconds = std::stoi(*v);
+        if (a == "--trace-sampling") o.trace_sampling = std::stod(*v);
       } catch (const std::exception&) {
         return fail_usage(a + " needs a number");
       }
@@ -178,6 +188,13 @@ sluice::istio::TranslateOptions translate_options(const Options& o,
 
 // --rate-limit-config and --redis into a translated configuration (read
 // again on every load, so a reload picks up a changed file); logs errors.
+// --otlp-endpoint and --trace-sampling, over what the mesh config said
+// (compile() checks the values).
+void apply_trace_options(const Options& o, sluice::GatewayConfig& config) {
+  if (o.otlp_endpoint) config.telemetry.tracing.otlp_endpoint = *o.otlp_endpoint;
+  if (o.trace_sampling) config.telemetry.tracing.sampling_percentage = *o.trace_sampling;
+}
+
 bool apply_rate_limit_options(const Options& o, sluice::istio::LoadedConfig& loaded) {
   sluice::RateLimitConfig& rl = loaded.config.rate_limits;
   if (o.rate_limit_config) {
@@ -370,6 +387,7 @@ class Control {
     sluice::istio::apply_mesh(mesh_, loaded->config);
     apply_access_log_options(o_, loaded->config);
     if (!apply_rate_limit_options(o_, *loaded)) return std::nullopt;
+    apply_trace_options(o_, loaded->config);
     return std::move(loaded).value();
   }
 
@@ -554,6 +572,7 @@ int serve(const Options& o) {
     sluice::istio::apply_mesh(*mesh, config);
     if (mesh->telemetry.access_log) config.telemetry.access_logs = {*mesh->telemetry.access_log};
     apply_access_log_options(o, config);
+    apply_trace_options(o, config);
     auto listeners = config.listeners;
     auto status = gateway.apply(std::move(config));
     if (!status) {
@@ -636,6 +655,7 @@ int main(int argc, char** argv) {
     sluice::istio::apply_mesh(*mesh, loaded->config);
     apply_access_log_options(o, loaded->config);
     if (!apply_rate_limit_options(o, *loaded)) return 1;
+    apply_trace_options(o, loaded->config);
     // The library's own validation too: what apply() would say.
     auto compiled = sluice::compile(loaded->config);
     if (!compiled) {

@@ -243,6 +243,9 @@ class Gateway {
   // configuration is closed and opened again by path before its next
   // lines, so a file renamed away is left complete. Thread-safe.
   void reopen_access_logs();
+  // Span export counters (telemetry.hpp), every worker's summed.
+  // Thread-safe; relaxed reads of per-worker counters.
+  TraceExportStats trace_export_stats() const;
 
   // Bound port of a listener (after apply), 0 if unknown.
   uint16_t port(std::string_view listener) const;

@@ -4,6 +4,9 @@
 // (accessLogFile, accessLogEncoding, accessLogFormat, extensionProviders)
 // and Telemetry resources translate into these values.
 
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
@@ -36,6 +39,23 @@ struct TracingConfig {
   // arrives with them (Istio's default 1%).
   double sampling_percentage = 1.0;
   std::string service_name = "istio-ingressgateway";  // the spans' resource
+  // Export batching, per worker: a batch is sent when max_batch_spans wait,
+  // or flush_interval (on the gateway's clock) after the first of them.
+  // At most max_queued_spans wait; beyond, new spans are dropped and counted
+  // (TraceExportStats), so a slow collector never holds a request.
+  size_t max_batch_spans = 512;
+  std::chrono::milliseconds flush_interval{5'000};
+  size_t max_queued_spans = 2'048;
+  std::chrono::milliseconds export_timeout{5'000};  // one POST to the collector
+};
+
+// Span export counters, every worker's summed (Gateway::trace_export_stats).
+struct TraceExportStats {
+  uint64_t spans_sampled = 0;    // finished spans handed to the exporter
+  uint64_t spans_exported = 0;   // in batches the collector accepted (2xx)
+  uint64_t spans_dropped = 0;    // queue full, or their batch failed
+  uint64_t export_requests = 0;  // POSTs sent
+  uint64_t export_failures = 0;  // POSTs without a 2xx answer
 };
 
 struct TelemetryConfig {

@@ -324,6 +324,9 @@ Result<std::shared_ptr<Snapshot>> compile_snapshot(GatewayConfig config) {
   auto access_logs = compile_access_logs(config);
   if (!access_logs) return access_logs.error();
   snap->access_logs = std::move(access_logs).value();
+  auto tracing = compile_tracing(config.telemetry.tracing);
+  if (!tracing) return tracing.error();
+  snap->tracing = std::move(tracing).value();
   snap->source = std::make_shared<const GatewayConfig>(std::move(config));
   return snap;
 }
@@ -347,6 +350,7 @@ Result<std::shared_ptr<Snapshot>> with_endpoints(const Snapshot& base, std::stri
   snap->security = base.security;
   snap->rate_limits = base.rate_limits;
   snap->access_logs = base.access_logs;
+  snap->tracing = base.tracing;
   return snap;
 }
 

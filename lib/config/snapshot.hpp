@@ -66,6 +66,21 @@ struct CompiledSecurity {
   }
 };
 
+// GatewayConfig::telemetry.tracing, checked (compile_tracing).
+struct CompiledTracing {
+  uint32_t sampling_per_million = 10'000;  // sampling_percentage * 10^4
+  bool export_spans = false;               // an otlp_endpoint is set
+  // The collector, from otlp_endpoint: plain HTTP.
+  std::string host;       // name or IP literal
+  uint16_t port = 4318;   // OTLP/HTTP's default
+  std::string authority;  // Host header
+  std::string target = "/v1/traces";
+  TracingConfig config;
+};
+
+// Errors name "GatewayConfig" and "telemetry.tracing.<field>".
+Result<std::shared_ptr<const CompiledTracing>> compile_tracing(const TracingConfig& config);
+
 struct CompiledListener {
   ListenerConfig config;
   uint32_t router = 0;  // index into Snapshot::routers
@@ -99,6 +114,8 @@ class Snapshot {
   // Access logs; null when none are configured. The writers in it are the
   // owning gateway's (filled by Gateway::apply).
   std::shared_ptr<const CompiledAccessLogs> access_logs;
+  // Trace propagation and span export; never null in a compiled snapshot.
+  std::shared_ptr<const CompiledTracing> tracing;
 
   // The Gateway (its id; 0: none yet) whose runtime state the upstreams'
   // `state` slots hold. Claimed by Gateway::apply before it fills them, so

@@ -13,6 +13,7 @@
 
 #include "config/snapshot.hpp"
 #include "net/loop.hpp"
+#include "proxy/tracing.hpp"
 #include "security/redis.hpp"
 #include "sluice/hooks.hpp"
 #include "sluice/log.hpp"
@@ -39,7 +40,8 @@ class SessionHost : public Loop {
         request_metrics_(telemetry::process_labels().unknown(), max_series),
         metrics_on_(metrics),
         hooks_(std::move(hooks)),
-        logger_(std::move(logger)) {}
+        logger_(std::move(logger)),
+        trace_rng_(seed ^ 0x7472616365ULL) {}
 
   UpstreamContext& upstream() { return upstream_; }
   // The snapshot new requests are served by.
@@ -82,6 +84,13 @@ class SessionHost : public Loop {
   const telemetry::RequestMetrics& request_metrics() const { return request_metrics_; }
   bool metrics_on() const { return metrics_on_; }
 
+  // Trace ids and the sampling draw: a generator of their own, seeded from
+  // the worker's seed, so tracing leaves the draws of weights, faults and
+  // mirrors (rng()) as they were and a fixed seed still gives one run.
+  std::mt19937_64& trace_rng() { return trace_rng_; }
+  // This worker's span exporter (proxy/tracing.hpp).
+  TraceExporter& tracer() { return tracer_; }
+
   // Mirrored requests in flight on this worker; more are dropped.
   static constexpr size_t kMaxMirrors = 256;
   size_t mirrors_in_flight = 0;
@@ -105,6 +114,8 @@ class SessionHost : public Loop {
   bool draining_ = false;
   size_t log_shard_ = 0;  // the Worker's index
   UpstreamContext upstream_{*this};
+  std::mt19937_64 trace_rng_;
+  TraceExporter tracer_{*this};  // after upstream_, which its exports use
 };
 
 }  // namespace sluice

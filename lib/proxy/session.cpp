@@ -388,6 +388,7 @@ class Session {
   std::string received_authority_;
   std::string local_address_;  // "ip:port", looked up at the first line
   std::string log_xff_;        // X-Forwarded-For as forwarded, for the line
+  RequestTrace trace_;  // per request: propagate_trace .. finish_trace
 };
 
 template <typename Stream>
@@ -542,6 +543,8 @@ void Session<Stream>::log(RequestContext& ctx) {
     worker_.request_metrics().record(key, sample);
   }
   if (access_logs_) write_access_log(ctx);
+  // The request's span, when sampled and a collector is configured.
+  finish_trace(worker_, ctx, trace_, started_);
   if (auto* hooks = worker_.hooks()) hooks->on_log(ctx);
 }
 
@@ -1087,6 +1090,8 @@ void Session<Stream>::prepare_upstream_head(Exchange& x, int64_t endpoint) {
   // The upstream request head: hop-by-hop headers go, forwarding headers come.
   policy::apply_headers(x.dest_cfg.request_headers, head);
   worker_.make_request_id(x.request_id);
+  // Trace headers (W3C, B3) with the gateway's span as the parent.
+  propagate_trace(worker_, head, trace_, std::string_view(x.request_id, sizeof(x.request_id)));
   // A body hook may change the body's length: then it goes chunked.
   x.hook_request_body = x.body.present && worker_.body_hook(SessionHost::Body::request, x.ctx);
   x.chunked_up = p.chunked() || x.hook_request_body;

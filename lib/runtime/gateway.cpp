@@ -684,6 +684,19 @@ Stats Gateway::stats() const {
   return s;
 }
 
+TraceExportStats Gateway::trace_export_stats() const {
+  TraceExportStats total;
+  for (const auto& w : impl_->workers) {
+    TraceExportStats s = w->tracer().stats();
+    total.spans_sampled += s.spans_sampled;
+    total.spans_exported += s.spans_exported;
+    total.spans_dropped += s.spans_dropped;
+    total.export_requests += s.export_requests;
+    total.export_failures += s.export_failures;
+  }
+  return total;
+}
+
 bool Gateway::ready() const {
   std::lock_guard lock(impl_->mutex);
   return impl_->current && !impl_->stopping;

@@ -271,6 +271,9 @@ void Worker::tick() {
 void Worker::begin_drain() {
   // Probe timers would keep a host io_context from running dry.
   stop_health_checks(upstream_);
+  // Queued spans go out now (a waiting flush timer would also keep a host
+  // io_context from running dry).
+  tracer_.drain();
   draining_ = true;
   for (auto& e : acceptors_) {
     asio::error_code ec;

@@ -123,10 +123,19 @@ asio::awaitable<HttpGetResult> HttpGet::exchange(const HttpGetRequest& request,
                                   request.tls ? " (TCP or TLS handshake failed)" : ""));
   UpstreamConnection& c = *lease.conn;
   slot_.upstream = &c.socket;
-  std::string wire = fmt::format(
-      "GET {} HTTP/1.1\r\nhost: {}\r\nuser-agent: sluice\r\naccept: application/json\r\n"
-      "connection: close\r\n\r\n",
-      request.target, request.authority);
+  std::string wire;
+  if (request.content_type.empty()) {
+    wire = fmt::format(
+        "GET {} HTTP/1.1\r\nhost: {}\r\nuser-agent: sluice\r\naccept: application/json\r\n"
+        "connection: close\r\n\r\n",
+        request.target, request.authority);
+  } else {
+    wire = fmt::format(
+        "POST {} HTTP/1.1\r\nhost: {}\r\nuser-agent: sluice\r\ncontent-type: {}\r\n"
+        "content-length: {}\r\nconnection: close\r\n\r\n",
+        request.target, request.authority, request.content_type, request.body.size());
+    wire += request.body;
+  }
   auto [ec, n] = co_await write_upstream(c, asio::buffer(wire));
   http::Parser parser(
       http::Parser::Kind::response,

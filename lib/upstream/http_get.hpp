@@ -1,6 +1,6 @@
 #pragma once
-// A bounded GET the gateway makes for itself (JWKS and OpenID discovery
-// documents): the host resolved without blocking the loop, one connection
+// A bounded GET (or POST) the gateway makes for itself (JWKS and OpenID
+// discovery documents, span export): the host resolved without blocking the loop, one connection
 // of its own through the upstream-connection layer (TLS origination
 // included), `connection: close`, the response read with the project's
 // parser. Bounded in time (one deadline on the loop's clock covers the
@@ -29,6 +29,9 @@ struct HttpGetRequest {
   uint16_t port = 0;
   std::string authority;  // the Host header
   std::string target;     // path and query
+  // A POST with this body when content_type is set (span export), else a GET.
+  std::string content_type;
+  std::string body;
   // Set: connect to this address instead of looking `host` up.
   std::optional<asio::ip::tcp::endpoint> connect_to;
   // TLS origination when set (its settings carry the SNI and the CAs).
