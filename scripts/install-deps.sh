@@ -25,6 +25,7 @@ packages=(
   python3
   clang                      # clang 14: libFuzzer targets (tests/fuzz)
   libclang-rt-14-dev         # libFuzzer and sanitizer runtimes for clang 14
+  chromium chromium-driver python3-selenium  # the admin /graph page's browser test
 )
 
 missing=()

@@ -20,7 +20,7 @@ class Gateway;
 
 struct AdminOptions {
   std::string address = "127.0.0.1";  // admin binds to localhost unless told otherwise
-  uint16_t port = 15000;               // 0: the OS picks one; AdminServer::port() tells which
+  uint16_t port = 15000;              // 0: the OS picks one; AdminServer::port() tells which
   // Paths served; empty: all of them (/ready, /healthz/ready,
   // /stats/prometheus, /stats, /config_dump, /clusters, /graph,
   // /graph.json). Istio's status ports serve one path each.

@@ -21,7 +21,9 @@ Response text(uint16_t status, std::string body, std::string content_type = "tex
   return r;
 }
 
-Response json_response(std::string body) { return text(200, std::move(body), "application/json"); }
+Response json_response(std::string body) {
+  return text(200, std::move(body), "application/json");
+}
 
 Response ready(const Gateway& gateway) {
   // Envoy's /ready answers LIVE; anything else while not serving.
@@ -94,9 +96,9 @@ std::string clusters_json(const Gateway& gateway) {
 
 Response respond(const AdminContext& c, const RequestHead& request) {
   std::string_view path = request.path();
-  static constexpr std::string_view kPaths[] = {
-      "/ready", "/healthz/ready", "/stats/prometheus", "/stats",
-      "/config_dump", "/clusters", "/graph", "/graph.json"};
+  static constexpr std::string_view kPaths[] = {"/ready", "/healthz/ready", "/stats/prometheus",
+                                                "/stats", "/config_dump",   "/clusters",
+                                                "/graph", "/graph.json"};
   bool known = std::find(std::begin(kPaths), std::end(kPaths), path) != std::end(kPaths);
   if (!known || !served(c, path)) return text(404, "not found\n");
   if (request.method != "GET") {

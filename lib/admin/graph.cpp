@@ -18,7 +18,9 @@ void add_histogram(HistogramValue& into, const HistogramValue& h) {
 }
 
 // Counters only grow; one that shrank was reset (a new gateway): count from 0.
-uint64_t delta(uint64_t now, uint64_t before) { return now >= before ? now - before : now; }
+uint64_t delta(uint64_t now, uint64_t before) {
+  return now >= before ? now - before : now;
+}
 
 HistogramValue histogram_delta(const HistogramValue& now, const HistogramValue& before) {
   HistogramValue d;
@@ -154,7 +156,8 @@ GraphSample make_sample(TimePoint at, const Stats& stats) {
     e.requests += r.requests;
     if (is_error(r.response_code, r.response_flags)) e.errors += r.requests;
     e.codes[r.response_code] += r.requests;
-    if (!r.response_flags.empty() && r.response_flags != "-") e.flags[r.response_flags] += r.requests;
+    if (!r.response_flags.empty() && r.response_flags != "-")
+      e.flags[r.response_flags] += r.requests;
     add_histogram(e.duration_ms, r.duration_ms);
     if (!r.destination_upstream.empty()) e.upstreams.insert(r.destination_upstream);
   }
@@ -162,7 +165,9 @@ GraphSample make_sample(TimePoint at, const Stats& stats) {
 }
 
 TrafficSampler::TrafficSampler(std::chrono::milliseconds interval, std::chrono::seconds longest)
-    : capacity_(size_t(std::chrono::milliseconds(longest) / std::max(interval, std::chrono::milliseconds(1))) + 2) {}
+    : capacity_(size_t(std::chrono::milliseconds(longest) /
+                       std::max(interval, std::chrono::milliseconds(1))) +
+                2) {}
 
 void TrafficSampler::add(GraphSample sample) {
   std::lock_guard lock(mutex_);

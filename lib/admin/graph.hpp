@@ -55,7 +55,7 @@ GraphSample make_sample(TimePoint at, const Stats& stats);
 bool is_error(uint16_t code, const std::string& flags);
 
 struct GraphWindow {
-  double elapsed_seconds = 0;  // between the two samples (at most the window)
+  double elapsed_seconds = 0;                 // between the two samples (at most the window)
   std::map<EdgeKey, EdgeTotals> edges;        // changes; edges without requests left out
   std::map<std::string, uint64_t> overflows;  // changes per upstream
 };

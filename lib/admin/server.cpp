@@ -136,9 +136,9 @@ struct AdminServer::Impl {
   }
 
   asio::awaitable<void> session(std::shared_ptr<Conn> c) {
-    http::Parser parser(http::Parser::Kind::request,
-                        http::ParserLimits{options.max_request_header_bytes,
-                                           options.max_request_headers});
+    http::Parser parser(
+        http::Parser::Kind::request,
+        http::ParserLimits{options.max_request_header_bytes, options.max_request_headers});
     std::string buf(kReadChunk, '\0');
     size_t off = 0, have = 0;  // unparsed bytes: buf[off, off + have)
     admin::AdminContext context{gateway, sampler, options.paths};
@@ -160,7 +160,8 @@ struct AdminServer::Impl {
       c->timer.cancel();
       if (parser.error() != http::ParseError::none) {
         bool too_large = parser.error() == http::ParseError::header_too_large;
-        Response r = plain(too_large ? 431 : 400, too_large ? "header too large\n" : "bad request\n");
+        Response r =
+            plain(too_large ? 431 : 400, too_large ? "header too large\n" : "bad request\n");
         co_await write(c, r, false);
         co_return;
       }
@@ -199,7 +200,9 @@ struct AdminServer::Impl {
 AdminServer::AdminServer(const Gateway& gateway, AdminOptions options)
     : impl_(std::make_unique<Impl>(gateway, std::move(options))) {}
 
-AdminServer::~AdminServer() { stop(); }
+AdminServer::~AdminServer() {
+  stop();
+}
 
 Status AdminServer::start() {
   std::lock_guard lock(impl_->mutex);
@@ -210,13 +213,15 @@ Status AdminServer::start() {
   if (ec) return Error{"AdminServer", "address", "\"" + o.address + "\" is not an IP address"};
   asio::ip::tcp::endpoint endpoint(address, o.port);
   auto& a = impl_->acceptor;
-  if (a.open(endpoint.protocol(), ec); !ec) a.set_option(asio::socket_base::reuse_address(true), ec);
+  if (a.open(endpoint.protocol(), ec); !ec)
+    a.set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) a.bind(endpoint, ec);
   if (!ec) a.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) {
     a.close(ec);
-    return Error{"AdminServer", "port",
-                 "cannot listen on " + o.address + ":" + std::to_string(o.port) + ": " + ec.message()};
+    return Error{
+        "AdminServer", "port",
+        "cannot listen on " + o.address + ":" + std::to_string(o.port) + ": " + ec.message()};
   }
   impl_->port = a.local_endpoint().port();
   impl_->started = true;
@@ -238,8 +243,12 @@ void AdminServer::stop() {
   impl_->thread.join();
 }
 
-uint16_t AdminServer::port() const { return impl_->port; }
+uint16_t AdminServer::port() const {
+  return impl_->port;
+}
 
-void AdminServer::sample() { impl_->take_sample(); }
+void AdminServer::sample() {
+  impl_->take_sample();
+}
 
 }  // namespace sluice

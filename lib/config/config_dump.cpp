@@ -87,9 +87,10 @@ json listener_json(const ListenerConfig& l, std::chrono::system_clock::time_poin
   }
   json passthrough = json::array();
   for (const auto& p : l.passthrough)
-    passthrough.push_back({{"sni_hosts", p.sni_hosts}, {"upstream", p.upstream}, {"subset", p.subset}});
-  return {{"name", l.name},       {"address", l.address},     {"port", l.port},
-          {"router", l.router},   {"tls_servers", servers},   {"passthrough", passthrough}};
+    passthrough.push_back(
+        {{"sni_hosts", p.sni_hosts}, {"upstream", p.upstream}, {"subset", p.subset}});
+  return {{"name", l.name},     {"address", l.address},   {"port", l.port},
+          {"router", l.router}, {"tls_servers", servers}, {"passthrough", passthrough}};
 }
 
 json route_json(const Route& r) {

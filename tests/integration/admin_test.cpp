@@ -35,13 +35,16 @@ HttpResponse get(uint16_t port, std::string_view target, std::string_view method
   return *r;
 }
 
-std::string content_type(const HttpResponse& r) { return r.header("content-type").value_or(""); }
+std::string content_type(const HttpResponse& r) {
+  return r.header("content-type").value_or("");
+}
 
 // Two versions of "reviews" behind one upstream, split 50/50 by subset.
 GatewayConfig two_versions(uint16_t v1, uint16_t v2) {
   UpstreamConfig up;
   up.name = "reviews";
-  up.endpoints = {{"127.0.0.1", v1, {{"version", "v1"}}, 1}, {"127.0.0.1", v2, {{"version", "v2"}}, 1}};
+  up.endpoints = {{"127.0.0.1", v1, {{"version", "v1"}}, 1},
+                  {"127.0.0.1", v2, {{"version", "v2"}}, 1}};
   up.subsets = {{"v1", {{"version", "v1"}}}, {"v2", {{"version", "v2"}}}};
   Route r;
   r.name = "reviews-split";
@@ -173,7 +176,8 @@ TEST_CASE("admin: /config_dump holds listeners, routes with their origin, and up
   CHECK(up["pool"].contains("max_connections"));
 
   // The endpoints served now, after an update, not the compiled ones.
-  REQUIRE(gw.gateway().update_endpoints("reviews", {{"127.0.0.1", v1.port(), {{"version", "v1"}}, 1}}));
+  REQUIRE(
+      gw.gateway().update_endpoints("reviews", {{"127.0.0.1", v1.port(), {{"version", "v1"}}, 1}}));
   auto k = json::parse(get(admin.port(), "/config_dump").body);
   CHECK(k["upstreams"][0]["endpoints"].size() == 1);
 }
@@ -237,7 +241,8 @@ TEST_CASE("admin: bounded like the gateway: header limits, connection cap, heade
 
   {
     RawClient client(admin.port(), 5s);
-    REQUIRE(client.send(make_request("GET", "/ready", "localhost", {{"x-big", std::string(2000, 'a')}})));
+    REQUIRE(client.send(
+        make_request("GET", "/ready", "localhost", {{"x-big", std::string(2000, 'a')}})));
     auto r = client.read_response();
     REQUIRE(r.has_value());
     CHECK(r->status == 431);

@@ -57,8 +57,9 @@ const std::string kV2Edge = "service:" + kHost + "->version:" + kHost + ":v2";
 }  // namespace
 
 TEST_CASE("graph: a sample sums a version's series and counts 5xx and flagged ones as errors") {
-  auto s = make_sample(kStart, stats_of({series(kHost, "v1", 200, 7), series(kHost, "v1", 503, 2, "UF"),
-                                         series(kHost, "v1", 500, 1), series(kHost, "v2", 200, 4)}));
+  auto s =
+      make_sample(kStart, stats_of({series(kHost, "v1", 200, 7), series(kHost, "v1", 503, 2, "UF"),
+                                    series(kHost, "v1", 500, 1), series(kHost, "v2", 200, 4)}));
   REQUIRE(s.edges.size() == 2);
   const EdgeTotals& v1 = s.edges.at({kHost, "v1"});
   CHECK(v1.requests == 10);
@@ -117,10 +118,13 @@ TEST_CASE("graph: a window is the newest sample against the oldest inside it") {
   CHECK(j["window_seconds"] == 60);
 }
 
-TEST_CASE("graph: edges without requests in the window are left out, a reset counter counts from zero") {
+TEST_CASE(
+    "graph: edges without requests in the window are left out, a reset counter counts from zero") {
   TrafficSampler sampler(2000ms, 900s);
-  sampler.add(make_sample(kStart, stats_of({series(kHost, "v1", 200, 50), series(kHost, "v2", 200, 9)})));
-  sampler.add(make_sample(kStart + 2s, stats_of({series(kHost, "v1", 200, 50), series(kHost, "v2", 200, 4)})));
+  sampler.add(
+      make_sample(kStart, stats_of({series(kHost, "v1", 200, 50), series(kHost, "v2", 200, 9)})));
+  sampler.add(make_sample(kStart + 2s,
+                          stats_of({series(kHost, "v1", 200, 50), series(kHost, "v2", 200, 4)})));
   auto w = sampler.window(60s);
   REQUIRE(w.has_value());
   CHECK(w->edges.count({kHost, "v1"}) == 0);
@@ -137,27 +141,31 @@ TEST_CASE("graph: the ring keeps the longest window's samples and no more") {
   CHECK(w->elapsed_seconds == doctest::Approx(60));
 }
 
-TEST_CASE("graph: nodes and edges of two versions, the failing one marked with its codes and flags") {
+TEST_CASE(
+    "graph: nodes and edges of two versions, the failing one marked with its codes and flags") {
   TrafficSampler sampler(2000ms, 900s);
   sampler.add(make_sample(kStart, stats_of({})));
-  auto later = make_sample(kStart + 10s, stats_of({series(kHost, "v1", 200, 50),
-                                                   series(kHost, "v2", 200, 40, "-", "outbound|9080|v2|reviews"),
-                                                   series(kHost, "v2", 500, 8, "-", "outbound|9080|v2|reviews"),
-                                                   series(kHost, "v2", 503, 2, "UO", "outbound|9080|v2|reviews")}));
+  auto later = make_sample(
+      kStart + 10s, stats_of({series(kHost, "v1", 200, 50),
+                              series(kHost, "v2", 200, 40, "-", "outbound|9080|v2|reviews"),
+                              series(kHost, "v2", 500, 8, "-", "outbound|9080|v2|reviews"),
+                              series(kHost, "v2", 503, 2, "UO", "outbound|9080|v2|reviews")}));
   later.overflows["outbound|9080|v2|reviews"] = 2;
   sampler.add(later);
 
   UpstreamInfo v1;
   v1.view.name = "outbound|9080||reviews";
   v1.view.endpoints = {{.address = "10.0.0.1:9080"}, {.address = "10.0.0.2:9080", .ejected = true}};
-  v1.endpoints = {{"10.0.0.1", 9080, {{"version", "v1"}}, 1}, {"10.0.0.2", 9080, {{"version", "v2"}}, 1}};
+  v1.endpoints = {{"10.0.0.1", 9080, {{"version", "v1"}}, 1},
+                  {"10.0.0.2", 9080, {{"version", "v2"}}, 1}};
   UpstreamInfo v2;
   v2.view.name = "outbound|9080|v2|reviews";
   v2.view.endpoints = {{.address = "10.0.0.3:9080"}};
   v2.endpoints = {{"10.0.0.3", 9080, {}, 1}};
   std::map<std::string, UpstreamInfo> upstreams{{v1.view.name, v1}, {v2.view.name, v2}};
 
-  auto j = json::parse(graph_json(sampler.window(60s), 60s, "istio-ingressgateway", upstreams, true));
+  auto j =
+      json::parse(graph_json(sampler.window(60s), 60s, "istio-ingressgateway", upstreams, true));
   CHECK(j["nodes"].size() == 4);  // gateway, service, two versions
   const json* gw_edge = find_id(j["edges"], "gateway->service:" + kHost);
   REQUIRE(gw_edge != nullptr);
@@ -201,8 +209,10 @@ TEST_CASE("graph: a version node flags its ejected endpoints") {
   sampler.add(make_sample(kStart + 2s, stats_of({series(kHost, "v1", 200, 4)})));
   UpstreamInfo info;
   info.view.name = "outbound|9080||reviews";
-  info.view.endpoints = {{.address = "10.0.0.1:9080", .ejected = true}, {.address = "10.0.0.2:9080", .healthy = false}};
-  info.endpoints = {{"10.0.0.1", 9080, {{"version", "v1"}}, 1}, {"10.0.0.2", 9080, {{"version", "v1"}}, 1}};
+  info.view.endpoints = {{.address = "10.0.0.1:9080", .ejected = true},
+                         {.address = "10.0.0.2:9080", .healthy = false}};
+  info.endpoints = {{"10.0.0.1", 9080, {{"version", "v1"}}, 1},
+                    {"10.0.0.2", 9080, {{"version", "v1"}}, 1}};
   auto j = json::parse(graph_json(sampler.window(60s), 60s, "gw", {{info.view.name, info}}, false));
   const json* n = find_id(j["nodes"], "version:" + kHost + ":v1");
   REQUIRE(n != nullptr);
