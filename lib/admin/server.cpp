@@ -51,6 +51,16 @@ struct Conn {
   }
 };
 
+// Closes the connection however its session ends, so neither the socket
+// nor a pending timer outlives it.
+struct CloseOnExit {
+  std::shared_ptr<Conn> conn;
+  ~CloseOnExit() {
+    conn->timer.cancel();
+    conn->close();
+  }
+};
+
 Response plain(uint16_t status, std::string body) {
   Response r;
   r.status = status;
@@ -80,6 +90,7 @@ struct AdminServer::Impl {
   std::mutex mutex;  // guards started, stopped
   bool started = false;
   bool stopped = false;
+  bool stopping = false;  // io thread only: set by close_all
   // Open connections (io thread only), so stop() can close them.
   std::list<std::weak_ptr<Conn>> conns;
 
@@ -98,7 +109,7 @@ struct AdminServer::Impl {
     for (;;) {
       sample_timer.expires_after(options.sample_interval);
       auto [ec] = co_await sample_timer.async_wait(kNoThrow);
-      if (ec) co_return;
+      if (ec || stopping) co_return;
       take_sample();
     }
   }
@@ -136,6 +147,7 @@ struct AdminServer::Impl {
   }
 
   asio::awaitable<void> session(std::shared_ptr<Conn> c) {
+    CloseOnExit guard{c};
     http::Parser parser(
         http::Parser::Kind::request,
         http::ParserLimits{options.max_request_header_bytes, options.max_request_headers});
@@ -185,6 +197,7 @@ struct AdminServer::Impl {
   }
 
   void close_all() {
+    stopping = true;
     asio::error_code ignored;
     acceptor.close(ignored);
     sample_timer.cancel();
