@@ -24,6 +24,8 @@ try:
     from selenium import webdriver
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
+    from selenium.common.exceptions import (ElementClickInterceptedException,
+                                            StaleElementReferenceException)
 except ImportError:
     print("skipped: python3-selenium is not installed")
     sys.exit(77)
@@ -125,10 +127,41 @@ def chromium():
     return webdriver.Chrome(options=options, service=service)
 
 
-def edge(driver, version):
-    """The drawn edge into `version`'s node, or None."""
-    found = driver.find_elements(By.CSS_SELECTOR, f'g.edge[data-target$=":{version}"]')
-    return found[0] if found else None
+# The drawn version edges, read in one script: the page redraws every 2 s,
+# so element handles kept across calls would go stale.
+READ_EDGES = """
+const out = {};
+for (const g of document.querySelectorAll('g.edge')) {
+  const target = g.getAttribute('data-target');
+  out[target.slice(target.lastIndexOf(':') + 1)] = {
+    rps: parseFloat(g.getAttribute('data-rps')),
+    error_percent: parseFloat(g.getAttribute('data-error-percent')),
+    health: g.getAttribute('data-health'),
+    cls: g.getAttribute('class')};
+}
+return out;
+"""
+
+
+def edges(driver):
+    return driver.execute_script(READ_EDGES)
+
+
+def click_edge(driver, version):
+    """Clicks the label of the edge into `version`; False if it was redrawn meanwhile."""
+    try:
+        found = driver.find_elements(By.CSS_SELECTOR, f'g.edge[data-target$=":{version}"] text')
+        if not found:
+            return False
+        try:
+            found[0].click()
+        except ElementClickInterceptedException:
+            # Another label drawn over it: the click event itself, from script.
+            driver.execute_script(
+                "arguments[0].dispatchEvent(new MouseEvent('click', {bubbles: true}))", found[0])
+        return True
+    except StaleElementReferenceException:
+        return False
 
 
 def main():
@@ -167,29 +200,26 @@ def main():
         # draws, never on a clock.
         wait = WebDriverWait(driver, 30, poll_frequency=0.2)
         try:
-            wait.until(lambda d: edge(d, "v1") is not None and edge(d, "v2") is not None and
-                       float(edge(d, "v1").get_attribute("data-rps")) > 0)
+            wait.until(lambda d: all(edges(d).get(v, {}).get("rps", 0) > 0 for v in ("v1", "v2")))
         finally:
             driver.save_screenshot(os.path.join(artifacts, "graph.png"))
-        good, bad = edge(driver, "v1"), edge(driver, "v2")
-        rps1 = float(good.get_attribute("data-rps"))
-        rps2 = float(bad.get_attribute("data-rps"))
-        errors = float(bad.get_attribute("data-error-percent"))
-        print(f"v1 {rps1:.2f} rps, health {good.get_attribute('data-health')}; "
-              f"v2 {rps2:.2f} rps, {errors:.1f}% errors, health {bad.get_attribute('data-health')}")
+        seen = edges(driver)
+        good, bad = seen["v1"], seen["v2"]
+        print(f"v1: {good}; v2: {bad}")
         failures = []
         # REQUESTS over a window of at most 60 s, split roughly in half.
-        if not (0 < rps1 <= REQUESTS and 0 < rps2 <= REQUESTS):
+        if not (0 < good["rps"] <= REQUESTS and 0 < bad["rps"] <= REQUESTS):
             failures.append("implausible rates")
-        if good.get_attribute("data-health") != "healthy" or "health-healthy" not in good.get_attribute("class"):
+        if good["health"] != "healthy" or "health-healthy" not in good["cls"]:
             failures.append("the v1 edge is not marked healthy")
-        if bad.get_attribute("data-health") != "failure" or "health-failure" not in bad.get_attribute("class"):
+        if bad["health"] != "failure" or "health-failure" not in bad["cls"]:
             failures.append("the v2 edge is not marked failing")
-        if not 10 <= errors <= 30:
-            failures.append(f"v2 error percentage {errors} is not near 20")
+        if not 10 <= bad["error_percent"] <= 30:
+            failures.append(f"v2 error percentage {bad['error_percent']} is not near 20")
         # Clicking the failing edge shows its response codes.
-        bad.find_element(By.CSS_SELECTOR, "text").click()
-        wait.until(lambda d: "500" in d.find_element(By.ID, "details").text)
+        wait.until(lambda d: click_edge(d, "v2"))
+        wait.until(lambda d: (d.find_element(By.ID, "details").get_attribute("data-edge") or "")
+                   .endswith(":v2") and "500" in d.find_element(By.ID, "details").text)
         driver.save_screenshot(os.path.join(artifacts, "graph.png"))
         if failures:
             print("FAILED: " + "; ".join(failures))
