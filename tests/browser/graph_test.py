@@ -22,6 +22,7 @@ import urllib.request
 
 try:
     from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
     from selenium.common.exceptions import (ElementClickInterceptedException,
@@ -122,8 +123,7 @@ def chromium():
         options.add_argument(arg)
     if os.path.exists("/usr/bin/chromium"):
         options.binary_location = "/usr/bin/chromium"
-    service = webdriver.ChromeService(executable_path="/usr/bin/chromedriver") \
-        if os.path.exists("/usr/bin/chromedriver") else webdriver.ChromeService()
+    service = Service(executable_path="/usr/bin/chromedriver")
     return webdriver.Chrome(options=options, service=service)
 
 
