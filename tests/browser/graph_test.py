@@ -26,7 +26,7 @@ try:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
     from selenium.common.exceptions import (ElementClickInterceptedException,
-                                            StaleElementReferenceException)
+                                            StaleElementReferenceException, TimeoutException)
 except ImportError:
     print("skipped: python3-selenium is not installed")
     sys.exit(77)
@@ -187,12 +187,15 @@ def main():
     try:
         gateway = read_port(proc, "listening 8080 ")
         admin = read_port(proc, "admin ")
+        errors = 0
         for _ in range(REQUESTS):
             request = urllib.request.Request(f"http://127.0.0.1:{gateway}/")
             try:
                 urllib.request.urlopen(request, timeout=10).read()
             except urllib.error.HTTPError as e:
                 e.read()  # the 500s, counted by the gateway
+                errors += 1
+        print(f"{REQUESTS} requests sent, {errors} answered 500")
 
         driver = chromium()
         driver.get(f"http://127.0.0.1:{admin}/graph")
@@ -201,6 +204,10 @@ def main():
         wait = WebDriverWait(driver, 30, poll_frequency=0.2)
         try:
             wait.until(lambda d: all(edges(d).get(v, {}).get("rps", 0) > 0 for v in ("v1", "v2")))
+        except TimeoutException:
+            data = urllib.request.urlopen(f"http://127.0.0.1:{admin}/graph.json", timeout=10).read()
+            print(f"FAILED: the page never drew both version edges; graph.json: {data[:2000]!r}")
+            return 1
         finally:
             driver.save_screenshot(os.path.join(artifacts, "graph.png"))
         seen = edges(driver)
