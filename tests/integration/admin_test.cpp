@@ -92,6 +92,7 @@ TEST_CASE("admin: /ready answers 503 while the gateway drains a request in fligh
   RawClient client(gw.port(), 10s);
   REQUIRE(client.send(make_request("GET", "/")));
   REQUIRE(up.wait_for_requests(1));
+  REQUIRE(wait_until([&] { return up.held() == 1; }));
   std::thread stopper([&] { gw.stop(); });
   bool draining = wait_until([&] { return get(admin.port(), "/ready").status == 503; });
   CHECK(draining);
