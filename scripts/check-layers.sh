@@ -35,6 +35,9 @@
 #                              passthrough relay; sees the worker as a
 #                              SessionHost        -> http tls net policy routing upstream config
 #                                                                       security telemetry
+#   admin     lib/admin        admin endpoints and the traffic graph on a
+#                              thread of their own; they read a Gateway only
+#                              through the public API         -> http net telemetry
 #   runtime   lib/runtime      workers, listeners (TLS accept), publication
 #                                                  -> everything in lib/ but istio
 #   istio     lib/istio        YAML -> specs (a separate library)    -> http policy config security
@@ -71,6 +74,7 @@ declare -A ALLOWED=(
   [upstream]="http tls net"
   [config]="http tls policy routing upstream security telemetry"
   [proxy]="http tls net policy routing upstream config security telemetry"
+  [admin]="http net telemetry"
   [runtime]="http tls net policy routing upstream config proxy security telemetry"
   [istio]="http policy config security telemetry"
 )

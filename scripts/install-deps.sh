@@ -27,6 +27,7 @@ packages=(
   python3-setuptools python3-wheel python3-venv python3-pip  # pip install ./bindings/python, offline
   clang                      # clang 14: libFuzzer targets (tests/fuzz)
   libclang-rt-14-dev         # libFuzzer and sanitizer runtimes for clang 14
+  chromium chromium-driver python3-selenium  # the admin /graph page's browser test
 )
 
 missing=()

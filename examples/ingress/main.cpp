@@ -24,6 +24,7 @@
 
 #include "demo_upstream.hpp"
 #include "http/path.hpp"
+#include "http/tokens.hpp"
 #include "istio/istio.hpp"
 #include "sluice/sluice.hpp"
 
@@ -59,6 +60,12 @@ const char* usage = R"(usage: sluice-ingress [options]
   --client-ip IP         client address for --explain (security policies' ipBlocks)
   --ephemeral-ports      listen on port 0 for every Gateway server port and print
                          `listening <server port> <address>:<bound port>` per listener
+  --admin ADDR:PORT      admin endpoints (/ready, /stats/prometheus, /stats, /config_dump,
+                         /clusters, /graph, /graph.json); default 127.0.0.1:15000, `off`
+                         disables; with --ephemeral-ports port 0, printed as `admin ADDR:PORT`
+  --status-port          also serve Istio's status ports: 15021 /healthz/ready and 15090
+                         /stats/prometheus on the --bind address (with --ephemeral-ports
+                         port 0, printed as `status <port> ADDR:PORT`)
   --no-watch             do not reload on file changes (SIGHUP still does)
   --access-log PATH      write an access log to PATH (`-`: standard output); replaces
                          the mesh config's accessLogFile and Telemetry's providers
@@ -99,6 +106,8 @@ struct Options {
   std::optional<std::string> access_log_format;
   std::optional<std::string> otlp_endpoint;
   std::optional<double> trace_sampling;
+  std::optional<std::string> admin = "127.0.0.1:15000";  // nullopt: --admin off
+  bool status_ports = false;
 };
 
 int fail_usage(const std::string& msg) {
@@ -125,6 +134,11 @@ std::optional<int> parse_args(int argc, char** argv, Options& o) {
       o.watch = false;
     } else if (a == "--ephemeral-ports") {
       o.ephemeral = true;
+    } else if (a == "--status-port") {
+      o.status_ports = true;
+    } else if (a == "--admin") {
+      if (!(v = value())) return fail_usage("--admin needs ADDR:PORT or off");
+      o.admin = *v == "off" ? std::nullopt : std::optional<std::string>(*v);
     } else if (a == "--config" || a == "--bind" || a == "--workers" || a == "--explain" ||
                a == "-H" || a == "--dns-refresh" || a == "--mesh-config" ||
                a == "--gateway-namespace" || a == "--gateway-label" || a == "--rate-limit-config" ||
@@ -350,6 +364,58 @@ sluice::GatewayConfig demo_config(const Options& o, uint16_t v1_port, uint16_t v
   up.subsets = {{"v1", {{"version", "v1"}}}, {"v2", {{"version", "v2"}}}};
   c.upstreams.push_back(up);
   return c;
+}
+
+// --- admin --------------------------------------------------------------------------
+
+// The admin server and Istio's status ports, started beside the gateway.
+// Prints `admin ADDR:PORT` / `status <port> ADDR:PORT` with --ephemeral-ports;
+// false (after printing why) when one cannot start.
+bool start_admin(const Options& o, const sluice::Gateway& gateway,
+                 std::vector<std::unique_ptr<sluice::AdminServer>>& servers) {
+  auto start = [&](sluice::AdminOptions options, const std::string& label) {
+    auto server = std::make_unique<sluice::AdminServer>(gateway, options);
+    if (auto st = server->start(); !st) {
+      fmt::print(stderr, "error: {}\n", st.error().to_string());
+      return false;
+    }
+    if (o.ephemeral) fmt::print("{} {}:{}\n", label, options.address, server->port());
+    servers.push_back(std::move(server));
+    return true;
+  };
+  if (o.admin) {
+    auto hp = sluice::http::split_host_port(*o.admin);
+    sluice::AdminOptions options;
+    options.address = std::string(hp.host);
+    if (options.address.size() > 1 && options.address.front() == '[')
+      options.address = options.address.substr(1, options.address.size() - 2);
+    unsigned long port = 0;
+    try {
+      port = std::stoul(std::string(hp.port));
+    } catch (const std::exception&) {
+      port = 65536;
+    }
+    if (port > 65535) {
+      fmt::print(stderr, "sluice-ingress: --admin wants ADDR:PORT, got '{}'\n", *o.admin);
+      return false;
+    }
+    options.port = o.ephemeral ? 0 : static_cast<uint16_t>(port);
+    if (!start(options, "admin")) return false;
+  }
+  if (o.status_ports) {
+    // Istio's pilot-agent ports: readiness for the kubelet, merged metrics
+    // for Prometheus.
+    for (auto [port, path] : {std::pair<uint16_t, const char*>{15021, "/healthz/ready"},
+                              std::pair<uint16_t, const char*>{15090, "/stats/prometheus"}}) {
+      sluice::AdminOptions options;
+      options.address = o.bind.value_or(o.demo ? "127.0.0.1" : "0.0.0.0");
+      options.port = o.ephemeral ? 0 : port;
+      options.paths = {path};
+      if (!start(options, fmt::format("status {}", port))) return false;
+    }
+  }
+  std::fflush(stdout);
+  return true;
 }
 
 // --- serving ------------------------------------------------------------------------
@@ -594,6 +660,12 @@ int serve(const Options& o) {
     gateway.start();
   }
 
+  std::vector<std::unique_ptr<sluice::AdminServer>> admin;
+  if (!start_admin(o, gateway, admin)) {
+    gateway.stop();
+    return 1;
+  }
+
   std::optional<Watcher> watcher;
   std::function<void()> wait_signal = [&] {
     signals.async_wait([&](asio::error_code ec, int sig) {
@@ -628,6 +700,7 @@ int serve(const Options& o) {
   std::fflush(stdout);
   io.run();
   gateway.stop();
+  for (auto& server : admin) server->stop();
   fmt::print("stopped\n");
   std::fflush(stdout);
   return 0;

@@ -105,6 +105,9 @@ struct CorsPolicy {
 
 struct Route {
   std::string name;
+  // Where the route came from, for config dumps: `Kind ns/name`, e.g.
+  // "VirtualService default/reviews" (set by the Istio loader); empty: code.
+  std::string origin;
   // ORed; conditions inside one Matcher are ANDed. Empty: matches everything.
   std::vector<Matcher> matches;
   // Exactly one action: destinations (forward), redirect or direct_response.

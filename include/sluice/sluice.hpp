@@ -1,6 +1,8 @@
 #pragma once
 // Umbrella header: the whole public API.
 
+#include "sluice/admin.hpp"
+#include "sluice/config_dump.hpp"
 #include "sluice/dns.hpp"
 #include "sluice/endpoints.hpp"
 #include "sluice/gateway.hpp"

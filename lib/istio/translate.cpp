@@ -1106,6 +1106,7 @@ class Translator {
     Route r;
     r.name = fmt::format("{}/{}/http[{}]", vs.meta.namespace_, vs.meta.name, i);
     if (!ref.delegate.empty()) r.name += fmt::format("/{}/http[{}]", ref.meta->key(), ref.index);
+    r.origin = fmt::format("VirtualService {}", vs.meta.key());
     origin = RouteOrigin{vs.meta.display(), vs.meta.namespace_, i, vs.http[i].name, {}};
     origin.delegate = ref.delegate;
     origin.delegate_rule_index = ref.index;
