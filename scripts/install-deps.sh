@@ -23,6 +23,7 @@ packages=(
   openssl                    # test certificates
   ca-certificates
   python3
+  prometheus                 # promtool check metrics (tests)
   pybind11-dev python3-dev python3-pytest  # bindings/python (SLUICE_PYTHON)
   python3-setuptools python3-wheel python3-venv python3-pip  # pip install ./bindings/python, offline
   clang                      # clang 14: libFuzzer targets (tests/fuzz)

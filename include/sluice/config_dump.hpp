@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "sluice/gateway.hpp"
 #include "sluice/upstream.hpp"
 
 namespace sluice {
@@ -24,6 +25,9 @@ class Snapshot;
 // Secrets (private keys) never appear. `now` dates expires_in_seconds.
 std::string config_dump_json(const Snapshot& snapshot, std::chrono::system_clock::time_point now =
                                                            std::chrono::system_clock::now());
+
+// Istio's name of a TLS server mode: SIMPLE, MUTUAL, OPTIONAL_MUTUAL.
+const char* tls_mode_name(TlsServer::Mode mode);
 
 // The snapshot's upstreams with the endpoints it serves now (after any
 // Gateway::update_endpoints), in configuration order.

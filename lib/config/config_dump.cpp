@@ -17,18 +17,6 @@ namespace {
 
 using nlohmann::json;
 
-const char* mode_name(TlsServer::Mode m) {
-  switch (m) {
-    case TlsServer::Mode::simple:
-      return "SIMPLE";
-    case TlsServer::Mode::mutual:
-      return "MUTUAL";
-    case TlsServer::Mode::optional_mutual:
-      return "OPTIONAL_MUTUAL";
-  }
-  return "?";
-}
-
 const char* balancer_name(LoadBalancer lb) {
   switch (lb) {
     case LoadBalancer::round_robin:
@@ -78,7 +66,7 @@ json listener_json(const ListenerConfig& l, std::chrono::system_clock::time_poin
   json servers = json::array();
   int64_t now_s = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
   for (const auto& s : l.tls_servers) {
-    json j = {{"sni_hosts", s.sni_hosts}, {"mode", mode_name(s.mode)}};
+    json j = {{"sni_hosts", s.sni_hosts}, {"mode", tls_mode_name(s.mode)}};
     if (int64_t expiry = 0; leaf_not_after(s.certificate_chain, expiry)) {
       j["certificate_expiry"] = rfc3339(expiry);
       j["expires_in_seconds"] = expiry - now_s;
@@ -182,6 +170,18 @@ std::vector<UpstreamConfig> snapshot_upstreams(const Snapshot& snapshot) {
   out.reserve(snapshot.upstreams.size());
   for (const auto& u : snapshot.upstreams) out.push_back(u.config);
   return out;
+}
+
+const char* tls_mode_name(TlsServer::Mode m) {
+  switch (m) {
+    case TlsServer::Mode::simple:
+      return "SIMPLE";
+    case TlsServer::Mode::mutual:
+      return "MUTUAL";
+    case TlsServer::Mode::optional_mutual:
+      return "OPTIONAL_MUTUAL";
+  }
+  return "?";
 }
 
 }  // namespace sluice

@@ -12,6 +12,7 @@
 #include "http/tokens.hpp"
 #include "istio/istio.hpp"
 #include "istio/model.hpp"
+#include "sluice/config_dump.hpp"
 
 namespace sluice::istio {
 namespace {
@@ -212,21 +213,9 @@ std::string join_list(const std::vector<std::string>& v) {
   return out;
 }
 
-const char* mode_name(TlsServer::Mode m) {
-  switch (m) {
-    case TlsServer::Mode::simple:
-      return "SIMPLE";
-    case TlsServer::Mode::mutual:
-      return "MUTUAL";
-    case TlsServer::Mode::optional_mutual:
-      return "OPTIONAL_MUTUAL";
-  }
-  return "?";
-}
-
 // Never the PEM text: --check output ends up in logs and tickets.
 std::string describe_tls_server(const TlsServer& t) {
-  std::string out = fmt::format("{} certificate for {}", mode_name(t.mode), join_list(t.sni_hosts));
+  std::string out = fmt::format("{} certificate for {}", tls_mode_name(t.mode), join_list(t.sni_hosts));
   if (t.mode != TlsServer::Mode::simple) {
     out += ", client certificates checked against the CA";
     if (!t.subject_alt_names.empty()) out += "; SANs " + join_list(t.subject_alt_names);

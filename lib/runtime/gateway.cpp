@@ -670,6 +670,18 @@ Stats Gateway::stats() const {
            false, "Configurations applied, or refused whole.");
   list.add("sluice_config_snapshot_version", "", "", double(m.snapshot_version.load()), true,
            "Snapshots published (applies and endpoint updates).");
+  TraceExportStats spans = trace_export_stats();
+  const std::pair<const char*, uint64_t> span_counts[] = {
+      {"sampled", spans.spans_sampled},
+      {"exported", spans.spans_exported},
+      {"dropped", spans.spans_dropped}};
+  for (const auto& [what, n] : span_counts)
+    list.add("sluice_tracing_spans_total", "result", what, double(n), false,
+             "Spans sampled, exported to the collector, or dropped.");
+  list.add("sluice_tracing_export_requests_total", "", "", double(spans.export_requests), false,
+           "OTLP export requests sent.");
+  list.add("sluice_tracing_export_failures_total", "", "", double(spans.export_failures), false,
+           "OTLP export requests without a 2xx answer.");
   {
     std::lock_guard lock(impl_->mutex);
     for (const auto& [path, writer] : m.log_writers) {

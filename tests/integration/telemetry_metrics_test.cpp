@@ -240,3 +240,43 @@ TEST_CASE("metrics: access-log lines written are counted per file") {
   std::remove(path.c_str());
   rmdir(dir);
 }
+
+// Prometheus' own parser and linter over a whole scrape. The one lint it may
+// report is Envoy's counter names without `_total`, which Istio's gateways
+// export the same way.
+TEST_CASE("metrics: promtool check metrics accepts the scrape") {
+  REQUIRE_MESSAGE(std::system("command -v promtool >/dev/null") == 0,
+                  "promtool (Debian package prometheus) is a test dependency");
+  TwoVersions t;
+  TestGateway gw(t.config);
+  CHECK(get(gw.port(), "/v1/a").status == 200);
+  CHECK(get(gw.port(), "/v2/a").status == 503);
+  Stats s = stats_after(gw.gateway(), 2);
+  char dir[] = "/tmp/sluice-promtool.XXXXXX";
+  REQUIRE(mkdtemp(dir));
+  std::string file = std::string(dir) + "/scrape.txt";
+  {
+    FILE* f = std::fopen(file.c_str(), "w");
+    REQUIRE(f);
+    std::string text = s.prometheus();
+    std::fwrite(text.data(), 1, text.size(), f);
+    std::fclose(f);
+  }
+  std::string command = "promtool check metrics < " + file + " 2>&1; echo \"rc=$?\"";
+  FILE* p = popen(command.c_str(), "r");
+  REQUIRE(p);
+  std::string out;
+  char buf[4096];
+  for (size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
+  pclose(p);
+  std::remove(file.c_str());
+  rmdir(dir);
+  INFO(out);
+  CHECK(out.find("error") == std::string::npos);  // parse errors: "error while linting"
+  CHECK((out.ends_with("rc=0\n") || out.ends_with("rc=3\n")));
+  for (const auto& line : lines_of(out)) {
+    if (line.starts_with("rc=")) continue;
+    CHECK(line.starts_with("envoy_"));
+    CHECK(line.ends_with("counter metrics should have \"_total\" suffix"));
+  }
+}

@@ -279,6 +279,10 @@ TEST_CASE("tracing: a collector that is down leaves requests served and counts f
   CHECK(stats.spans_exported == 0);
   CHECK(stats.spans_dropped == 5);
   CHECK(stats.export_requests == 5);
+  // The same counts in the gateway's metrics.
+  std::string text = gw.gateway().stats().prometheus();
+  CHECK(text.find("sluice_tracing_export_failures_total 5\n") != std::string::npos);
+  CHECK(text.find("sluice_tracing_spans_total{result=\"dropped\"} 5\n") != std::string::npos);
 }
 
 TEST_CASE("tracing: a slow collector fills the bounded queue, requests are still served") {
