@@ -375,10 +375,10 @@ TEST_CASE("sluice-ingress --check: Istio's bookinfo-gateway.yaml next to kubectl
   dir.write("gateway.yaml", fixtures({"istio-bookinfo-gateway.yaml"}));
   auto alone = ingress({"--check", "--config", dir.path.string()});
   CHECK(alone.exit_code != 0);
-  CHECK_MESSAGE(alone.err.find("VirtualService bookinfo: http[0].route[0].destination.host: host "
-                               "\"productpage\" is not declared by any ServiceEntry") !=
-                    std::string::npos,
-                alone.err);
+  CHECK_MESSAGE(
+      alone.err.find("VirtualService bookinfo: http[0].route[0].destination.host: host "
+                     "\"productpage\" is not declared by any ServiceEntry") != std::string::npos,
+      alone.err);
   dir.write("services.yaml", fixtures({"bookinfo-kubernetes.yaml"}));
   auto ok = ingress({"--check", "--config", dir.path.string()});
   CHECK_MESSAGE(ok.exit_code == 0, ok.err);
