@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -204,6 +205,9 @@ struct WorkloadEndpoint {
   std::map<std::string, uint16_t> ports;  // port name -> number
   Labels labels;
   uint32_t weight = 1;
+  // From the Kubernetes registry: `ports` lists every port the endpoint
+  // serves (by Service port name, "" for an unnamed one); others skip it.
+  bool only_listed_ports = false;
 };
 
 struct ServiceEntryRes {
@@ -287,6 +291,43 @@ struct TelemetryRes {
   std::vector<TelemetryProvidersIn> tracing;
 };
 
+// The Kubernetes service registry (kubernetes.cpp), as `kubectl get -o
+// yaml` prints it. Endpoints and EndpointSlices are both read into
+// K8sEndpointsRes.
+struct K8sServicePort {
+  std::string name;  // may be empty for a Service's only port
+  uint16_t port = 0;
+  std::optional<uint16_t> target_number;  // targetPort as a number (absent: `port`)
+  std::string target_name;                // targetPort as a name (a container port)
+  std::string app_protocol;
+};
+
+struct K8sServiceRes {
+  Meta meta;
+  std::vector<K8sServicePort> ports;  // TCP ports only
+};
+
+struct K8sEndpoint {
+  std::string ip;
+  bool ready = true;
+  std::string pod;                        // targetRef of kind Pod: "ns/name"
+  std::map<std::string, uint16_t> ports;  // Service port name -> endpoint port
+  std::string field;                      // "subsets[0].addresses[1]", for messages
+};
+
+struct K8sEndpointsRes {
+  Meta meta;            // kind Endpoints or EndpointSlice
+  std::string service;  // the Service's name (its namespace is the object's)
+  Labels labels;        // an EndpointSlice's metadata.labels
+  std::vector<K8sEndpoint> endpoints;
+};
+
+struct K8sPodRes {
+  Meta meta;
+  Labels labels;
+  std::vector<std::string> ips;  // status.podIP and status.podIPs
+};
+
 struct Resources {
   std::vector<GatewayRes> gateways;
   std::vector<VirtualServiceRes> virtual_services;
@@ -297,6 +338,9 @@ struct Resources {
   std::vector<AuthorizationPolicyRes> authorization_policies;
   std::vector<EnvoyFilterRes> envoy_filters;
   std::vector<TelemetryRes> telemetries;
+  std::vector<K8sServiceRes> services;
+  std::vector<K8sEndpointsRes> endpoints;
+  std::vector<K8sPodRes> pods;
 };
 
 class Fields;
@@ -319,6 +363,20 @@ struct LoadedConfig;
 // (after the routers are built: patches name virtual hosts and routes).
 void apply_envoy_filters(const Resources& resources, const TranslateOptions& options,
                          LoadedConfig& out);
+
+// kubernetes.cpp: a core v1 Service, Endpoints, Pod or Namespace, or a
+// discovery.k8s.io/v1 EndpointSlice, into `res` (false: not one of those).
+// `seen` holds "kind/ns/name" of the objects read so far (duplicates).
+bool parse_kubernetes(const YAML::Node& doc, const Meta& meta, const std::string& api,
+                      Resources& res, std::set<std::string>& seen,
+                      std::vector<std::string>& warnings);
+// The Services as ServiceEntries (resolution STATIC, one host: the FQDN) with
+// their ready endpoints, target ports and Pod labels.
+std::vector<ServiceEntryRes> registry_entries(const Resources& res,
+                                              std::vector<std::string>& warnings);
+// "reviews.default" and "reviews.default.svc" name the Service reviews of
+// namespace default: its FQDN; any other host unchanged.
+std::string registry_host(const Resources& res, const std::string& host);
 
 // The narrower of two host patterns when one covers the other ("*",
 // "*.example.com", "a.example.com"), nothing when they are disjoint.

@@ -93,6 +93,8 @@ void note(const Meta& meta, const std::string& path, const std::string& message)
     parse_warnings->push_back(fmt::format("{}: {}: {}", meta.object(), path, message));
 }
 
+}  // namespace
+
 int64_t integer(const YAML::Node& node, const Meta& meta, const std::string& path) {
   std::string text = node.IsScalar() ? node.Scalar() : std::string();
   int64_t value = 0;
@@ -107,8 +109,6 @@ uint16_t port_number(const YAML::Node& node, const Meta& meta, const std::string
   if (v < 1 || v > 65535) fail(meta, path, fmt::format("port {} is out of range 1-65535", v));
   return static_cast<uint16_t>(v);
 }
-
-}  // namespace
 
 bool boolean(const YAML::Node& node, const Meta& meta, const std::string& path) {
   std::string s = node.IsScalar() ? node.Scalar() : std::string();
@@ -262,6 +262,8 @@ std::vector<std::string> string_list(const YAML::Node& n, const Meta& meta,
   return out;
 }
 
+}  // namespace
+
 Labels label_map(const YAML::Node& n, const Meta& meta, const std::string& path) {
   Labels out;
   if (!n) return out;
@@ -272,6 +274,8 @@ Labels label_map(const YAML::Node& n, const Meta& meta, const std::string& path)
   }
   return out;
 }
+
+namespace {
 
 // Istio StringMatch: exactly one of exact / prefix / regex. `allow_empty`: `{}`
 // means "present" (headers, queryParams).
@@ -1709,6 +1713,7 @@ struct Parser {
       res.secrets.push_back(parse_secret(doc, meta));
       return;
     }
+    if (parse_kubernetes(doc, meta, api, res, seen, warnings)) return;
     static const std::set<std::string> versions = {
         "networking.istio.io/v1alpha3", "networking.istio.io/v1beta1", "networking.istio.io/v1"};
     static const std::set<std::string> kinds = {"Gateway", "VirtualService", "DestinationRule",

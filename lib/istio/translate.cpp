@@ -99,6 +99,7 @@ class Translator {
       : res_(res), options_(options), dns_(dns) {}
 
   LoadedConfig run() {
+    registry_ = registry_entries(res_, warnings_);
     for (const auto& g : res_.gateways) gateways_[g.meta.key()] = &g;
     validate_regexes();
     collect_ports();
@@ -206,8 +207,8 @@ class Translator {
     for (const auto& candidate : se->ports)
       if (candidate.number == p.port) sp = &candidate;
     if (!sp)
-      mesh_fail(".port", fmt::format("ServiceEntry {} declares no port {} for host \"{}\"",
-                                     se->meta.display(), p.port, p.service));
+      mesh_fail(".port", fmt::format("{} declares no port {} for host \"{}\"", se->meta.object(),
+                                     p.port, p.service));
     p.service = upstream_for(*se, declared, *sp, policy, "provider");
     p.port = 0;
     // The library's checks, at load, so errors name the mesh config's field.
@@ -638,7 +639,8 @@ class Translator {
 
   // --- destinations and upstreams -------------------------------------------------
 
-  const ServiceEntryRes* find_service(const std::string& dest_fqdn, std::string* declared) const {
+  const ServiceEntryRes* find_service(const std::string& host_fqdn, std::string* declared) const {
+    std::string dest_fqdn = registry_host(res_, host_fqdn);
     // The upstream is named by the host as the ServiceEntry declares it.
     for (const auto& se : res_.service_entries)
       for (const auto& h : se.hosts)
@@ -646,6 +648,13 @@ class Translator {
           *declared = http::to_lower(h);
           return &se;
         }
+    // Then the Kubernetes Services (ServiceEntries take precedence, as they
+    // do in Istio for a host both declare).
+    for (const auto& se : registry_)
+      if (se.hosts.front() == dest_fqdn) {
+        *declared = dest_fqdn;
+        return &se;
+      }
     for (const auto& se : res_.service_entries)
       for (const auto& h : se.hosts)
         if (h.starts_with("*.") && ends_with_ci(dest_fqdn, h.substr(1))) {
@@ -658,7 +667,7 @@ class Translator {
   std::vector<const DestinationRuleRes*> rules_for(const std::string& host_fqdn) const {
     std::vector<const DestinationRuleRes*> out;
     for (const auto& dr : res_.destination_rules)
-      if (fqdn(dr.host, dr.meta.namespace_) == host_fqdn) out.push_back(&dr);
+      if (registry_host(res_, fqdn(dr.host, dr.meta.namespace_)) == host_fqdn) out.push_back(&dr);
     if (!out.empty()) return out;
     for (const auto& dr : res_.destination_rules)
       if (dr.host.starts_with("*.") && ends_with_ci(host_fqdn, dr.host.substr(1)))
@@ -675,7 +684,8 @@ class Translator {
     uint16_t default_port = sp.target_port.value_or(sp.number);
     auto port_of = [&](const WorkloadEndpoint& ep) {
       auto it = ep.ports.find(sp.name);
-      return it != ep.ports.end() && !sp.name.empty() ? it->second : default_port;
+      return it != ep.ports.end() && (!sp.name.empty() || ep.only_listed_ports) ? it->second
+                                                                                : default_port;
     };
     auto make = [&](const WorkloadEndpoint& ep, const std::string& ip) {
       out.push_back(Endpoint{ip, port_of(ep), ep.labels, ep.weight});
@@ -685,6 +695,7 @@ class Translator {
     };
     if (se.resolution == "STATIC") {
       for (size_t i = 0; i < se.endpoints.size(); ++i) {
+        if (se.endpoints[i].only_listed_ports && !se.endpoints[i].ports.count(sp.name)) continue;
         if (!is_ip(se.endpoints[i].address))
           fail(se.meta, fmt::format("endpoints[{}].address", i),
                fmt::format("\"{}\" is not an IP address (resolution STATIC; use DNS for names)",
@@ -864,14 +875,14 @@ class Translator {
         if (candidate.number == *d.port) sp = &candidate;
       if (!sp)
         fail(meta, p + ".port.number",
-             fmt::format("ServiceEntry {} declares no port {} for host \"{}\"", se->meta.display(),
-                         *d.port, d.host));
+             fmt::format("{} declares no port {} for host \"{}\"", se->meta.object(), *d.port,
+                         d.host));
     } else if (se->ports.size() == 1) {
       sp = &se->ports[0];
     } else {
       fail(meta, p + ".port",
-           fmt::format("required: ServiceEntry {} declares {} ports for host \"{}\"",
-                       se->meta.display(), se->ports.size(), d.host));
+           fmt::format("required: {} declares {} ports for host \"{}\"", se->meta.object(),
+                       se->ports.size(), d.host));
     }
     const SubsetIn* subset = nullptr;
     if (!d.subset.empty()) {
@@ -933,8 +944,13 @@ class Translator {
       }
       if (all) return;
     }
-    warn(fmt::format("{}: {}.subset: subset \"{}\" of {} selects no endpoints", meta.object(), path,
-                     d.subset, d.upstream));
+    bool unlabelled = std::all_of(up.endpoints.begin(), up.endpoints.end(),
+                                  [](const Endpoint& e) { return e.labels.empty(); });
+    warn(fmt::format("{}: {}.subset: subset \"{}\" of {} selects no endpoints{}", meta.object(),
+                     path, d.subset, d.upstream,
+                     unlabelled && !up.endpoints.empty()
+                         ? " (its endpoints have no labels: load the Pods behind them)"
+                         : ""));
   }
 
   // --- listeners --------------------------------------------------------------------
@@ -1239,6 +1255,7 @@ class Translator {
   const DnsTable& dns_;
   LoadedConfig out_;
   std::vector<std::string> warnings_;
+  std::vector<ServiceEntryRes> registry_;  // the Kubernetes Services (kubernetes.cpp)
   std::map<std::string, const GatewayRes*> gateways_;
   std::map<uint16_t, std::vector<ServerRef>> ports_;
   std::map<const VirtualServiceRes*, std::vector<std::string>> bound_;

@@ -4,7 +4,9 @@
 #include <yaml-cpp/yaml.h>
 
 #include <chrono>
+#include <cstdint>
 #include <initializer_list>
+#include <map>
 #include <set>
 #include <string>
 #include <string_view>
@@ -32,6 +34,11 @@ std::string scalar(const YAML::Node& node, const Meta& meta, const std::string& 
 // true / false, and a finite number; anything else throws LoadError.
 bool boolean(const YAML::Node& node, const Meta& meta, const std::string& path);
 double decimal(const YAML::Node& node, const Meta& meta, const std::string& path);
+int64_t integer(const YAML::Node& node, const Meta& meta, const std::string& path);
+uint16_t port_number(const YAML::Node& node, const Meta& meta, const std::string& path);
+// A mapping of string to string (labels, selectors).
+std::map<std::string, std::string> label_map(const YAML::Node& n, const Meta& meta,
+                                             const std::string& path);
 
 // A YAML mapping whose keys must all be accounted for: every reader of an
 // Istio or Envoy object walks it with one of these, so an unknown (or

@@ -369,3 +369,54 @@ spec:
   child.signal(SIGTERM);
   CHECK(child.wait_exit() == 0);
 }
+
+TEST_CASE("sluice-ingress --check: Istio's bookinfo-gateway.yaml next to kubectl's Service YAML") {
+  TempDir dir;
+  dir.write("gateway.yaml", fixtures({"istio-bookinfo-gateway.yaml"}));
+  auto alone = ingress({"--check", "--config", dir.path.string()});
+  CHECK(alone.exit_code != 0);
+  CHECK_MESSAGE(
+      alone.err.find("VirtualService bookinfo: http[0].route[0].destination.host: host "
+                     "\"productpage\" is not declared by any ServiceEntry") != std::string::npos,
+      alone.err);
+  dir.write("services.yaml", fixtures({"bookinfo-kubernetes.yaml"}));
+  auto ok = ingress({"--check", "--config", dir.path.string()});
+  CHECK_MESSAGE(ok.exit_code == 0, ok.err);
+  CHECK(ok.out.find("-> outbound|9080||productpage.default.svc.cluster.local") !=
+        std::string::npos);
+  CHECK(ok.out.find("127.0.0.1:19080 {app=productpage,version=v1}") != std::string::npos);
+  CHECK(ok.err.find("warning") == std::string::npos);
+  // A Service whose endpoints have no Pod behind them: a subset selects
+  // nothing, and --check says which.
+  dir.write("zz-ratings.yaml", R"(
+apiVersion: v1
+kind: Service
+metadata: {name: ratings}
+spec: {ports: [{name: http, port: 9080}]}
+---
+apiVersion: v1
+kind: Endpoints
+metadata: {name: ratings}
+subsets: [{addresses: [{ip: 10.244.0.20}], ports: [{name: http, port: 9080}]}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: ratings}
+spec: {host: ratings, subsets: [{name: v1, labels: {version: v1}}]}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ratings}
+spec:
+  hosts: [ratings.example.com]
+  gateways: [bookinfo-gateway]
+  http: [{route: [{destination: {host: ratings.default, subset: v1}}]}]
+)");
+  auto warned = ingress({"--check", "--config", dir.path.string()});
+  CHECK_MESSAGE(warned.exit_code == 0, warned.err);
+  CHECK_MESSAGE(warned.err.find("warning: VirtualService ratings: http[0].route[0].destination."
+                                "subset: subset \"v1\" of "
+                                "outbound|9080||ratings.default.svc.cluster.local selects no "
+                                "endpoints") != std::string::npos,
+                warned.err);
+}

@@ -398,7 +398,8 @@ items:
   spec: {ports: [{port: 443}]}
 )");
   CHECK(l.config.listeners.size() == 1);
-  CHECK(has_warning(l, "Service kubernetes"));
+  // A Service is part of the Kubernetes registry now, not an ignored kind.
+  CHECK_FALSE(has_warning(l, "Service kubernetes"));
   CHECK(has_warning(l, "no VirtualService"));
 }
 
