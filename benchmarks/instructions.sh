@@ -144,11 +144,13 @@ wait_port "$ORIGIN_PORT" || { echo "origin did not start" >&2; exit 1; }
 # instructions per request.
 measure() {
   local name=$1; shift
-  local out=$T/$name.callgrind
-  valgrind --tool=callgrind --callgrind-out-file="$out" "$@" >"$T/$name.log" 2>&1 &
+  # valgrind expands % in file names: the row's label is not one.
+  local file=${name//[^a-zA-Z0-9]/_}
+  local out=$T/$file.callgrind
+  valgrind --tool=callgrind --callgrind-out-file="$out" "$@" >"$T/$file.log" 2>&1 &
   local pid=$!
   PIDS+=($pid)
-  wait_port "$PORT" || { echo "$name did not start" >&2; cat "$T/$name.log" >&2; exit 1; }
+  wait_port "$PORT" || { echo "$name did not start" >&2; cat "$T/$file.log" >&2; exit 1; }
   python3 "$HERE/request_client.py" "$PORT" "$WARMUP" "$CONNS" >/dev/null
   callgrind_control -z "$pid" >/dev/null 2>&1
   python3 "$HERE/request_client.py" "$PORT" "$REQUESTS" "$CONNS" >/dev/null

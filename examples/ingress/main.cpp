@@ -500,6 +500,8 @@ class Control {
   void reload(const char* why) {
     fmt::print(stderr, "reloading ({})\n", why);
     auto loaded = load();
+    // YAML the loader refused never reaches apply(); the gateway counts it.
+    if (!loaded) gateway_.count_rejected_config();
     bool ok = loaded && apply(std::move(*loaded));
     if (ok)
       fmt::print("reloaded\n");

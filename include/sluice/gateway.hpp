@@ -236,6 +236,9 @@ class Gateway {
   // gauges (stats.hpp). Thread-safe; costs the workers nothing but the
   // merge's brief lock per worker.
   Stats stats() const;
+  // For a host that refuses a configuration before it reaches apply() (a
+  // YAML loader): counted as sluice_config_reloads_total{result="rejected"}.
+  void count_rejected_config();
   // True while serving: a configuration applied and not stopping (the
   // admin /ready).
   bool ready() const;

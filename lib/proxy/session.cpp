@@ -564,20 +564,15 @@ void Session<Stream>::write_access_log(const RequestContext& ctx) {
   }
   // Envoy's X-Forwarded-For has the client appended before anything logs
   // it (Istio's gateways use the remote address); sluice appends it only
-  // on the wire, so the line gets it here, and it is taken back after.
-  auto& entries = head.headers.entries();
-  size_t xff = entries.size();
-  for (size_t i = 0; i < entries.size() && xff == entries.size(); ++i)
-    if (http::iequals(entries[i].first, "x-forwarded-for")) xff = i;
-  bool xff_added = xff == entries.size();
-  if (xff_added) {
-    entries.emplace_back("x-forwarded-for", client_ip_);
+  // on the wire, so the line is given that value.
+  telemetry::LogRecord r;
+  if (auto xff = head.headers.get("x-forwarded-for")) {
+    log_xff_.assign(*xff).append(", ").append(client_ip_);
+    r.x_forwarded_for = log_xff_;
   } else {
-    log_xff_.assign(entries[xff].second).append(", ").append(client_ip_);
-    std::swap(entries[xff].second, log_xff_);
+    r.x_forwarded_for = client_ip_;
   }
   auto duration = ctx.duration;  // log() measured it
-  telemetry::LogRecord r;
   r.start_time = worker_.wall_now() - duration;
   r.request = &head;
   r.protocol = head.version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
@@ -599,10 +594,6 @@ void Session<Stream>::write_access_log(const RequestContext& ctx) {
   r.route_name = ctx.route;
   r.attempts = ctx.attempts;
   write_access_logs(worker_, *access_logs_, r);
-  if (xff_added)
-    entries.pop_back();
-  else
-    std::swap(entries[xff].second, log_xff_);
   if (received_saved_) {
     std::swap(head.target, received_target_);
     std::swap(head.authority, received_authority_);

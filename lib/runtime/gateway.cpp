@@ -709,6 +709,8 @@ TraceExportStats Gateway::trace_export_stats() const {
   return total;
 }
 
+void Gateway::count_rejected_config() { impl_->reloads_rejected.fetch_add(1); }
+
 bool Gateway::ready() const {
   std::lock_guard lock(impl_->mutex);
   return impl_->current && !impl_->stopping;

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <charconv>
 #include <ctime>
 #include <optional>
 
@@ -59,7 +60,11 @@ std::string_view without_port(std::string_view address) {
   return colon == std::string_view::npos ? address : address.substr(0, colon);
 }
 
-std::optional<std::string_view> request_header(const RequestHead& r, std::string_view name) {
+std::optional<std::string_view> request_header(const LogRecord& record, std::string_view name) {
+  const RequestHead& r = *record.request;
+  // Envoy logs X-Forwarded-For with the client appended; the session
+  // passes that value instead of editing the request's headers.
+  if (!record.x_forwarded_for.empty() && name == "x-forwarded-for") return record.x_forwarded_for;
   if (name == ":method") return std::string_view(r.method);
   if (name == ":path") return std::string_view(r.target);
   if (name == ":authority") return std::string_view(r.authority);
@@ -80,13 +85,31 @@ std::string start_time(std::chrono::system_clock::time_point t, std::string_view
     nanos += 1000000000;
   }
   std::time_t tt = static_cast<std::time_t>(secs.count());
+  if (format.empty()) {
+    // Lines of one second share its text: formatted once per thread.
+    thread_local std::time_t cached_second = -1;
+    thread_local char cached[24];
+    if (tt != cached_second) {
+      std::tm tm{};
+      gmtime_r(&tt, &tm);
+      std::strftime(cached, sizeof cached, "%Y-%m-%dT%H:%M:%S", &tm);
+      cached_second = tt;
+    }
+    std::string out;
+    out.reserve(24);
+    out += cached;
+    char ms[6];
+    ms[0] = '.';
+    int millis = static_cast<int>(nanos / 1000000);
+    ms[1] = static_cast<char>('0' + millis / 100);
+    ms[2] = static_cast<char>('0' + millis / 10 % 10);
+    ms[3] = static_cast<char>('0' + millis % 10);
+    ms[4] = 'Z';
+    out.append(ms, 5);
+    return out;
+  }
   std::tm tm{};
   gmtime_r(&tt, &tm);
-  if (format.empty()) {
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-    return fmt::format("{}.{:03}Z", buf, nanos / 1000000);
-  }
   // Expand the extensions first, then let strftime do the rest.
   std::string expanded;
   for (size_t i = 0; i < format.size(); ++i) {
@@ -292,9 +315,10 @@ void append_json_string(std::string& out, std::string_view v) {
 void LogFormat::append_value(const Op& op, const LogRecord& r, std::string& out, bool json) const {
   std::optional<std::string_view> v;
   std::string owned;
+  char digits[24];
   auto number = [&](uint64_t n) {
-    owned = std::to_string(n);
-    v = owned;
+    auto end = std::to_chars(digits, digits + sizeof digits, n).ptr;
+    v = std::string_view(digits, static_cast<size_t>(end - digits));
   };
   auto text_of = [&](std::string_view s) {
     if (!s.empty()) v = s;
@@ -309,8 +333,8 @@ void LogFormat::append_value(const Op& op, const LogRecord& r, std::string& out,
       break;
     case Kind::req:
       if (r.request) {
-        v = request_header(*r.request, op.text);
-        if (!v && !op.alt.empty()) v = request_header(*r.request, op.alt);
+        v = request_header(r, op.text);
+        if (!v && !op.alt.empty()) v = request_header(r, op.alt);
       }
       break;
     case Kind::resp:
@@ -326,8 +350,12 @@ void LogFormat::append_value(const Op& op, const LogRecord& r, std::string& out,
       number(r.response_code);
       break;
     case Kind::response_flags:
-      owned = to_string(r.response_flags);
-      v = owned;
+      if (r.response_flags.empty()) {
+        v = "-";
+      } else {
+        owned = to_string(r.response_flags);
+        v = owned;
+      }
       break;
     case Kind::response_code_details:
       text_of(r.response_code_details);

@@ -37,6 +37,9 @@ extern const std::string_view kIstioTextFormat;
 struct LogRecord {
   std::chrono::system_clock::time_point start_time;
   const RequestHead* request = nullptr;  // as received (before the route's edits)
+  // X-Forwarded-For as Envoy logs it (the client appended); empty: the
+  // request's own header.
+  std::string_view x_forwarded_for;
   const Headers* response_headers = nullptr;
   std::string_view protocol = "HTTP/1.1";
   uint16_t response_code = 0;

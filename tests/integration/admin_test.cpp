@@ -6,6 +6,8 @@
 #include <doctest/doctest.h>
 
 #include <nlohmann/json.hpp>
+#include <atomic>
+#include <memory>
 #include <thread>
 
 #include "support/fake_upstream.hpp"
@@ -301,9 +303,11 @@ TEST_CASE("admin: a taken port is an error naming it, and stop is idempotent") {
 TEST_CASE("admin: /graph.json from samples taken on an injected clock") {
   ManualClock clock;
   FakeUpstream v1("v1"), v2("v2");
-  v2.set_handler([n = 0](const Received&) mutable {
+  // Shared: the upstream calls a copy of the handler per request.
+  auto n = std::make_shared<std::atomic<int>>(0);
+  v2.set_handler([n](const Received&) {
     Reply r;
-    r.status = ++n % 5 == 0 ? 500 : 200;
+    r.status = ++*n % 5 == 0 ? 500 : 200;
     return r;
   });
   TestGateway gw(two_versions(v1.port(), v2.port()));
@@ -334,6 +338,7 @@ TEST_CASE("admin: /graph.json from samples taken on an injected clock") {
     if (e["source"] == "gateway") total += e["requests"].get<uint64_t>();
     if (e["target"].get<std::string>().ends_with(":v2")) failing = e["health"] != "healthy";
   }
+  INFO(j.dump());
   CHECK(total == 40);
   CHECK(failing);
 }
