@@ -215,7 +215,8 @@ std::string join_list(const std::vector<std::string>& v) {
 
 // Never the PEM text: --check output ends up in logs and tickets.
 std::string describe_tls_server(const TlsServer& t) {
-  std::string out = fmt::format("{} certificate for {}", tls_mode_name(t.mode), join_list(t.sni_hosts));
+  std::string out =
+      fmt::format("{} certificate for {}", tls_mode_name(t.mode), join_list(t.sni_hosts));
   if (t.mode != TlsServer::Mode::simple) {
     out += ", client certificates checked against the CA";
     if (!t.subject_alt_names.empty()) out += "; SANs " + join_list(t.subject_alt_names);

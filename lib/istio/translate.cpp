@@ -60,7 +60,8 @@ ServiceIdentity service_identity(const std::string& host_fqdn, const std::string
   ServiceIdentity id{host_fqdn, host_fqdn, se_namespace};
   constexpr std::string_view kCluster = ".svc.cluster.local";
   if (std::string_view(host_fqdn).ends_with(kCluster)) {
-    std::string_view local = std::string_view(host_fqdn).substr(0, host_fqdn.size() - kCluster.size());
+    std::string_view local =
+        std::string_view(host_fqdn).substr(0, host_fqdn.size() - kCluster.size());
     if (size_t dot = local.find('.'); dot != std::string_view::npos) {
       id.name = std::string(local.substr(0, dot));
       id.namespace_ = std::string(local.substr(dot + 1));

@@ -388,7 +388,7 @@ class Session {
   std::string received_authority_;
   std::string local_address_;  // "ip:port", looked up at the first line
   std::string log_xff_;        // X-Forwarded-For as forwarded, for the line
-  RequestTrace trace_;  // per request: propagate_trace .. finish_trace
+  RequestTrace trace_;         // per request: propagate_trace .. finish_trace
 };
 
 template <typename Stream>

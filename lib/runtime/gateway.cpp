@@ -600,15 +600,17 @@ class MetricList {
 
 void listener_metrics(const GatewayShared& shared, MetricList& list) {
   for (const auto& [name, c] : shared.listeners.all()) {
-    auto load = [](const auto& a) { return static_cast<double>(a.load(std::memory_order_relaxed)); };
+    auto load = [](const auto& a) {
+      return static_cast<double>(a.load(std::memory_order_relaxed));
+    };
     list.add("envoy_listener_downstream_cx_active", "listener", name, load(c->active), true,
              "Open downstream connections.");
     list.add("envoy_listener_downstream_cx_total", "listener", name, load(c->total), false,
              "Downstream connections accepted.");
     list.add("envoy_listener_ssl_handshake", "listener", name, load(c->tls_handshakes), false,
              "TLS handshakes completed.");
-    list.add("envoy_listener_ssl_connection_error", "listener", name, load(c->tls_failures),
-             false, "TLS handshakes failed.");
+    list.add("envoy_listener_ssl_connection_error", "listener", name, load(c->tls_failures), false,
+             "TLS handshakes failed.");
   }
 }
 
@@ -671,10 +673,9 @@ Stats Gateway::stats() const {
   list.add("sluice_config_snapshot_version", "", "", double(m.snapshot_version.load()), true,
            "Snapshots published (applies and endpoint updates).");
   TraceExportStats spans = trace_export_stats();
-  const std::pair<const char*, uint64_t> span_counts[] = {
-      {"sampled", spans.spans_sampled},
-      {"exported", spans.spans_exported},
-      {"dropped", spans.spans_dropped}};
+  const std::pair<const char*, uint64_t> span_counts[] = {{"sampled", spans.spans_sampled},
+                                                          {"exported", spans.spans_exported},
+                                                          {"dropped", spans.spans_dropped}};
   for (const auto& [what, n] : span_counts)
     list.add("sluice_tracing_spans_total", "result", what, double(n), false,
              "Spans sampled, exported to the collector, or dropped.");
@@ -709,7 +710,9 @@ TraceExportStats Gateway::trace_export_stats() const {
   return total;
 }
 
-void Gateway::count_rejected_config() { impl_->reloads_rejected.fetch_add(1); }
+void Gateway::count_rejected_config() {
+  impl_->reloads_rejected.fetch_add(1);
+}
 
 bool Gateway::ready() const {
   std::lock_guard lock(impl_->mutex);

@@ -42,9 +42,10 @@ void Histogram::add_to(Counts& out) const {
 size_t LabelInterner::Hash::operator()(const std::unique_ptr<DestinationLabels>& l) const {
   std::hash<std::string> h;
   size_t seed = 0;
-  for (const std::string* s : {&l->service, &l->service_name, &l->service_namespace, &l->workload,
-                               &l->workload_namespace, &l->app, &l->version, &l->principal,
-                               &l->canonical_service, &l->canonical_revision, &l->cluster, &l->upstream})
+  for (const std::string* s :
+       {&l->service, &l->service_name, &l->service_namespace, &l->workload, &l->workload_namespace,
+        &l->app, &l->version, &l->principal, &l->canonical_service, &l->canonical_revision,
+        &l->cluster, &l->upstream})
     seed = mix(seed, h(*s));
   return seed;
 }
@@ -210,7 +211,8 @@ std::vector<RequestSeries> collect_series(std::span<const RequestMetrics* const>
         .response_code = key.response_code,
         .response_flags = to_string(key.response_flags),
         .request_protocol = key.protocol == RequestProtocol::grpc ? "grpc" : "http",
-        .grpc_response_status = key.grpc_status < 0 ? std::string() : std::to_string(key.grpc_status),
+        .grpc_response_status =
+            key.grpc_status < 0 ? std::string() : std::to_string(key.grpc_status),
         .requests = t.requests,
         .duration_ms = t.duration,
         .request_bytes = t.request_bytes,
@@ -219,10 +221,9 @@ std::vector<RequestSeries> collect_series(std::span<const RequestMetrics* const>
     out.push_back(std::move(s));
   }
   auto tie = [](const RequestSeries& s) {
-    return std::tie(s.destination_service, s.destination_version, s.response_code,
-                    s.response_flags, s.request_protocol, s.grpc_response_status,
-                    s.destination_service_name, s.destination_service_namespace,
-                    s.destination_workload);
+    return std::tie(s.destination_service, s.destination_version, s.response_code, s.response_flags,
+                    s.request_protocol, s.grpc_response_status, s.destination_service_name,
+                    s.destination_service_namespace, s.destination_workload);
   };
   std::sort(out.begin(), out.end(),
             [&](const RequestSeries& a, const RequestSeries& b) { return tie(a) < tie(b); });

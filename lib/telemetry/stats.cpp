@@ -82,7 +82,8 @@ void write_histogram(std::string& out, const std::string& name, std::span<const 
   std::string le;
   for (size_t i = 0; i < h.counts.size(); ++i) {
     cumulative += h.counts[i];
-    le = i < HistogramValue::kBounds.size() ? fmt::format("{}", HistogramValue::kBounds[i]) : "+Inf";
+    le =
+        i < HistogramValue::kBounds.size() ? fmt::format("{}", HistogramValue::kBounds[i]) : "+Inf";
     with_le.back().second = le;
     telemetry::write_sample(out, bucket, with_le, static_cast<double>(cumulative));
   }

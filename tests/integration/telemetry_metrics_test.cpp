@@ -46,8 +46,8 @@ const RequestSeries* find_series(const Stats& s, std::string_view version, uint1
 
 double metric(const Stats& s, std::string_view name, std::string_view label_value = {}) {
   for (const auto& m : s.metrics)
-    if (m.name == name && (label_value.empty() || (!m.labels.empty() &&
-                                                   m.labels.front().second == label_value)))
+    if (m.name == name &&
+        (label_value.empty() || (!m.labels.empty() && m.labels.front().second == label_value)))
       return m.value;
   FAIL("no metric " << name << " " << label_value);
   return -1;
@@ -281,10 +281,12 @@ TEST_CASE("metrics: promtool check metrics accepts the scrape") {
     // gauge, Istio's millisecond histogram.
     bool envoy_counter = line.starts_with("envoy_") &&
                          line.ends_with(" counter metrics should have \"_total\" suffix");
-    bool envoy_gauge = line == "envoy_cluster_membership_total non-counter metrics should not "
-                               "have \"_total\" suffix";
-    bool istio_ms = line == "istio_request_duration_milliseconds use base unit \"seconds\" "
-                            "instead of \"milliseconds\"";
+    bool envoy_gauge = line ==
+                       "envoy_cluster_membership_total non-counter metrics should not "
+                       "have \"_total\" suffix";
+    bool istio_ms = line ==
+                    "istio_request_duration_milliseconds use base unit \"seconds\" "
+                    "instead of \"milliseconds\"";
     CHECK_MESSAGE((envoy_counter || envoy_gauge || istio_ms), line);
   }
 }

@@ -194,9 +194,8 @@ TEST_CASE("sluice-ingress serves Bookinfo request routing and reloads on SIGHUP"
   // The admin's metrics count both reloads: the YAML refused by the loader too.
   auto admin = child.wait_line("admin 127.0.0.1:");
   REQUIRE(admin);
-  std::string stats =
-      get_body(static_cast<uint16_t>(std::stoi(admin->substr(admin->rfind(':') + 1))),
-               "/stats/prometheus");
+  std::string stats = get_body(
+      static_cast<uint16_t>(std::stoi(admin->substr(admin->rfind(':') + 1))), "/stats/prometheus");
   CHECK(stats.find("sluice_config_reloads_total{result=\"ok\"} 2\n") != std::string::npos);
   CHECK(stats.find("sluice_config_reloads_total{result=\"rejected\"} 1\n") != std::string::npos);
 
