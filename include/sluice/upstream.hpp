@@ -136,7 +136,7 @@ struct UpstreamView {
   uint64_t active_requests = 0;
   uint64_t pending_requests = 0;
   uint64_t connections = 0;
-  uint64_t overflows = 0;  // requests refused by circuit breaking (UO)
+  uint64_t overflows = 0;        // requests refused by circuit breaking (UO)
   uint64_t retry_overflows = 0;  // retries refused by max_retries
   uint64_t requests = 0;         // attempts sent (retries included)
   uint64_t connect_failures = 0;

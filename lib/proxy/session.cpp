@@ -544,7 +544,7 @@ void Session<Stream>::log(RequestContext& ctx) {
   }
   if (access_logs_) write_access_log(ctx);
   // The request's span, when sampled and a collector is configured.
-  finish_trace(worker_, ctx, trace_, started_);
+  finish_trace(worker_, ctx, trace_);
   if (auto* hooks = worker_.hooks()) hooks->on_log(ctx);
 }
 

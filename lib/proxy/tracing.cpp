@@ -86,19 +86,15 @@ void propagate_trace(SessionHost& host, RequestHead& head, RequestTrace& trace,
   telemetry::inject(trace.span, in, head.headers);
 }
 
-void finish_trace(SessionHost& host, const RequestContext& ctx, RequestTrace& trace,
-                  TimePoint started) {
+void finish_trace(SessionHost& host, const RequestContext& ctx, RequestTrace& trace) {
   const auto& snap = host.snapshot();
   const CompiledTracing* tracing = snap ? snap->tracing.get() : nullptr;
   if (tracing && tracing->export_spans) {
     if (!trace.started)
       trace.span = telemetry::start_span(telemetry::extract(ctx.request.headers),
                                          tracing->sampling_per_million, host.trace_rng());
-    if (trace.span.sampled) {
-      auto duration =
-          std::chrono::duration_cast<std::chrono::microseconds>(host.clock_now() - started);
-      host.tracer().add(build_span(ctx, trace, duration, host.wall_now()), *tracing);
-    }
+    if (trace.span.sampled)
+      host.tracer().add(build_span(ctx, trace, ctx.duration, host.wall_now()), *tracing);
   }
   trace = RequestTrace{};
 }

@@ -54,11 +54,10 @@ void propagate_trace(SessionHost& host, RequestHead& head, RequestTrace& trace,
 
 // Builds the request's span and queues it, when sampled and a collector is
 // configured; a request that never reached propagate_trace (a local reply)
-// gets its context from its headers here. `started`: when the request
-// began on the gateway's clock; the span ends now on the wall clock and
-// lasts as long. Leaves `trace` reset.
-void finish_trace(SessionHost& host, const RequestContext& ctx, RequestTrace& trace,
-                  TimePoint started);
+// gets its context from its headers here. The span ends now on the wall
+// clock and lasts ctx.duration (the session measured it on the gateway's
+// clock). Leaves `trace` reset.
+void finish_trace(SessionHost& host, const RequestContext& ctx, RequestTrace& trace);
 
 class TraceExporter {
  public:
