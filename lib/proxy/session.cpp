@@ -285,6 +285,9 @@ class Session {
     size_t replay_limit = 0;
     std::string replay{};
     bool mirrors_started = false;
+    // When the whole request had reached the upstream (the first try's):
+    // x-envoy-upstream-service-time counts from it, retries included.
+    Clock::time_point request_sent_at{};
     std::unique_ptr<UpstreamConnection> conn{};
     Window uin{};
   };
@@ -1312,6 +1315,7 @@ awaitable<typename Session<Stream>::SendResult> Session<Stream>::send_request(Ex
     auto [ec, n] = co_await write_upstream(conn, asio::buffer(http::kLastChunk));
     r.ok = !ec;
   }
+  if (r.ok && x.request_sent_at == Clock::time_point{}) x.request_sent_at = worker_.clock_now();
   co_return r;
 }
 
@@ -1358,6 +1362,13 @@ bool Session<Stream>::prepare_response_head(Exchange& x) {
   ResponseHead& rh = resp.response();
   uint16_t status = rh.status;
   http::strip_hop_by_hop(rh.headers);
+  // Envoy's, replacing any from the upstream; before the route's header
+  // edits, so a route can remove it.
+  if (x.request_sent_at != Clock::time_point{}) {
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(worker_.clock_now() -
+                                                                    x.request_sent_at);
+    rh.headers.set("x-envoy-upstream-service-time", std::to_string(ms.count()));
+  }
   policy::apply_headers(x.dest_cfg.response_headers, rh.headers);
   policy::apply_headers(x.route.response_headers, rh.headers);
   if (x.cors)

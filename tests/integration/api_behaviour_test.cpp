@@ -720,3 +720,44 @@ TEST_CASE("api: an idle connection parks and resumes on the same client connecti
   CHECK(std::chrono::steady_clock::now() - start < 2s);  // drain_timeout is 5 s
   CHECK(c.is_closed(1s));
 }
+
+// Envoy's x-envoy-upstream-service-time: milliseconds from the request
+// reaching the upstream to its response head, on the gateway's clock; it
+// replaces an upstream's own value and a route can remove it.
+// Catches: the header missing, measured on another clock, the upstream's
+// value kept, or added after the route's edits (which could not remove it).
+TEST_CASE("api: x-envoy-upstream-service-time counts the upstream's time, a route removes it") {
+  FakeUpstream up;
+  up.set_handler([](const Received&) {
+    Reply r;
+    r.headers.emplace_back("x-envoy-upstream-service-time", "999");
+    r.hold = true;
+    return r;
+  });
+  Route kept = forward_all("backend", "kept");
+  kept.matches = {Matcher{}.path_prefix("/kept")};
+  Route hidden = forward_all("backend", "hidden");
+  hidden.response_headers.remove.push_back("x-envoy-upstream-service-time");
+  ManualClock clock;
+  TestGateway gw(make_config({kept, hidden}, {loopback_upstream("backend", {up.port()})}), 1,
+                 nullptr, &clock);
+  RawClient c(gw.port());
+
+  REQUIRE(c.send(make_request("GET", "/kept")));
+  REQUIRE(wait_until([&] { return up.held() == 1; }));
+  clock.advance(7ms);
+  up.release();
+  auto r = c.read_response();
+  REQUIRE_MESSAGE(r, c.error());
+  CHECK(r->header("x-envoy-upstream-service-time") == "7");
+  CHECK(r->header_count("x-envoy-upstream-service-time") == 1);
+
+  REQUIRE(c.send(make_request("GET", "/other")));
+  REQUIRE(wait_until([&] { return up.held() == 1; }));
+  clock.advance(3ms);
+  up.release();
+  auto hiddenr = c.read_response();
+  REQUIRE_MESSAGE(hiddenr, c.error());
+  CHECK(hiddenr->status == 200);
+  CHECK_FALSE(hiddenr->header("x-envoy-upstream-service-time"));
+}
