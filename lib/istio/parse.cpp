@@ -24,6 +24,7 @@
 #include "http/regex.hpp"
 #include "http/tokens.hpp"
 #include "http/wire_check.hpp"
+#include "istio/gateway_api.hpp"
 #include "istio/istio.hpp"
 #include "istio/model.hpp"
 #include "istio/yaml_load.hpp"
@@ -1713,6 +1714,7 @@ struct Parser {
       res.secrets.push_back(parse_secret(doc, meta));
       return;
     }
+    if (parse_gateway_api(doc, meta, api, res, seen, warnings)) return;
     if (parse_kubernetes(doc, meta, api, res, seen, warnings)) return;
     static const std::set<std::string> versions = {
         "networking.istio.io/v1alpha3", "networking.istio.io/v1beta1", "networking.istio.io/v1"};

@@ -14,6 +14,7 @@
 
 #include "http/regex.hpp"
 #include "http/tokens.hpp"
+#include "istio/gateway_api.hpp"
 #include "istio/istio.hpp"
 #include "istio/model.hpp"
 #include "security/authz.hpp"
@@ -1125,6 +1126,10 @@ class Translator {
     if (!ref.delegate.empty()) r.name += fmt::format("/{}/http[{}]", ref.meta->key(), ref.index);
     r.origin = fmt::format("VirtualService {}", vs.meta.key());
     origin = RouteOrigin{vs.meta.display(), vs.meta.namespace_, i, vs.http[i].name, {}};
+    if (!rule.source_object.empty()) {  // a Gateway API route's match
+      r.origin = rule.source_object;
+      origin.source = rule.source_object + " " + rule.source_field;
+    }
     origin.delegate = ref.delegate;
     origin.delegate_rule_index = ref.index;
     origin.delegate_rule_name = ref.delegate_rule_name;
@@ -1182,6 +1187,16 @@ class Translator {
         for (size_t j = i + 1; j < vh.routes.size(); ++j) {
           const auto& later = build.sources[v][j];
           const auto& first = build.sources[v][i];
+          const HttpRuleIn& lr = later.vs->http[later.rule];
+          if (!lr.source_object.empty()) {
+            const HttpRuleIn& fr = first.vs->http[first.rule];
+            warn(
+                fmt::format("{}: {}: can never match on host \"{}\" port {}: {} {} catches every "
+                            "request first",
+                            lr.source_object, lr.source_field, vh.name, port, fr.source_object,
+                            fr.source_field));
+            continue;
+          }
           warn(
               fmt::format("{}: http[{}]: rule can never match on host \"{}\" port {}: {} http[{}] "
                           "catches every request first",
@@ -1291,8 +1306,18 @@ std::vector<std::string> dns_names(const Parsed& parsed) {
 Result<LoadedConfig> translate(const Parsed& parsed, const TranslateOptions& options,
                                const DnsTable& dns) {
   try {
-    Translator t(*parsed.resources, options, dns);
+    // Gateway API objects become Istio Gateways and VirtualServices first.
+    std::optional<Resources> converted;
+    std::vector<RouteStatus> route_status;
+    std::vector<std::string> gateway_api_notes;
+    if (parsed.resources->gateway_api) {
+      converted = *parsed.resources;
+      convert_gateway_api(*converted, options.gateway_class, route_status, gateway_api_notes);
+    }
+    Translator t(converted ? *converted : *parsed.resources, options, dns);
     LoadedConfig out = t.run();
+    out.route_status = std::move(route_status);
+    out.warnings.insert(out.warnings.end(), gateway_api_notes.begin(), gateway_api_notes.end());
     apply_envoy_filters(*parsed.resources, options, out);
     apply_telemetry(*parsed.resources, options, out);
     out.warnings.insert(out.warnings.begin(), parsed.warnings.begin(), parsed.warnings.end());
