@@ -141,6 +141,13 @@ class Translator {
                                                       ref.group == "gateway.networking.k8s.io");
         if (gateway_kind && gateways_.count(m.namespace_ + "/" + ref.name))
           return fmt::format("targetRef {} {}/{}", ref.kind, m.namespace_, ref.name);
+        // A Gateway API Gateway of the class served (its listeners are
+        // loaded as one Istio Gateway each).
+        if (gateway_kind && ref.group == "gateway.networking.k8s.io" && res_.gateway_api)
+          for (const auto& g : res_.gateway_api->gateways)
+            if (g.meta.namespace_ == m.namespace_ && g.meta.name == ref.name &&
+                g.class_name == options_.gateway_class)
+              return fmt::format("targetRef {} {}/{}", ref.kind, m.namespace_, ref.name);
       }
       why_not = "its targetRefs name no loaded Gateway";
       return std::nullopt;

@@ -601,3 +601,22 @@ TEST_CASE("gateway api: Istio's Bookinfo sample serves over real sockets") {
   gateway.stop();
   CHECK(productpage.request_count() == 5);
 }
+
+TEST_CASE("gateway api: a policy whose targetRef names a Gateway API Gateway applies") {
+  std::string policy = R"(
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-admin, namespace: default}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: Gateway, name: gw}]
+  action: DENY
+  rules: [{to: [{operation: {paths: ["/admin"]}}]}]
+)";
+  auto loaded =
+      load_ok(gateway() + service("a") + route("r", rule("a", "{path: {value: /}}")) + policy);
+  REQUIRE(loaded.security_applied.size() == 1);
+  CHECK(loaded.security_applied[0].detail.find("targetRef Gateway default/gw") !=
+        std::string::npos);
+  CHECK(loaded.security_skipped.empty());
+}
