@@ -88,7 +88,7 @@ const RouterConfig& router_of(const istio::LoadedConfig& loaded, size_t i = 0) {
   return loaded.config.routers.front();
 }
 
-// Which route match serves `req`: "HTTPRoute ns/name rules[i].matches[k]".
+// Which route match serves `req`: "HTTPRoute ns/name spec.rules[i].matches[k]".
 std::string chosen(const istio::LoadedConfig& loaded, const RequestHead& req) {
   auto router = Router::compile(router_of(loaded));
   REQUIRE_MESSAGE(router.ok(), (router.ok() ? std::string() : router.error().to_string()));
@@ -128,11 +128,11 @@ TEST_CASE("gateway api: Istio's Bookinfo sample loads: listener, matches in prec
   // Exact before prefix, longer before shorter.
   std::vector<std::string> order;
   for (const auto& rt : routes) order.push_back(loaded.listeners[0].routes.at(rt.name).source);
-  CHECK(order == std::vector<std::string>{"HTTPRoute default/bookinfo rules[0].matches[0]",
-                                          "HTTPRoute default/bookinfo rules[0].matches[3]",
-                                          "HTTPRoute default/bookinfo rules[0].matches[2]",
-                                          "HTTPRoute default/bookinfo rules[0].matches[4]",
-                                          "HTTPRoute default/bookinfo rules[0].matches[1]"});
+  CHECK(order == std::vector<std::string>{"HTTPRoute default/bookinfo spec.rules[0].matches[0]",
+                                          "HTTPRoute default/bookinfo spec.rules[0].matches[3]",
+                                          "HTTPRoute default/bookinfo spec.rules[0].matches[2]",
+                                          "HTTPRoute default/bookinfo spec.rules[0].matches[4]",
+                                          "HTTPRoute default/bookinfo spec.rules[0].matches[1]"});
   CHECK(routes[0].destinations.at(0).upstream ==
         "outbound|9080||productpage.default.svc.cluster.local");
   CHECK(routes[0].origin == "HTTPRoute default/bookinfo");
@@ -145,7 +145,7 @@ TEST_CASE("gateway api: Istio's Bookinfo sample loads: listener, matches in prec
   CHECK(text.find("route HTTPRoute default/bookinfo\n  parent Gateway default/bookinfo-gateway: "
                   "Accepted=True (Accepted), ResolvedRefs=True (ResolvedRefs)") !=
         std::string::npos);
-  CHECK(text.find("HTTPRoute default/bookinfo rules[0].matches[4]") != std::string::npos);
+  CHECK(text.find("HTTPRoute default/bookinfo spec.rules[0].matches[4]") != std::string::npos);
 }
 
 TEST_CASE("gateway api: PathPrefix matches whole path elements") {
@@ -160,8 +160,9 @@ TEST_CASE("gateway api precedence: an Exact path beats a longer PathPrefix") {
   auto loaded = load_ok(gateway() + all_services() +
                         route("r", rule("a", "{path: {type: PathPrefix, value: /foo/bar/baz}}") +
                                        rule("b", "{path: {type: Exact, value: /foo}}")));
-  CHECK(chosen(loaded, request("x", "/foo")) == "HTTPRoute default/r rules[1].matches[0]");
-  CHECK(chosen(loaded, request("x", "/foo/bar/baz")) == "HTTPRoute default/r rules[0].matches[0]");
+  CHECK(chosen(loaded, request("x", "/foo")) == "HTTPRoute default/r spec.rules[1].matches[0]");
+  CHECK(chosen(loaded, request("x", "/foo/bar/baz")) ==
+        "HTTPRoute default/r spec.rules[0].matches[0]");
   CHECK(router_of(loaded).virtual_hosts[0].routes[0].matches[0].uri->kind ==
         StringMatch::Kind::exact);
 }
@@ -170,8 +171,8 @@ TEST_CASE("gateway api precedence: the longest PathPrefix wins across routes") {
   auto loaded = load_ok(gateway() + all_services() +
                         route("aaa", rule("a", "{path: {type: PathPrefix, value: /a}}")) +
                         route("bbb", rule("b", "{path: {type: PathPrefix, value: /a/b}}")));
-  CHECK(chosen(loaded, request("x", "/a/b/c")) == "HTTPRoute default/bbb rules[0].matches[0]");
-  CHECK(chosen(loaded, request("x", "/a/c")) == "HTTPRoute default/aaa rules[0].matches[0]");
+  CHECK(chosen(loaded, request("x", "/a/b/c")) == "HTTPRoute default/bbb spec.rules[0].matches[0]");
+  CHECK(chosen(loaded, request("x", "/a/c")) == "HTTPRoute default/aaa spec.rules[0].matches[0]");
 }
 
 TEST_CASE("gateway api precedence: a method match beats none") {
@@ -179,9 +180,9 @@ TEST_CASE("gateway api precedence: a method match beats none") {
       load_ok(gateway() + all_services() +
               route("aaa", rule("a", "{path: {type: PathPrefix, value: /x}}")) +
               route("bbb", rule("b", "{path: {type: PathPrefix, value: /x}, method: GET}")));
-  CHECK(chosen(loaded, request("x", "/x")) == "HTTPRoute default/bbb rules[0].matches[0]");
+  CHECK(chosen(loaded, request("x", "/x")) == "HTTPRoute default/bbb spec.rules[0].matches[0]");
   CHECK(chosen(loaded, request("x", "/x", {}, "POST")) ==
-        "HTTPRoute default/aaa rules[0].matches[0]");
+        "HTTPRoute default/aaa spec.rules[0].matches[0]");
 }
 
 TEST_CASE("gateway api precedence: more header matches beat fewer") {
@@ -190,9 +191,9 @@ TEST_CASE("gateway api precedence: more header matches beat fewer") {
       route("r", rule("a", "{headers: [{name: h1, value: '1'}]}") +
                      rule("b", "{headers: [{name: h1, value: '1'}, {name: H2, value: '2'}]}")));
   CHECK(chosen(loaded, request("x", "/", {{"h1", "1"}, {"h2", "2"}})) ==
-        "HTTPRoute default/r rules[1].matches[0]");
+        "HTTPRoute default/r spec.rules[1].matches[0]");
   CHECK(chosen(loaded, request("x", "/", {{"h1", "1"}})) ==
-        "HTTPRoute default/r rules[0].matches[0]");
+        "HTTPRoute default/r spec.rules[0].matches[0]");
 }
 
 TEST_CASE("gateway api precedence: more query parameter matches beat fewer") {
@@ -201,8 +202,10 @@ TEST_CASE("gateway api precedence: more query parameter matches beat fewer") {
                                        rule("b",
                                             "{queryParams: [{name: q, value: '1'}, {name: p, type: "
                                             "RegularExpression, value: 'v[0-9]'}]}")));
-  CHECK(chosen(loaded, request("x", "/?q=1&p=v2")) == "HTTPRoute default/r rules[1].matches[0]");
-  CHECK(chosen(loaded, request("x", "/?q=1&p=w")) == "HTTPRoute default/r rules[0].matches[0]");
+  CHECK(chosen(loaded, request("x", "/?q=1&p=v2")) ==
+        "HTTPRoute default/r spec.rules[1].matches[0]");
+  CHECK(chosen(loaded, request("x", "/?q=1&p=w")) ==
+        "HTTPRoute default/r spec.rules[0].matches[0]");
 }
 
 TEST_CASE("gateway api precedence: on a tie, the oldest route by creationTimestamp") {
@@ -210,7 +213,7 @@ TEST_CASE("gateway api precedence: on a tie, the oldest route by creationTimesta
   auto loaded =
       load_ok(gateway() + all_services() + route("aaa", rule("a", m), "2026-03-01T00:00:00Z") +
               route("zzz", rule("b", m), "2025-01-01T00:00:00Z"));
-  CHECK(chosen(loaded, request("x", "/same")) == "HTTPRoute default/zzz rules[0].matches[0]");
+  CHECK(chosen(loaded, request("x", "/same")) == "HTTPRoute default/zzz spec.rules[0].matches[0]");
 }
 
 TEST_CASE("gateway api precedence: then namespace/name in alphabetical order") {
@@ -219,16 +222,17 @@ TEST_CASE("gateway api precedence: then namespace/name in alphabetical order") {
                         service("a", "zeta") + service("b", "alpha") +
                         route("b-route", rule("a", m), "", "zeta") +
                         route("z-route", rule("b", m), "", "alpha"));
-  CHECK(chosen(loaded, request("x", "/same")) == "HTTPRoute alpha/z-route rules[0].matches[0]");
+  CHECK(chosen(loaded, request("x", "/same")) ==
+        "HTTPRoute alpha/z-route spec.rules[0].matches[0]");
 }
 
 TEST_CASE("gateway api precedence: then the first rule and match of one route") {
   std::string m = "{path: {type: PathPrefix, value: /p}}";
   auto loaded = load_ok(gateway() + all_services() + route("r", rule("a", m) + rule("b", m)));
-  CHECK(chosen(loaded, request("x", "/p")) == "HTTPRoute default/r rules[0].matches[0]");
+  CHECK(chosen(loaded, request("x", "/p")) == "HTTPRoute default/r spec.rules[0].matches[0]");
 }
 
-TEST_CASE("gateway api: hostnames intersect the listener's; wildcards cover subdomains") {
+TEST_CASE("gateway api: hostnames intersect the listener's, wildcards cover subdomains") {
   std::string yaml = gateway("    hostname: \"*.example.com\"\n") + service("a") + R"(
 ---
 apiVersion: gateway.networking.k8s.io/v1
@@ -330,7 +334,7 @@ spec:
   CHECK(text.find("ResolvedRefs=False (RefNotPermitted: ") != std::string::npos);
 }
 
-TEST_CASE("gateway api: a ReferenceGrant permits a cross-namespace backend; Selector namespaces") {
+TEST_CASE("gateway api: a ReferenceGrant permits a cross-namespace backend, Selector namespaces") {
   std::string yaml = gateway(R"(    allowedRoutes:
       namespaces:
         from: Selector
@@ -473,7 +477,7 @@ spec: {parentRefs: [{name: gw}]}
             .find("GRPCRoute: not supported yet (gRPC needs HTTP/2") != std::string::npos);
 }
 
-TEST_CASE("gateway api: gatewayClassName selects the Gateways served; others are noted") {
+TEST_CASE("gateway api: gatewayClassName selects the Gateways served, others are noted") {
   std::string yaml = R"(
 apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
