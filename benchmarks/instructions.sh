@@ -9,7 +9,7 @@
 #   benchmarks/instructions.sh [--requests N] [--conns C] [--warmup N]
 #                              [--rows sluice,nginx] [--rev REV[,REV...]]
 #                              [--sluice-args "ARGS"] [--label NAME]
-#                              [--nginx-access-log]
+#                              [--nginx-access-log] [--keep DIR]
 #
 # --rev measures sluice at each listed commit (git archive into
 # build-instr-<commit>/src, Release build of sluice_bench_server); without
@@ -18,7 +18,8 @@
 # --sluice-args adds arguments to sluice_bench_server (its telemetry
 # switches: benchmarks/telemetry_cost.sh), --label names that row;
 # --nginx-access-log turns nginx's access log on (to a file), for a fair
-# pair with a logging sluice. Prints one Markdown table row per proxy.
+# pair with a logging sluice; --keep copies each row's callgrind output
+# into DIR, for callgrind_annotate. Prints one Markdown table row per proxy.
 set -euo pipefail
 
 REQUESTS=${REQUESTS:-20000}
@@ -30,6 +31,7 @@ SLUICE_ARGS=${SLUICE_ARGS:-}
 LABEL=${LABEL:-}
 NGINX_LOG=off
 HEADER=1
+KEEP=
 while [[ $# -gt 0 ]]; do
   case $1 in
     --requests) REQUESTS=$2; shift 2 ;;
@@ -41,6 +43,7 @@ while [[ $# -gt 0 ]]; do
     --label) LABEL=$2; shift 2 ;;
     --nginx-access-log) NGINX_LOG=on; shift ;;
     --no-header) HEADER=0; shift ;;
+    --keep) KEEP=$2; shift 2 ;;
     *) echo "instructions.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -163,6 +166,10 @@ measure() {
   # before 2026-12-01's security section of RESULTS.md.
   local ir
   ir=$(cat "$out".* 2>/dev/null | awk '/^summary:/ {s += $2} END {printf "%.0f", s}')
+  if [[ -n $KEEP ]]; then
+    mkdir -p "$KEEP"
+    cp "$out".* "$KEEP/" 2>/dev/null || true
+  fi
   rm -f "$out" "$out".*
   python3 -c "print(f'| $name | {$ir / $REQUESTS:,.0f} | {$ir:,} |')"
 }

@@ -2,7 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <charconv>
+#include <cstring>
 #include <ctime>
 #include <optional>
 
@@ -60,21 +62,38 @@ std::string_view without_port(std::string_view address) {
   return colon == std::string_view::npos ? address : address.substr(0, colon);
 }
 
-std::optional<std::string_view> request_header(const LogRecord& record, std::string_view name) {
-  const RequestHead& r = *record.request;
-  // Envoy logs X-Forwarded-For with the client appended; the session
-  // passes that value instead of editing the request's headers.
-  if (!record.x_forwarded_for.empty() && name == "x-forwarded-for") return record.x_forwarded_for;
-  if (name == ":method") return std::string_view(r.method);
-  if (name == ":path") return std::string_view(r.target);
-  if (name == ":authority") return std::string_view(r.authority);
-  if (name == ":scheme") return std::string_view(r.scheme);
-  return r.headers.get(name);
+// START_TIME: Envoy's default is ISO 8601 in UTC with milliseconds, 24
+// bytes, written into `buf`.
+std::string_view default_start_time(std::chrono::system_clock::time_point t, char* buf) {
+  using namespace std::chrono;
+  auto since = t.time_since_epoch();
+  auto secs = duration_cast<seconds>(since);
+  auto millis = duration_cast<milliseconds>(since - secs).count();
+  if (millis < 0) {
+    secs -= seconds(1);
+    millis += 1000;
+  }
+  auto tt = static_cast<std::time_t>(secs.count());
+  // Lines of one second share its text: formatted once per thread.
+  thread_local std::time_t cached_second = -1;
+  thread_local char cached[20];
+  if (tt != cached_second) {
+    std::tm tm{};
+    gmtime_r(&tt, &tm);
+    std::strftime(cached, sizeof cached, "%Y-%m-%dT%H:%M:%S", &tm);
+    cached_second = tt;
+  }
+  std::memcpy(buf, cached, 19);
+  buf[19] = '.';
+  buf[20] = static_cast<char>('0' + millis / 100);
+  buf[21] = static_cast<char>('0' + millis / 10 % 10);
+  buf[22] = static_cast<char>('0' + millis % 10);
+  buf[23] = 'Z';
+  return {buf, 24};
 }
 
-// START_TIME: Envoy's default is ISO 8601 in UTC with milliseconds; a
-// custom format is strftime's with %s (Unix seconds) and %f / %1f..%9f
-// (the fraction of the second to that many digits; %f is 9).
+// A custom START_TIME: strftime's format with %s (Unix seconds) and %f /
+// %1f..%9f (the fraction of the second to that many digits; %f is 9).
 std::string start_time(std::chrono::system_clock::time_point t, std::string_view format) {
   using namespace std::chrono;
   auto since = t.time_since_epoch();
@@ -85,29 +104,6 @@ std::string start_time(std::chrono::system_clock::time_point t, std::string_view
     nanos += 1000000000;
   }
   std::time_t tt = static_cast<std::time_t>(secs.count());
-  if (format.empty()) {
-    // Lines of one second share its text: formatted once per thread.
-    thread_local std::time_t cached_second = -1;
-    thread_local char cached[24];
-    if (tt != cached_second) {
-      std::tm tm{};
-      gmtime_r(&tt, &tm);
-      std::strftime(cached, sizeof cached, "%Y-%m-%dT%H:%M:%S", &tm);
-      cached_second = tt;
-    }
-    std::string out;
-    out.reserve(24);
-    out += cached;
-    char ms[6];
-    ms[0] = '.';
-    int millis = static_cast<int>(nanos / 1000000);
-    ms[1] = static_cast<char>('0' + millis / 100);
-    ms[2] = static_cast<char>('0' + millis / 10 % 10);
-    ms[3] = static_cast<char>('0' + millis % 10);
-    ms[4] = 'Z';
-    out.append(ms, 5);
-    return out;
-  }
   std::tm tm{};
   gmtime_r(&tt, &tm);
   // Expand the extensions first, then let strftime do the rest.
@@ -142,6 +138,19 @@ std::string start_time(std::chrono::system_clock::time_point t, std::string_view
 }  // namespace
 
 namespace {
+
+// Where REQ(name) reads from. X-Forwarded-For is the record's own: Envoy
+// logs it with the client appended, and the session passes that value
+// instead of editing the request's headers.
+template <typename Source>
+Source request_source_of(std::string_view name) {
+  if (name == ":method") return Source::method;
+  if (name == ":path") return Source::path;
+  if (name == ":authority") return Source::authority;
+  if (name == ":scheme") return Source::scheme;
+  if (name == "x-forwarded-for") return Source::forwarded_for;
+  return Source::header;
+}
 
 struct Command {
   std::string_view name;
@@ -191,6 +200,7 @@ Result<LogFormat> LogFormat::text(std::string_view format, std::string_view obje
   auto error = [&](size_t at, std::string message) {
     return Error{std::string(object), {}, fmt::format("at position {}: {}", at, message)};
   };
+  auto request_source = [](std::string_view n) { return request_source_of<Source>(n); };
   Field field;
   std::string literal;
   for (size_t i = 0; i < format.size();) {
@@ -227,6 +237,10 @@ Result<LogFormat> LogFormat::text(std::string_view format, std::string_view obje
         if (q != std::string_view::npos) op.alt = http::to_lower(arg.substr(q + 1));
         if (op.text.empty() || (q != std::string_view::npos && op.alt.empty()))
           return error(start, fmt::format("%{}(...)% needs a header name", name));
+        if (op.kind == Kind::req) {
+          op.source = request_source(op.text);
+          op.alt_source = request_source(op.alt);
+        }
       }
       i = close + 1;
     } else if (op.kind == Kind::req || op.kind == Kind::resp) {
@@ -245,12 +259,10 @@ Result<LogFormat> LogFormat::text(std::string_view format, std::string_view obje
     if (i >= format.size() || format[i] != '%')
       return error(start, fmt::format("%{} is not closed by '%'", name));
     ++i;
-    if (!literal.empty()) {
-      Op lit;
-      lit.text = std::move(literal);
-      literal.clear();
-      field.ops.push_back(std::move(lit));
-    }
+    // The text before an operator travels with it: a line is one step per
+    // operator, not per piece.
+    op.prefix = std::move(literal);
+    literal.clear();
     field.ops.push_back(std::move(op));
   }
   if (!literal.empty()) {
@@ -291,7 +303,138 @@ LogFormat LogFormat::istio_json() {
   return std::move(f).value();
 }
 
+// Where a value that has to be built is written. Every value is copied
+// into the line before the next one is made, so one of each is enough.
+struct LogFormat::Scratch {
+  static constexpr size_t kSlot = 24;  // a uint64_t; the default START_TIME
+  char slot[kSlot];
+  std::string spill;  // a custom START_TIME, response flags: rare
+};
+
+std::string_view LogFormat::value(const Op& op, const LogRecord& r, Scratch& scratch) {
+  auto number = [&](uint64_t n) -> std::string_view {
+    char* p = scratch.slot;
+    auto end = std::to_chars(p, p + Scratch::kSlot, n).ptr;
+    return std::string_view(p, static_cast<size_t>(end - p));
+  };
+  auto text_of = [](std::string_view s) -> std::string_view {
+    return s.empty() ? std::string_view() : s;
+  };
+  auto request = [&](const std::string& name, Source source) -> std::string_view {
+    const RequestHead& h = *r.request;
+    switch (source) {
+      case Source::method:
+        return std::string_view(h.method);
+      case Source::path:
+        return std::string_view(h.target);
+      case Source::authority:
+        return std::string_view(h.authority);
+      case Source::scheme:
+        return std::string_view(h.scheme);
+      case Source::forwarded_for:
+        if (!r.x_forwarded_for.empty()) return r.x_forwarded_for;
+        break;
+      case Source::header:
+        break;
+    }
+    auto v = h.headers.get(name);
+    return v ? *v : std::string_view();
+  };
+  switch (op.kind) {
+    case Kind::literal:
+      return std::string_view(op.text);
+    case Kind::start_time:
+      if (op.text.empty()) return default_start_time(r.start_time, scratch.slot);
+      return std::string_view(scratch.spill = start_time(r.start_time, op.text));
+    case Kind::req: {
+      if (!r.request) return {};
+      auto v = request(op.text, op.source);
+      if (!v.data() && !op.alt.empty()) v = request(op.alt, op.alt_source);
+      return v;
+    }
+    case Kind::resp: {
+      if (!r.response_headers) return {};
+      auto v = r.response_headers->get(op.text);
+      if (!v && !op.alt.empty()) v = r.response_headers->get(op.alt);
+      return v ? *v : std::string_view();
+    }
+    case Kind::protocol:
+      return text_of(r.protocol);
+    case Kind::response_code:
+      return number(r.response_code);
+    case Kind::response_flags:
+      if (r.response_flags.empty()) return std::string_view("-");
+      return std::string_view(scratch.spill = to_string(r.response_flags));
+    case Kind::response_code_details:
+      return text_of(r.response_code_details);
+    case Kind::connection_termination_details:
+      return text_of(r.connection_termination_details);
+    case Kind::upstream_transport_failure_reason:
+      return text_of(r.upstream_transport_failure_reason);
+    case Kind::bytes_received:
+      return number(r.bytes_received);
+    case Kind::bytes_sent:
+      return number(r.bytes_sent);
+    case Kind::duration:
+      return number(static_cast<uint64_t>(r.duration.count() / 1000));
+    case Kind::upstream_host:
+      return text_of(r.upstream_host);
+    case Kind::upstream_cluster:
+      return text_of(r.upstream_cluster);
+    case Kind::upstream_local_address:
+      return text_of(r.upstream_local_address);
+    case Kind::downstream_local_address:
+      return text_of(r.downstream_local_address);
+    case Kind::downstream_local_address_without_port:
+      return text_of(without_port(r.downstream_local_address));
+    case Kind::downstream_remote_address:
+      return text_of(r.downstream_remote_address);
+    case Kind::downstream_remote_address_without_port:
+      return text_of(without_port(r.downstream_remote_address));
+    case Kind::downstream_peer_uri_san:
+      return text_of(r.downstream_peer_uri_san);
+    case Kind::requested_server_name:
+      return text_of(r.requested_server_name);
+    case Kind::route_name:
+      return text_of(r.route_name);
+    case Kind::attempts:
+      if (r.attempts) return number(r.attempts);
+      return {};
+    case Kind::hostname:
+      return text_of(r.hostname);
+  }
+  return {};
+}
+
 namespace {
+
+// Most of a line's pieces are under 16 bytes: two overlapping fixed-size
+// copies (plain moves, no call) instead of memcpy's dispatch.
+inline void copy_short(char* p, std::string_view v) {
+  const char* s = v.data();
+  size_t n = v.size();
+  if (n > 16) {
+    std::memcpy(p, s, n);
+  } else if (n >= 8) {
+    std::memcpy(p, s, 8);
+    std::memcpy(p + n - 8, s + n - 8, 8);
+  } else if (n >= 4) {
+    std::memcpy(p, s, 4);
+    std::memcpy(p + n - 4, s + n - 4, 4);
+  } else if (n > 0) {
+    p[0] = s[0];
+    p[n / 2] = s[n / 2];
+    p[n - 1] = s[n - 1];
+  }
+}
+
+std::string_view unset_as_dash(std::string_view v) {
+  return v.data() ? v : std::string_view("-");
+}
+
+std::string_view clipped(std::string_view v, size_t max_length) {
+  return max_length && v.size() > max_length ? v.substr(0, max_length) : v;
+}
 
 void append_json_string(std::string& out, std::string_view v) {
   out += '"';
@@ -311,138 +454,60 @@ void append_json_string(std::string& out, std::string_view v) {
 
 }  // namespace
 
-// The operator's value, or nullopt when unset (Envoy's "-").
-void LogFormat::append_value(const Op& op, const LogRecord& r, std::string& out, bool json) const {
-  std::optional<std::string_view> v;
-  std::string owned;
-  char digits[24];
-  auto number = [&](uint64_t n) {
-    auto end = std::to_chars(digits, digits + sizeof digits, n).ptr;
-    v = std::string_view(digits, static_cast<size_t>(end - digits));
-  };
-  auto text_of = [&](std::string_view s) {
-    if (!s.empty()) v = s;
-  };
-  switch (op.kind) {
-    case Kind::literal:
-      v = op.text;
-      break;
-    case Kind::start_time:
-      owned = start_time(r.start_time, op.text);
-      v = owned;
-      break;
-    case Kind::req:
-      if (r.request) {
-        v = request_header(r, op.text);
-        if (!v && !op.alt.empty()) v = request_header(r, op.alt);
-      }
-      break;
-    case Kind::resp:
-      if (r.response_headers) {
-        v = r.response_headers->get(op.text);
-        if (!v && !op.alt.empty()) v = r.response_headers->get(op.alt);
-      }
-      break;
-    case Kind::protocol:
-      text_of(r.protocol);
-      break;
-    case Kind::response_code:
-      number(r.response_code);
-      break;
-    case Kind::response_flags:
-      if (r.response_flags.empty()) {
-        v = "-";
-      } else {
-        owned = to_string(r.response_flags);
-        v = owned;
-      }
-      break;
-    case Kind::response_code_details:
-      text_of(r.response_code_details);
-      break;
-    case Kind::connection_termination_details:
-      text_of(r.connection_termination_details);
-      break;
-    case Kind::upstream_transport_failure_reason:
-      text_of(r.upstream_transport_failure_reason);
-      break;
-    case Kind::bytes_received:
-      number(r.bytes_received);
-      break;
-    case Kind::bytes_sent:
-      number(r.bytes_sent);
-      break;
-    case Kind::duration:
-      number(static_cast<uint64_t>(r.duration.count() / 1000));
-      break;
-    case Kind::upstream_host:
-      text_of(r.upstream_host);
-      break;
-    case Kind::upstream_cluster:
-      text_of(r.upstream_cluster);
-      break;
-    case Kind::upstream_local_address:
-      text_of(r.upstream_local_address);
-      break;
-    case Kind::downstream_local_address:
-      text_of(r.downstream_local_address);
-      break;
-    case Kind::downstream_local_address_without_port:
-      text_of(without_port(r.downstream_local_address));
-      break;
-    case Kind::downstream_remote_address:
-      text_of(r.downstream_remote_address);
-      break;
-    case Kind::downstream_remote_address_without_port:
-      text_of(without_port(r.downstream_remote_address));
-      break;
-    case Kind::downstream_peer_uri_san:
-      text_of(r.downstream_peer_uri_san);
-      break;
-    case Kind::requested_server_name:
-      text_of(r.requested_server_name);
-      break;
-    case Kind::route_name:
-      text_of(r.route_name);
-      break;
-    case Kind::attempts:
-      if (r.attempts) number(r.attempts);
-      break;
-    case Kind::hostname:
-      text_of(r.hostname);
-      break;
+void LogFormat::append_text(const Field& f, const LogRecord& r, Scratch& scratch,
+                            std::string& out) {
+  // Written through a pointer into the string's whole capacity, grown only
+  // when a line outgrows it; the string is cut to the line at the end.
+  size_t used = out.size();
+  out.resize(std::max(out.capacity(), used + 256));
+  char* p = out.data() + used;
+  char* end = out.data() + out.size();
+  for (const Op& op : f.ops) {
+    std::string_view v = op.text;
+    if (op.kind != Kind::literal) v = clipped(unset_as_dash(value(op, r, scratch)), op.max_length);
+    size_t need = op.prefix.size() + v.size();
+    if (static_cast<size_t>(end - p) < need) {
+      used = static_cast<size_t>(p - out.data());
+      out.resize(std::max(out.size() * 2, used + need));
+      p = out.data() + used;
+      end = out.data() + out.size();
+    }
+    copy_short(p, op.prefix);
+    p += op.prefix.size();
+    copy_short(p, v);
+    p += v.size();
   }
-  if (v && op.max_length && v->size() > op.max_length) v = v->substr(0, op.max_length);
-  if (!json) {
-    out += v.value_or("-");
-  } else if (!v) {
-    out += "null";
-  } else if (op.numeric) {
-    out += *v;
-  } else {
-    append_json_string(out, *v);
-  }
+  out.resize(static_cast<size_t>(p - out.data()));
 }
 
 void LogFormat::append(const LogRecord& record, std::string& out) const {
+  thread_local Scratch scratch;
   if (!json_) {
-    for (const Op& op : fields_.front().ops) append_value(op, record, out, false);
+    append_text(fields_.front(), record, scratch, out);
     return;
   }
   out += '{';
   bool first = true;
+  std::string s;
   for (const Field& f : fields_) {
     if (!first) out += ',';
     first = false;
     append_json_string(out, f.key);
     out += ':';
-    if (f.ops.size() == 1) {
+    if (f.ops.size() == 1 && f.ops.front().prefix.empty()) {
       // One operator: typed (a number, or null when unset).
-      append_value(f.ops.front(), record, out, true);
+      const Op& op = f.ops.front();
+      std::string_view v = value(op, record, scratch);
+      if (!v.data())
+        out += "null";
+      else if (op.numeric)
+        out += clipped(v, op.max_length);
+      else
+        append_json_string(out, clipped(v, op.max_length));
     } else {
       // A template: a string, with "-" for unset parts.
-      std::string s;
-      for (const Op& op : f.ops) append_value(op, record, s, false);
+      s.clear();
+      append_text(f, record, scratch, s);
       append_json_string(out, s);
     }
   }

@@ -19,6 +19,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -107,10 +108,17 @@ class LogFormat {
     attempts,
     hostname,
   };
+  // REQ(...) names the request line's parts by pseudo-header; resolved at
+  // compile time so a line does not compare names.
+  enum class Source : uint8_t { header, method, path, authority, scheme, forwarded_for };
   struct Op {
     Kind kind = Kind::literal;
-    std::string text;       // literal; header name (lower case); START_TIME's format
-    std::string alt;        // REQ(H?ALT): the header tried second
+    std::string prefix;  // the format's text before this operator
+    std::string text;    // literal (the text after the last operator); header
+                         // name (lower case); START_TIME's format
+    std::string alt;     // REQ(H?ALT): the header tried second
+    Source source = Source::header;
+    Source alt_source = Source::header;
     size_t max_length = 0;  // ":N"; 0: no limit
     bool numeric = false;   // a number in JSON
   };
@@ -118,7 +126,13 @@ class LogFormat {
     std::string key;  // JSON only
     std::vector<Op> ops;
   };
-  void append_value(const Op& op, const LogRecord& r, std::string& out, bool json) const;
+  struct Scratch;
+  // The operator's value; a null data() when unset (Envoy's "-": every set
+  // value points somewhere, even when empty). Numbers and times are written
+  // into `scratch`, valid until the next value.
+  static std::string_view value(const Op& op, const LogRecord& r, Scratch& scratch);
+  // The field's text with "-" for unset values, appended to `out`.
+  static void append_text(const Field& f, const LogRecord& r, Scratch& scratch, std::string& out);
 
   bool json_ = false;
   std::vector<Field> fields_;

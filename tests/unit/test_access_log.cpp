@@ -147,3 +147,31 @@ TEST_CASE("access log: format errors name the operator and the position") {
   REQUIRE_FALSE(json.ok());
   CHECK(json.error().to_string() == "accessLogFormat: bad: at position 0: unknown operator %NOPE%");
 }
+
+TEST_CASE("access log: long values grow the line, set-but-empty values are not unset") {
+  Fixture x;
+  std::string agent(5000, 'a');
+  x.request.headers.set("user-agent", agent);
+  x.request.headers.add("x-empty", "");
+  auto f = LogFormat::text("[%REQ(USER-AGENT)%] <%REQ(X-EMPTY)%> %RESPONSE_CODE% %BYTES_SENT%|",
+                           "test");
+  REQUIRE(f.ok());
+  // Appended after what the string already holds, which is kept.
+  std::string out = "before ";
+  f->append(x.record, out);
+  CHECK(out == "before [" + agent + "] <> 418 135|");
+
+  // Many numbers in one line: each is written before the next is made.
+  std::string many;
+  for (int i = 0; i < 40; ++i) many += "%BYTES_SENT%-%RESPONSE_CODE%,";
+  auto m = LogFormat::text(many, "test");
+  REQUIRE(m.ok());
+  std::string expect;
+  for (int i = 0; i < 40; ++i) expect += "135-418,";
+  CHECK(line(*m, x.record) == expect);
+
+  // In JSON, text before a single operator makes the value a string.
+  auto j = LogFormat::json({{"sent", "n=%BYTES_SENT%"}, {"code", "%RESPONSE_CODE%"}}, "test");
+  REQUIRE(j.ok());
+  CHECK(line(*j, x.record) == "{\"sent\":\"n=135\",\"code\":418}\n");
+}
