@@ -116,3 +116,49 @@ TEST_CASE("istio samples: a TCP server without tcp routes warns and serves nothi
     warned = warned || w.find("no VirtualService tcp route") != std::string::npos;
   CHECK(warned);
 }
+
+TEST_CASE("istio loader: a port cannot carry TCP routes and HTTP at once") {
+  std::string yaml = R"(apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: mixed}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 8000, name: tcp, protocol: TCP}
+    hosts: ["a.example.com"]
+  - port: {number: 8000, name: http, protocol: HTTP}
+    hosts: ["b.example.com"]
+)";
+  CHECK(load_error(yaml).find("carries TCP routes in one server and not in another") !=
+        std::string::npos);
+}
+
+TEST_CASE("istio loader: tcp match sourceSubnet and gateways, weights per destination") {
+  std::string yaml = fixtures({"tcp-echo-all-v1.yaml", "tcp-echo-services.yaml"},
+                              {{"TCP_ECHO_V1", "1"}, {"TCP_ECHO_V2", "2"}}) +
+                     R"(apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: from-ten}
+spec:
+  hosts: ["*"]
+  gateways: [tcp-echo-gateway]
+  tcp:
+  - match:
+    - {port: 31400, sourceSubnet: 10.0.0.0/8, gateways: [tcp-echo-gateway]}
+    - {port: 9999}
+    - {sourceLabels: {app: x}}
+    route:
+    - {destination: {host: tcp-echo, subset: v2}, weight: 30}
+    - {destination: {host: tcp-echo, subset: v1}, weight: 70}
+)";
+  auto loaded = load_ok(yaml);
+  REQUIRE(loaded.config.listeners.size() == 1);
+  const auto& routes = loaded.config.listeners[0].tcp_routes;
+  REQUIRE(routes.size() == 2);  // tcp-echo's, then from-ten's first match only
+  CHECK(routes[0].source_subnets.empty());
+  CHECK(routes[1].source_subnets == std::vector<std::string>{"10.0.0.0/8"});
+  REQUIRE(routes[1].destinations.size() == 2);
+  CHECK(routes[1].destinations[0].subset == "v2");
+  CHECK(routes[1].destinations[0].weight == 30);
+  CHECK(routes[1].destinations[1].weight == 70);
+}
