@@ -76,8 +76,9 @@ awaitable<Relayed> relay_to(SessionHost& worker, Down& down, const Snapshot& sna
   bool ok = true;
   if (!target.first.empty()) {
     slot.set_deadline(Timeout::io, idle);
-    auto [ec, n] =
-        co_await write_upstream(*conn, asio::buffer(target.first.data(), target.first.size()));
+    asio::const_buffer first(target.first.data(), target.first.size());
+    asio::error_code ec;
+    std::tie(ec, std::ignore) = co_await write_upstream(*conn, first);
     ok = !ec;
   }
   if (ok) {

@@ -1536,7 +1536,10 @@ awaitable<bool> Session<Stream>::tunnel(Exchange& x) {
   ctx.bytes_sent += uin.size();
   if (ok && in_.size() > 0) {
     slot_.set_deadline(Timeout::io, limits_->stream_idle_timeout);
-    auto [ec, n] = co_await write_upstream(*x.conn, asio::buffer(in_.ptr(), in_.size()));
+    asio::const_buffer early(in_.ptr(), in_.size());
+    asio::error_code ec;
+    size_t n = 0;
+    std::tie(ec, n) = co_await write_upstream(*x.conn, early);
     ok = !ec;
     ctx.bytes_received += n;
     in_.consume(in_.size());

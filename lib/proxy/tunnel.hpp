@@ -57,15 +57,17 @@ template <typename S>
 asio::awaitable<ReadResult> read_some(S& s, asio::mutable_buffer b) {
   co_return co_await s.async_read_some(b, kNoThrow);
 }
+// Coroutines themselves, not forwarders: write_upstream keeps a reference
+// to its buffer, which must live in a frame until the write ends.
 inline asio::awaitable<ReadResult> read_some(UpstreamConnection& c, asio::mutable_buffer b) {
-  return read_upstream(c, b);
+  co_return co_await read_upstream(c, b);
 }
 template <typename S>
 asio::awaitable<ReadResult> write_all(S& s, asio::const_buffer b) {
   co_return co_await asio::async_write(s, b, kNoThrow);
 }
 inline asio::awaitable<ReadResult> write_all(UpstreamConnection& c, asio::const_buffer b) {
-  return write_upstream(c, b);
+  co_return co_await write_upstream(c, b);
 }
 
 void close_socket(asio::ip::tcp::socket::lowest_layer_type& s);
@@ -100,13 +102,19 @@ template <typename From, typename To>
 asio::awaitable<void> pump(Loop& loop, From& from, To& to, ConnectionSlot& slot,
                            std::chrono::milliseconds idle, uint64_t& count) {
   IoBuffer buf = loop.take_buffer();
+  // Named locals, no structured bindings or temporaries across the awaits
+  // (GCC 12 misplaces them in the coroutine frame).
+  asio::mutable_buffer space(buf.get(), Loop::kBufferSize);
   for (;;) {
-    auto [ec, n] = co_await read_some(from, asio::buffer(buf.get(), Loop::kBufferSize));
+    asio::error_code ec;
+    size_t n = 0;
+    std::tie(ec, n) = co_await read_some(from, space);
     if (ec == asio::error::eof && half_close(to)) break;
     if (!ec) {
       slot.set_deadline(ConnectionSlot::Timeout::io, idle);
+      asio::const_buffer data(buf.get(), n);
       size_t written = 0;
-      std::tie(ec, written) = co_await write_all(to, asio::buffer(buf.get(), n));
+      std::tie(ec, written) = co_await write_all(to, data);
       count += written;
       slot.set_deadline(ConnectionSlot::Timeout::io, idle);
     }
