@@ -140,12 +140,27 @@ struct TlsRuleIn {
   std::vector<DestinationIn> route;
 };
 
+// VirtualService `tcp:` routes (TCPRoute), served at TCP servers and at TLS
+// servers that terminate. No match: every connection.
+struct TcpMatchIn {
+  std::optional<uint16_t> port;
+  std::vector<std::string> gateways;
+  std::string source_subnet;   // empty: any client
+  bool source_labels = false;  // mesh-only condition: never true at an ingress
+};
+
+struct TcpRuleIn {
+  std::vector<TcpMatchIn> matches;
+  std::vector<DestinationIn> route;
+};
+
 struct VirtualServiceRes {
   Meta meta;
   std::vector<std::string> hosts;  // empty: a delegate (only reachable through a root's delegate)
   std::vector<std::string> gateways;
   std::vector<HttpRuleIn> http;
   std::vector<TlsRuleIn> tls;
+  std::vector<TcpRuleIn> tcp;
 };
 
 // The parts of a TrafficPolicy sluice maps; each is "set" or "absent" so that

@@ -265,6 +265,14 @@ std::string summary(const LoadedConfig& loaded) {
     for (const auto& p : lc.passthrough)
       out += fmt::format("  tls passthrough: sni {} -> {}{}\n", join_list(p.sni_hosts), p.upstream,
                          p.subset.empty() ? "" : " subset " + p.subset);
+    for (const auto& t : lc.tcp_routes) {
+      ++rules;
+      out += fmt::format("  tcp route {}{}\n", t.name,
+                         t.source_subnets.empty() ? "" : " from " + join_list(t.source_subnets));
+      for (const auto& d : t.destinations)
+        out += fmt::format("    -> {}{} weight {}\n", d.upstream,
+                           d.subset.empty() ? "" : " subset " + d.subset, d.weight);
+    }
     const RouterConfig* router = nullptr;
     for (const auto& r : loaded.config.routers)
       if (r.name == lc.router) router = &r;

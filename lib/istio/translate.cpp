@@ -331,20 +331,26 @@ class Translator {
         }
       }
     }
-    std::map<uint16_t, ServerRef> first_plain, first_tls;
+    std::map<uint16_t, ServerRef> first_plain, first_tls, first_any;
     for (const auto& g : res_.gateways) {
       for (size_t i = 0; i < g.servers.size(); ++i) {
         const auto& s = g.servers[i];
-        if (s.protocol != "HTTP" && s.protocol != "HTTPS" && s.protocol != "TLS")
+        if (s.protocol != "HTTP" && s.protocol != "HTTPS" && s.protocol != "TLS" &&
+            s.protocol != "TCP")
           fail(g.meta, fmt::format("servers[{}].port.protocol", i),
-               fmt::format("protocol {} is not implemented yet (HTTP, HTTPS and TLS only)",
+               fmt::format("protocol {} is not implemented yet (HTTP, HTTPS, TLS and TCP only)",
                            s.protocol));
         bool tls = is_tls(s);
-        if (s.protocol == "TLS" && terminates(s))
-          fail(g.meta, fmt::format("servers[{}].tls.mode", i),
-               fmt::format("mode {} with protocol TLS terminates TLS for plain TCP, which needs "
-                           "tcp routes (not implemented yet); use protocol HTTPS for HTTP",
-                           s.tls->mode));
+        // A port carries TCP routes or HTTP (with TLS passthrough), never both.
+        if (auto o = first_any.find(s.port);
+            o != first_any.end() &&
+            carries_tcp(o->second.gateway->servers[o->second.index]) != carries_tcp(s))
+          fail(g.meta, fmt::format("servers[{}].port.protocol", i),
+               fmt::format("port {} carries TCP routes in one server and not in another (Gateway "
+                           "{} servers[{}] says {}; this server says {})",
+                           s.port, o->second.gateway->meta.display(), o->second.index,
+                           o->second.gateway->servers[o->second.index].protocol, s.protocol));
+        first_any.emplace(s.port, ServerRef{&g, i});
         // A port speaks TLS or plain HTTP, never both (Envoy listens once per port).
         auto& mine = tls ? first_tls : first_plain;
         auto& other = tls ? first_plain : first_tls;
@@ -367,6 +373,10 @@ class Translator {
     return is_tls(s) && s.tls && s.tls->mode != "PASSTHROUGH";
   }
   static bool passes_through(const GatewayServer& s) { return is_tls(s) && !terminates(s); }
+  // Served by VirtualService tcp routes: protocol TCP, or TLS terminated here.
+  static bool carries_tcp(const GatewayServer& s) {
+    return s.protocol == "TCP" || (s.protocol == "TLS" && terminates(s));
+  }
 
   // credentialName -> Secret: the Gateway's (or DestinationRule's) namespace,
   // then istio-system (where Istio's ingress reads them), then a Secret of that
@@ -1060,6 +1070,68 @@ class Translator {
     return out;
   }
 
+  // VirtualService tcp routes served at the TCP servers of `port` (TCP, or
+  // TLS terminated here), in VirtualService and rule order; each match
+  // becomes one route, a rule without matches one route for any client.
+  std::vector<TcpRoute> tcp_routes(uint16_t port) {
+    std::vector<TcpRoute> out;
+    for (const auto& vs : res_.virtual_services) {
+      auto b = bound_.find(&vs);
+      if (b == bound_.end()) continue;
+      for (size_t i = 0; i < vs.tcp.size(); ++i) {
+        const TcpRuleIn& rule = vs.tcp[i];
+        std::vector<TcpMatchIn> matches = rule.matches;
+        if (matches.empty()) matches.emplace_back();
+        for (size_t k = 0; k < matches.size(); ++k) {
+          const TcpMatchIn& m = matches[k];
+          if (m.source_labels || (m.port && *m.port != port)) continue;
+          // Served when a Gateway it binds (and the match names) has a TCP
+          // server on this port whose hosts it can see.
+          bool served = false;
+          for (const auto& key : b->second) {
+            if (!m.gateways.empty() &&
+                std::none_of(m.gateways.begin(), m.gateways.end(), [&](const std::string& gw) {
+                  return gw != "mesh" && gateway_key(gw, vs.meta.namespace_) == key;
+                }))
+              continue;
+            const GatewayRes& g = *gateways_.at(key);
+            for (const auto& srv : g.servers) {
+              if (srv.port != port || !carries_tcp(srv)) continue;
+              for (const auto& sh : srv.hosts) {
+                std::string host;
+                if (!host_visible(sh, g, vs, &host)) continue;
+                for (const auto& h : vs.hosts) served = served || intersect_hosts(h, host);
+              }
+            }
+          }
+          if (!served) continue;
+          TcpRoute route;
+          route.name = rule.matches.empty()
+                           ? fmt::format("{}.tcp[{}]", vs.meta.display(), i)
+                           : fmt::format("{}.tcp[{}].match[{}]", vs.meta.display(), i, k);
+          if (!m.source_subnet.empty()) route.source_subnets.push_back(m.source_subnet);
+          for (size_t j = 0; j < rule.route.size(); ++j) {
+            const DestinationIn& d = rule.route[j];
+            std::string dp = fmt::format("tcp[{}].route[{}]", i, j);
+            Destination dest = resolve_destination(vs.meta, d, dp + ".destination");
+            // One destination takes all connections whatever its weight (Istio).
+            int64_t w = rule.route.size() == 1 ? 100 : d.weight.value_or(0);
+            if (w > UINT32_MAX) fail(vs.meta, dp + ".weight", "too large");
+            dest.weight = static_cast<uint32_t>(w);
+            route.destinations.push_back(std::move(dest));
+          }
+          out.push_back(std::move(route));
+        }
+      }
+    }
+    if (out.empty())
+      warn(
+          fmt::format("port {}: TCP server(s) but no VirtualService tcp route here; "
+                      "connections are closed",
+                      port));
+    return out;
+  }
+
   // The router of one port while it is built: virtual hosts by lower-case
   // domain, and where each route came from (for warnings).
   struct RouteSource {
@@ -1246,9 +1318,10 @@ class Translator {
     ListenerInfo info = listener_info(port, servers, tls_port);
     RouterBuild build;
     build.router.name = info.name;
+    bool tcp_port = carries_tcp(servers.front().gateway->servers[servers.front().index]);
     for (const auto& vs : res_.virtual_services) {
       auto b = bound_.find(&vs);
-      if (b != bound_.end()) add_virtual_service(vs, b->second, port, build, info);
+      if (b != bound_.end() && !tcp_port) add_virtual_service(vs, b->second, port, build, info);
     }
     warn_unreachable_rules(build, port);
     add_https_redirects(servers, build);
@@ -1260,7 +1333,12 @@ class Translator {
       if (terminates(srv)) listener.tls_servers.push_back(tls_server(*s.gateway, s.index));
       http_served = http_served || !passes_through(srv);
     }
-    if (tls_port) listener.passthrough = passthrough_routes(port, servers);
+    if (tls_port && !tcp_port) listener.passthrough = passthrough_routes(port, servers);
+    if (tcp_port) {
+      listener.tcp_routes = tcp_routes(port);
+      if (listener.tcp_routes.empty()) return;  // nothing to serve: no listener (warned)
+      http_served = false;
+    }
     if (build.router.virtual_hosts.empty() && http_served)
       warn(fmt::format("port {}: no VirtualService serves any host here; every request gets 404",
                        port));
