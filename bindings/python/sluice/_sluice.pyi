@@ -8,7 +8,8 @@ class ManualClock:
     """Time that moves only by advance(): give it to Gateway(clock=...)."""
     def __init__(self) -> None: ...
     def advance(self, seconds: float) -> None:
-        """Moves time forward and lets every gateway on this clock run what is now due."""
+        """Moves time forward and lets every gateway on this clock run what is now due.
+        Not from inside a hook (it waits for the gateway's threads)."""
     def now(self) -> float:
         """Seconds advanced so far (as a clock= object's now() would say)."""
     @property

@@ -260,7 +260,7 @@ class PyClock {
     try {
       double v = read();
       if (v > last_) last_ = v;
-    } catch (py::error_already_set& e) {
+    } catch (const std::exception& e) {  // raised, or returned a wrong type
       std::lock_guard lock(mutex_);
       if (errors_.size() < 100) errors_.push_back(std::string("clock.now(): ") + e.what());
     }

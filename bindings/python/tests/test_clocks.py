@@ -132,3 +132,20 @@ def test_local_rate_limit_refills_when_the_clock_moves(sluice_gateway, fake_upst
     assert [get(url)[0] for _ in range(3)] == [200, 200, 429]
     clock.advance(60)
     assert [get(url)[0] for _ in range(3)] == [200, 200, 429]
+
+
+def test_a_clock_that_raises_reads_as_its_last_value_and_is_reported(fake_upstream):
+    up = fake_upstream(body="ok")
+
+    class Flaky:
+        calls = 0
+
+        def now(self):
+            Flaky.calls += 1
+            if Flaky.calls > 1:
+                raise RuntimeError("clock broke")
+            return 5.0
+
+    with sluice.Gateway(config=slow_config(up), clock=Flaky()) as gw:
+        assert get(gw.url("http") + "/")[:3:2] == (200, b"ok")
+        assert any("clock broke" in e for e in gw.hook_errors)
