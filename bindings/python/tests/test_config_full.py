@@ -215,3 +215,86 @@ def test_tls_listener_from_certificate_files(sluice_gateway, certificate):
     config.listeners[0].tls_servers[0].mode = "sometimes"
     with pytest.raises(ValueError, match="TlsServer.mode"):
         gw.apply(config=config)
+
+
+def test_every_config_class_reaches_the_library(fake_upstream):
+    """Each dataclass with values off its defaults: the conversion reads
+    every field (a misspelt one would raise AttributeError) and the library
+    accepts the whole."""
+    from sluice import (AuthzCondition, AuthzSource, ConsistentHash, DescriptorEntry, DestinationClusterAction,
+                        ExtAuthzHttpProvider, ExtAuthzRequestBody, Fault, FaultAbort, FaultDelay, FractionalPercent,
+                        GenericKeyAction, GlobalRateLimit, HeaderOperations, HeaderValueMatchAction,
+                        HeaderValueOption, HealthCheck, JwtClaimToHeader, JwtHeaderLocation, LocalRateLimit,
+                        LocalRateLimitDescriptor, LocalRateLimitOverride, Mirror, QueryParamMatch,
+                        RateLimitAttachment, RateLimitConfig, RateLimitDescriptor, RateLimitRule,
+                        RateLimitServiceConfig, RateLimitServiceLimit, Redirect, RemoteAddressAction,
+                        RequestHeadersAction, Rewrite, TcpKeepalive, TokenBucket, UpstreamTls)
+    up = fake_upstream()
+    bucket = TokenBucket(10, 5, 1.0)
+    local = LocalRateLimit(stat_prefix="local", status=503, token_bucket=bucket,
+                           filter_enabled=FractionalPercent(50, "ten_thousand"),
+                           filter_enforced=FractionalPercent(1, "million"),
+                           response_headers_to_add=[HeaderValueOption("x-rl", "1", "overwrite_if_exists_or_add")],
+                           request_headers_to_add_when_not_enforced=[HeaderValueOption("x-shadow", "1")],
+                           descriptors=[LocalRateLimitDescriptor([DescriptorEntry("k", "v")], bucket)],
+                           vh_rate_limits="include")
+    actions = [RequestHeadersAction(":path", "path", skip_if_absent=True), RemoteAddressAction(),
+               GenericKeyAction("g"), DestinationClusterAction(),
+               HeaderValueMatchAction("m", headers=[HeaderMatch("x-m", StringMatch.prefix("a"))])]
+    main = Route(name="main", matches=[Matcher(method=StringMatch.exact("GET"), scheme=StringMatch.exact("http"),
+                                               authority=StringMatch.suffix(".example"), port=8080,
+                                               ignore_uri_case=True, uri=StringMatch.prefix("/a"),
+                                               query_params=[QueryParamMatch("q", StringMatch.present())])],
+                 destinations=[Destination("svc", request_headers=HeaderOperations({"a": "1"}, [("b", "2")], ["c"]))],
+                 rewrite=Rewrite(uri_regex=("^/a(.*)", "/b\\1"), authority="b.example"),
+                 fault=Fault(FaultDelay(0.5, 10.0), FaultAbort(grpc_status=14, percentage=5.0)),
+                 mirrors=[Mirror("svc", percentage=50.0)],
+                 retries=RetryPolicy(retry_ignore_previous_hosts=False, max_replay_bytes=1024))
+    moved = Route(name="moved", redirect=Redirect(authority="b.example", derive_port="from_request_port", code=308))
+    config = GatewayConfig(
+        listeners=[Listener("http", router="main", tls_handshake_timeout=3.0)],
+        routers=[Router("main", [VirtualHost("vh", ["*"], [main, moved])])],
+        upstreams=[Upstream("svc", endpoints=[Endpoint("127.0.0.1", up.port)], load_balancer="consistent_hash",
+                            consistent_hash=ConsistentHash("cookie", "session", cookie_ttl=60, cookie_path="/",
+                                                           algorithm="maglev", maglev_table_size=251),
+                            pool=ConnectionPool(idle_timeout=30.0, max_idle_per_endpoint=2, max_retries=3,
+                                                tcp_keepalive=TcpKeepalive(3, 60, 10)),
+                            health_check=HealthCheck(path="/healthz", host="svc.example", interval=5.0),
+                            outlier_detection=OutlierDetection(min_health_percent=20),
+                            tls=UpstreamTls(sni="svc.example", insecure_skip_verify=True), warmup=5)],
+        security=SecurityConfig(
+            jwt_providers=[JwtProvider(issuer="https://issuer.example", audiences=["a"],
+                                       jwks_uri="https://issuer.example/jwks", timeout=2.0,
+                                       from_headers=[JwtHeaderLocation("x-jwt", "Bearer ")], from_params=["t"],
+                                       from_cookies=["c"], forward_original_token=True,
+                                       output_payload_to_header="x-payload",
+                                       output_claim_to_headers=[JwtClaimToHeader("x-sub", "sub")],
+                                       space_delimited_claims=["scope"])],
+            authorization=[AuthorizationPolicy("ext", "default", "custom", provider="authz",
+                                               rules=[AuthzRule(from_=[AuthzSource(not_ip_blocks=["10.0.0.0/8"])],
+                                                                when=[AuthzCondition("request.headers[x-a]",
+                                                                                     ["1"])])])],
+            ext_authz_providers=[ExtAuthzHttpProvider("authz", "svc", timeout=1.0, fail_open=True,
+                                                      include_request_headers_in_check=["x-a"],
+                                                      include_additional_headers_in_check=[("x-from", "gw")],
+                                                      include_request_body_in_check=ExtAuthzRequestBody(100))],
+            root_namespace="root", num_trusted_proxies=1),
+        rate_limits=RateLimitConfig(
+            local=local, local_overrides=[LocalRateLimitOverride("vh", local, route="main")],
+            global_=GlobalRateLimit("d", failure_mode_deny=True, timeout=0.05),
+            rate_limits=[RateLimitAttachment("vh", "main", [RateLimitRule(actions, stage=0)])],
+            service=[RateLimitServiceConfig("d", [RateLimitDescriptor(
+                "generic_key", "g", RateLimitServiceLimit("minute", 10, name="n"),
+                descriptors=[RateLimitDescriptor("path", shadow_mode=True,
+                                                 rate_limit=RateLimitServiceLimit(unlimited=True))])])],
+            redis_address="127.0.0.1:1", redis_key_prefix="p_"))
+    with sluice.Gateway(config=config, start=False) as gw:
+        dump = gw.config_dump()
+        assert dump["upstreams"][0]["load_balancer"] == "CONSISTENT_HASH"
+        assert dump["upstreams"][0]["tls"] == {"mode": "SIMPLE", "sni": "svc.example"}
+        assert dump["upstreams"][0]["health_check"]["path"] == "/healthz"
+        assert dump["upstreams"][0]["pool"]["max_retries"] == 3
+        assert [r["action"] for r in dump["routers"][0]["virtual_hosts"][0]["routes"]] == ["forward", "redirect"]
+    config.rate_limits.rate_limits[0].rate_limits[0].actions.append("not an action")
+    with pytest.raises(TypeError, match="RateLimitRule.actions"):
+        sluice.Gateway(config=config, start=False)
