@@ -3,6 +3,7 @@
 #include <charconv>
 
 #include "http/tokens.hpp"
+#include "sluice/config_dump.hpp"
 
 namespace sluice::embed {
 
@@ -96,7 +97,44 @@ json histogram_of(const HistogramValue& h) {
 
 }  // namespace
 
+ManualClock::ManualClock()
+    : steady_(std::chrono::steady_clock::now()), wall_(std::chrono::system_clock::now()) {}
+
+std::chrono::steady_clock::time_point ManualClock::now() const {
+  return steady_ + elapsed();
+}
+
+std::chrono::system_clock::time_point ManualClock::wall_now() const {
+  return wall_ + std::chrono::duration_cast<std::chrono::system_clock::duration>(elapsed());
+}
+
+std::chrono::nanoseconds ManualClock::elapsed() const {
+  return std::chrono::nanoseconds(offset_.load(std::memory_order_acquire));
+}
+
+bool ManualClock::advance(std::chrono::nanoseconds step) {
+  if (step.count() < 0) return false;
+  offset_.fetch_add(step.count(), std::memory_order_acq_rel);
+  std::lock_guard lock(mutex_);
+  for (auto* g : gateways_) g->clock_advanced();
+  return true;
+}
+
+void ManualClock::attach(Embedded* g) {
+  std::lock_guard lock(mutex_);
+  gateways_.insert(g);
+}
+
+void ManualClock::detach(Embedded* g) {
+  std::lock_guard lock(mutex_);
+  gateways_.erase(g);
+}
+
 Embedded::Embedded(Options options) : options_(std::move(options)) {
+  if (auto c = options_.manual_clock) {
+    options_.clock = [c] { return c->now(); };
+    options_.wall_clock = [c] { return c->wall_now(); };
+  }
   GatewayOptions go;
   go.workers = options_.workers;
   go.seed = options_.seed;
@@ -104,9 +142,11 @@ Embedded::Embedded(Options options) : options_(std::move(options)) {
   go.wall_clock = options_.wall_clock;
   go.hooks = options_.hooks;
   gateway_ = std::make_unique<Gateway>(std::move(go));
+  if (options_.manual_clock) options_.manual_clock->attach(this);
 }
 
 Embedded::~Embedded() {
+  if (options_.manual_clock) options_.manual_clock->detach(this);
   gateway_.reset();
 }
 
@@ -345,6 +385,13 @@ json Embedded::stats() const {
 
 std::string Embedded::prometheus() const {
   return gateway_->stats().prometheus();
+}
+
+std::string Embedded::config_dump() const {
+  auto snapshot = gateway_->snapshot();
+  if (!snapshot) return "{}";
+  return config_dump_json(
+      *snapshot, options_.wall_clock ? options_.wall_clock() : std::chrono::system_clock::now());
 }
 
 const char* version() {

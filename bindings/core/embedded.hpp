@@ -5,6 +5,7 @@
 // upstream / stats as JSON values. Both bindings wrap this one class, so they
 // answer the same questions the same way.
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -12,6 +13,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -22,6 +24,34 @@
 
 namespace sluice::embed {
 
+class Embedded;
+
+// Time that moves only when told, shared by any number of gateways: their
+// steady clock (timeouts, delays, ejections) and wall clock (JWT exp, global
+// rate-limit windows) both start at the real time when the clock is made.
+class ManualClock {
+ public:
+  ManualClock();
+  std::chrono::steady_clock::time_point now() const;
+  std::chrono::system_clock::time_point wall_now() const;
+  std::chrono::nanoseconds elapsed() const;
+  // Moves time forward, then has every gateway on this clock run what is
+  // now due before returning. A negative step is refused (false).
+  bool advance(std::chrono::nanoseconds step);
+
+ private:
+  friend class Embedded;
+  void attach(Embedded* g);
+  void detach(Embedded* g);
+
+  std::chrono::steady_clock::time_point steady_;
+  std::chrono::system_clock::time_point wall_;
+  std::atomic<int64_t> offset_{0};  // nanoseconds
+  // Held while telling the gateways, so that none is destroyed meanwhile.
+  std::mutex mutex_;
+  std::set<Embedded*> gateways_;
+};
+
 struct Options {
   unsigned workers = 1;
   uint64_t seed = 0;  // 0: random, as GatewayOptions::seed
@@ -30,6 +60,9 @@ struct Options {
   std::string bind = "127.0.0.1";
   std::function<std::chrono::steady_clock::time_point()> clock;
   std::function<std::chrono::system_clock::time_point()> wall_clock;
+  // Sets clock and wall_clock, and is told of this gateway so that
+  // advance() runs its due timers.
+  std::shared_ptr<ManualClock> manual_clock;
   std::shared_ptr<Hooks> hooks;
 };
 
@@ -69,6 +102,8 @@ class Embedded {
   Result<nlohmann::json> upstream(std::string_view name) const;
   nlohmann::json stats() const;
   std::string prometheus() const;
+  // The running snapshot as the admin /config_dump shows it (JSON text).
+  std::string config_dump() const;
 
   Gateway& gateway() { return *gateway_; }
 

@@ -43,6 +43,8 @@ const char* usage = R"(usage: sluice-ingress [options]
                          that select it (default istio-system)
   --gateway-label K=V    a label of the gateway workload (repeatable; replaces the
                          default app=istio-ingressgateway, istio=ingressgateway)
+  --gateway-class NAME   Gateway API: serve the Gateways of this gatewayClassName
+                         (default istio); others are ignored with a note
   --rate-limit-config PATH  the reference rate-limit service's config.yaml (domain and
                          descriptors), or its ConfigMap: the limits of the global rate
                          limit an EnvoyFilter inserts (envoy.filters.http.ratelimit)
@@ -101,6 +103,7 @@ struct Options {
   std::map<std::string, std::string> jwks_resolve;
   int dns_refresh_seconds = 30;
   std::optional<std::string> gateway_namespace;
+  std::optional<std::string> gateway_class;
   std::optional<sluice::Labels> gateway_labels;
   std::optional<std::string> access_log;
   std::optional<std::string> access_log_format;
@@ -143,13 +146,14 @@ std::optional<int> parse_args(int argc, char** argv, Options& o) {
                a == "-H" || a == "--dns-refresh" || a == "--mesh-config" ||
                a == "--gateway-namespace" || a == "--gateway-label" || a == "--rate-limit-config" ||
                a == "--redis" || a == "--client-ip" || a == "--jwks-ca" || a == "--jwks-resolve" ||
-               a == "--otlp-endpoint" || a == "--trace-sampling") {
+               a == "--otlp-endpoint" || a == "--trace-sampling" || a == "--gateway-class") {
       if (!(v = value())) return fail_usage(a + " needs a value");
       if (a == "--config") o.configs.push_back(*v);
       if (a == "--mesh-config") o.mesh_config = *v;
       if (a == "--rate-limit-config") o.rate_limit_config = *v;
       if (a == "--redis") o.redis = *v;
       if (a == "--gateway-namespace") o.gateway_namespace = *v;
+      if (a == "--gateway-class") o.gateway_class = *v;
       if (a == "--gateway-label") {
         auto eq = v->find('=');
         if (eq == std::string::npos || eq == 0) return fail_usage("--gateway-label needs K=V");
@@ -195,6 +199,7 @@ sluice::istio::TranslateOptions translate_options(const Options& o,
   t.bind_address = o.bind.value_or("0.0.0.0");
   t.ephemeral_ports = o.ephemeral;
   if (o.gateway_namespace) t.gateway_namespace = *o.gateway_namespace;
+  if (o.gateway_class) t.gateway_class = *o.gateway_class;
   if (o.gateway_labels) t.gateway_labels = *o.gateway_labels;
   sluice::istio::apply_mesh(mesh, t);
   return t;

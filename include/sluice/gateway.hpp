@@ -53,6 +53,17 @@ struct TlsPassthroughRoute {
   std::string subset;
 };
 
+// A TCP route (Istio VirtualService `tcp:`): a listener with any relays
+// each connection as bytes (after TLS termination when it has tls_servers)
+// to one weighted destination of the first route that matches the client.
+struct TcpRoute {
+  std::string name;
+  // Client address ranges ("10.0.0.0/8", a bare address); empty: any.
+  std::vector<std::string> source_subnets;
+  // Weighted as in HTTP routes; header operations do not apply.
+  std::vector<Destination> destinations;
+};
+
 struct ListenerConfig {
   std::string name;
   std::string address = "0.0.0.0";
@@ -61,6 +72,8 @@ struct ListenerConfig {
   // TLS: with servers or passthrough routes the listener speaks only TLS.
   std::vector<TlsServer> tls_servers;
   std::vector<TlsPassthroughRoute> passthrough;
+  // Non-empty: the listener carries TCP, not HTTP (`router` is then unused).
+  std::vector<TcpRoute> tcp_routes;
   std::chrono::milliseconds tls_handshake_timeout{10'000};
 };
 
@@ -107,6 +120,10 @@ struct GatewayConfig {
   SecurityConfig security;      // JWT providers and authorization policies
   RateLimitConfig rate_limits;  // local buckets and global limits on Redis
   TelemetryConfig telemetry;    // access logs and tracing
+  // Protocols a request may upgrade to (`Connection: upgrade`, `Upgrade:
+  // <name>`), compared without case; the connection is tunnelled after the
+  // upstream's 101. Others are refused (403). Istio allows websocket.
+  std::vector<std::string> upgrade_types{"websocket"};
 };
 
 struct GatewayOptions {

@@ -165,6 +165,42 @@ Result<std::shared_ptr<const tls::ListenerTls>> compile_listener_tls(const Liste
   return std::shared_ptr<const tls::ListenerTls>(std::move(listener_tls).value());
 }
 
+// A listener's TCP routes: ranges parsed, destinations resolved.
+Result<std::vector<CompiledTcpRoute>> compile_tcp_routes(const ListenerConfig& lc,
+                                                         const std::string& object,
+                                                         const Snapshot& snap,
+                                                         const Index& upstreams) {
+  std::vector<CompiledTcpRoute> out;
+  if (!lc.tcp_routes.empty() && !lc.passthrough.empty())
+    return config_error(object, "tcp_routes", "a listener has TCP routes or passthrough, not both");
+  for (size_t r = 0; r < lc.tcp_routes.size(); ++r) {
+    const TcpRoute& route = lc.tcp_routes[r];
+    std::string field = fmt::format("tcp_routes[{}]", r);
+    CompiledTcpRoute c{.name = route.name};
+    for (size_t i = 0; i < route.source_subnets.size(); ++i) {
+      auto cidr = security::Cidr::parse(route.source_subnets[i]);
+      if (!cidr)
+        return config_error(
+            object, fmt::format("{}.source_subnets[{}]", field, i),
+            fmt::format("\"{}\" is not an address or CIDR range", route.source_subnets[i]));
+      c.sources.push_back(*cidr);
+    }
+    if (route.destinations.empty())
+      return config_error(object, field + ".destinations", "must list at least one");
+    for (size_t d = 0; d < route.destinations.size(); ++d) {
+      const Destination& dest = route.destinations[d];
+      std::string dfield = fmt::format("{}.destinations[{}]", field, d);
+      auto ref = resolve_set(snap, upstreams, dest.upstream, dest.subset, object, dfield);
+      if (!ref) return ref.error();
+      c.destinations.push_back(
+          ResolvedDestination{ref->upstream, ref->set, dest.subset, dest.weight});
+      c.total_weight += dest.weight;
+    }
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
 Status compile_listeners(const GatewayConfig& config, const Index& upstreams, const Index& routers,
                          Snapshot& snap) {
   std::unordered_set<std::string> names;
@@ -184,10 +220,15 @@ Status compile_listeners(const GatewayConfig& config, const Index& upstreams, co
     std::string bind = http::join_host_port(lc.address, lc.port);
     if (lc.port != 0 && !bound.insert(bind).second)
       return config_error(object, "port", bind + " is used by another listener");
+    // A TCP listener needs no router.
     auto it = routers.find(lc.router);
-    if (it == routers.end())
+    bool tcp_only = !lc.tcp_routes.empty() && lc.router.empty();
+    if (it == routers.end() && !tcp_only)
       return config_error(object, "router", fmt::format("no router named \"{}\"", lc.router));
-    CompiledListener compiled{lc, it->second, nullptr};
+    CompiledListener compiled{lc, tcp_only ? 0 : it->second, nullptr};
+    auto tcp = compile_tcp_routes(lc, object, snap, upstreams);
+    if (!tcp) return tcp.error();
+    compiled.tcp = std::move(tcp).value();
     if (!lc.tls_servers.empty() || !lc.passthrough.empty()) {
       auto listener_tls = compile_listener_tls(lc, object, snap, upstreams);
       if (!listener_tls) return listener_tls.error();

@@ -15,6 +15,7 @@
 #include "config/ratelimit.hpp"
 #include "policy/policy.hpp"
 #include "security/authz.hpp"
+#include "security/authz_address.hpp"
 #include "security/ext_authz.hpp"
 #include "security/jwt.hpp"
 #include "sluice/gateway.hpp"
@@ -81,11 +82,21 @@ struct CompiledTracing {
 // Errors name "GatewayConfig" and "telemetry.tracing.<field>".
 Result<std::shared_ptr<const CompiledTracing>> compile_tracing(const TracingConfig& config);
 
+// A TcpRoute, resolved: client ranges parsed, destinations by index.
+struct CompiledTcpRoute {
+  std::string name;
+  std::vector<security::Cidr> sources;  // empty: any client
+  std::vector<ResolvedDestination> destinations;
+  uint64_t total_weight = 0;
+};
+
 struct CompiledListener {
   ListenerConfig config;
   uint32_t router = 0;  // index into Snapshot::routers
   // TLS termination and passthrough (lib/tls); null on a plain listener.
   std::shared_ptr<const tls::ListenerTls> tls;
+  // TCP routes, in order; non-empty: the listener relays bytes, no HTTP.
+  std::vector<CompiledTcpRoute> tcp;
 };
 
 // routes[router][virtual_host][route]

@@ -140,11 +140,11 @@ struct Parser::Callbacks {
       s.request_.version_minor = p->http_minor;
       s.request_.method = llhttp_method_name(static_cast<llhttp_method_t>(p->method));
     } else {
-      // We never ask for an upgrade, so a 101 is as wrong as a status
-      // outside 1xx-5xx or a version other than 1.x: each would leave the
-      // connection in no known state.
+      // A 101 to a request that asked for no upgrade is as wrong as a
+      // status outside 1xx-5xx or a version other than 1.x: each would leave
+      // the connection in no known state.
       if (p->http_major != 1 || p->status_code < 100 || p->status_code > 599 ||
-          p->status_code == 101) {
+          (p->status_code == 101 && !s.upgrade_ok_)) {
         s.fail(ParseError::bad_response, "invalid response status");
         return kUserError;
       }
@@ -285,6 +285,7 @@ bool Parser::body_expected() const {
 
 void Parser::reset() {
   llhttp_reset(llhttp_.get());
+  upgrade_ok_ = false;
   error_ = ParseError::none;
   error_reason_.clear();
   next_message();

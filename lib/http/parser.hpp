@@ -52,6 +52,10 @@ class Parser {
   // For a response parser: the next response answers a HEAD request, so it
   // has no body whatever its headers say. Set before feeding the response.
   void expect_no_body(bool v) { no_body_ = v; }
+  // For a response parser: the request asked for an upgrade, so a 101 is a
+  // final head (the bytes after it are the tunnel's); otherwise a 101 is a
+  // bad response. Set before feeding the response.
+  void expect_upgrade(bool v) { upgrade_ok_ = v; }
 
   bool head_done() const { return head_done_; }        // set once per message
   std::string_view body() const { return body_; }      // this feed's span
@@ -102,6 +106,7 @@ class Parser {
   bool head_done_ = false;
   bool message_done_ = false;
   bool no_body_ = false;
+  bool upgrade_ok_ = false;
   std::string_view body_;
   ParseError error_ = ParseError::none;
   std::string error_reason_;

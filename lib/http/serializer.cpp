@@ -212,7 +212,12 @@ bool append_forwarded_request_head(std::string& out, const RequestHead& head, co
     auto r = std::to_chars(digits, digits + sizeof(digits), *f.content_length);
     append_header(out, "content-length", std::string_view(digits, r.ptr - digits));
   }
-  if (f.close) append_header(out, "connection", "close");
+  if (f.close) {
+    append_header(out, "connection", "close");
+  } else if (!f.upgrade.empty()) {
+    append_header(out, "connection", "upgrade");
+    append_header(out, "upgrade", f.upgrade);
+  }
   out += "\r\n";
   return expect_continue;
 }

@@ -38,6 +38,9 @@ struct Forwarding {
   bool chunked = false;                    // body re-framed as chunked
   std::optional<uint64_t> content_length;  // when not chunked and the request had one
   bool close = false;                      // `connection: close` (mirrors)
+  // An allowed upgrade (lower case, e.g. "websocket"): sent as
+  // `connection: upgrade` and `upgrade: <it>`, the only hop-by-hop pair kept.
+  std::string_view upgrade;
 };
 
 // Serialises the upstream request head in one pass over the headers: drops

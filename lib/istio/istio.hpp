@@ -95,6 +95,9 @@ struct TranslateOptions {
   std::vector<ExtensionProvider> extension_providers;
   std::string mesh_origin = "<mesh>";
   MeshTelemetry mesh_telemetry;  // Telemetry resources override it
+  // Gateway API: the Gateways of this gatewayClassName are served; others
+  // are ignored with a note.
+  std::string gateway_class = "istio";
 };
 
 // A security policy the gateway enforces, or one the loader skipped.
@@ -117,6 +120,8 @@ struct RouteOrigin {
   std::string delegate;
   size_t delegate_rule_index = 0;
   std::string delegate_rule_name;
+  // Set for a Gateway API route's match: "HTTPRoute default/bookinfo rules[0].matches[1]".
+  std::string source;
 };
 
 struct ServerOrigin {
@@ -135,6 +140,24 @@ struct ListenerInfo {
   std::map<std::string, RouteOrigin> routes;  // by Route::name
 };
 
+// Gateway API: a route's attachment to one parentRef, as its status
+// conditions would say (type Accepted and ResolvedRefs, with the reason).
+struct RouteParentStatus {
+  std::string parent;  // "Gateway default/bookinfo-gateway", with sectionName / port if given
+  bool accepted = false;
+  std::string accepted_reason;  // Accepted, NotAllowedByListeners, NoMatchingListenerHostname,
+                                // NoMatchingParent
+  std::string accepted_message;
+  bool resolved_refs = false;
+  std::string resolved_reason;  // ResolvedRefs, BackendNotFound, RefNotPermitted, InvalidKind
+  std::string resolved_message;
+};
+
+struct RouteStatus {
+  std::string route;  // "HTTPRoute default/bookinfo"
+  std::vector<RouteParentStatus> parents;
+};
+
 struct LoadedConfig {
   GatewayConfig config;
   std::vector<ListenerInfo> listeners;  // parallel to config.listeners
@@ -149,6 +172,7 @@ struct LoadedConfig {
   // select other workloads or contexts.
   std::vector<SecurityPolicyInfo> envoy_filters_applied;
   std::vector<SecurityPolicyInfo> envoy_filters_skipped;
+  std::vector<RouteStatus> route_status;  // Gateway API routes, in the order read
 
   const ListenerInfo* listener_for_port(uint16_t port) const;
 };

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -121,6 +122,9 @@ struct HttpRuleIn {
   std::optional<std::vector<MirrorIn>> mirrors;  // mirror or mirrors
   std::optional<CorsPolicy> cors;
   std::optional<DelegateIn> delegate;
+  // Set for a rule made from a Gateway API route: "HTTPRoute default/bookinfo"
+  // and "rules[0].matches[1]", which --check and explain name instead.
+  std::string source_object, source_field;
 };
 
 // VirtualService `tls:` routes (TLSRoute), served at PASSTHROUGH servers.
@@ -136,12 +140,27 @@ struct TlsRuleIn {
   std::vector<DestinationIn> route;
 };
 
+// VirtualService `tcp:` routes (TCPRoute), served at TCP servers and at TLS
+// servers that terminate. No match: every connection.
+struct TcpMatchIn {
+  std::optional<uint16_t> port;
+  std::vector<std::string> gateways;
+  std::string source_subnet;   // empty: any client
+  bool source_labels = false;  // mesh-only condition: never true at an ingress
+};
+
+struct TcpRuleIn {
+  std::vector<TcpMatchIn> matches;
+  std::vector<DestinationIn> route;
+};
+
 struct VirtualServiceRes {
   Meta meta;
   std::vector<std::string> hosts;  // empty: a delegate (only reachable through a root's delegate)
   std::vector<std::string> gateways;
   std::vector<HttpRuleIn> http;
   std::vector<TlsRuleIn> tls;
+  std::vector<TcpRuleIn> tcp;
 };
 
 // The parts of a TrafficPolicy sluice maps; each is "set" or "absent" so that
@@ -328,6 +347,8 @@ struct K8sPodRes {
   std::vector<std::string> ips;  // status.podIP and status.podIPs
 };
 
+struct GatewayApiResources;  // gateway_api.hpp
+
 struct Resources {
   std::vector<GatewayRes> gateways;
   std::vector<VirtualServiceRes> virtual_services;
@@ -341,6 +362,7 @@ struct Resources {
   std::vector<K8sServiceRes> services;
   std::vector<K8sEndpointsRes> endpoints;
   std::vector<K8sPodRes> pods;
+  std::shared_ptr<GatewayApiResources> gateway_api;  // null: no Gateway API objects
 };
 
 class Fields;

@@ -24,6 +24,7 @@
 #include "http/regex.hpp"
 #include "http/tokens.hpp"
 #include "http/wire_check.hpp"
+#include "istio/gateway_api.hpp"
 #include "istio/istio.hpp"
 #include "istio/model.hpp"
 #include "istio/yaml_load.hpp"
@@ -1022,8 +1023,50 @@ HttpRuleIn parse_http_rule(const YAML::Node& n, const Meta& meta, const std::str
   out.mirrors = parse_mirrors(f, meta);
   if (auto v = f.get("corsPolicy")) out.cors = parse_cors(v, meta, f.sub("corsPolicy"));
   if (auto v = f.get("delegate")) out.delegate = parse_delegate(v, meta, f.sub("delegate"));
+  // Deprecated: WebSocket upgrades are allowed on every route anyway
+  // (GatewayConfig::upgrade_types).
+  f.ignore({"websocketUpgrade"});
   f.finish();
   check_rule_actions(out, f, meta);
+  return out;
+}
+
+// VirtualService tcp[] (TCPRoute).
+TcpRuleIn parse_tcp_rule(const YAML::Node& n, const Meta& m, const std::string& path) {
+  TcpRuleIn out;
+  Fields f(n, m, path);
+  if (auto match = f.get("match")) {
+    std::string mp = f.sub("match");
+    require_seq(match, m, mp);
+    for (size_t i = 0; i < match.size(); ++i) {
+      Fields mf(match[i], m, index(mp, i));
+      TcpMatchIn tm;
+      if (auto v = mf.get("port")) tm.port = port_number(v, m, mf.sub("port"));
+      tm.gateways = string_list(mf.get("gateways"), m, mf.sub("gateways"));
+      if (auto v = mf.get("sourceSubnet")) tm.source_subnet = scalar(v, m, mf.sub("sourceSubnet"));
+      if (mf.get("sourceLabels") || mf.get("sourceNamespace")) tm.source_labels = true;
+      mf.not_implemented({"destinationSubnets"});
+      mf.finish();
+      out.matches.push_back(std::move(tm));
+    }
+  }
+  auto route = f.get("route");
+  std::string rp = f.sub("route");
+  if (!route) fail(m, rp, "required field is missing");
+  require_seq(route, m, rp);
+  if (route.size() == 0) fail(m, rp, "at least one destination is required");
+  for (size_t i = 0; i < route.size(); ++i) {
+    Fields rf(route[i], m, index(rp, i));
+    DestinationIn d;
+    parse_destination(rf.require("destination"), m, rf.sub("destination"), d);
+    if (auto v = rf.get("weight")) {
+      d.weight = integer(v, m, rf.sub("weight"));
+      if (*d.weight < 0) fail(m, rf.sub("weight"), fmt::format("must be >= 0, got {}", *d.weight));
+    }
+    rf.finish();
+    out.route.push_back(std::move(d));
+  }
+  f.finish();
   return out;
 }
 
@@ -1046,7 +1089,11 @@ VirtualServiceRes parse_virtual_service(const YAML::Node& spec, Meta meta) {
     for (size_t i = 0; i < v.size(); ++i)
       out.tls.push_back(parse_tls_rule(v[i], m, index("tls", i)));
   }
-  f.not_implemented({"tcp"});
+  if (auto v = f.get("tcp")) {
+    require_seq(v, m, "tcp");
+    for (size_t i = 0; i < v.size(); ++i)
+      out.tcp.push_back(parse_tcp_rule(v[i], m, index("tcp", i)));
+  }
   f.ignore({"exportTo"});
   f.finish();
   return out;
@@ -1713,6 +1760,7 @@ struct Parser {
       res.secrets.push_back(parse_secret(doc, meta));
       return;
     }
+    if (parse_gateway_api(doc, meta, api, res, seen, warnings)) return;
     if (parse_kubernetes(doc, meta, api, res, seen, warnings)) return;
     static const std::set<std::string> versions = {
         "networking.istio.io/v1alpha3", "networking.istio.io/v1beta1", "networking.istio.io/v1"};

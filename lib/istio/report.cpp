@@ -192,6 +192,7 @@ std::string rule_label(const ListenerInfo& l, const std::string& route_name) {
   auto it = l.routes.find(route_name);
   if (it == l.routes.end()) return route_name;
   const RouteOrigin& o = it->second;
+  if (!o.source.empty()) return o.source;
   std::string out = fmt::format("VirtualService {} http[{}]", o.virtual_service, o.rule_index);
   if (!o.rule_name.empty()) out += fmt::format(" \"{}\"", o.rule_name);
   if (!o.delegate.empty()) {
@@ -264,6 +265,14 @@ std::string summary(const LoadedConfig& loaded) {
     for (const auto& p : lc.passthrough)
       out += fmt::format("  tls passthrough: sni {} -> {}{}\n", join_list(p.sni_hosts), p.upstream,
                          p.subset.empty() ? "" : " subset " + p.subset);
+    for (const auto& t : lc.tcp_routes) {
+      ++rules;
+      out += fmt::format("  tcp route {}{}\n", t.name,
+                         t.source_subnets.empty() ? "" : " from " + join_list(t.source_subnets));
+      for (const auto& d : t.destinations)
+        out += fmt::format("    -> {}{} weight {}\n", d.upstream,
+                           d.subset.empty() ? "" : " subset " + d.subset, d.weight);
+    }
     const RouterConfig* router = nullptr;
     for (const auto& r : loaded.config.routers)
       if (r.name == lc.router) router = &r;
@@ -331,6 +340,17 @@ std::string summary(const LoadedConfig& loaded) {
       out += fmt::format("  applies: {} ({})\n", p.object, p.detail);
     for (const auto& p : loaded.envoy_filters_skipped)
       out += fmt::format("  skipped: {}: {}\n", p.object, p.detail);
+  }
+  // Gateway API routes: what their status conditions would say, per parent.
+  for (const auto& rs : loaded.route_status) {
+    out += fmt::format("route {}\n", rs.route);
+    for (const auto& p : rs.parents) {
+      out += fmt::format("  parent {}: Accepted={} ({}{}), ResolvedRefs={} ({}{})\n", p.parent,
+                         p.accepted ? "True" : "False", p.accepted_reason,
+                         p.accepted ? "" : ": " + p.accepted_message,
+                         p.resolved_refs ? "True" : "False", p.resolved_reason,
+                         p.resolved_refs ? "" : ": " + p.resolved_message);
+    }
   }
   const TelemetryConfig& tel = loaded.config.telemetry;
   for (const auto& log : tel.access_logs) {
@@ -532,6 +552,11 @@ Error to_istio_error(const LoadedConfig& loaded, const Error& error) {
   if (origin == info->routes.end()) return error;
   const RouteOrigin& o = origin->second;
   std::string_view rest = second == std::string_view::npos ? "" : after.substr(second);
+  if (!o.source.empty()) {  // a Gateway API route: "HTTPRoute ns/name rules[i].matches[k]"
+    size_t space = o.source.rfind(' ');
+    return Error{o.source.substr(0, space), o.source.substr(space + 1) + std::string(rest),
+                 error.message};
+  }
   bool delegated = !o.delegate.empty();
   Error out;
   out.object = "VirtualService " + (delegated ? o.delegate : o.virtual_service);

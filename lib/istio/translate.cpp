@@ -14,6 +14,7 @@
 
 #include "http/regex.hpp"
 #include "http/tokens.hpp"
+#include "istio/gateway_api.hpp"
 #include "istio/istio.hpp"
 #include "istio/model.hpp"
 #include "security/authz.hpp"
@@ -140,6 +141,13 @@ class Translator {
                                                       ref.group == "gateway.networking.k8s.io");
         if (gateway_kind && gateways_.count(m.namespace_ + "/" + ref.name))
           return fmt::format("targetRef {} {}/{}", ref.kind, m.namespace_, ref.name);
+        // A Gateway API Gateway of the class served (its listeners are
+        // loaded as one Istio Gateway each).
+        if (gateway_kind && ref.group == "gateway.networking.k8s.io" && res_.gateway_api)
+          for (const auto& g : res_.gateway_api->gateways)
+            if (g.meta.namespace_ == m.namespace_ && g.meta.name == ref.name &&
+                g.class_name == options_.gateway_class)
+              return fmt::format("targetRef {} {}/{}", ref.kind, m.namespace_, ref.name);
       }
       why_not = "its targetRefs name no loaded Gateway";
       return std::nullopt;
@@ -323,20 +331,26 @@ class Translator {
         }
       }
     }
-    std::map<uint16_t, ServerRef> first_plain, first_tls;
+    std::map<uint16_t, ServerRef> first_plain, first_tls, first_any;
     for (const auto& g : res_.gateways) {
       for (size_t i = 0; i < g.servers.size(); ++i) {
         const auto& s = g.servers[i];
-        if (s.protocol != "HTTP" && s.protocol != "HTTPS" && s.protocol != "TLS")
+        if (s.protocol != "HTTP" && s.protocol != "HTTPS" && s.protocol != "TLS" &&
+            s.protocol != "TCP")
           fail(g.meta, fmt::format("servers[{}].port.protocol", i),
-               fmt::format("protocol {} is not implemented yet (HTTP, HTTPS and TLS only)",
+               fmt::format("protocol {} is not implemented yet (HTTP, HTTPS, TLS and TCP only)",
                            s.protocol));
         bool tls = is_tls(s);
-        if (s.protocol == "TLS" && terminates(s))
-          fail(g.meta, fmt::format("servers[{}].tls.mode", i),
-               fmt::format("mode {} with protocol TLS terminates TLS for plain TCP, which needs "
-                           "tcp routes (not implemented yet); use protocol HTTPS for HTTP",
-                           s.tls->mode));
+        // A port carries TCP routes or HTTP (with TLS passthrough), never both.
+        if (auto o = first_any.find(s.port);
+            o != first_any.end() &&
+            carries_tcp(o->second.gateway->servers[o->second.index]) != carries_tcp(s))
+          fail(g.meta, fmt::format("servers[{}].port.protocol", i),
+               fmt::format("port {} carries TCP routes in one server and not in another (Gateway "
+                           "{} servers[{}] says {}; this server says {})",
+                           s.port, o->second.gateway->meta.display(), o->second.index,
+                           o->second.gateway->servers[o->second.index].protocol, s.protocol));
+        first_any.emplace(s.port, ServerRef{&g, i});
         // A port speaks TLS or plain HTTP, never both (Envoy listens once per port).
         auto& mine = tls ? first_tls : first_plain;
         auto& other = tls ? first_plain : first_tls;
@@ -359,6 +373,10 @@ class Translator {
     return is_tls(s) && s.tls && s.tls->mode != "PASSTHROUGH";
   }
   static bool passes_through(const GatewayServer& s) { return is_tls(s) && !terminates(s); }
+  // Served by VirtualService tcp routes: protocol TCP, or TLS terminated here.
+  static bool carries_tcp(const GatewayServer& s) {
+    return s.protocol == "TCP" || (s.protocol == "TLS" && terminates(s));
+  }
 
   // credentialName -> Secret: the Gateway's (or DestinationRule's) namespace,
   // then istio-system (where Istio's ingress reads them), then a Secret of that
@@ -1052,6 +1070,68 @@ class Translator {
     return out;
   }
 
+  // VirtualService tcp routes served at the TCP servers of `port` (TCP, or
+  // TLS terminated here), in VirtualService and rule order; each match
+  // becomes one route, a rule without matches one route for any client.
+  std::vector<TcpRoute> tcp_routes(uint16_t port) {
+    std::vector<TcpRoute> out;
+    for (const auto& vs : res_.virtual_services) {
+      auto b = bound_.find(&vs);
+      if (b == bound_.end()) continue;
+      for (size_t i = 0; i < vs.tcp.size(); ++i) {
+        const TcpRuleIn& rule = vs.tcp[i];
+        std::vector<TcpMatchIn> matches = rule.matches;
+        if (matches.empty()) matches.emplace_back();
+        for (size_t k = 0; k < matches.size(); ++k) {
+          const TcpMatchIn& m = matches[k];
+          if (m.source_labels || (m.port && *m.port != port)) continue;
+          // Served when a Gateway it binds (and the match names) has a TCP
+          // server on this port whose hosts it can see.
+          bool served = false;
+          for (const auto& key : b->second) {
+            if (!m.gateways.empty() &&
+                std::none_of(m.gateways.begin(), m.gateways.end(), [&](const std::string& gw) {
+                  return gw != "mesh" && gateway_key(gw, vs.meta.namespace_) == key;
+                }))
+              continue;
+            const GatewayRes& g = *gateways_.at(key);
+            for (const auto& srv : g.servers) {
+              if (srv.port != port || !carries_tcp(srv)) continue;
+              for (const auto& sh : srv.hosts) {
+                std::string host;
+                if (!host_visible(sh, g, vs, &host)) continue;
+                for (const auto& h : vs.hosts) served = served || intersect_hosts(h, host);
+              }
+            }
+          }
+          if (!served) continue;
+          TcpRoute route;
+          route.name = rule.matches.empty()
+                           ? fmt::format("{}.tcp[{}]", vs.meta.display(), i)
+                           : fmt::format("{}.tcp[{}].match[{}]", vs.meta.display(), i, k);
+          if (!m.source_subnet.empty()) route.source_subnets.push_back(m.source_subnet);
+          for (size_t j = 0; j < rule.route.size(); ++j) {
+            const DestinationIn& d = rule.route[j];
+            std::string dp = fmt::format("tcp[{}].route[{}]", i, j);
+            Destination dest = resolve_destination(vs.meta, d, dp + ".destination");
+            // One destination takes all connections whatever its weight (Istio).
+            int64_t w = rule.route.size() == 1 ? 100 : d.weight.value_or(0);
+            if (w > UINT32_MAX) fail(vs.meta, dp + ".weight", "too large");
+            dest.weight = static_cast<uint32_t>(w);
+            route.destinations.push_back(std::move(dest));
+          }
+          out.push_back(std::move(route));
+        }
+      }
+    }
+    if (out.empty())
+      warn(
+          fmt::format("port {}: TCP server(s) but no VirtualService tcp route here; "
+                      "connections are closed",
+                      port));
+    return out;
+  }
+
   // The router of one port while it is built: virtual hosts by lower-case
   // domain, and where each route came from (for warnings).
   struct RouteSource {
@@ -1125,6 +1205,10 @@ class Translator {
     if (!ref.delegate.empty()) r.name += fmt::format("/{}/http[{}]", ref.meta->key(), ref.index);
     r.origin = fmt::format("VirtualService {}", vs.meta.key());
     origin = RouteOrigin{vs.meta.display(), vs.meta.namespace_, i, vs.http[i].name, {}};
+    if (!rule.source_object.empty()) {  // a Gateway API route's match
+      r.origin = rule.source_object;
+      origin.source = rule.source_object + " " + rule.source_field;
+    }
     origin.delegate = ref.delegate;
     origin.delegate_rule_index = ref.index;
     origin.delegate_rule_name = ref.delegate_rule_name;
@@ -1182,6 +1266,16 @@ class Translator {
         for (size_t j = i + 1; j < vh.routes.size(); ++j) {
           const auto& later = build.sources[v][j];
           const auto& first = build.sources[v][i];
+          const HttpRuleIn& lr = later.vs->http[later.rule];
+          if (!lr.source_object.empty()) {
+            const HttpRuleIn& fr = first.vs->http[first.rule];
+            warn(
+                fmt::format("{}: {}: can never match on host \"{}\" port {}: {} {} catches every "
+                            "request first",
+                            lr.source_object, lr.source_field, vh.name, port, fr.source_object,
+                            fr.source_field));
+            continue;
+          }
           warn(
               fmt::format("{}: http[{}]: rule can never match on host \"{}\" port {}: {} http[{}] "
                           "catches every request first",
@@ -1224,9 +1318,10 @@ class Translator {
     ListenerInfo info = listener_info(port, servers, tls_port);
     RouterBuild build;
     build.router.name = info.name;
+    bool tcp_port = carries_tcp(servers.front().gateway->servers[servers.front().index]);
     for (const auto& vs : res_.virtual_services) {
       auto b = bound_.find(&vs);
-      if (b != bound_.end()) add_virtual_service(vs, b->second, port, build, info);
+      if (b != bound_.end() && !tcp_port) add_virtual_service(vs, b->second, port, build, info);
     }
     warn_unreachable_rules(build, port);
     add_https_redirects(servers, build);
@@ -1238,7 +1333,12 @@ class Translator {
       if (terminates(srv)) listener.tls_servers.push_back(tls_server(*s.gateway, s.index));
       http_served = http_served || !passes_through(srv);
     }
-    if (tls_port) listener.passthrough = passthrough_routes(port, servers);
+    if (tls_port && !tcp_port) listener.passthrough = passthrough_routes(port, servers);
+    if (tcp_port) {
+      listener.tcp_routes = tcp_routes(port);
+      if (listener.tcp_routes.empty()) return;  // nothing to serve: no listener (warned)
+      http_served = false;
+    }
     if (build.router.virtual_hosts.empty() && http_served)
       warn(fmt::format("port {}: no VirtualService serves any host here; every request gets 404",
                        port));
@@ -1291,8 +1391,18 @@ std::vector<std::string> dns_names(const Parsed& parsed) {
 Result<LoadedConfig> translate(const Parsed& parsed, const TranslateOptions& options,
                                const DnsTable& dns) {
   try {
-    Translator t(*parsed.resources, options, dns);
+    // Gateway API objects become Istio Gateways and VirtualServices first.
+    std::optional<Resources> converted;
+    std::vector<RouteStatus> route_status;
+    std::vector<std::string> gateway_api_notes;
+    if (parsed.resources->gateway_api) {
+      converted = *parsed.resources;
+      convert_gateway_api(*converted, options.gateway_class, route_status, gateway_api_notes);
+    }
+    Translator t(converted ? *converted : *parsed.resources, options, dns);
     LoadedConfig out = t.run();
+    out.route_status = std::move(route_status);
+    out.warnings.insert(out.warnings.end(), gateway_api_notes.begin(), gateway_api_notes.end());
     apply_envoy_filters(*parsed.resources, options, out);
     apply_telemetry(*parsed.resources, options, out);
     out.warnings.insert(out.warnings.begin(), parsed.warnings.begin(), parsed.warnings.end());

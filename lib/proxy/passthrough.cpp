@@ -1,12 +1,15 @@
 #include "proxy/passthrough.hpp"
 
 #include <fmt/format.h>
+#include <asio/co_spawn.hpp>
 #include <asio/experimental/as_tuple.hpp>
-#include <asio/experimental/awaitable_operators.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 
-#include "tls/server.hpp"
+#include "http/random.hpp"
+#include "http/tokens.hpp"
+#include "proxy/access_log.hpp"
+#include "proxy/tunnel.hpp"
 #include "upstream/cluster.hpp"
 #include "upstream/connect.hpp"
 
@@ -17,40 +20,78 @@ namespace {
 using asio::awaitable;
 using asio::ip::tcp;
 using Timeout = ConnectionSlot::Timeout;
-constexpr auto nothrow = asio::experimental::as_tuple(asio::use_awaitable);
+using Flag = ResponseFlag;
+using tunnel_detail::close_socket;
 
-void close_socket(tcp::socket& s) {
-  asio::error_code ignored;
-  s.shutdown(tcp::socket::shutdown_both, ignored);
-  s.close(ignored);
-}
+// How one relayed connection went, for its log line.
+struct Relayed {
+  TunnelBytes bytes;
+  ResponseFlags flags;
+  std::string_view upstream;  // the upstream's name; empty before one was chosen
+  std::string_view endpoint;  // "ip:port"; empty when none was picked
+};
 
-// Copies one direction until EOF (propagated as a half-close) or an error
-// (which closes both sides, ending the other direction too).
-awaitable<void> pump(SessionHost& worker, tcp::socket& from, tcp::socket& to, ConnectionSlot& slot,
-                     std::chrono::milliseconds idle) {
-  auto buf = worker.take_buffer();
-  for (;;) {
-    auto [ec, n] =
-        co_await from.async_read_some(asio::buffer(buf.get(), Loop::kBufferSize), nothrow);
-    if (ec == asio::error::eof) {
-      asio::error_code ignored;
-      to.shutdown(tcp::socket::shutdown_send, ignored);
-      break;
-    }
-    if (!ec) {
-      slot.set_deadline(Timeout::idle, idle);
-      std::tie(ec, std::ignore) =
-          co_await asio::async_write(to, asio::buffer(buf.get(), n), nothrow);
-      slot.set_deadline(Timeout::idle, idle);
-    }
-    if (ec) {
-      close_socket(from);
-      close_socket(to);
-      break;
-    }
+struct RelayTarget {
+  uint32_t upstream = 0;
+  uint32_t set = 0;
+  std::string_view authority;      // for hash policies: the SNI, if any
+  bool originate_tls = true;       // passthrough carries the client's own TLS: false
+  std::span<const uint8_t> first;  // sent before the client's bytes
+  std::string_view what;           // for messages: "passthrough for \"sni\"", "tcp route r"
+};
+
+// An endpoint of the target's set, a connection to it through the one
+// upstream-connection layer (counted within max_connections like a pooled
+// one, never pooled), then the relay until either side ends.
+template <typename Down>
+awaitable<Relayed> relay_to(SessionHost& worker, Down& down, const Snapshot& snap,
+                            const RelayTarget& target, ConnectionSlot& slot,
+                            const std::string& listener, const std::string& client_ip) {
+  Relayed out;
+  const CompiledUpstream& up = snap.upstreams[target.upstream];
+  out.upstream = up.config.name;
+  RequestHead head;
+  head.authority = std::string(target.authority);
+  PickRequest request{&head, client_ip, {}, false};
+  PickResult pick = pick_endpoint(worker.upstream(), up, up.sets[target.set], request);
+  if (pick.endpoint < 0) {
+    worker.log(LogLevel::warning, "listener {}: {}: no healthy endpoint in {}", listener,
+               target.what, up.config.name);
+    out.flags.add(Flag::no_healthy_upstream);
+    co_return out;
   }
-  worker.give_buffer(std::move(buf));
+  out.endpoint = up.endpoints[pick.endpoint].key;
+  ConnectOptions options{.originate_tls = target.originate_tls};
+  Lease lease = co_await open_connection(worker.upstream(), slot, up, pick.endpoint, options);
+  if (!lease.conn) {
+    bool overflow = lease.status == Lease::Status::overflow;
+    worker.log(LogLevel::warning, "listener {}: {}: {} to {}", listener, target.what,
+               overflow ? "at max_connections" : "connect failed", out.endpoint);
+    out.flags.add(overflow ? Flag::upstream_overflow : Flag::upstream_connection_failure);
+    co_return out;
+  }
+  std::unique_ptr<UpstreamConnection> conn = std::move(lease.conn);
+  slot.upstream = &conn->socket;
+  auto idle = snap.limits.idle_timeout;  // Envoy's tcp_proxy idle_timeout (Istio: 1 h)
+  bool ok = true;
+  if (!target.first.empty()) {
+    slot.set_deadline(Timeout::io, idle);
+    asio::const_buffer first(target.first.data(), target.first.size());
+    asio::error_code ec;
+    std::tie(ec, std::ignore) = co_await write_upstream(*conn, first);
+    ok = !ec;
+  }
+  if (ok) {
+    slot.fired = Timeout::none;
+    out.bytes = co_await splice(worker, down, *conn, slot, idle);
+    if (slot.fired == Timeout::io) out.flags.add(Flag::stream_idle_timeout);
+  }
+  slot.upstream = nullptr;
+  close_socket(conn->socket);
+  conn.reset();
+  // A place under max_connections is free for a waiting request.
+  worker.upstream().balancer().wake_one();
+  co_return out;
 }
 
 }  // namespace
@@ -59,52 +100,123 @@ awaitable<void> relay(SessionHost& worker, tcp::socket& down, const Snapshot& sn
                       const tls::PassthroughTarget& target, std::string_view sni,
                       std::vector<uint8_t> hello, ConnectionSlot& slot,
                       const std::string& listener) {
-  using namespace asio::experimental::awaitable_operators;
-  const CompiledUpstream& up = snap.upstreams[target.upstream];
   asio::error_code ec;
   auto remote = down.remote_endpoint(ec);
   std::string client_ip = ec ? std::string() : remote.address().to_string();
-  RequestHead head;
-  head.authority = std::string(sni);
-  PickRequest request{&head, client_ip, {}, false};
-  PickResult pick = pick_endpoint(worker.upstream(), up, up.sets[target.set], request);
-  if (pick.endpoint < 0) {
-    worker.log(LogLevel::warning, "listener {}: passthrough for \"{}\": no healthy endpoint in {}",
-               listener, sni, up.config.name);
-    close_socket(down);
-    co_return;
-  }
-  // The one upstream-connection layer, raw (the client's TLS goes through):
-  // counted in the upstream's and endpoint's open connections within
-  // max_connections, like a pooled one.
-  Lease lease = co_await open_connection(worker.upstream(), slot, up, pick.endpoint,
-                                         {.originate_tls = false});
-  if (!lease.conn) {
-    worker.log(LogLevel::warning, "listener {}: passthrough for \"{}\": {} to {}", listener, sni,
-               lease.status == Lease::Status::overflow ? "at max_connections" : "connect failed",
-               up.endpoints[pick.endpoint].key);
-    close_socket(down);
-    co_return;
-  }
-  std::unique_ptr<UpstreamConnection> conn = std::move(lease.conn);
-  tcp::socket& upstream = conn->socket;
-  slot.upstream = &upstream;
-  slot.idle = false;  // draining waits for it (bounded by the drain timeout)
-  auto idle = snap.limits.idle_timeout;
-  slot.set_deadline(Timeout::idle, idle);
+  std::string what = fmt::format("passthrough for \"{}\"", sni);
   // What read_client_hello took off the socket goes first.
-  std::tie(ec, std::ignore) = co_await asio::async_write(upstream, asio::buffer(hello), nothrow);
-  std::vector<uint8_t>().swap(hello);
-  if (!ec) {
-    slot.set_deadline(Timeout::idle, idle);
-    co_await (pump(worker, down, upstream, slot, idle) && pump(worker, upstream, down, slot, idle));
-  }
-  slot.upstream = nullptr;
-  close_socket(upstream);
+  RelayTarget to{.upstream = target.upstream,
+                 .set = target.set,
+                 .authority = sni,
+                 .originate_tls = false,
+                 .first = hello,
+                 .what = what};
+  co_await relay_to(worker, down, snap, to, slot, listener, client_ip);
   close_socket(down);
-  conn.reset();
-  // A place under max_connections is free for a waiting request.
-  worker.upstream().balancer().wake_one();
+}
+
+const CompiledTcpRoute* match_tcp_route(const CompiledListener& listener,
+                                        std::string_view client_ip) {
+  auto ip = security::IpAddress::parse(client_ip);
+  security::IpAddress address = ip ? ip->unmapped() : security::IpAddress{};
+  for (const auto& route : listener.tcp) {
+    if (route.sources.empty()) return &route;
+    for (const auto& cidr : route.sources)
+      if (cidr.contains(address)) return &route;
+  }
+  return nullptr;
+}
+
+namespace {
+
+template <typename Stream>
+std::string address_of(Stream& s, bool local) {
+  asio::error_code ec;
+  auto ep = local ? s.lowest_layer().local_endpoint(ec) : s.lowest_layer().remote_endpoint(ec);
+  return ec ? std::string() : http::join_host_port(ep.address().to_string(), ep.port());
+}
+
+// One connection on a TCP listener, from accept (or the TLS handshake) to close.
+template <typename Stream>
+awaitable<void> serve_tcp(SessionHost& worker, Stream& stream, std::string listener,
+                          tls::DownstreamTls tls) {
+  ConnectionSlot slot(&stream.lowest_layer());
+  slot.counters = worker.listener_counters(listener);
+  worker.attach(&slot);
+  struct Detach {
+    SessionHost& worker;
+    ConnectionSlot& slot;
+    ~Detach() { worker.detach(&slot); }
+  } detach{worker, slot};
+  auto started = worker.refresh_now();
+  std::shared_ptr<const Snapshot> snap = worker.snapshot();
+  const CompiledListener* l = snap ? snap->listener(listener) : nullptr;
+  std::string client = address_of(stream, false);
+  std::string client_ip(http::split_host_port(client).host);
+  Relayed relayed;
+  const CompiledTcpRoute* route = l ? match_tcp_route(*l, client_ip) : nullptr;
+  const ResolvedDestination* dest = nullptr;
+  if (route && route->total_weight > 0) {
+    uint64_t r = http::draw_below(worker.rng(), route->total_weight);
+    for (const auto& d : route->destinations) {
+      if (r < d.weight) {
+        dest = &d;
+        break;
+      }
+      r -= d.weight;
+    }
+  }
+  if (!route) {
+    relayed.flags.add(Flag::no_route_found);
+  } else if (!dest) {
+    relayed.flags.add(Flag::no_healthy_upstream);
+  } else {
+    std::string what = fmt::format("tcp route \"{}\"", route->name);
+    RelayTarget to{
+        .upstream = dest->upstream, .set = dest->set, .authority = tls.sni, .what = what};
+    relayed = co_await relay_to(worker, stream, *snap, to, slot, listener, client_ip);
+  }
+  close_socket(stream.lowest_layer());
+  if (!snap || !snap->access_logs) co_return;
+  auto duration =
+      std::chrono::duration_cast<std::chrono::microseconds>(worker.clock_now() - started);
+  std::string local = address_of(stream, true);
+  telemetry::LogRecord r;
+  r.start_time = worker.wall_now() - duration;
+  r.protocol = "";  // Envoy's TCP lines have no protocol, method or path
+  r.response_flags = relayed.flags;
+  r.bytes_received = relayed.bytes.received;
+  r.bytes_sent = relayed.bytes.sent;
+  r.duration = duration;
+  r.upstream_host = relayed.endpoint;
+  r.upstream_cluster = relayed.upstream;
+  r.downstream_local_address = local;
+  r.downstream_remote_address = client;
+  r.downstream_peer_uri_san = tls.peer_identity;
+  r.requested_server_name = tls.sni;
+  r.route_name = route ? std::string_view(route->name) : std::string_view();
+  write_access_logs(worker, *snap->access_logs, r);
+}
+
+template <typename Stream>
+void spawn_tcp(SessionHost& worker, Stream stream, const std::string& listener,
+               tls::DownstreamTls tls) {
+  auto owned = std::make_unique<Stream>(std::move(stream));
+  Stream& s = *owned;
+  asio::co_spawn(worker.context(), serve_tcp(worker, s, listener, std::move(tls)),
+                 [owned = std::move(owned)](std::exception_ptr) mutable { owned.reset(); });
+}
+
+}  // namespace
+
+void start_tcp_session(SessionHost& worker, tcp::socket socket, const std::string& listener,
+                       uint16_t) {
+  spawn_tcp(worker, std::move(socket), listener, tls::DownstreamTls{});
+}
+
+void start_tcp_session(SessionHost& worker, asio::ssl::stream<tcp::socket> stream,
+                       const std::string& listener, uint16_t, tls::DownstreamTls tls) {
+  spawn_tcp(worker, std::move(stream), listener, std::move(tls));
 }
 
 }  // namespace sluice

@@ -30,6 +30,7 @@
 #include "proxy/park.hpp"
 #include "proxy/ratelimit_filter.hpp"
 #include "proxy/security_filter.hpp"
+#include "proxy/tunnel.hpp"
 #include "tls/server.hpp"
 #include "upstream/cluster.hpp"
 #include "upstream/connect.hpp"
@@ -280,6 +281,7 @@ class Session {
     bool chunked_down = false;
     bool expect_continue = false;
     bool is_head = false;
+    bool upgrade = false;  // an allowed upgrade: a 101 opens a tunnel
     policy::BodyState body{};
     bool want_replay = false;
     size_t replay_limit = 0;
@@ -341,6 +343,9 @@ class Session {
                                                          ResponseFlags retry_flags);
   bool prepare_response_head(Exchange& x);
   awaitable<bool> relay_response(Exchange& x);
+  // After the upstream's 101: relays it, then splices both ways until
+  // either side closes. The connection ends with the tunnel.
+  awaitable<bool> tunnel(Exchange& x);
   // Runs a body hook over `bytes`; what the hook left is in chunk_.data.
   std::string_view run_body_hook(SessionHost::Body which, RequestContext& ctx,
                                  std::string_view bytes, bool end_of_stream);
@@ -366,6 +371,7 @@ class Session {
   http::Parser request_parser_;
   http::Parser response_parser_;
   Window in_;
+  std::string upgrade_;  // per request: the allowed upgrade asked for, or empty
   bool park_ = false;  // leave run() handing the socket to park()
   // Serialised heads, kept across requests so their capacity is reused.
   std::string upstream_head_;
@@ -624,7 +630,17 @@ std::optional<typename Session<Stream>::Answer> Session<Stream>::admit(const Sna
   // the head belong to the tunnel, not to HTTP/1. An h2c upgrade offer is
   // only an offer: it is dropped with the other hop-by-hop headers.
   if (head.method == "CONNECT") return refuse(404, {Flag::no_route_found}, "route_not_found");
-  if (p.upgrade() && !is_h2c_offer(head.headers)) return refuse(403, {}, "upgrade_failed");
+  // An allowed upgrade is routed like any request and tunnelled after the
+  // upstream's 101; its Upgrade header is re-added on the wire only.
+  upgrade_.clear();
+  if (p.upgrade() && !is_h2c_offer(head.headers)) {
+    UpgradeDecision d =
+        decide_upgrade(head.headers, true, p.body_expected(), snap.source->upgrade_types);
+    if (d.verdict == UpgradeDecision::Verdict::has_body)
+      return refuse(400, {}, "http1.codec_error");
+    if (d.verdict != UpgradeDecision::Verdict::allowed) return refuse(403, {}, "upgrade_failed");
+    upgrade_ = std::move(d.token);
+  }
   // Routing, policies and the forwarded request all see one normalised path.
   if (head.target != "*" &&
       !http::normalize_target(head.target, snap.source->path_normalization).empty())
@@ -853,7 +869,9 @@ awaitable<bool> Session<Stream>::serve_one(bool first) {
     received_authority_.assign(head.authority);
     received_saved_ = true;
   }
-  bool keep_alive = p.keep_alive();
+  // A refused or failed upgrade closes: what follows its head is the
+  // tunnel's, never a next request.
+  bool keep_alive = p.keep_alive() && upgrade_.empty();
   prebody_.clear();
   prebody_pending_ = false;
   downstream_on_allow_.clear();
@@ -940,6 +958,7 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx,
              snap->upstreams[dest.upstream],
              route.destinations[static_cast<size_t>(&dest - rr.destinations.data())]};
   x.cors = cors;
+  x.upgrade = !upgrade_.empty();
   // The body is kept for replay (retries, mirrors) while it fits.
   // A body read for the ext_authz check is still to be sent.
   x.body.present = !p.message_done() || prebody_pending_;
@@ -970,7 +989,7 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx,
         x, PickRequest{&head, client_ip_, retry.tried(), rr.policy.retry.ignore_previous_hosts},
         !x.head_ready);
     // The first attempt's answers may keep the connection: nothing was sent.
-    bool keep = attempt == 0 && p.keep_alive();
+    bool keep = attempt == 0 && p.keep_alive() && !x.upgrade;
     if (peer.refused) {
       cleanup(x);
       ResponseFlags none;
@@ -1034,6 +1053,7 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx,
     ctx.response_flags.add(retry_flags);
     break;
   }
+  if (x.upgrade && response_parser_.response().status == 101) co_return co_await tunnel(x);
   co_return co_await relay_response(x);
 }
 
@@ -1095,7 +1115,8 @@ void Session<Stream>::prepare_upstream_head(Exchange& x, int64_t endpoint) {
                            .xfcc = tls_.xfcc,
                            .request_id = std::string_view(x.request_id, sizeof(x.request_id)),
                            .default_host = x.peer->endpoints[endpoint].key,
-                           .chunked = x.chunked_up};
+                           .chunked = x.chunked_up,
+                           .upgrade = upgrade_};
   // Framing from the parsed message, whatever the headers now say.
   if (!x.chunked_up && p.has_content_length()) x.fwd.content_length = p.content_length();
   upstream_head_.clear();
@@ -1208,7 +1229,7 @@ awaitable<typename Session<Stream>::Attempt> Session<Stream>::run_attempt(Exchan
     co_return a;
   }
   a.end.nothing_sent = sent.nothing_sent;
-  if (sent.ok && !x.mirrors_started && !x.rr.mirrors.empty()) {
+  if (sent.ok && !x.mirrors_started && !x.rr.mirrors.empty() && !x.upgrade) {
     x.mirrors_started = true;
     if (x.body.replayable)
       start_mirrors(worker_, x.snap, x.rr, x.ctx.request, x.fwd, x.replay, client_ip_);
@@ -1327,6 +1348,7 @@ awaitable<bool> Session<Stream>::read_response_head(Exchange& x, Attempt& a) {
   resp.reset();
   resp.set_limits({limits_->max_response_header_bytes, limits_->max_response_headers});
   resp.expect_no_body(x.is_head);
+  resp.expect_upgrade(x.upgrade);
   if (uin.data) uin.begin = uin.end = 0;
   slot_.fired = Timeout::none;
   const policy::CompiledRetry& retry = x.rr.policy.retry;
@@ -1336,7 +1358,8 @@ awaitable<bool> Session<Stream>::read_response_head(Exchange& x, Attempt& a) {
     slot_.set_deadline(Timeout::upstream_response, wait);
   else
     slot_.set_deadline(Timeout::io, limits_->stream_idle_timeout);
-  while (!(resp.head_done() && resp.response().status >= 200)) {
+  // A 101 ends the head only when an upgrade was asked for (else the parser refused it).
+  while (!(resp.head_done() && (resp.response().status >= 200 || resp.response().status == 101))) {
     if (resp.head_done()) {  // a 1xx: finish it and expect the real one
       if (!resp.message_done()) uin.consume(resp.feed(uin.ptr(), uin.size()));
       resp.next_message();
@@ -1384,8 +1407,10 @@ bool Session<Stream>::prepare_response_head(Exchange& x) {
   rh.headers.remove("content-length");
   if (sized && status != 204)
     rh.headers.add("content-length", std::to_string(resp.content_length()));
+  // After an upgrade request that got no 101, the client's next bytes may
+  // be the tunnel's it sent early, not a request: the connection closes.
   bool keep_alive = request_parser_.keep_alive() && request_parser_.message_done() &&
-                    !slot_.close_after_response && !worker_.draining();
+                    !slot_.close_after_response && !worker_.draining() && !x.upgrade;
   x.chunked_down = false;
   if (!bodyless && !sized) {
     if (x.ctx.request.version_minor >= 1) {
@@ -1478,6 +1503,75 @@ awaitable<bool> Session<Stream>::relay_response(Exchange& x) {
   release_connection(worker_.upstream(), *x.peer, std::move(x.conn), reusable);
   cleanup(x);
   co_return ok&& down_keep_alive;
+}
+
+template <typename Stream>
+awaitable<bool> Session<Stream>::tunnel(Exchange& x) {
+  ResponseHead& rh = response_parser_.response();
+  RequestContext& ctx = x.ctx;
+  Window& uin = x.uin;
+  // The 101 must switch to the protocol asked for; any other answer leaves
+  // the connection in no known state.
+  std::string protocol;
+  if (rh.headers.count("upgrade") == 1)
+    protocol = http::to_lower(http::trim(*rh.headers.get("upgrade")));
+  if (protocol != upgrade_) {
+    release_connection(worker_.upstream(), *x.peer, std::move(x.conn), false);
+    LocalReply upe{502,
+                   ErrorKind::upstream_protocol_error,
+                   fmt::format("{}protocol error", kResetBody),
+                   {Flag::upstream_protocol_error},
+                   "upstream_reset_before_response_started{protocol_error}"};
+    co_return co_await finish(x, std::move(upe));
+  }
+  http::strip_hop_by_hop(rh.headers);
+  rh.headers.remove("content-length");
+  policy::apply_headers(x.dest_cfg.response_headers, rh.headers);
+  policy::apply_headers(x.route.response_headers, rh.headers);
+  for (const auto& [name, value] : downstream_on_allow_.entries()) rh.headers.set(name, value);
+  rh.headers.set("connection", "upgrade");
+  rh.headers.set("upgrade", protocol);
+  ctx.response_status = 101;
+  if (auto* hooks = worker_.hooks()) hooks->on_response_headers(ctx, rh);
+  downstream_head_.clear();
+  http::append_response_head(downstream_head_, rh);
+  // The tunnel outlives the route timeout and the request timeout (Envoy
+  // turns both off for upgrades); the max stream duration still bounds it.
+  slot_.clear_cap(ConnectionSlot::route_cap);
+  slot_.clear_cap(ConnectionSlot::request_cap);
+  // What the upstream sent after its 101 goes down with it; what the client
+  // sent early (held while the upgrade was undecided) goes up now.
+  std::array<asio::const_buffer, 2> down{asio::buffer(downstream_head_),
+                                         asio::buffer(uin.ptr(), uin.size())};
+  bool ok = co_await write_down(std::span<const asio::const_buffer>(down));
+  ctx.bytes_sent += uin.size();
+  if (ok && in_.size() > 0) {
+    slot_.set_deadline(Timeout::io, limits_->stream_idle_timeout);
+    asio::const_buffer early(in_.ptr(), in_.size());
+    asio::error_code ec;
+    size_t n = 0;
+    std::tie(ec, n) = co_await write_upstream(*x.conn, early);
+    ok = !ec;
+    ctx.bytes_received += n;
+    in_.consume(in_.size());
+  }
+  if (ok) {
+    slot_.fired = Timeout::none;
+    slot_.upstream = &x.conn->socket;
+    TunnelBytes bytes =
+        co_await splice(worker_, stream_, *x.conn, slot_, limits_->stream_idle_timeout);
+    ctx.bytes_received += bytes.received;
+    ctx.bytes_sent += bytes.sent;
+    if (auto t = timeout_reply()) {
+      ctx.response_flags.add(t->flags);
+      ctx.response_code_details = t->details;
+    }
+  }
+  slot_.upstream = nullptr;
+  // Never back to the pool: the connection spoke another protocol.
+  release_connection(worker_.upstream(), *x.peer, std::move(x.conn), false);
+  cleanup(x);
+  co_return false;
 }
 
 template <typename Stream>

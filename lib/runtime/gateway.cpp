@@ -548,6 +548,11 @@ Explanation explain(const Snapshot& snap, std::string_view listener, const Reque
     e.host_match = fmt::format("no listener named \"{}\"", listener);
     return e;
   }
+  if (!l->tcp.empty()) {
+    Explanation e;
+    e.host_match = fmt::format("listener \"{}\" carries TCP, not HTTP", listener);
+    return e;
+  }
   // Explained as served: on the normalised path (an invalid one is left as
   // given; serving would answer it 400 before routing).
   RequestHead normalised = request;

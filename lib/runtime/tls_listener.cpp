@@ -176,7 +176,10 @@ awaitable<void> run(Worker& worker, tcp::socket socket, std::shared_ptr<const Sn
   if (slot.counters) slot.counters->tls_handshakes.fetch_add(1, std::memory_order_relaxed);
   tls::DownstreamTls info = tls::downstream_info(*stream);
   attached.release();
-  start_tls_session(worker, std::move(*stream), name, port, std::move(info));
+  if (!listener->tcp.empty())  // TCP routes after termination
+    start_tcp_session(worker, std::move(*stream), name, port, std::move(info));
+  else
+    start_tls_session(worker, std::move(*stream), name, port, std::move(info));
 }
 
 }  // namespace

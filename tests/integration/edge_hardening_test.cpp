@@ -559,9 +559,11 @@ TEST_CASE("edge: CONNECT is 404 and closes and the bytes after it are never pars
   CHECK(up.last_request()->target == "/");
 }
 
-TEST_CASE("edge: a websocket upgrade is 403 and closes but an h2c offer is a plain request") {
+TEST_CASE("edge: an upgrade not allowed is 403 and closes but an h2c offer is a plain request") {
   FakeUpstream up;
-  TestGateway gw(single_upstream_config(up.port()));
+  auto config = single_upstream_config(up.port());
+  config.upgrade_types.clear();  // websocket is allowed by default (tunnel_test.cpp)
+  TestGateway gw(std::move(config));
   {
     RawClient client(gw.port());
     REQUIRE(client.send(make_request("GET", "/ws", "example.com",

@@ -331,7 +331,7 @@ TEST_CASE("TLS modes and protocols that are errors") {
     CHECK(err.find("servers[0].tls.mode") != std::string::npos);
     CHECK(err.find("need protocol HTTPS or TLS") != std::string::npos);
   }
-  SUBCASE("VirtualService tcp routes") {
+  SUBCASE("VirtualService tcp destinationSubnets") {
     std::string err = load_error(gateway(R"(
   - port: {number: 80, name: http, protocol: HTTP}
     hosts: ["*"]
@@ -342,9 +342,10 @@ metadata: {name: v}
 spec:
   hosts: ["*"]
   gateways: [gw]
-  tcp: [{route: [{destination: {host: httpbin}}]}]
+  tcp: [{match: [{destinationSubnets: [10.0.0.0/8]}], route: [{destination: {host: httpbin}}]}]
 )");
-    CHECK(err.find("VirtualService v: tcp: tcp is not implemented yet") != std::string::npos);
+    CHECK(err.find("VirtualService v: tcp[0].match[0].destinationSubnets: destinationSubnets is "
+                   "not implemented yet") != std::string::npos);
   }
   SUBCASE("DestinationRule ISTIO_MUTUAL") {
     std::string err = load_error(R"(

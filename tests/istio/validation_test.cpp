@@ -154,15 +154,17 @@ TEST_CASE("istio error: Istio fields not implemented yet say so") {
     fault: {delay: {exponentialDelay: 1s, fixedDelay: 1s}}
 )")) == "VirtualService reviews: http[0].fault.delay.exponentialDelay: exponentialDelay is not "
         "implemented yet");
-  // TLS fields are implemented (tls_loader_test.cpp); tcp routes are not yet.
+  // TLS fields and tcp routes are implemented (tunnel_samples_test.cpp); a
+  // tcp match on destinationSubnets is not yet.
   CHECK(load_error(R"(
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: r}
 spec:
   hosts: [reviews]
-  tcp: [{route: [{destination: {host: reviews}}]}]
-)") == "VirtualService r: tcp: tcp is not implemented yet");
+  tcp: [{match: [{destinationSubnets: [10.0.0.0/8]}], route: [{destination: {host: reviews}}]}]
+)") == "VirtualService r: tcp[0].match[0].destinationSubnets: destinationSubnets is not "
+       "implemented yet");
 }
 
 TEST_CASE("istio error: STATIC endpoint must be an IP address") {

@@ -261,6 +261,14 @@ std::string RawClient::read_all_until_close() {
   return out;
 }
 
+std::string RawClient::read_exactly(size_t n) {
+  while (buf_.size() < n && fill()) {
+  }
+  std::string out = buf_.substr(0, n);
+  buf_.erase(0, out.size());
+  return out;
+}
+
 bool RawClient::is_closed(std::chrono::milliseconds timeout) {
   if (peer_closed_) return true;
   if (fd_ < 0) return true;

@@ -58,6 +58,9 @@ class RawClient {
   std::optional<HttpResponse> read_response(ReadOptions options = {});
   // Everything until the peer closes (or the timeout); what was buffered first.
   std::string read_all_until_close();
+  // Exactly `n` bytes (what was buffered first), for tunnels that stay
+  // open; fewer when the peer closes or the timeout comes first.
+  std::string read_exactly(size_t n);
   // True if the peer closed (FIN or RST) within `timeout`. Data that arrives
   // first (an error response) is kept in buffered().
   bool is_closed(std::chrono::milliseconds timeout = std::chrono::seconds(5));

@@ -3,6 +3,7 @@
 
 #include "sluice/sluice.h"
 
+#include <chrono>
 #include <cstring>
 #include <deque>
 #include <memory>
@@ -18,7 +19,12 @@ static_assert(
     std::string_view(SLUICE_VERSION) == SLUICE_PROJECT_VERSION,
     "bindings/c/include/sluice/sluice.h: SLUICE_VERSION differs from the project's version");
 
+struct sluice_clock {
+  std::shared_ptr<sluice::embed::ManualClock> clock;
+};
+
 struct sluice_config {
+  std::shared_ptr<sluice::embed::ManualClock> clock;
   unsigned workers = 1;
   uint64_t seed = 0;
   std::string bind = "127.0.0.1";
@@ -101,6 +107,7 @@ sluice::embed::Options options_of(const sluice_config* config) {
   o.workers = c.workers ? c.workers : 1;
   o.seed = c.seed;
   o.bind = c.bind;
+  o.manual_clock = c.clock;
   if (c.on_request || c.on_upstream || c.on_response_headers || c.on_log)
     o.hooks = std::make_shared<CHooks>(c);
   return o;
@@ -149,6 +156,31 @@ void sluice_config_set_seed(sluice_config* config, uint64_t seed) {
 void sluice_config_set_bind(sluice_config* config, const char* address) {
   config->bind = address ? address : "";
 }
+void sluice_config_set_clock(sluice_config* config, sluice_clock* clock) {
+  config->clock = clock ? clock->clock : nullptr;
+}
+
+sluice_clock* sluice_clock_new_manual(void) {
+  try {
+    return new sluice_clock{std::make_shared<sluice::embed::ManualClock>()};
+  } catch (...) {
+    return nullptr;
+  }
+}
+int sluice_clock_advance(sluice_clock* clock, int64_t nanoseconds) {
+  try {
+    return clock->clock->advance(std::chrono::nanoseconds(nanoseconds)) ? 1 : 0;
+  } catch (...) {
+    return 0;
+  }
+}
+int64_t sluice_clock_elapsed(const sluice_clock* clock) {
+  return clock->clock->elapsed().count();
+}
+void sluice_clock_free(sluice_clock* clock) {
+  delete clock;
+}
+
 void sluice_config_on_request(sluice_config* config, sluice_request_hook hook, void* user) {
   config->on_request = hook;
   config->on_request_user = user;
@@ -219,6 +251,29 @@ char* sluice_gateway_explain(const sluice_gateway* gateway, const char* method, 
   }
 }
 
+char* sluice_gateway_stats(const sluice_gateway* gateway) {
+  try {
+    return owned(gateway->embedded->prometheus());
+  } catch (...) {
+    return nullptr;
+  }
+}
+
+char* sluice_gateway_upstream(const sluice_gateway* gateway, const char* name, char** error) {
+  try {
+    auto r = gateway->embedded->upstream(name ? name : "");
+    if (!r) {
+      set_error(error, r.error().to_string());
+      return nullptr;
+    }
+    if (error) *error = nullptr;
+    return owned(r.value().dump());
+  } catch (const std::exception& e) {
+    set_error(error, e.what());
+    return nullptr;
+  }
+}
+
 void sluice_gateway_stop(sluice_gateway* gateway) {
   gateway->embedded->stop();
 }
@@ -266,6 +321,28 @@ int sluice_request_set_header(sluice_request* r, const char* name, const char* v
   } catch (...) {
     return 0;
   }
+}
+
+int sluice_request_use_endpoint(sluice_request* r, const char* endpoint) {
+  if (!r->peer || !endpoint) return 0;
+  try {
+    return r->peer->use_endpoint(std::string_view(endpoint)) ? 1 : 0;
+  } catch (...) {
+    return 0;
+  }
+}
+
+int sluice_request_use_upstream(sluice_request* r, const char* upstream) {
+  if (!r->peer || !upstream) return 0;
+  try {
+    return r->peer->use_upstream(upstream) ? 1 : 0;
+  } catch (...) {
+    return 0;
+  }
+}
+
+const char* sluice_request_endpoint(const sluice_request* r) {
+  return const_cast<sluice_request*>(r)->keep(r->peer ? r->peer->endpoint_key() : r->ctx->endpoint);
 }
 
 void sluice_request_respond(sluice_request* r, uint16_t status, const char* body) {

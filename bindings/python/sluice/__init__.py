@@ -13,9 +13,10 @@ See ``sluice.testing`` for the pytest fixtures.
 from __future__ import annotations
 
 import atexit
+import datetime
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Protocol, Sequence, Tuple, Union
 
 from . import _sluice
 from ._errors import ConfigError
@@ -27,7 +28,7 @@ from .config import __all__ as _config_all
 __version__: str = _sluice.__version__
 
 __all__ = [
-    "Gateway", "Response", "ConfigError", "ManualClock", "RequestContext", "Headers",
+    "Gateway", "Response", "ConfigError", "ManualClock", "SupportsNow", "RequestContext", "Headers",
     "__version__",
 ] + list(_config_all)
 
@@ -43,6 +44,12 @@ class Response:
 
 Hook = Callable[[RequestContext], Optional[Response]]
 
+
+class SupportsNow(Protocol):
+    """What ``clock=`` accepts besides a ManualClock."""
+
+    def now(self) -> Union[float, int, datetime.timedelta, datetime.datetime]: ...
+
 _open: "weakref.WeakSet[Gateway]" = weakref.WeakSet()
 
 
@@ -56,8 +63,12 @@ class Gateway:
 
     Options: ``workers`` (threads), ``seed`` (fixes every random draw:
     weighted splits, fault percentages, load balancing; 0 draws a random
-    seed), ``clock`` (a ``ManualClock`` for timeouts, delays and outlier
-    ejection), and the hooks ``on_request``, ``on_upstream_chosen``,
+    seed), ``clock`` (time for timeouts, fault delays, outlier ejection,
+    health checks, rate-limit refills and JWT expiry: a ``ManualClock``, or
+    any object whose ``now()`` returns seconds as a number, a ``timedelta``
+    or a ``datetime``; only its differences count, from the real time at
+    construction; a value going back reads as the last one; after moving
+    such an object call ``clock_advanced()``), and the hooks ``on_request``, ``on_upstream_chosen``,
     ``on_response_headers``, ``on_log``: callables taking a
     ``RequestContext``; the first two may return a ``Response`` to answer
     instead of the upstream. Hooks run on the gateway's threads, holding the
@@ -77,7 +88,7 @@ class Gateway:
         workers: int = 1,
         seed: int = 0,
         bind: str = "127.0.0.1",
-        clock: Optional[ManualClock] = None,
+        clock: Optional[Union[ManualClock, "SupportsNow"]] = None,
         on_request: Optional[Hook] = None,
         on_upstream_chosen: Optional[Hook] = None,
         on_response_headers: Optional[Callable[[RequestContext], None]] = None,
@@ -158,6 +169,19 @@ class Gateway:
     def prometheus(self) -> str:
         """The metrics in Prometheus' text format."""
         return self._live().prometheus()
+
+    def config_dump(self) -> Dict[str, Any]:
+        """The running snapshot as the admin ``/config_dump`` shows it:
+        ``listeners``, ``routers`` (virtual hosts, routes, their actions),
+        ``upstreams`` (endpoints, subsets, balancer, pool, outlier detection,
+        health check, TLS). Private keys never appear."""
+        return self._live().config_dump()
+
+    def clock_advanced(self) -> None:
+        """Runs now what the new time makes due, after a ``clock=`` object
+        other than a ``ManualClock`` moved (``ManualClock.advance`` does this
+        itself). Without it, the gateway notices within 50 ms of real time."""
+        self._live().clock_advanced()
 
     @property
     def hook_errors(self) -> List[str]:

@@ -8,7 +8,10 @@ class ManualClock:
     """Time that moves only by advance(): give it to Gateway(clock=...)."""
     def __init__(self) -> None: ...
     def advance(self, seconds: float) -> None:
-        """Moves time forward and lets every gateway on this clock run what is now due."""
+        """Moves time forward and lets every gateway on this clock run what is now due.
+        Not from inside a hook (it waits for the gateway's threads)."""
+    def now(self) -> float:
+        """Seconds advanced so far (as a clock= object's now() would say)."""
     @property
     def elapsed(self) -> float:
         """Seconds advanced so far."""
@@ -71,7 +74,7 @@ class RequestContext:
 class Gateway:
     def __init__(self, *, yaml: Optional[str] = None, paths: Optional[Sequence[str]] = None,
                  config: Any = None, workers: int = 1, seed: int = 0, bind: str = "127.0.0.1",
-                 clock: Optional[ManualClock] = None, on_request: Any = None,
+                 clock: Any = None, on_request: Any = None,
                  on_upstream_chosen: Any = None, on_response_headers: Any = None, on_log: Any = None,
                  start: bool = True) -> None: ...
     def apply(self, *, yaml: Optional[str] = None, paths: Optional[Sequence[str]] = None,
@@ -84,6 +87,8 @@ class Gateway:
     def upstream(self, name: str) -> Dict[str, Any]: ...
     def stats(self) -> Dict[str, Any]: ...
     def prometheus(self) -> str: ...
+    def config_dump(self) -> Dict[str, Any]: ...
+    def clock_advanced(self) -> None: ...
     @property
     def listeners(self) -> List[str]: ...
     @property

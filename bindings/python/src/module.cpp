@@ -13,13 +13,14 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <set>
 #include <string>
 #include <vector>
 
+#include "config.hpp"
 #include "embedded.hpp"
 #include "http/tokens.hpp"
 
@@ -68,219 +69,6 @@ py::object to_python(const json& j) {
     default:
       return py::none();
   }
-}
-
-// ---- Python config objects -> GatewayConfig -----------------------------
-
-template <typename T>
-T attr(py::handle o, const char* name) {
-  return o.attr(name).cast<T>();
-}
-
-std::chrono::milliseconds millis(py::handle o, const char* name) {
-  return std::chrono::milliseconds(static_cast<int64_t>(attr<double>(o, name) * 1000.0 + 0.5));
-}
-
-template <typename T, typename F>
-std::optional<T> optional_of(py::handle o, const char* name, F convert) {
-  py::object v = o.attr(name);
-  if (v.is_none()) return std::nullopt;
-  return convert(v);
-}
-
-template <typename T, typename F>
-std::vector<T> list_of(py::handle o, const char* name, F convert) {
-  std::vector<T> out;
-  for (py::handle item : o.attr(name)) out.push_back(convert(item));
-  return out;
-}
-
-StringMatch string_match(py::handle o) {
-  static const std::pair<const char*, StringMatch::Kind> kinds[] = {
-      {"exact", StringMatch::Kind::exact},
-      {"prefix", StringMatch::Kind::prefix},
-      {"suffix", StringMatch::Kind::suffix},
-      {"regex", StringMatch::Kind::regex},
-      {"present", StringMatch::Kind::present}};
-  auto kind = attr<std::string>(o, "kind");
-  for (const auto& [name, k] : kinds)
-    if (kind == name) return {k, attr<std::string>(o, "value")};
-  throw py::value_error("StringMatch.kind: unknown kind \"" + kind + "\"");
-}
-
-Matcher matcher(py::handle o) {
-  Matcher m;
-  m.uri = optional_of<StringMatch>(o, "uri", string_match);
-  m.ignore_uri_case = attr<bool>(o, "ignore_uri_case");
-  m.method = optional_of<StringMatch>(o, "method", string_match);
-  m.authority = optional_of<StringMatch>(o, "authority", string_match);
-  m.scheme = optional_of<StringMatch>(o, "scheme", string_match);
-  m.headers = list_of<HeaderMatch>(o, "headers", [](py::handle h) {
-    return HeaderMatch{attr<std::string>(h, "name"), string_match(h.attr("match")),
-                       attr<bool>(h, "invert")};
-  });
-  m.query_params = list_of<QueryParamMatch>(o, "query_params", [](py::handle q) {
-    return QueryParamMatch{attr<std::string>(q, "name"), string_match(q.attr("match"))};
-  });
-  m.port = optional_of<uint16_t>(o, "port", [](py::handle p) { return p.cast<uint16_t>(); });
-  return m;
-}
-
-HeaderOperations header_ops(py::handle o) {
-  HeaderOperations h;
-  for (auto [k, v] : o.attr("set").cast<py::dict>())
-    h.set.emplace_back(k.cast<std::string>(), v.cast<std::string>());
-  h.add = attr<std::vector<std::pair<std::string, std::string>>>(o, "add");
-  h.remove = attr<std::vector<std::string>>(o, "remove");
-  return h;
-}
-
-Route route(py::handle o) {
-  Route r;
-  r.name = attr<std::string>(o, "name");
-  r.matches = list_of<Matcher>(o, "matches", matcher);
-  r.destinations = list_of<Destination>(o, "destinations", [](py::handle d) {
-    return Destination{attr<std::string>(d, "upstream"), attr<std::string>(d, "subset"),
-                       attr<uint32_t>(d, "weight"), header_ops(d.attr("request_headers")),
-                       header_ops(d.attr("response_headers"))};
-  });
-  r.redirect = optional_of<Redirect>(o, "redirect", [](py::handle x) {
-    Redirect rd;
-    rd.uri = attr<std::string>(x, "uri");
-    rd.authority = attr<std::string>(x, "authority");
-    rd.scheme = attr<std::string>(x, "scheme");
-    rd.port = attr<uint16_t>(x, "port");
-    rd.code = attr<uint16_t>(x, "code");
-    return rd;
-  });
-  r.direct_response = optional_of<DirectResponse>(o, "direct_response", [](py::handle x) {
-    return DirectResponse{attr<uint16_t>(x, "status"), attr<std::string>(x, "body")};
-  });
-  r.rewrite = optional_of<Rewrite>(o, "rewrite", [](py::handle x) {
-    Rewrite rw;
-    rw.uri = attr<std::optional<std::string>>(x, "uri");
-    rw.uri_regex = attr<std::optional<std::pair<std::string, std::string>>>(x, "uri_regex");
-    rw.authority = attr<std::string>(x, "authority");
-    return rw;
-  });
-  r.request_headers = header_ops(o.attr("request_headers"));
-  r.response_headers = header_ops(o.attr("response_headers"));
-  r.timeout = millis(o, "timeout");
-  py::object retries = o.attr("retries");
-  r.retries.attempts = attr<uint32_t>(retries, "attempts");
-  r.retries.per_try_timeout = millis(retries, "per_try_timeout");
-  r.retries.retry_on = attr<std::string>(retries, "retry_on");
-  r.retries.backoff_base = millis(retries, "backoff_base");
-  r.fault = optional_of<Fault>(o, "fault", [](py::handle f) {
-    Fault out;
-    out.delay = optional_of<FaultDelay>(f, "delay", [](py::handle d) {
-      return FaultDelay{millis(d, "fixed_delay"), attr<double>(d, "percentage")};
-    });
-    out.abort = optional_of<FaultAbort>(f, "abort", [](py::handle a) {
-      FaultAbort ab;
-      ab.http_status = attr<uint16_t>(a, "http_status");
-      ab.percentage = attr<double>(a, "percentage");
-      return ab;
-    });
-    return out;
-  });
-  r.mirrors = list_of<Mirror>(o, "mirrors", [](py::handle m) {
-    return Mirror{attr<std::string>(m, "upstream"), attr<std::string>(m, "subset"),
-                  attr<double>(m, "percentage")};
-  });
-  return r;
-}
-
-template <typename E>
-E enum_of(const std::string& field, const std::string& value,
-          std::initializer_list<std::pair<const char*, E>> names) {
-  for (const auto& [n, e] : names)
-    if (value == n) return e;
-  throw py::value_error(field + ": unknown value \"" + value + "\"");
-}
-
-UpstreamConfig upstream(py::handle o) {
-  UpstreamConfig u;
-  u.name = attr<std::string>(o, "name");
-  u.endpoints = list_of<Endpoint>(o, "endpoints", [](py::handle e) {
-    return Endpoint{attr<std::string>(e, "address"), attr<uint16_t>(e, "port"),
-                    attr<Labels>(e, "labels"), attr<uint32_t>(e, "weight")};
-  });
-  u.subsets = list_of<Subset>(o, "subsets", [](py::handle s) {
-    return Subset{attr<std::string>(s, "name"), attr<Labels>(s, "labels")};
-  });
-  using LB = LoadBalancer;
-  u.load_balancer = enum_of<LB>("Upstream.load_balancer", attr<std::string>(o, "load_balancer"),
-                                {{"round_robin", LB::round_robin},
-                                 {"least_request", LB::least_request},
-                                 {"random", LB::random},
-                                 {"passthrough", LB::passthrough},
-                                 {"consistent_hash", LB::consistent_hash}});
-  u.consistent_hash = optional_of<ConsistentHash>(o, "consistent_hash", [](py::handle h) {
-    using S = ConsistentHash::Source;
-    using A = ConsistentHash::Algorithm;
-    ConsistentHash ch;
-    ch.source = enum_of<S>("ConsistentHash.source", attr<std::string>(h, "source"),
-                           {{"header", S::header},
-                            {"cookie", S::cookie},
-                            {"source_ip", S::source_ip},
-                            {"query_parameter", S::query_parameter}});
-    ch.name = attr<std::string>(h, "name");
-    ch.algorithm = enum_of<A>("ConsistentHash.algorithm", attr<std::string>(h, "algorithm"),
-                              {{"ring_hash", A::ring_hash}, {"maglev", A::maglev}});
-    return ch;
-  });
-  py::object pool = o.attr("pool");
-  u.pool.connect_timeout = millis(pool, "connect_timeout");
-  u.pool.max_connections = attr<uint32_t>(pool, "max_connections");
-  u.pool.max_pending_requests = attr<uint32_t>(pool, "max_pending_requests");
-  u.pool.max_requests_per_connection = attr<uint32_t>(pool, "max_requests_per_connection");
-  u.outlier_detection = optional_of<OutlierDetection>(o, "outlier_detection", [](py::handle d) {
-    OutlierDetection od;
-    od.consecutive_5xx = attr<uint32_t>(d, "consecutive_5xx");
-    od.consecutive_gateway_errors = attr<uint32_t>(d, "consecutive_gateway_errors");
-    od.interval = millis(d, "interval");
-    od.base_ejection_time = millis(d, "base_ejection_time");
-    od.max_ejection_percent = attr<uint32_t>(d, "max_ejection_percent");
-    return od;
-  });
-  u.health_check = optional_of<HealthCheck>(o, "health_check", [](py::handle h) {
-    HealthCheck hc;
-    hc.path = attr<std::string>(h, "path");
-    hc.interval = millis(h, "interval");
-    hc.timeout = millis(h, "timeout");
-    hc.healthy_threshold = attr<uint32_t>(h, "healthy_threshold");
-    hc.unhealthy_threshold = attr<uint32_t>(h, "unhealthy_threshold");
-    return hc;
-  });
-  return u;
-}
-
-GatewayConfig gateway_config(py::handle o) {
-  GatewayConfig c;
-  c.listeners = list_of<ListenerConfig>(o, "listeners", [](py::handle l) {
-    ListenerConfig lc;
-    lc.name = attr<std::string>(l, "name");
-    lc.router = attr<std::string>(l, "router");
-    lc.port = attr<uint16_t>(l, "port");
-    lc.address = attr<std::optional<std::string>>(l, "address").value_or("");
-    return lc;
-  });
-  c.routers = list_of<RouterConfig>(o, "routers", [](py::handle r) {
-    RouterConfig rc;
-    rc.name = attr<std::string>(r, "name");
-    rc.virtual_hosts = list_of<VirtualHost>(r, "virtual_hosts", [](py::handle v) {
-      VirtualHost vh;
-      vh.name = attr<std::string>(v, "name");
-      vh.domains = attr<std::vector<std::string>>(v, "domains");
-      vh.routes = list_of<Route>(v, "routes", route);
-      vh.https_redirect = attr<bool>(v, "https_redirect");
-      return vh;
-    });
-    return rc;
-  });
-  c.upstreams = list_of<UpstreamConfig>(o, "upstreams", upstream);
-  return c;
 }
 
 // ---- hooks --------------------------------------------------------------
@@ -445,56 +233,66 @@ class PyHooks final : public Hooks {
 
 // ---- clock --------------------------------------------------------------
 
-class Gateway;
+using embed::ManualClock;
 
-// Time that moves only when told: the gateway's steady clock (timeouts,
-// delays, ejections) and its wall clock (JWT exp) both start at the real
-// time when the clock is made.
-class ManualClock {
+// Any Python object with a now() as the gateway's clock: now() returns
+// seconds (a number), a timedelta (total_seconds()) or a datetime
+// (timestamp()). Only its differences matter: the gateway's steady and wall
+// clocks start at the real time when the Gateway is made and move by as
+// much as now() has since. It is read on the gateway's threads, taking the
+// GIL for each read; a value that goes back, or a raising now(), reads as
+// the last good value (the error goes to Gateway.hook_errors).
+class PyClock {
  public:
-  ManualClock()
-      : steady_(std::chrono::steady_clock::now()), wall_(std::chrono::system_clock::now()) {}
-
-  std::chrono::steady_clock::time_point now() const {
-    return steady_ + std::chrono::nanoseconds(offset_.load(std::memory_order_acquire));
+  explicit PyClock(py::object source)
+      : source_(std::move(source)),
+        steady_(std::chrono::steady_clock::now()),
+        wall_(std::chrono::system_clock::now()) {
+    first_ = last_ = read();
   }
-  std::chrono::system_clock::time_point wall_now() const {
-    return wall_ + std::chrono::duration_cast<std::chrono::system_clock::duration>(
-                       std::chrono::nanoseconds(offset_.load(std::memory_order_acquire)));
+  ~PyClock() {
+    py::gil_scoped_acquire gil;
+    source_ = py::object();
   }
-  double elapsed() const { return offset_.load() / 1e9; }
 
-  // Moves time, then has every gateway using this clock run what is due.
-  void advance(double seconds);
-
-  void attach(embed::Embedded* g) {
+  std::chrono::nanoseconds elapsed() {
+    py::gil_scoped_acquire gil;
+    try {
+      double v = read();
+      if (v > last_) last_ = v;
+    } catch (const std::exception& e) {  // raised, or returned a wrong type
+      std::lock_guard lock(mutex_);
+      if (errors_.size() < 100) errors_.push_back(std::string("clock.now(): ") + e.what());
+    }
+    return std::chrono::nanoseconds(std::llround((last_ - first_) * 1e9));
+  }
+  std::chrono::steady_clock::time_point now() { return steady_ + elapsed(); }
+  std::chrono::system_clock::time_point wall_now() {
+    return wall_ + std::chrono::duration_cast<std::chrono::system_clock::duration>(elapsed());
+  }
+  std::vector<std::string> errors() const {
     std::lock_guard lock(mutex_);
-    gateways_.insert(g);
-  }
-  void detach(embed::Embedded* g) {
-    std::lock_guard lock(mutex_);
-    gateways_.erase(g);
+    return errors_;
   }
 
  private:
+  // Needs the GIL.
+  double read() const {
+    py::object v = source_.attr("now")();
+    if (py::hasattr(v, "total_seconds")) return v.attr("total_seconds")().cast<double>();
+    if (py::hasattr(v, "timestamp")) return v.attr("timestamp")().cast<double>();
+    if (py::isinstance<py::int_>(v) || py::isinstance<py::float_>(v)) return v.cast<double>();
+    throw py::type_error("clock.now() returns seconds, a timedelta or a datetime, not " +
+                         py::repr(v).cast<std::string>());
+  }
+
+  py::object source_;
   std::chrono::steady_clock::time_point steady_;
   std::chrono::system_clock::time_point wall_;
-  std::atomic<int64_t> offset_{0};
-  std::mutex mutex_;  // gateways_
-  std::set<embed::Embedded*> gateways_;
+  double first_ = 0, last_ = 0;  // under the GIL
+  mutable std::mutex mutex_;     // errors_
+  std::vector<std::string> errors_;
 };
-
-void ManualClock::advance(double seconds) {
-  if (seconds < 0) throw py::value_error("a clock cannot go back");
-  offset_.fetch_add(static_cast<int64_t>(seconds * 1e9), std::memory_order_acq_rel);
-  std::vector<embed::Embedded*> gateways;
-  {
-    std::lock_guard lock(mutex_);
-    gateways.assign(gateways_.begin(), gateways_.end());
-  }
-  py::gil_scoped_release release;
-  for (auto* g : gateways) g->clock_advanced();
-}
 
 // ---- Gateway ------------------------------------------------------------
 
@@ -503,26 +301,34 @@ std::atomic<uint64_t> live_gateways{0};
 class Gateway {
  public:
   Gateway(std::optional<std::string> yaml, std::optional<std::vector<std::string>> paths,
-          py::object config, unsigned workers, uint64_t seed, std::string bind,
-          std::shared_ptr<ManualClock> clock, py::object on_request, py::object on_upstream_chosen,
-          py::object on_response_headers, py::object on_log, bool start)
-      : clock_(std::move(clock)) {
+          py::object config, unsigned workers, uint64_t seed, std::string bind, py::object clock,
+          py::object on_request, py::object on_upstream_chosen, py::object on_response_headers,
+          py::object on_log, bool start) {
     int sources = (yaml ? 1 : 0) + (paths ? 1 : 0) + (config.is_none() ? 0 : 1);
     if (sources > 1) throw py::value_error("give one of yaml=, paths= or config=");
     if (workers == 0) throw py::value_error("workers must be at least 1");
-    hooks_ = std::make_shared<PyHooks>(std::move(on_request), std::move(on_upstream_chosen),
-                                       std::move(on_response_headers), std::move(on_log));
     embed::Options o;
     o.workers = workers;
     o.seed = seed;
     o.bind = std::move(bind);
-    o.hooks = hooks_;
-    if (clock_) {
-      o.clock = [c = clock_] { return c->now(); };
-      o.wall_clock = [c = clock_] { return c->wall_now(); };
+    if (py::isinstance<ManualClock>(clock)) {
+      o.manual_clock = clock.cast<std::shared_ptr<ManualClock>>();
+    } else if (!clock.is_none()) {
+      if (!py::hasattr(clock, "now"))
+        throw py::type_error("clock= takes a sluice.ManualClock or an object with a now() method");
+      auto c = std::make_shared<PyClock>(clock);
+      py_clock_ = c;
+      o.clock = [c] { return c->now(); };
+      o.wall_clock = [c] { return c->wall_now(); };
     }
-    embedded_ = std::make_unique<embed::Embedded>(std::move(o));
-    if (clock_) clock_->attach(embedded_.get());
+    hooks_ = std::make_shared<PyHooks>(std::move(on_request), std::move(on_upstream_chosen),
+                                       std::move(on_response_headers), std::move(on_log));
+    o.hooks = hooks_;
+    {
+      // A Python clock may be read by the gateway's threads from here on.
+      py::gil_scoped_release release;
+      embedded_ = std::make_unique<embed::Embedded>(std::move(o));
+    }
     try {
       if (sources == 1) apply(std::move(yaml), std::move(paths), std::move(config));
       if (start) this->start();
@@ -539,13 +345,27 @@ class Gateway {
   }
 
   void close() {
-    if (clock_ && embedded_) clock_->detach(embedded_.get());
     {
       // Stopping waits for hooks in flight, which need the GIL.
       py::gil_scoped_release release;
       embedded_.reset();
     }
     hooks_.reset();
+  }
+
+  // After a clock= object other than ManualClock moved (ManualClock.advance
+  // does this itself).
+  void clock_advanced() {
+    py::gil_scoped_release release;
+    live().clock_advanced();
+  }
+
+  py::object config_dump() const {
+    std::string text = [&] {
+      py::gil_scoped_release release;
+      return live().config_dump();
+    }();
+    return to_python(json::parse(text));
   }
 
   void apply(std::optional<std::string> yaml, std::optional<std::vector<std::string>> paths,
@@ -634,7 +454,10 @@ class Gateway {
 
   std::vector<std::string> listeners() const { return live().listeners(); }
   std::vector<std::string> hook_errors() const {
-    return hooks_ ? hooks_->errors() : std::vector<std::string>{};
+    std::vector<std::string> out = hooks_ ? hooks_->errors() : std::vector<std::string>{};
+    if (py_clock_)
+      for (auto& e : py_clock_->errors()) out.push_back(std::move(e));
+    return out;
   }
 
  private:
@@ -643,7 +466,7 @@ class Gateway {
     return *embedded_;
   }
 
-  std::shared_ptr<ManualClock> clock_;
+  std::shared_ptr<PyClock> py_clock_;
   std::shared_ptr<PyHooks> hooks_;
   std::unique_ptr<embed::Embedded> embedded_;
 };
@@ -809,19 +632,31 @@ PYBIND11_MODULE(_sluice, m) {
   py::class_<ManualClock, std::shared_ptr<ManualClock>>(
       m, "ManualClock", "Time that moves only by advance(): give it to Gateway(clock=...).")
       .def(py::init<>())
-      .def("advance", &ManualClock::advance, py::arg("seconds"),
-           "Moves time forward and lets every gateway on this clock run what is now due.")
-      .def_property_readonly("elapsed", &ManualClock::elapsed, "Seconds advanced so far.");
+      .def(
+          "advance",
+          [](ManualClock& c, double seconds) {
+            if (seconds < 0) throw py::value_error("a clock cannot go back");
+            py::gil_scoped_release release;  // the gateways' hooks may need it meanwhile
+            c.advance(std::chrono::nanoseconds(std::llround(seconds * 1e9)));
+          },
+          py::arg("seconds"),
+          "Moves time forward and lets every gateway on this clock run what is now due.")
+      .def(
+          "now", [](const ManualClock& c) { return c.elapsed().count() / 1e9; },
+          "Seconds advanced so far (as a clock= object's now() would say).")
+      .def_property_readonly(
+          "elapsed", [](const ManualClock& c) { return c.elapsed().count() / 1e9; },
+          "Seconds advanced so far.");
 
   bind_hooks(m);
 
   py::class_<Gateway>(m, "Gateway")
       .def(py::init<std::optional<std::string>, std::optional<std::vector<std::string>>, py::object,
-                    unsigned, uint64_t, std::string, std::shared_ptr<ManualClock>, py::object,
-                    py::object, py::object, py::object, bool>(),
+                    unsigned, uint64_t, std::string, py::object, py::object, py::object, py::object,
+                    py::object, bool>(),
            py::kw_only(), py::arg("yaml") = py::none(), py::arg("paths") = py::none(),
            py::arg("config") = py::none(), py::arg("workers") = 1, py::arg("seed") = 0,
-           py::arg("bind") = "127.0.0.1", py::arg("clock") = nullptr,
+           py::arg("bind") = "127.0.0.1", py::arg("clock") = py::none(),
            py::arg("on_request") = py::none(), py::arg("on_upstream_chosen") = py::none(),
            py::arg("on_response_headers") = py::none(), py::arg("on_log") = py::none(),
            py::arg("start") = true)
@@ -836,6 +671,8 @@ PYBIND11_MODULE(_sluice, m) {
       .def("upstream", &Gateway::upstream, py::arg("name"))
       .def("stats", &Gateway::stats)
       .def("prometheus", &Gateway::prometheus)
+      .def("config_dump", &Gateway::config_dump)
+      .def("clock_advanced", &Gateway::clock_advanced)
       .def_property_readonly("listeners", &Gateway::listeners)
       .def_property_readonly("hook_errors", &Gateway::hook_errors);
 

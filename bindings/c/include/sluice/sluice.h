@@ -31,6 +31,8 @@ extern "C" {
 
 typedef struct sluice_config sluice_config;
 typedef struct sluice_gateway sluice_gateway;
+/* A manual clock, shared by the gateways given it. */
+typedef struct sluice_clock sluice_clock;
 /* One request as a hook sees it; valid only during the hook call. */
 typedef struct sluice_request sluice_request;
 
@@ -50,6 +52,24 @@ SLUICE_API void sluice_config_set_workers(sluice_config* config, unsigned worker
 SLUICE_API void sluice_config_set_seed(sluice_config* config, uint64_t seed);
 /* The address Istio Gateway servers listen on (their ports are OS-chosen). */
 SLUICE_API void sluice_config_set_bind(sluice_config* config, const char* address);
+/* Gateways made with this config read time from `clock` (NULL: the real
+ * clocks): timeouts, fault delays, outlier ejections, health checks, JWT
+ * expiry. The config and each gateway hold a reference to the clock, so
+ * sluice_clock_free may come first. */
+SLUICE_API void sluice_config_set_clock(sluice_config* config, sluice_clock* clock);
+
+/* ---- a manual clock --------------------------------------------------- */
+
+/* Time that moves only by sluice_clock_advance; it starts at the real time. */
+SLUICE_API sluice_clock* sluice_clock_new_manual(void);
+/* Moves the clock forward by `nanoseconds` and returns once every gateway
+ * on it has run what is now due. Returns 0 (and moves nothing) for a
+ * negative step. Not from inside a hook. */
+SLUICE_API int sluice_clock_advance(sluice_clock* clock, int64_t nanoseconds);
+/* Nanoseconds advanced so far. */
+SLUICE_API int64_t sluice_clock_elapsed(const sluice_clock* clock);
+/* Drops this handle's reference. */
+SLUICE_API void sluice_clock_free(sluice_clock* clock);
 
 /* Hooks. Each runs on a gateway worker thread, possibly several at once:
  * they must be thread-safe. A request hook returning nonzero answers the
@@ -92,6 +112,16 @@ SLUICE_API char* sluice_gateway_apply_yaml(sluice_gateway* gateway, const char* 
 SLUICE_API char* sluice_gateway_explain(const sluice_gateway* gateway, const char* method,
                                         const char* url, const char* const* headers,
                                         size_t header_count, char** error);
+/* The gateway's metrics in Prometheus' text format (Istio's names): an
+ * owned string, never NULL except when out of memory. */
+SLUICE_API char* sluice_gateway_stats(const sluice_gateway* gateway);
+/* An upstream's state as a JSON object: name, endpoints (address, healthy,
+ * ejected, ejections, active_requests, connections), active_requests,
+ * pending_requests, connections, overflows. For Istio YAML the name is
+ * Envoy's ("outbound|9080||reviews") or the host alone when it has one
+ * port. Returns the JSON, or NULL and sets *error for an unknown upstream. */
+SLUICE_API char* sluice_gateway_upstream(const sluice_gateway* gateway, const char* name,
+                                         char** error);
 /* Drains and stops; idempotent. */
 SLUICE_API void sluice_gateway_stop(sluice_gateway* gateway);
 /* Stops (if running) and frees. */
@@ -112,6 +142,16 @@ SLUICE_API const char* sluice_request_header(const sluice_request* request, cons
  * on_response_headers, a response header. Returns 0 where not allowed. */
 SLUICE_API int sluice_request_set_header(sluice_request* request, const char* name,
                                          const char* value);
+/* on_upstream_chosen: send this attempt to the upstream's endpoint
+ * "ip:port" instead of the load balancer's pick; 0 when the upstream has no
+ * such endpoint (the pick stands) or outside on_upstream_chosen. */
+SLUICE_API int sluice_request_use_endpoint(sluice_request* request, const char* endpoint);
+/* on_upstream_chosen: send to another configured upstream (its load
+ * balancer picks the endpoint); 0 when unknown or outside that hook. */
+SLUICE_API int sluice_request_use_upstream(sluice_request* request, const char* upstream);
+/* The endpoint ("ip:port") of the attempt: the pick in on_upstream_chosen,
+ * the last attempt's in on_log; "" when none. */
+SLUICE_API const char* sluice_request_endpoint(const sluice_request* request);
 /* The answer a request hook gives when it returns nonzero. */
 SLUICE_API void sluice_request_respond(sluice_request* request, uint16_t status, const char* body);
 
