@@ -530,7 +530,8 @@ class Control {
 };
 
 // Watches --config directories (and the directories of --config files) with
-// inotify; `on_change` runs ~200 ms after the last relevant event.
+// inotify, Kubernetes' ConfigMap and Secret volumes included; `on_change`
+// runs ~200 ms after the last relevant event.
 class Watcher {
  public:
   Watcher(asio::io_context& io, const std::vector<std::string>& paths,
@@ -580,6 +581,9 @@ class Watcher {
     std::string name = ev->len ? ev->name : "";
     for (const auto& w : watches_) {
       if (w.wd != ev->wd) continue;
+      // A mounted ConfigMap or Secret changed: Kubernetes swaps every file
+      // at once by renaming a new `..data` link into place.
+      if (name == "..data") return true;
       if (!w.only.empty() ? name == w.only : name.ends_with(".yaml") || name.ends_with(".yml"))
         return true;
     }

@@ -6,12 +6,15 @@
 #include <signal.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <thread>
 
 #include <fmt/format.h>
+
+#include <yaml-cpp/yaml.h>
 
 #include "child.hpp"
 #include "istio_test_util.hpp"
@@ -228,6 +231,66 @@ TEST_CASE("sluice-ingress reloads when a file under a --config directory changes
   CHECK(child.wait_exit() == 0);
 }
 
+// Kubernetes updates a mounted ConfigMap with its atomic writer: the files
+// live in a timestamped directory, `..data` links to it and each visible
+// name links through `..data`. An update writes a new directory, points
+// `..data_tmp` at it and renames that over `..data`, then deletes the old
+// directory. The only event in the watched directory that names anything
+// is the rename to `..data`; the watch must reload on it, with no request
+// failing meanwhile.
+TEST_CASE("sluice-ingress reloads on a ConfigMap ..data swap, no request fails") {
+  Bookinfo b;
+  TempDir dir;
+  auto publish = [&](const std::string& version, const std::string& text) {
+    fs::path data = dir.path / ("..2026_12_02_00_00_0" + version);
+    fs::create_directory(data);
+    { std::ofstream(data / "bookinfo.yaml", std::ios::binary) << text; }
+    fs::create_directory_symlink(data.filename(), dir.path / "..data_tmp");
+    fs::rename(dir.path / "..data_tmp", dir.path / "..data");
+  };
+  publish("1", b.base() + b.routes("virtual-service-reviews-test-v2.yaml"));
+  fs::create_symlink("..data/bookinfo.yaml", dir.path / "bookinfo.yaml");
+  std::string config;
+  SUBCASE("--config names the mounted directory") {
+    config = dir.path.string();
+  }
+  SUBCASE("--config names the file, a link through ..data") {
+    config = (dir.path / "bookinfo.yaml").string();
+  }
+  Child child = serve({config});
+  uint16_t port = listening_port(child, 8080);
+  REQUIRE(child.wait_line("ready"));
+  CHECK(get_body(port, "/reviews/1", {{"end-user", "jason"}}) == "reviews-v2");
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> ok{0}, failed{0};
+  std::thread client([&] {
+    while (!stop) {
+      RawClient c(port);
+      auto r = c.send(make_request("GET", "/reviews/1", "bookinfo.example.com")) ? c.read_response()
+                                                                                 : std::nullopt;
+      (r && r->status == 200 ? ok : failed)++;
+    }
+  });
+  REQUIRE(wait_until([&] { return ok.load() > 20; }, std::chrono::seconds(10)));
+  size_t from = child.line_count();
+  publish("2", b.base() + b.routes("virtual-service-reviews-50-v3.yaml"));
+  fs::remove_all(dir.path / "..2026_12_02_00_00_01");
+  REQUIRE_MESSAGE(child.wait_line("reloaded", from), child.err());
+  int at_reload = ok.load();
+  REQUIRE(wait_until([&] { return ok.load() > at_reload + 20; }, std::chrono::seconds(10)));
+  stop = true;
+  client.join();
+  CHECK(failed.load() == 0);
+  // Half of everyone's requests now reach v3, which no rule named before.
+  std::map<std::string, int> seen;
+  for (int i = 0; i < 40; ++i) ++seen[get_body(port, "/reviews/1", {{"end-user", "jason"}})];
+  CHECK(seen["reviews-v3"] > 0);
+  CHECK(seen["reviews-v2"] == 0);
+  child.signal(SIGTERM);
+  CHECK(child.wait_exit() == 0);
+}
+
 TEST_CASE("sluice-ingress drains on SIGTERM: the request in flight completes, exit 0") {
   Bookinfo b;
   b.v1.set_handler([](const Received&) {
@@ -426,4 +489,25 @@ spec:
                                 "outbound|9080||ratings.default.svc.cluster.local selects no "
                                 "endpoints") != std::string::npos,
                 warned.err);
+}
+
+// examples/kubernetes is copied by users: its ConfigMap must hold a
+// configuration sluice-ingress accepts, and its Deployment's arguments must
+// be ones sluice-ingress takes.
+TEST_CASE("examples/kubernetes: the ConfigMap passes --check with the Deployment's arguments") {
+  std::string root = std::string(SLUICE_SOURCE_DIR) + "/examples/kubernetes/";
+  YAML::Node cm = YAML::LoadFile(root + "configmap.yaml");
+  TempDir dir;
+  for (const auto& file : cm["data"])
+    dir.write(file.first.as<std::string>(), file.second.as<std::string>());
+  YAML::Node deployment = YAML::LoadFile(root + "deployment.yaml");
+  auto args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+                  .as<std::vector<std::string>>();
+  REQUIRE(std::find(args.begin(), args.end(), "/etc/sluice") != args.end());
+  for (auto& a : args)
+    if (a == "/etc/sluice") a = dir.path.string();
+  args.insert(args.begin(), "--check");
+  auto r = ingress(args);
+  CHECK_MESSAGE(r.exit_code == 0, r.out, r.err);
+  CHECK(r.out.find("VirtualService sluice/web") != std::string::npos);
 }
