@@ -87,10 +87,10 @@ TEST_CASE("SIMPLE: curl reaches the upstream over https with the CA") {
                        fmt::format("https://httpbin.example.com:{}/", port)});
   CHECK(bad.exit_code == 60);  // CURLE_PEER_FAILED_VERIFICATION
 
-  // ALPN offers http/1.1 only, even to a client that prefers h2.
+  // ALPN picks h2 for a client that offers it (ListenerConfig::http2).
   TlsClient c(port, {.sni = "httpbin.example.com", .ca = &p.ca1});
   REQUIRE_MESSAGE(c.handshake(), c.error());
-  CHECK(c.alpn() == "http/1.1");
+  CHECK(c.alpn() == "h2");
 }
 
 TEST_CASE("SNI: two hosts with their own certificates on one port") {
