@@ -66,7 +66,7 @@ TEST_CASE("h2 over TLS: with http2 off the listener answers ALPN http/1.1") {
   auto r = run_curl(curl_args(gw.port(), "/"));
   REQUIRE_MESSAGE(r.exit_code == 0, r.err);
   CHECK(r.out == "backend\n200 1.1");
-  TlsClient c(gw.port(), {.sni = "httpbin.example.com", .ca = &pki().ca1});
+  TlsClient c(gw.port(), {.sni = "httpbin.example.com", .ca = &pki().ca1, .offer_h2 = true});
   REQUIRE_MESSAGE(c.handshake(), c.error());
   CHECK(c.alpn() == "http/1.1");
 }
