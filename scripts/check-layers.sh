@@ -12,6 +12,7 @@
 #
 #   sluice    include/sluice   public value types and handles: nothing from lib/
 #   http      lib/http         HTTP/1 codec and text helpers, no sockets
+#   http2     lib/http2        HTTP/2 server codec over nghttp2, no sockets -> http
 #   net       lib/net          the per-worker loop: connection slots and
 #                              deadlines, clocks, RNG, I/O buffers
 #   discovery lib/discovery    endpoint sources (DNS) on threads of their own;
@@ -64,6 +65,7 @@ cd "$root"
 declare -A ALLOWED=(
   [sluice]=""
   [http]=""
+  [http2]="http"
   [net]=""
   [discovery]=""
   [tls]="http"
@@ -73,9 +75,9 @@ declare -A ALLOWED=(
   [telemetry]="http"
   [upstream]="http tls net"
   [config]="http tls policy routing upstream security telemetry"
-  [proxy]="http tls net policy routing upstream config security telemetry"
+  [proxy]="http http2 tls net policy routing upstream config security telemetry"
   [admin]="http net telemetry"
-  [runtime]="http tls net policy routing upstream config proxy security telemetry"
+  [runtime]="http http2 tls net policy routing upstream config proxy security telemetry"
   [istio]="http policy config security telemetry"
 )
 

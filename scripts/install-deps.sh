@@ -18,6 +18,7 @@ packages=(
   libyaml-cpp-dev            # Istio YAML loader (lib/istio, sluice-ingress)
   nlohmann-json3-dev
   libhiredis-dev             # Redis client protocol (global rate limit)
+  libnghttp2-dev nghttp2-client  # HTTP/2 codec (lib/http2); h2load and nghttp for its tests
   redis-server               # the global rate limit's integration tests
   curl                       # end-to-end tests and the demo
   openssl                    # test certificates

@@ -75,6 +75,9 @@ struct ListenerConfig {
   // Non-empty: the listener carries TCP, not HTTP (`router` is then unused).
   std::vector<TcpRoute> tcp_routes;
   std::chrono::milliseconds tls_handshake_timeout{10'000};
+  // HTTP/2 besides HTTP/1.1, as Istio's gateway: h2c with prior knowledge on
+  // a plain listener, "h2" offered by ALPN on a TLS one.
+  bool http2 = true;
 };
 
 // Limits and timeouts for downstream connections. Defaults follow Envoy's.

@@ -176,6 +176,20 @@ class Session {
   }
 
   awaitable<void> run();
+  // A request carried in from another protocol's stream (see StreamOrigin).
+  void set_origin(StreamOrigin origin) {
+    origin_ = std::move(origin);
+    slot_.parkable = false;
+    scheme_ = origin_->tls ? "https" : "http";
+    local_address_ = origin_->local_address;
+  }
+  // Bytes read before the session began (the h2c check), parsed first.
+  void set_preread(std::string_view bytes) {
+    if (bytes.empty()) return;
+    in_.data = worker_.take_buffer();
+    std::memcpy(in_.data.get(), bytes.data(), bytes.size());
+    in_.end = bytes.size();
+  }
 
  private:
   // Each returns whether the downstream connection stays open.
@@ -364,6 +378,8 @@ class Session {
   // Only a plain socket can be parked (handed to park() without a session).
   static constexpr bool kParkable = std::is_same_v<Stream, asio::ip::tcp::socket>;
   static constexpr std::string_view kScheme = kTls ? "https" : "http";
+  std::string_view scheme_ = kScheme;
+  std::optional<StreamOrigin> origin_;
   std::string listener_;
   uint16_t port_;
   std::string client_ip_;
@@ -406,7 +422,10 @@ awaitable<void> Session<Stream>::run() {
   worker_.attach(&slot_);
   asio::error_code ec;
   auto remote = stream_.lowest_layer().remote_endpoint(ec);
-  if (!ec) {
+  if (origin_) {
+    client_ip_ = origin_->client_ip;
+    client_address_ = origin_->client_address;
+  } else if (!ec) {
     client_ip_ = remote.address().to_string();
     client_address_ = http::join_host_port(client_ip_, remote.port());
   }
@@ -584,7 +603,7 @@ void Session<Stream>::write_access_log(const RequestContext& ctx) {
   auto duration = ctx.duration;  // log() measured it
   r.start_time = worker_.wall_now() - duration;
   r.request = &head;
-  r.protocol = head.version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
+  r.protocol = origin_ ? origin_->protocol : head.version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
   r.response_code = ctx.response_status;
   r.response_flags = ctx.response_flags;
   // Envoy's details for a response the upstream gave.
@@ -645,7 +664,7 @@ std::optional<typename Session<Stream>::Answer> Session<Stream>::admit(const Sna
   if (head.target != "*" &&
       !http::normalize_target(head.target, snap.source->path_normalization).empty())
     return refuse(400, {}, "http1.codec_error");
-  head.scheme = kScheme;
+  head.scheme = scheme_;
   head.listener_port = port_;
   // Names listed in Connection go now, before hooks, routing and header
   // operations see the request (they can never name Host or Content-Length).
@@ -1615,6 +1634,28 @@ void start_fail_count_session(SessionHost& worker, FailCountStream stream,
 void start_tls_session(SessionHost& worker, asio::ssl::stream<asio::ip::tcp::socket> stream,
                        const std::string& listener, uint16_t port, tls::DownstreamTls tls) {
   spawn_session(worker, std::move(stream), listener, port, std::move(tls));
+}
+
+void start_session(SessionHost& worker, asio::ip::tcp::socket socket, const std::string& listener,
+                   uint16_t port, std::string_view preread) {
+  using S = Session<asio::ip::tcp::socket>;
+  auto session =
+      std::make_unique<S>(worker, std::move(socket), listener, port, tls::DownstreamTls{});
+  session->set_preread(preread);
+  S* raw = session.get();
+  asio::co_spawn(worker.context(), raw->run(),
+                 [s = std::move(session)](std::exception_ptr) mutable { s.reset(); });
+}
+
+void start_stream_session(SessionHost& worker, asio::ip::tcp::socket pipe,
+                          const std::string& listener, uint16_t port, tls::DownstreamTls tls,
+                          StreamOrigin origin) {
+  using S = Session<asio::ip::tcp::socket>;
+  auto session = std::make_unique<S>(worker, std::move(pipe), listener, port, std::move(tls));
+  session->set_origin(std::move(origin));
+  S* raw = session.get();
+  asio::co_spawn(worker.context(), raw->run(),
+                 [s = std::move(session)](std::exception_ptr) mutable { s.reset(); });
 }
 
 }  // namespace sluice

@@ -19,4 +19,26 @@ void start_session(SessionHost& worker, asio::ip::tcp::socket socket, const std:
 void start_tls_session(SessionHost& worker, asio::ssl::stream<asio::ip::tcp::socket> stream,
                        const std::string& listener, uint16_t port, tls::DownstreamTls tls);
 
+// Serves HTTP/1 on a plain socket whose first bytes were already read.
+void start_session(SessionHost& worker, asio::ip::tcp::socket socket, const std::string& listener,
+                   uint16_t port, std::string_view preread);
+
+// Where a request came from when it reaches the session through another
+// protocol's stream (one HTTP/2 stream, carried to the session as HTTP/1.1
+// over a socket pair): the real connection's addresses and scheme, and the
+// protocol the access log names. Routing, policies and telemetry see these.
+struct StreamOrigin {
+  std::string client_ip;
+  std::string client_address;  // "ip:port"
+  std::string local_address;   // "ip:port"
+  bool tls = false;            // scheme https
+  std::string_view protocol = "HTTP/2";
+};
+
+// Serves the one request carried over `pipe` (its peer is the protocol
+// adapter), as if it came from `origin`.
+void start_stream_session(SessionHost& worker, asio::ip::tcp::socket pipe,
+                          const std::string& listener, uint16_t port, tls::DownstreamTls tls,
+                          StreamOrigin origin);
+
 }  // namespace sluice

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "http/tokens.hpp"
+#include "proxy/h2_session.hpp"
 #include "proxy/passthrough.hpp"
 #include "proxy/session.hpp"
 #include "runtime/worker.hpp"
@@ -176,8 +177,13 @@ awaitable<void> run(Worker& worker, tcp::socket socket, std::shared_ptr<const Sn
   if (slot.counters) slot.counters->tls_handshakes.fetch_add(1, std::memory_order_relaxed);
   tls::DownstreamTls info = tls::downstream_info(*stream);
   attached.release();
+  const uint8_t* alpn = nullptr;
+  unsigned alpn_len = 0;
+  SSL_get0_alpn_selected(stream->native_handle(), &alpn, &alpn_len);
   if (!listener->tcp.empty())  // TCP routes after termination
     start_tcp_session(worker, std::move(*stream), name, port, std::move(info));
+  else if (std::string_view(reinterpret_cast<const char*>(alpn), alpn_len) == "h2")
+    start_h2_tls_session(worker, std::move(*stream), name, port, std::move(info));
   else
     start_tls_session(worker, std::move(*stream), name, port, std::move(info));
 }

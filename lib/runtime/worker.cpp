@@ -6,6 +6,7 @@
 
 #include <new>
 
+#include "proxy/h2_session.hpp"
 #include "proxy/passthrough.hpp"
 #include "proxy/session.hpp"
 #include "runtime/tls_listener.hpp"
@@ -180,6 +181,8 @@ void Worker::accept_next(std::shared_ptr<AcceptorEntry> entry) {
           accept_tls(*this, std::move(socket), snap, *listener, entry->port);
         else if (listener && !listener->tcp.empty())
           start_tcp_session(*this, std::move(socket), entry->listener, entry->port);
+        else if (listener && listener->config.http2)
+          start_http_session(*this, std::move(socket), entry->listener, entry->port);
         else
           start_session(*this, std::move(socket), entry->listener, entry->port);
       }

@@ -43,23 +43,33 @@ uint16_t wire_version(TlsServer::Version v, uint16_t auto_value) {
   return auto_value;
 }
 
-// ALPN: HTTP/1.1 is all the session speaks. Clients offering only other
-// protocols get no ALPN answer rather than a failed handshake.
+// ALPN: "h2" when the listener speaks HTTP/2 (a non-null `arg`) and the
+// client offers it, else "http/1.1". Clients offering only other protocols
+// get no ALPN answer rather than a failed handshake.
 int select_alpn(SSL*, const uint8_t** out, uint8_t* out_len, const uint8_t* in, unsigned in_len,
-                void*) {
+                void* arg) {
   static constexpr uint8_t kHttp11[] = {'h', 't', 't', 'p', '/', '1', '.', '1'};
+  static constexpr uint8_t kH2[] = {'h', '2'};
+  const uint8_t* http11 = nullptr;
   for (unsigned i = 0; i < in_len;) {
     unsigned n = in[i];
     if (i + 1 + n > in_len) break;
-    if (n == sizeof(kHttp11) && std::equal(in + i + 1, in + i + 1 + n, kHttp11)) {
+    if (arg && n == sizeof(kH2) && std::equal(in + i + 1, in + i + 1 + n, kH2)) {
       *out = in + i + 1;
       *out_len = static_cast<uint8_t>(n);
       return SSL_TLSEXT_ERR_OK;
     }
+    if (!http11 && n == sizeof(kHttp11) && std::equal(in + i + 1, in + i + 1 + n, kHttp11))
+      http11 = in + i + 1;
     i += 1 + n;
   }
-  return SSL_TLSEXT_ERR_NOACK;
+  if (!http11) return SSL_TLSEXT_ERR_NOACK;
+  *out = http11;
+  *out_len = sizeof(kHttp11);
+  return SSL_TLSEXT_ERR_OK;
 }
+// Any non-null pointer: the listener offers h2.
+int h2_on = 1;
 
 // "AB:CD:..." -> "abcd...": Envoy accepts a digest with or without colons.
 std::string normalize_hash(std::string_view h) {
@@ -300,6 +310,8 @@ Result<std::shared_ptr<const ListenerTls>> ListenerTls::compile(
   for (auto& r : routes)
     for (auto& h : r.sni_hosts) h = http::to_lower(h);
   out->passthrough_ = std::move(routes);
+  // A listener that relays TCP after termination carries no HTTP/2.
+  bool offers_h2 = config.http2 && config.tcp_routes.empty();
 
   std::vector<std::pair<std::string, size_t>> seen_hosts;
   for (size_t i = 0; i < config.tls_servers.size(); ++i) {
@@ -325,7 +337,7 @@ Result<std::shared_ptr<const ListenerTls>> ListenerTls::compile(
     SSL_CTX_set_session_id_context(ctx,
                                    reinterpret_cast<const uint8_t*>(server->session_context.data()),
                                    server->session_context.size());
-    SSL_CTX_set_alpn_select_cb(ctx, select_alpn, nullptr);
+    SSL_CTX_set_alpn_select_cb(ctx, select_alpn, offers_h2 ? &h2_on : nullptr);
     SSL_CTX_set_ex_data(ctx, server_ex_index(), server.get());
     out->servers_.push_back(std::move(server));
   }
@@ -339,7 +351,7 @@ Result<std::shared_ptr<const ListenerTls>> ListenerTls::compile(
   release_buffers(def);
   SSL_CTX_set_min_proto_version(def, TLS1_VERSION);
   SSL_CTX_set_max_proto_version(def, TLS1_3_VERSION);
-  SSL_CTX_set_alpn_select_cb(def, select_alpn, nullptr);
+  SSL_CTX_set_alpn_select_cb(def, select_alpn, offers_h2 ? &h2_on : nullptr);
   SSL_CTX_set_select_certificate_cb(def, select_server);
   SSL_CTX_set_session_cache_mode(def, SSL_SESS_CACHE_SERVER);
   SSL_CTX_set_ex_data(def, listener_ex_index(), out.get());

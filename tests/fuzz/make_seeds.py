@@ -9,6 +9,7 @@ generated files and keeps nothing else). Inputs follow each target's format
   path: the request target
   client_hello: TLS records
   istio: YAML
+  h2_session: fragmentation byte, flags byte, HTTP/2 client frames
   router, xfcc: FuzzedDataProvider bytes (arbitrary; seeds only start things)
 """
 
@@ -308,6 +309,60 @@ xfcc_seeds = [(f"random_{i:02d}", bytes(rng.randrange(256) for _ in range(n)))
 for i, s in enumerate(xfcc_strings):  # strings FuzzedDataProvider may pick up whole
     xfcc_seeds.append((f"names_{i}", (s + b"\\" + s + b"\\") * 3 + bytes(rng.randrange(256) for _ in range(32))))
 
+# --- h2_session: HTTP/2 client frames ---------------------------------------
+
+
+def h2_frame(kind, flags, stream, payload=b""):
+    return u24(len(payload)) + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+
+
+def h2_literal(name, value):
+    def s(x):
+        x = x.encode() if isinstance(x, str) else x
+        assert len(x) < 127
+        return bytes([len(x)]) + x
+    return b"\x00" + s(name) + s(value)
+
+
+def h2_request(method="GET", path="/", authority="a.example", extra=()):
+    block = h2_literal(":method", method) + h2_literal(":scheme", "http")
+    block += h2_literal(":path", path) + h2_literal(":authority", authority)
+    for n, v in extra:
+        block += h2_literal(n, v)
+    return block
+
+
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+H2_SETTINGS = h2_frame(4, 0, 0)
+get1 = h2_frame(1, 5, 1, h2_request())
+post3 = (h2_frame(1, 4, 3, h2_request("POST", "/up", extra=[("content-length", "5")]))
+         + h2_frame(0, 0, 3, b"hel") + h2_frame(0, 1, 3, b"lo"))
+trailers5 = (h2_frame(1, 4, 5, h2_request("POST", "/svc/M", extra=[("te", "trailers")]))
+             + h2_frame(0, 0, 5, b"\x00\x00\x00\x00\x01x")
+             + h2_frame(1, 5, 5, h2_literal("grpc-timeout", "1S")))
+h2_session_seeds = [
+    ("get", b"\x07\x01" + H2_SETTINGS + get1),
+    ("get_bytewise", b"\x00\x01" + H2_SETTINGS + get1),
+    ("preface_included", b"\x05\x00" + H2_PREFACE + H2_SETTINGS + get1),
+    ("post_body", b"\x06\x01" + H2_SETTINGS + post3),
+    ("trailers", b"\x06\x03" + H2_SETTINGS + trailers5),
+    ("many_streams", b"\x08\x0d" + H2_SETTINGS
+     + b"".join(h2_frame(1, 5, i, h2_request(path=f"/{i}")) for i in range(1, 40, 2))),
+    ("rapid_reset", b"\x09\x09" + H2_SETTINGS
+     + b"".join(h2_frame(1, 5, i, h2_request()) + h2_frame(3, 0, i, b"\x00\x00\x00\x08")
+                for i in range(1, 60, 2))),
+    ("continuation", b"\x04\x01" + H2_SETTINGS + h2_frame(1, 0, 1, h2_request())
+     + b"".join(h2_frame(9, 0, 1, h2_literal("x-pad", "p" * 100)) for _ in range(12))),
+    ("ping_settings", b"\x03\x01" + H2_SETTINGS
+     + b"".join(h2_frame(6, 0, 0, b"12345678") + h2_frame(4, 0, 0) for _ in range(20))),
+    ("cookies_hop", b"\x07\x01" + H2_SETTINGS + h2_frame(1, 5, 1, h2_request(extra=[
+        ("cookie", "a=1"), ("cookie", "b=2"), ("connection", "close"), ("te", "gzip")]))),
+    ("window_update", b"\x07\x01" + H2_SETTINGS + h2_frame(8, 0, 0, b"\x00\x01\x00\x00")
+     + get1 + h2_frame(8, 0, 1, b"\x7f\xff\xff\xff")),
+    ("goaway", b"\x07\x01" + H2_SETTINGS + get1 + h2_frame(7, 0, 0, b"\x00" * 8)),
+    ("high_stream_id", b"\x07\x01" + H2_SETTINGS + h2_frame(1, 5, 0x7ffffffd, h2_request())),
+]
+
 write("request_parser", request_seeds)
 write("response_parser", response_seeds)
 write("path", path_seeds)
@@ -316,3 +371,4 @@ write("client_hello", hello_seeds)
 write("istio", istio_seeds)
 write("router", router_seeds)
 write("xfcc", xfcc_seeds)
+write("h2_session", h2_session_seeds)

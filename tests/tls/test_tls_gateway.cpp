@@ -75,7 +75,7 @@ TEST_CASE("SIMPLE: curl reaches the upstream over https with the CA") {
                      "-w", "\n%{http_code} %{http_version}",
                      fmt::format("https://httpbin.example.com:{}/status/418", port)});
   CHECK_MESSAGE(r.exit_code == 0, r.err);
-  CHECK(r.out == "backend\n200 1.1");
+  CHECK(r.out == "backend\n200 2");  // curl offers h2 by ALPN, as Istio serves it
   REQUIRE(up.wait_for_requests(1));
   auto req = *up.last_request();
   CHECK(req.target == "/status/418");
@@ -87,10 +87,13 @@ TEST_CASE("SIMPLE: curl reaches the upstream over https with the CA") {
                        fmt::format("https://httpbin.example.com:{}/", port)});
   CHECK(bad.exit_code == 60);  // CURLE_PEER_FAILED_VERIFICATION
 
-  // ALPN offers http/1.1 only, even to a client that prefers h2.
-  TlsClient c(port, {.sni = "httpbin.example.com", .ca = &p.ca1});
+  // ALPN picks h2 for a client that offers it (ListenerConfig::http2).
+  TlsClient c(port, {.sni = "httpbin.example.com", .ca = &p.ca1, .offer_h2 = true});
   REQUIRE_MESSAGE(c.handshake(), c.error());
-  CHECK(c.alpn() == "http/1.1");
+  CHECK(c.alpn() == "h2");
+  TlsClient h1(port, {.sni = "httpbin.example.com", .ca = &p.ca1});
+  REQUIRE_MESSAGE(h1.handshake(), h1.error());
+  CHECK(h1.alpn() == "http/1.1");
 }
 
 TEST_CASE("SNI: two hosts with their own certificates on one port") {

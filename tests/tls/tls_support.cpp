@@ -122,7 +122,10 @@ TlsClient::TlsClient(uint16_t port, TlsClientOptions options)
     : ctx_(asio::ssl::context::tls_client), options_(std::move(options)) {
   SSL_CTX* ctx = ctx_.native_handle();
   static constexpr uint8_t kAlpn[] = {2, 'h', '2', 8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
-  SSL_CTX_set_alpn_protos(ctx, kAlpn, sizeof(kAlpn));
+  if (options_.offer_h2)
+    SSL_CTX_set_alpn_protos(ctx, kAlpn, sizeof(kAlpn));
+  else
+    SSL_CTX_set_alpn_protos(ctx, kAlpn + 3, sizeof(kAlpn) - 3);
   if (options_.ca) {
     REQUIRE(tls::load_trust(ctx, options_.ca->text, false).empty());
     ctx_.set_verify_mode(asio::ssl::verify_peer);

@@ -58,6 +58,9 @@ struct TlsClientOptions {
   const KeyPair* cert = nullptr;   // client certificate
   SSL_SESSION* session = nullptr;  // to resume
   std::chrono::milliseconds timeout{5000};
+  // ALPN "h2" before "http/1.1"; the client itself speaks HTTP/1.1 only, so
+  // only ALPN checks set it.
+  bool offer_h2 = false;
 };
 
 // One TLS connection to 127.0.0.1:port, driven synchronously with a
