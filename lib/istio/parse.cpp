@@ -817,6 +817,28 @@ ClientTlsIn parse_client_tls(const YAML::Node& n, const Meta& m, const std::stri
   return out;
 }
 
+// The `route` of a tls[] or tcp[] rule: weighted destinations, at least one.
+std::vector<DestinationIn> parse_l4_route(Fields& f, const Meta& m) {
+  std::vector<DestinationIn> out;
+  auto route = f.get("route");
+  std::string rp = f.sub("route");
+  if (!route) fail(m, rp, "required field is missing");
+  require_seq(route, m, rp);
+  if (route.size() == 0) fail(m, rp, "at least one destination is required");
+  for (size_t i = 0; i < route.size(); ++i) {
+    Fields rf(route[i], m, index(rp, i));
+    DestinationIn d;
+    parse_destination(rf.require("destination"), m, rf.sub("destination"), d);
+    if (auto v = rf.get("weight")) {
+      d.weight = integer(v, m, rf.sub("weight"));
+      if (*d.weight < 0) fail(m, rf.sub("weight"), fmt::format("must be >= 0, got {}", *d.weight));
+    }
+    rf.finish();
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
 // VirtualService tls[] (TLSRoute).
 TlsRuleIn parse_tls_rule(const YAML::Node& n, const Meta& m, const std::string& path) {
   TlsRuleIn out;
@@ -837,26 +859,11 @@ TlsRuleIn parse_tls_rule(const YAML::Node& n, const Meta& m, const std::string& 
     mf.finish();
     out.matches.push_back(std::move(tm));
   }
-  auto route = f.get("route");
-  std::string rp = f.sub("route");
-  if (!route) fail(m, rp, "required field is missing");
-  require_seq(route, m, rp);
-  for (size_t i = 0; i < route.size(); ++i) {
-    Fields rf(route[i], m, index(rp, i));
-    DestinationIn d;
-    parse_destination(rf.require("destination"), m, rf.sub("destination"), d);
-    if (auto v = rf.get("weight")) {
-      d.weight = integer(v, m, rf.sub("weight"));
-      if (*d.weight < 0) fail(m, rf.sub("weight"), fmt::format("must be >= 0, got {}", *d.weight));
-    }
-    rf.finish();
-    out.route.push_back(std::move(d));
-  }
+  out.route = parse_l4_route(f, m);
   size_t weighted = 0;
   for (const auto& d : out.route) weighted += !d.weight || *d.weight > 0;
-  if (route.size() == 0) fail(m, rp, "at least one destination is required");
   if (weighted > 1)
-    fail(m, rp, "weighted TLS routes to several destinations are not implemented yet");
+    fail(m, f.sub("route"), "weighted TLS routes to several destinations are not implemented yet");
   f.finish();
   return out;
 }
@@ -1050,22 +1057,7 @@ TcpRuleIn parse_tcp_rule(const YAML::Node& n, const Meta& m, const std::string& 
       out.matches.push_back(std::move(tm));
     }
   }
-  auto route = f.get("route");
-  std::string rp = f.sub("route");
-  if (!route) fail(m, rp, "required field is missing");
-  require_seq(route, m, rp);
-  if (route.size() == 0) fail(m, rp, "at least one destination is required");
-  for (size_t i = 0; i < route.size(); ++i) {
-    Fields rf(route[i], m, index(rp, i));
-    DestinationIn d;
-    parse_destination(rf.require("destination"), m, rf.sub("destination"), d);
-    if (auto v = rf.get("weight")) {
-      d.weight = integer(v, m, rf.sub("weight"));
-      if (*d.weight < 0) fail(m, rf.sub("weight"), fmt::format("must be >= 0, got {}", *d.weight));
-    }
-    rf.finish();
-    out.route.push_back(std::move(d));
-  }
+  out.route = parse_l4_route(f, m);
   f.finish();
   return out;
 }

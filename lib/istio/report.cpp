@@ -247,6 +247,35 @@ const TlsServer* pick_tls_server(const ListenerConfig& lc, std::string_view auth
 
 }  // namespace
 
+// --check's upstream lines: endpoints, subsets, TLS origination.
+std::string describe_upstreams(const std::vector<UpstreamConfig>& upstreams) {
+  std::string out;
+  for (const auto& up : upstreams) {
+    out += fmt::format("upstream {}: {} endpoint(s)", up.name, up.endpoints.size());
+    if (!up.subsets.empty()) {
+      out += ", subsets";
+      for (const auto& s : up.subsets) out += " " + s.name;
+    }
+    if (up.tls) {
+      out +=
+          fmt::format(", tls origination {} sni \"{}\"",
+                      up.tls->mode == UpstreamTls::Mode::mutual ? "MUTUAL" : "SIMPLE", up.tls->sni);
+      if (up.tls->insecure_skip_verify)
+        out += " (no verification)";
+      else
+        out += up.tls->ca_certificates.empty() ? " (system CAs)" : " (CA from configuration)";
+    }
+    out += "\n";
+    for (const auto& e : up.endpoints) {
+      std::string labels;
+      for (const auto& [k, v] : e.labels) labels += (labels.empty() ? "" : ",") + k + "=" + v;
+      out +=
+          fmt::format("  {}:{}{}\n", e.address, e.port, labels.empty() ? "" : " {" + labels + "}");
+    }
+  }
+  return out;
+}
+
 std::string summary(const LoadedConfig& loaded) {
   std::string out;
   size_t hosts = 0, rules = 0;
@@ -296,29 +325,7 @@ std::string summary(const LoadedConfig& loaded) {
       }
     }
   }
-  for (const auto& up : loaded.config.upstreams) {
-    out += fmt::format("upstream {}: {} endpoint(s)", up.name, up.endpoints.size());
-    if (!up.subsets.empty()) {
-      out += ", subsets";
-      for (const auto& s : up.subsets) out += " " + s.name;
-    }
-    if (up.tls) {
-      out +=
-          fmt::format(", tls origination {} sni \"{}\"",
-                      up.tls->mode == UpstreamTls::Mode::mutual ? "MUTUAL" : "SIMPLE", up.tls->sni);
-      if (up.tls->insecure_skip_verify)
-        out += " (no verification)";
-      else
-        out += up.tls->ca_certificates.empty() ? " (system CAs)" : " (CA from configuration)";
-    }
-    out += "\n";
-    for (const auto& e : up.endpoints) {
-      std::string labels;
-      for (const auto& [k, v] : e.labels) labels += (labels.empty() ? "" : ",") + k + "=" + v;
-      out +=
-          fmt::format("  {}:{}{}\n", e.address, e.port, labels.empty() ? "" : " {" + labels + "}");
-    }
-  }
+  out += describe_upstreams(loaded.config.upstreams);
   const SecurityConfig& sec = loaded.config.security;
   if (!loaded.security_applied.empty() || !loaded.security_skipped.empty())
     out += fmt::format("security: root namespace {}, {} trusted proxy(ies)\n", sec.root_namespace,

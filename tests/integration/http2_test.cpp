@@ -25,6 +25,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
+using h2::frames_of;
+using h2::goaway_code;
+using h2::rst_code;
+
 std::string url(uint16_t port, std::string_view path = "/") {
   return fmt::format("http://127.0.0.1:{}{}", port, path);
 }
@@ -41,37 +45,8 @@ void echo(FakeUpstream& up) {
   });
 }
 
-// Runs a raw h2 client conversation: sends `bytes`, reads to close.
-struct Frame {
-  uint8_t type;
-  uint8_t flags;
-  uint32_t stream;
-  std::string payload;
-};
-std::vector<Frame> frames_of(std::string_view bytes) {
-  std::vector<Frame> out;
-  while (bytes.size() >= 9) {
-    auto u = [&](size_t i) { return static_cast<uint8_t>(bytes[i]); };
-    uint32_t len = (u(0) << 16) | (u(1) << 8) | u(2);
-    if (bytes.size() < 9 + len) break;
-    uint32_t stream = ((u(5) & 0x7f) << 24) | (u(6) << 16) | (u(7) << 8) | u(8);
-    out.push_back(Frame{u(3), u(4), stream, std::string(bytes.substr(9, len))});
-    bytes.remove_prefix(9 + len);
-  }
-  return out;
-}
-std::optional<uint32_t> goaway_code(std::string_view bytes) {
-  for (const auto& f : frames_of(bytes))
-    if (f.type == h2::kGoaway && f.payload.size() >= 8) {
-      auto u = [&](size_t i) { return static_cast<uint8_t>(f.payload[i]); };
-      return (u(4) << 24) | (u(5) << 16) | (u(6) << 8) | u(7);
-    }
-  return std::nullopt;
-}
 bool has_rst(std::string_view bytes, uint32_t stream) {
-  for (const auto& f : frames_of(bytes))
-    if (f.type == h2::kRstStream && f.stream == stream) return true;
-  return false;
+  return h2::rst_code(bytes, stream).has_value();
 }
 
 // The gateway still answers a fresh h2c connection.

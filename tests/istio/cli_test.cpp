@@ -272,6 +272,15 @@ TEST_CASE("sluice-ingress reloads on a ConfigMap ..data swap, no request fails")
       (r && r->status == 200 ? ok : failed)++;
     }
   });
+  // Stopped and joined however the test ends (a failed REQUIRE throws).
+  struct Joiner {
+    std::atomic<bool>& stop;
+    std::thread& thread;
+    ~Joiner() {
+      stop = true;
+      if (thread.joinable()) thread.join();
+    }
+  } joiner{stop, client};
   REQUIRE(wait_until([&] { return ok.load() > 20; }, std::chrono::seconds(10)));
   size_t from = child.line_count();
   publish("2", b.base() + b.routes("virtual-service-reviews-50-v3.yaml"));

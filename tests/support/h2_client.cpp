@@ -79,6 +79,41 @@ std::string client_start() {
   return std::string("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n") + frame(kSettings, 0, 0, "");
 }
 
+std::vector<Frame> frames_of(std::string_view bytes) {
+  std::vector<Frame> out;
+  while (bytes.size() >= 9) {
+    auto u = [&](size_t i) { return static_cast<uint8_t>(bytes[i]); };
+    uint32_t len = (u(0) << 16) | (u(1) << 8) | u(2);
+    if (bytes.size() < 9 + len) break;
+    uint32_t stream = ((u(5) & 0x7f) << 24) | (u(6) << 16) | (u(7) << 8) | u(8);
+    out.push_back(Frame{u(3), u(4), stream, std::string(bytes.substr(9, len))});
+    bytes.remove_prefix(9 + len);
+  }
+  return out;
+}
+
+namespace {
+
+uint32_t be32(std::string_view b, size_t at) {
+  auto u = [&](size_t i) { return static_cast<uint32_t>(static_cast<uint8_t>(b[at + i])); };
+  return (u(0) << 24) | (u(1) << 16) | (u(2) << 8) | u(3);
+}
+
+}  // namespace
+
+std::optional<uint32_t> goaway_code(std::string_view bytes) {
+  for (const auto& f : frames_of(bytes))
+    if (f.type == kGoaway && f.payload.size() >= 8) return be32(f.payload, 4);
+  return std::nullopt;
+}
+
+std::optional<uint32_t> rst_code(std::string_view bytes, uint32_t stream) {
+  for (const auto& f : frames_of(bytes))
+    if (f.type == kRstStream && f.stream == stream && f.payload.size() == 4)
+      return be32(f.payload, 0);
+  return std::nullopt;
+}
+
 struct Client::Impl {
   Client* owner = nullptr;
   nghttp2_session* session = nullptr;

@@ -44,6 +44,19 @@ std::string request_block(std::string_view method, std::string_view path,
 // Preface and an empty SETTINGS: what a client says first.
 std::string client_start();
 
+// A server's bytes read back as frames, for checking what a raw client sees.
+struct Frame {
+  uint8_t type;
+  uint8_t flags;
+  uint32_t stream;
+  std::string payload;
+};
+std::vector<Frame> frames_of(std::string_view bytes);
+// The first GOAWAY's error code, if any.
+std::optional<uint32_t> goaway_code(std::string_view bytes);
+// The error code of `stream`'s RST_STREAM, if any.
+std::optional<uint32_t> rst_code(std::string_view bytes, uint32_t stream);
+
 struct Response {
   int status = 0;
   Headers headers;

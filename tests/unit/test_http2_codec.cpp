@@ -21,6 +21,10 @@ namespace h2 = sluice::test::h2;
 
 namespace {
 
+using h2::frames_of;
+using h2::goaway_code;
+using h2::rst_code;
+
 // Passes bytes both ways until neither side has more to say.
 void pump(ServerSession& server, h2::Client& client) {
   for (int i = 0; i < 1000; ++i) {
@@ -39,42 +43,6 @@ std::vector<Event> of_kind(const std::vector<Event>& events, Event::Kind kind) {
   for (const auto& e : events)
     if (e.kind == kind) out.push_back(e);
   return out;
-}
-
-// The server's frames, for checking what a raw client would read.
-struct Frame {
-  uint8_t type;
-  uint8_t flags;
-  uint32_t stream;
-  std::string payload;
-};
-std::vector<Frame> frames_of(std::string_view bytes) {
-  std::vector<Frame> out;
-  while (bytes.size() >= 9) {
-    auto u = [&](size_t i) { return static_cast<uint8_t>(bytes[i]); };
-    uint32_t len = (u(0) << 16) | (u(1) << 8) | u(2);
-    if (bytes.size() < 9 + len) break;
-    uint32_t stream = ((u(5) & 0x7f) << 24) | (u(6) << 16) | (u(7) << 8) | u(8);
-    out.push_back(Frame{u(3), u(4), stream, std::string(bytes.substr(9, len))});
-    bytes.remove_prefix(9 + len);
-  }
-  return out;
-}
-std::optional<uint32_t> goaway_code(std::string_view bytes) {
-  for (const auto& f : frames_of(bytes))
-    if (f.type == h2::kGoaway && f.payload.size() >= 8) {
-      auto u = [&](size_t i) { return static_cast<uint8_t>(f.payload[i]); };
-      return (u(4) << 24) | (u(5) << 16) | (u(6) << 8) | u(7);
-    }
-  return std::nullopt;
-}
-std::optional<uint32_t> rst_code(std::string_view bytes, uint32_t stream) {
-  for (const auto& f : frames_of(bytes))
-    if (f.type == h2::kRstStream && f.stream == stream && f.payload.size() == 4) {
-      auto u = [&](size_t i) { return static_cast<uint8_t>(f.payload[i]); };
-      return (u(0) << 24) | (u(1) << 16) | (u(2) << 8) | u(3);
-    }
-  return std::nullopt;
 }
 
 }  // namespace
