@@ -153,8 +153,8 @@ TEST_CASE("access log: long values grow the line, set-but-empty values are not u
   std::string agent(5000, 'a');
   x.request.headers.set("user-agent", agent);
   x.request.headers.add("x-empty", "");
-  auto f = LogFormat::text("[%REQ(USER-AGENT)%] <%REQ(X-EMPTY)%> %RESPONSE_CODE% %BYTES_SENT%|",
-                           "test");
+  auto f =
+      LogFormat::text("[%REQ(USER-AGENT)%] <%REQ(X-EMPTY)%> %RESPONSE_CODE% %BYTES_SENT%|", "test");
   REQUIRE(f.ok());
   // Appended after what the string already holds, which is kept.
   std::string out = "before ";
