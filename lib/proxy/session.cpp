@@ -388,7 +388,7 @@ class Session {
   http::Parser response_parser_;
   Window in_;
   std::string upgrade_;  // per request: the allowed upgrade asked for, or empty
-  bool park_ = false;  // leave run() handing the socket to park()
+  bool park_ = false;    // leave run() handing the socket to park()
   // Serialised heads, kept across requests so their capacity is reused.
   std::string upstream_head_;
   std::string downstream_head_;
