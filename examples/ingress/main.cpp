@@ -74,6 +74,9 @@ const char* usage = R"(usage: sluice-ingress [options]
   --access-log-format text|json|'FORMAT'  Istio's default TEXT line, its JSON keys, or an
                          Envoy format string (%REQ(:METHOD)% ...); applies to --access-log,
                          else to the access logs the mesh config and Telemetry configure
+  --file-flush-interval-msec N  access-log lines are written at least this often, or
+                         when 64 KiB are pending (Envoy's flag; default 1000, Istio's; 0:
+                         at once)
   --dns-refresh SECONDS  re-resolve DNS ServiceEntries this often (default 30; 0: never)
   --otlp-endpoint URL    export sampled spans as OTLP/HTTP JSON to this collector
                          (http://host:port/v1/traces, or host:port); overrides the mesh
@@ -109,6 +112,7 @@ struct Options {
   std::optional<std::string> access_log_format;
   std::optional<std::string> otlp_endpoint;
   std::optional<double> trace_sampling;
+  std::optional<unsigned long> file_flush_ms;
   std::optional<std::string> admin = "127.0.0.1:15000";  // nullopt: --admin off
   bool status_ports = false;
 };
@@ -146,7 +150,8 @@ std::optional<int> parse_args(int argc, char** argv, Options& o) {
                a == "-H" || a == "--dns-refresh" || a == "--mesh-config" ||
                a == "--gateway-namespace" || a == "--gateway-label" || a == "--rate-limit-config" ||
                a == "--redis" || a == "--client-ip" || a == "--jwks-ca" || a == "--jwks-resolve" ||
-               a == "--otlp-endpoint" || a == "--trace-sampling" || a == "--gateway-class") {
+               a == "--otlp-endpoint" || a == "--trace-sampling" || a == "--gateway-class" ||
+               a == "--file-flush-interval-msec") {
       if (!(v = value())) return fail_usage(a + " needs a value");
       if (a == "--config") o.configs.push_back(*v);
       if (a == "--mesh-config") o.mesh_config = *v;
@@ -176,6 +181,7 @@ std::optional<int> parse_args(int argc, char** argv, Options& o) {
         if (a == "--workers") o.workers = static_cast<unsigned>(std::stoul(*v));
         if (a == "--dns-refresh") o.dns_refresh_seconds = std::stoi(*v);
         if (a == "--trace-sampling") o.trace_sampling = std::stod(*v);
+        if (a == "--file-flush-interval-msec") o.file_flush_ms = std::stoul(*v);
       } catch (const std::exception&) {
         return fail_usage(a + " needs a number");
       }
@@ -240,6 +246,8 @@ void apply_access_log_options(const Options& o, sluice::GatewayConfig& config) {
     logs.clear();
     logs.emplace_back().path = *o.access_log;
   }
+  if (o.file_flush_ms)
+    config.telemetry.access_log_flush_interval = std::chrono::milliseconds(*o.file_flush_ms);
   if (!o.access_log_format) return;
   for (auto& log : logs) {
     log.format.clear();

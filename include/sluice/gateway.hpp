@@ -266,6 +266,10 @@ class Gateway {
   // configuration is closed and opened again by path before its next
   // lines, so a file renamed away is left complete. Thread-safe.
   void reopen_access_logs();
+  // Writes every access-log line logged so far, without waiting for the
+  // flush interval (telemetry.hpp); returns when they are in the files.
+  // Thread-safe.
+  void flush_access_logs();
   // Span export counters (telemetry.hpp), every worker's summed.
   // Thread-safe; relaxed reads of per-worker counters.
   TraceExportStats trace_export_stats() const;

@@ -60,6 +60,11 @@ struct TraceExportStats {
 
 struct TelemetryConfig {
   std::vector<AccessLogConfig> access_logs;  // each request is written to every one
+  // Lines wait in memory until this interval ends or 64 KiB are pending,
+  // then go to the file in one write (Envoy's file flush; Istio runs it at
+  // 1 s). 0: each batch is written at once. Read when a file is first
+  // opened; Gateway::flush_access_logs() writes what is pending now.
+  std::chrono::milliseconds access_log_flush_interval{1'000};
   TracingConfig tracing;
 };
 

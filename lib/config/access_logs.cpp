@@ -8,6 +8,9 @@ Result<std::shared_ptr<const CompiledAccessLogs>> compile_access_logs(const Gate
   const auto& logs = config.telemetry.access_logs;
   if (logs.empty()) return std::shared_ptr<const CompiledAccessLogs>();
   auto out = std::make_shared<CompiledAccessLogs>();
+  if (config.telemetry.access_log_flush_interval.count() < 0)
+    return Error{"GatewayConfig", "telemetry.access_log_flush_interval", "must be >= 0"};
+  out->flush_interval = config.telemetry.access_log_flush_interval;
   for (size_t i = 0; i < logs.size(); ++i) {
     const AccessLogConfig& cfg = logs[i];
     // An error names where the log came from: the Istio resource the loader

@@ -4,6 +4,7 @@
 // a slot for its writer, which the owning Gateway fills at apply (files are
 // I/O; compile() does none).
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,6 +25,7 @@ struct CompiledAccessLog {
 
 struct CompiledAccessLogs {
   std::vector<CompiledAccessLog> logs;
+  std::chrono::milliseconds flush_interval{0};  // TelemetryConfig::access_log_flush_interval
 };
 
 // Null when no access log is configured (the session then does nothing).

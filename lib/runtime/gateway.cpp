@@ -49,7 +49,9 @@ Result<LogWriters> open_log_writers(const Snapshot& snap, const LogWriters& runn
     } else if (auto it = running.find(log.path); it != running.end()) {
       next.emplace(log.path, it->second);
     } else {
-      auto w = telemetry::LogWriter::open(log.path, {.shards = workers}, "access log");
+      auto w = telemetry::LogWriter::open(
+          log.path, {.shards = workers, .flush_interval = snap.access_logs->flush_interval},
+          "access log");
       if (!w) return w.error();
       next.emplace(log.path, std::move(w).value());
     }
@@ -137,6 +139,14 @@ struct Gateway::Impl {
   std::atomic<uint64_t> reloads_ok{0}, reloads_rejected{0}, snapshot_version{0};
   // Access-log writers by path, kept across reloads while a log names it.
   std::map<std::string, std::shared_ptr<telemetry::LogWriter>> log_writers;
+  // The writers, copied under the lock so that their file I/O (a flush, a
+  // rotation's write to the old file) runs outside it.
+  std::vector<std::shared_ptr<telemetry::LogWriter>> current_log_writers() {
+    std::lock_guard lock(mutex);
+    std::vector<std::shared_ptr<telemetry::LogWriter>> out;
+    for (auto& [path, writer] : log_writers) out.push_back(writer);
+    return out;
+  }
   bool started = false;
   bool stopping = false;
   bool stopped = false;
@@ -342,9 +352,11 @@ Status Gateway::apply(std::shared_ptr<const Snapshot> snap) {
 }
 
 void Gateway::reopen_access_logs() {
-  Impl& m = *impl_;
-  std::lock_guard lock(m.mutex);
-  for (auto& [path, writer] : m.log_writers) writer->reopen();
+  for (auto& w : impl_->current_log_writers()) w->reopen();
+}
+
+void Gateway::flush_access_logs() {
+  for (auto& w : impl_->current_log_writers()) w->flush();
 }
 
 Status Gateway::update_endpoints(std::string_view upstream, std::vector<Endpoint> endpoints) {

@@ -68,19 +68,25 @@ LogWriter::~LogWriter() {
 
 void LogWriter::append(size_t shard, std::string_view lines) {
   Shard& s = *shards_[shard % shards_.size()];
-  bool first;
+  bool wake;
   {
     std::lock_guard lock(s.mutex);
     if (s.pending.size() + lines.size() > options_.shard_bytes) {
       dropped_.fetch_add(count_lines(lines), std::memory_order_relaxed);
       return;
     }
-    first = s.pending.empty();
+    // One wake-up per batch, not per line: later lines find the shard
+    // busy. With an interval, the writer wakes on its own until a buffer
+    // fills past flush_bytes.
+    if (options_.flush_interval.count() == 0)
+      wake = s.pending.empty();
+    else
+      wake = s.pending.size() < options_.flush_bytes &&
+             s.pending.size() + lines.size() >= options_.flush_bytes;
     s.pending.append(lines);
     s.lines += count_lines(lines);
   }
-  // One wake-up per batch, not per line: later lines find the shard busy.
-  if (first) {
+  if (wake) {
     {
       std::lock_guard lock(mutex_);
       work_ = true;
@@ -90,6 +96,9 @@ void LogWriter::append(size_t shard, std::string_view lines) {
 }
 
 void LogWriter::reopen() {
+  // Lines logged before the call belong to the file as it was named then
+  // (renamed away by rotation): written first, through the old descriptor.
+  flush();
   {
     std::lock_guard lock(mutex_);
     reopen_ = true;
@@ -112,7 +121,12 @@ void LogWriter::run() {
     bool stop;
     {
       std::unique_lock lock(mutex_);
-      wake_.wait(lock, [&] { return work_ || reopen_ || stop_; });
+      auto due = [&] { return work_ || reopen_ || stop_; };
+      // The interval's end is a batch like any other wake-up.
+      if (options_.flush_interval.count() == 0)
+        wake_.wait(lock, due);
+      else
+        wake_.wait_for(lock, options_.flush_interval, due);
       target = requested_;
       reopen = reopen_;
       stop = stop_;

@@ -82,6 +82,7 @@ struct LoggedGateway {
 GatewayConfig logged_config(uint16_t upstream_port, AccessLogConfig log) {
   GatewayConfig c = single_upstream_config(upstream_port);
   c.telemetry.access_logs.push_back(std::move(log));
+  c.telemetry.access_log_flush_interval = {};  // the tests read the file right after a request
   return c;
 }
 
@@ -245,4 +246,24 @@ TEST_CASE("access log: a reload keeps the file, a new path opens at apply, rotat
   CHECK(fs::exists(tmp.file("second.log")));
   request("/four");
   REQUIRE(wait_until([&] { return lines_in(path) == 2 && lines_in(tmp.file("second.log")) == 1; }));
+}
+
+TEST_CASE("access log: buffered lines reach the file at flush_access_logs()") {
+  TempDir tmp;
+  FakeUpstream up("backend");
+  std::string path = tmp.file("access.log");
+  GatewayConfig c = logged_config(up.port(), log_to(path));
+  // Longer than any test: only the explicit flush writes the line.
+  c.telemetry.access_log_flush_interval = std::chrono::hours(1);
+  LoggedGateway gw(std::move(c));
+  RawClient client(gw.port());
+  REQUIRE(client.send(kRequest));
+  REQUIRE(client.read_response());
+  // The worker logs the line just after the response; flushing until it is
+  // there waits for that, not for time.
+  REQUIRE(wait_until([&] {
+    gw.gateway->flush_access_logs();
+    return lines_in(path) == 1;
+  }));
+  CHECK(read_all(path).find("\"GET /status/418?x=1 HTTP/1.1\" 200") != std::string::npos);
 }

@@ -189,6 +189,7 @@ TEST_CASE("h2c: the access log names the protocol HTTP/2") {
   alog.path = log.string();
   alog.format = "%PROTOCOL% %REQ(:METHOD)% %REQ(:PATH)% %RESPONSE_CODE%\n";
   cfg.telemetry.access_logs.push_back(alog);
+  cfg.telemetry.access_log_flush_interval = {};
   TestGateway gw(std::move(cfg));
   auto r = run_curl({"--http2-prior-knowledge", url(gw.port(), "/logged")});
   REQUIRE_MESSAGE(r.exit_code == 0, r.err);

@@ -319,7 +319,8 @@ TEST_CASE("sluice-ingress: access log lines, JSON, and rotation with SIGUSR1") {
 
   {
     Child gw({SLUICE_INGRESS_BIN, "--config", config, "--mesh-config", mesh, "--bind", "127.0.0.1",
-              "--ephemeral-ports", "--workers", "2", "--no-watch"});
+              "--ephemeral-ports", "--workers", "2", "--no-watch", "--file-flush-interval-msec",
+              "0"});
     auto listening = gw.wait_line("listening 8080 ");
     REQUIRE_MESSAGE(listening, gw.err());
     REQUIRE(gw.wait_line("ready"));
@@ -370,7 +371,7 @@ TEST_CASE("sluice-ingress: access log lines, JSON, and rotation with SIGUSR1") {
   {
     Child gw({SLUICE_INGRESS_BIN, "--config", config, "--mesh-config", mesh, "--bind", "127.0.0.1",
               "--ephemeral-ports", "--no-watch", "--access-log", json_log, "--access-log-format",
-              "json"});
+              "json", "--file-flush-interval-msec", "0"});
     auto listening = gw.wait_line("listening 8080 ");
     REQUIRE_MESSAGE(listening, gw.err());
     uint16_t port = static_cast<uint16_t>(std::stoi(listening->substr(listening->rfind(':') + 1)));

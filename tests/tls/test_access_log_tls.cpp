@@ -36,6 +36,7 @@ TEST_CASE("access log over mutual TLS: requested server name and peer URI SAN") 
   log.path = path;
   log.format = "%REQUESTED_SERVER_NAME% %DOWNSTREAM_PEER_URI_SAN% %RESPONSE_CODE%\n";
   cfg.telemetry.access_logs.push_back(log);
+  cfg.telemetry.access_log_flush_interval = {};
   TestGateway gw(cfg, 1);
 
   TlsClient c(gw.port(), {.sni = "httpbin.example.com", .ca = &p.ca1, .cert = &p.client});

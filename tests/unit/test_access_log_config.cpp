@@ -76,3 +76,18 @@ TEST_CASE("access log config: errors name the object and field") {
   CHECK(error_of(from_istio)
             .starts_with("Telemetry istio-system/mesh-default: accessLogging[0]: format: "));
 }
+
+TEST_CASE("access log config: the flush interval is Istio's 1 s, and negative is an error") {
+  GatewayConfig c;
+  CHECK(c.telemetry.access_log_flush_interval == std::chrono::seconds(1));
+  c.telemetry.access_logs.push_back({.path = "/tmp/a.log"});
+  c.telemetry.access_log_flush_interval = std::chrono::milliseconds(250);
+  auto s = compile(c);
+  REQUIRE(s.ok());
+  CHECK((*s)->access_logs->flush_interval == std::chrono::milliseconds(250));
+  c.telemetry.access_log_flush_interval = std::chrono::milliseconds(-1);
+  auto bad = compile(c);
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.error().to_string() ==
+        "GatewayConfig: telemetry.access_log_flush_interval: must be >= 0");
+}

@@ -5,6 +5,8 @@
 #include <doctest/doctest.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <filesystem>
@@ -15,10 +17,12 @@
 #include <thread>
 #include <vector>
 
+#include "support/wait.hpp"
 #include "telemetry/log_writer.hpp"
 
 using namespace sluice;
 using namespace sluice::telemetry;
+using sluice::test::wait_until;
 
 namespace {
 
@@ -120,6 +124,70 @@ TEST_CASE("log writer: rotation by rename and reopen") {
   CHECK(read_all(tmp.file("access.log.1")) == "before\nstill old\n");
   CHECK(read_all(path) == "after\n");
   CHECK((*w)->reopens() == 1);
+}
+
+// Buffered as Envoy and Istio do (a flush interval, 64 KiB): a worker's
+// line costs an append, and the file sees one write() per batch. An hour
+// is an interval no test outlives, so only the size bound and flush()
+// can write here.
+TEST_CASE("log writer: with a flush interval, lines wait for the size bound or flush()") {
+  TempDir tmp;
+  std::string path = tmp.file("access.log");
+  std::atomic<int> batches{0};
+  auto w = LogWriter::open(path,
+                           {.before_write = [&] { ++batches; },
+                            .flush_interval = std::chrono::hours(1),
+                            .flush_bytes = 250},
+                           "test");
+  REQUIRE(w.ok());
+  std::string line(100, 'b');
+  line.back() = '\n';
+  (*w)->append(0, line);
+  (*w)->append(0, line);  // 200 bytes: under the bound, nothing wakes the writer
+  CHECK(batches.load() == 0);
+  CHECK(read_all(path).empty());
+  (*w)->append(0, line);  // 300: the writer wakes without anyone flushing
+  CHECK(wait_until([&] { return (*w)->lines_written() == 3; }));
+  CHECK(batches.load() == 1);
+  (*w)->append(0, "tail\n");
+  (*w)->flush();
+  CHECK((*w)->lines_written() == 4);
+  CHECK(count_lines(read_all(path)) == 4);
+}
+
+TEST_CASE("log writer: a pending batch goes out when the flush interval ends") {
+  TempDir tmp;
+  std::string path = tmp.file("access.log");
+  auto w = LogWriter::open(path, {.flush_interval = std::chrono::milliseconds(5)}, "test");
+  REQUIRE(w.ok());
+  (*w)->append(0, "one\n");  // far below 64 KiB: only the interval writes it
+  CHECK(wait_until([&] { return read_all(path) == "one\n"; }));
+}
+
+TEST_CASE("log writer: buffered lines logged before a reopen stay in the renamed file") {
+  TempDir tmp;
+  std::string path = tmp.file("access.log");
+  auto w = LogWriter::open(path, {.flush_interval = std::chrono::hours(1)}, "test");
+  REQUIRE(w.ok());
+  (*w)->append(0, "old\n");
+  std::filesystem::rename(path, tmp.file("access.log.1"));
+  (*w)->reopen();
+  (*w)->flush();
+  (*w)->append(0, "new\n");
+  (*w)->flush();
+  CHECK(read_all(tmp.file("access.log.1")) == "old\n");
+  CHECK(read_all(path) == "new\n");
+}
+
+TEST_CASE("log writer: the destructor writes buffered lines") {
+  TempDir tmp;
+  std::string path = tmp.file("a.log");
+  {
+    auto w = LogWriter::open(path, {.flush_interval = std::chrono::hours(1)}, "test");
+    REQUIRE(w.ok());
+    (*w)->append(0, "kept\n");
+  }
+  CHECK(read_all(path) == "kept\n");
 }
 
 TEST_CASE("log writer: a reopen with no line pending still creates the new file") {
