@@ -1523,7 +1523,8 @@ awaitable<bool> Session<Stream>::read_response_head(Exchange& x, Attempt& a) {
     }
   }
   a.end.status = resp.response().status;
-  if (auto v = resp.response().headers.get("grpc-status")) a.end.grpc_status = http::parse_grpc_status(*v);
+  if (auto v = resp.response().headers.get("grpc-status"))
+    a.end.grpc_status = http::parse_grpc_status(*v);
   co_return true;
 }
 
@@ -1553,8 +1554,9 @@ bool Session<Stream>::prepare_response_head(Exchange& x) {
   // gRPC-Web: a gRPC response gets its trailers as the body's last frame,
   // and maybe base64: another length.
   web_response_ = false;
-  if (web())
-    if (auto ct = rh.headers.get("content-type"); ct && http::grpc_kind(*ct) == http::GrpcKind::grpc) {
+  if (web() && !bodyless)
+    if (auto ct = rh.headers.get("content-type");
+        ct && http::grpc_kind(*ct) == http::GrpcKind::grpc) {
       web_response_ = true;
       rh.headers.set("content-type", std::string(web_content_type()));
     }

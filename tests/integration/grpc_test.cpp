@@ -58,8 +58,8 @@ HeaderList grpc_headers(HeaderList extra = {}) {
 std::optional<HttpResponse> call(uint16_t port, std::string_view path, HeaderList headers = {},
                                  std::string_view message = "ping") {
   RawClient c(port);
-  c.send(make_request("POST", path, "example.com", grpc_headers(std::move(headers)),
-                      frame(message)));
+  c.send(
+      make_request("POST", path, "example.com", grpc_headers(std::move(headers)), frame(message)));
   return c.read_response();
 }
 
@@ -221,15 +221,15 @@ TEST_CASE("grpc: curl over h2c gets the trailers-only reply and the relayed trai
   route.matches = {Matcher{.uri = StringMatch::prefix("/echo.")}};
   TestGateway gw(make_config({route}, {loopback_upstream("backend", {up.port()})}));
   auto r = run_curl({"--http2-prior-knowledge", "-sS", "-D", "-", "-o", "/dev/null", "-H",
-                     "content-type: application/grpc", "-H", "te: trailers", "--data-binary",
-                     "x", fmt::format("http://127.0.0.1:{}/nowhere", gw.port())});
+                     "content-type: application/grpc", "-H", "te: trailers", "--data-binary", "x",
+                     fmt::format("http://127.0.0.1:{}/nowhere", gw.port())});
   REQUIRE_MESSAGE(r.exit_code == 0, r.err);
   CHECK(r.out.starts_with("HTTP/2 200"));
   CHECK(r.out.find("grpc-status: 12") != std::string::npos);
   CHECK(r.out.find("content-type: application/grpc") != std::string::npos);
   auto t = run_curl({"--http2-prior-knowledge", "-sS", "-D", "-", "-o", "/dev/null", "-H",
-                     "content-type: application/grpc", "-H", "te: trailers", "--data-binary",
-                     "x", fmt::format("http://127.0.0.1:{}/echo.E/M", gw.port())});
+                     "content-type: application/grpc", "-H", "te: trailers", "--data-binary", "x",
+                     fmt::format("http://127.0.0.1:{}/echo.E/M", gw.port())});
   REQUIRE_MESSAGE(t.exit_code == 0, t.err);
   CHECK(t.out.starts_with("HTTP/2 200"));
   // curl writes the trailers after the head in its header output.
@@ -284,8 +284,8 @@ TEST_CASE("grpc: the gateway's own replies are gRPC statuses (Envoy's mapping)")
     cfg.routers[0].virtual_hosts[0].routes[0].retries.attempts = 0;
     TestGateway gw(cfg);
     RawClient first(gw.port());
-    REQUIRE(first.send(make_request("POST", "/svc/held", "example.com", grpc_headers(),
-                                    frame("x"))));
+    REQUIRE(
+        first.send(make_request("POST", "/svc/held", "example.com", grpc_headers(), frame("x"))));
     REQUIRE(wait_until([&] { return up.held() == 1; }));
     auto g = grpc_reply(call(gw.port(), "/svc/M"));
     up.release();
@@ -404,8 +404,9 @@ TEST_CASE("grpc: the gateway's own replies are gRPC statuses (Envoy's mapping)")
     TestGateway gw(single_upstream_config(up.port()));
     RawClient c(gw.port());
     // Chunked framing already known to be broken: refused before routing.
-    REQUIRE(c.send("POST /svc/M HTTP/1.1\r\nHost: example.com\r\ncontent-type: application/grpc\r\n"
-                   "transfer-encoding: chunked\r\n\r\nzz\r\n"));
+    REQUIRE(
+        c.send("POST /svc/M HTTP/1.1\r\nHost: example.com\r\ncontent-type: application/grpc\r\n"
+               "transfer-encoding: chunked\r\n\r\nzz\r\n"));
     auto g = grpc_reply(c.read_response());
     CHECK(g.http == 200);
     CHECK(g.status == "13");

@@ -42,8 +42,8 @@ TEST_CASE("grpc-timeout parses every unit and refuses garbage") {
   CHECK(parse_grpc_timeout("0m") == 0ms);
   CHECK(parse_grpc_timeout("99999999H") == std::chrono::milliseconds(99'999'999LL * 3'600'000));
   // More than 8 digits, no digits, signs, spaces, unknown units.
-  for (const char* bad : {"123456789S", "S", "", "-1S", "+1S", " 1S", "1 S", "1s", "1", "1x",
-                          "1.5S", "0x10S", "1SS"})
+  for (const char* bad :
+       {"123456789S", "S", "", "-1S", "+1S", " 1S", "1 S", "1s", "1", "1x", "1.5S", "0x10S", "1SS"})
     CHECK_MESSAGE(!parse_grpc_timeout(bad).has_value(), bad);
 }
 
@@ -63,9 +63,9 @@ TEST_CASE("HTTP statuses map to gRPC statuses as Envoy maps them") {
     uint32_t grpc;
   };
   // Envoy's Grpc::Utility::httpToGrpcStatus (gRPC's http-grpc-status-mapping).
-  const Row table[] = {{400, 13}, {401, 16}, {403, 7},  {404, 12}, {429, 14}, {502, 14},
-                       {503, 14}, {504, 14}, {500, 2},  {408, 2},  {413, 2},  {431, 2},
-                       {501, 2},  {505, 2},  {301, 2},  {200, 2},  {409, 2},  {0, 2}};
+  const Row table[] = {{400, 13}, {401, 16}, {403, 7}, {404, 12}, {429, 14}, {502, 14},
+                       {503, 14}, {504, 14}, {500, 2}, {408, 2},  {413, 2},  {431, 2},
+                       {501, 2},  {505, 2},  {301, 2}, {200, 2},  {409, 2},  {0, 2}};
   for (const Row& r : table) {
     CAPTURE(r.http);
     CHECK(sluice::http::grpc_status_from_http(r.http) == r.grpc);
@@ -89,7 +89,11 @@ TEST_CASE("grpc-status and grpc-message values") {
 TEST_CASE("gRPC-Web text: base64 decoded across any split, padded groups mid-stream") {
   // "\0\0\0\0\x01A" then "\0\0\0\0\x01B", each encoded by itself (padded).
   std::string in = std::string("AAAAAAFB") + "AAAAAAFC";
-  std::string expect = std::string("\0\0\0\0\x01" "A\0\0\0\0\x01" "B", 12);
+  std::string expect = std::string(
+      "\0\0\0\0\x01"
+      "A\0\0\0\0\x01"
+      "B",
+      12);
   for (size_t step = 1; step <= in.size(); ++step) {
     sluice::http::Base64Decoder d;
     std::string out;

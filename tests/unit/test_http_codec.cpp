@@ -228,9 +228,8 @@ TEST_CASE("trailers are bounded in count and bytes together with the head") {
   CHECK(response_error(big, {.max_header_bytes = 4096, .max_headers = 10}) == ParseError::none);
   // A request's trailers past the limits answer 431, like its head.
   Parser p(Parser::Kind::request, {.max_header_bytes = 200, .max_headers = 100});
-  auto r = parse(p,
-                 "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nx: " +
-                     std::string(300, 'y') + "\r\n\r\n");
+  auto r = parse(p, "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nx: " +
+                        std::string(300, 'y') + "\r\n\r\n");
   CHECK(r.error == ParseError::header_too_large);
 }
 
