@@ -16,6 +16,7 @@
 #include <optional>
 #include <unordered_map>
 
+#include "http/grpc.hpp"
 #include "http/parser.hpp"
 #include "http/serializer.hpp"
 #include "http/tokens.hpp"
@@ -369,9 +370,12 @@ bool H2Connection<Stream>::relay_response(H2Stream& st, http::Parser& parser, co
         continue;
       }
       head_sent = new_head = true;
-      // A response with no body (a gRPC trailers-only one) is one HEADERS
-      // frame with END_STREAM, as gRPC clients expect.
-      if (!parser.body_expected()) {
+      // A gRPC trailers-only response is one HEADERS frame with END_STREAM,
+      // as gRPC clients expect. Other bodyless responses keep an empty DATA
+      // to end them: curl 7.88 sometimes waits forever after END_STREAM on
+      // HEADERS while it is still uploading.
+      auto ct = head.headers.get("content-type");
+      if (!parser.body_expected() && ct && http::grpc_kind(*ct) != http::GrpcKind::none) {
         codec_.submit_response(st.id, head.status, head.headers, true);
         return false;
       }
