@@ -330,6 +330,9 @@ class Session {
     std::optional<Response> refused;
   };
   Peer choose_peer(Exchange& x, const PickRequest& request, bool first);
+  // The route timeout as a gRPC request's deadline (see grpc-timeout), and
+  // a gRPC-Web request made gRPC for the upstream.
+  std::chrono::milliseconds prepare_grpc(RequestHead& head, const ResolvedRoute& rr);
   static void note_peer(RequestContext& ctx, const CompiledUpstream& up, int64_t endpoint);
   static LocalReply bad_web_text() {
     return LocalReply{400,
@@ -542,6 +545,8 @@ awaitable<bool> Session<Stream>::read_head(const Limits& limits, bool first) {
   auto& p = request_parser_;
   bool started = false;
   slot_.fired = Timeout::none;
+  grpc_ = http::GrpcKind::none;
+  grpc_status_ = -1;
   while (!p.head_done()) {
     if (in_.size() > 0) {
       if (!started) {
@@ -564,6 +569,13 @@ awaitable<bool> Session<Stream>::read_head(const Limits& limits, bool first) {
     if (!co_await fill(in_, stream_, !started)) co_return false;
   }
   slot_.clear_deadline();
+  const Headers& h = p.request().headers;
+  if (auto ct = h.get("content-type")) grpc_ = http::grpc_kind(*ct);
+  // gRPC-Web answers in text mode to a text request or one that accepts it.
+  web_text_response_ = grpc_ == http::GrpcKind::web_text;
+  if (web())
+    if (auto accept = h.get("accept"))
+      web_text_response_ |= accept->find("application/grpc-web-text") != std::string_view::npos;
   co_return true;
 }
 
@@ -932,8 +944,6 @@ awaitable<bool> Session<Stream>::serve_one(bool first) {
   auto& p = request_parser_;
   p.next_message();
   p.set_limits({snap->limits.max_request_header_bytes, snap->limits.max_request_headers});
-  grpc_ = http::GrpcKind::none;
-  grpc_status_ = -1;
   bool got_head = co_await read_head(snap->limits, first);
   if (const auto& current = worker_.snapshot(); current && current != snap) {
     snap = current;
@@ -960,12 +970,6 @@ awaitable<bool> Session<Stream>::serve_one(bool first) {
     }
     co_return false;
   }
-  if (auto ct = head.headers.get("content-type")) grpc_ = http::grpc_kind(*ct);
-  // gRPC-Web answers in text mode to a text request or one that accepts it.
-  web_text_response_ = grpc_ == http::GrpcKind::web_text;
-  if (web())
-    if (auto accept = head.headers.get("accept"))
-      web_text_response_ |= accept->find("application/grpc-web-text") != std::string_view::npos;
   // From here the request is bounded as a whole, not only per read.
   if (limits_->request_timeout.count() > 0)
     slot_.set_cap_at(ConnectionSlot::request_cap, started_ + limits_->request_timeout);
@@ -1075,30 +1079,7 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx,
   x.body.replayable = x.want_replay;
   x.replay_limit = route.retries.max_replay_bytes;
   worker_.refresh_now();
-  std::chrono::milliseconds timeout = rr.policy.timeout;
-  if (grpc_ != http::GrpcKind::none) {
-    // Istio sets Envoy's max_grpc_timeout to the route timeout (0 when the
-    // route has none): the client's grpc-timeout is the deadline, capped by
-    // the route timeout; "0" or an unparsable value counts as absent.
-    if (auto v = head.headers.get("grpc-timeout"))
-      if (auto t = http::parse_grpc_timeout(*v);
-          t && t->count() > 0 && (timeout.count() == 0 || *t < timeout))
-        timeout = *t;
-    // The upstream is told the deadline it has, the per-try one when
-    // shorter, as Envoy rewrites grpc-timeout.
-    auto expected = timeout;
-    auto per_try = rr.policy.retry.per_try_timeout;
-    if (per_try.count() > 0 && (expected.count() == 0 || per_try < expected)) expected = per_try;
-    if (expected.count() > 0) head.headers.set("grpc-timeout", http::format_grpc_timeout(expected));
-  }
-  if (web()) {
-    // gRPC-Web goes upstream as gRPC (Envoy's grpc_web filter).
-    std::string ct = http::grpc_content_type_from_web(*head.headers.get("content-type"));
-    head.headers.set("content-type", std::move(ct));
-    web_decoder_ = {};
-    web_encoder_ = {};
-  }
-  slot_.set_cap(timeout);
+  slot_.set_cap(prepare_grpc(head, rr));
 
   // Retries in flight count against the upstream's max_retries while they run.
   struct RetryToken {
@@ -1186,6 +1167,34 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx,
   }
   if (x.upgrade && response_parser_.response().status == 101) co_return co_await tunnel(x);
   co_return co_await relay_response(x);
+}
+
+template <typename Stream>
+std::chrono::milliseconds Session<Stream>::prepare_grpc(RequestHead& head, const ResolvedRoute& rr) {
+  std::chrono::milliseconds timeout = rr.policy.timeout;
+  if (grpc_ != http::GrpcKind::none) {
+    // Istio sets Envoy's max_grpc_timeout to the route timeout (0 when the
+    // route has none): the client's grpc-timeout is the deadline, capped by
+    // the route timeout; "0" or an unparsable value counts as absent.
+    if (auto v = head.headers.get("grpc-timeout"))
+      if (auto t = http::parse_grpc_timeout(*v);
+          t && t->count() > 0 && (timeout.count() == 0 || *t < timeout))
+        timeout = *t;
+    // The upstream is told the deadline it has, the per-try one when
+    // shorter, as Envoy rewrites grpc-timeout.
+    auto expected = timeout;
+    auto per_try = rr.policy.retry.per_try_timeout;
+    if (per_try.count() > 0 && (expected.count() == 0 || per_try < expected)) expected = per_try;
+    if (expected.count() > 0) head.headers.set("grpc-timeout", http::format_grpc_timeout(expected));
+  }
+  if (web()) {
+    // gRPC-Web goes upstream as gRPC (Envoy's grpc_web filter).
+    std::string ct = http::grpc_content_type_from_web(*head.headers.get("content-type"));
+    head.headers.set("content-type", std::move(ct));
+    web_decoder_ = {};
+    web_encoder_ = {};
+  }
+  return timeout;
 }
 
 template <typename Stream>
