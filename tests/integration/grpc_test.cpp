@@ -677,3 +677,44 @@ TEST_CASE("grpc: request_protocol and grpc_response_status labels") {
     }
   CHECK(plain_seen);
 }
+
+TEST_CASE("grpc: trailers past the limits end the exchange instead of passing on") {
+  FakeUpstream up;
+  up.set_handler([](const Received&) {
+    Reply reply;
+    reply.framing = Reply::Framing::chunked;
+    reply.headers = {{"content-type", "application/grpc"}};
+    reply.body = frame("pong");
+    for (int i = 0; i < 101; ++i) reply.trailers.emplace_back("x-t" + std::to_string(i), "v");
+    return reply;
+  });
+  TestGateway gw(single_upstream_config(up.port()));
+  {
+    // 101 trailer fields from the upstream (limit 100): the client never
+    // gets a last chunk, so it cannot take the response for complete.
+    RawClient c(gw.port());
+    REQUIRE(c.send(make_request("POST", "/svc/M", "example.com", grpc_headers(), frame("ping"))));
+    std::string raw = c.read_all_until_close();
+    CHECK(raw.starts_with("HTTP/1.1 200"));
+    CHECK(raw.find("\r\n0\r\n") == std::string::npos);
+    CHECK(raw.find("x-t0") == std::string::npos);
+  }
+  {
+    // 101 trailer fields from the client: a gRPC error, none of them upstream.
+    RawClient c(gw.port());
+    std::string body = frame("ping");
+    std::string req = fmt::format(
+        "POST /svc/M HTTP/1.1\r\nHost: example.com\r\ncontent-type: application/grpc\r\n"
+        "transfer-encoding: chunked\r\n\r\n{:x}\r\n{}\r\n0\r\n",
+        body.size(), body);
+    for (int i = 0; i < 101; ++i) req += fmt::format("x-c{}: v\r\n", i);
+    req += "\r\n";
+    size_t before = up.request_count();
+    REQUIRE(c.send(req));
+    auto g = grpc_reply(c.read_response());
+    CHECK(g.http == 200);
+    CHECK(g.status == "13");
+    for (const auto& r : up.requests()) CHECK(r.trailers.empty());
+    CHECK(up.request_count() <= before + 1);
+  }
+}
