@@ -24,6 +24,7 @@ packages=(
   openssl                    # test certificates
   ca-certificates
   python3
+  python3-grpcio             # gRPC client for the gRPC tests (/usr/bin/python3)
   prometheus                 # promtool check metrics (tests)
   pybind11-dev python3-dev python3-pytest  # bindings/python (SLUICE_PYTHON)
   python3-setuptools python3-wheel python3-venv python3-pip  # pip install ./bindings/python, offline

@@ -91,22 +91,17 @@ struct Parser::Callbacks {
       s.fail(ParseError::bad_request, "invalid header field name");
       return kUserError;
     }
-    size_t seen = s.head_done_ ? ++s.trailers_ : h.size() + 1;
-    if (seen > s.limits_.max_headers) {
+    // Trailers go to their own list: the head has already gone on, and
+    // folding them into it would let a client add headers late.
+    Headers& into = s.head_done_ ? s.trailers_ : h;
+    if (into.size() + 1 > s.limits_.max_headers) {
       s.fail(s.kind_ == Kind::request ? ParseError::header_too_large : ParseError::bad_response,
              "too many headers");
       return kUserError;
     }
-    // Trailers are read for framing and dropped: the head has already gone
-    // on, and folding them into it would let a client add headers late.
-    if (s.head_done_) {
-      s.field_.clear();
-      s.value_.clear();
-      return 0;
-    }
     // llhttp keeps trailing whitespace of values; RFC 9110 says strip it.
     s.value_.resize(trim_end(s.value_).size());
-    h.add(std::move(s.field_), std::move(s.value_));
+    into.add(std::move(s.field_), std::move(s.value_));
     s.field_.clear();
     s.value_.clear();
     return 0;
@@ -308,7 +303,7 @@ void Parser::next_message() {
   field_.clear();
   value_.clear();
   header_bytes_ = 0;
-  trailers_ = 0;
+  trailers_.clear();
   started_ = false;
   head_done_ = false;
   message_done_ = false;

@@ -72,6 +72,11 @@ class Parser {
   uint64_t content_length() const;
   bool body_expected() const;  // framing says a body follows the head
   bool upgrade() const;
+  // A chunked message's trailer fields, valid once message_done(). Kept
+  // apart from the head (never folded into it: a client cannot add headers
+  // late) and bounded with it: their count by max_headers, their bytes by
+  // max_header_bytes together with the head's.
+  const Headers& trailers() const { return trailers_; }
 
   // After head_done(), before body bytes are forwarded: runs the framing of
   // the `len` bytes already buffered through a copy of the parser state, so
@@ -99,7 +104,7 @@ class Parser {
   std::string field_;
   std::string value_;
   size_t header_bytes_ = 0;
-  size_t trailers_ = 0;  // trailer fields seen; counted, never kept
+  Headers trailers_;
   uint64_t content_length_ = 0;
   bool in_value_ = false;
   bool started_ = false;

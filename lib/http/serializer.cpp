@@ -115,6 +115,27 @@ bool is_hop_by_hop(std::string_view name) {
   return hop_by_hop(classify(name));
 }
 
+bool is_forwardable_trailer(std::string_view name) {
+  if (name.empty() || name.front() == ':') return false;
+  // Hop-by-hop, framing, host, expect, and the forwarding headers the
+  // gateway itself sets.
+  if (classify(name) != Known::other) return false;
+  static constexpr std::array<std::string_view, 12> kNever = {
+      "authorization", "proxy-authorization", "cookie",        "set-cookie",
+      "content-type",  "content-encoding",    "content-range", "max-forwards",
+      "range",         "cache-control",       "location",      "www-authenticate"};
+  for (std::string_view n : kNever)
+    if (iequals(name, n)) return false;
+  return true;
+}
+
+void append_last_chunk(std::string& out, const Headers& trailers) {
+  out += "0\r\n";
+  for (const auto& [name, value] : trailers.entries())
+    if (is_forwardable_trailer(name)) append_header(out, name, value);
+  out += "\r\n";
+}
+
 void strip_hop_by_hop(Headers& headers) {
   // Names listed in Connection are hop-by-hop too (RFC 9110 7.6.1), except
   // Host and Content-Length: framing and authority come from the parsed

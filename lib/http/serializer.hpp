@@ -24,6 +24,13 @@ void append_response_head(std::string& out, const ResponseHead& head);
 void append_chunk_header(std::string& out, size_t size);
 inline constexpr std::string_view kChunkEnd = "\r\n";
 inline constexpr std::string_view kLastChunk = "0\r\n\r\n";
+// Whether a trailer field may be forwarded: never a hop-by-hop or
+// connection-specific name, nor one that frames, routes or authenticates a
+// message (RFC 9110 6.5.1: content-length, host, authorization, cookies...),
+// nor a pseudo-header.
+bool is_forwardable_trailer(std::string_view name);
+// The last chunk with the forwardable ones of `trailers`: "0\r\n" fields "\r\n".
+void append_last_chunk(std::string& out, const Headers& trailers);
 
 // What the gateway adds to a request it forwards.
 struct Forwarding {

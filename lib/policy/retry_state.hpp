@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string_view>
 
@@ -31,6 +32,9 @@ struct AttemptEnd {
   bool reused = false;        // on a pooled connection
   bool got_response = false;  // some response byte arrived
   bool nothing_sent = false;  // the first write failed before any byte left
+  // A grpc-status in the response head (a trailers-only response): Envoy
+  // retries on gRPC codes seen there only, never on trailers.
+  std::optional<uint32_t> grpc_status;
 };
 
 class RetryState {

@@ -16,6 +16,7 @@
 #include <optional>
 #include <unordered_map>
 
+#include "http/grpc.hpp"
 #include "http/parser.hpp"
 #include "http/serializer.hpp"
 #include "http/tokens.hpp"
@@ -70,6 +71,7 @@ struct H2Stream {
   std::string to_pipe;
   size_t credit = 0;  // body bytes in to_pipe, credited to the client once written
   bool chunked = false;
+  Headers trailers;  // the request's, sent in the last chunk
   bool request_closed = false;
   bool head_request = false;
   bool dead = false;  // reset, or the response is complete
@@ -238,10 +240,13 @@ void H2Connection<Stream>::handle_events() {
         st->writer.notify();
         break;
       case Kind::trailers:
-        break;  // the HTTP/1 session forwards no request trailers
+        // Only a chunked body can carry them to the session (a request
+        // with content-length has no place for trailers in HTTP/1.1).
+        if (st && !st->dead) st->trailers = std::move(e.trailers);
+        break;
       case Kind::end:
         if (!st) break;
-        if (st->chunked) st->to_pipe += http::kLastChunk;
+        if (st->chunked) http::append_last_chunk(st->to_pipe, st->trailers);
         st->request_closed = true;
         st->writer.notify();
         break;
@@ -365,11 +370,24 @@ bool H2Connection<Stream>::relay_response(H2Stream& st, http::Parser& parser, co
         continue;
       }
       head_sent = new_head = true;
+      // A gRPC trailers-only response is one HEADERS frame with END_STREAM,
+      // as gRPC clients expect. Other bodyless responses keep an empty DATA
+      // to end them: curl 7.88 sometimes waits forever after END_STREAM on
+      // HEADERS while it is still uploading.
+      auto ct = head.headers.get("content-type");
+      if (!parser.body_expected() && ct && http::grpc_kind(*ct) != http::GrpcKind::none) {
+        codec_.submit_response(st.id, head.status, head.headers, true);
+        return false;
+      }
       codec_.submit_response(st.id, head.status, head.headers, false);
     }
     if (!parser.body().empty()) codec_.send_data(st.id, parser.body(), false);
     if (parser.message_done()) {
-      codec_.send_data(st.id, {}, true);
+      // The session's chunked trailers become an HTTP/2 trailers HEADERS frame.
+      if (parser.trailers().empty())
+        codec_.send_data(st.id, {}, true);
+      else
+        codec_.submit_trailers(st.id, parser.trailers());
       return false;
     }
     // llhttp ends a message on the call after its last byte: one more call

@@ -15,6 +15,7 @@
 #include <span>
 #include <type_traits>
 
+#include "http/grpc.hpp"
 #include "http/parser.hpp"
 #include "http/path.hpp"
 #include "http/random.hpp"
@@ -329,7 +330,17 @@ class Session {
     std::optional<Response> refused;
   };
   Peer choose_peer(Exchange& x, const PickRequest& request, bool first);
+  // The route timeout as a gRPC request's deadline (see grpc-timeout), and
+  // a gRPC-Web request made gRPC for the upstream.
+  std::chrono::milliseconds prepare_grpc(RequestHead& head, const ResolvedRoute& rr);
   static void note_peer(RequestContext& ctx, const CompiledUpstream& up, int64_t endpoint);
+  static LocalReply bad_web_text() {
+    return LocalReply{400,
+                      ErrorKind::downstream_protocol_error,
+                      "Bad gRPC-web request, invalid base64 data.",
+                      {},
+                      "grpc_web_bad_base64"};
+  }
   static LocalReply no_healthy_upstream() {
     return LocalReply{503,
                       ErrorKind::no_healthy_upstream,
@@ -360,6 +371,28 @@ class Session {
   // After the upstream's 101: relays it, then splices both ways until
   // either side closes. The connection ends with the tunnel.
   awaitable<bool> tunnel(Exchange& x);
+  // A gRPC-Web response span: base64 in text mode; at the end, the
+  // trailers as a frame. The result is in web_out_ or `bytes` itself.
+  std::string_view encode_web(std::string_view bytes, bool done, const Headers& trailers) {
+    if (!web_text_response_ && !done) return bytes;
+    web_out_.clear();
+    if (web_text_response_)
+      web_encoder_.feed(bytes, web_out_);
+    else
+      web_out_.append(bytes);
+    if (done) {
+      if (!trailers.empty()) {
+        std::string frame;
+        http::append_grpc_web_trailers(frame, trailers);
+        if (web_text_response_)
+          web_encoder_.feed(frame, web_out_);
+        else
+          web_out_ += frame;
+      }
+      if (web_text_response_) web_encoder_.finish(web_out_);
+    }
+    return web_out_;
+  }
   // Runs a body hook over `bytes`; what the hook left is in chunk_.data.
   std::string_view run_body_hook(SessionHost::Body which, RequestContext& ctx,
                                  std::string_view bytes, bool end_of_stream);
@@ -414,6 +447,28 @@ class Session {
   std::string local_address_;  // "ip:port", looked up at the first line
   std::string log_xff_;        // X-Forwarded-For as forwarded, for the line
   RequestTrace trace_;         // per request: propagate_trace .. finish_trace
+  // Per request: gRPC (from the request's content-type) and the status the
+  // response carried (head, trailers or the gateway's reply; -1: none).
+  http::GrpcKind grpc_ = http::GrpcKind::none;
+  bool web_text_response_ = false;  // gRPC-Web: the response body goes base64
+  bool web_response_ = false;       // gRPC-Web: this response is encoded for it
+  int16_t grpc_status_ = -1;
+  http::Base64Decoder web_decoder_;
+  http::Base64Encoder web_encoder_;
+  std::string web_in_;      // a request span after base64 decoding
+  std::string web_out_;     // a response span after gRPC-Web encoding
+  std::string last_chunk_;  // the last chunk with its trailers
+  // Local replies to gRPC clients: trailers-only, status by Envoy's mapping.
+  void to_grpc_reply(Response& r, ResponseFlags flags, std::string_view details);
+  void note_grpc_status(const Headers& headers) {
+    if (auto v = headers.get("grpc-status"))
+      if (auto st = http::parse_grpc_status(*v); st && *st <= INT16_MAX)
+        grpc_status_ = static_cast<int16_t>(*st);
+  }
+  bool web() const { return grpc_ == http::GrpcKind::web || grpc_ == http::GrpcKind::web_text; }
+  std::string_view web_content_type() const {
+    return web_text_response_ ? "application/grpc-web-text+proto" : "application/grpc-web+proto";
+  }
 };
 
 template <typename Stream>
@@ -490,6 +545,8 @@ awaitable<bool> Session<Stream>::read_head(const Limits& limits, bool first) {
   auto& p = request_parser_;
   bool started = false;
   slot_.fired = Timeout::none;
+  grpc_ = http::GrpcKind::none;
+  grpc_status_ = -1;
   while (!p.head_done()) {
     if (in_.size() > 0) {
       if (!started) {
@@ -512,6 +569,13 @@ awaitable<bool> Session<Stream>::read_head(const Limits& limits, bool first) {
     if (!co_await fill(in_, stream_, !started)) co_return false;
   }
   slot_.clear_deadline();
+  const Headers& h = p.request().headers;
+  if (auto ct = h.get("content-type")) grpc_ = http::grpc_kind(*ct);
+  // gRPC-Web answers in text mode to a text request or one that accepts it.
+  web_text_response_ = grpc_ == http::GrpcKind::web_text;
+  if (web())
+    if (auto accept = h.get("accept"))
+      web_text_response_ |= accept->find("application/grpc-web-text") != std::string_view::npos;
   co_return true;
 }
 
@@ -534,6 +598,7 @@ awaitable<bool> Session<Stream>::send_local(RequestContext& ctx, Response respon
   // A request body we did not read makes the connection unusable.
   keep_alive =
       keep_alive && request_fully_read() && !slot_.close_after_response && !worker_.draining();
+  if (grpc_ != http::GrpcKind::none) to_grpc_reply(response, flags, details);
   ResponseHead head;
   head.status = response.status;
   head.headers = std::move(response.headers);
@@ -557,6 +622,30 @@ awaitable<bool> Session<Stream>::send_local(RequestContext& ctx, Response respon
 }
 
 template <typename Stream>
+void Session<Stream>::to_grpc_reply(Response& r, ResponseFlags flags, std::string_view details) {
+  if (web()) r.headers.set("content-type", std::string(web_content_type()));
+  // Already a gRPC reply (a fault abort with a gRPC status).
+  if (r.headers.contains("grpc-status")) {
+    note_grpc_status(r.headers);
+    return;
+  }
+  // Envoy answers a deadline the gateway enforced (route timeout, per-try
+  // timeout, grpc-timeout, max stream duration) with DEADLINE_EXCEEDED,
+  // not the 504's UNAVAILABLE a client would retry.
+  uint32_t status = flags.has(Flag::upstream_request_timeout) || flags.has(Flag::duration_timeout)
+                        ? http::kGrpcDeadlineExceeded
+                        : http::grpc_status_from_http(r.status);
+  std::string message;
+  http::append_grpc_message(message, r.body.empty() ? details : std::string_view(r.body));
+  r.status = 200;
+  r.body.clear();
+  if (!web()) r.headers.set("content-type", "application/grpc");
+  r.headers.set("grpc-status", std::to_string(status));
+  if (!message.empty()) r.headers.set("grpc-message", std::move(message));
+  grpc_status_ = static_cast<int16_t>(status);
+}
+
+template <typename Stream>
 void Session<Stream>::log(RequestContext& ctx) {
   ctx.duration =
       std::chrono::duration_cast<std::chrono::microseconds>(worker_.clock_now() - started_);
@@ -564,6 +653,10 @@ void Session<Stream>::log(RequestContext& ctx) {
     telemetry::RequestKey key{.destination = destination_labels_,
                               .response_code = ctx.response_status,
                               .response_flags = ctx.response_flags};
+    if (grpc_ != http::GrpcKind::none) {
+      key.protocol = telemetry::RequestProtocol::grpc;
+      key.grpc_status = grpc_status_;
+    }
     telemetry::RequestSample sample{
         .duration_ms = static_cast<uint64_t>(ctx.duration.count() / 1000),
         .request_bytes = ctx.bytes_received,
@@ -986,7 +1079,7 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx,
   x.body.replayable = x.want_replay;
   x.replay_limit = route.retries.max_replay_bytes;
   worker_.refresh_now();
-  slot_.set_cap(rr.policy.timeout);
+  slot_.set_cap(prepare_grpc(head, rr));
 
   // Retries in flight count against the upstream's max_retries while they run.
   struct RetryToken {
@@ -1077,6 +1170,34 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx,
 }
 
 template <typename Stream>
+std::chrono::milliseconds Session<Stream>::prepare_grpc(RequestHead& head, const ResolvedRoute& rr) {
+  std::chrono::milliseconds timeout = rr.policy.timeout;
+  if (grpc_ != http::GrpcKind::none) {
+    // Istio sets Envoy's max_grpc_timeout to the route timeout (0 when the
+    // route has none): the client's grpc-timeout is the deadline, capped by
+    // the route timeout; "0" or an unparsable value counts as absent.
+    if (auto v = head.headers.get("grpc-timeout"))
+      if (auto t = http::parse_grpc_timeout(*v);
+          t && t->count() > 0 && (timeout.count() == 0 || *t < timeout))
+        timeout = *t;
+    // The upstream is told the deadline it has, the per-try one when
+    // shorter, as Envoy rewrites grpc-timeout.
+    auto expected = timeout;
+    auto per_try = rr.policy.retry.per_try_timeout;
+    if (per_try.count() > 0 && (expected.count() == 0 || per_try < expected)) expected = per_try;
+    if (expected.count() > 0) head.headers.set("grpc-timeout", http::format_grpc_timeout(expected));
+  }
+  if (web()) {
+    // gRPC-Web goes upstream as gRPC (Envoy's grpc_web filter).
+    std::string ct = http::grpc_content_type_from_web(*head.headers.get("content-type"));
+    head.headers.set("content-type", std::move(ct));
+    web_decoder_ = {};
+    web_encoder_ = {};
+  }
+  return timeout;
+}
+
+template <typename Stream>
 typename Session<Stream>::Peer Session<Stream>::choose_peer(Exchange& x, const PickRequest& request,
                                                             bool first) {
   Peer peer;
@@ -1127,7 +1248,9 @@ void Session<Stream>::prepare_upstream_head(Exchange& x, int64_t endpoint) {
   propagate_trace(worker_, head, trace_, std::string_view(x.request_id, sizeof(x.request_id)));
   // A body hook may change the body's length: then it goes chunked.
   x.hook_request_body = x.body.present && worker_.body_hook(SessionHost::Body::request, x.ctx);
-  x.chunked_up = p.chunked() || x.hook_request_body;
+  // Base64 text decodes to another length: chunked too.
+  x.chunked_up =
+      p.chunked() || x.hook_request_body || (x.body.present && grpc_ == http::GrpcKind::web_text);
   x.is_head = head.method == "HEAD";
   x.fwd = http::Forwarding{.client_ip = client_ip_,
                            .proto = head.scheme,
@@ -1316,6 +1439,10 @@ awaitable<typename Session<Stream>::SendResult> Session<Stream>::send_request(Ex
       co_return r;
     }
     if (body.empty() && p.message_done()) {
+      if (grpc_ == http::GrpcKind::web_text && !web_decoder_.finish()) {
+        r.reply = bad_web_text();
+        co_return r;
+      }
       x.body.complete = true;
       slot_.clear_cap(ConnectionSlot::request_cap);
       // The hook's last word: bytes it adds at the end go like any other.
@@ -1347,12 +1474,23 @@ awaitable<typename Session<Stream>::SendResult> Session<Stream>::send_request(Ex
     x.ctx.bytes_received += body.size();
     // Replays and mirrors resend what the hook made of the body.
     if (x.hook_request_body) body = run_body_hook(SessionHost::Body::request, x.ctx, body, false);
+    if (grpc_ == http::GrpcKind::web_text) {
+      web_in_.clear();
+      if (!web_decoder_.feed(body, web_in_)) {
+        r.reply = bad_web_text();
+        co_return r;
+      }
+      body = web_in_;
+    }
     keep_for_replay(x, body);
     // An empty chunk would end a chunked body.
     if (!body.empty() && !co_await send_body(body)) r.ok = false;
   }
   if (r.ok && x.body.present && x.chunked_up) {
-    auto [ec, n] = co_await write_upstream(conn, asio::buffer(http::kLastChunk));
+    // The client's trailers (gRPC metadata) go on in the last chunk.
+    last_chunk_.clear();
+    http::append_last_chunk(last_chunk_, p.trailers());
+    auto [ec, n] = co_await write_upstream(conn, asio::buffer(last_chunk_));
     r.ok = !ec;
   }
   if (r.ok && x.request_sent_at == Clock::time_point{}) x.request_sent_at = worker_.clock_now();
@@ -1394,6 +1532,8 @@ awaitable<bool> Session<Stream>::read_response_head(Exchange& x, Attempt& a) {
     }
   }
   a.end.status = resp.response().status;
+  if (auto v = resp.response().headers.get("grpc-status"))
+    a.end.grpc_status = http::parse_grpc_status(*v);
   co_return true;
 }
 
@@ -1420,7 +1560,17 @@ bool Session<Stream>::prepare_response_head(Exchange& x) {
   bool bodyless = x.is_head || status == 204 || status == 304;
   // A body hook may change the body's length: then it is not sent with one.
   x.hook_response_body = !bodyless && worker_.body_hook(SessionHost::Body::response, x.ctx);
-  bool sized = resp.has_content_length() && !x.hook_response_body;
+  // gRPC-Web: a gRPC response gets its trailers as the body's last frame,
+  // and maybe base64: another length.
+  web_response_ = false;
+  if (web() && !bodyless)
+    if (auto ct = rh.headers.get("content-type");
+        ct && http::grpc_kind(*ct) == http::GrpcKind::grpc) {
+      web_response_ = true;
+      rh.headers.set("content-type", std::string(web_content_type()));
+    }
+  if (grpc_ != http::GrpcKind::none) note_grpc_status(rh.headers);
+  bool sized = resp.has_content_length() && !x.hook_response_body && !web_response_;
   // Framing comes from the parsed response, never from what the headers say
   // after filtering and header operations.
   rh.headers.remove("content-length");
@@ -1486,6 +1636,8 @@ awaitable<bool> Session<Stream>::relay_response(Exchange& x) {
     // The relay waits for the hook: backpressure holds, nothing piles up.
     if (x.hook_response_body && (!body.empty() || done))
       body = run_body_hook(SessionHost::Body::response, ctx, body, done);
+    if (done && grpc_ != http::GrpcKind::none) note_grpc_status(resp.trailers());
+    if (web_response_) body = encode_web(body, done, resp.trailers());
     std::array<asio::const_buffer, 5> bufs;
     size_t nbufs = 0;
     if (first_write) bufs[nbufs++] = asio::buffer(downstream_head_);
@@ -1501,7 +1653,16 @@ awaitable<bool> Session<Stream>::relay_response(Exchange& x) {
         bufs[nbufs++] = asio::buffer(body);
       }
     }
-    if (done && x.chunked_down) bufs[nbufs++] = asio::buffer(http::kLastChunk);
+    if (done && x.chunked_down) {
+      // Trailers (gRPC's status) go down in the last chunk, unless gRPC-Web
+      // carried them in the body.
+      last_chunk_.clear();
+      if (web_response_)
+        last_chunk_ = http::kLastChunk;
+      else
+        http::append_last_chunk(last_chunk_, resp.trailers());
+      bufs[nbufs++] = asio::buffer(last_chunk_);
+    }
     if (nbufs > 0 &&
         !co_await write_down(std::span<const asio::const_buffer>(bufs.data(), nbufs))) {
       ok = false;

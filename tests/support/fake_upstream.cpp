@@ -250,6 +250,11 @@ struct FakeUpstream::Impl {
               auto trailer = co_await in.line();
               if (!trailer) co_return;
               if (trailer->empty()) break;
+              if (auto colon = trailer->find(':'); colon != std::string::npos) {
+                size_t v = trailer->find_first_not_of(' ', colon + 1);
+                r.trailers.emplace_back(trailer->substr(0, colon),
+                                        v == std::string::npos ? "" : trailer->substr(v));
+              }
             }
             break;
           }
@@ -345,7 +350,10 @@ struct FakeUpstream::Impl {
           reset(socket);
           co_return;
         }
-        if (chunked && !co_await write(socket, "0\r\n\r\n")) co_return;
+        std::string last = "0\r\n";
+        for (const auto& [n, v] : reply.trailers) last += n + ": " + v + "\r\n";
+        last += "\r\n";
+        if (chunked && !co_await write(socket, last)) co_return;
       }
       if (close_after) co_return;
     }

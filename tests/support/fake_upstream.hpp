@@ -34,6 +34,7 @@ struct Received {
   std::string body;    // empty when larger than the store limit (see body_stored)
   bool body_stored = true;
   bool chunked = false;  // the body arrived chunked
+  HeaderList trailers;   // of a chunked body, names as sent
   uint64_t body_bytes = 0;
   uint64_t body_checksum = 0;   // Checksum (body_pattern.hpp) of the body
   size_t connection_index = 0;  // 0-based, in accept order
@@ -57,6 +58,7 @@ struct Reply {
   uint64_t generated_bytes = 0;
   Framing framing = Framing::content_length;
   size_t chunk_size = 16 * 1024;  // for chunked framing
+  HeaderList trailers;            // sent in the last chunk (chunked framing)
   // The upstream being slow: an asio timer before the answer is written.
   std::chrono::milliseconds delay{0};
   // Wait until FakeUpstream::release() before answering.

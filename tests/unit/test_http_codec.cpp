@@ -196,15 +196,60 @@ TEST_CASE("malicious responses: 101 unasked, status out of range, HTTP/2.0, unbo
         ParseError::none);
 }
 
-TEST_CASE("trailers are read for framing and never folded into the head") {
+TEST_CASE("trailers are kept apart and never folded into the head") {
   Parser p(Parser::Kind::request);
   auto r = parse(p,
                  "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
-                 "3\r\nabc\r\n0\r\nx-trailer: t\r\nx-other: u\r\n\r\n");
+                 "3\r\nabc\r\n0\r\nx-trailer: t  \r\nx-other: u\r\n\r\n");
   CHECK(r.done);
   CHECK(r.body == "abc");
   CHECK_FALSE(p.request().headers.contains("x-trailer"));
   CHECK(p.request().headers.size() == 2);
+  REQUIRE(p.trailers().size() == 2);
+  CHECK(p.trailers().get("x-trailer") == "t");
+  CHECK(p.trailers().get("x-other") == "u");
+  // The next message starts with none.
+  p.next_message();
+  CHECK(p.trailers().empty());
+}
+
+TEST_CASE("trailers are bounded in count and bytes together with the head") {
+  std::string head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n";
+  std::string many = head;
+  for (int i = 0; i < 11; ++i) many += "t" + std::to_string(i) + ": v\r\n";
+  many += "\r\n";
+  CHECK(response_error(many, {.max_header_bytes = 60 * 1024, .max_headers = 10}) ==
+        ParseError::bad_response);
+  CHECK(response_error(many, {.max_header_bytes = 60 * 1024, .max_headers = 11}) ==
+        ParseError::none);
+  std::string big = head + "grpc-message: " + std::string(2000, 'x') + "\r\n\r\n";
+  CHECK(response_error(big, {.max_header_bytes = 1024, .max_headers = 10}) ==
+        ParseError::bad_response);
+  CHECK(response_error(big, {.max_header_bytes = 4096, .max_headers = 10}) == ParseError::none);
+  // A request's trailers past the limits answer 431, like its head.
+  Parser p(Parser::Kind::request, {.max_header_bytes = 200, .max_headers = 100});
+  auto r = parse(p, "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nx: " +
+                        std::string(300, 'y') + "\r\n\r\n");
+  CHECK(r.error == ParseError::header_too_large);
+}
+
+TEST_CASE("the last chunk carries only forwardable trailers") {
+  Headers t;
+  t.add("grpc-status", "0");
+  t.add("grpc-message", "ok");
+  for (const char* name : {"Transfer-Encoding", "content-length", "Host", "connection", "te",
+                           "trailer", "upgrade", "keep-alive", "authorization", "cookie",
+                           "set-cookie", "content-type", "x-forwarded-for", "x-request-id"})
+    t.add(name, "evil");
+  std::string out;
+  sluice::http::append_last_chunk(out, t);
+  CHECK(out == "0\r\ngrpc-status: 0\r\ngrpc-message: ok\r\n\r\n");
+  out.clear();
+  sluice::http::append_last_chunk(out, Headers{});
+  CHECK(out == sluice::http::kLastChunk);
+  CHECK(sluice::http::is_forwardable_trailer("x-checksum"));
+  CHECK_FALSE(sluice::http::is_forwardable_trailer(":status"));
+  CHECK_FALSE(sluice::http::is_forwardable_trailer(""));
 }
 
 TEST_CASE("malformed requests are rejected") {
