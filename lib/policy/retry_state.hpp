@@ -31,6 +31,9 @@ struct AttemptEnd {
   bool reused = false;        // on a pooled connection
   bool got_response = false;  // some response byte arrived
   bool nothing_sent = false;  // the first write failed before any byte left
+  // An HTTP/2 upstream refused the stream unprocessed (REFUSED_STREAM or
+  // past a GOAWAY): retried under retryOn refused-stream.
+  bool refused_stream = false;
 };
 
 class RetryState {

@@ -54,6 +54,16 @@ struct H2Upstream::Impl {
 
   explicit Impl(H2Upstream& o) : owner(o) {}
 
+  // Answers the held requests; `current` is written by its own loop.
+  void release(ConnBase* current) {
+    for (auto& h : held)
+      if (auto other = h.conn.lock()) {
+        answer(*other, h.stream, h.reply);
+        if (other.get() != current) other->kick();
+      }
+    held.clear();
+  }
+
   static void answer(ConnBase& c, int32_t stream, const H2Reply& r) {
     if (r.reset) {
       c.codec.reset(stream, *r.reset);
@@ -111,12 +121,7 @@ struct H2Upstream::Impl {
             break;
           }
           answer(*c, e.stream, reply);
-          for (auto& h2 : held)
-            if (auto other = h2.conn.lock()) {
-              answer(*other, h2.stream, h2.reply);
-              if (other != c) other->kick();
-            }
-          held.clear();
+          release(c.get());
           break;
         }
         default:
@@ -240,6 +245,16 @@ void H2Upstream::set_handler(std::function<H2Reply(const H2Request&)> handler) {
 void H2Upstream::hold_until(size_t n) {
   std::lock_guard lock(impl_->mutex);
   impl_->hold = n;
+}
+
+void H2Upstream::release_held() {
+  asio::post(impl_->io, [this] {
+    {
+      std::lock_guard lock(impl_->mutex);
+      impl_->hold = 0;
+    }
+    impl_->release(nullptr);
+  });
 }
 
 void H2Upstream::goaway_after(size_t n) {

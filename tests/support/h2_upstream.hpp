@@ -55,6 +55,8 @@ class H2Upstream {
   void set_handler(std::function<H2Reply(const H2Request&)> handler);
   // Responses wait until `n` requests arrived in all (0: answer at once).
   void hold_until(size_t n);
+  // Answers the held requests now.
+  void release_held();
   // After its n-th request a connection sends GOAWAY (last stream: that
   // request's), answers what it took, then closes.
   void goaway_after(size_t n);
