@@ -63,6 +63,10 @@ struct ClientSession::Impl {
     auto it = streams.find(id);
     return it == streams.end() ? nullptr : &it->second;
   }
+  const StreamState* find(int32_t id) const {
+    auto it = streams.find(id);
+    return it == streams.end() ? nullptr : &it->second;
+  }
 
   static int on_begin_headers(nghttp2_session*, const nghttp2_frame* frame, void* ud) {
     auto& self = *static_cast<Impl*>(ud);
@@ -319,6 +323,12 @@ void ClientSession::shutdown() {
 
 bool ClientSession::alive() const {
   return nghttp2_session_want_read(impl_->session) || nghttp2_session_want_write(impl_->session);
+}
+
+bool ClientSession::unprocessed(int32_t stream) const {
+  const Impl::StreamState* s = impl_->find(stream);
+  if (!s || s->head_done) return false;
+  return !s->headers_sent || (impl_->goaway && stream > impl_->goaway_last);
 }
 
 bool ClientSession::goaway_received() const {

@@ -97,6 +97,10 @@ class ClientSession {
 
   bool alive() const;
   bool goaway_received() const;
+  // The peer provably did not act on an open stream: its HEADERS never
+  // left, or it is past a received GOAWAY's last stream id. For a
+  // connection that ends with the stream still open.
+  bool unprocessed(int32_t stream) const;
   // The peer's SETTINGS_MAX_CONCURRENT_STREAMS (100 until its SETTINGS come).
   uint32_t peer_max_concurrent_streams() const;
   size_t open_streams() const;

@@ -111,7 +111,8 @@ struct H2Pool::Conn {
   bool tls;
   uint32_t reserved = 0;  // streams leased and not finished
   uint32_t started = 0;   // streams leased over its life
-  bool draining = false;  // GOAWAY received: no new stream
+  bool draining = false;  // GOAWAY received (or writes failed): no new stream
+  bool write_failed = false;
   TimePoint idle_since{};
   std::unordered_map<int32_t, std::shared_ptr<H2PoolStream>> streams;
   bool writing = false;
@@ -237,12 +238,15 @@ void H2Pool::Conn::handle_events() {
 awaitable<void> H2Pool::Conn::flush(std::shared_ptr<Conn> c) {
   if (c->writing) co_return;
   c->writing = true;
-  while (c->state != State::closed) {
+  while (c->state != State::closed && !c->write_failed) {
     c->out.clear();
     if (c->codec.produce(c->out) == 0) break;
     auto [ec, n] = co_await write_upstream(*c->tcp, asio::buffer(c->out));
     if (ec) {
-      c->close();
+      // The peer may have closed after its last frames: the reader still
+      // takes what arrived before it ends the connection.
+      c->draining = true;
+      c->write_failed = true;
       break;
     }
     for (auto& [id, st] : c->streams) st->window.notify();
@@ -271,7 +275,10 @@ awaitable<void> H2Pool::Conn::run(std::shared_ptr<Conn> c) {
   // Streams still open lose their upstream: a reset, before or during the
   // response, as a lost HTTP/1 connection would be.
   for (auto& [id, st] : c->streams)
-    if (!st->response_done) c->kill(*st);
+    if (!st->response_done && !st->dead) {
+      st->report->refused = c->codec.unprocessed(id);
+      c->kill(*st);
+    }
 }
 
 awaitable<void> H2Pool::Conn::request_pump(std::shared_ptr<Conn> c,
