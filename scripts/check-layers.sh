@@ -12,7 +12,7 @@
 #
 #   sluice    include/sluice   public value types and handles: nothing from lib/
 #   http      lib/http         HTTP/1 codec and text helpers, no sockets
-#   http2     lib/http2        HTTP/2 server codec over nghttp2, no sockets -> http
+#   http2     lib/http2        HTTP/2 codecs over nghttp2, no sockets -> http
 #   net       lib/net          the per-worker loop: connection slots and
 #                              deadlines, clocks, RNG, I/O buffers
 #   discovery lib/discovery    endpoint sources (DNS) on threads of their own;
@@ -27,9 +27,9 @@
 #   telemetry lib/telemetry    metrics (per-worker series, Prometheus text),
 #                              access-log formats             -> http
 #   upstream  lib/upstream     pools, balancers, health, outlier detection, the
-#                              upstream-connection layer; takes a narrow
-#                              per-worker context, never the Worker
-#                                                                    -> http tls net
+#                              upstream-connection layer (HTTP/2 multiplexed);
+#                              takes a narrow per-worker context, never the Worker
+#                                                                    -> http http2 tls net
 #   config    lib/config       specs -> compiled Snapshot, no I/O    -> http tls policy routing upstream
 #                                                                       security telemetry
 #   proxy     lib/proxy        downstream session, upstream exchange,
@@ -73,7 +73,7 @@ declare -A ALLOWED=(
   [security]="http net"
   [routing]="http policy"
   [telemetry]="http"
-  [upstream]="http tls net"
+  [upstream]="http http2 tls net"
   [config]="http tls policy routing upstream security telemetry"
   [proxy]="http http2 tls net policy routing upstream config security telemetry"
   [admin]="http net telemetry"

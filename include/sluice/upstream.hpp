@@ -59,6 +59,13 @@ struct ConnectionPoolSettings {
   uint32_t max_connections = 0xffffffffu;
   uint32_t max_pending_requests = 0xffffffffu;  // http1MaxPendingRequests
   uint32_t max_retries = 0xffffffffu;           // retries in flight at once
+  // HTTP/2 upstreams only. max_requests: requests in flight across workers
+  // (Istio http2MaxRequests, Envoy's max_requests); beyond it a request
+  // overflows (503, UO) at once. max_concurrent_streams: streams per
+  // connection (Istio maxConcurrentStreams), also capped by the upstream's
+  // SETTINGS; when every connection is full a new one opens.
+  uint32_t max_requests = 0xffffffffu;
+  uint32_t max_concurrent_streams = 0xffffffffu;
   std::optional<TcpKeepalive> tcp_keepalive;
 };
 
@@ -107,6 +114,13 @@ struct ServiceIdentity {
   bool operator==(const ServiceIdentity&) const = default;
 };
 
+// What the gateway speaks to the endpoints. http2: h2c with prior knowledge,
+// or h2 by ALPN when `tls` is set. Requests are multiplexed as streams over
+// few connections per worker and endpoint (pool.max_concurrent_streams,
+// pool.max_requests); max_requests_per_connection counts streams and
+// idle_timeout applies to a connection with no stream open.
+enum class UpstreamProtocol { http1, http2 };
+
 struct UpstreamConfig {
   std::string name;
   ServiceIdentity service;
@@ -119,6 +133,7 @@ struct UpstreamConfig {
   std::optional<OutlierDetection> outlier_detection;
   std::optional<HealthCheck> health_check;
   std::optional<UpstreamTls> tls;  // pooled and reused like plain connections
+  UpstreamProtocol protocol = UpstreamProtocol::http1;
 };
 
 // A point-in-time view of one upstream, for tests and admin pages.

@@ -121,13 +121,16 @@ json upstream_json(const UpstreamConfig& u) {
             {"endpoints", std::move(endpoints)},
             {"subsets", std::move(subsets)},
             {"load_balancer", balancer_name(u.load_balancer)},
+            {"protocol", u.protocol == UpstreamProtocol::http2 ? "HTTP2" : "HTTP1"},
             {"pool",
              {{"connect_timeout_ms", p.connect_timeout.count()},
               {"idle_timeout_ms", p.idle_timeout.count()},
               {"max_connections", p.max_connections},
               {"max_pending_requests", p.max_pending_requests},
               {"max_requests_per_connection", p.max_requests_per_connection},
-              {"max_retries", p.max_retries}}}};
+              {"max_retries", p.max_retries},
+              {"max_requests", p.max_requests},
+              {"max_concurrent_streams", p.max_concurrent_streams}}}};
   if (u.outlier_detection) {
     const auto& od = *u.outlier_detection;
     j["outlier_detection"] = {{"consecutive_5xx", od.consecutive_5xx},

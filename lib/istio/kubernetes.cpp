@@ -94,6 +94,23 @@ std::map<std::string, uint16_t> endpoint_ports(const YAML::Node& n, const Meta& 
   return out;
 }
 
+// Istio's protocol for a Service port (ConvertProtocol): appProtocol
+// first (kubernetes.io/h2c is HTTP/2), then the port name or its prefix
+// before '-'. Only the protocols sluice treats apart are named.
+std::string service_port_protocol(const std::string& app_protocol, const std::string& port_name) {
+  auto known = [](std::string p) -> std::string {
+    p = http::to_lower(p);
+    if (p == "kubernetes.io/h2c" || p == "http2") return "HTTP2";
+    if (p == "http" || p == "kubernetes.io/ws" || p == "kubernetes.io/wss") return "HTTP";
+    if (p == "grpc") return "GRPC";
+    if (p == "grpc-web") return "GRPC-WEB";
+    return "";
+  };
+  if (std::string p = known(app_protocol); !p.empty()) return p;
+  if (std::string p = known(port_name); !p.empty()) return p;
+  return known(port_name.substr(0, port_name.find('-')));
+}
+
 K8sServiceRes parse_service(const YAML::Node& doc, const Meta& meta,
                             std::vector<std::string>& warnings, bool* skip) {
   K8sServiceRes out;
@@ -338,7 +355,7 @@ std::vector<ServiceEntryRes> registry_entries(const Resources& res,
       ServicePort sp;
       sp.number = p.port;
       sp.name = p.name;
-      sp.protocol = http::to_lower(p.app_protocol) == "http" ? "HTTP" : "";
+      sp.protocol = service_port_protocol(p.app_protocol, p.name);
       // Used only for an endpoint that lists no ports at all.
       if (p.target_name.empty()) sp.target_port = p.target_number.value_or(p.port);
       se.ports.push_back(std::move(sp));

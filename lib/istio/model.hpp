@@ -187,6 +187,7 @@ struct PolicyParts {
   std::optional<ConnectionPoolSettings> connection_pool;
   std::optional<OutlierDetection> outlier_detection;
   std::optional<ClientTlsIn> tls;
+  std::string h2_upgrade_policy;  // connectionPool.http.h2UpgradePolicy; empty: DEFAULT
 };
 
 struct PortPolicyIn {

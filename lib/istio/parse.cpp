@@ -1204,7 +1204,8 @@ LoadBalancerIn parse_load_balancer(const YAML::Node& n, const Meta& m, const std
 }
 
 ConnectionPoolSettings parse_connection_pool(const YAML::Node& n, const Meta& m,
-                                             const std::string& path) {
+                                             const std::string& path,
+                                             std::string* h2_upgrade_policy) {
   ConnectionPoolSettings out;
   Fields f(n, m, path);
   std::optional<std::chrono::milliseconds> tcp_idle, http_idle;
@@ -1239,10 +1240,8 @@ ConnectionPoolSettings parse_connection_pool(const YAML::Node& n, const Meta& m,
       if (out.max_pending_requests == 0) out.max_pending_requests = 0xffffffffu;
     }
     if (auto v = hf.get("http2MaxRequests")) {
-      // Envoy's max_requests (concurrent requests per upstream): no such
-      // limit in sluice's ConnectionPoolSettings yet.
-      if (unsigned32(v, m, hf.sub("http2MaxRequests")) != 0)
-        note(m, hf.sub("http2MaxRequests"), "accepted; not enforced yet");
+      out.max_requests = unsigned32(v, m, hf.sub("http2MaxRequests"));
+      if (out.max_requests == 0) out.max_requests = 0xffffffffu;  // 0: unset in Istio
     }
     if (auto v = hf.get("maxRequestsPerConnection"))
       out.max_requests_per_connection = unsigned32(v, m, hf.sub("maxRequestsPerConnection"));
@@ -1254,14 +1253,14 @@ ConnectionPoolSettings parse_connection_pool(const YAML::Node& n, const Meta& m,
     if (auto v = hf.get("h2UpgradePolicy")) {
       std::string p =
           enum_name(v, m, hf.sub("h2UpgradePolicy"), {"DEFAULT", "DO_NOT_UPGRADE", "UPGRADE"});
-      if (p == "UPGRADE")
-        fail(m, hf.sub("h2UpgradePolicy"),
-             "UPGRADE is not implemented yet (HTTP/1.1 upstreams only)");
+      if (h2_upgrade_policy) *h2_upgrade_policy = p;
     }
     // Clients speak HTTP/1.1 to sluice, so "use the client's protocol" is what happens anyway.
     if (auto v = hf.get("useClientProtocol")) boolean(v, m, hf.sub("useClientProtocol"));
-    // HTTP/2 upstream settings: no HTTP/2 upstreams yet, nothing to apply.
-    if (auto v = hf.get("maxConcurrentStreams")) unsigned32(v, m, hf.sub("maxConcurrentStreams"));
+    if (auto v = hf.get("maxConcurrentStreams")) {
+      out.max_concurrent_streams = unsigned32(v, m, hf.sub("maxConcurrentStreams"));
+      if (out.max_concurrent_streams == 0) out.max_concurrent_streams = 0xffffffffu;
+    }
     hf.finish();
   }
   // The connection goes idle for both: the shorter bound wins.
@@ -1315,7 +1314,8 @@ PolicyParts parse_policy_parts(Fields& f, const Meta& m) {
   if (auto v = f.get("loadBalancer"))
     out.load_balancer = parse_load_balancer(v, m, f.sub("loadBalancer"));
   if (auto v = f.get("connectionPool"))
-    out.connection_pool = parse_connection_pool(v, m, f.sub("connectionPool"));
+    out.connection_pool =
+        parse_connection_pool(v, m, f.sub("connectionPool"), &out.h2_upgrade_policy);
   if (auto v = f.get("outlierDetection"))
     out.outlier_detection = parse_outlier(v, m, f.sub("outlierDetection"));
   if (auto v = f.get("tls")) out.tls = parse_client_tls(v, m, f.sub("tls"));

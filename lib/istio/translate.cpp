@@ -772,7 +772,10 @@ class Translator {
     if (subset && subset->traffic_policy) {
       const PolicyParts& sp = subset->traffic_policy->parts;
       if (sp.load_balancer) out.load_balancer = sp.load_balancer;
-      if (sp.connection_pool) out.connection_pool = sp.connection_pool;
+      if (sp.connection_pool) {
+        out.connection_pool = sp.connection_pool;
+        out.h2_upgrade_policy = sp.h2_upgrade_policy;
+      }
       if (sp.outlier_detection) out.outlier_detection = sp.outlier_detection;
       if (sp.tls) out.tls = sp.tls;
       if (auto p = at_port(*subset->traffic_policy)) out = *p;
@@ -871,6 +874,13 @@ class Translator {
     const DestinationRuleRes* dr = policy_rule(host_fqdn);
     PolicyParts parts = effective_policy(dr, own ? subset : nullptr, sp.number);
     apply_policy(parts, up);
+    // Istio speaks HTTP/2 to HTTP2, GRPC and GRPC-WEB ports, and to HTTP
+    // ones (here also those of no declared protocol) that h2UpgradePolicy
+    // UPGRADE; DO_NOT_UPGRADE does not downgrade an HTTP/2 port.
+    bool h2_port = sp.protocol == "HTTP2" || sp.protocol == "GRPC" || sp.protocol == "GRPC-WEB";
+    bool http_port = sp.protocol == "HTTP" || sp.protocol.empty();
+    if (h2_port || (http_port && parts.h2_upgrade_policy == "UPGRADE"))
+      up.protocol = UpstreamProtocol::http2;
     if (parts.tls && !dr) {
       for (const auto* r : rules_for(host_fqdn)) dr = r;  // the subset's rule
     }

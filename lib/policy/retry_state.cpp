@@ -13,7 +13,8 @@ RetryState::Verdict RetryState::after(uint32_t attempt, const AttemptEnd& end,
     free_resend_used_ = true;
     return {Next::free_resend, {}};
   }
-  bool retriable = policy_.retriable(end.outcome, end.status, end.grpc_status);
+  bool retriable = policy_.retriable(end.outcome, end.status, end.grpc_status) ||
+                   (end.refused_stream && policy_.on.refused_stream);
   if (!retriable) return {};
   if (attempt >= policy_.attempts) return {Next::respond, {}, policy_.attempts > 0};
   // A retry resends all of the body, so all of it must have been read and

@@ -35,6 +35,9 @@ struct AttemptEnd {
   // A grpc-status in the response head (a trailers-only response): Envoy
   // retries on gRPC codes seen there only, never on trailers.
   std::optional<uint32_t> grpc_status;
+  // An HTTP/2 upstream refused the stream unprocessed (REFUSED_STREAM or
+  // past a GOAWAY): retried under retryOn refused-stream.
+  bool refused_stream = false;
 };
 
 class RetryState {

@@ -1380,6 +1380,10 @@ awaitable<typename Session<Stream>::Attempt> Session<Stream>::run_attempt(Exchan
   slot_.upstream = nullptr;
   slot_.clear_deadline();
   if (!failed) co_return a;
+  // An HTTP/2 stream the upstream refused unprocessed goes again for free,
+  // like a request that provably never left.
+  if (x.conn->h2 && x.conn->h2->refused)
+    a.end.reused = a.end.nothing_sent = a.end.refused_stream = true;
   x.conn.reset();
   if (auto t = timeout_reply()) {
     a.reply = std::move(*t);

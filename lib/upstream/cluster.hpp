@@ -102,6 +102,8 @@ class ClusterState {
   std::atomic<uint64_t> overflows{0};
   std::atomic<uint64_t> retries_active{0};
   std::atomic<uint64_t> retry_overflows{0};
+  // HTTP/2 streams in flight (max_requests, Istio's http2MaxRequests).
+  std::atomic<uint64_t> h2_streams{0};
   // Totals for telemetry (Envoy's upstream_rq_total, upstream_cx_connect_fail,
   // upstream_rq_retry).
   std::atomic<uint64_t> requests{0};

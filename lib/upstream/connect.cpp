@@ -66,7 +66,7 @@ Lease::Status failure_status(const ConnectionSlot& slot) {
 // the place is given back.
 asio::awaitable<Lease> connect_new(UpstreamContext& ctx, ConnectionSlot& slot,
                                    const CompiledUpstream& upstream, int64_t endpoint, bool counted,
-                                   bool originate_tls) {
+                                   bool originate_tls, std::string_view alpn = {}) {
   const CompiledEndpoint& ep = upstream.endpoints[endpoint];
   const auto& pool = upstream.config.pool;
   // Held across the awaits: a reload may drop the balancer's caches.
@@ -95,6 +95,9 @@ asio::awaitable<Lease> connect_new(UpstreamContext& ctx, ConnectionSlot& slot,
     // The handshake shares the connect deadline.
     conn->tls = std::make_unique<asio::ssl::stream<asio::ip::tcp::socket&>>(
         conn->socket, upstream.tls->context());
+    if (!alpn.empty())
+      SSL_set_alpn_protos(conn->tls->native_handle(), reinterpret_cast<const uint8_t*>(alpn.data()),
+                          alpn.size());
     std::error_code hs = co_await tls::handshake_client(*conn->tls, *upstream.tls, "");
     if (hs) co_return failed();
   }
@@ -118,6 +121,9 @@ asio::awaitable<Lease> lease_connection(UpstreamContext& ctx, ConnectionSlot& sl
   const CompiledEndpoint& ep = upstream.endpoints[endpoint];
   const auto& pool = upstream.config.pool;
   std::shared_ptr<ClusterState> cluster = upstream.state;
+  // HTTP/2: a stream on a multiplexed connection, as a socket pair.
+  if (upstream.config.protocol == UpstreamProtocol::http2)
+    co_return co_await ctx.h2().lease(ctx, slot, upstream, endpoint);
   Lease lease;
   slot.fired = Timeout::none;
   Loop& loop = ctx.loop();
@@ -174,7 +180,7 @@ void release_connection(UpstreamContext& ctx, const CompiledUpstream& upstream,
                         std::unique_ptr<UpstreamConnection> conn, bool reusable) {
   if (!conn) return;
   const auto& pool = upstream.config.pool;
-  if (reusable &&
+  if (reusable && !conn->h2 &&
       (pool.max_requests_per_connection == 0 || conn->requests < pool.max_requests_per_connection))
     ctx.pool().put(std::move(conn), pool.max_idle_per_endpoint, ctx.loop().now());
   conn.reset();
@@ -193,7 +199,7 @@ asio::awaitable<Lease> open_connection(UpstreamContext& ctx, ConnectionSlot& slo
     co_return lease;
   }
   co_return co_await connect_new(ctx, slot, upstream, endpoint, options.limited,
-                                 options.originate_tls);
+                                 options.originate_tls, options.alpn);
 }
 
 }  // namespace sluice

@@ -13,6 +13,7 @@
 #include <asio/write.hpp>
 
 #include <cstdint>
+#include <string_view>
 #include <memory>
 #include <tuple>
 
@@ -51,6 +52,8 @@ struct ConnectOptions {
   // TLS origination when the upstream has it. A passthrough relay carries
   // the client's own TLS, so it connects raw.
   bool originate_tls = true;
+  // ALPN offered when TLS is originated ("\x02h2" for HTTP/2); empty: none.
+  std::string_view alpn;
 };
 
 // A connection of its own (never pooled; destroying it closes it), made

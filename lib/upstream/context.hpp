@@ -8,6 +8,7 @@
 
 #include "net/loop.hpp"
 #include "upstream/balancer.hpp"
+#include "upstream/h2_pool.hpp"
 #include "upstream/pool.hpp"
 
 namespace sluice {
@@ -22,6 +23,7 @@ class UpstreamContext {
   asio::io_context& context() { return loop_.context(); }
   ConnectionPool& pool() { return pool_; }
   Balancer& balancer() { return balancer_; }
+  H2Pool& h2() { return h2_; }
   std::mt19937_64& rng() { return loop_.rng(); }
   // The gateway's injectable clock: ejections, warm-up, health.
   TimePoint now() const { return loop_.clock_now(); }
@@ -30,6 +32,7 @@ class UpstreamContext {
   Loop& loop_;
   ConnectionPool pool_;
   Balancer balancer_;
+  H2Pool h2_;  // HTTP/2 upstream connections, multiplexed
 };
 
 }  // namespace sluice

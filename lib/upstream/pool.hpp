@@ -16,6 +16,14 @@ namespace sluice {
 class ClusterState;
 struct EndpointState;
 
+// What an HTTP/2 stream's multiplexer (h2_pool) tells the session holding
+// its socket pair beyond the bytes.
+struct H2StreamReport {
+  // The upstream provably did not act on the stream (REFUSED_STREAM, or
+  // past a GOAWAY's last stream id): it may go again on another connection.
+  bool refused = false;
+};
+
 struct UpstreamConnection {
   explicit UpstreamConnection(asio::ip::tcp::socket s) : socket(std::move(s)) {}
   // Gives back the connection's place in the upstream's and the endpoint's
@@ -31,6 +39,9 @@ struct UpstreamConnection {
   std::shared_ptr<ClusterState> cluster;    // counts open connections per upstream
   std::shared_ptr<EndpointState> endpoint;  // and per endpoint
   std::string endpoint_key;
+  // Set on one end of an HTTP/2 stream's socket pair (h2_pool): closed,
+  // never pooled, when released.
+  std::shared_ptr<H2StreamReport> h2;
   uint32_t requests = 0;                               // requests sent on this connection
   std::chrono::steady_clock::time_point idle_since{};  // on the worker's clock
 };

@@ -473,7 +473,8 @@ spec:
   CHECK(u->outlier_detection->base_ejection_time == 15min);
   CHECK(u->outlier_detection->max_ejection_percent == 100);
   CHECK(u->outlier_detection->min_health_percent == 50);
-  CHECK(has_warning(l, "http2MaxRequests"));
+  CHECK(u->pool.max_requests == 10);  // enforced for HTTP/2 upstreams
+  CHECK_FALSE(has_warning(l, "http2MaxRequests"));
   compiles(l);
 
   // Defaults: Istio's, and no outlier detection unless asked for.

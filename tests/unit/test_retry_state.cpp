@@ -114,3 +114,18 @@ TEST_CASE("retry: tried endpoints are remembered, the free resend's is forgotten
   for (int i = 0; i < 20; ++i) s.record(i);  // bounded
   CHECK(s.tried().size() == 8);
 }
+
+TEST_CASE("retry: a refused HTTP/2 stream is resent free once, then retried under refused-stream only") {
+  AttemptEnd refused{.outcome = AttemptOutcome::reset,
+                     .reused = true,
+                     .nothing_sent = true,
+                     .refused_stream = true};
+  CompiledRetry p = policy(2, "refused-stream");
+  RetryState s(p);
+  CHECK(s.after(0, refused, kNoBody).next == Next::free_resend);
+  CHECK(s.after(0, refused, kNoBody).next == Next::retry);
+  CompiledRetry other = policy(2, "connect-failure");
+  RetryState t(other);
+  CHECK(t.after(0, refused, kNoBody).next == Next::free_resend);
+  CHECK(t.after(0, refused, kNoBody).next == Next::respond);
+}
