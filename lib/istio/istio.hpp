@@ -78,6 +78,24 @@ struct MeshTelemetry {
   std::vector<std::string> default_tracing;
 };
 
+// The workload identity Istio mounts for a proxy (--mesh-certs DIR:
+// cert-chain.pem, key.pem, root-cert.pem). With it, DestinationRule tls mode
+// ISTIO_MUTUAL originates mTLS with this chain and key, trusts only
+// root-cert.pem, and checks the peer's SPIFFE identity: one of the
+// destination's service accounts when the loader knows them (the
+// ServiceEntry's subjectAltNames, or spiffe://<trust domain>/ns/<ns>/sa/<sa>
+// for each Pod's spec.serviceAccountName behind a Kubernetes Service), else
+// any identity in the trust domain. SNI is Istio's
+// outbound_.<port>_.<subset>_.<host>.
+struct MeshCertificates {
+  std::string cert_chain, key, root_cert;  // PEM
+  // From the leaf's spiffe:// URI SAN; "cluster.local" when it has none.
+  std::string trust_domain;
+  std::vector<std::string> files;  // the three paths (the file watch reloads on change)
+};
+// Errors name the directory and the file that is missing or unreadable.
+Result<MeshCertificates> load_mesh_certs(const std::string& dir);
+
 struct TranslateOptions {
   std::string bind_address = "0.0.0.0";
   bool ephemeral_ports = false;  // listen on port 0 for every Gateway server port
@@ -98,6 +116,8 @@ struct TranslateOptions {
   // Gateway API: the Gateways of this gatewayClassName are served; others
   // are ignored with a note.
   std::string gateway_class = "istio";
+  // ISTIO_MUTUAL is a load error without them.
+  std::optional<MeshCertificates> mesh_certs;
 };
 
 // A security policy the gateway enforces, or one the loader skipped.

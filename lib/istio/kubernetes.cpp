@@ -5,6 +5,8 @@
 // registry does (pilot/pkg/serviceregistry/kube).
 
 #include <asio/ip/address.hpp>
+
+#include <algorithm>
 #include <set>
 
 #include <fmt/format.h>
@@ -262,6 +264,13 @@ K8sPodRes parse_pod(const YAML::Node& doc, const Meta& meta) {
   const Meta& m = out.meta;
   check_top(doc, m, {"apiVersion", "kind", "metadata", "spec", "status"});
   out.labels = metadata_labels(doc, m);
+  // Only the service account is read from the spec (the Pod's mesh identity).
+  if (YAML::Node spec = doc["spec"]; spec && spec.IsMap())
+    for (const char* key : {"serviceAccountName", "serviceAccount"})
+      if (YAML::Node sa = spec[key]; sa && !sa.IsNull()) {
+        out.service_account = scalar(sa, m, std::string("spec.") + key);
+        break;
+      }
   YAML::Node status = doc["status"];
   if (!status || !status.IsMap()) return out;
   if (YAML::Node ip = status["podIP"]; ip && !ip.IsNull())
@@ -384,6 +393,12 @@ std::vector<ServiceEntryRes> registry_entries(const Resources& res,
           auto [lo, hi] = pods_by_ip.equal_range(e.ip);
           for (auto it = lo; it != hi; ++it)
             if (!pod || it->second->meta.namespace_ == svc.meta.namespace_) pod = it->second;
+        }
+        if (pod) {
+          std::string sa = fmt::format("ns/{}/sa/{}", pod->meta.namespace_, pod->service_account);
+          if (std::find(se.service_accounts.begin(), se.service_accounts.end(), sa) ==
+              se.service_accounts.end())
+            se.service_accounts.push_back(std::move(sa));
         }
         if (pod)
           we.labels = pod->labels;

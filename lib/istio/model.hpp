@@ -235,6 +235,10 @@ struct ServiceEntryRes {
   std::vector<ServicePort> ports;
   std::string resolution;  // STATIC, DNS, DNS_ROUND_ROBIN
   std::vector<WorkloadEndpoint> endpoints;
+  // ISTIO_MUTUAL peer identities: spec.subjectAltNames, or for a Kubernetes
+  // Service the SPIFFE paths "ns/<ns>/sa/<sa>" of its Pods' service accounts.
+  std::vector<std::string> subject_alt_names;
+  std::vector<std::string> service_accounts;
 };
 
 // A core v1 Secret (credentialName); `data` decoded, `stringData` merged.
@@ -345,6 +349,7 @@ struct K8sPodRes {
   Meta meta;
   Labels labels;
   std::vector<std::string> ips;  // status.podIP and status.podIPs
+  std::string service_account = "default";  // spec.serviceAccountName
 };
 
 struct GatewayApiResources;  // gateway_api.hpp

@@ -780,8 +780,6 @@ ClientTlsIn parse_client_tls(const YAML::Node& n, const Meta& m, const std::stri
   Fields f(n, m, path);
   if (auto v = f.get("mode"))
     out.mode = enum_name(v, m, f.sub("mode"), {"DISABLE", "SIMPLE", "MUTUAL", "ISTIO_MUTUAL"});
-  if (out.mode == "ISTIO_MUTUAL")
-    fail(m, f.sub("mode"), "ISTIO_MUTUAL is not supported (needs the mesh's certificates)");
   if (auto v = f.get("credentialName")) out.credential_name = scalar(v, m, f.sub("credentialName"));
   for (auto [key, dst] : {std::pair{"caCertificates", &out.ca_certificates},
                           std::pair{"clientCertificate", &out.client_certificate},
@@ -1439,7 +1437,8 @@ ServiceEntryRes parse_service_entry(const YAML::Node& spec, Meta meta) {
     }
   }
   f.not_implemented({"workloadSelector"});
-  f.ignore({"addresses", "location", "exportTo", "subjectAltNames"});
+  out.subject_alt_names = string_list(f.get("subjectAltNames"), m, f.sub("subjectAltNames"));
+  f.ignore({"addresses", "location", "exportTo"});
   f.finish();
   return out;
 }

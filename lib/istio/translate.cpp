@@ -77,6 +77,26 @@ bool is_ip(const std::string& s) {
   return !ec;
 }
 
+// ISTIO_MUTUAL anywhere in a DestinationRule is a load error without the
+// mesh's certificates, whether or not a route uses the rule.
+void require_mesh_certs(const Resources& res, const TranslateOptions& options) {
+  if (options.mesh_certs) return;
+  auto check = [](const Meta& m, const std::optional<TrafficPolicyIn>& tp) {
+    if (!tp) return;
+    std::vector<const PolicyParts*> all{&tp->parts};
+    for (const auto& p : tp->port_level) all.push_back(&p.parts);
+    for (const PolicyParts* parts : all)
+      if (parts->tls && parts->tls->mode == "ISTIO_MUTUAL")
+        fail(m, parts->tls->path + ".mode",
+             "ISTIO_MUTUAL needs the mesh's certificates: start with --mesh-certs DIR (a "
+             "directory holding cert-chain.pem, key.pem and root-cert.pem, as Istio mounts them)");
+  };
+  for (const auto& dr : res.destination_rules) {
+    check(dr.meta, dr.traffic_policy);
+    for (const auto& s : dr.subsets) check(dr.meta, s.traffic_policy);
+  }
+}
+
 struct ServerRef {
   const GatewayRes* gateway;
   size_t index;
@@ -795,6 +815,7 @@ class Translator {
                  UpstreamConfig& up) const {
     if (!parts.tls || parts.tls->mode == "DISABLE") return;
     const ClientTlsIn& in = *parts.tls;
+    if (in.mode == "ISTIO_MUTUAL") return;  // apply_mesh_tls
     UpstreamTls t;
     t.mode = in.mode == "MUTUAL" ? UpstreamTls::Mode::mutual : UpstreamTls::Mode::simple;
     // Istio's default SNI is the destination host.
@@ -822,6 +843,32 @@ class Translator {
     }
     t.subject_alt_names = in.subject_alt_names;
     t.insecure_skip_verify = in.insecure_skip_verify;
+    up.tls = std::move(t);
+  }
+
+  // ISTIO_MUTUAL: MUTUAL with the mesh's certificates. The peer's accepted
+  // identities are Istio's: the rule's subjectAltNames, else the service's
+  // (ServiceEntry subjectAltNames, Pods' service accounts), else any in the
+  // trust domain (UpstreamTls::spiffe_trust_domain).
+  void apply_mesh_tls(const PolicyParts& parts, const DestinationRuleRes* dr,
+                      const ServiceEntryRes& se, const std::string& host_fqdn, uint32_t port,
+                      const std::string& subset, UpstreamConfig& up) const {
+    if (!parts.tls || parts.tls->mode != "ISTIO_MUTUAL") return;
+    const ClientTlsIn& in = *parts.tls;
+    const MeshCertificates& mesh = *options_.mesh_certs;  // require_mesh_certs checked
+    UpstreamTls t;
+    t.mode = UpstreamTls::Mode::mutual;
+    // Istio's SNI for in-mesh traffic names the cluster (model.BuildDNSSrvSubsetKey).
+    t.sni = in.sni.empty() ? fmt::format("outbound_.{}_.{}_.{}", port, subset, host_fqdn) : in.sni;
+    t.ca_certificates = mesh.root_cert;
+    t.client_certificate = mesh.cert_chain;
+    t.private_key = mesh.key;
+    t.spiffe_trust_domain = mesh.trust_domain;
+    t.subject_alt_names = in.subject_alt_names;
+    if (t.subject_alt_names.empty()) t.subject_alt_names = se.subject_alt_names;
+    if (t.subject_alt_names.empty())
+      for (const auto& sa : se.service_accounts)
+        t.subject_alt_names.push_back(fmt::format("spiffe://{}/{}", mesh.trust_domain, sa));
     up.tls = std::move(t);
   }
 
@@ -875,6 +922,7 @@ class Translator {
       for (const auto* r : rules_for(host_fqdn)) dr = r;  // the subset's rule
     }
     apply_tls(parts, dr, host, up);
+    apply_mesh_tls(parts, dr, se, host_fqdn, sp.number, own ? subset->name : std::string(), up);
     if (!dns_hosts.empty()) out_.dns.push_back(DnsUpstream{name, std::move(dns_hosts)});
     upstreams_[name] = std::move(up);
     upstream_order_.push_back(name);
@@ -1399,6 +1447,7 @@ Result<LoadedConfig> translate(const Parsed& parsed, const TranslateOptions& opt
       converted = *parsed.resources;
       convert_gateway_api(*converted, options.gateway_class, route_status, gateway_api_notes);
     }
+    require_mesh_certs(converted ? *converted : *parsed.resources, options);
     Translator t(converted ? *converted : *parsed.resources, options, dns);
     LoadedConfig out = t.run();
     out.route_status = std::move(route_status);
