@@ -46,7 +46,9 @@ Result<Parsed> parse_string(std::string_view yaml, std::string origin = "<string
 // a change to one of them is a reason to reload.
 std::vector<std::string> referenced_files(const Parsed& parsed);
 
-// Hostnames that DNS-resolution ServiceEntries need, sorted and unique.
+// Hostnames that DNS-resolution ServiceEntries and ExternalName Services
+// need, sorted and unique; with options.resolve_unknown_hosts also the
+// destination hosts no ServiceEntry or Service declares.
 std::vector<std::string> dns_names(const Parsed& parsed);
 
 // hostname -> IPv4 literals; a name that did not resolve maps to an empty
@@ -99,6 +101,11 @@ Result<MeshCertificates> load_mesh_certs(const std::string& dir);
 struct TranslateOptions {
   std::string bind_address = "0.0.0.0";
   bool ephemeral_ports = false;  // listen on port 0 for every Gateway server port
+  // The gateway's namespace (--gateway-namespace) also decides what it sees
+  // through exportTo, as for an Istio gateway deployed there: a
+  // VirtualService, DestinationRule, ServiceEntry or Service is used when its
+  // exportTo is empty or holds "*", this namespace, or "." and the resource
+  // lives here; others are left out with a note.
   // Which RequestAuthentication / AuthorizationPolicy resources select this
   // gateway (Istio semantics): those without selector in the root namespace
   // or the gateway's, those whose selector.matchLabels are all among
@@ -118,7 +125,13 @@ struct TranslateOptions {
   std::string gateway_class = "istio";
   // ISTIO_MUTUAL is a load error without them.
   std::optional<MeshCertificates> mesh_certs;
+  // --resolve-unknown-hosts dns (docker-compose style): a destination host no
+  // ServiceEntry or Service declares is resolved by DNS (like a ServiceEntry
+  // with resolution DNS, on the destination's port or 80) and re-resolved in
+  // the background. Off: such a host is a load error.
+  bool resolve_unknown_hosts = false;
 };
+std::vector<std::string> dns_names(const Parsed& parsed, const TranslateOptions& options);
 
 // A security policy the gateway enforces, or one the loader skipped.
 struct SecurityPolicyInfo {

@@ -27,6 +27,9 @@ struct Meta {
   std::string name;
   std::string namespace_ = "default";
   std::string file;
+  // exportTo (a Service's networking.istio.io/exportTo annotation): ".", "*"
+  // or namespaces; empty: every namespace.
+  std::vector<std::string> export_to;
 
   // Errors say "VirtualService reviews"; the namespace only when not default.
   std::string display() const { return namespace_ == "default" ? name : namespace_ + "/" + name; }
@@ -328,6 +331,7 @@ struct K8sServicePort {
 struct K8sServiceRes {
   Meta meta;
   std::vector<K8sServicePort> ports;  // TCP ports only
+  std::string external_name;          // type ExternalName: the DNS name it stands for
 };
 
 struct K8sEndpoint {

@@ -1084,7 +1084,7 @@ VirtualServiceRes parse_virtual_service(const YAML::Node& spec, Meta meta) {
     for (size_t i = 0; i < v.size(); ++i)
       out.tcp.push_back(parse_tcp_rule(v[i], m, index("tcp", i)));
   }
-  f.ignore({"exportTo"});
+  out.meta.export_to = string_list(f.get("exportTo"), m, f.sub("exportTo"));
   f.finish();
   return out;
 }
@@ -1372,7 +1372,7 @@ DestinationRuleRes parse_destination_rule(const YAML::Node& spec, Meta meta) {
   if (auto tp = f.get("trafficPolicy"))
     out.traffic_policy = parse_traffic_policy(tp, m, "trafficPolicy");
   f.not_implemented({"workloadSelector"});
-  f.ignore({"exportTo"});
+  out.meta.export_to = string_list(f.get("exportTo"), m, f.sub("exportTo"));
   f.finish();
   return out;
 }
@@ -1438,7 +1438,8 @@ ServiceEntryRes parse_service_entry(const YAML::Node& spec, Meta meta) {
   }
   f.not_implemented({"workloadSelector"});
   out.subject_alt_names = string_list(f.get("subjectAltNames"), m, f.sub("subjectAltNames"));
-  f.ignore({"addresses", "location", "exportTo"});
+  out.meta.export_to = string_list(f.get("exportTo"), m, f.sub("exportTo"));
+  f.ignore({"addresses", "location"});
   f.finish();
   return out;
 }

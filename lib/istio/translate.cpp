@@ -7,10 +7,12 @@
 
 #include <algorithm>
 #include <asio/ip/address.hpp>
+#include <deque>
 #include <map>
 #include <set>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "http/regex.hpp"
 #include "http/tokens.hpp"
@@ -95,6 +97,44 @@ void require_mesh_certs(const Resources& res, const TranslateOptions& options) {
     check(dr.meta, dr.traffic_policy);
     for (const auto& s : dr.subsets) check(dr.meta, s.traffic_policy);
   }
+}
+
+// exportTo as Istio applies it to a gateway in `gw_ns`.
+bool exported_to(const Meta& m, const std::string& gw_ns) {
+  if (m.export_to.empty()) return true;
+  for (const auto& e : m.export_to)
+    if (e == "*" || e == gw_ns || (e == "." && m.namespace_ == gw_ns)) return true;
+  return false;
+}
+
+// Leaves out what exportTo hides from the gateway; true when anything was.
+bool drop_unexported(Resources& res, const std::string& gw_ns, std::vector<std::string>& notes) {
+  size_t before = notes.size();
+  auto drop = [&](auto& list) {
+    std::erase_if(list, [&](const auto& r) {
+      if (exported_to(r.meta, gw_ns)) return false;
+      notes.push_back(
+          fmt::format("{}: exportTo [{}] does not include the gateway's namespace "
+                      "\"{}\"; ignored",
+                      r.meta.object(), fmt::join(r.meta.export_to, ", "), gw_ns));
+      return true;
+    });
+  };
+  drop(res.virtual_services);
+  drop(res.destination_rules);
+  drop(res.service_entries);
+  drop(res.services);
+  return notes.size() != before;
+}
+
+bool any_unexported(const Resources& res, const std::string& gw_ns) {
+  auto any = [&](const auto& list) {
+    for (const auto& r : list)
+      if (!exported_to(r.meta, gw_ns)) return true;
+    return false;
+  };
+  return any(res.virtual_services) || any(res.destination_rules) || any(res.service_entries) ||
+         any(res.services);
 }
 
 struct ServerRef {
@@ -703,6 +743,28 @@ class Translator {
     return nullptr;
   }
 
+  // --resolve-unknown-hosts dns: a DNS ServiceEntry for the host as written,
+  // one per host, with a port for each one routes name (80 when none does).
+  const ServiceEntryRes* unknown_host(const DestinationIn& d, std::string* declared) {
+    std::string name = http::to_lower(d.host);
+    if (name.find('*') != std::string::npos) return nullptr;
+    ServiceEntryRes* se = nullptr;
+    for (auto& u : unknown_)
+      if (u.hosts.front() == name) se = &u;
+    if (!se) {
+      se = &unknown_.emplace_back();
+      se->meta = Meta{"ServiceEntry", "unknown-host " + name, "default", "", {}};
+      se->hosts = {name};
+      se->resolution = "DNS";
+    }
+    uint16_t port = d.port.value_or(80);
+    bool has = false;
+    for (const auto& sp : se->ports) has = has || sp.number == port;
+    if (!has) se->ports.push_back(ServicePort{port, "", "", std::nullopt});
+    *declared = name;
+    return se;
+  }
+
   std::vector<const DestinationRuleRes*> rules_for(const std::string& host_fqdn) const {
     std::vector<const DestinationRuleRes*> out;
     for (const auto& dr : res_.destination_rules)
@@ -933,9 +995,12 @@ class Translator {
   Destination resolve_destination(const Meta& meta, const DestinationIn& d, const std::string& p) {
     std::string host;
     const ServiceEntryRes* se = find_service(fqdn(d.host, meta.namespace_), &host);
+    if (!se && options_.resolve_unknown_hosts) se = unknown_host(d, &host);
     if (!se)
       fail(meta, p + ".host",
-           fmt::format("host \"{}\" is not declared by any ServiceEntry", d.host));
+           fmt::format("host \"{}\" is not declared by any ServiceEntry or Service (or start "
+                       "with --resolve-unknown-hosts dns)",
+                       d.host));
     const ServicePort* sp = nullptr;
     if (d.port) {
       for (const auto& candidate : se->ports)
@@ -1405,6 +1470,7 @@ class Translator {
   LoadedConfig out_;
   std::vector<std::string> warnings_;
   std::vector<ServiceEntryRes> registry_;  // the Kubernetes Services (kubernetes.cpp)
+  std::deque<ServiceEntryRes> unknown_;    // --resolve-unknown-hosts (stable addresses)
   std::map<std::string, const GatewayRes*> gateways_;
   std::map<uint16_t, std::vector<ServerRef>> ports_;
   std::map<const VirtualServiceRes*, std::vector<std::string>> bound_;
@@ -1422,8 +1488,42 @@ const ListenerInfo* LoadedConfig::listener_for_port(uint16_t port) const {
   return nullptr;
 }
 
+std::vector<std::string> dns_names(const Parsed& parsed, const TranslateOptions& options) {
+  std::vector<std::string> out = dns_names(parsed);
+  if (!options.resolve_unknown_hosts) return out;
+  // Destination hosts nothing declares (by name as written; a few extra
+  // lookups of declared short names cost nothing at load).
+  const Resources& res = *parsed.resources;
+  std::set<std::string> names(out.begin(), out.end()), declared;
+  for (const auto& se : res.service_entries)
+    for (const auto& h : se.hosts) declared.insert(http::to_lower(h));
+  for (const auto& s : res.services) {
+    declared.insert(s.meta.name);
+    declared.insert(s.meta.name + "." + s.meta.namespace_);
+    declared.insert(s.meta.name + "." + s.meta.namespace_ + ".svc.cluster.local");
+  }
+  auto add = [&](const DestinationIn& d) {
+    std::string h = http::to_lower(d.host);
+    if (h.find('*') == std::string::npos && !is_ip(h) && !declared.count(h)) names.insert(h);
+  };
+  for (const auto& vs : res.virtual_services) {
+    for (const auto& r : vs.http) {
+      for (const auto& d : r.route) add(d);
+      if (r.mirrors)
+        for (const auto& m : *r.mirrors) add(m.destination);
+    }
+    for (const auto& r : vs.tcp)
+      for (const auto& d : r.route) add(d);
+    for (const auto& r : vs.tls)
+      for (const auto& d : r.route) add(d);
+  }
+  return {names.begin(), names.end()};
+}
+
 std::vector<std::string> dns_names(const Parsed& parsed) {
   std::set<std::string> names;
+  for (const auto& s : parsed.resources->services)
+    if (!s.external_name.empty() && !is_ip(s.external_name)) names.insert(s.external_name);
   for (const auto& se : parsed.resources->service_entries) {
     if (se.resolution != "DNS" && se.resolution != "DNS_ROUND_ROBIN") continue;
     if (se.endpoints.empty()) {
@@ -1447,6 +1547,10 @@ Result<LoadedConfig> translate(const Parsed& parsed, const TranslateOptions& opt
       converted = *parsed.resources;
       convert_gateway_api(*converted, options.gateway_class, route_status, gateway_api_notes);
     }
+    if (any_unexported(converted ? *converted : *parsed.resources, options.gateway_namespace)) {
+      if (!converted) converted = *parsed.resources;
+      drop_unexported(*converted, options.gateway_namespace, gateway_api_notes);
+    }
     require_mesh_certs(converted ? *converted : *parsed.resources, options);
     Translator t(converted ? *converted : *parsed.resources, options, dns);
     LoadedConfig out = t.run();
@@ -1465,7 +1569,7 @@ Result<LoadedConfig> load_files(const std::vector<std::string>& paths,
                                 const TranslateOptions& options) {
   auto parsed = parse_files(paths);
   if (!parsed) return parsed.error();
-  auto table = resolve_hostnames(dns_names(*parsed));
+  auto table = resolve_hostnames(dns_names(*parsed, options));
   return translate(*parsed, options, table);
 }
 
@@ -1474,7 +1578,7 @@ Result<LoadedConfig> load_string(std::string_view yaml, const TranslateOptions& 
   auto parsed = parse_string(yaml);
   if (!parsed) return parsed.error();
   DnsTable table = dns;
-  for (const auto& name : dns_names(*parsed))
+  for (const auto& name : dns_names(*parsed, options))
     if (!table.count(name)) {
       auto more = resolve_hostnames({name});
       table[name] = more[name];
