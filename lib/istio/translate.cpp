@@ -107,9 +107,8 @@ bool exported_to(const Meta& m, const std::string& gw_ns) {
   return false;
 }
 
-// Leaves out what exportTo hides from the gateway; true when anything was.
-bool drop_unexported(Resources& res, const std::string& gw_ns, std::vector<std::string>& notes) {
-  size_t before = notes.size();
+// Leaves out what exportTo hides from the gateway, with a note for each.
+void drop_unexported(Resources& res, const std::string& gw_ns, std::vector<std::string>& notes) {
   auto drop = [&](auto& list) {
     std::erase_if(list, [&](const auto& r) {
       if (exported_to(r.meta, gw_ns)) return false;
@@ -124,7 +123,6 @@ bool drop_unexported(Resources& res, const std::string& gw_ns, std::vector<std::
   drop(res.destination_rules);
   drop(res.service_entries);
   drop(res.services);
-  return notes.size() != before;
 }
 
 bool any_unexported(const Resources& res, const std::string& gw_ns) {
