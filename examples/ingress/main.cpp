@@ -41,6 +41,13 @@ const char* usage = R"(usage: sluice-ingress [options]
                          extensionProviders
   --gateway-namespace NS the gateway workload's namespace, for the security policies
                          that select it (default istio-system)
+  --resolve-unknown-hosts dns|error  a destination host no ServiceEntry or Service
+                         declares: resolved by DNS and re-resolved every --dns-refresh
+                         (docker-compose style), or a load error (the default)
+  --mesh-certs DIR       the mesh identity as Istio mounts it (cert-chain.pem, key.pem,
+                         root-cert.pem): DestinationRule tls mode ISTIO_MUTUAL originates
+                         mTLS with it and checks the peer's SPIFFE identity; reloaded
+                         when the files change
   --gateway-label K=V    a label of the gateway workload (repeatable; replaces the
                          default app=istio-ingressgateway, istio=ingressgateway)
   --gateway-class NAME   Gateway API: serve the Gateways of this gatewayClassName
@@ -106,6 +113,8 @@ struct Options {
   std::map<std::string, std::string> jwks_resolve;
   int dns_refresh_seconds = 30;
   std::optional<std::string> gateway_namespace;
+  std::optional<std::string> mesh_certs;
+  bool resolve_unknown_hosts = false;
   std::optional<std::string> gateway_class;
   std::optional<sluice::Labels> gateway_labels;
   std::optional<std::string> access_log;
@@ -151,7 +160,8 @@ std::optional<int> parse_args(int argc, char** argv, Options& o) {
                a == "--gateway-namespace" || a == "--gateway-label" || a == "--rate-limit-config" ||
                a == "--redis" || a == "--client-ip" || a == "--jwks-ca" || a == "--jwks-resolve" ||
                a == "--otlp-endpoint" || a == "--trace-sampling" || a == "--gateway-class" ||
-               a == "--file-flush-interval-msec") {
+               a == "--file-flush-interval-msec" || a == "--mesh-certs" ||
+               a == "--resolve-unknown-hosts") {
       if (!(v = value())) return fail_usage(a + " needs a value");
       if (a == "--config") o.configs.push_back(*v);
       if (a == "--mesh-config") o.mesh_config = *v;
@@ -159,6 +169,12 @@ std::optional<int> parse_args(int argc, char** argv, Options& o) {
       if (a == "--redis") o.redis = *v;
       if (a == "--gateway-namespace") o.gateway_namespace = *v;
       if (a == "--gateway-class") o.gateway_class = *v;
+      if (a == "--mesh-certs") o.mesh_certs = *v;
+      if (a == "--resolve-unknown-hosts") {
+        if (*v != "dns" && *v != "error")
+          return fail_usage("--resolve-unknown-hosts needs dns or error");
+        o.resolve_unknown_hosts = *v == "dns";
+      }
       if (a == "--gateway-label") {
         auto eq = v->find('=');
         if (eq == std::string::npos || eq == 0) return fail_usage("--gateway-label needs K=V");
@@ -206,9 +222,23 @@ sluice::istio::TranslateOptions translate_options(const Options& o,
   t.ephemeral_ports = o.ephemeral;
   if (o.gateway_namespace) t.gateway_namespace = *o.gateway_namespace;
   if (o.gateway_class) t.gateway_class = *o.gateway_class;
+  t.resolve_unknown_hosts = o.resolve_unknown_hosts;
   if (o.gateway_labels) t.gateway_labels = *o.gateway_labels;
   sluice::istio::apply_mesh(mesh, t);
   return t;
+}
+
+// --mesh-certs into `t` (read again on every load: a reload picks up rotated
+// files); logs and returns false on error.
+bool apply_mesh_certs(const Options& o, sluice::istio::TranslateOptions& t) {
+  if (!o.mesh_certs) return true;
+  auto certs = sluice::istio::load_mesh_certs(*o.mesh_certs);
+  if (!certs) {
+    fmt::print(stderr, "error: {}\n", certs.error().to_string());
+    return false;
+  }
+  t.mesh_certs = std::move(certs).value();
+  return true;
 }
 
 // --rate-limit-config and --redis into a translated configuration (read
@@ -447,8 +477,10 @@ class Control {
       fmt::print(stderr, "error: {}\n", parsed.error().to_string());
       return std::nullopt;
     }
-    dns_names_ = sluice::istio::dns_names(*parsed);
+    dns_names_ = sluice::istio::dns_names(*parsed, translate_options(o_, *mesh));
     files_ = sluice::istio::referenced_files(*parsed);
+    for (const char* f : {"cert-chain.pem", "key.pem", "root-cert.pem"})
+      if (o_.mesh_certs) files_.push_back(*o_.mesh_certs + "/" + f);
     dns_ = sluice::resolve_hostnames(dns_names_);
     parsed_ = *parsed;
     mesh_ = *mesh;
@@ -457,6 +489,7 @@ class Control {
 
   std::optional<sluice::istio::LoadedConfig> translate() {
     sluice::istio::TranslateOptions t = translate_options(o_, mesh_);
+    if (!apply_mesh_certs(o_, t)) return std::nullopt;
     auto loaded = sluice::istio::translate(*parsed_, t, dns_);
     if (!loaded) {
       fmt::print(stderr, "error: {}\n", loaded.error().to_string());
@@ -738,6 +771,7 @@ int main(int argc, char** argv) {
     if (!mesh) return 1;
     sluice::istio::TranslateOptions t = translate_options(o, *mesh);
     t.ephemeral_ports = false;  // nothing is bound
+    if (!apply_mesh_certs(o, t)) return 1;
     auto loaded = sluice::istio::load_files(o.configs, t);
     if (!loaded) {
       fmt::print(stderr, "error: {}\n", loaded.error().to_string());

@@ -6,7 +6,10 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
+
+#include "sluice/result.hpp"
 
 namespace sluice {
 
@@ -101,7 +104,19 @@ struct UpstreamTls {
   // Accepted server SANs (exact). Empty: the certificate must be valid for sni.
   std::vector<std::string> subject_alt_names;
   bool insecure_skip_verify = false;  // no chain or name checks at all
+  // Istio mesh mTLS (ISTIO_MUTUAL; the Istio loader fills this and the
+  // certificate fields from --mesh-certs). Set: the server must present a
+  // SPIFFE identity, a URI SAN spiffe://<spiffe_trust_domain>/ns/<ns>/sa/<sa>,
+  // equal to one of subject_alt_names when that is not empty, else any in
+  // the trust domain; the name in sni is not checked against the
+  // certificate, and ALPN offers "istio" before "http/1.1".
+  std::string spiffe_trust_domain;
 };
+
+// The trust domain of the first certificate of a PEM chain: the authority of
+// its spiffe:// URI SAN ("cluster.local" for spiffe://cluster.local/ns/a/sa/b);
+// empty when it has no SPIFFE URI. An error when no certificate parses.
+Result<std::string> spiffe_trust_domain_of(std::string_view certificate_pem);
 
 // The service an upstream stands for, as telemetry names it
 // (destination_service, destination_service_name and

@@ -428,13 +428,15 @@ std::vector<std::string> parse_hostnames(Fields& f, const Meta& m) {
   return out;
 }
 
+// `tls`: a TLSRoute or TCPRoute, whose rules hold backendRefs only.
 GwRoute parse_route(const YAML::Node& spec, const Meta& meta, bool tls) {
   GwRoute out;
   out.meta = meta;
   const Meta& m = out.meta;
   Fields f(spec, m, "spec");
   out.parents = parse_parents(f, m);
-  out.hostnames = parse_hostnames(f, m);
+  // A TCPRoute has no hostnames: the connection carries none.
+  if (meta.kind != "TCPRoute") out.hostnames = parse_hostnames(f, m);
   f.ignore({"useDefaultGateways"});
   if (auto list = f.get("rules")) {
     require_list(list, m, f.sub("rules"));
@@ -466,9 +468,8 @@ GwListener parse_listener(const YAML::Node& n, const Meta& m, const std::string&
   l.port = port_number(f.require("port"), m, f.sub("port"));
   l.protocol = enum_value(f.require("protocol"), m, f.sub("protocol"),
                           {"HTTP", "HTTPS", "TLS", "TCP", "UDP"});
-  if (l.protocol == "TCP" || l.protocol == "UDP")
-    fail(m, f.sub("protocol"),
-         fmt::format("protocol {} is not implemented yet (HTTP, HTTPS and TLS)", l.protocol));
+  if (l.protocol == "UDP")
+    fail(m, f.sub("protocol"), "protocol UDP is not implemented (HTTP, HTTPS, TLS and TCP)");
   if (auto t = f.get("tls")) {
     Fields tf(t, m, f.sub("tls"));
     l.tls_mode = "Terminate";
@@ -484,18 +485,20 @@ GwListener parse_listener(const YAML::Node& n, const Meta& m, const std::string&
     tf.not_implemented({"frontendValidation"});
     tf.finish();
   }
-  if (l.protocol == "HTTP" && !l.tls_mode.empty())
-    fail(m, f.sub("tls"), "must not be set with protocol HTTP");
+  if ((l.protocol == "HTTP" || l.protocol == "TCP") && !l.tls_mode.empty())
+    fail(m, f.sub("tls"), fmt::format("must not be set with protocol {}", l.protocol));
   if (l.protocol == "HTTPS" && l.tls_mode != "Terminate")
     fail(m, join(f.sub("tls"), "mode"),
          l.tls_mode.empty() ? std::string("protocol HTTPS needs tls with certificateRefs")
                             : "protocol HTTPS terminates TLS; Passthrough needs protocol TLS");
   if (l.protocol == "HTTPS" && l.certificate_refs.empty())
     fail(m, join(f.sub("tls"), "certificateRefs"), "protocol HTTPS needs a certificate");
-  if (l.protocol == "TLS" && l.tls_mode != "Passthrough")
-    fail(m, join(f.sub("tls"), "mode"),
-         "protocol TLS with mode Terminate carries TCPRoutes, which are not supported yet; use "
-         "mode Passthrough (TLSRoute) or protocol HTTPS");
+  // TLS Terminate carries TCPRoutes (Istio: a TLS server with mode SIMPLE and
+  // tcp routes).
+  if (l.protocol == "TLS" && l.tls_mode.empty())
+    fail(m, f.sub("tls"), "required with protocol TLS (mode Passthrough or Terminate)");
+  if (l.protocol == "TLS" && l.tls_mode == "Terminate" && l.certificate_refs.empty())
+    fail(m, join(f.sub("tls"), "certificateRefs"), "mode Terminate needs a certificate");
   if (auto a = f.get("allowedRoutes")) {
     Fields af(a, m, f.sub("allowedRoutes"));
     if (auto ns = af.get("namespaces")) {
@@ -615,10 +618,6 @@ bool parse_gateway_api(const YAML::Node& doc, const Meta& meta, const std::strin
   }
   try {
     if (meta.name.empty()) fail(meta, "metadata.name", "required field is missing");
-    if (kind == "TCPRoute")
-      fail(meta, "kind",
-           "TCPRoute: not supported yet (TCP routing is not in sluice yet; TLSRoute serves TLS "
-           "passthrough)");
     if (kind == "GRPCRoute")
       fail(meta, "kind",
            "GRPCRoute: not supported yet (gRPC needs HTTP/2, which sluice does not "
@@ -644,7 +643,7 @@ bool parse_gateway_api(const YAML::Node& doc, const Meta& meta, const std::strin
     } else if (kind == "ReferenceGrant") {
       gw().grants.push_back(parse_grant(spec, meta));
     } else {
-      GwRoute r = parse_route(spec, meta, kind == "TLSRoute");
+      GwRoute r = parse_route(spec, meta, kind != "HTTPRoute");
       YAML::Node md = doc["metadata"];
       if (md && md.IsMap() && md["creationTimestamp"] && md["creationTimestamp"].IsScalar())
         r.created = md["creationTimestamp"].Scalar();
@@ -799,14 +798,17 @@ struct Converter {
 
   // Kinds a listener admits: allowedRoutes.kinds, else its protocol's.
   static bool kind_allowed(const GwListener& l, const std::string& kind) {
-    if (l.kinds.empty())
-      return (kind == "HTTPRoute" && (l.protocol == "HTTP" || l.protocol == "HTTPS")) ||
-             (kind == "TLSRoute" && l.protocol == "TLS");
+    // The kinds each protocol can carry (the Gateway API's defaults for them).
+    auto carries = [&](const std::string& k) {
+      if (k == "HTTPRoute") return l.protocol == "HTTP" || l.protocol == "HTTPS";
+      if (k == "TLSRoute") return l.protocol == "TLS" && l.tls_mode == "Passthrough";
+      if (k == "TCPRoute")
+        return l.protocol == "TCP" || (l.protocol == "TLS" && l.tls_mode == "Terminate");
+      return false;
+    };
+    if (l.kinds.empty()) return carries(kind);
     for (const auto& [group, k] : l.kinds)
-      if (group == kGroup && k == kind) {
-        if (kind == "HTTPRoute") return l.protocol == "HTTP" || l.protocol == "HTTPS";
-        if (kind == "TLSRoute") return l.protocol == "TLS";
-      }
+      if (group == kGroup && k == kind) return carries(kind);
     return false;
   }
 
@@ -970,6 +972,10 @@ struct Converter {
       add_tls_route(r, g, l, hosts);
       return;
     }
+    if (r.meta.kind == "TCPRoute") {
+      add_tcp_route(r, g, l, hosts);
+      return;
+    }
     for (const auto& h : hosts) {
       Bucket& b = buckets[{l.port, h}];
       b.gateway_keys.insert(listener_key(g, l));
@@ -1010,6 +1016,29 @@ struct Converter {
       if (!rule.route.empty()) vs.tls.push_back(std::move(rule));
     }
     if (!vs.tls.empty()) res.virtual_services.push_back(std::move(vs));
+  }
+
+  // A TCPRoute on a listener: a VirtualService tcp rule per route rule, its
+  // backends weighted (one backend takes every connection).
+  void add_tcp_route(const GwRoute& r, const GwGateway& g, const GwListener& l,
+                     const std::vector<std::string>& hosts) {
+    const Resolved& rs = resolved.at(&r);
+    VirtualServiceRes vs;
+    vs.meta = r.meta;
+    vs.meta.name = fmt::format("{}/{}/{}", r.meta.name, g.meta.name, l.name);
+    vs.hosts = hosts;
+    vs.gateways = {listener_key(g, l)};
+    for (size_t i = 0; i < r.rules.size(); ++i) {
+      TcpRuleIn rule;
+      for (size_t j = 0; j < r.rules[i].backends.size(); ++j) {
+        const std::string& host = rs.hosts[i][j];
+        const GwRef& b = r.rules[i].backends[j];
+        if (host.empty() || b.weight == 0) continue;
+        rule.route.push_back(DestinationIn{host, "", b.port, b.weight, {}, {}});
+      }
+      if (!rule.route.empty()) vs.tcp.push_back(std::move(rule));
+    }
+    if (!vs.tcp.empty()) res.virtual_services.push_back(std::move(vs));
   }
 
   // Gateway API precedence between two matches of routes on one hostname.

@@ -1,6 +1,6 @@
 #pragma once
 // The Kubernetes Gateway API (gateway.networking.k8s.io/v1): GatewayClass,
-// Gateway, HTTPRoute, TLSRoute and ReferenceGrant. Parsed here, then turned
+// Gateway, HTTPRoute, TLSRoute, TCPRoute and ReferenceGrant. Parsed here, then turned
 // into the Istio model before translate() runs, the way Istio does it
 // (pilot/pkg/config/kube/gateway): one Gateway server per listener, and per
 // port and hostname one VirtualService holding every attached route's
@@ -86,11 +86,11 @@ struct GwHttpRule {
 };
 
 struct GwRoute {
-  Meta meta;                   // kind HTTPRoute or TLSRoute
+  Meta meta;                   // kind HTTPRoute, TLSRoute or TCPRoute
   std::string created;         // metadata.creationTimestamp (RFC 3339), may be empty
   std::vector<GwRef> parents;  // parentRefs
   std::vector<std::string> hostnames;
-  std::vector<GwHttpRule> rules;  // TLSRoute: backends only
+  std::vector<GwHttpRule> rules;  // TLSRoute, TCPRoute: backends only
 };
 
 struct GwReferenceGrant {
@@ -108,7 +108,7 @@ struct GwReferenceGrant {
 struct GatewayApiResources {
   std::vector<std::string> classes;  // GatewayClass names
   std::vector<GwGateway> gateways;
-  std::vector<GwRoute> routes;  // HTTPRoutes and TLSRoutes, as read
+  std::vector<GwRoute> routes;  // HTTPRoutes, TLSRoutes and TCPRoutes, as read
   std::vector<GwReferenceGrant> grants;
   std::map<std::string, Labels> namespace_labels;  // Namespace objects
 };
@@ -116,7 +116,7 @@ struct GatewayApiResources {
 // A gateway.networking.k8s.io object into res.gateway_api (false: not one).
 // A v1 Namespace only has its labels noted (allowedRoutes selectors) and
 // false is returned, so that the service registry reads it too.
-// Kinds sluice does not serve (TCPRoute, GRPCRoute) are errors; others of
+// Kinds sluice does not serve (GRPCRoute) are errors; others of
 // the group it does not know are ignored with a warning.
 bool parse_gateway_api(const YAML::Node& doc, const Meta& meta, const std::string& api,
                        Resources& res, std::set<std::string>& seen,

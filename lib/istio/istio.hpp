@@ -46,7 +46,9 @@ Result<Parsed> parse_string(std::string_view yaml, std::string origin = "<string
 // a change to one of them is a reason to reload.
 std::vector<std::string> referenced_files(const Parsed& parsed);
 
-// Hostnames that DNS-resolution ServiceEntries need, sorted and unique.
+// Hostnames that DNS-resolution ServiceEntries and ExternalName Services
+// need, sorted and unique; with options.resolve_unknown_hosts also the
+// destination hosts no ServiceEntry or Service declares.
 std::vector<std::string> dns_names(const Parsed& parsed);
 
 // hostname -> IPv4 literals; a name that did not resolve maps to an empty
@@ -78,9 +80,32 @@ struct MeshTelemetry {
   std::vector<std::string> default_tracing;
 };
 
+// The workload identity Istio mounts for a proxy (--mesh-certs DIR:
+// cert-chain.pem, key.pem, root-cert.pem). With it, DestinationRule tls mode
+// ISTIO_MUTUAL originates mTLS with this chain and key, trusts only
+// root-cert.pem, and checks the peer's SPIFFE identity: one of the
+// destination's service accounts when the loader knows them (the
+// ServiceEntry's subjectAltNames, or spiffe://<trust domain>/ns/<ns>/sa/<sa>
+// for each Pod's spec.serviceAccountName behind a Kubernetes Service), else
+// any identity in the trust domain. SNI is Istio's
+// outbound_.<port>_.<subset>_.<host>.
+struct MeshCertificates {
+  std::string cert_chain, key, root_cert;  // PEM
+  // From the leaf's spiffe:// URI SAN; "cluster.local" when it has none.
+  std::string trust_domain;
+  std::vector<std::string> files;  // the three paths (the file watch reloads on change)
+};
+// Errors name the directory and the file that is missing or unreadable.
+Result<MeshCertificates> load_mesh_certs(const std::string& dir);
+
 struct TranslateOptions {
   std::string bind_address = "0.0.0.0";
   bool ephemeral_ports = false;  // listen on port 0 for every Gateway server port
+  // The gateway's namespace (--gateway-namespace) also decides what it sees
+  // through exportTo, as for an Istio gateway deployed there: a
+  // VirtualService, DestinationRule, ServiceEntry or Service is used when its
+  // exportTo is empty or holds "*", this namespace, or "." and the resource
+  // lives here; others are left out with a note.
   // Which RequestAuthentication / AuthorizationPolicy resources select this
   // gateway (Istio semantics): those without selector in the root namespace
   // or the gateway's, those whose selector.matchLabels are all among
@@ -98,7 +123,15 @@ struct TranslateOptions {
   // Gateway API: the Gateways of this gatewayClassName are served; others
   // are ignored with a note.
   std::string gateway_class = "istio";
+  // ISTIO_MUTUAL is a load error without them.
+  std::optional<MeshCertificates> mesh_certs;
+  // --resolve-unknown-hosts dns (docker-compose style): a destination host no
+  // ServiceEntry or Service declares is resolved by DNS (like a ServiceEntry
+  // with resolution DNS, on the destination's port or 80) and re-resolved in
+  // the background. Off: such a host is a load error.
+  bool resolve_unknown_hosts = false;
 };
+std::vector<std::string> dns_names(const Parsed& parsed, const TranslateOptions& options);
 
 // A security policy the gateway enforces, or one the loader skipped.
 struct SecurityPolicyInfo {

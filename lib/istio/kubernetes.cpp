@@ -5,6 +5,8 @@
 // registry does (pilot/pkg/serviceregistry/kube).
 
 #include <asio/ip/address.hpp>
+
+#include <algorithm>
 #include <set>
 
 #include <fmt/format.h>
@@ -124,15 +126,18 @@ K8sServiceRes parse_service(const YAML::Node& doc, const Meta& meta,
       f.get("clusterIP") ? scalar(f.get("clusterIP"), m, f.sub("clusterIP")) : "";
   if (type != "ClusterIP" && type != "NodePort" && type != "LoadBalancer" && type != "ExternalName")
     fail(m, f.sub("type"), fmt::format("unknown type \"{}\"", type));
-  // Both resolve differently from a ClusterIP Service; until they are
-  // implemented the Service is left out of the registry (a route to it fails
-  // to load, naming the host).
-  if (type == "ExternalName" || cluster_ip == "None") {
-    warnings.push_back(fmt::format("{}: {} Services are not implemented yet; ignored", m.object(),
-                                   type == "ExternalName" ? "ExternalName" : "headless"));
-    *skip = true;
-    return out;
+  // An ExternalName Service is its DNS name (re-resolved in the background);
+  // a headless one (clusterIP None) needs nothing else: sluice always routes
+  // to the endpoints, never to a cluster IP.
+  if (type == "ExternalName") {
+    if (!f.get("externalName")) fail(m, f.sub("externalName"), "required with type ExternalName");
+    out.external_name = http::to_lower(scalar(f.get("externalName"), m, f.sub("externalName")));
   }
+  if (YAML::Node md = doc["metadata"]; md && md.IsMap() && md["annotations"].IsMap())
+    if (YAML::Node e = md["annotations"]["networking.istio.io/exportTo"]; e && !e.IsNull())
+      http::for_each_list_item(scalar(e, m, "metadata.annotations"), [&](std::string_view item) {
+        out.meta.export_to.emplace_back(item);
+      });
   if (auto v = f.get("ports")) {
     require_list(v, m, f.sub("ports"));
     for (size_t i = 0; i < v.size(); ++i) {
@@ -279,6 +284,13 @@ K8sPodRes parse_pod(const YAML::Node& doc, const Meta& meta) {
   const Meta& m = out.meta;
   check_top(doc, m, {"apiVersion", "kind", "metadata", "spec", "status"});
   out.labels = metadata_labels(doc, m);
+  // Only the service account is read from the spec (the Pod's mesh identity).
+  if (YAML::Node spec = doc["spec"]; spec && spec.IsMap())
+    for (const char* key : {"serviceAccountName", "serviceAccount"})
+      if (YAML::Node sa = spec[key]; sa && !sa.IsNull()) {
+        out.service_account = scalar(sa, m, std::string("spec.") + key);
+        break;
+      }
   YAML::Node status = doc["status"];
   if (!status || !status.IsMap()) return out;
   if (YAML::Node ip = status["podIP"]; ip && !ip.IsNull())
@@ -351,6 +363,20 @@ std::vector<ServiceEntryRes> registry_entries(const Resources& res,
     se.meta = svc.meta;
     se.hosts = {svc.meta.name + "." + svc.meta.namespace_ + std::string(kClusterSuffix)};
     se.resolution = "STATIC";
+    if (!svc.external_name.empty()) {
+      // Like a DNS ServiceEntry with one endpoint: the name, on each port.
+      se.resolution = "DNS";
+      WorkloadEndpoint we;
+      we.address = svc.external_name;
+      we.only_listed_ports = true;
+      for (const auto& p : svc.ports) {
+        se.ports.push_back(ServicePort{p.port, p.name, "", std::nullopt});
+        we.ports[p.name] = p.port;
+      }
+      se.endpoints.push_back(std::move(we));
+      out.push_back(std::move(se));
+      continue;
+    }
     for (const auto& p : svc.ports) {
       ServicePort sp;
       sp.number = p.port;
@@ -401,6 +427,12 @@ std::vector<ServiceEntryRes> registry_entries(const Resources& res,
           auto [lo, hi] = pods_by_ip.equal_range(e.ip);
           for (auto it = lo; it != hi; ++it)
             if (!pod || it->second->meta.namespace_ == svc.meta.namespace_) pod = it->second;
+        }
+        if (pod) {
+          std::string sa = fmt::format("ns/{}/sa/{}", pod->meta.namespace_, pod->service_account);
+          if (std::find(se.service_accounts.begin(), se.service_accounts.end(), sa) ==
+              se.service_accounts.end())
+            se.service_accounts.push_back(std::move(sa));
         }
         if (pod)
           we.labels = pod->labels;

@@ -27,6 +27,9 @@ struct Meta {
   std::string name;
   std::string namespace_ = "default";
   std::string file;
+  // exportTo (a Service's networking.istio.io/exportTo annotation): ".", "*"
+  // or namespaces; empty: every namespace.
+  std::vector<std::string> export_to;
 
   // Errors say "VirtualService reviews"; the namespace only when not default.
   std::string display() const { return namespace_ == "default" ? name : namespace_ + "/" + name; }
@@ -236,6 +239,10 @@ struct ServiceEntryRes {
   std::vector<ServicePort> ports;
   std::string resolution;  // STATIC, DNS, DNS_ROUND_ROBIN
   std::vector<WorkloadEndpoint> endpoints;
+  // ISTIO_MUTUAL peer identities: spec.subjectAltNames, or for a Kubernetes
+  // Service the SPIFFE paths "ns/<ns>/sa/<sa>" of its Pods' service accounts.
+  std::vector<std::string> subject_alt_names;
+  std::vector<std::string> service_accounts;
 };
 
 // A core v1 Secret (credentialName); `data` decoded, `stringData` merged.
@@ -325,6 +332,7 @@ struct K8sServicePort {
 struct K8sServiceRes {
   Meta meta;
   std::vector<K8sServicePort> ports;  // TCP ports only
+  std::string external_name;          // type ExternalName: the DNS name it stands for
 };
 
 struct K8sEndpoint {
@@ -346,6 +354,7 @@ struct K8sPodRes {
   Meta meta;
   Labels labels;
   std::vector<std::string> ips;  // status.podIP and status.podIPs
+  std::string service_account = "default";  // spec.serviceAccountName
 };
 
 struct GatewayApiResources;  // gateway_api.hpp

@@ -780,8 +780,6 @@ ClientTlsIn parse_client_tls(const YAML::Node& n, const Meta& m, const std::stri
   Fields f(n, m, path);
   if (auto v = f.get("mode"))
     out.mode = enum_name(v, m, f.sub("mode"), {"DISABLE", "SIMPLE", "MUTUAL", "ISTIO_MUTUAL"});
-  if (out.mode == "ISTIO_MUTUAL")
-    fail(m, f.sub("mode"), "ISTIO_MUTUAL is not supported (needs the mesh's certificates)");
   if (auto v = f.get("credentialName")) out.credential_name = scalar(v, m, f.sub("credentialName"));
   for (auto [key, dst] : {std::pair{"caCertificates", &out.ca_certificates},
                           std::pair{"clientCertificate", &out.client_certificate},
@@ -1086,7 +1084,7 @@ VirtualServiceRes parse_virtual_service(const YAML::Node& spec, Meta meta) {
     for (size_t i = 0; i < v.size(); ++i)
       out.tcp.push_back(parse_tcp_rule(v[i], m, index("tcp", i)));
   }
-  f.ignore({"exportTo"});
+  out.meta.export_to = string_list(f.get("exportTo"), m, f.sub("exportTo"));
   f.finish();
   return out;
 }
@@ -1374,7 +1372,7 @@ DestinationRuleRes parse_destination_rule(const YAML::Node& spec, Meta meta) {
   if (auto tp = f.get("trafficPolicy"))
     out.traffic_policy = parse_traffic_policy(tp, m, "trafficPolicy");
   f.not_implemented({"workloadSelector"});
-  f.ignore({"exportTo"});
+  out.meta.export_to = string_list(f.get("exportTo"), m, f.sub("exportTo"));
   f.finish();
   return out;
 }
@@ -1439,7 +1437,9 @@ ServiceEntryRes parse_service_entry(const YAML::Node& spec, Meta meta) {
     }
   }
   f.not_implemented({"workloadSelector"});
-  f.ignore({"addresses", "location", "exportTo", "subjectAltNames"});
+  out.subject_alt_names = string_list(f.get("subjectAltNames"), m, f.sub("subjectAltNames"));
+  out.meta.export_to = string_list(f.get("exportTo"), m, f.sub("exportTo"));
+  f.ignore({"addresses", "location"});
   f.finish();
   return out;
 }

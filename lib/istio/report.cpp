@@ -260,7 +260,12 @@ std::string describe_upstreams(const std::vector<UpstreamConfig>& upstreams) {
       out +=
           fmt::format(", tls origination {} sni \"{}\"",
                       up.tls->mode == UpstreamTls::Mode::mutual ? "MUTUAL" : "SIMPLE", up.tls->sni);
-      if (up.tls->insecure_skip_verify)
+      if (!up.tls->spiffe_trust_domain.empty())
+        out += fmt::format(" (ISTIO_MUTUAL: mesh certificates, SPIFFE identities {})",
+                           up.tls->subject_alt_names.empty()
+                               ? "in trust domain " + up.tls->spiffe_trust_domain
+                               : join_list(up.tls->subject_alt_names));
+      else if (up.tls->insecure_skip_verify)
         out += " (no verification)";
       else
         out += up.tls->ca_certificates.empty() ? " (system CAs)" : " (CA from configuration)";

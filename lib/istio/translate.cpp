@@ -7,10 +7,12 @@
 
 #include <algorithm>
 #include <asio/ip/address.hpp>
+#include <deque>
 #include <map>
 #include <set>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "http/regex.hpp"
 #include "http/tokens.hpp"
@@ -75,6 +77,62 @@ bool is_ip(const std::string& s) {
   asio::error_code ec;
   asio::ip::make_address(s, ec);
   return !ec;
+}
+
+// ISTIO_MUTUAL anywhere in a DestinationRule is a load error without the
+// mesh's certificates, whether or not a route uses the rule.
+void require_mesh_certs(const Resources& res, const TranslateOptions& options) {
+  if (options.mesh_certs) return;
+  auto check = [](const Meta& m, const std::optional<TrafficPolicyIn>& tp) {
+    if (!tp) return;
+    std::vector<const PolicyParts*> all{&tp->parts};
+    for (const auto& p : tp->port_level) all.push_back(&p.parts);
+    for (const PolicyParts* parts : all)
+      if (parts->tls && parts->tls->mode == "ISTIO_MUTUAL")
+        fail(m, parts->tls->path + ".mode",
+             "ISTIO_MUTUAL needs the mesh's certificates: start with --mesh-certs DIR (a "
+             "directory holding cert-chain.pem, key.pem and root-cert.pem, as Istio mounts them)");
+  };
+  for (const auto& dr : res.destination_rules) {
+    check(dr.meta, dr.traffic_policy);
+    for (const auto& s : dr.subsets) check(dr.meta, s.traffic_policy);
+  }
+}
+
+// exportTo as Istio applies it to a gateway in `gw_ns`.
+bool exported_to(const Meta& m, const std::string& gw_ns) {
+  if (m.export_to.empty()) return true;
+  for (const auto& e : m.export_to)
+    if (e == "*" || e == gw_ns || (e == "." && m.namespace_ == gw_ns)) return true;
+  return false;
+}
+
+// Leaves out what exportTo hides from the gateway, with a note for each.
+void drop_unexported(Resources& res, const std::string& gw_ns, std::vector<std::string>& notes) {
+  auto drop = [&](auto& list) {
+    std::erase_if(list, [&](const auto& r) {
+      if (exported_to(r.meta, gw_ns)) return false;
+      notes.push_back(
+          fmt::format("{}: exportTo [{}] does not include the gateway's namespace "
+                      "\"{}\"; ignored",
+                      r.meta.object(), fmt::join(r.meta.export_to, ", "), gw_ns));
+      return true;
+    });
+  };
+  drop(res.virtual_services);
+  drop(res.destination_rules);
+  drop(res.service_entries);
+  drop(res.services);
+}
+
+bool any_unexported(const Resources& res, const std::string& gw_ns) {
+  auto any = [&](const auto& list) {
+    for (const auto& r : list)
+      if (!exported_to(r.meta, gw_ns)) return true;
+    return false;
+  };
+  return any(res.virtual_services) || any(res.destination_rules) || any(res.service_entries) ||
+         any(res.services);
 }
 
 struct ServerRef {
@@ -683,6 +741,28 @@ class Translator {
     return nullptr;
   }
 
+  // --resolve-unknown-hosts dns: a DNS ServiceEntry for the host as written,
+  // one per host, with a port for each one routes name (80 when none does).
+  const ServiceEntryRes* unknown_host(const DestinationIn& d, std::string* declared) {
+    std::string name = http::to_lower(d.host);
+    if (name.find('*') != std::string::npos) return nullptr;
+    ServiceEntryRes* se = nullptr;
+    for (auto& u : unknown_)
+      if (u.hosts.front() == name) se = &u;
+    if (!se) {
+      se = &unknown_.emplace_back();
+      se->meta = Meta{"ServiceEntry", "unknown-host " + name, "default", "", {}};
+      se->hosts = {name};
+      se->resolution = "DNS";
+    }
+    uint16_t port = d.port.value_or(80);
+    bool has = false;
+    for (const auto& sp : se->ports) has = has || sp.number == port;
+    if (!has) se->ports.push_back(ServicePort{port, "", "", std::nullopt});
+    *declared = name;
+    return se;
+  }
+
   std::vector<const DestinationRuleRes*> rules_for(const std::string& host_fqdn) const {
     std::vector<const DestinationRuleRes*> out;
     for (const auto& dr : res_.destination_rules)
@@ -798,6 +878,7 @@ class Translator {
                  UpstreamConfig& up) const {
     if (!parts.tls || parts.tls->mode == "DISABLE") return;
     const ClientTlsIn& in = *parts.tls;
+    if (in.mode == "ISTIO_MUTUAL") return;  // apply_mesh_tls
     UpstreamTls t;
     t.mode = in.mode == "MUTUAL" ? UpstreamTls::Mode::mutual : UpstreamTls::Mode::simple;
     // Istio's default SNI is the destination host.
@@ -825,6 +906,32 @@ class Translator {
     }
     t.subject_alt_names = in.subject_alt_names;
     t.insecure_skip_verify = in.insecure_skip_verify;
+    up.tls = std::move(t);
+  }
+
+  // ISTIO_MUTUAL: MUTUAL with the mesh's certificates. The peer's accepted
+  // identities are Istio's: the rule's subjectAltNames, else the service's
+  // (ServiceEntry subjectAltNames, Pods' service accounts), else any in the
+  // trust domain (UpstreamTls::spiffe_trust_domain).
+  void apply_mesh_tls(const PolicyParts& parts, const DestinationRuleRes* dr,
+                      const ServiceEntryRes& se, const std::string& host_fqdn, uint32_t port,
+                      const std::string& subset, UpstreamConfig& up) const {
+    if (!parts.tls || parts.tls->mode != "ISTIO_MUTUAL") return;
+    const ClientTlsIn& in = *parts.tls;
+    const MeshCertificates& mesh = *options_.mesh_certs;  // require_mesh_certs checked
+    UpstreamTls t;
+    t.mode = UpstreamTls::Mode::mutual;
+    // Istio's SNI for in-mesh traffic names the cluster (model.BuildDNSSrvSubsetKey).
+    t.sni = in.sni.empty() ? fmt::format("outbound_.{}_.{}_.{}", port, subset, host_fqdn) : in.sni;
+    t.ca_certificates = mesh.root_cert;
+    t.client_certificate = mesh.cert_chain;
+    t.private_key = mesh.key;
+    t.spiffe_trust_domain = mesh.trust_domain;
+    t.subject_alt_names = in.subject_alt_names;
+    if (t.subject_alt_names.empty()) t.subject_alt_names = se.subject_alt_names;
+    if (t.subject_alt_names.empty())
+      for (const auto& sa : se.service_accounts)
+        t.subject_alt_names.push_back(fmt::format("spiffe://{}/{}", mesh.trust_domain, sa));
     up.tls = std::move(t);
   }
 
@@ -885,6 +992,7 @@ class Translator {
       for (const auto* r : rules_for(host_fqdn)) dr = r;  // the subset's rule
     }
     apply_tls(parts, dr, host, up);
+    apply_mesh_tls(parts, dr, se, host_fqdn, sp.number, own ? subset->name : std::string(), up);
     if (!dns_hosts.empty()) out_.dns.push_back(DnsUpstream{name, std::move(dns_hosts)});
     upstreams_[name] = std::move(up);
     upstream_order_.push_back(name);
@@ -895,9 +1003,12 @@ class Translator {
   Destination resolve_destination(const Meta& meta, const DestinationIn& d, const std::string& p) {
     std::string host;
     const ServiceEntryRes* se = find_service(fqdn(d.host, meta.namespace_), &host);
+    if (!se && options_.resolve_unknown_hosts) se = unknown_host(d, &host);
     if (!se)
       fail(meta, p + ".host",
-           fmt::format("host \"{}\" is not declared by any ServiceEntry", d.host));
+           fmt::format("host \"{}\" is not declared by any ServiceEntry or Service (or start "
+                       "with --resolve-unknown-hosts dns)",
+                       d.host));
     const ServicePort* sp = nullptr;
     if (d.port) {
       for (const auto& candidate : se->ports)
@@ -1367,6 +1478,7 @@ class Translator {
   LoadedConfig out_;
   std::vector<std::string> warnings_;
   std::vector<ServiceEntryRes> registry_;  // the Kubernetes Services (kubernetes.cpp)
+  std::deque<ServiceEntryRes> unknown_;    // --resolve-unknown-hosts (stable addresses)
   std::map<std::string, const GatewayRes*> gateways_;
   std::map<uint16_t, std::vector<ServerRef>> ports_;
   std::map<const VirtualServiceRes*, std::vector<std::string>> bound_;
@@ -1384,8 +1496,42 @@ const ListenerInfo* LoadedConfig::listener_for_port(uint16_t port) const {
   return nullptr;
 }
 
+std::vector<std::string> dns_names(const Parsed& parsed, const TranslateOptions& options) {
+  std::vector<std::string> out = dns_names(parsed);
+  if (!options.resolve_unknown_hosts) return out;
+  // Destination hosts nothing declares (by name as written; a few extra
+  // lookups of declared short names cost nothing at load).
+  const Resources& res = *parsed.resources;
+  std::set<std::string> names(out.begin(), out.end()), declared;
+  for (const auto& se : res.service_entries)
+    for (const auto& h : se.hosts) declared.insert(http::to_lower(h));
+  for (const auto& s : res.services) {
+    declared.insert(s.meta.name);
+    declared.insert(s.meta.name + "." + s.meta.namespace_);
+    declared.insert(s.meta.name + "." + s.meta.namespace_ + ".svc.cluster.local");
+  }
+  auto add = [&](const DestinationIn& d) {
+    std::string h = http::to_lower(d.host);
+    if (h.find('*') == std::string::npos && !is_ip(h) && !declared.count(h)) names.insert(h);
+  };
+  for (const auto& vs : res.virtual_services) {
+    for (const auto& r : vs.http) {
+      for (const auto& d : r.route) add(d);
+      if (r.mirrors)
+        for (const auto& m : *r.mirrors) add(m.destination);
+    }
+    for (const auto& r : vs.tcp)
+      for (const auto& d : r.route) add(d);
+    for (const auto& r : vs.tls)
+      for (const auto& d : r.route) add(d);
+  }
+  return {names.begin(), names.end()};
+}
+
 std::vector<std::string> dns_names(const Parsed& parsed) {
   std::set<std::string> names;
+  for (const auto& s : parsed.resources->services)
+    if (!s.external_name.empty() && !is_ip(s.external_name)) names.insert(s.external_name);
   for (const auto& se : parsed.resources->service_entries) {
     if (se.resolution != "DNS" && se.resolution != "DNS_ROUND_ROBIN") continue;
     if (se.endpoints.empty()) {
@@ -1409,6 +1555,11 @@ Result<LoadedConfig> translate(const Parsed& parsed, const TranslateOptions& opt
       converted = *parsed.resources;
       convert_gateway_api(*converted, options.gateway_class, route_status, gateway_api_notes);
     }
+    if (any_unexported(converted ? *converted : *parsed.resources, options.gateway_namespace)) {
+      if (!converted) converted = *parsed.resources;
+      drop_unexported(*converted, options.gateway_namespace, gateway_api_notes);
+    }
+    require_mesh_certs(converted ? *converted : *parsed.resources, options);
     Translator t(converted ? *converted : *parsed.resources, options, dns);
     LoadedConfig out = t.run();
     out.route_status = std::move(route_status);
@@ -1426,7 +1577,7 @@ Result<LoadedConfig> load_files(const std::vector<std::string>& paths,
                                 const TranslateOptions& options) {
   auto parsed = parse_files(paths);
   if (!parsed) return parsed.error();
-  auto table = resolve_hostnames(dns_names(*parsed));
+  auto table = resolve_hostnames(dns_names(*parsed, options));
   return translate(*parsed, options, table);
 }
 
@@ -1435,7 +1586,7 @@ Result<LoadedConfig> load_string(std::string_view yaml, const TranslateOptions& 
   auto parsed = parse_string(yaml);
   if (!parsed) return parsed.error();
   DnsTable table = dns;
-  for (const auto& name : dns_names(*parsed))
+  for (const auto& name : dns_names(*parsed, options))
     if (!table.count(name)) {
       auto more = resolve_hostnames({name});
       table[name] = more[name];

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <openssl/pem.h>
 #include <openssl/sha.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -25,6 +26,8 @@ class ClientErrorCategory : public std::error_category {
     switch (static_cast<ClientError>(e)) {
       case ClientError::san_mismatch:
         return "server certificate matches none of the subject_alt_names";
+      case ClientError::spiffe_mismatch:
+        return "server certificate has no accepted SPIFFE identity";
     }
     return "unknown TLS client error";
   }
@@ -54,6 +57,7 @@ std::string settings_digest(const ClientTlsSettings& s) {
   add(s.private_key);
   for (const auto& san : s.subject_alt_names) add(san);
   add(s.insecure_skip_verify ? "insecure" : "verify");
+  add(s.spiffe_trust_domain);
   uint8_t md[SHA256_DIGEST_LENGTH];
   SHA256_Final(md, &sha);
   return fmt::format("{:02x}", fmt::join(md, md + 8, ""));
@@ -81,8 +85,13 @@ Result<std::shared_ptr<const ClientContext>> ClientContext::compile(
   // Pooled idle connections hold no record buffers (BoringSSL frees empty
   // ones anyway and defines this mode as 0; other libssl builds need it).
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-  static constexpr uint8_t kAlpn[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
-  SSL_CTX_set_alpn_protos(ctx, kAlpn, sizeof(kAlpn));
+  // Istio's sidecars pick their mTLS filter chain by the "istio" ALPN.
+  static constexpr uint8_t kAlpn[] = {5,   'i', 's', 't', 'i', 'o', 8,  'h',
+                                      't', 't', 'p', '/', '1', '.', '1'};
+  if (settings.spiffe_trust_domain.empty())
+    SSL_CTX_set_alpn_protos(ctx, kAlpn + 6, sizeof(kAlpn) - 6);
+  else
+    SSL_CTX_set_alpn_protos(ctx, kAlpn, sizeof(kAlpn));
 
   if (settings.mode == ClientTlsSettings::Mode::mutual) {
     if (settings.client_certificate.empty())
@@ -117,12 +126,36 @@ Result<std::shared_ptr<const ClientContext>> ClientContext::compile(
   return std::shared_ptr<const ClientContext>(std::move(out));
 }
 
+}  // namespace sluice::tls
+
+namespace sluice {
+
+Result<std::string> spiffe_trust_domain_of(std::string_view certificate_pem) {
+  bssl::UniquePtr<BIO> bio(BIO_new_mem_buf(certificate_pem.data(), certificate_pem.size()));
+  bssl::UniquePtr<X509> cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+  tls::drain_errors();
+  if (!cert) return Error{"", "", "no PEM certificate"};
+  for (const auto& uri : tls::certificate_names(cert.get()).uris) {
+    constexpr std::string_view kScheme = "spiffe://";
+    if (!uri.starts_with(kScheme)) continue;
+    std::string_view rest = std::string_view(uri).substr(kScheme.size());
+    return std::string(rest.substr(0, rest.find('/')));
+  }
+  return std::string();
+}
+
+}  // namespace sluice
+
+namespace sluice::tls {
+
 void prepare_client(SSL* ssl, const ClientContext& context, std::string_view destination_host) {
   const ClientTlsSettings& s = context.settings();
   std::string host(s.sni.empty() ? destination_host : std::string_view(s.sni));
   bool ip = is_ip_literal(host);
   if (!host.empty() && !ip) SSL_set_tlsext_host_name(ssl, host.c_str());
-  if (!s.insecure_skip_verify && s.subject_alt_names.empty() && !host.empty()) {
+  // A mesh peer is checked by its SPIFFE identity, never by the SNI name.
+  if (!s.insecure_skip_verify && s.subject_alt_names.empty() && s.spiffe_trust_domain.empty() &&
+      !host.empty()) {
     // The certificate must be valid for the name we asked for.
     X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
     X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
@@ -135,6 +168,22 @@ void prepare_client(SSL* ssl, const ClientContext& context, std::string_view des
 
 std::error_code check_client(SSL* ssl, const ClientContext& context) {
   const ClientTlsSettings& s = context.settings();
+  if (!s.insecure_skip_verify && !s.spiffe_trust_domain.empty()) {
+    X509* peer = SSL_get_peer_certificate(ssl);
+    auto names = certificate_names(peer);
+    X509_free(peer);
+    std::string prefix = "spiffe://" + s.spiffe_trust_domain + "/";
+    bool found = false;
+    for (const auto& uri : names.uris) {
+      if (s.subject_alt_names.empty())
+        found = found || uri.starts_with(prefix);
+      else
+        found = found || std::find(s.subject_alt_names.begin(), s.subject_alt_names.end(), uri) !=
+                             s.subject_alt_names.end();
+    }
+    if (!found) return make_error_code(ClientError::spiffe_mismatch);
+    return {};
+  }
   if (!s.insecure_skip_verify && !s.subject_alt_names.empty()) {
     X509* peer = SSL_get_peer_certificate(ssl);
     auto names = certificate_names(peer);

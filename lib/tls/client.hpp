@@ -21,7 +21,8 @@
 
 namespace sluice::tls {
 
-// The public UpstreamTls (Istio ClientTLSSettings, DISABLE and ISTIO_MUTUAL aside).
+// The public UpstreamTls (Istio ClientTLSSettings but DISABLE; ISTIO_MUTUAL is
+// MUTUAL with the mesh's certificates and a SPIFFE trust domain).
 using ClientTlsSettings = UpstreamTls;
 
 class ClientContext {
@@ -47,7 +48,7 @@ class ClientContext {
 };
 
 // Errors of handshake_client beyond those of BoringSSL.
-enum class ClientError { san_mismatch = 1 };
+enum class ClientError { san_mismatch = 1, spiffe_mismatch };
 const std::error_category& client_error_category();
 inline std::error_code make_error_code(ClientError e) {
   return {static_cast<int>(e), client_error_category()};
@@ -60,8 +61,9 @@ std::error_code check_client(SSL* ssl, const ClientContext& context);
 
 // Client handshake on `stream` (an asio::ssl::stream created with
 // `context.context()` over a connected socket, or a reference to one): SNI =
-// settings.sni or `destination_host`, ALPN http/1.1, chain verified against
-// the CAs, server name or SANs checked. Never throws; the error code says
+// settings.sni or `destination_host`, ALPN http/1.1 (with "istio" first
+// for a mesh peer), chain verified against the CAs, server name, SANs or
+// SPIFFE identity checked. Never throws; the error code says
 // what failed.
 template <typename Stream>
 asio::awaitable<std::error_code> handshake_client(Stream& stream, const ClientContext& context,

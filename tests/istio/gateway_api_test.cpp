@@ -461,14 +461,6 @@ TEST_CASE("gateway api: errors name the resource and field") {
         "HTTPRoute default/r: spec.rules[0].bogus: unknown field \"bogus\"");
   CHECK(load_error(base + R"(
 ---
-apiVersion: gateway.networking.k8s.io/v1alpha2
-kind: TCPRoute
-metadata: {name: echo}
-spec: {parentRefs: [{name: gw}], rules: [{backendRefs: [{name: a, port: 80}]}]}
-)")
-            .starts_with("TCPRoute default/echo: kind: TCPRoute: not supported yet"));
-  CHECK(load_error(base + R"(
----
 apiVersion: gateway.networking.k8s.io/v1
 kind: GRPCRoute
 metadata: {name: grpc}

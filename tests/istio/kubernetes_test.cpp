@@ -4,7 +4,11 @@
 
 #include <doctest/doctest.h>
 
+#include <stdlib.h>
+
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 
 #include <fmt/format.h>
@@ -12,6 +16,7 @@
 #include "istio_test_util.hpp"
 #include "sluice/sluice.hpp"
 #include "support/fake_upstream.hpp"
+#include "support/process.hpp"
 #include "support/raw_client.hpp"
 
 using namespace sluice;
@@ -123,7 +128,7 @@ TEST_CASE("kubernetes: a short name resolves in the VirtualService's namespace")
   std::string e = load_error(route_to("web") + web_service("shop"));
   CHECK(e ==
         "VirtualService vs: http[0].route[0].destination.host: host \"web\" is not "
-        "declared by any ServiceEntry");
+        "declared by any ServiceEntry or Service (or start with --resolve-unknown-hosts dns)");
   auto loaded = load_ok(route_to("web.shop") + web_service("shop"));
   CHECK(loaded.config.upstreams.at(0).service ==
         ServiceIdentity{"web.shop.svc.cluster.local", "web", "shop"});
@@ -135,7 +140,7 @@ TEST_CASE("kubernetes: a host in no registry and no ServiceEntry stays an error"
   std::string e = load_error(route_to("ratings") + web_service());
   CHECK(e ==
         "VirtualService vs: http[0].route[0].destination.host: host \"ratings\" is not "
-        "declared by any ServiceEntry");
+        "declared by any ServiceEntry or Service (or start with --resolve-unknown-hosts dns)");
 }
 
 TEST_CASE("kubernetes: a ServiceEntry for the same host takes precedence") {
@@ -281,28 +286,197 @@ ports: [{name: http, port: 8081}]
         "Service web declares no port 81 for host \"web\"");
 }
 
-TEST_CASE("kubernetes: ExternalName and headless Services are left out with a warning") {
-  std::string y = route_to("ext") + R"(
+namespace {
+
+// Serves `yaml` (ephemeral ports on 127.0.0.1) and answers GET / on its one listener.
+HttpResponse serve_and_get(const std::string& yaml, const istio::TranslateOptions& base = {}) {
+  istio::TranslateOptions options = base;
+  options.bind_address = "127.0.0.1";
+  options.ephemeral_ports = true;
+  auto loaded = istio::load_string(yaml, options);
+  REQUIRE_MESSAGE(loaded.ok(), (loaded.ok() ? std::string() : loaded.error().to_string()));
+  GatewayOptions go;
+  go.workers = 1;
+  Gateway gateway(go);
+  std::string listener = loaded->config.listeners.at(0).name;
+  Status st = gateway.apply(std::move(loaded->config));
+  REQUIRE_MESSAGE(st.ok(), (st.ok() ? std::string() : st.error().to_string()));
+  gateway.start();
+  RawClient c(gateway.port(listener));
+  REQUIRE(c.connected());
+  REQUIRE(c.send(make_request("GET", "/", "any.example.com")));
+  auto r = c.read_response();
+  REQUIRE_MESSAGE(r.has_value(), c.error());
+  gateway.stop();
+  return *r;
+}
+
+std::string external_name(uint16_t port) {
+  return fmt::format(R"(
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: ext}}
+spec: {{type: ExternalName, externalName: localhost, ports: [{{name: http, port: {}}}]}}
+)",
+                     port);
+}
+
+}  // namespace
+
+TEST_CASE("kubernetes: an ExternalName Service resolves its name by DNS and serves") {
+  FakeUpstream backend("external");
+  std::string y = route_to("ext") + external_name(backend.port());
+  auto parsed = istio::parse_string(y);
+  REQUIRE(parsed.ok());
+  CHECK(istio::dns_names(*parsed) == std::vector<std::string>{"localhost"});
+  auto loaded = load_ok(y);
+  const UpstreamConfig* u = find_upstream(
+      loaded, fmt::format("outbound|{}||ext.default.svc.cluster.local", backend.port()));
+  REQUIRE(u);
+  REQUIRE(!u->endpoints.empty());
+  CHECK(u->endpoints.at(0).address == "127.0.0.1");
+  CHECK(u->endpoints.at(0).port == backend.port());
+  // Kept current in the background, like a DNS ServiceEntry.
+  REQUIRE(loaded.dns.size() == 1);
+  CHECK(loaded.dns.at(0).upstream == u->name);
+  CHECK(loaded.dns.at(0).hosts.at(0).hostname == "localhost");
+  auto r = serve_and_get(y);
+  CHECK(r.status == 200);
+  CHECK(r.body == "external");
+  CHECK(load_error(route_to("ext") + R"(
 ---
 apiVersion: v1
 kind: Service
 metadata: {name: ext}
-spec: {type: ExternalName, externalName: example.com}
-)";
-  auto parsed = istio::parse_string(y);
-  REQUIRE(parsed.ok());
-  CHECK(parsed->warnings.at(0) ==
-        "Service ext: ExternalName Services are not implemented yet; ignored");
-  CHECK(load_error(y).find("host \"ext\" is not declared") != std::string::npos);
-  auto headless = istio::parse_string(R"(
+spec: {type: ExternalName}
+)") == "Service ext: spec.externalName: required with type ExternalName");
+}
+
+TEST_CASE("kubernetes: a headless Service routes to its endpoints") {
+  auto loaded = load_ok(route_to("db.data") + R"(
+---
 apiVersion: v1
 kind: Service
 metadata: {name: db, namespace: data}
 spec: {clusterIP: None, ports: [{port: 5432}]}
+---
+apiVersion: v1
+kind: Endpoints
+metadata: {name: db, namespace: data}
+subsets:
+- addresses: [{ip: 10.0.0.7}, {ip: 10.0.0.8}]
+  ports: [{port: 5432}]
 )");
-  REQUIRE(headless.ok());
-  CHECK(headless->warnings.at(0) ==
-        "Service data/db: headless Services are not implemented yet; ignored");
+  CHECK(loaded.warnings.empty());
+  const UpstreamConfig* u = find_upstream(loaded, "outbound|5432||db.data.svc.cluster.local");
+  REQUIRE(u);
+  REQUIRE(u->endpoints.size() == 2);
+  CHECK(u->endpoints.at(0).address == "10.0.0.7");
+  CHECK(u->endpoints.at(1).address == "10.0.0.8");
+}
+
+TEST_CASE("exportTo: what is not exported to the gateway's namespace is left out") {
+  istio::TranslateOptions in_default;
+  in_default.gateway_namespace = "default";
+  auto with = [](const std::string& yaml, const istio::TranslateOptions& o) {
+    return istio::load_string(yaml, o);
+  };
+  SUBCASE("VirtualService") {
+    std::string y = route_to("web") + web_service();
+    y.replace(y.find("  hosts: [\"*\"]\n  gateways"), 0, "  exportTo: [\".\"]\n");
+    // The gateway in istio-system does not see it: no route, no listener.
+    auto hidden = with(y, {});
+    REQUIRE(hidden.ok());
+    CHECK((hidden->listeners.empty() || hidden->listeners.at(0).routes.empty()));
+    CHECK(std::any_of(hidden->warnings.begin(), hidden->warnings.end(), [](const std::string& w) {
+      return w ==
+             "VirtualService vs: exportTo [.] does not include the gateway's namespace "
+             "\"istio-system\"; ignored";
+    }));
+    auto seen = with(y, in_default);
+    REQUIRE(seen.ok());
+    REQUIRE(seen->listeners.size() == 1);
+    CHECK(seen->listeners.at(0).routes.size() == 1);
+  }
+  SUBCASE("ServiceEntry") {
+    std::string y = route_to("api.example.com") + R"(
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: api}
+spec:
+  hosts: [api.example.com]
+  exportTo: [other]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 10.0.0.9}]
+)";
+    auto hidden = with(y, {});
+    REQUIRE(!hidden.ok());
+    CHECK(hidden.error().to_string().find("host \"api.example.com\" is not declared") !=
+          std::string::npos);
+    std::string everywhere = y;
+    everywhere.replace(everywhere.find("[other]"), 7, "[\"*\"]");
+    CHECK(with(everywhere, {}).ok());
+  }
+  SUBCASE("Service annotation") {
+    std::string y = route_to("web") + web_service();
+    y.replace(y.find("metadata: {name: web, namespace: default}"), 41,
+              "metadata:\n  name: web\n  annotations: {networking.istio.io/exportTo: \"a, b\"}");
+    auto hidden = with(y, {});
+    REQUIRE(!hidden.ok());
+    CHECK(hidden.error().to_string().find("host \"web\" is not declared") != std::string::npos);
+    std::string listed = y;
+    listed.replace(listed.find("\"a, b\""), 6, "\"a, istio-system\"");
+    CHECK(with(listed, {}).ok());
+  }
+  SUBCASE("DestinationRule") {
+    std::string y = route_to("web", "default", "v1") + web_service() + R"(
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: web}
+spec:
+  host: web
+  exportTo: ["."]
+  subsets: [{name: v1, labels: {version: v1}}]
+)";
+    auto hidden = with(y, {});
+    REQUIRE(!hidden.ok());
+    CHECK(hidden.error().to_string().find("subset \"v1\" is not defined") != std::string::npos);
+    CHECK(with(y, in_default).ok());
+  }
+}
+
+TEST_CASE("--resolve-unknown-hosts dns: an undeclared host resolves by DNS, else an error") {
+  FakeUpstream backend("compose");
+  std::string y = route_to("localhost");
+  y.replace(y.find("{host: localhost}"), 17,
+            fmt::format("{{host: localhost, port: {{number: {}}}}}", backend.port()));
+  auto err = istio::load_string(y);
+  REQUIRE(!err.ok());
+  CHECK(err.error().to_string() ==
+        "VirtualService vs: http[0].route[0].destination.host: host \"localhost\" is not "
+        "declared by any ServiceEntry or Service (or start with --resolve-unknown-hosts dns)");
+  istio::TranslateOptions options;
+  options.resolve_unknown_hosts = true;
+  auto parsed = istio::parse_string(y);
+  REQUIRE(parsed.ok());
+  CHECK(istio::dns_names(*parsed).empty());
+  CHECK(istio::dns_names(*parsed, options) == std::vector<std::string>{"localhost"});
+  auto loaded = istio::load_string(y, options);
+  REQUIRE_MESSAGE(loaded.ok(), (loaded.ok() ? std::string() : loaded.error().to_string()));
+  const UpstreamConfig* u =
+      find_upstream(*loaded, fmt::format("outbound|{}||localhost", backend.port()));
+  REQUIRE(u);
+  REQUIRE(u->endpoints.size() == 1);
+  CHECK(u->endpoints.at(0).address == "127.0.0.1");
+  REQUIRE(loaded->dns.size() == 1);
+  CHECK(loaded->dns.at(0).hosts.at(0).hostname == "localhost");
+  auto r = serve_and_get(y, options);
+  CHECK(r.status == 200);
+  CHECK(r.body == "compose");
 }
 
 TEST_CASE("kubernetes: invalid registry objects are rejected naming the object and field") {
@@ -393,4 +567,27 @@ TEST_CASE("kubernetes: Bookinfo over real sockets reaches the version the rules 
   CHECK(reviews_v2.request_count() == 4);
   CHECK(reviews_v3.request_count() == 0);
   CHECK(productpage.request_count() == 1);
+}
+
+TEST_CASE("sluice-ingress --resolve-unknown-hosts dns: --check passes, without it names the host") {
+  char tmpl[] = "/tmp/sluice-unknown-hosts-XXXXXX";
+  REQUIRE(mkdtemp(tmpl) != nullptr);
+  std::string file = std::string(tmpl) + "/compose.yaml";
+  {
+    std::ofstream out(file);
+    out << route_to("localhost");
+  }
+  auto without = run_process(SLUICE_INGRESS_BIN, {"--check", "--config", file});
+  CHECK(without.exit_code != 0);
+  CHECK(without.err.find("VirtualService vs: http[0].route[0].destination.host: host "
+                         "\"localhost\" is not declared") != std::string::npos);
+  auto with = run_process(SLUICE_INGRESS_BIN,
+                          {"--check", "--config", file, "--resolve-unknown-hosts", "dns"});
+  CHECK_MESSAGE(with.exit_code == 0, with.err);
+  CHECK(with.out.find("outbound|80||localhost") != std::string::npos);
+  CHECK(with.out.find("127.0.0.1:80") != std::string::npos);
+  auto bad = run_process(SLUICE_INGRESS_BIN,
+                         {"--check", "--config", file, "--resolve-unknown-hosts", "maybe"});
+  CHECK(bad.exit_code == 2);
+  std::filesystem::remove_all(tmpl);
 }

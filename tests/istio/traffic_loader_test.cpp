@@ -589,7 +589,7 @@ TEST_CASE("istio traffic: invalid values name the YAML path") {
         "VirtualService vs: http[0].mirrors[0].percentage.value: must be in [0, 100], got 200");
   CHECK(err("mirror: {host: nowhere}") ==
         "VirtualService vs: http[0].mirror.host: host \"nowhere\" is not declared by any "
-        "ServiceEntry");
+        "ServiceEntry or Service (or start with --resolve-unknown-hosts dns)");
   CHECK(err("rewrite: {uriRegexRewrite: {match: \"(\", rewrite: /}}")
             .starts_with(
                 "VirtualService vs: http[0].rewrite.uriRegexRewrite.match: invalid regex \"(\""));

@@ -76,7 +76,7 @@ TEST_CASE("istio error: negative weight") {
 TEST_CASE("istio error: destination host no ServiceEntry declares") {
   CHECK(load_error(vs("  - route: [{destination: {host: ratings}}]\n")) ==
         "VirtualService reviews: http[0].route[0].destination.host: host \"ratings\" is not "
-        "declared by any ServiceEntry");
+        "declared by any ServiceEntry or Service (or start with --resolve-unknown-hosts dns)");
 }
 
 TEST_CASE("istio error: undefined subset") {
