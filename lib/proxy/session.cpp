@@ -687,6 +687,7 @@ void Session<Stream>::write_access_log(const RequestContext& ctx) {
   // it (Istio's gateways use the remote address); sluice appends it only
   // on the wire, so the line is given that value.
   telemetry::LogRecord r;
+  r.grpc_status = grpc_status_;
   if (auto xff = head.headers.get("x-forwarded-for")) {
     log_xff_.assign(*xff).append(", ").append(client_ip_);
     r.x_forwarded_for = log_xff_;

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <cstring>
 #include <ctime>
@@ -196,6 +197,8 @@ Result<LogFormat> LogFormat::text(std::string_view format, std::string_view obje
       SLUICE_OP("ROUTE_NAME", route_name, false, false),
       SLUICE_OP("UPSTREAM_REQUEST_ATTEMPT_COUNT", attempts, false, true),
       SLUICE_OP("HOSTNAME", hostname, false, false),
+      SLUICE_OP("GRPC_STATUS", grpc_status, true, false),
+      SLUICE_OP("GRPC_STATUS_NUMBER", grpc_status, false, true),
   };
   auto error = [&](size_t at, std::string message) {
     return Error{std::string(object), {}, fmt::format("at position {}: {}", at, message)};
@@ -231,6 +234,11 @@ Result<LogFormat> LogFormat::text(std::string_view format, std::string_view obje
       std::string_view arg = format.substr(i + 1, close - i - 1);
       if (op.kind == Kind::start_time) {
         op.text = std::string(arg);
+      } else if (op.kind == Kind::grpc_status) {
+        if (arg != "CAMEL_STRING" && arg != "SNAKE_STRING" && arg != "NUMBER")
+          return error(start,
+                       "%GRPC_STATUS(...)% takes CAMEL_STRING, SNAKE_STRING or NUMBER");
+        op.text = std::string(arg);
       } else {
         size_t q = arg.find('?');
         op.text = http::to_lower(arg.substr(0, q));
@@ -245,6 +253,11 @@ Result<LogFormat> LogFormat::text(std::string_view format, std::string_view obje
       i = close + 1;
     } else if (op.kind == Kind::req || op.kind == Kind::resp) {
       return error(start, fmt::format("%{}% needs a header: %{}(NAME)%", name, name));
+    }
+    // GRPC_STATUS_NUMBER is GRPC_STATUS(NUMBER); both are numbers in JSON.
+    if (op.kind == Kind::grpc_status && (op.numeric || op.text == "NUMBER")) {
+      op.text = "NUMBER";
+      op.numeric = true;
     }
     if (i < format.size() && format[i] == ':') {
       size_t digits = i + 1;
@@ -302,6 +315,28 @@ LogFormat LogFormat::istio_json() {
   auto f = json(fields, "Istio's default JSON format");
   return std::move(f).value();
 }
+
+// gRPC status codes 0..16 as Envoy's GRPC_STATUS prints them: CAMEL_STRING
+// and SNAKE_STRING.
+constexpr std::array<std::pair<std::string_view, std::string_view>, 17> kGrpcStatusNames = {{
+    {"Ok", "OK"},
+    {"Canceled", "CANCELLED"},
+    {"Unknown", "UNKNOWN"},
+    {"InvalidArgument", "INVALID_ARGUMENT"},
+    {"DeadlineExceeded", "DEADLINE_EXCEEDED"},
+    {"NotFound", "NOT_FOUND"},
+    {"AlreadyExists", "ALREADY_EXISTS"},
+    {"PermissionDenied", "PERMISSION_DENIED"},
+    {"ResourceExhausted", "RESOURCE_EXHAUSTED"},
+    {"FailedPrecondition", "FAILED_PRECONDITION"},
+    {"Aborted", "ABORTED"},
+    {"OutOfRange", "OUT_OF_RANGE"},
+    {"Unimplemented", "UNIMPLEMENTED"},
+    {"Internal", "INTERNAL"},
+    {"Unavailable", "UNAVAILABLE"},
+    {"DataLoss", "DATA_LOSS"},
+    {"Unauthenticated", "UNAUTHENTICATED"},
+}};
 
 // Where a value that has to be built is written. Every value is copied
 // into the line before the next one is made, so one of each is enough.
@@ -402,6 +437,13 @@ std::string_view LogFormat::value(const Op& op, const LogRecord& r, Scratch& scr
       return {};
     case Kind::hostname:
       return text_of(r.hostname);
+    case Kind::grpc_status:
+      if (r.grpc_status < 0) return {};
+      if (op.text != "NUMBER" && static_cast<size_t>(r.grpc_status) < kGrpcStatusNames.size()) {
+        const auto& names = kGrpcStatusNames[static_cast<size_t>(r.grpc_status)];
+        return op.text == "SNAKE_STRING" ? names.second : names.first;
+      }
+      return number(static_cast<uint64_t>(r.grpc_status));
   }
   return {};
 }

@@ -15,7 +15,8 @@
 //   DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT, DOWNSTREAM_REMOTE_ADDRESS,
 //   DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT, DOWNSTREAM_PEER_URI_SAN,
 //   REQUESTED_SERVER_NAME, ROUTE_NAME, UPSTREAM_REQUEST_ATTEMPT_COUNT,
-//   HOSTNAME
+//   HOSTNAME, GRPC_STATUS (CAMEL_STRING, the default: "NotFound";
+//   SNAKE_STRING: "NOT_FOUND"; NUMBER: 5), GRPC_STATUS_NUMBER
 
 #include <chrono>
 #include <cstdint>
@@ -61,6 +62,7 @@ struct LogRecord {
   std::string_view route_name;
   uint32_t attempts = 0;
   std::string_view hostname;
+  int32_t grpc_status = -1;  // the grpc-status the client saw; -1: none
 };
 
 class LogFormat {
@@ -107,6 +109,7 @@ class LogFormat {
     route_name,
     attempts,
     hostname,
+    grpc_status,
   };
   // REQ(...) names the request line's parts by pseudo-header; resolved at
   // compile time so a line does not compare names.

@@ -8,6 +8,11 @@
 
 #include <doctest/doctest.h>
 #include <fmt/format.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include "http/grpc.hpp"
 #include "support/fake_upstream.hpp"
@@ -717,4 +722,36 @@ TEST_CASE("grpc: trailers past the limits end the exchange instead of passing on
     for (const auto& r : up.requests()) CHECK(r.trailers.empty());
     CHECK(up.request_count() <= before + 1);
   }
+}
+
+TEST_CASE("grpc: the access log's GRPC_STATUS is the status the client saw") {
+  FakeUpstream up;
+  grpc_echo(up);
+  std::string tmpl = "/tmp/sluice-grpc-log-XXXXXX";
+  std::string dir = ::mkdtemp(tmpl.data());
+  std::string path = dir + "/access.log";
+  Route route = forward_all("backend");
+  route.matches = {Matcher{.uri = StringMatch::prefix("/echo.")}};
+  GatewayConfig cfg = make_config({route}, {loopback_upstream("backend", {up.port()})});
+  AccessLogConfig log;
+  log.path = path;
+  log.format = "%REQ(:PATH)% %RESPONSE_CODE% %GRPC_STATUS% %GRPC_STATUS_NUMBER%\n";
+  cfg.telemetry.access_logs.push_back(log);
+  cfg.telemetry.access_log_flush_interval = {};
+  {
+    TestGateway gw(std::move(cfg));
+    CHECK(grpc_reply(call(gw.port(), "/echo.E/M")).http == 200);  // the upstream's trailers: 0
+    CHECK(grpc_reply(call(gw.port(), "/other/M")).status == "12");  // the gateway's reply
+    RawClient plain(gw.port());
+    REQUIRE(plain.send(make_request("GET", "/other/x")));
+    REQUIRE(plain.read_response());
+  }
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  CHECK(text.str() ==
+        "/echo.E/M 200 Ok 0\n"
+        "/other/M 200 Unimplemented 12\n"
+        "/other/x 404 - -\n");
+  std::filesystem::remove_all(dir);
 }

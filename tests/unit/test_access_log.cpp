@@ -175,3 +175,32 @@ TEST_CASE("access log: long values grow the line, set-but-empty values are not u
   REQUIRE(j.ok());
   CHECK(line(*j, x.record) == "{\"sent\":\"n=135\",\"code\":418}\n");
 }
+
+TEST_CASE("access log: GRPC_STATUS as Envoy names it, a number, or unset") {
+  Fixture x;
+  auto f = LogFormat::text(
+      "%GRPC_STATUS% %GRPC_STATUS(CAMEL_STRING)% %GRPC_STATUS(SNAKE_STRING)% "
+      "%GRPC_STATUS(NUMBER)% %GRPC_STATUS_NUMBER%\n",
+      "test");
+  REQUIRE(f.ok());
+  CHECK(line(*f, x.record) == "- - - - -\n");  // no gRPC status seen
+  x.record.grpc_status = 5;
+  CHECK(line(*f, x.record) == "NotFound NotFound NOT_FOUND 5 5\n");
+  x.record.grpc_status = 0;
+  CHECK(line(*f, x.record) == "Ok Ok OK 0 0\n");
+  x.record.grpc_status = 1;
+  CHECK(line(*f, x.record) == "Canceled Canceled CANCELLED 1 1\n");
+  x.record.grpc_status = 42;  // beyond the table: the number
+  CHECK(line(*f, x.record) == "42 42 42 42 42\n");
+
+  auto json = LogFormat::json({{"n", "%GRPC_STATUS_NUMBER%"}, {"s", "%GRPC_STATUS%"}}, "test");
+  REQUIRE(json.ok());
+  x.record.grpc_status = 14;
+  CHECK(line(*json, x.record) == "{\"n\":14,\"s\":\"Unavailable\"}\n");
+  x.record.grpc_status = -1;
+  CHECK(line(*json, x.record) == "{\"n\":null,\"s\":null}\n");
+
+  CHECK(error_of("%GRPC_STATUS(LOUD)%") ==
+        "meshConfig.accessLogFormat: at position 0: %GRPC_STATUS(...)% takes CAMEL_STRING, "
+        "SNAKE_STRING or NUMBER");
+}
