@@ -132,3 +132,22 @@ TEST_CASE("h2 side: a TCP route to an upstream marked http2 still relays raw byt
   c.shutdown_send();
   CHECK(c.read_all_until_close() == "not http at all");
 }
+
+TEST_CASE("h2 side: a health probe to an HTTP/2 upstream takes no max_requests place") {
+  H2Upstream up;
+  up.hold_until(2);  // the first probe waits for the traffic request
+  UpstreamConfig backend = h2_upstream("backend", up.port());
+  backend.health_check = HealthCheck{.path = "/healthz", .interval = 10s, .timeout = 5s};
+  backend.pool.max_requests = 1;
+  ManualClock clock;
+  TestGateway gw(make_config({forward_all("backend")}, {backend}), 1, nullptr, &clock);
+  REQUIRE(up.wait_for_requests(1));
+  // Were the held probe counted, this request would overflow (503 UO).
+  RawClient c(gw.port());
+  REQUIRE(c.send(make_request("GET", "/traffic")));
+  auto r = c.read_response();
+  REQUIRE_MESSAGE(r, c.error());
+  CHECK(r->status == 200);
+  CHECK(up.connections() == 2);  // the probes' own and traffic's
+  CHECK(gw.gateway().upstream("backend").overflows == 0);
+}
