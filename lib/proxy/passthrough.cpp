@@ -61,7 +61,7 @@ awaitable<Relayed> relay_to(SessionHost& worker, Down& down, const Snapshot& sna
     co_return out;
   }
   out.endpoint = up.endpoints[pick.endpoint].key;
-  ConnectOptions options{.originate_tls = target.originate_tls};
+  ConnectOptions options{.originate_tls = target.originate_tls, .raw = true};
   Lease lease = co_await open_connection(worker.upstream(), slot, up, pick.endpoint, options);
   if (!lease.conn) {
     bool overflow = lease.status == Lease::Status::overflow;

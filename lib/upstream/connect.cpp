@@ -191,6 +191,8 @@ void release_connection(UpstreamContext& ctx, const CompiledUpstream& upstream,
 asio::awaitable<Lease> open_connection(UpstreamContext& ctx, ConnectionSlot& slot,
                                        const CompiledUpstream& upstream, int64_t endpoint,
                                        ConnectOptions options) {
+  if (!options.raw && upstream.config.protocol == UpstreamProtocol::http2)
+    co_return co_await ctx.h2().lease(ctx, slot, upstream, endpoint, options.limited);
   if (options.limited &&
       !reserve_evicting(ctx, upstream.state.get(), upstream.config.pool.max_connections)) {
     upstream.state->overflows.fetch_add(1, std::memory_order_relaxed);

@@ -54,10 +54,19 @@ struct ConnectOptions {
   bool originate_tls = true;
   // ALPN offered when TLS is originated ("\x02h2" for HTTP/2); empty: none.
   std::string_view alpn;
+  // A TCP connection even to an HTTP/2 upstream: passthrough relays carry
+  // the client's bytes as they are (as Envoy's tcp_proxy ignores a cluster's
+  // HTTP/2 options), and the multiplexer opens its connections here.
+  bool raw = false;
 };
 
 // A connection of its own (never pooled; destroying it closes it), made
-// the same way lease_connection makes a new one.
+// the same way lease_connection makes a new one. To an HTTP/2 upstream
+// (unless `raw`) it is a stream of the multiplexer, as lease_connection
+// gives, so mirrors and health probes speak HTTP/1.1 on it like on any
+// connection; its request's `connection: close` ends the pair after the
+// response. Unlimited ones ride connections of their own, outside
+// max_connections and max_requests.
 asio::awaitable<Lease> open_connection(UpstreamContext& ctx, ConnectionSlot& slot,
                                        const CompiledUpstream& upstream, int64_t endpoint,
                                        ConnectOptions options = {});

@@ -75,6 +75,7 @@ struct H2PoolStream {
   std::shared_ptr<H2StreamReport> report;
   int32_t id = 0;  // 0 until submitted
   bool head_request = false;
+  bool close_after = false;  // the request said `connection: close`
   std::string to_pipe;
   size_t credit = 0;  // response body in to_pipe, credited to the upstream once written
   bool chunked = false;
@@ -315,6 +316,7 @@ awaitable<void> H2Pool::Conn::request_pump(std::shared_ptr<Conn> c,
         RequestHead head = parser.request();
         head.scheme = c->tls ? "https" : "http";
         st->head_request = head.method == "HEAD";
+        st->close_after = !parser.keep_alive();
         bool end = !parser.body_expected();
         int32_t id = 0;
         if (c->state == State::ready && !c->draining) id = c->codec.submit_request(head, end);
@@ -373,6 +375,12 @@ awaitable<void> H2Pool::Conn::response_pump(std::shared_ptr<Conn> c,
     if (credit > 0) c->codec.consume(st->id, credit);
     co_await flush(c);
   }
+  // As an HTTP/1.1 server would, close after answering a request that asked
+  // for it (mirrors and health probes read until then).
+  if (st->close_after && st->response_done && !st->dead) {
+    asio::error_code ec;
+    st->pipe.shutdown(tcp::socket::shutdown_send, ec);
+  }
   c->stream_done(*st);
 }
 
@@ -393,14 +401,15 @@ size_t H2Pool::connection_count() const {
 }
 
 asio::awaitable<Lease> H2Pool::lease(UpstreamContext& ctx, ConnectionSlot& slot,
-                                     const CompiledUpstream& upstream, int64_t endpoint) {
+                                     const CompiledUpstream& upstream, int64_t endpoint,
+                                     bool limited) {
   const CompiledEndpoint& ep = upstream.endpoints[endpoint];
   const ConnectionPoolSettings& pc = upstream.config.pool;
   Lease lease;
   slot.fired = ConnectionSlot::Timeout::none;
   // max_requests (http2MaxRequests): a place for the whole stream, across
   // workers; none left is an overflow at once, as in Envoy.
-  std::shared_ptr<ClusterState> cluster = upstream.state;
+  std::shared_ptr<ClusterState> cluster = limited ? upstream.state : nullptr;
   if (cluster) {
     uint64_t cur = cluster->h2_streams.load(std::memory_order_relaxed);
     do {
@@ -417,7 +426,9 @@ asio::awaitable<Lease> H2Pool::lease(UpstreamContext& ctx, ConnectionSlot& slot,
 
   // Connections idle past idle_timeout close when next looked at (as the
   // HTTP/1 pool's do: there is no timer).
-  auto& list = conns_[ep.pool_key];
+  // Unlimited streams' connections are uncounted: traffic never shares them.
+  std::string key = limited ? ep.pool_key : ep.pool_key + "\nunlimited";
+  auto& list = conns_[key];
   TimePoint now = ctx.loop().now();
   for (auto& c : list)
     if (c->state == Conn::State::ready && c->reserved == 0 &&
@@ -431,7 +442,7 @@ asio::awaitable<Lease> H2Pool::lease(UpstreamContext& ctx, ConnectionSlot& slot,
     }
   bool fresh = !conn;
   if (fresh) {
-    conn = std::make_shared<Conn>(*this, ctx, ep.pool_key, upstream);
+    conn = std::make_shared<Conn>(*this, ctx, key, upstream);
     list.push_back(conn);
   }
   ++conn->reserved;
@@ -439,6 +450,8 @@ asio::awaitable<Lease> H2Pool::lease(UpstreamContext& ctx, ConnectionSlot& slot,
   if (fresh) {
     ConnectOptions options;
     options.alpn = kAlpnH2;
+    options.limited = limited;
+    options.raw = true;
     Lease made = co_await open_connection(ctx, slot, upstream, endpoint, options);
     if (made.status == Lease::Status::ok) {
       conn->tcp = std::move(made.conn);
@@ -448,7 +461,7 @@ asio::awaitable<Lease> H2Pool::lease(UpstreamContext& ctx, ConnectionSlot& slot,
     } else {
       conn->failure = made.status;
       conn->state = Conn::State::closed;
-      if (conn->pool) std::erase(conns_[ep.pool_key], conn);
+      if (conn->pool) std::erase(conns_[key], conn);
     }
     conn->ready.notify();
   } else {

@@ -46,9 +46,13 @@ class H2Pool {
   H2Pool& operator=(const H2Pool&) = delete;
 
   // A stream to `endpoint` (see above). `slot` bounds a connect this lease
-  // starts (Timeout::upstream_connect).
+  // starts (Timeout::upstream_connect). Not `limited` (health probes): the
+  // stream takes no max_requests place and rides connections kept apart
+  // from traffic's, opened outside max_connections, so a full pool cannot
+  // make its endpoints look dead and probes never take traffic's places.
   asio::awaitable<Lease> lease(UpstreamContext& ctx, ConnectionSlot& slot,
-                               const CompiledUpstream& upstream, int64_t endpoint);
+                               const CompiledUpstream& upstream, int64_t endpoint,
+                               bool limited = true);
 
   // Connections open or opening (tests and views).
   size_t connection_count() const;
