@@ -161,12 +161,17 @@ double mirror_percentage(Fields& f, const Meta& m) {
   return 100;
 }
 
-void parse_filter(const YAML::Node& n, const Meta& m, const std::string& path, GwHttpRule& rule) {
+// `grpc`: a GRPCRoute filter, which has no redirect, rewrite or CORS.
+void parse_filter(const YAML::Node& n, const Meta& m, const std::string& path, GwHttpRule& rule,
+                  bool grpc = false) {
   Fields f(n, m, path);
   std::string type =
-      enum_value(f.require("type"), m, f.sub("type"),
-                 {"RequestHeaderModifier", "ResponseHeaderModifier", "RequestRedirect",
-                  "URLRewrite", "RequestMirror", "ExtensionRef", "CORS", "ExternalAuth"});
+      grpc ? enum_value(f.require("type"), m, f.sub("type"),
+                        {"RequestHeaderModifier", "ResponseHeaderModifier", "RequestMirror",
+                         "ExtensionRef"})
+           : enum_value(f.require("type"), m, f.sub("type"),
+                        {"RequestHeaderModifier", "ResponseHeaderModifier", "RequestRedirect",
+                         "URLRewrite", "RequestMirror", "ExtensionRef", "CORS", "ExternalAuth"});
   static const std::map<std::string, const char*> keys = {
       {"RequestHeaderModifier", "requestHeaderModifier"},
       {"ResponseHeaderModifier", "responseHeaderModifier"},
@@ -244,6 +249,30 @@ std::string method_name(const YAML::Node& n, const Meta& m, const std::string& p
       n, m, path, {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"});
 }
 
+// matches[].headers of an HTTPRoute or GRPCRoute.
+void parse_header_matches(Fields& f, const Meta& m, Matcher& matcher) {
+  auto list = f.get("headers");
+  if (!list) return;
+  require_list(list, m, f.sub("headers"));
+  std::set<std::string> names;
+  for (size_t i = 0; i < list.size(); ++i) {
+    std::string p = index(f.sub("headers"), i);
+    Fields h(list[i], m, p);
+    std::string type = "Exact";
+    if (auto t = h.get("type"))
+      type = enum_value(t, m, h.sub("type"), {"Exact", "RegularExpression"});
+    std::string name = http::to_lower(scalar(h.require("name"), m, h.sub("name")));
+    std::string value = scalar(h.require("value"), m, h.sub("value"));
+    h.finish();
+    if (auto why = http::check_header_name(name); !why.empty()) fail(m, h.sub("name"), why);
+    if (type == "RegularExpression")
+      if (auto re = http::compile_regex(value); !re) fail(m, h.sub("value"), re.error().message);
+    // The first of several matches on one header name wins (the spec).
+    if (!names.insert(name).second) continue;
+    matcher.header(name, type == "Exact" ? StringMatch::exact(value) : StringMatch::regex(value));
+  }
+}
+
 GwMatch parse_match(const YAML::Node& n, const Meta& m, const std::string& path) {
   Fields f(n, m, path);
   GwMatch out;
@@ -279,27 +308,7 @@ GwMatch parse_match(const YAML::Node& n, const Meta& m, const std::string& path)
     }
     out.path_length = value.size();
   }
-  if (auto list = f.get("headers")) {
-    require_list(list, m, f.sub("headers"));
-    std::set<std::string> names;
-    for (size_t i = 0; i < list.size(); ++i) {
-      std::string p = index(f.sub("headers"), i);
-      Fields h(list[i], m, p);
-      std::string type = "Exact";
-      if (auto t = h.get("type"))
-        type = enum_value(t, m, h.sub("type"), {"Exact", "RegularExpression"});
-      std::string name = http::to_lower(scalar(h.require("name"), m, h.sub("name")));
-      std::string value = scalar(h.require("value"), m, h.sub("value"));
-      h.finish();
-      if (auto why = http::check_header_name(name); !why.empty()) fail(m, h.sub("name"), why);
-      if (type == "RegularExpression")
-        if (auto re = http::compile_regex(value); !re) fail(m, h.sub("value"), re.error().message);
-      // The first of several matches on one header name wins (the spec).
-      if (!names.insert(name).second) continue;
-      out.matcher.header(name,
-                         type == "Exact" ? StringMatch::exact(value) : StringMatch::regex(value));
-    }
-  }
+  parse_header_matches(f, m, out.matcher);
   if (auto list = f.get("queryParams")) {
     require_list(list, m, f.sub("queryParams"));
     std::set<std::string> names;
@@ -408,6 +417,81 @@ GwHttpRule parse_http_rule(const YAML::Node& n, const Meta& m, const std::string
   return rule;
 }
 
+// A GRPCRoute match: the gRPC path is "/<service>/<method>", so service
+// and method become a path match (the spec's validation patterns for Exact).
+GwMatch parse_grpc_match(const YAML::Node& n, const Meta& m, const std::string& path) {
+  Fields f(n, m, path);
+  GwMatch out;
+  out.field = path;
+  out.matcher.uri = StringMatch::prefix("/");
+  if (auto v = f.get("method")) {
+    Fields mf(v, m, f.sub("method"));
+    std::string type = "Exact";
+    if (auto t = mf.get("type"))
+      type = enum_value(t, m, mf.sub("type"), {"Exact", "RegularExpression"});
+    std::string service, method;
+    if (auto s = mf.get("service")) service = scalar(s, m, mf.sub("service"));
+    if (auto s = mf.get("method")) method = scalar(s, m, mf.sub("method"));
+    mf.finish();
+    if (service.empty() && method.empty())
+      fail(m, mf.path(), "one or both of service and method must be set");
+    if (type == "Exact") {
+      static const RE2 service_re(R"((?i)\.?[a-z_][a-z_0-9]*(\.[a-z_][a-z_0-9]*)*)");
+      static const RE2 method_re(R"([A-Za-z_][A-Za-z_0-9]*)");
+      if (!service.empty() && !RE2::FullMatch(service, service_re))
+        fail(m, mf.sub("service"), fmt::format("\"{}\" is not a gRPC service name", service));
+      if (!method.empty() && !RE2::FullMatch(method, method_re))
+        fail(m, mf.sub("method"), fmt::format("\"{}\" is not a gRPC method name", method));
+      if (!service.empty() && !method.empty())
+        out.matcher.uri = StringMatch::exact("/" + service + "/" + method);
+      else if (!service.empty())
+        out.matcher.uri = StringMatch::prefix("/" + service + "/");
+      else
+        out.matcher.uri = StringMatch::regex("/[^/]+/" + method);
+    } else {
+      for (const auto& [key, value] :
+           {std::pair{"service", &service}, std::pair{"method", &method}})
+        if (!value->empty())
+          if (auto re = http::compile_regex(*value); !re) fail(m, mf.sub(key), re.error().message);
+      std::string s = service.empty() ? "[^/]+" : "(?:" + service + ")";
+      std::string me = method.empty() ? "[^/]+" : "(?:" + method + ")";
+      out.matcher.uri = StringMatch::regex("/" + s + "/" + me);
+    }
+    out.grpc_service_length = service.size();
+    out.grpc_method_length = method.size();
+  }
+  parse_header_matches(f, m, out.matcher);
+  f.finish();
+  return out;
+}
+
+GwHttpRule parse_grpc_rule(const YAML::Node& n, const Meta& m, const std::string& path) {
+  Fields f(n, m, path);
+  GwHttpRule rule;
+  rule.field = path;
+  f.ignore({"name"});
+  f.not_implemented({"sessionPersistence"});
+  if (auto list = f.get("matches")) {
+    require_list(list, m, f.sub("matches"));
+    for (size_t i = 0; i < list.size(); ++i)
+      rule.matches.push_back(parse_grpc_match(list[i], m, index(f.sub("matches"), i)));
+  }
+  if (rule.matches.empty()) {
+    GwMatch any;
+    any.matcher.uri = StringMatch::prefix("/");
+    any.field = f.sub("matches");
+    rule.matches.push_back(std::move(any));
+  }
+  if (auto list = f.get("filters")) {
+    require_list(list, m, f.sub("filters"));
+    for (size_t i = 0; i < list.size(); ++i)
+      parse_filter(list[i], m, index(f.sub("filters"), i), rule, true);
+  }
+  rule.backends = parse_backends(f.get("backendRefs"), m, f.sub("backendRefs"), true);
+  f.finish();
+  return rule;
+}
+
 std::vector<GwRef> parse_parents(Fields& f, const Meta& m) {
   std::vector<GwRef> out;
   if (auto list = f.get("parentRefs")) {
@@ -442,6 +526,10 @@ GwRoute parse_route(const YAML::Node& spec, const Meta& meta, bool tls) {
     require_list(list, m, f.sub("rules"));
     for (size_t i = 0; i < list.size(); ++i) {
       std::string p = index(f.sub("rules"), i);
+      if (meta.kind == "GRPCRoute") {
+        out.rules.push_back(parse_grpc_rule(list[i], m, p));
+        continue;
+      }
       if (!tls) {
         out.rules.push_back(parse_http_rule(list[i], m, p));
         continue;
@@ -618,10 +706,6 @@ bool parse_gateway_api(const YAML::Node& doc, const Meta& meta, const std::strin
   }
   try {
     if (meta.name.empty()) fail(meta, "metadata.name", "required field is missing");
-    if (kind == "GRPCRoute")
-      fail(meta, "kind",
-           "GRPCRoute: not supported yet (gRPC needs HTTP/2, which sluice does not "
-           "serve yet)");
     for (const auto& kv : doc) {
       std::string k = kv.first.IsScalar() ? kv.first.Scalar() : "?";
       if (k != "apiVersion" && k != "kind" && k != "metadata" && k != "spec" && k != "status")
@@ -643,7 +727,7 @@ bool parse_gateway_api(const YAML::Node& doc, const Meta& meta, const std::strin
     } else if (kind == "ReferenceGrant") {
       gw().grants.push_back(parse_grant(spec, meta));
     } else {
-      GwRoute r = parse_route(spec, meta, kind != "HTTPRoute");
+      GwRoute r = parse_route(spec, meta, kind != "HTTPRoute" && kind != "GRPCRoute");
       YAML::Node md = doc["metadata"];
       if (md && md.IsMap() && md["creationTimestamp"] && md["creationTimestamp"].IsScalar())
         r.created = md["creationTimestamp"].Scalar();
@@ -800,7 +884,9 @@ struct Converter {
   static bool kind_allowed(const GwListener& l, const std::string& kind) {
     // The kinds each protocol can carry (the Gateway API's defaults for them).
     auto carries = [&](const std::string& k) {
-      if (k == "HTTPRoute") return l.protocol == "HTTP" || l.protocol == "HTTPS";
+      // Istio's HTTP and HTTPS listeners admit GRPCRoutes by default too.
+      if (k == "HTTPRoute" || k == "GRPCRoute")
+        return l.protocol == "HTTP" || l.protocol == "HTTPS";
       if (k == "TLSRoute") return l.protocol == "TLS" && l.tls_mode == "Passthrough";
       if (k == "TCPRoute")
         return l.protocol == "TCP" || (l.protocol == "TLS" && l.tls_mode == "Terminate");
@@ -896,12 +982,40 @@ struct Converter {
     };
     for (const auto& rule : r.rules) {
       auto& hs = out.hosts.emplace_back();
-      for (const auto& b : rule.backends) hs.push_back(check(b));
+      for (const auto& b : rule.backends) {
+        hs.push_back(check(b));
+        if (r.meta.kind == "GRPCRoute" && !hs.back().empty()) speak_grpc(r, b);
+      }
       auto& ms = out.mirror_hosts.emplace_back();
       for (const auto& m : rule.mirrors) ms.push_back(check(m.backend));
     }
     resolved[&r] = std::move(out);
   }
+
+  // A GRPCRoute backend is spoken to as gRPC (HTTP/2) whatever its port
+  // declares: an HTTP or undeclared Service or ServiceEntry port is marked
+  // GRPC before translate() reads the protocol.
+  void speak_grpc(const GwRoute& r, const GwRef& ref) {
+    std::string ns = ref.namespace_.empty() ? r.meta.namespace_ : ref.namespace_;
+    for (auto& s : res.services)
+      if (s.meta.name == ref.name && s.meta.namespace_ == ns)
+        for (auto& p : s.ports) {
+          std::string app = http::to_lower(p.app_protocol);
+          bool h2 =
+              app == "grpc" || app == "grpc-web" || app == "http2" || app == "kubernetes.io/h2c";
+          if (p.port == *ref.port && !h2) p.app_protocol = "grpc";
+        }
+    std::string host = fmt::format("{}.{}.svc.cluster.local", ref.name, ns);
+    for (auto& se : res.service_entries)
+      for (const auto& h : se.hosts)
+        if (http::to_lower(h) == host)
+          for (auto& p : se.ports)
+            if (p.number == *ref.port && (p.protocol.empty() || p.protocol == "HTTP"))
+              p.protocol = "GRPC";
+  }
+
+  // Where each route's status is in `status`, for conflicts found later.
+  std::map<const GwRoute*, size_t> status_index;
 
   void attach(const GwRoute& r, size_t order) {
     RouteStatus st;
@@ -963,6 +1077,7 @@ struct Converter {
     if (r.parents.empty())
       warnings.push_back(fmt::format("{}: spec.parentRefs: none; the route serves nothing here",
                                      object_name(r.meta)));
+    status_index[&r] = status.size();
     status.push_back(std::move(st));
   }
 
@@ -1045,14 +1160,25 @@ struct Converter {
   bool before(const Entry& a, const Entry& b) const {
     const GwMatch& x = a.route->rules[a.rule].matches[a.match];
     const GwMatch& y = b.route->rules[b.rule].matches[b.match];
-    if (x.path_rank != y.path_rank) return x.path_rank > y.path_rank;
-    if (x.path_length != y.path_length) return x.path_length > y.path_length;
-    if (x.matcher.method.has_value() != y.matcher.method.has_value())
-      return x.matcher.method.has_value();
-    if (x.matcher.headers.size() != y.matcher.headers.size())
-      return x.matcher.headers.size() > y.matcher.headers.size();
-    if (x.matcher.query_params.size() != y.matcher.query_params.size())
-      return x.matcher.query_params.size() > y.matcher.query_params.size();
+    if (a.route->meta.kind == "GRPCRoute" && b.route->meta.kind == "GRPCRoute") {
+      // GRPCRoute precedence: the most characters of service, then of
+      // method, then the most header matches.
+      if (x.grpc_service_length != y.grpc_service_length)
+        return x.grpc_service_length > y.grpc_service_length;
+      if (x.grpc_method_length != y.grpc_method_length)
+        return x.grpc_method_length > y.grpc_method_length;
+      if (x.matcher.headers.size() != y.matcher.headers.size())
+        return x.matcher.headers.size() > y.matcher.headers.size();
+    } else {
+      if (x.path_rank != y.path_rank) return x.path_rank > y.path_rank;
+      if (x.path_length != y.path_length) return x.path_length > y.path_length;
+      if (x.matcher.method.has_value() != y.matcher.method.has_value())
+        return x.matcher.method.has_value();
+      if (x.matcher.headers.size() != y.matcher.headers.size())
+        return x.matcher.headers.size() > y.matcher.headers.size();
+      if (x.matcher.query_params.size() != y.matcher.query_params.size())
+        return x.matcher.query_params.size() > y.matcher.query_params.size();
+    }
     if (a.route_order != b.route_order) return a.route_order < b.route_order;
     if (a.rule != b.rule) return a.rule < b.rule;
     return a.match < b.match;
@@ -1142,7 +1268,47 @@ struct Converter {
     return out;
   }
 
+  // The spec: an HTTPRoute and a GRPCRoute whose hostnames meet on a
+  // listener are never merged; the older (then namespace/name first) is
+  // accepted there and the other is not, on every hostname of that port.
+  void resolve_kind_conflicts() {
+    std::map<const GwRoute*, std::pair<const GwRoute*, uint16_t>> losers;  // -> winner, port
+    for (auto& [key, bucket] : buckets) {
+      const Entry* first_http = nullptr;
+      const Entry* first_grpc = nullptr;
+      for (const auto& e : bucket.entries) {
+        const Entry*& slot = e.route->meta.kind == "GRPCRoute" ? first_grpc : first_http;
+        if (!slot || e.route_order < slot->route_order) slot = &e;
+      }
+      if (!first_http || !first_grpc) continue;
+      bool grpc_wins = first_grpc->route_order < first_http->route_order;
+      const GwRoute* winner = grpc_wins ? first_grpc->route : first_http->route;
+      for (const auto& e : bucket.entries)
+        if ((e.route->meta.kind == "GRPCRoute") != grpc_wins)
+          losers.emplace(e.route, std::pair{winner, key.first});
+    }
+    if (losers.empty()) return;
+    for (auto& [key, bucket] : buckets)
+      std::erase_if(bucket.entries, [&](const Entry& e) {
+        auto it = losers.find(e.route);
+        return it != losers.end() && it->second.second == key.first;
+      });
+    std::erase_if(buckets, [](const auto& kv) { return kv.second.entries.empty(); });
+    for (const auto& [route, why] : losers) {
+      for (auto& ps : status[status_index.at(route)].parents) {
+        if (!ps.accepted) continue;
+        ps.accepted = false;
+        ps.accepted_reason = "Conflicted";
+        ps.accepted_message = fmt::format(
+            "{} shares a hostname on port {} and takes precedence (HTTPRoutes and "
+            "GRPCRoutes are never merged)",
+            object_name(why.first->meta), why.second);
+      }
+    }
+  }
+
   void build_virtual_services() {
+    resolve_kind_conflicts();
     for (auto& [key, bucket] : buckets) {
       auto& entries = bucket.entries;
       std::stable_sort(entries.begin(), entries.end(),

@@ -1,6 +1,6 @@
 #pragma once
 // The Kubernetes Gateway API (gateway.networking.k8s.io/v1): GatewayClass,
-// Gateway, HTTPRoute, TLSRoute, TCPRoute and ReferenceGrant. Parsed here, then turned
+// Gateway, HTTPRoute, GRPCRoute, TLSRoute, TCPRoute and ReferenceGrant. Parsed here, then turned
 // into the Istio model before translate() runs, the way Istio does it
 // (pilot/pkg/config/kube/gateway): one Gateway server per listener, and per
 // port and hostname one VirtualService holding every attached route's
@@ -59,6 +59,8 @@ struct GwMatch {
   size_t path_length = 1;    // characters of the path value
   std::string prefix = "/";  // PathPrefix value (ReplacePrefixMatch rewrites it)
   std::string field;         // "spec.rules[0].matches[1]"
+  // GRPCRoute precedence: characters of the service and method matched.
+  size_t grpc_service_length = 0, grpc_method_length = 0;
 };
 
 struct GwPathModifier {
@@ -86,7 +88,7 @@ struct GwHttpRule {
 };
 
 struct GwRoute {
-  Meta meta;                   // kind HTTPRoute, TLSRoute or TCPRoute
+  Meta meta;                   // kind HTTPRoute, GRPCRoute, TLSRoute or TCPRoute
   std::string created;         // metadata.creationTimestamp (RFC 3339), may be empty
   std::vector<GwRef> parents;  // parentRefs
   std::vector<std::string> hostnames;
@@ -116,8 +118,7 @@ struct GatewayApiResources {
 // A gateway.networking.k8s.io object into res.gateway_api (false: not one).
 // A v1 Namespace only has its labels noted (allowedRoutes selectors) and
 // false is returned, so that the service registry reads it too.
-// Kinds sluice does not serve (GRPCRoute) are errors; others of
-// the group it does not know are ignored with a warning.
+// Kinds of the group it does not know are ignored with a warning.
 bool parse_gateway_api(const YAML::Node& doc, const Meta& meta, const std::string& api,
                        Resources& res, std::set<std::string>& seen,
                        std::vector<std::string>& warnings);
