@@ -410,8 +410,10 @@ void HttpsDocument::serve() {
     }
     std::string out = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: " +
                       std::to_string(body_.size()) + "\r\nconnection: close\r\n\r\n" + body_;
+    // Counted before the write: the client may act on the answer (and a
+    // test read served()) before this thread runs again.
+    ++served_;
     asio::write(stream, asio::buffer(out), ec);
-    if (!ec) ++served_;
     stream.shutdown(ec);
   }
 }
