@@ -1288,11 +1288,14 @@ struct Converter {
           losers.emplace(e.route, std::pair{winner, key.first});
     }
     if (losers.empty()) return;
-    for (auto& [key, bucket] : buckets)
-      std::erase_if(bucket.entries, [&](const Entry& e) {
+    for (auto& kv : buckets) {
+      // Not a structured binding: clang 14 (the fuzz build) cannot capture one.
+      uint16_t port = kv.first.first;
+      std::erase_if(kv.second.entries, [&](const Entry& e) {
         auto it = losers.find(e.route);
-        return it != losers.end() && it->second.second == key.first;
+        return it != losers.end() && it->second.second == port;
       });
+    }
     std::erase_if(buckets, [](const auto& kv) { return kv.second.entries.empty(); });
     for (const auto& [route, why] : losers) {
       for (auto& ps : status[status_index.at(route)].parents) {
