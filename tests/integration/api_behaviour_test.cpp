@@ -745,6 +745,9 @@ TEST_CASE("api: x-envoy-upstream-service-time counts the upstream's time, a rout
 
   REQUIRE(c.send(make_request("GET", "/kept")));
   REQUIRE(wait_until([&] { return up.held() == 1; }));
+  // The upstream can hold the request before the gateway's write completion
+  // ran (it stamps the send time): let the gateway catch up first.
+  clock.settle();
   clock.advance(7ms);
   up.release();
   auto r = c.read_response();
@@ -754,6 +757,7 @@ TEST_CASE("api: x-envoy-upstream-service-time counts the upstream's time, a rout
 
   REQUIRE(c.send(make_request("GET", "/other")));
   REQUIRE(wait_until([&] { return up.held() == 1; }));
+  clock.settle();
   clock.advance(3ms);
   up.release();
   auto hiddenr = c.read_response();
