@@ -197,7 +197,12 @@ std::optional<int> parse_args(int argc, char** argv, Options& o) {
         if (a == "--workers") o.workers = static_cast<unsigned>(std::stoul(*v));
         if (a == "--dns-refresh") o.dns_refresh_seconds = std::stoi(*v);
         if (a == "--trace-sampling") o.trace_sampling = std::stod(*v);
-        if (a == "--file-flush-interval-msec") o.file_flush_ms = std::stoul(*v);
+        // stoul would take "-1" as a huge interval.
+        if (a == "--file-flush-interval-msec") {
+          if (v->empty() || v->find_first_not_of("0123456789") != std::string::npos)
+            return fail_usage(a + " needs a number");
+          o.file_flush_ms = std::stoul(*v);
+        }
       } catch (const std::exception&) {
         return fail_usage(a + " needs a number");
       }

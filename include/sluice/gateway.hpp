@@ -262,9 +262,10 @@ class Gateway {
   // True while serving: a configuration applied and not stopping (the
   // admin /ready).
   bool ready() const;
-  // Log rotation (SIGUSR1): every access-log file of the current
-  // configuration is closed and opened again by path before its next
-  // lines, so a file renamed away is left complete. Thread-safe.
+  // Log rotation (SIGUSR1): the lines logged so far are written to every
+  // access-log file of the current configuration (the call waits for that),
+  // then each is closed and opened again by path, so a file renamed away is
+  // left complete. Thread-safe.
   void reopen_access_logs();
   // Writes every access-log line logged so far, without waiting for the
   // flush interval (telemetry.hpp); returns when they are in the files.

@@ -8,20 +8,14 @@
 
 #include "http/grpc.hpp"
 #include "http/tokens.hpp"
+#include "http2/nghttp2_util.hpp"
 
 namespace sluice::http2 {
 
 namespace {
 
-std::string_view as_view(const uint8_t* p, size_t n) {
-  return {reinterpret_cast<const char*>(p), n};
-}
-
-nghttp2_nv make_nv(std::string_view name, std::string_view value) {
-  return nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
-                    reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(),
-                    value.size(), NGHTTP2_NV_FLAG_NONE};
-}
+using detail::as_view;
+using detail::make_nv;
 
 // `te` is connection-specific except for "trailers" (RFC 9113 §8.2.2),
 // which gRPC servers require.
@@ -252,15 +246,7 @@ bool ClientSession::feed(std::span<const uint8_t> bytes) {
 }
 
 size_t ClientSession::produce(std::string& out) {
-  size_t total = 0;
-  for (;;) {
-    const uint8_t* data = nullptr;
-    ssize_t n = nghttp2_session_mem_send(impl_->session, &data);
-    if (n <= 0) break;
-    out.append(as_view(data, static_cast<size_t>(n)));
-    total += static_cast<size_t>(n);
-  }
-  return total;
+  return detail::drain_output(impl_->session, out);
 }
 
 std::vector<ClientEvent> ClientSession::take_events() {

@@ -8,6 +8,7 @@
 #include <unordered_map>
 
 #include "http/tokens.hpp"
+#include "http2/nghttp2_util.hpp"
 
 namespace sluice::http2 {
 
@@ -19,15 +20,8 @@ bool is_connection_specific(std::string_view lower_name) {
          lower_name == "upgrade" || lower_name == "te";
 }
 
-std::string_view as_view(const uint8_t* p, size_t n) {
-  return {reinterpret_cast<const char*>(p), n};
-}
-
-nghttp2_nv make_nv(std::string_view name, std::string_view value) {
-  return nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
-                    reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(),
-                    value.size(), NGHTTP2_NV_FLAG_NONE};
-}
+using detail::as_view;
+using detail::make_nv;
 
 }  // namespace
 
@@ -361,15 +355,7 @@ bool ServerSession::feed(std::span<const uint8_t> bytes) {
 }
 
 size_t ServerSession::produce(std::string& out) {
-  size_t total = 0;
-  for (;;) {
-    const uint8_t* data = nullptr;
-    ssize_t n = nghttp2_session_mem_send(impl_->session, &data);
-    if (n <= 0) break;
-    out.append(as_view(data, static_cast<size_t>(n)));
-    total += static_cast<size_t>(n);
-  }
-  return total;
+  return detail::drain_output(impl_->session, out);
 }
 
 std::vector<Event> ServerSession::take_events() {

@@ -370,53 +370,6 @@ std::vector<GwRef> parse_backends(const YAML::Node& list, const Meta& m, const s
   return out;
 }
 
-GwHttpRule parse_http_rule(const YAML::Node& n, const Meta& m, const std::string& path) {
-  Fields f(n, m, path);
-  GwHttpRule rule;
-  rule.field = path;
-  f.ignore({"name"});
-  f.not_implemented({"retry", "sessionPersistence"});
-  if (auto list = f.get("matches")) {
-    require_list(list, m, f.sub("matches"));
-    for (size_t i = 0; i < list.size(); ++i)
-      rule.matches.push_back(parse_match(list[i], m, index(f.sub("matches"), i)));
-  }
-  if (rule.matches.empty()) {
-    GwMatch any;
-    any.matcher.uri = StringMatch::prefix("/");
-    any.field = f.sub("matches");
-    rule.matches.push_back(std::move(any));
-  }
-  if (auto list = f.get("filters")) {
-    require_list(list, m, f.sub("filters"));
-    for (size_t i = 0; i < list.size(); ++i)
-      parse_filter(list[i], m, index(f.sub("filters"), i), rule);
-  }
-  rule.backends = parse_backends(f.get("backendRefs"), m, f.sub("backendRefs"), true);
-  if (auto t = f.get("timeouts")) {
-    Fields tf(t, m, f.sub("timeouts"));
-    if (auto v = tf.get("request")) rule.timeout = duration(v, m, tf.sub("request"));
-    if (auto v = tf.get("backendRequest"))
-      rule.backend_timeout = duration(v, m, tf.sub("backendRequest"));
-    tf.finish();
-    // The spec: backendRequest may not exceed request (0 is "no timeout").
-    if (rule.timeout && rule.backend_timeout && rule.timeout->count() != 0 &&
-        (rule.backend_timeout->count() == 0 || *rule.backend_timeout > *rule.timeout))
-      fail(m, tf.sub("backendRequest"), "must not be longer than timeouts.request");
-  }
-  f.finish();
-  if (rule.redirect && (rule.rewrite_host || rule.rewrite_path))
-    fail(m, f.sub("filters"), "RequestRedirect and URLRewrite cannot both be set");
-  if (rule.redirect && !rule.backends.empty())
-    fail(m, f.sub("backendRefs"), "a rule with a RequestRedirect filter cannot have backendRefs");
-  if (rule.rewrite_path && rule.rewrite_path->prefix_replace)
-    for (const auto& mt : rule.matches)
-      if (mt.path_rank != 2)
-        fail(m, rule.rewrite_field + ".path.replacePrefixMatch",
-             fmt::format("needs PathPrefix path matches; {}.path is not one", mt.field));
-  return rule;
-}
-
 // A GRPCRoute match: the gRPC path is "/<service>/<method>", so service
 // and method become a path match (the spec's validation patterns for Exact).
 GwMatch parse_grpc_match(const YAML::Node& n, const Meta& m, const std::string& path) {
@@ -465,16 +418,22 @@ GwMatch parse_grpc_match(const YAML::Node& n, const Meta& m, const std::string& 
   return out;
 }
 
-GwHttpRule parse_grpc_rule(const YAML::Node& n, const Meta& m, const std::string& path) {
+// An HTTPRoute or GRPCRoute rule: the same shape, but a GRPCRoute matches
+// gRPC methods, takes fewer filters and has no timeouts.
+GwHttpRule parse_rule(const YAML::Node& n, const Meta& m, const std::string& path, bool grpc) {
   Fields f(n, m, path);
   GwHttpRule rule;
   rule.field = path;
   f.ignore({"name"});
-  f.not_implemented({"sessionPersistence"});
+  if (grpc)
+    f.not_implemented({"sessionPersistence"});
+  else
+    f.not_implemented({"retry", "sessionPersistence"});
   if (auto list = f.get("matches")) {
     require_list(list, m, f.sub("matches"));
     for (size_t i = 0; i < list.size(); ++i)
-      rule.matches.push_back(parse_grpc_match(list[i], m, index(f.sub("matches"), i)));
+      rule.matches.push_back(grpc ? parse_grpc_match(list[i], m, index(f.sub("matches"), i))
+                                  : parse_match(list[i], m, index(f.sub("matches"), i)));
   }
   if (rule.matches.empty()) {
     GwMatch any;
@@ -485,10 +444,30 @@ GwHttpRule parse_grpc_rule(const YAML::Node& n, const Meta& m, const std::string
   if (auto list = f.get("filters")) {
     require_list(list, m, f.sub("filters"));
     for (size_t i = 0; i < list.size(); ++i)
-      parse_filter(list[i], m, index(f.sub("filters"), i), rule, true);
+      parse_filter(list[i], m, index(f.sub("filters"), i), rule, grpc);
   }
   rule.backends = parse_backends(f.get("backendRefs"), m, f.sub("backendRefs"), true);
+  if (auto t = grpc ? YAML::Node() : f.get("timeouts")) {
+    Fields tf(t, m, f.sub("timeouts"));
+    if (auto v = tf.get("request")) rule.timeout = duration(v, m, tf.sub("request"));
+    if (auto v = tf.get("backendRequest"))
+      rule.backend_timeout = duration(v, m, tf.sub("backendRequest"));
+    tf.finish();
+    // The spec: backendRequest may not exceed request (0 is "no timeout").
+    if (rule.timeout && rule.backend_timeout && rule.timeout->count() != 0 &&
+        (rule.backend_timeout->count() == 0 || *rule.backend_timeout > *rule.timeout))
+      fail(m, tf.sub("backendRequest"), "must not be longer than timeouts.request");
+  }
   f.finish();
+  if (rule.redirect && (rule.rewrite_host || rule.rewrite_path))
+    fail(m, f.sub("filters"), "RequestRedirect and URLRewrite cannot both be set");
+  if (rule.redirect && !rule.backends.empty())
+    fail(m, f.sub("backendRefs"), "a rule with a RequestRedirect filter cannot have backendRefs");
+  if (rule.rewrite_path && rule.rewrite_path->prefix_replace)
+    for (const auto& mt : rule.matches)
+      if (mt.path_rank != 2)
+        fail(m, rule.rewrite_field + ".path.replacePrefixMatch",
+             fmt::format("needs PathPrefix path matches; {}.path is not one", mt.field));
   return rule;
 }
 
@@ -526,12 +505,8 @@ GwRoute parse_route(const YAML::Node& spec, const Meta& meta, bool tls) {
     require_list(list, m, f.sub("rules"));
     for (size_t i = 0; i < list.size(); ++i) {
       std::string p = index(f.sub("rules"), i);
-      if (meta.kind == "GRPCRoute") {
-        out.rules.push_back(parse_grpc_rule(list[i], m, p));
-        continue;
-      }
       if (!tls) {
-        out.rules.push_back(parse_http_rule(list[i], m, p));
+        out.rules.push_back(parse_rule(list[i], m, p, meta.kind == "GRPCRoute"));
         continue;
       }
       Fields r(list[i], m, p);

@@ -353,7 +353,7 @@ struct K8sEndpointsRes {
 struct K8sPodRes {
   Meta meta;
   Labels labels;
-  std::vector<std::string> ips;  // status.podIP and status.podIPs
+  std::vector<std::string> ips;             // status.podIP and status.podIPs
   std::string service_account = "default";  // spec.serviceAccountName
 };
 

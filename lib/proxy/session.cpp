@@ -1171,7 +1171,8 @@ awaitable<bool> Session<Stream>::proxy(RequestContext& ctx,
 }
 
 template <typename Stream>
-std::chrono::milliseconds Session<Stream>::prepare_grpc(RequestHead& head, const ResolvedRoute& rr) {
+std::chrono::milliseconds Session<Stream>::prepare_grpc(RequestHead& head,
+                                                        const ResolvedRoute& rr) {
   std::chrono::milliseconds timeout = rr.policy.timeout;
   if (grpc_ != http::GrpcKind::none) {
     // Istio sets Envoy's max_grpc_timeout to the route timeout (0 when the

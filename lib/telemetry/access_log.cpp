@@ -236,8 +236,7 @@ Result<LogFormat> LogFormat::text(std::string_view format, std::string_view obje
         op.text = std::string(arg);
       } else if (op.kind == Kind::grpc_status) {
         if (arg != "CAMEL_STRING" && arg != "SNAKE_STRING" && arg != "NUMBER")
-          return error(start,
-                       "%GRPC_STATUS(...)% takes CAMEL_STRING, SNAKE_STRING or NUMBER");
+          return error(start, "%GRPC_STATUS(...)% takes CAMEL_STRING, SNAKE_STRING or NUMBER");
         op.text = std::string(arg);
       } else {
         size_t q = arg.find('?');

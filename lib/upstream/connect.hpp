@@ -13,8 +13,8 @@
 #include <asio/write.hpp>
 
 #include <cstdint>
-#include <string_view>
 #include <memory>
+#include <string_view>
 #include <tuple>
 
 #include "upstream/pool.hpp"

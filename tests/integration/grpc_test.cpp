@@ -740,7 +740,7 @@ TEST_CASE("grpc: the access log's GRPC_STATUS is the status the client saw") {
   cfg.telemetry.access_log_flush_interval = {};
   {
     TestGateway gw(std::move(cfg));
-    CHECK(grpc_reply(call(gw.port(), "/echo.E/M")).http == 200);  // the upstream's trailers: 0
+    CHECK(grpc_reply(call(gw.port(), "/echo.E/M")).http == 200);    // the upstream's trailers: 0
     CHECK(grpc_reply(call(gw.port(), "/other/M")).status == "12");  // the gateway's reply
     RawClient plain(gw.port());
     REQUIRE(plain.send(make_request("GET", "/other/x")));

@@ -47,14 +47,6 @@ GatewayConfig tcp_config(std::vector<TcpRoute> routes, std::vector<UpstreamConfi
 
 // One TCP connection through the gateway: sends `data`, half-closes, and
 // returns all that came back before the close.
-std::string tcp_exchange(uint16_t port, const std::string& data) {
-  RawClient c(port);
-  REQUIRE(c.connected());
-  REQUIRE(c.send(data));
-  c.shutdown_send();
-  return c.read_all_until_close();
-}
-
 }  // namespace
 
 TEST_CASE("upgrade: a websocket handshake gets the upstream's 101 and frames echo both ways") {
@@ -244,7 +236,7 @@ TEST_CASE("tcp: weighted destinations split connections by weight with a fixed s
       {route}, {loopback_upstream("a", {a.port()}), loopback_upstream("b", {b.port()})}));
   std::map<std::string, int> seen;
   constexpr int kConnections = 80;
-  for (int i = 0; i < kConnections; ++i) ++seen[tcp_exchange(gw.port("tcp"), "x")];
+  for (int i = 0; i < kConnections; ++i) ++seen[exchange_until_close(gw.port("tcp"), "x")];
   CHECK(seen["Ax"] + seen["Bx"] == kConnections);
   CHECK(seen["Ax"] > 45);  // expected 60
   CHECK(seen["Bx"] > 8);   // expected 20
@@ -260,7 +252,7 @@ TEST_CASE("tcp: the first route whose source subnets hold the client wins") {
       .name = "local", .source_subnets = {"127.0.0.0/8"}, .destinations = {destination("b")}};
   TestGateway gw(tcp_config({elsewhere, local}, {loopback_upstream("a", {a.port()}),
                                                  loopback_upstream("b", {b.port()})}));
-  CHECK(tcp_exchange(gw.port("tcp"), "x") == "Bx");
+  CHECK(exchange_until_close(gw.port("tcp"), "x") == "Bx");
   CHECK(a.connections() == 0);
 }
 
@@ -313,7 +305,7 @@ TEST_CASE("tcp: one access-log line per connection with bytes both ways and the 
   config.telemetry.access_log_flush_interval = {};
   {
     TestGateway gw(std::move(config));
-    CHECK(tcp_exchange(gw.port("tcp"), "hello") == "v1 hello");
+    CHECK(exchange_until_close(gw.port("tcp"), "hello") == "v1 hello");
     auto read = [&] {
       std::ifstream in(path);
       std::stringstream ss;

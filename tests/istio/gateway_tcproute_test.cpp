@@ -63,14 +63,6 @@ subsets: [{{addresses: [{{ip: 127.0.0.1}}], ports: [{{name: tcp, port: {1}}}]}}]
   return y;
 }
 
-std::string echo_through(uint16_t port, const std::string& data) {
-  RawClient c(port);
-  REQUIRE(c.connected());
-  REQUIRE(c.send(data));
-  c.shutdown_send();
-  return c.read_all_until_close();
-}
-
 }  // namespace
 
 TEST_CASE("gateway api: a TCPRoute becomes the TCP listener's weighted tcp route") {
@@ -110,7 +102,7 @@ TEST_CASE("gateway api: a TCPRoute echoes over real sockets, connections split b
   gateway.start();
   int from_v1 = 0, from_v2 = 0;
   for (int i = 0; i < 50; ++i) {
-    std::string got = echo_through(gateway.port(listener), "hello");
+    std::string got = exchange_until_close(gateway.port(listener), "hello");
     from_v1 += got == "v1 hello";
     from_v2 += got == "v2 hello";
   }

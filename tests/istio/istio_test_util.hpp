@@ -6,10 +6,12 @@
 
 #include <fstream>
 #include <map>
+#include <memory>
 #include <sstream>
 #include <string>
 
 #include "istio/istio.hpp"
+#include "sluice/gateway.hpp"
 #include "sluice/router.hpp"
 
 namespace sluice::test {
@@ -110,5 +112,31 @@ inline bool has_warning(const istio::LoadedConfig& loaded, const std::string& ne
     if (w.find(needle) != std::string::npos) return true;
   return false;
 }
+
+// A gateway serving `yaml`, loaded with ephemeral ports on 127.0.0.1 and serves it.
+struct Served {
+  explicit Served(const std::string& yaml) {
+    istio::TranslateOptions options;
+    options.bind_address = "127.0.0.1";
+    options.ephemeral_ports = true;
+    auto r = istio::load_string(yaml, options);
+    REQUIRE_MESSAGE(r.ok(), (r.ok() ? std::string() : r.error().to_string()));
+    loaded = std::move(r).value();
+    GatewayOptions go;
+    go.workers = 1;
+    go.seed = 7;
+    gateway = std::make_unique<Gateway>(go);
+    Status st = gateway->apply(loaded.config);
+    REQUIRE_MESSAGE(st.ok(), (st.ok() ? std::string() : st.error().to_string()));
+    gateway->start();
+  }
+  uint16_t port(uint16_t server_port) const {
+    const istio::ListenerInfo* l = loaded.listener_for_port(server_port);
+    REQUIRE(l);
+    return gateway->port(l->name);
+  }
+  istio::LoadedConfig loaded;
+  std::unique_ptr<Gateway> gateway;
+};
 
 }  // namespace sluice::test

@@ -25,32 +25,6 @@ using namespace sluice::test;
 
 namespace {
 
-// Loads `yaml` with ephemeral ports on 127.0.0.1 and serves it.
-struct Served {
-  explicit Served(const std::string& yaml) {
-    istio::TranslateOptions options;
-    options.bind_address = "127.0.0.1";
-    options.ephemeral_ports = true;
-    auto r = istio::load_string(yaml, options);
-    REQUIRE_MESSAGE(r.ok(), (r.ok() ? std::string() : r.error().to_string()));
-    loaded = std::move(r).value();
-    GatewayOptions go;
-    go.workers = 1;
-    go.seed = 7;
-    gateway = std::make_unique<Gateway>(go);
-    Status st = gateway->apply(loaded.config);
-    REQUIRE_MESSAGE(st.ok(), (st.ok() ? std::string() : st.error().to_string()));
-    gateway->start();
-  }
-  uint16_t port(uint16_t server_port) const {
-    const istio::ListenerInfo* l = loaded.listener_for_port(server_port);
-    REQUIRE(l);
-    return gateway->port(l->name);
-  }
-  istio::LoadedConfig loaded;
-  std::unique_ptr<Gateway> gateway;
-};
-
 // A Pod of the samples' Deployments: the app and version labels subsets select.
 std::string pod(const std::string& name, const std::string& app, const std::string& version) {
   return fmt::format(R"(
@@ -90,14 +64,6 @@ metadata:
   namespace: default
 subsets:{1})",
                      service, subsets);
-}
-
-std::string echo_through(uint16_t port, const std::string& data) {
-  RawClient c(port);
-  REQUIRE(c.connected());
-  REQUIRE(c.send(data));
-  c.shutdown_send();
-  return c.read_all_until_close();
 }
 
 }  // namespace
@@ -259,7 +225,7 @@ spec:
       pod("tcp-echo-v1-7dd5c5dcfb-ddddd", "tcp-echo", "v1") +
       pod("tcp-echo-v2-56cd9b5c4f-eeeee", "tcp-echo", "v2");
   Served s(read_text(fixture_path("tcp-echo-all-v1.yaml")) + registry);
-  for (int i = 0; i < 5; ++i) CHECK(echo_through(s.port(31400), "hello") == "one hello");
+  for (int i = 0; i < 5; ++i) CHECK(exchange_until_close(s.port(31400), "hello") == "one hello");
   CHECK(v1.connections() == 5);
   CHECK(v2.connections() == 0);
 }

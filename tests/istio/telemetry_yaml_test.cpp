@@ -405,6 +405,12 @@ TEST_CASE("sluice-ingress: access log lines, JSON, and rotation with SIGUSR1") {
                                               "--access-log-format", "%NOPE%"});
   CHECK(bad.exit_code == 1);
   CHECK_MESSAGE(bad.err.find("error: --access-log-format: format: ") != std::string::npos, bad.err);
+  // A flush interval is a count of milliseconds; "-1" is not a huge one.
+  auto negative = run_process(SLUICE_INGRESS_BIN,
+                              {"--check", "--config", config, "--file-flush-interval-msec", "-1"});
+  CHECK(negative.exit_code == 2);
+  CHECK_MESSAGE(negative.err.find("--file-flush-interval-msec needs a number") != std::string::npos,
+                negative.err);
   std::error_code ec;
   fs::remove_all(dir, ec);
 }

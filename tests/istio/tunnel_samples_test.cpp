@@ -15,44 +15,6 @@
 using namespace sluice;
 using namespace sluice::test;
 
-namespace {
-
-// Loads `yaml` with ephemeral ports on 127.0.0.1 and serves it.
-struct Served {
-  explicit Served(const std::string& yaml) {
-    istio::TranslateOptions options;
-    options.bind_address = "127.0.0.1";
-    options.ephemeral_ports = true;
-    auto r = istio::load_string(yaml, options);
-    REQUIRE_MESSAGE(r.ok(), (r.ok() ? std::string() : r.error().to_string()));
-    loaded = std::move(r).value();
-    GatewayOptions go;
-    go.workers = 1;
-    go.seed = 7;
-    gateway = std::make_unique<Gateway>(go);
-    Status st = gateway->apply(loaded.config);
-    REQUIRE_MESSAGE(st.ok(), (st.ok() ? std::string() : st.error().to_string()));
-    gateway->start();
-  }
-  uint16_t port(uint16_t server_port) const {
-    const istio::ListenerInfo* l = loaded.listener_for_port(server_port);
-    REQUIRE(l);
-    return gateway->port(l->name);
-  }
-  istio::LoadedConfig loaded;
-  std::unique_ptr<Gateway> gateway;
-};
-
-std::string echo_through(uint16_t port, const std::string& data) {
-  RawClient c(port);
-  REQUIRE(c.connected());
-  REQUIRE(c.send(data));
-  c.shutdown_send();
-  return c.read_all_until_close();
-}
-
-}  // namespace
-
 TEST_CASE("istio samples: websockets route.yaml loads and tunnels a WebSocket to tornado") {
   TunnelUpstream tornado(TunnelUpstream::Mode::websocket);
   std::map<std::string, std::string> ports = {{"TORNADO", std::to_string(tornado.port())}};
@@ -80,7 +42,7 @@ TEST_CASE("istio samples: tcp-echo-all-v1.yaml loads, --check lists the tcp rout
   CHECK(summary.find("tcp route tcp-echo.tcp[0].match[0]") != std::string::npos);
   CHECK(summary.find("subset v1 weight 100") != std::string::npos);
   Served s(yaml);
-  for (int i = 0; i < 5; ++i) CHECK(echo_through(s.port(31400), "hello") == "v1 hello");
+  for (int i = 0; i < 5; ++i) CHECK(exchange_until_close(s.port(31400), "hello") == "v1 hello");
   CHECK(v2.connections() == 0);
 }
 
@@ -97,7 +59,7 @@ TEST_CASE("istio samples: tcp-echo-20-v2.yaml splits connections 80/20 between t
            fixtures({"tcp-echo-20-v2.yaml", "tcp-echo-services.yaml"}, ports));
   std::map<std::string, int> seen;
   constexpr int kConnections = 100;
-  for (int i = 0; i < kConnections; ++i) ++seen[echo_through(s.port(31400), "x")];
+  for (int i = 0; i < kConnections; ++i) ++seen[exchange_until_close(s.port(31400), "x")];
   CHECK(seen["v1 x"] + seen["v2 x"] == kConnections);
   CHECK(seen["v1 x"] > 65);  // expected 80
   CHECK(seen["v2 x"] > 8);   // expected 20

@@ -346,6 +346,13 @@ std::optional<GatewayEnd> gateway_end(uint16_t gateway_port, uint16_t client_por
 
 }  // namespace
 
+std::string exchange_until_close(uint16_t port, std::string_view data) {
+  RawClient c(port);
+  if (!c.connected() || !c.send(data)) return {};
+  c.shutdown_send();
+  return c.read_all_until_close();
+}
+
 std::optional<size_t> unread_by_gateway(uint16_t gateway_port, uint16_t client_port) {
   auto end = gateway_end(gateway_port, client_port);
   if (!end) return std::nullopt;

@@ -97,6 +97,10 @@ bool gateway_accepted(uint16_t gateway_port, uint16_t client_port,
 bool gateway_read_everything(uint16_t gateway_port, uint16_t client_port,
                              std::chrono::milliseconds timeout = std::chrono::seconds(5));
 
+// A TCP exchange: connects, sends `data`, half-closes, and returns all the
+// peer sends until it closes (empty when the connection or send failed).
+std::string exchange_until_close(uint16_t port, std::string_view data);
+
 // A request in one string, for the common case.
 std::string make_request(std::string_view method, std::string_view target,
                          std::string_view host = "example.com", const HeaderList& headers = {},

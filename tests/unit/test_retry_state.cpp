@@ -115,7 +115,8 @@ TEST_CASE("retry: tried endpoints are remembered, the free resend's is forgotten
   CHECK(s.tried().size() == 8);
 }
 
-TEST_CASE("retry: a refused HTTP/2 stream is resent free once, then retried under refused-stream only") {
+TEST_CASE(
+    "retry: a refused HTTP/2 stream is resent free once, then retried under refused-stream only") {
   AttemptEnd refused{.outcome = AttemptOutcome::reset,
                      .reused = true,
                      .nothing_sent = true,
