@@ -76,6 +76,8 @@ const char* usage = R"(usage: sluice-ingress [options]
                          /stats/prometheus on the --bind address (with --ephemeral-ports
                          port 0, printed as `status <port> ADDR:PORT`)
   --no-watch             do not reload on file changes (SIGHUP still does)
+  --http2-extended-connect  accept WebSocket over HTTP/2 (RFC 8441 extended CONNECT;
+                         Envoy's allow_connect), tunnelled upstream as HTTP/1.1 upgrades
   --access-log PATH      write an access log to PATH (`-`: standard output); replaces
                          the mesh config's accessLogFile and Telemetry's providers
   --access-log-format text|json|'FORMAT'  Istio's default TEXT line, its JSON keys, or an
@@ -100,6 +102,7 @@ struct Options {
   bool check = false;
   bool ephemeral = false;
   bool watch = true;
+  bool http2_extended_connect = false;
   unsigned workers = 0;
   std::vector<std::string> configs;
   std::optional<std::string> bind;
@@ -150,6 +153,8 @@ std::optional<int> parse_args(int argc, char** argv, Options& o) {
       o.watch = false;
     } else if (a == "--ephemeral-ports") {
       o.ephemeral = true;
+    } else if (a == "--http2-extended-connect") {
+      o.http2_extended_connect = true;
     } else if (a == "--status-port") {
       o.status_ports = true;
     } else if (a == "--admin") {
@@ -225,6 +230,7 @@ sluice::istio::TranslateOptions translate_options(const Options& o,
   sluice::istio::TranslateOptions t;
   t.bind_address = o.bind.value_or("0.0.0.0");
   t.ephemeral_ports = o.ephemeral;
+  t.http2_extended_connect = o.http2_extended_connect;
   if (o.gateway_namespace) t.gateway_namespace = *o.gateway_namespace;
   if (o.gateway_class) t.gateway_class = *o.gateway_class;
   t.resolve_unknown_hosts = o.resolve_unknown_hosts;

@@ -78,6 +78,10 @@ struct ListenerConfig {
   // HTTP/2 besides HTTP/1.1, as Istio's gateway: h2c with prior knowledge on
   // a plain listener, "h2" offered by ALPN on a TLS one.
   bool http2 = true;
+  // WebSocket (and the other upgrade_types) over HTTP/2 by extended CONNECT
+  // (RFC 8441), tunnelled to the upstream as an HTTP/1.1 upgrade. Off by
+  // default, as Envoy's allow_connect.
+  bool http2_extended_connect = false;
 };
 
 // Limits and timeouts for downstream connections. Defaults follow Envoy's.

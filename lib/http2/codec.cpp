@@ -48,6 +48,7 @@ struct ServerSession::Impl {
   // queue (bounded by the caller through pending_data()).
   struct StreamState {
     RequestHead head;
+    std::string protocol;  // :protocol
     std::vector<std::string> cookies;
     Headers trailers;
     bool in_trailers = false;
@@ -127,6 +128,10 @@ struct ServerSession::Impl {
       s->head.scheme = v;
     } else if (n == ":authority") {
       s->head.authority = v;
+    } else if (n == ":protocol") {
+      // nghttp2 accepts it only on a CONNECT, and only once the setting
+      // was sent.
+      s->protocol = http::to_lower(v);
     } else if (n == "cookie") {
       s->cookies.emplace_back(v);
     } else if (n == "host") {
@@ -158,9 +163,13 @@ struct ServerSession::Impl {
     for (auto& e : s.head.headers.entries()) headers.add(std::move(e.first), std::move(e.second));
     s.head.headers = std::move(headers);
     s.cookies.clear();
+    // A plain CONNECT names its target in :authority (RFC 9113 §8.5), as
+    // HTTP/1.1's authority-form does.
+    if (s.head.method == "CONNECT" && s.protocol.empty()) s.head.target = s.head.authority;
     Event ev{Event::Kind::request, id};
     ev.head = std::move(s.head);
     ev.end_stream = end_stream;
+    ev.protocol = std::move(s.protocol);
     events.push_back(std::move(ev));
     s.head = RequestHead{};
   }
@@ -325,8 +334,11 @@ ServerSession::ServerSession(const Settings& settings) : impl_(std::make_unique<
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE,
        static_cast<uint32_t>(std::min<size_t>(settings.max_header_list_bytes, UINT32_MAX))},
       {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+      {NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1},
   };
-  nghttp2_submit_settings(impl_->session, NGHTTP2_FLAG_NONE, iv, std::size(iv));
+  // The last entry is sent only when extended CONNECT is on.
+  size_t entries = std::size(iv) - (settings.enable_connect_protocol ? 0 : 1);
+  nghttp2_submit_settings(impl_->session, NGHTTP2_FLAG_NONE, iv, entries);
   // The connection window beyond the 65535 every connection starts with.
   if (settings.initial_connection_window > 65535)
     nghttp2_session_set_local_window_size(impl_->session, NGHTTP2_FLAG_NONE, 0,

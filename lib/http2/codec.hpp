@@ -70,6 +70,10 @@ struct Settings {
   // A client stream id past this ends the connection gracefully (GOAWAY
   // NO_ERROR after it) so the client opens a fresh one before 2^31.
   int32_t stream_id_goaway_threshold = 0x7fffffff - 1000;
+  // Extended CONNECT (RFC 8441): SETTINGS_ENABLE_CONNECT_PROTOCOL is sent
+  // and a CONNECT may carry :protocol (WebSocket over HTTP/2). Off by
+  // default, as Envoy's allow_connect.
+  bool enable_connect_protocol = false;
 };
 
 struct Event {
@@ -87,6 +91,10 @@ struct Event {
   std::string data{};
   ErrorCode error = ErrorCode::no_error;
   bool end_stream = false;  // request: no body follows
+  // request: an extended CONNECT's :protocol (lower-cased), else empty. The
+  // head then has :path as its target; a plain CONNECT's target is its
+  // :authority.
+  std::string protocol{};
 };
 
 // Why a connection ended, for logs and counters.

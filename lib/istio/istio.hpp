@@ -101,6 +101,9 @@ Result<MeshCertificates> load_mesh_certs(const std::string& dir);
 struct TranslateOptions {
   std::string bind_address = "0.0.0.0";
   bool ephemeral_ports = false;  // listen on port 0 for every Gateway server port
+  // WebSocket over HTTP/2 (RFC 8441) on every HTTP listener
+  // (ListenerConfig::http2_extended_connect; --http2-extended-connect).
+  bool http2_extended_connect = false;
   // The gateway's namespace (--gateway-namespace) also decides what it sees
   // through exportTo, as for an Istio gateway deployed there: a
   // VirtualService, DestinationRule, ServiceEntry or Service is used when its

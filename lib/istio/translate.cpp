@@ -1466,6 +1466,7 @@ class Translator {
     listener.name = info.name;
     listener.address = options_.bind_address;
     listener.port = options_.ephemeral_ports ? 0 : port;
+    listener.http2_extended_connect = options_.http2_extended_connect;
     listener.router = build.router.name;
     out_.config.listeners.push_back(std::move(listener));
     out_.config.routers.push_back(std::move(build.router));

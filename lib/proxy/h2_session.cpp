@@ -3,6 +3,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/base64.h>
+#include <openssl/rand.h>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/experimental/as_tuple.hpp>
@@ -49,11 +51,24 @@ struct Signal {
   asio::steady_timer timer;
 };
 
-http2::Settings settings_from(const Limits& limits) {
+http2::Settings settings_from(const Snapshot& snap, const std::string& listener) {
+  const Limits& limits = snap.limits;
   http2::Settings s;
   s.max_header_list_bytes = limits.max_request_header_bytes;
   s.max_headers = limits.max_request_headers;
+  if (const CompiledListener* l = snap.listener(listener))
+    s.enable_connect_protocol = l->config.http2_extended_connect;
   return s;
+}
+
+// RFC 6455's handshake nonce: 16 random bytes in base64. An HTTP/1.1
+// upstream needs one; a WebSocket over HTTP/2 has none (RFC 8441 §5).
+std::string websocket_key() {
+  uint8_t raw[16];
+  RAND_bytes(raw, sizeof raw);
+  uint8_t out[25];
+  size_t n = EVP_EncodeBlock(out, raw, sizeof raw);
+  return std::string(reinterpret_cast<const char*>(out), n);
 }
 
 // One HTTP/2 stream: its end of the socket pair and the request bytes on
@@ -74,6 +89,11 @@ struct H2Stream {
   Headers trailers;  // the request's, sent in the last chunk
   bool request_closed = false;
   bool head_request = false;
+  // An extended CONNECT (RFC 8441): once the session's 101 came back, bytes
+  // flow raw both ways as DATA, and the client's END_STREAM half-closes.
+  bool tunnel = false;
+  bool tunnel_open = false;
+  bool synthetic_key = false;  // the Sec-WebSocket-Key is ours, not the client's
   bool dead = false;  // reset, or the response is complete
   int live = 2;       // writer and reader coroutines still running
 };
@@ -90,7 +110,7 @@ class H2Connection {
         port_(port),
         tls_(std::move(tls)),
         preread_(std::move(preread)),
-        codec_(settings_from(worker.snapshot()->limits)),
+        codec_(settings_from(*worker.snapshot(), listener_)),
         streams_done_(stream_.get_executor()) {}
 
   awaitable<void> run();
@@ -280,11 +300,25 @@ void H2Connection<Stream>::open_stream(http2::Event& e) {
   // The HTTP/1 framing comes from the HTTP/2 stream, never from fields:
   // nghttp2 checked content-length against the DATA frames.
   head.headers.remove("expect");
-  if (!e.end_stream && !head.headers.contains("content-length")) {
-    st->chunked = true;
-    head.headers.add("transfer-encoding", "chunked");
+  if (!e.protocol.empty()) {
+    // An extended CONNECT is HTTP/1.1's upgrade handshake (RFC 8441 §5):
+    // the session routes it, checks the upgrade type and splices after the
+    // upstream's 101. What the client sends meanwhile is tunnel bytes.
+    st->tunnel = true;
+    head.method = "GET";
+    head.headers.add("connection", "upgrade");
+    head.headers.add("upgrade", e.protocol);
+    if (e.protocol == "websocket" && !head.headers.contains("sec-websocket-key")) {
+      head.headers.add("sec-websocket-key", websocket_key());
+      st->synthetic_key = true;
+    }
+  } else {
+    if (!e.end_stream && !head.headers.contains("content-length")) {
+      st->chunked = true;
+      head.headers.add("transfer-encoding", "chunked");
+    }
+    head.headers.add("connection", "close");  // one request per pair
   }
-  head.headers.add("connection", "close");  // one request per pair
   st->head_request = head.method == "HEAD";
   http::append_request_head(st->to_pipe, head);
   st->request_closed = e.end_stream;
@@ -299,7 +333,12 @@ template <typename Stream>
 awaitable<void> H2Connection<Stream>::pipe_writer(std::shared_ptr<H2Stream> st) {
   while (!st->dead) {
     if (st->to_pipe.empty()) {
-      if (st->request_closed) break;
+      if (st->request_closed) {
+        // A tunnel's END_STREAM is the client's half-close.
+        asio::error_code ignored;
+        if (st->tunnel) st->pipe.shutdown(tcp::socket::shutdown_send, ignored);
+        break;
+      }
       co_await st->writer.wait();
       continue;
     }
@@ -321,6 +360,7 @@ awaitable<void> H2Connection<Stream>::pipe_reader(std::shared_ptr<H2Stream> st) 
       http::Parser::Kind::response,
       http::ParserLimits{SIZE_MAX / 2, SIZE_MAX / 2});  // the session's own response
   parser.expect_no_body(st->head_request);
+  parser.expect_upgrade(st->tunnel);
   std::array<char, kReadSize> buf;
   bool head_sent = false, complete = false;
   while (!st->dead && !complete) {
@@ -330,16 +370,20 @@ awaitable<void> H2Connection<Stream>::pipe_reader(std::shared_ptr<H2Stream> st) 
     auto [ec, n] = co_await st->pipe.async_read_some(asio::buffer(buf), kNothrow);
     if (st->dead) break;
     if (ec || n == 0) {
-      if (parser.finish() && head_sent) {
+      if (st->tunnel_open) {
+        codec_.send_data(st->id, {}, true);  // the upstream closed the tunnel
+      } else if (parser.finish() && head_sent) {
         codec_.send_data(st->id, {}, true);
       } else {
         codec_.reset(st->id, http2::ErrorCode::internal_error);
       }
       complete = true;
+    } else if (st->tunnel_open) {
+      codec_.send_data(st->id, std::string_view(buf.data(), n), false);
     } else if (!relay_response(*st, parser, buf.data(), n, head_sent)) {
       complete = true;
     } else {
-      complete = parser.message_done();
+      complete = !st->tunnel_open && parser.message_done();
     }
     co_await flush();
   }
@@ -362,6 +406,16 @@ bool H2Connection<Stream>::relay_response(H2Stream& st, http::Parser& parser, co
     bool new_head = false;
     if (parser.head_done() && !head_sent) {
       const ResponseHead& head = parser.response();
+      if (head.status == 101 && st.tunnel) {
+        // The tunnel is open: a 200 to the extended CONNECT (RFC 8441 §5),
+        // then whatever followed the 101 as DATA.
+        Headers fields = head.headers;
+        if (st.synthetic_key) fields.remove("sec-websocket-accept");
+        codec_.submit_response(st.id, 200, fields, false);
+        head_sent = st.tunnel_open = true;
+        if (off < n) codec_.send_data(st.id, std::string_view(data + off, n - off), false);
+        return true;
+      }
       if (head.status < 200) {  // 1xx from the session: not forwarded
         if (parser.message_done())
           parser.next_message();

@@ -738,10 +738,10 @@ std::optional<typename Session<Stream>::Answer> Session<Stream>::admit(const Sna
     return Answer{text_response(status, ""), flags, details, true};
   };
   if (!http::validate_request(head).empty()) return refuse(400, {}, "http1.codec_error");
-  // No tunnels yet: CONNECT and protocol upgrades are refused before
-  // anything is forwarded, and the connection closes because the bytes after
-  // the head belong to the tunnel, not to HTTP/1. An h2c upgrade offer is
-  // only an offer: it is dropped with the other hop-by-hop headers.
+  // CONNECT is not proxied (no CONNECT route exists, as in Envoy without
+  // one): refused before anything is forwarded, and the connection closes
+  // because the bytes after the head belong to the tunnel. An h2c upgrade
+  // offer is only an offer: it is dropped with the other hop-by-hop headers.
   if (head.method == "CONNECT") return refuse(404, {Flag::no_route_found}, "route_not_found");
   // An allowed upgrade is routed like any request and tunnelled after the
   // upstream's 101; its Upgrade header is re-added on the wire only.
@@ -1717,7 +1717,9 @@ awaitable<bool> Session<Stream>::tunnel(Exchange& x) {
   for (const auto& [name, value] : downstream_on_allow_.entries()) rh.headers.set(name, value);
   rh.headers.set("connection", "upgrade");
   rh.headers.set("upgrade", protocol);
-  ctx.response_status = 101;
+  // An HTTP/2 client got a 200 to its extended CONNECT (RFC 8441): logs and
+  // metrics say what the client saw, as Envoy's do.
+  ctx.response_status = origin_ ? 200 : 101;
   if (auto* hooks = worker_.hooks()) hooks->on_response_headers(ctx, rh);
   downstream_head_.clear();
   http::append_response_head(downstream_head_, rh);

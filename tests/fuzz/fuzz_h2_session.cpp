@@ -54,6 +54,13 @@ void check_head(const Event& e, const sluice::http2::Settings& s) {
   }
   FUZZ_CHECK(bytes <= s.max_header_list_bytes, "header list past the limit");
   FUZZ_CHECK(h.headers.size() <= s.max_headers + 1, "more fields than the limit");
+  // :protocol only with the setting on, on a CONNECT, as a lower-case token.
+  if (!e.protocol.empty()) {
+    FUZZ_CHECK(s.enable_connect_protocol, ":protocol accepted while extended CONNECT is off");
+    FUZZ_CHECK(h.method == "CONNECT", ":protocol on a %s", h.method.c_str());
+    FUZZ_CHECK(!h.target.empty(), "an extended CONNECT without :path");
+    for (char c : e.protocol) FUZZ_CHECK(c < 'A' || c > 'Z', ":protocol not lower-cased");
+  }
 }
 
 }  // namespace
@@ -73,6 +80,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     settings.initial_stream_window = 1024;
     settings.premature_reset_min_streams = 4;
   }
+  settings.enable_connect_protocol = flags & 16;
   ServerSession server(settings);
   std::map<int32_t, StreamSeen> seen;
   sluice::fuzz::Fragmenter fragmenter(frag);

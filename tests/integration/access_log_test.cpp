@@ -18,6 +18,7 @@
 #include "support/gateway_fixture.hpp"
 #include "support/manual_clock.hpp"
 #include "support/raw_client.hpp"
+#include "support/temp_dir.hpp"
 #include "support/wait.hpp"
 
 using namespace sluice;
@@ -26,19 +27,6 @@ using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
 namespace {
-
-struct TempDir {
-  fs::path dir;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "sluice-alog-XXXXXX").string();
-    dir = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  std::string file(const std::string& name) const { return (dir / name).string(); }
-};
 
 std::string read_all(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "support/gateway_fixture.hpp"
+#include "support/h2_client.hpp"
 #include "support/manual_clock.hpp"
 #include "support/raw_client.hpp"
 #include "support/tunnel_upstream.hpp"
@@ -47,6 +48,14 @@ GatewayConfig tcp_config(std::vector<TcpRoute> routes, std::vector<UpstreamConfi
 
 // One TCP connection through the gateway: sends `data`, half-closes, and
 // returns all that came back before the close.
+
+using h2::kH2WebSocket;
+
+GatewayConfig h2_ws_config(uint16_t port) {
+  GatewayConfig config = ws_config(port);
+  config.listeners[0].http2_extended_connect = true;
+  return config;
+}
 }  // namespace
 
 TEST_CASE("upgrade: a websocket handshake gets the upstream's 101 and frames echo both ways") {
@@ -317,4 +326,123 @@ TEST_CASE("tcp: one access-log line per connection with bytes both ways and the 
   }
   std::error_code ec;
   fs::remove_all(dir, ec);
+}
+
+TEST_CASE("upgrade over HTTP/2: an extended CONNECT websocket is an HTTP/1.1 upgrade upstream") {
+  TunnelUpstream up(TunnelUpstream::Mode::websocket);
+  auto hooks = std::make_shared<RecordingHooks>();
+  TestGateway gw(h2_ws_config(up.port()), 1, hooks);
+  h2::Peer peer(gw.port());
+  REQUIRE(peer.ready());
+  CHECK(peer.client.server_setting(h2::kEnableConnectProtocol) == 1);
+  int32_t id = peer.client.open("CONNECT", "/ws", "example.com", kH2WebSocket);
+  const h2::Response& r = peer.head_of(id);
+  REQUIRE(r.status == 200);  // RFC 8441: a 2xx opens the tunnel, never a 101
+  CHECK(!r.done);
+  CHECK(!r.headers.contains("sec-websocket-accept"));  // the gateway's own key's answer
+  CHECK(!r.headers.contains("upgrade"));
+  // The upstream saw HTTP/1.1's handshake, with a key the gateway made up.
+  auto heads = up.heads();
+  REQUIRE(heads.size() == 1);
+  CHECK(heads[0].find("GET /ws HTTP/1.1\r\n") == 0);
+  CHECK(heads[0].find("connection: upgrade\r\n") != std::string::npos);
+  CHECK(heads[0].find("upgrade: websocket\r\n") != std::string::npos);
+  CHECK(heads[0].find("sec-websocket-version: 13\r\n") != std::string::npos);
+  auto key = heads[0].find("sec-websocket-key: ");
+  REQUIRE(key != std::string::npos);
+  CHECK(heads[0].find("\r\n", key) - key == 19 + 24);  // base64 of 16 bytes
+  // Frames flow both ways as DATA.
+  std::string want;
+  for (std::string word : {"hello", "again"}) {
+    peer.client.send(id, masked_frame(word));
+    want += std::string("\x81") + static_cast<char>(word.size()) + word;
+    CHECK(peer.body_of(id, want.size()).body == want);
+  }
+  // The client's END_STREAM half-closes: the upstream closes, the stream ends.
+  peer.client.send(id, {}, true);
+  peer.sock.exchange(peer.client, [&] { return peer.response(id).done; });
+  CHECK(peer.response(id).done);
+  CHECK(!peer.response(id).reset);
+  REQUIRE(hooks->wait_for_logs(1));
+  CHECK(hooks->logs()[0].status == 200);  // what the HTTP/2 client saw
+  CHECK(hooks->logs()[0].upstream == "ws");
+  CHECK(hooks->logs()[0].bytes_received == 2 * masked_frame("hello").size());
+  // The connection still serves other streams.
+  int32_t next = peer.client.open("CONNECT", "/ws", "example.com", kH2WebSocket);
+  CHECK(peer.head_of(next).status == 200);
+}
+
+TEST_CASE("upgrade over HTTP/2: a client's own key is kept and the upstream's accept relayed") {
+  TunnelUpstream up(TunnelUpstream::Mode::websocket);
+  TestGateway gw(h2_ws_config(up.port()));
+  h2::Peer peer(gw.port());
+  REQUIRE(peer.ready());
+  auto headers = kH2WebSocket;
+  headers.emplace_back("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==");
+  int32_t id = peer.client.open("CONNECT", "/ws", "example.com", headers);
+  const h2::Response& r = peer.head_of(id);
+  REQUIRE(r.status == 200);
+  CHECK(r.headers.get("sec-websocket-accept") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+  auto heads = up.heads();
+  REQUIRE(heads.size() == 1);
+  CHECK(heads[0].find("sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n") != std::string::npos);
+}
+
+TEST_CASE(
+    "upgrade over HTTP/2: off by default, :protocol is a stream error and others are served") {
+  TunnelUpstream up(TunnelUpstream::Mode::answer_200);
+  TestGateway gw(ws_config(up.port()));
+  h2::Peer peer(gw.port());
+  REQUIRE(peer.ready());
+  CHECK(peer.client.server_setting(h2::kEnableConnectProtocol) == 0);
+  int32_t id = peer.client.open("CONNECT", "/ws", "example.com", kH2WebSocket);
+  const h2::Response& r = peer.head_of(id);
+  CHECK(r.status == 0);
+  CHECK(r.reset == 0x1u);  // PROTOCOL_ERROR
+  CHECK(up.connections() == 0);
+  int32_t plain = peer.client.request("GET", "/", "example.com");
+  const h2::Response& ok = peer.body_of(plain, SIZE_MAX);
+  CHECK(ok.status == 200);
+  CHECK(ok.body == "no");
+}
+
+TEST_CASE("upgrade over HTTP/2: a refused upgrade type or a non-101 answer ends the stream") {
+  SUBCASE("the upgrade type is not allowed: 403, the upstream never asked") {
+    TunnelUpstream up(TunnelUpstream::Mode::websocket);
+    GatewayConfig config = h2_ws_config(up.port());
+    config.upgrade_types = {"x-custom"};
+    TestGateway gw(std::move(config));
+    h2::Peer peer(gw.port());
+    REQUIRE(peer.ready());
+    int32_t id = peer.client.open("CONNECT", "/ws", "example.com", kH2WebSocket);
+    const h2::Response& r = peer.body_of(id, SIZE_MAX);
+    CHECK(r.status == 403);
+    CHECK(r.done);
+    CHECK(up.connections() == 0);
+  }
+  SUBCASE("the upstream answers 200 instead of 101: relayed, and no tunnel") {
+    TunnelUpstream up(TunnelUpstream::Mode::answer_200);
+    TestGateway gw(h2_ws_config(up.port()));
+    h2::Peer peer(gw.port());
+    REQUIRE(peer.ready());
+    int32_t id = peer.client.open("CONNECT", "/ws", "example.com", kH2WebSocket);
+    peer.client.send(id, masked_frame("early"));
+    const h2::Response& r = peer.body_of(id, SIZE_MAX);
+    CHECK(r.status == 200);
+    CHECK(r.body == "no");
+    CHECK(r.done);
+    REQUIRE(up.heads().size() == 1);  // the tunnel bytes never became a request
+  }
+}
+
+TEST_CASE("upgrade over HTTP/2: a plain CONNECT is 404 NR, as over HTTP/1.1") {
+  TunnelUpstream up(TunnelUpstream::Mode::echo);
+  TestGateway gw(h2_ws_config(up.port()));
+  h2::Peer peer(gw.port());
+  REQUIRE(peer.ready());
+  // nghttp2 builds a plain CONNECT from :authority alone.
+  int32_t id = peer.client.request("CONNECT", "", "example.com:443");
+  const h2::Response& r = peer.body_of(id, SIZE_MAX);
+  CHECK(r.status == 404);
+  CHECK(up.connections() == 0);
 }

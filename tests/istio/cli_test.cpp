@@ -21,6 +21,7 @@
 #include "support/fake_upstream.hpp"
 #include "support/process.hpp"
 #include "support/raw_client.hpp"
+#include "support/temp_dir.hpp"
 
 using namespace sluice;
 using namespace sluice::test;
@@ -37,24 +38,6 @@ ProcessResult ingress(std::vector<std::string> args) {
 std::string bookinfo_dir() {
   return std::string(SLUICE_SOURCE_DIR) + "/examples/ingress/bookinfo";
 }
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "sluice-istio-XXXXXX").string();
-    path = mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  // Written whole under another name, then renamed: readers never see half a file.
-  void write(const std::string& name, const std::string& text) const {
-    fs::path tmp = path / (".tmp-" + name);
-    { std::ofstream(tmp, std::ios::binary) << text; }
-    fs::rename(tmp, path / name);
-  }
-};
 
 // Bookinfo with the test's upstreams as reviews v1/v2/v3 and productpage.
 struct Bookinfo {

@@ -6,10 +6,13 @@
 #include <map>
 #include <string>
 
+#include "child.hpp"
 #include "istio/istio.hpp"
 #include "istio_test_util.hpp"
 #include "sluice/gateway.hpp"
+#include "support/h2_client.hpp"
 #include "support/raw_client.hpp"
+#include "support/temp_dir.hpp"
 #include "support/tunnel_upstream.hpp"
 
 using namespace sluice;
@@ -30,6 +33,25 @@ TEST_CASE("istio samples: websockets route.yaml loads and tunnels a WebSocket to
   CHECK(r->status == 101);
   REQUIRE(c.send(masked_frame("tornado")));
   CHECK(unmasked_payload(c.read_exactly(9)) == "tornado");
+}
+
+TEST_CASE("istio samples: websockets over HTTP/2 with sluice-ingress --http2-extended-connect") {
+  TunnelUpstream tornado(TunnelUpstream::Mode::websocket);
+  TempDir dir;
+  dir.write("ws.yaml", fixtures({"websockets-route.yaml", "websockets-services.yaml"},
+                                {{"TORNADO", std::to_string(tornado.port())}}));
+  Child child({SLUICE_INGRESS_BIN, "--ephemeral-ports", "--bind", "127.0.0.1", "--workers", "1",
+               "--admin", "off", "--http2-extended-connect", "--config", dir.file("ws.yaml")});
+  auto line = child.wait_line("listening 80 ");
+  REQUIRE_MESSAGE(line, child.err());
+  REQUIRE(child.wait_line("ready"));
+  h2::Peer peer(static_cast<uint16_t>(std::stoi(line->substr(line->rfind(':') + 1))));
+  REQUIRE(peer.ready());
+  CHECK(peer.client.server_setting(h2::kEnableConnectProtocol) == 1);
+  int32_t id = peer.client.open("CONNECT", "/ws", "tornado.example.com", h2::kH2WebSocket);
+  REQUIRE(peer.head_of(id).status == 200);
+  peer.client.send(id, masked_frame("tornado"));
+  CHECK(peer.body_of(id, 9).body == std::string("\x81\x07") + "tornado");
 }
 
 TEST_CASE("istio samples: tcp-echo-all-v1.yaml loads, --check lists the tcp route, v1 echoes") {

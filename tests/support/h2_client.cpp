@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <set>
 
 namespace sluice::test::h2 {
 
@@ -118,6 +119,7 @@ struct Client::Impl {
   Client* owner = nullptr;
   nghttp2_session* session = nullptr;
   std::map<int32_t, std::string> bodies_out;  // request bodies being sent
+  std::set<int32_t> streaming;                // open(): more body may follow
 
   Response& at(int32_t id) { return owner->responses_[id]; }
 
@@ -147,6 +149,8 @@ struct Client::Impl {
   static int on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* ud) {
     auto& self = *static_cast<Impl*>(ud);
     if (frame->hd.type == NGHTTP2_GOAWAY) self.owner->goaway_ = frame->goaway.error_code;
+    if (frame->hd.type == NGHTTP2_SETTINGS && !(frame->hd.flags & NGHTTP2_FLAG_ACK))
+      self.owner->settings_received_ = true;
     if (frame->hd.type == NGHTTP2_RST_STREAM)
       self.at(frame->hd.stream_id).reset = frame->rst_stream.error_code;
     if ((frame->hd.type == NGHTTP2_DATA || frame->hd.type == NGHTTP2_HEADERS) &&
@@ -159,10 +163,11 @@ struct Client::Impl {
                            uint32_t* flags, nghttp2_data_source*, void* ud) {
     auto& self = *static_cast<Impl*>(ud);
     std::string& b = self.bodies_out[id];
+    if (b.empty() && self.streaming.count(id)) return NGHTTP2_ERR_DEFERRED;
     size_t n = std::min(length, b.size());
     std::memcpy(buf, b.data(), n);
     b.erase(0, n);
-    if (b.empty()) *flags |= NGHTTP2_DATA_FLAG_EOF;
+    if (b.empty() && !self.streaming.count(id)) *flags |= NGHTTP2_DATA_FLAG_EOF;
     return static_cast<ssize_t>(n);
   }
 };
@@ -190,6 +195,8 @@ int32_t Client::request(std::string_view method, std::string_view path, std::str
                                                           {":scheme", "http"},
                                                           {":path", std::string(path)},
                                                           {":authority", std::string(authority)}};
+  // A plain CONNECT has neither :scheme nor :path (RFC 9113 §8.5).
+  if (method == "CONNECT" && path.empty()) all.erase(all.begin() + 1, all.begin() + 3);
   all.insert(all.end(), headers.begin(), headers.end());
   std::vector<nghttp2_nv> nva;
   for (auto& [n, v] : all)
@@ -202,6 +209,23 @@ int32_t Client::request(std::string_view method, std::string_view path, std::str
                                       body ? &provider : nullptr, nullptr);
   if (id > 0 && body) impl_->bodies_out[id] = std::move(*body);
   return id;
+}
+
+int32_t Client::open(std::string_view method, std::string_view path, std::string_view authority,
+                     const std::vector<std::pair<std::string, std::string>>& headers) {
+  int32_t id = request(method, path, authority, headers, std::string());
+  if (id > 0) impl_->streaming.insert(id);
+  return id;
+}
+
+void Client::send(int32_t stream, std::string_view bytes, bool end) {
+  impl_->bodies_out[stream].append(bytes);
+  if (end) impl_->streaming.erase(stream);
+  nghttp2_session_resume_data(impl_->session, stream);
+}
+
+uint32_t Client::server_setting(int32_t id) const {
+  return nghttp2_session_get_remote_settings(impl_->session, static_cast<nghttp2_settings_id>(id));
 }
 
 std::string Client::take_output() {
@@ -277,6 +301,34 @@ bool Socket::exchange(Client& client, const std::function<bool()>& done, int tim
     if (in.empty()) return done();
     if (!client.feed(in)) return false;
   }
+}
+
+const Response& Peer::response(int32_t id) const {
+  static const Response none;
+  auto it = client.responses().find(id);
+  return it == client.responses().end() ? none : it->second;
+}
+
+Peer::Peer(uint16_t port) : sock(port) {
+  if (sock.connected()) sock.exchange(client, [&] { return client.settings_received(); });
+}
+
+const Response& Peer::head_of(int32_t id) {
+  sock.exchange(client, [&] {
+    auto it = client.responses().find(id);
+    return it != client.responses().end() &&
+           (it->second.status != 0 || it->second.done || it->second.reset);
+  });
+  return response(id);
+}
+
+const Response& Peer::body_of(int32_t id, size_t n) {
+  sock.exchange(client, [&] {
+    auto it = client.responses().find(id);
+    return it != client.responses().end() &&
+           (it->second.body.size() >= n || it->second.done || it->second.reset);
+  });
+  return response(id);
 }
 
 }  // namespace sluice::test::h2

@@ -74,10 +74,20 @@ class Client {
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
-  // Returns the new stream id. Without body, END_STREAM is on HEADERS.
+  // Returns the new stream id. Without body, END_STREAM is on HEADERS. A
+  // CONNECT with an empty path is a plain one (:authority only).
   int32_t request(std::string_view method, std::string_view path, std::string_view authority,
                   const std::vector<std::pair<std::string, std::string>>& headers = {},
                   std::optional<std::string> body = std::nullopt);
+  // A request whose body is sent piece by piece with send() (a tunnel's
+  // bytes after an extended CONNECT: pass ":protocol" first in `headers`).
+  int32_t open(std::string_view method, std::string_view path, std::string_view authority,
+               const std::vector<std::pair<std::string, std::string>>& headers = {});
+  // More of an open() stream's body; `end` sends END_STREAM after it.
+  void send(int32_t stream, std::string_view bytes, bool end = false);
+  // A SETTINGS value the server sent (0 when it sent none).
+  uint32_t server_setting(int32_t id) const;
+  bool settings_received() const { return settings_received_; }
   // Bytes to send to the server.
   std::string take_output();
   // Bytes from the server; false on a protocol error.
@@ -92,7 +102,13 @@ class Client {
   std::unique_ptr<Impl> impl_;
   std::map<int32_t, Response> responses_;
   std::optional<uint32_t> goaway_;
+  bool settings_received_ = false;
 };
+
+// RFC 8441: the setting, and what a WebSocket's extended CONNECT adds.
+constexpr int32_t kEnableConnectProtocol = 0x8;  // RFC 8441 §3
+inline const std::vector<std::pair<std::string, std::string>> kH2WebSocket = {
+    {":protocol", "websocket"}, {"sec-websocket-version", "13"}};
 
 // A blocking TCP connection to 127.0.0.1 with a receive timeout, for raw
 // frames and for driving a Client over a real socket.
@@ -116,6 +132,21 @@ class Socket {
  private:
   int fd_ = -1;
   bool closed_ = false;
+};
+
+// A client and its connection, once the server's SETTINGS arrived (a
+// client may use extended CONNECT only after it saw the setting).
+struct Peer {
+  explicit Peer(uint16_t port);
+  bool ready() const { return sock.connected() && client.settings_received(); }
+  // Waits for `id`'s response head (or its end or reset).
+  const Response& head_of(int32_t id);
+  // Waits until `id`'s response body holds `n` bytes or the stream ends.
+  const Response& body_of(int32_t id, size_t n);
+  // `id`'s response so far (an empty one before anything arrived).
+  const Response& response(int32_t id) const;
+  Socket sock;
+  Client client;
 };
 
 }  // namespace sluice::test::h2

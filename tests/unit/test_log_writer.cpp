@@ -17,24 +17,16 @@
 #include <thread>
 #include <vector>
 
+#include "support/temp_dir.hpp"
 #include "support/wait.hpp"
 #include "telemetry/log_writer.hpp"
 
 using namespace sluice;
 using namespace sluice::telemetry;
+using sluice::test::TempDir;
 using sluice::test::wait_until;
 
 namespace {
-
-struct TempDir {
-  std::filesystem::path dir;
-  TempDir() {
-    char tmpl[] = "/tmp/sluice-logw-XXXXXX";
-    dir = ::mkdtemp(tmpl);
-  }
-  ~TempDir() { std::filesystem::remove_all(dir); }
-  std::string file(const char* name) const { return (dir / name).string(); }
-};
 
 std::string read_all(const std::string& path) {
   std::ifstream in(path);
