@@ -70,6 +70,27 @@ Result<Index> compile_upstreams(const GatewayConfig& config, Snapshot& snap) {
   return index;
 }
 
+// A destination (upstream, subset) with its set and its telemetry labels.
+Result<ResolvedDestination> resolve_destination(const Snapshot& snap, const Index& upstreams,
+                                                const std::string& upstream,
+                                                const std::string& subset,
+                                                const std::string& object,
+                                                const std::string& field) {
+  auto ref = resolve_set(snap, upstreams, upstream, subset, object, field);
+  if (!ref) return ref.error();
+  ResolvedDestination rd;
+  rd.upstream = ref->upstream;
+  rd.set = ref->set;
+  rd.subset = subset;
+  const UpstreamConfig& up = snap.upstreams[ref->upstream].config;
+  std::string_view version;
+  for (const auto& s : up.subsets)
+    if (s.name == subset)
+      if (auto v = s.labels.find("version"); v != s.labels.end()) version = v->second;
+  rd.labels = telemetry::destination_labels(up.service, up.name, version);
+  return rd;
+}
+
 // One route's destinations and mirrors, with the policy the router compiled.
 Result<ResolvedRoute> resolve_route(const Snapshot& snap, const Index& upstreams,
                                     const std::string& object, const Route& route,
@@ -78,20 +99,8 @@ Result<ResolvedRoute> resolve_route(const Snapshot& snap, const Index& upstreams
   ResolvedRoute rr;
   rr.policy = std::move(policy);
   auto resolve = [&](const std::string& upstream, const std::string& subset,
-                     const std::string& field) -> Result<ResolvedDestination> {
-    auto ref = resolve_set(snap, upstreams, upstream, subset, object, field);
-    if (!ref) return ref.error();
-    ResolvedDestination rd;
-    rd.upstream = ref->upstream;
-    rd.set = ref->set;
-    rd.subset = subset;
-    const UpstreamConfig& up = snap.upstreams[ref->upstream].config;
-    std::string_view version;
-    for (const auto& s : up.subsets)
-      if (s.name == subset)
-        if (auto v = s.labels.find("version"); v != s.labels.end()) version = v->second;
-    rd.labels = telemetry::destination_labels(up.service, up.name, version);
-    return rd;
+                     const std::string& field) {
+    return resolve_destination(snap, upstreams, upstream, subset, object, field);
   };
   for (size_t d = 0; d < route.destinations.size(); ++d) {
     const Destination& dest = route.destinations[d];
@@ -145,24 +154,27 @@ Result<Index> compile_routers(const GatewayConfig& config, const Index& upstream
   return index;
 }
 
-// TLS termination and passthrough of a listener that has either.
-Result<std::shared_ptr<const tls::ListenerTls>> compile_listener_tls(const ListenerConfig& lc,
-                                                                     const std::string& object,
-                                                                     const Snapshot& snap,
-                                                                     const Index& upstreams) {
+// TLS termination and passthrough of a listener that has either; the
+// passthrough routes' telemetry labels go to `compiled`.
+Status compile_listener_tls(const ListenerConfig& lc, const std::string& object,
+                            const Snapshot& snap, const Index& upstreams,
+                            CompiledListener& compiled) {
   std::vector<tls::PassthroughTarget> targets;
   for (size_t p = 0; p < lc.passthrough.size(); ++p) {
     const TlsPassthroughRoute& route = lc.passthrough[p];
     std::string field = fmt::format("passthrough[{}]", p);
     if (route.sni_hosts.empty())
       return config_error(object, field + ".sni_hosts", "must list at least one host");
-    auto ref = resolve_set(snap, upstreams, route.upstream, route.subset, object, field);
-    if (!ref) return ref.error();
-    targets.push_back(tls::PassthroughTarget{route.sni_hosts, ref->upstream, ref->set});
+    auto rd = resolve_destination(snap, upstreams, route.upstream, route.subset, object, field);
+    if (!rd) return rd.error();
+    targets.push_back(
+        tls::PassthroughTarget{route.sni_hosts, rd->upstream, rd->set, static_cast<uint32_t>(p)});
+    compiled.passthrough_labels.push_back(rd->labels);
   }
   auto listener_tls = tls::ListenerTls::compile(lc, std::move(targets));
   if (!listener_tls) return listener_tls.error();
-  return std::shared_ptr<const tls::ListenerTls>(std::move(listener_tls).value());
+  compiled.tls = std::move(listener_tls).value();
+  return {};
 }
 
 // A listener's TCP routes: ranges parsed, destinations resolved.
@@ -190,10 +202,10 @@ Result<std::vector<CompiledTcpRoute>> compile_tcp_routes(const ListenerConfig& l
     for (size_t d = 0; d < route.destinations.size(); ++d) {
       const Destination& dest = route.destinations[d];
       std::string dfield = fmt::format("{}.destinations[{}]", field, d);
-      auto ref = resolve_set(snap, upstreams, dest.upstream, dest.subset, object, dfield);
-      if (!ref) return ref.error();
-      c.destinations.push_back(
-          ResolvedDestination{ref->upstream, ref->set, dest.subset, dest.weight});
+      auto rd = resolve_destination(snap, upstreams, dest.upstream, dest.subset, object, dfield);
+      if (!rd) return rd.error();
+      rd->weight = dest.weight;
+      c.destinations.push_back(std::move(rd).value());
       c.total_weight += dest.weight;
     }
     out.push_back(std::move(c));
@@ -230,9 +242,7 @@ Status compile_listeners(const GatewayConfig& config, const Index& upstreams, co
     if (!tcp) return tcp.error();
     compiled.tcp = std::move(tcp).value();
     if (!lc.tls_servers.empty() || !lc.passthrough.empty()) {
-      auto listener_tls = compile_listener_tls(lc, object, snap, upstreams);
-      if (!listener_tls) return listener_tls.error();
-      compiled.tls = std::move(listener_tls).value();
+      if (auto st = compile_listener_tls(lc, object, snap, upstreams, compiled); !st) return st;
     }
     snap.listeners.push_back(std::move(compiled));
   }

@@ -97,6 +97,9 @@ struct CompiledListener {
   std::shared_ptr<const tls::ListenerTls> tls;
   // TCP routes, in order; non-empty: the listener relays bytes, no HTTP.
   std::vector<CompiledTcpRoute> tcp;
+  // The destination labels of each passthrough route
+  // (tls::PassthroughTarget::route indexes it).
+  std::vector<const telemetry::DestinationLabels*> passthrough_labels;
 };
 
 // routes[router][virtual_host][route]

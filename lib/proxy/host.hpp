@@ -38,6 +38,7 @@ class SessionHost : public Loop {
               size_t max_series = 10000, bool metrics = true)
       : Loop(ctx, clock, seed),
         request_metrics_(telemetry::process_labels().unknown(), max_series),
+        tcp_metrics_(telemetry::process_labels().unknown(), max_series),
         metrics_on_(metrics),
         hooks_(std::move(hooks)),
         logger_(std::move(logger)),
@@ -82,6 +83,8 @@ class SessionHost : public Loop {
   // Gateway::stats() from any thread.
   telemetry::RequestMetrics& request_metrics() { return request_metrics_; }
   const telemetry::RequestMetrics& request_metrics() const { return request_metrics_; }
+  telemetry::TcpMetrics& tcp_metrics() { return tcp_metrics_; }
+  const telemetry::TcpMetrics& tcp_metrics() const { return tcp_metrics_; }
   bool metrics_on() const { return metrics_on_; }
 
   // Trace ids and the sampling draw: a generator of their own, seeded from
@@ -104,6 +107,7 @@ class SessionHost : public Loop {
   void log_formatted(LogLevel level, fmt::string_view format, fmt::format_args args);
 
   telemetry::RequestMetrics request_metrics_;
+  telemetry::TcpMetrics tcp_metrics_;
   bool metrics_on_;
   std::shared_ptr<Hooks> hooks_;
   std::shared_ptr<Logger> logger_;

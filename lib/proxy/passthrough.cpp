@@ -23,22 +23,44 @@ using Timeout = ConnectionSlot::Timeout;
 using Flag = ResponseFlag;
 using tunnel_detail::close_socket;
 
-// How one relayed connection went, for its log line.
+// How one relayed connection went, for its log line and its metrics.
 struct Relayed {
   TunnelBytes bytes;
   ResponseFlags flags;
   std::string_view upstream;  // the upstream's name; empty before one was chosen
   std::string_view endpoint;  // "ip:port"; empty when none was picked
+  bool opened = false;        // counted in istio_tcp_connections_opened_total
 };
 
 struct RelayTarget {
   uint32_t upstream = 0;
   uint32_t set = 0;
+  const telemetry::DestinationLabels* labels = nullptr;  // of its TCP series
   std::string_view authority;      // for hash policies: the SNI, if any
   bool originate_tls = true;       // passthrough carries the client's own TLS: false
   std::span<const uint8_t> first;  // sent before the client's bytes
   std::string_view what;           // for messages: "passthrough for \"sni\"", "tcp route r"
 };
+
+// Istio's TCP series: a connection that relays is opened when its relay
+// starts, so a scrape sees it while it lasts, and its bytes count as they
+// move (the series of the relay, flags "-"). It is closed under the flags
+// it ended with; one that never relayed (NR, UH, UF, UO) is opened then too.
+telemetry::TcpCounters* open_series(SessionHost& worker,
+                                    const telemetry::DestinationLabels* labels) {
+  if (!worker.metrics_on()) return nullptr;
+  telemetry::TcpCounters& c = worker.tcp_metrics().find_or_add({labels, {}});
+  telemetry::add_single_writer(c.opened, 1);
+  return &c;
+}
+
+void close_series(SessionHost& worker, const telemetry::DestinationLabels* labels,
+                  const Relayed& relayed) {
+  if (!worker.metrics_on()) return;
+  telemetry::TcpCounters& c = worker.tcp_metrics().find_or_add({labels, relayed.flags});
+  if (!relayed.opened) telemetry::add_single_writer(c.opened, 1);
+  telemetry::add_single_writer(c.closed, 1);
+}
 
 // An endpoint of the target's set, a connection to it through the one
 // upstream-connection layer (counted within max_connections like a pooled
@@ -72,20 +94,25 @@ awaitable<Relayed> relay_to(SessionHost& worker, Down& down, const Snapshot& sna
   }
   std::unique_ptr<UpstreamConnection> conn = std::move(lease.conn);
   slot.upstream = &conn->socket;
+  telemetry::TcpCounters* live = open_series(worker, target.labels);
+  out.opened = live != nullptr;
   auto idle = snap.limits.idle_timeout;  // Envoy's tcp_proxy idle_timeout (Istio: 1 h)
   bool ok = true;
+  uint64_t first_bytes = 0;  // the client's, read before the relay (a ClientHello)
   if (!target.first.empty()) {
     slot.set_deadline(Timeout::io, idle);
     asio::const_buffer first(target.first.data(), target.first.size());
     asio::error_code ec;
-    std::tie(ec, std::ignore) = co_await write_upstream(*conn, first);
+    std::tie(ec, first_bytes) = co_await write_upstream(*conn, first);
     ok = !ec;
+    if (live) telemetry::add_single_writer(live->received_bytes, first_bytes);
   }
   if (ok) {
     slot.fired = Timeout::none;
-    out.bytes = co_await splice(worker, down, *conn, slot, idle);
+    out.bytes = co_await splice(worker, down, *conn, slot, idle, live);
     if (slot.fired == Timeout::io) out.flags.add(Flag::stream_idle_timeout);
   }
+  out.bytes.received += first_bytes;
   slot.upstream = nullptr;
   close_socket(conn->socket);
   conn.reset();
@@ -104,15 +131,19 @@ awaitable<void> relay(SessionHost& worker, tcp::socket& down, const Snapshot& sn
   auto remote = down.remote_endpoint(ec);
   std::string client_ip = ec ? std::string() : remote.address().to_string();
   std::string what = fmt::format("passthrough for \"{}\"", sni);
+  const CompiledListener* l = snap.listener(listener);
+  bool labelled = l && target.route < l->passthrough_labels.size();
   // What read_client_hello took off the socket goes first.
   RelayTarget to{.upstream = target.upstream,
                  .set = target.set,
+                 .labels = labelled ? l->passthrough_labels[target.route] : nullptr,
                  .authority = sni,
                  .originate_tls = false,
                  .first = hello,
                  .what = what};
-  co_await relay_to(worker, down, snap, to, slot, listener, client_ip);
+  Relayed relayed = co_await relay_to(worker, down, snap, to, slot, listener, client_ip);
   close_socket(down);
+  close_series(worker, to.labels, relayed);
 }
 
 const CompiledTcpRoute* match_tcp_route(const CompiledListener& listener,
@@ -172,11 +203,15 @@ awaitable<void> serve_tcp(SessionHost& worker, Stream& stream, std::string liste
     relayed.flags.add(Flag::no_healthy_upstream);
   } else {
     std::string what = fmt::format("tcp route \"{}\"", route->name);
-    RelayTarget to{
-        .upstream = dest->upstream, .set = dest->set, .authority = tls.sni, .what = what};
+    RelayTarget to{.upstream = dest->upstream,
+                   .set = dest->set,
+                   .labels = dest->labels,
+                   .authority = tls.sni,
+                   .what = what};
     relayed = co_await relay_to(worker, stream, *snap, to, slot, listener, client_ip);
   }
   close_socket(stream.lowest_layer());
+  close_series(worker, dest ? dest->labels : nullptr, relayed);
   if (!snap || !snap->access_logs) co_return;
   auto duration =
       std::chrono::duration_cast<std::chrono::microseconds>(worker.clock_now() - started);

@@ -10,6 +10,7 @@
 #include <asio/ip/tcp.hpp>
 #include <asio/write.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <span>
@@ -20,6 +21,7 @@
 
 #include "net/loop.hpp"
 #include "sluice/request.hpp"
+#include "telemetry/metrics.hpp"
 #include "upstream/connect.hpp"
 
 namespace sluice {
@@ -97,10 +99,12 @@ inline bool half_close(UpstreamConnection& c) {
 }
 
 // One direction until EOF (passed on as a half-close) or an error (which
-// closes both sides, ending the other direction too).
+// closes both sides, ending the other direction too). What is written adds
+// to `count` and, when there is one, to the `live` counter a scrape reads.
 template <typename From, typename To>
 asio::awaitable<void> pump(Loop& loop, From& from, To& to, ConnectionSlot& slot,
-                           std::chrono::milliseconds idle, uint64_t& count) {
+                           std::chrono::milliseconds idle, uint64_t& count,
+                           std::atomic<uint64_t>* live) {
   IoBuffer buf = loop.take_buffer();
   // Named locals, no structured bindings or temporaries across the awaits
   // (GCC 12 misplaces them in the coroutine frame).
@@ -116,6 +120,7 @@ asio::awaitable<void> pump(Loop& loop, From& from, To& to, ConnectionSlot& slot,
       size_t written = 0;
       std::tie(ec, written) = co_await write_all(to, data);
       count += written;
+      if (live) telemetry::add_single_writer(*live, written);
       slot.set_deadline(ConnectionSlot::Timeout::io, idle);
     }
     if (ec) {
@@ -133,15 +138,20 @@ asio::awaitable<void> pump(Loop& loop, From& from, To& to, ConnectionSlot& slot,
 // `slot` with slot.socket on `down` and slot.upstream on `up`'s socket, so the
 // idle deadline (`idle`, 0: none) and a drain's force-close interrupt both
 // directions. Neither side is closed cleanly on return: the caller closes.
+// `live`: the TCP series that counts the bytes as they move (TCP routes and
+// passthrough; an HTTP upgrade's are its request's and it has none).
 template <typename Down>
 asio::awaitable<TunnelBytes> splice(Loop& loop, Down& down, UpstreamConnection& up,
-                                    ConnectionSlot& slot, std::chrono::milliseconds idle) {
+                                    ConnectionSlot& slot, std::chrono::milliseconds idle,
+                                    telemetry::TcpCounters* live = nullptr) {
   using namespace asio::experimental::awaitable_operators;
   TunnelBytes bytes;
   slot.idle = false;  // a drain waits for it, bounded by the drain timeout
   slot.set_deadline(ConnectionSlot::Timeout::io, idle);
-  co_await (tunnel_detail::pump(loop, down, up, slot, idle, bytes.received) &&
-            tunnel_detail::pump(loop, up, down, slot, idle, bytes.sent));
+  co_await (tunnel_detail::pump(loop, down, up, slot, idle, bytes.received,
+                                live ? &live->received_bytes : nullptr) &&
+            tunnel_detail::pump(loop, up, down, slot, idle, bytes.sent,
+                                live ? &live->sent_bytes : nullptr));
   slot.clear_deadline();
   co_return bytes;
 }

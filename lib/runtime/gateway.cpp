@@ -677,6 +677,9 @@ Stats Gateway::stats() const {
   std::vector<const telemetry::RequestMetrics*> workers;
   for (const auto& w : m.workers) workers.push_back(&w->request_metrics());
   s.requests = telemetry::collect_series(workers);
+  std::vector<const telemetry::TcpMetrics*> tcp_workers;
+  for (const auto& w : m.workers) tcp_workers.push_back(&w->tcp_metrics());
+  s.tcp = telemetry::collect_tcp_series(tcp_workers);
 
   MetricList list(s.metrics);
   listener_metrics(m.shared, list);

@@ -15,19 +15,14 @@ size_t mix(size_t seed, size_t value) {
   return seed ^ (value + 0x9e3779b97f4a7c15ULL + (seed << 6) + (seed >> 2));
 }
 
-// A single writer adds without a read-modify-write instruction.
-void bump(std::atomic<uint64_t>& a, uint64_t by) {
-  a.store(a.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);
-}
-
 }  // namespace
 
 void Histogram::record(uint64_t value) {
   // The first bound >= value: Prometheus buckets are "less or equal".
   auto it =
       std::lower_bound(kDefaultBuckets.begin(), kDefaultBuckets.end(), static_cast<double>(value));
-  bump(buckets_[static_cast<size_t>(it - kDefaultBuckets.begin())], 1);
-  bump(sum_, value);
+  add_single_writer(buckets_[static_cast<size_t>(it - kDefaultBuckets.begin())], 1);
+  add_single_writer(sum_, value);
 }
 
 void Histogram::add_to(Counts& out) const {
@@ -94,43 +89,33 @@ struct RequestMetrics::Series {
 };
 
 RequestMetrics::RequestMetrics(const DestinationLabels* unknown, size_t max_series)
-    : unknown_(unknown), max_series_(max_series) {}
+    : table_(unknown, max_series) {}
 
 RequestMetrics::~RequestMetrics() = default;
 
-RequestMetrics::Series& RequestMetrics::find_or_add(const RequestKey& key) {
-  // Only this (the recording) thread inserts, so looking up without the
-  // lock races with nothing but collect()'s reads.
-  if (auto it = series_.find(key); it != series_.end()) return *it->second;
-  RequestKey k = key;
-  if (!k.destination) k.destination = unknown_;
-  if (series_.size() >= max_series_) {
-    k.destination = unknown_;
-    if (auto it = series_.find(k); it != series_.end()) return *it->second;
-  }
-  std::lock_guard lock(mutex_);
-  auto& slot = series_[k];
-  if (!slot) slot = std::make_unique<Series>();
-  return *slot;
-}
-
 void RequestMetrics::record(const RequestKey& key, const RequestSample& sample) {
-  Series& s = find_or_add(key);
-  bump(s.requests, 1);
+  Series& s = table_.find_or_add(key);
+  add_single_writer(s.requests, 1);
   s.duration.record(sample.duration_ms);
   s.request_bytes.record(sample.request_bytes);
   s.response_bytes.record(sample.response_bytes);
 }
 
 void RequestMetrics::collect(std::unordered_map<RequestKey, Totals, RequestKeyHash>& out) const {
-  std::lock_guard lock(mutex_);
-  for (const auto& [key, series] : series_) {
+  table_.for_each([&](const RequestKey& key, const Series& series) {
     Totals& t = out[key];
-    t.requests += series->requests.load(std::memory_order_relaxed);
-    series->duration.add_to(t.duration);
-    series->request_bytes.add_to(t.request_bytes);
-    series->response_bytes.add_to(t.response_bytes);
-  }
+    t.requests += series.requests.load(std::memory_order_relaxed);
+    series.duration.add_to(t.duration);
+    series.request_bytes.add_to(t.request_bytes);
+    series.response_bytes.add_to(t.response_bytes);
+  });
+}
+
+size_t TcpKeyHash::operator()(const TcpKey& k) const {
+  size_t seed = std::hash<const void*>()(k.destination);
+  for (size_t i = 0; i < k.response_flags.size(); ++i)
+    seed = mix(seed, static_cast<size_t>(k.response_flags[i]));
+  return seed;
 }
 
 // ---------------------------------------------------------------------------
@@ -188,36 +173,41 @@ void write_sample(std::string& out, std::string_view name,
   out += '\n';
 }
 
+namespace {
+
+void copy_destination(DestinationSeries& out, const DestinationLabels& d) {
+  out.destination_service = d.service;
+  out.destination_service_name = d.service_name;
+  out.destination_service_namespace = d.service_namespace;
+  out.destination_version = d.version;
+  out.destination_workload = d.workload;
+  out.destination_workload_namespace = d.workload_namespace;
+  out.destination_app = d.app;
+  out.destination_principal = d.principal;
+  out.destination_canonical_service = d.canonical_service;
+  out.destination_canonical_revision = d.canonical_revision;
+  out.destination_cluster = d.cluster;
+  out.destination_upstream = d.upstream;
+}
+
+}  // namespace
+
 std::vector<RequestSeries> collect_series(std::span<const RequestMetrics* const> workers) {
   std::unordered_map<RequestKey, RequestMetrics::Totals, RequestKeyHash> merged;
   for (const RequestMetrics* w : workers) w->collect(merged);
   std::vector<RequestSeries> out;
   out.reserve(merged.size());
   for (const auto& [key, t] : merged) {
-    const DestinationLabels& d = *key.destination;
-    RequestSeries s{
-        .destination_service = d.service,
-        .destination_service_name = d.service_name,
-        .destination_service_namespace = d.service_namespace,
-        .destination_version = d.version,
-        .destination_workload = d.workload,
-        .destination_workload_namespace = d.workload_namespace,
-        .destination_app = d.app,
-        .destination_principal = d.principal,
-        .destination_canonical_service = d.canonical_service,
-        .destination_canonical_revision = d.canonical_revision,
-        .destination_cluster = d.cluster,
-        .destination_upstream = d.upstream,
-        .response_code = key.response_code,
-        .response_flags = to_string(key.response_flags),
-        .request_protocol = key.protocol == RequestProtocol::grpc ? "grpc" : "http",
-        .grpc_response_status =
-            key.grpc_status < 0 ? std::string() : std::to_string(key.grpc_status),
-        .requests = t.requests,
-        .duration_ms = t.duration,
-        .request_bytes = t.request_bytes,
-        .response_bytes = t.response_bytes,
-    };
+    RequestSeries s;
+    copy_destination(s, *key.destination);
+    s.response_code = key.response_code;
+    s.response_flags = to_string(key.response_flags);
+    s.request_protocol = key.protocol == RequestProtocol::grpc ? "grpc" : "http";
+    if (key.grpc_status >= 0) s.grpc_response_status = std::to_string(key.grpc_status);
+    s.requests = t.requests;
+    s.duration_ms = t.duration;
+    s.request_bytes = t.request_bytes;
+    s.response_bytes = t.response_bytes;
     out.push_back(std::move(s));
   }
   auto tie = [](const RequestSeries& s) {
@@ -227,6 +217,41 @@ std::vector<RequestSeries> collect_series(std::span<const RequestMetrics* const>
   };
   std::sort(out.begin(), out.end(),
             [&](const RequestSeries& a, const RequestSeries& b) { return tie(a) < tie(b); });
+  return out;
+}
+
+std::vector<TcpSeries> collect_tcp_series(std::span<const TcpMetrics* const> workers) {
+  struct Totals {
+    uint64_t opened = 0, closed = 0, received = 0, sent = 0;
+  };
+  std::unordered_map<TcpKey, Totals, TcpKeyHash> merged;
+  for (const TcpMetrics* w : workers)
+    w->for_each([&](const TcpKey& key, const TcpCounters& c) {
+      Totals& t = merged[key];
+      t.opened += c.opened.load(std::memory_order_relaxed);
+      t.closed += c.closed.load(std::memory_order_relaxed);
+      t.received += c.received_bytes.load(std::memory_order_relaxed);
+      t.sent += c.sent_bytes.load(std::memory_order_relaxed);
+    });
+  std::vector<TcpSeries> out;
+  out.reserve(merged.size());
+  for (const auto& [key, t] : merged) {
+    TcpSeries s;
+    copy_destination(s, *key.destination);
+    s.response_flags = to_string(key.response_flags);
+    s.connections_opened = t.opened;
+    s.connections_closed = t.closed;
+    s.received_bytes = t.received;
+    s.sent_bytes = t.sent;
+    out.push_back(std::move(s));
+  }
+  auto tie = [](const TcpSeries& s) {
+    return std::tie(s.destination_service, s.destination_version, s.response_flags,
+                    s.destination_service_name, s.destination_service_namespace,
+                    s.destination_upstream);
+  };
+  std::sort(out.begin(), out.end(),
+            [&](const TcpSeries& a, const TcpSeries& b) { return tie(a) < tie(b); });
   return out;
 }
 

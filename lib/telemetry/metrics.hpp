@@ -1,10 +1,12 @@
 #pragma once
 // Istio's standard request metrics (istio_requests_total,
 // istio_request_duration_milliseconds, istio_request_bytes,
-// istio_response_bytes) with reporter="source": the gateway is the source
-// proxy. Each worker records into its own RequestMetrics without a lock on
-// the request path; a scrape merges the workers' series and renders the
-// Prometheus text exposition format.
+// istio_response_bytes) and TCP metrics (istio_tcp_connections_opened_total,
+// _closed_total, istio_tcp_sent_bytes_total, _received_bytes_total) with
+// reporter="source": the gateway is the source proxy. Each worker records
+// into its own RequestMetrics and TcpMetrics without a lock on the request
+// path; a scrape merges the workers' series and renders the Prometheus text
+// exposition format.
 
 #include <array>
 #include <atomic>
@@ -27,6 +29,12 @@ namespace sluice::telemetry {
 // Envoy's default histogram bounds, which Istio's standard histograms use
 // (milliseconds for durations, bytes for sizes).
 inline constexpr const auto& kDefaultBuckets = HistogramValue::kBounds;
+
+// Adds to a counter only one thread writes: no read-modify-write
+// instruction, and any thread may load it.
+inline void add_single_writer(std::atomic<uint64_t>& a, uint64_t by) {
+  a.store(a.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);
+}
 
 // A histogram one thread writes and any thread reads: relaxed loads and
 // stores, no read-modify-write, so recording costs a few plain moves.
@@ -118,13 +126,51 @@ struct RequestSample {
   uint64_t response_bytes = 0;
 };
 
-// One worker's series. record() runs on the worker's thread only; collect()
-// on any thread. New series are added under a mutex that collect() also
-// takes; lookups need none, since only the recording thread inserts.
+// One worker's series of one kind, each under a key whose `destination`
+// is an interned label set. Only the recording (the worker's) thread
+// inserts, so it looks up without a lock; insertions take a mutex that
+// for_each(), on any thread, also takes. Series never move or go away.
+template <typename Key, typename Series, typename Hash>
+class SeriesTable {
+ public:
+  // At most `max_series` keys; beyond, a new key's destination is counted
+  // as unknown, so a flood of distinct hosts cannot grow memory.
+  SeriesTable(const DestinationLabels* unknown, size_t max_series)
+      : unknown_(unknown), max_series_(max_series) {}
+  SeriesTable(const SeriesTable&) = delete;
+  SeriesTable& operator=(const SeriesTable&) = delete;
+
+  Series& find_or_add(const Key& key) {
+    if (auto it = series_.find(key); it != series_.end()) return *it->second;
+    Key k = key;
+    if (!k.destination) k.destination = unknown_;
+    if (series_.size() >= max_series_) {
+      k.destination = unknown_;
+      if (auto it = series_.find(k); it != series_.end()) return *it->second;
+    }
+    std::lock_guard lock(mutex_);
+    auto& slot = series_[k];
+    if (!slot) slot = std::make_unique<Series>();
+    return *slot;
+  }
+
+  template <typename F>
+  void for_each(F&& f) const {
+    std::lock_guard lock(mutex_);
+    for (const auto& [key, series] : series_) f(key, *series);
+  }
+
+ private:
+  const DestinationLabels* unknown_;
+  size_t max_series_;
+  mutable std::mutex mutex_;
+  std::unordered_map<Key, std::unique_ptr<Series>, Hash> series_;
+};
+
+// One worker's request series. record() runs on the worker's thread only;
+// collect() on any thread.
 class RequestMetrics {
  public:
-  // At most `max_series` label sets; beyond, a request's destination is
-  // counted as unknown, so a flood of distinct hosts cannot grow memory.
   explicit RequestMetrics(const DestinationLabels* unknown, size_t max_series = 10000);
   ~RequestMetrics();
   RequestMetrics(const RequestMetrics&) = delete;
@@ -141,16 +187,39 @@ class RequestMetrics {
 
  private:
   struct Series;
-  Series& find_or_add(const RequestKey& key);
-
-  const DestinationLabels* unknown_;
-  size_t max_series_;
-  mutable std::mutex mutex_;
-  std::unordered_map<RequestKey, std::unique_ptr<Series>, RequestKeyHash> series_;
+  SeriesTable<RequestKey, Series, RequestKeyHash> table_;
 };
 
 // The series of `workers`, equal keys merged, sorted by their labels.
 std::vector<RequestSeries> collect_series(std::span<const RequestMetrics* const> workers);
+
+// What varies per relayed TCP connection besides the destination.
+struct TcpKey {
+  const DestinationLabels* destination = nullptr;  // interned; null: unknown
+  ResponseFlags response_flags;
+
+  bool operator==(const TcpKey&) const = default;
+};
+
+struct TcpKeyHash {
+  size_t operator()(const TcpKey& k) const;
+};
+
+// One TCP series' counters. The worker relaying the connection writes them
+// (add_single_writer) as bytes move; a scrape reads them.
+struct TcpCounters {
+  std::atomic<uint64_t> opened{0}, closed{0};
+  std::atomic<uint64_t> received_bytes{0};  // from the client
+  std::atomic<uint64_t> sent_bytes{0};      // to the client
+};
+
+// One worker's TCP series: the relay holds its series' TcpCounters for the
+// life of the connection (series never move), so counting a chunk costs
+// one relaxed load and store.
+using TcpMetrics = SeriesTable<TcpKey, TcpCounters, TcpKeyHash>;
+
+// The TCP series of `workers`, equal keys merged, sorted by their labels.
+std::vector<TcpSeries> collect_tcp_series(std::span<const TcpMetrics* const> workers);
 
 // Exposition-format helpers (Stats::prometheus).
 // `# HELP` and `# TYPE` lines.

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <string_view>
+#include <vector>
 
 #include "telemetry/metrics.hpp"
 
@@ -34,44 +35,90 @@ namespace {
 
 using Label = std::pair<std::string_view, std::string_view>;
 
-// Istio's labels of one series, reporter first, source before destination.
+// Istio's labels of a series up to its destination's, reporter first,
+// source before destination.
+void destination_labels(std::vector<Label>& out, const Stats& stats, const DestinationSeries& d) {
+  std::string_view source = stats.source_workload;
+  out = {
+      {"reporter", "source"},
+      {"source_workload", source},
+      {"source_canonical_service", source},
+      {"source_canonical_revision", "latest"},
+      {"source_workload_namespace", stats.source_workload_namespace},
+      {"source_principal", "unknown"},
+      {"source_app", source},
+      {"source_version", "unknown"},
+      {"source_cluster", "unknown"},
+      {"destination_workload", d.destination_workload},
+      {"destination_workload_namespace", d.destination_workload_namespace},
+      {"destination_principal", d.destination_principal},
+      {"destination_app", d.destination_app},
+      {"destination_version", d.destination_version},
+      {"destination_service", d.destination_service},
+      {"destination_canonical_service", d.destination_canonical_service},
+      {"destination_canonical_revision", d.destination_canonical_revision},
+      {"destination_service_name", d.destination_service_name},
+      {"destination_service_namespace", d.destination_service_namespace},
+      {"destination_cluster", d.destination_cluster},
+  };
+}
+
+// Reporting as the source, Istio cannot know the destination's policy, and
+// says so.
+constexpr Label kSecurityPolicy{"connection_security_policy", "unknown"};
+
+// The labels of a request series.
 struct SeriesLabels {
   std::string code;
-  std::array<Label, 25> labels;
+  std::vector<Label> labels;
 
   SeriesLabels(const Stats& stats, const RequestSeries& s) : code(std::to_string(s.response_code)) {
-    std::string_view source = stats.source_workload;
-    labels = {{
-        {"reporter", "source"},
-        {"source_workload", source},
-        {"source_canonical_service", source},
-        {"source_canonical_revision", "latest"},
-        {"source_workload_namespace", stats.source_workload_namespace},
-        {"source_principal", "unknown"},
-        {"source_app", source},
-        {"source_version", "unknown"},
-        {"source_cluster", "unknown"},
-        {"destination_workload", s.destination_workload},
-        {"destination_workload_namespace", s.destination_workload_namespace},
-        {"destination_principal", s.destination_principal},
-        {"destination_app", s.destination_app},
-        {"destination_version", s.destination_version},
-        {"destination_service", s.destination_service},
-        {"destination_canonical_service", s.destination_canonical_service},
-        {"destination_canonical_revision", s.destination_canonical_revision},
-        {"destination_service_name", s.destination_service_name},
-        {"destination_service_namespace", s.destination_service_namespace},
-        {"destination_cluster", s.destination_cluster},
-        {"request_protocol", s.request_protocol},
-        {"response_code", code},
-        {"grpc_response_status", s.grpc_response_status},
-        {"response_flags", s.response_flags},
-        // Reporting as the source, Istio cannot know the destination's
-        // policy, and says so.
-        {"connection_security_policy", "unknown"},
-    }};
+    destination_labels(labels, stats, s);
+    labels.insert(labels.end(), {{"request_protocol", s.request_protocol},
+                                 {"response_code", code},
+                                 {"grpc_response_status", s.grpc_response_status},
+                                 {"response_flags", s.response_flags},
+                                 kSecurityPolicy});
   }
 };
+
+// The labels of a TCP series: no response code or gRPC status; the
+// protocol is "tcp", as Istio's TCP series carry.
+std::vector<Label> tcp_labels(const Stats& stats, const TcpSeries& s) {
+  std::vector<Label> labels;
+  destination_labels(labels, stats, s);
+  labels.insert(
+      labels.end(),
+      {{"request_protocol", "tcp"}, {"response_flags", s.response_flags}, kSecurityPolicy});
+  return labels;
+}
+
+// Istio's four TCP counter families.
+void write_tcp(std::string& out, const Stats& stats) {
+  if (stats.tcp.empty()) return;
+  std::vector<std::vector<Label>> labels;
+  labels.reserve(stats.tcp.size());
+  for (const auto& s : stats.tcp) labels.push_back(tcp_labels(stats, s));
+  const struct {
+    const char* name;
+    const char* help;
+    uint64_t TcpSeries::*value;
+  } counters[] = {
+      {"istio_tcp_connections_opened_total", "TCP connections the gateway relayed.",
+       &TcpSeries::connections_opened},
+      {"istio_tcp_connections_closed_total", "Relayed TCP connections that ended.",
+       &TcpSeries::connections_closed},
+      {"istio_tcp_received_bytes_total", "Bytes received from clients on relayed connections.",
+       &TcpSeries::received_bytes},
+      {"istio_tcp_sent_bytes_total", "Bytes sent to clients on relayed connections.",
+       &TcpSeries::sent_bytes},
+  };
+  for (const auto& c : counters) {
+    telemetry::write_family_header(out, c.name, "counter", c.help);
+    for (size_t i = 0; i < stats.tcp.size(); ++i)
+      telemetry::write_sample(out, c.name, labels[i], static_cast<double>(stats.tcp[i].*(c.value)));
+  }
+}
 
 void write_histogram(std::string& out, const std::string& name, std::span<const Label> labels,
                      const HistogramValue& h) {
@@ -120,6 +167,7 @@ std::string Stats::prometheus() const {
         write_histogram(out, h.name, labels[i].labels, requests[i].*(h.value));
     }
   }
+  write_tcp(out, *this);
   std::string_view family;
   for (const auto& m : metrics) {
     if (m.name != family) {
@@ -156,6 +204,15 @@ std::string Stats::text() const {
          fmt::format("P50({:g}) P90({:g}) P99({:g}) count({})", s.duration_ms.quantile(0.5),
                      s.duration_ms.quantile(0.9), s.duration_ms.quantile(0.99),
                      s.duration_ms.count));
+  }
+  for (const auto& s : tcp) {
+    const Label l[] = {{"destination_service", s.destination_service},
+                       {"destination_version", s.destination_version},
+                       {"response_flags", s.response_flags}};
+    line("istio_tcp_connections_opened_total", l, std::to_string(s.connections_opened));
+    line("istio_tcp_connections_closed_total", l, std::to_string(s.connections_closed));
+    line("istio_tcp_received_bytes_total", l, std::to_string(s.received_bytes));
+    line("istio_tcp_sent_bytes_total", l, std::to_string(s.sent_bytes));
   }
   for (const auto& m : metrics) {
     std::vector<Label> l(m.labels.begin(), m.labels.end());

@@ -32,6 +32,7 @@ struct PassthroughTarget {
   std::vector<std::string> sni_hosts;  // lowercased
   uint32_t upstream = 0;               // index into Snapshot::upstreams
   uint32_t set = 0;                    // index into its CompiledUpstream::sets
+  uint32_t route = 0;                  // index into ListenerConfig::passthrough
 };
 
 class ListenerTls {

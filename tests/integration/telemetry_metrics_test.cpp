@@ -1,5 +1,5 @@
-// Gateway::stats() through real sockets: Istio's request series with their
-// destination's labels, the listener and upstream counters and gauges,
+// Gateway::stats() through real sockets: Istio's request and TCP series
+// with their destination's labels, the listener and upstream counters and gauges,
 // reload counts, and the exposition format of the whole scrape.
 
 #include <doctest/doctest.h>
@@ -13,7 +13,9 @@
 #include "support/exposition.hpp"
 #include "support/fake_upstream.hpp"
 #include "support/gateway_fixture.hpp"
+#include "support/ports.hpp"
 #include "support/raw_client.hpp"
+#include "support/tunnel_upstream.hpp"
 #include "support/wait.hpp"
 
 using namespace sluice;
@@ -93,6 +95,41 @@ struct TwoVersions {
     config = make_config({r1, r2}, {up});
   }
 };
+
+// "tcp-echo" (an echo upstream whose answers start with "v1 ", its
+// endpoint in subset v1) behind a TCP listener's route.
+struct TcpEcho {
+  TunnelUpstream echo{TunnelUpstream::Mode::echo, "v1 "};
+  GatewayConfig config;
+
+  TcpEcho() {
+    UpstreamConfig up = loopback_upstream("echo", {echo.port()});
+    up.service = {"tcp-echo.default.svc.cluster.local", "tcp-echo", "default"};
+    up.endpoints[0].labels = {{"version", "v1"}};
+    up.subsets = {{"v1", {{"version", "v1"}}}};
+    Destination d = destination("echo");
+    d.subset = "v1";
+    config = tcp_config({TcpRoute{.name = "echo", .destinations = {d}}}, {up});
+  }
+};
+
+// Stats once the gateway has finished `n` connections on listener "tcp"
+// (it counts a connection's close after the client saw it).
+Stats stats_after_tcp(Gateway& gw, double n) {
+  Stats s;
+  CHECK(wait_until([&] {
+    s = gw.stats();
+    return metric(s, "envoy_listener_downstream_cx_total", "tcp") == n &&
+           metric(s, "envoy_listener_downstream_cx_active", "tcp") == 0;
+  }));
+  return s;
+}
+
+const TcpSeries* find_tcp(const Stats& s, std::string_view flags) {
+  for (const auto& t : s.tcp)
+    if (t.response_flags == flags) return &t;
+  return nullptr;
+}
 
 }  // namespace
 
@@ -249,10 +286,16 @@ TEST_CASE("metrics: promtool check metrics accepts the scrape") {
   REQUIRE_MESSAGE(std::system("command -v promtool >/dev/null") == 0,
                   "promtool (Debian package prometheus) is a test dependency");
   TwoVersions t;
+  TcpEcho tcp;  // its listener and upstream join the HTTP ones: TCP series too
+  t.config.listeners.push_back(tcp.config.listeners.back());
+  t.config.upstreams.push_back(tcp.config.upstreams.back());
   TestGateway gw(t.config);
   CHECK(get(gw.port(), "/v1/a").status == 200);
   CHECK(get(gw.port(), "/v2/a").status == 503);
+  CHECK(exchange_until_close(gw.port("tcp"), "x") == "v1 x");
+  stats_after_tcp(gw.gateway(), 1);
   Stats s = stats_after(gw.gateway(), 2);
+  REQUIRE(s.tcp.size() == 1);
   char dir[] = "/tmp/sluice-promtool.XXXXXX";
   REQUIRE(mkdtemp(dir));
   std::string file = std::string(dir) + "/scrape.txt";
@@ -290,4 +333,104 @@ TEST_CASE("metrics: promtool check metrics accepts the scrape") {
                     "instead of \"milliseconds\"";
     CHECK_MESSAGE((envoy_counter || envoy_gauge || istio_ms), line);
   }
+}
+
+TEST_CASE("tcp metrics: a TCP route's connections and bytes both ways in Istio's TCP series") {
+  TcpEcho t;
+  TestGateway gw(t.config, 2);
+  for (int i = 0; i < 2; ++i) CHECK(exchange_until_close(gw.port("tcp"), "hello") == "v1 hello");
+  Stats s = stats_after_tcp(gw.gateway(), 2);
+  CHECK(s.requests.empty());  // relayed bytes are no HTTP requests
+  REQUIRE(s.tcp.size() == 1);
+  const TcpSeries& tcp = s.tcp[0];
+  CHECK(tcp.response_flags == "-");
+  CHECK(tcp.connections_opened == 2);
+  CHECK(tcp.connections_closed == 2);
+  CHECK(tcp.received_bytes == 10);  // "hello" twice, from the client
+  CHECK(tcp.sent_bytes == 16);      // "v1 hello" twice, to the client
+  CHECK(tcp.destination_service == "tcp-echo.default.svc.cluster.local");
+  CHECK(tcp.destination_service_name == "tcp-echo");
+  CHECK(tcp.destination_service_namespace == "default");
+  CHECK(tcp.destination_version == "v1");
+  CHECK(tcp.destination_upstream == "echo");
+
+  std::string text = s.prometheus();
+  check_exposition(text);
+  const std::vector<std::string> labels = {
+      "reporter=\"source\"",
+      "source_workload=\"istio-ingressgateway\"",
+      "destination_service=\"tcp-echo.default.svc.cluster.local\"",
+      "destination_version=\"v1\"",
+      "request_protocol=\"tcp\"",
+      "response_flags=\"-\"",
+      "connection_security_policy=\"unknown\""};
+  CHECK(sample(text, "istio_tcp_connections_opened_total{", labels) == "2");
+  CHECK(sample(text, "istio_tcp_connections_closed_total{", labels) == "2");
+  CHECK(sample(text, "istio_tcp_received_bytes_total{", labels) == "10");
+  CHECK(sample(text, "istio_tcp_sent_bytes_total{", labels) == "16");
+  for (const auto& line : lines_of(text))
+    if (line.starts_with("istio_tcp_")) CHECK(line.find("response_code") == std::string::npos);
+  CHECK(s.text().find("istio_tcp_sent_bytes_total{destination_service=\"tcp-echo.default.svc."
+                      "cluster.local\",destination_version=\"v1\",response_flags=\"-\"}: 16") !=
+        std::string::npos);
+}
+
+TEST_CASE("tcp metrics: an open connection's bytes show at a scrape, its close when it ends") {
+  TcpEcho t;
+  TestGateway gw(t.config);
+  RawClient c(gw.port("tcp"));
+  REQUIRE(c.send("abcd"));
+  REQUIRE(c.read_exactly(7) == "v1 abcd");
+  // The client can read before the gateway's write returns and is counted.
+  Stats s;
+  CHECK(wait_until([&] {
+    s = gw.gateway().stats();
+    return s.tcp.size() == 1 && s.tcp[0].sent_bytes == 7;
+  }));
+  REQUIRE(s.tcp.size() == 1);
+  CHECK(s.tcp[0].connections_opened == 1);
+  CHECK(s.tcp[0].connections_closed == 0);
+  CHECK(s.tcp[0].received_bytes == 4);
+  c.close();
+  s = stats_after_tcp(gw.gateway(), 1);
+  REQUIRE(s.tcp.size() == 1);
+  CHECK(s.tcp[0].connections_opened == 1);
+  CHECK(s.tcp[0].connections_closed == 1);
+  CHECK(s.tcp[0].received_bytes == 4);
+  CHECK(s.tcp[0].sent_bytes == 7);
+}
+
+TEST_CASE("tcp metrics: a refused upstream (UF) and a client no route takes (NR) get their flags") {
+  LoopbackPort refused;  // bound, nobody listening: connects are refused
+  TcpRoute route{.name = "down", .destinations = {destination("down")}};
+  TestGateway gw(tcp_config({route}, {loopback_upstream("down", {refused.port()})}));
+  CHECK(exchange_until_close(gw.port("tcp"), "x").empty());
+  stats_after_tcp(gw.gateway(), 1);
+  route.source_subnets = {"10.0.0.0/8"};  // never 127.0.0.1
+  REQUIRE(gw.apply(tcp_config({route}, {loopback_upstream("down", {refused.port()})})).ok());
+  CHECK(exchange_until_close(gw.port("tcp"), "x").empty());
+  Stats s = stats_after_tcp(gw.gateway(), 2);
+  CHECK(s.tcp.size() == 2);  // no "-" series: neither relayed
+  const TcpSeries* uf = find_tcp(s, "UF");
+  REQUIRE(uf);
+  CHECK(uf->destination_service == "down");
+  CHECK(uf->connections_opened == 1);
+  CHECK(uf->connections_closed == 1);
+  CHECK(uf->received_bytes == 0);
+  const TcpSeries* nr = find_tcp(s, "NR");
+  REQUIRE(nr);
+  CHECK(nr->destination_service == "unknown");
+  CHECK(nr->connections_opened == 1);
+  CHECK(nr->connections_closed == 1);
+}
+
+TEST_CASE("tcp metrics: with metrics off no TCP series is recorded") {
+  TcpEcho t;
+  GatewayOptions options;
+  options.telemetry.metrics = false;
+  TestGateway gw(t.config, options);
+  CHECK(exchange_until_close(gw.port("tcp"), "hello") == "v1 hello");
+  Stats s = stats_after_tcp(gw.gateway(), 1);
+  CHECK(s.tcp.empty());
+  CHECK(s.prometheus().find("istio_tcp_") == std::string::npos);
 }

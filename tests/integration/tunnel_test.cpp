@@ -35,20 +35,6 @@ GatewayConfig ws_config(uint16_t port) {
   return make_config({forward_all("ws")}, {loopback_upstream("ws", {port})});
 }
 
-// A TCP listener "tcp" with `routes`, next to the fixture's HTTP one.
-GatewayConfig tcp_config(std::vector<TcpRoute> routes, std::vector<UpstreamConfig> upstreams) {
-  GatewayConfig config = make_config({}, std::move(upstreams));
-  ListenerConfig l;
-  l.name = "tcp";
-  l.address = "127.0.0.1";
-  l.tcp_routes = std::move(routes);
-  config.listeners.push_back(std::move(l));
-  return config;
-}
-
-// One TCP connection through the gateway: sends `data`, half-closes, and
-// returns all that came back before the close.
-
 using h2::kH2WebSocket;
 
 GatewayConfig h2_ws_config(uint16_t port) {

@@ -18,6 +18,16 @@ UpstreamConfig loopback_upstream(std::string name, const std::vector<uint16_t>& 
   return upstream;
 }
 
+GatewayConfig tcp_config(std::vector<TcpRoute> routes, std::vector<UpstreamConfig> upstreams) {
+  GatewayConfig config = make_config({}, std::move(upstreams));
+  ListenerConfig l;
+  l.name = "tcp";
+  l.address = "127.0.0.1";
+  l.tcp_routes = std::move(routes);
+  config.listeners.push_back(std::move(l));
+  return config;
+}
+
 Destination destination(std::string upstream, uint32_t weight) {
   Destination d;
   d.upstream = std::move(upstream);
@@ -85,12 +95,21 @@ bool RecordingHooks::wait_for_logs(size_t n, std::chrono::milliseconds timeout) 
   return cv_.wait_for(lock, timeout, [&] { return logs_.size() >= n; });
 }
 
-TestGateway::TestGateway(GatewayConfig config, unsigned workers, std::shared_ptr<Hooks> hooks,
-                         ManualClock* clock) {
+namespace {
+GatewayOptions fixture_options(unsigned workers, std::shared_ptr<Hooks> hooks) {
   GatewayOptions options;
   options.workers = workers;
   options.seed = 42;
   options.hooks = std::move(hooks);
+  return options;
+}
+}  // namespace
+
+TestGateway::TestGateway(GatewayConfig config, unsigned workers, std::shared_ptr<Hooks> hooks,
+                         ManualClock* clock)
+    : TestGateway(std::move(config), fixture_options(workers, std::move(hooks)), clock) {}
+
+TestGateway::TestGateway(GatewayConfig config, GatewayOptions options, ManualClock* clock) {
   if (clock) options.clock = clock->fn();
   gateway_ = std::make_unique<Gateway>(std::move(options));
   clock_ = clock;

@@ -23,6 +23,9 @@ UpstreamConfig loopback_upstream(std::string name, const std::vector<uint16_t>& 
 // Listener "main" (127.0.0.1:0) -> router "main" -> virtual host "*" with
 // the given routes; upstreams as given.
 GatewayConfig make_config(std::vector<Route> routes, std::vector<UpstreamConfig> upstreams);
+// Listener "main" with no routes, and a TCP listener "tcp" (127.0.0.1:0)
+// with `routes`; upstreams as given.
+GatewayConfig tcp_config(std::vector<TcpRoute> routes, std::vector<UpstreamConfig> upstreams);
 // The common case: every request to upstream "backend" at 127.0.0.1:`port`.
 GatewayConfig single_upstream_config(uint16_t port);
 // A destination with just an upstream and a weight.
@@ -63,6 +66,8 @@ class TestGateway {
   // `clock`, the gateway runs on it and clock->advance() drives it.
   explicit TestGateway(GatewayConfig config, unsigned workers = 1,
                        std::shared_ptr<Hooks> hooks = nullptr, ManualClock* clock = nullptr);
+  // The same with the gateway's own `options` (its seed as given).
+  TestGateway(GatewayConfig config, GatewayOptions options, ManualClock* clock = nullptr);
   ~TestGateway();
   TestGateway(const TestGateway&) = delete;
   TestGateway& operator=(const TestGateway&) = delete;

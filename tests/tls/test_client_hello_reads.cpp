@@ -21,6 +21,7 @@
 #include "support/fake_upstream.hpp"
 #include "support/gateway_fixture.hpp"
 #include "support/raw_client.hpp"
+#include "support/tunnel_upstream.hpp"
 #include "support/wait.hpp"
 #include "tls/cert.hpp"
 #include "tls/server.hpp"
@@ -264,4 +265,31 @@ TEST_CASE("passthrough relay counts its upstream connection") {
   CHECK(wait_until([&] { return open_to_nginx() == 0; }));
   TlsClient third(port, {.sni = "nginx.example.com", .ca = &p.ca2});
   CHECK_MESSAGE(third.handshake(), third.error());
+}
+
+TEST_CASE("passthrough listener: Istio's TCP series count the ClientHello and the bytes after it") {
+  const Pki& p = pki();
+  FakeUpstream up("backend");
+  TunnelUpstream echo(TunnelUpstream::Mode::echo);
+  TestGateway gw(mixed_config(up.port(), echo.port()));
+  SplitHelloClient hello_source(0, "nginx.example.com", p.ca2);
+  const auto& hello = hello_source.hello();
+  // The echo answers the hello with itself: the relay carries bytes, never TLS.
+  std::string bytes = std::string(hello.begin(), hello.end()) + "after the hello";
+  CHECK(exchange_until_close(gw.port(), bytes) == bytes);
+  Stats s;
+  CHECK(wait_until([&] {
+    s = gw.gateway().stats();
+    return s.tcp.size() == 1 && s.tcp[0].connections_closed == 1;
+  }));
+  REQUIRE(s.tcp.size() == 1);
+  const TcpSeries& t = s.tcp[0];
+  CHECK(t.response_flags == "-");
+  CHECK(t.connections_opened == 1);
+  CHECK(t.destination_service == "nginx");  // the passthrough route's upstream, no service
+  CHECK(t.destination_upstream == "nginx");
+  // What the gateway read to find the SNI was received from the client too.
+  CHECK(t.received_bytes == bytes.size());
+  CHECK(t.sent_bytes == bytes.size());
+  CHECK(s.requests.empty());
 }
