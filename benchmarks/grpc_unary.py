@@ -3,13 +3,13 @@
 
     grpc_unary.py serve PORT         an h2c gRPC server on 127.0.0.1:PORT:
                                      /bench.Echo/Call returns the request bytes
-    grpc_unary.py call PORT N [W]    W warm-up calls (default 200), then N
+    grpc_unary.py call PORT N [W]    W warm-up calls (default 0), then N
                                      unary calls, one outstanding at a time,
                                      over one channel to 127.0.0.1:PORT
 
 `call` prints what run.sh's parse_wrk prints: "calls/s p50_us p99_us calls
 errors" (the latency of each call as the client sees it: client, proxy and
-server together). Exits non-zero if the warm-up calls fail.
+server together). Exits non-zero if a warm-up call fails.
 """
 import sys
 import time
@@ -58,7 +58,7 @@ def main():
     if mode == "serve":
         serve(port)
     else:
-        call(port, int(sys.argv[3]), int(sys.argv[4]) if len(sys.argv) > 4 else 200)
+        call(port, int(sys.argv[3]), int(sys.argv[4]) if len(sys.argv) > 4 else 0)
 
 
 if __name__ == "__main__":

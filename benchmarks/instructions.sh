@@ -10,6 +10,7 @@
 #                              [--rows sluice,nginx] [--rev REV[,REV...]]
 #                              [--sluice-args "ARGS"] [--label NAME]
 #                              [--nginx-access-log] [--keep DIR]
+#                              [--h2 [--streams M]]
 #
 # --rev measures sluice at each listed commit (git archive into
 # build-instr-<commit>/src, Release build of sluice_bench_server); without
@@ -19,7 +20,12 @@
 # switches: benchmarks/telemetry_cost.sh), --label names that row;
 # --nginx-access-log turns nginx's access log on (to a file), for a fair
 # pair with a logging sluice; --keep copies each row's callgrind output
-# into DIR, for callgrind_annotate. Prints one Markdown table row per proxy.
+# into DIR, for callgrind_annotate. --h2 sends HTTP/2 instead: h2load -n
+# (h2c with prior knowledge, one thread, --conns connections with --streams
+# concurrent streams each, default 10), nginx listening "http2"; the proxies
+# still speak HTTP/1.1 to the origin. h2load keeps M streams in flight, so
+# how requests batch into reads varies a little from run to run.
+# Prints one Markdown table row per proxy.
 set -euo pipefail
 
 REQUESTS=${REQUESTS:-20000}
@@ -32,6 +38,8 @@ LABEL=${LABEL:-}
 NGINX_LOG=off
 HEADER=1
 KEEP=
+H2=0
+STREAMS=${STREAMS:-10}
 while [[ $# -gt 0 ]]; do
   case $1 in
     --requests) REQUESTS=$2; shift 2 ;;
@@ -44,6 +52,8 @@ while [[ $# -gt 0 ]]; do
     --nginx-access-log) NGINX_LOG=on; shift ;;
     --no-header) HEADER=0; shift ;;
     --keep) KEEP=$2; shift 2 ;;
+    --h2) H2=1; shift ;;
+    --streams) STREAMS=$2; shift 2 ;;
     *) echo "instructions.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -51,7 +61,9 @@ done
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 PATH=$PATH:/usr/sbin
-for tool in valgrind callgrind_control nginx python3 cmake ninja; do
+TOOLS=(valgrind callgrind_control nginx python3 cmake ninja)
+[[ $H2 == 1 ]] && TOOLS+=(h2load)
+for tool in "${TOOLS[@]}"; do
   command -v "$tool" >/dev/null || { echo "instructions.sh: $tool not found" >&2; exit 1; }
 done
 log() { echo "[instr $(date +%H:%M:%S)] $*" >&2; }
@@ -143,6 +155,18 @@ nginx -p "$T/origin" -c "$T/origin/nginx.conf" >"$T/origin/out.log" 2>&1 &
 PIDS+=($!)
 wait_port "$ORIGIN_PORT" || { echo "origin did not start" >&2; exit 1; }
 
+# Sends $1 requests to the proxy on $PORT (HTTP/1.1 or, with --h2, HTTP/2);
+# fails unless every one got a 200.
+send() {
+  if [[ $H2 == 0 ]]; then
+    python3 "$HERE/request_client.py" "$PORT" "$1" "$CONNS" >/dev/null
+    return
+  fi
+  h2load -t1 -n "$1" -c "$CONNS" -m "$STREAMS" "http://127.0.0.1:$PORT/small" >"$T/h2load.out" 2>&1
+  grep -q "^status codes: $1 2xx" "$T/h2load.out" ||
+    { echo "h2load: not $1 responses 200" >&2; cat "$T/h2load.out" >&2; return 1; }
+}
+
 # Runs `$@` (a proxy listening on $PORT) under callgrind and prints its
 # instructions per request.
 measure() {
@@ -154,9 +178,9 @@ measure() {
   local pid=$!
   PIDS+=($pid)
   wait_port "$PORT" || { echo "$name did not start" >&2; cat "$T/$file.log" >&2; exit 1; }
-  python3 "$HERE/request_client.py" "$PORT" "$WARMUP" "$CONNS" >/dev/null
+  send "$WARMUP"
   callgrind_control -z "$pid" >/dev/null 2>&1
-  python3 "$HERE/request_client.py" "$PORT" "$REQUESTS" "$CONNS" >/dev/null
+  send "$REQUESTS"
   callgrind_control -d "$pid" >/dev/null 2>&1
   kill "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
@@ -209,7 +233,7 @@ http {
   scgi_temp_path $T/nginx/tmp;
   upstream origin { server 127.0.0.1:$ORIGIN_PORT; keepalive 64; }
   server {
-    listen 127.0.0.1:$PORT;
+    listen 127.0.0.1:$PORT$([[ $H2 == 1 ]] && echo ' http2');
     location / {
       proxy_pass http://origin;
       proxy_http_version 1.1;
@@ -226,5 +250,7 @@ EOF
   esac
 done
 echo
-echo "$REQUESTS GET /small (64-byte body) after $WARMUP warm-up, keep-alive over $CONNS connections;" \
+how="keep-alive over $CONNS connections"
+[[ $H2 == 1 ]] && how="over HTTP/2 (h2c; h2load -n -c$CONNS -m$STREAMS, nghttp2 $(h2load --version | head -1 | cut -d/ -f2)), HTTP/1.1 to the origin"
+echo "$REQUESTS GET /small (64-byte body) after $WARMUP warm-up, $how;" \
   "valgrind $(valgrind --version | sed 's/valgrind-//'), $(nginx -v 2>&1 | sed 's/.*\///') , $(nproc) cores"
