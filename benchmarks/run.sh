@@ -891,6 +891,28 @@ if [[ $PROFILE == 1 ]]; then
       awk -v n="$reqs" '$2 ~ /^[0-9]+$/ && NF >= 8 { printf "%-16s %6.2f calls/request, %5.2f errors/request\n", $1, $2 / n, $3 / n }' \
         "$T/ptrace.out"
     fi
+    if [[ $H2 == 1 ]]; then
+      echo
+      echo "# HTTP/2 (case h2: h2load -c$H2_CONNS -m$H2_STREAMS, 5 s) system calls per request"
+      H2_RUN=1
+      for row in nginx haproxy sluice; do
+        port=$(free_port)
+        start_proxy "$row" "$port" || exit 1
+        h2_load "$port" "$WARMUP" h2 >/dev/null
+        pids=$(tree_pids "$PROXY_PID" | paste -sd, -)
+        # Counts until interrupted, so the h2load run of the rows is reused.
+        perf stat -e raw_syscalls:sys_enter -p "$pids" -o "$T/pstat.out" &
+        perf_pid=$!
+        PIDS+=("$perf_pid")
+        sleep 0.5  # perf attaches
+        read -r _ _ _ reqs _ < <(h2_load "$port" 5 h2)
+        kill -INT "$perf_pid" && wait "$perf_pid" || true
+        stop_proxy
+        calls=$(awk '/raw_syscalls:sys_enter/ { gsub(/,/, "", $1); print $1 }' "$T/pstat.out")
+        awk -v r="$row" -v c="$calls" -v n="$reqs" 'BEGIN { printf "%-8s %6.2f syscalls/request\n", r, c / n }'
+      done
+      H2_RUN=0
+    fi
   } >>"$PROFILE_TXT"
   log "profile: $PROFILE_TXT"
 fi
