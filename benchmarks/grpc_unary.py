@@ -3,6 +3,8 @@
 
     grpc_unary.py serve PORT         an h2c gRPC server on 127.0.0.1:PORT:
                                      /bench.Echo/Call returns the request bytes
+    grpc_unary.py frame              the message, length-prefixed, on stdout
+                                     (run.sh's gRPC origin and h2load -d)
     grpc_unary.py call PORT N [W]    W warm-up calls (default 0), then N
                                      unary calls, one outstanding at a time,
                                      over one channel to 127.0.0.1:PORT
@@ -15,13 +17,13 @@ import sys
 import time
 from concurrent import futures
 
-import grpc
-
 METHOD = "/bench.Echo/Call"
 MESSAGE = b"\x0a\x05hello"  # a protobuf-shaped 7-byte message (field 1 = "hello")
 
 
 def serve(port):
+    import grpc  # here, so that `frame` runs on a python3 without grpcio
+
     handler = grpc.method_handlers_generic_handler(
         "bench.Echo", {"Call": grpc.unary_unary_rpc_method_handler(lambda req, _ctx: req)})
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), handlers=[handler])
@@ -32,6 +34,8 @@ def serve(port):
 
 
 def call(port, n, warmup):
+    import grpc
+
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         rpc = channel.unary_unary(METHOD)
         for _ in range(warmup):
@@ -54,7 +58,11 @@ def call(port, n, warmup):
 
 
 def main():
-    mode, port = sys.argv[1], int(sys.argv[2])
+    mode = sys.argv[1]
+    if mode == "frame":
+        sys.stdout.buffer.write(b"\0" + len(MESSAGE).to_bytes(4, "big") + MESSAGE)
+        return
+    port = int(sys.argv[2])
     if mode == "serve":
         serve(port)
     else:

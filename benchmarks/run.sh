@@ -309,18 +309,15 @@ wait_quiet() {
 
 # --- origin ----------------------------------------------------------------
 ORIGIN_PORT=$(free_port)
-# The same nginx answers every path on GRPC_ORIGIN_PORT (h2c) with a
-# gRPC-shaped reply: content-type application/grpc, one length-prefixed
-# message (grpc-reply: the 7-byte message of grpc_unary.py) and a
-# grpc-status trailer. Static files refuse POST, so the 405 becomes a 200
-# with the file. The no-op sub_filter drops content-length, as gRPC servers
-# send none (sluice loses the trailers of an HTTP/2 response that has one).
+# The same nginx is the grpc rows' h2c upstream (grpc_origin.conf).
 GRPC_ORIGIN_PORT=$(free_port)
 mkdir -p "$T/origin/www" "$T/origin/tmp"
 printf 'Hello from the sluice benchmark origin; 64-byte response body.\n' >"$T/origin/www/small"
 head -c 16384 /dev/zero | tr '\0' 'x' >"$T/origin/www/16k"
-printf '\0\0\0\0\a\n\005hello' >"$T/origin/www/grpc-reply"
+"$PY" "$HERE/grpc_unary.py" frame >"$T/origin/www/grpc-reply"
 cp "$T/origin/www/grpc-reply" "$T/grpc-request"  # h2load -d: the same message
+sed -e "s|@PORT@|$GRPC_ORIGIN_PORT|" -e "s|@ROOT@|$T/origin/www|" "$HERE/grpc_origin.conf" \
+  >"$T/origin/grpc.conf"
 cat >"$T/origin/nginx.conf" <<EOF
 worker_processes 1;
 daemon off;
@@ -346,18 +343,7 @@ http {
     listen 127.0.0.1:$ORIGIN_PORT backlog=4096;
     root $T/origin/www;
   }
-  server {
-    listen 127.0.0.1:$GRPC_ORIGIN_PORT http2 backlog=4096;
-    root $T/origin/www;
-    location / { rewrite ^ /grpc-reply last; }
-    location = /grpc-reply {
-      default_type application/grpc;
-      add_trailer grpc-status 0;
-      sub_filter_types application/grpc;
-      sub_filter hello hello;
-      error_page 405 =200 \$uri;
-    }
-  }
+  include $T/origin/grpc.conf;
 }
 EOF
 taskset -c "$LOAD_CPU" nginx -p "$T/origin" -c "$T/origin/nginx.conf" -e "$T/origin/error.log" \
