@@ -120,10 +120,9 @@ int main(int argc, char** argv) {
   }
 
   GatewayConfig config;
-  config.upstreams = {
-      {.name = "origin",
-       .endpoints = {{.address = origin_address, .port = origin_port}},
-       .protocol = origin_protocol}};
+  config.upstreams = {{.name = "origin",
+                       .endpoints = {{.address = origin_address, .port = origin_port}},
+                       .protocol = origin_protocol}};
   config.routers = {
       {.name = "main",
        .virtual_hosts = {{.name = "all",
