@@ -10,6 +10,7 @@
 #                              [--rows sluice,nginx] [--rev REV[,REV...]]
 #                              [--sluice-args "ARGS"] [--label NAME]
 #                              [--nginx-access-log] [--keep DIR]
+#                              [--h2 | --grpc] [--streams M]
 #
 # --rev measures sluice at each listed commit (git archive into
 # build-instr-<commit>/src, Release build of sluice_bench_server); without
@@ -19,7 +20,15 @@
 # switches: benchmarks/telemetry_cost.sh), --label names that row;
 # --nginx-access-log turns nginx's access log on (to a file), for a fair
 # pair with a logging sluice; --keep copies each row's callgrind output
-# into DIR, for callgrind_annotate. Prints one Markdown table row per proxy.
+# into DIR, for callgrind_annotate. --h2 sends HTTP/2 instead: h2load -n
+# (h2c with prior knowledge, one thread, --conns connections with --streams
+# concurrent streams each, default 10), nginx listening "http2"; the proxies
+# still speak HTTP/1.1 to the origin. h2load keeps M streams in flight, so
+# how requests batch into reads varies a little from run to run. --grpc:
+# as --h2 with gRPC-shaped POSTs (content-type application/grpc, te:
+# trailers, the message of grpc_unary.py) to an h2c upstream on the origin
+# nginx (grpc_origin.conf); sluice speaks h2c to it, nginx grpc_pass.
+# Prints one Markdown table row per proxy.
 set -euo pipefail
 
 REQUESTS=${REQUESTS:-20000}
@@ -32,6 +41,9 @@ LABEL=${LABEL:-}
 NGINX_LOG=off
 HEADER=1
 KEEP=
+H2=0
+GRPC=0
+STREAMS=${STREAMS:-10}
 while [[ $# -gt 0 ]]; do
   case $1 in
     --requests) REQUESTS=$2; shift 2 ;;
@@ -44,6 +56,9 @@ while [[ $# -gt 0 ]]; do
     --nginx-access-log) NGINX_LOG=on; shift ;;
     --no-header) HEADER=0; shift ;;
     --keep) KEEP=$2; shift 2 ;;
+    --h2) H2=1; shift ;;
+    --grpc) H2=1; GRPC=1; shift ;;
+    --streams) STREAMS=$2; shift 2 ;;
     *) echo "instructions.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -51,7 +66,9 @@ done
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 PATH=$PATH:/usr/sbin
-for tool in valgrind callgrind_control nginx python3 cmake ninja; do
+TOOLS=(valgrind callgrind_control nginx python3 cmake ninja)
+[[ $H2 == 1 ]] && TOOLS+=(h2load)
+for tool in "${TOOLS[@]}"; do
   command -v "$tool" >/dev/null || { echo "instructions.sh: $tool not found" >&2; exit 1; }
 done
 log() { echo "[instr $(date +%H:%M:%S)] $*" >&2; }
@@ -112,8 +129,14 @@ build_sluice() {
 
 # --- origin: plain nginx, not measured --------------------------------------
 ORIGIN_PORT=$(free_port)
+GRPC_PORT=$(free_port)
 mkdir -p "$T/origin/www" "$T/origin/tmp"
 printf 'Hello from the sluice benchmark origin; 64-byte response body.\n' >"$T/origin/www/small"
+python3 "$HERE/grpc_unary.py" frame >"$T/origin/www/grpc-reply"
+sed -e "s|@PORT@|$GRPC_PORT|" -e "s|@ROOT@|$T/origin/www|" "$HERE/grpc_origin.conf" >"$T/origin/grpc.conf"
+# What the proxies forward to.
+UP_PORT=$ORIGIN_PORT UP_PROTO=http1
+[[ $GRPC == 1 ]] && UP_PORT=$GRPC_PORT UP_PROTO=http2
 nginx_common() {  # $1 dir
   cat <<EOF
 daemon off;
@@ -136,12 +159,31 @@ http {
   uwsgi_temp_path $T/origin/tmp;
   scgi_temp_path $T/origin/tmp;
   server { listen 127.0.0.1:$ORIGIN_PORT; root $T/origin/www; }
+  include $T/origin/grpc.conf;
 }
 EOF
 } >"$T/origin/nginx.conf"
 nginx -p "$T/origin" -c "$T/origin/nginx.conf" >"$T/origin/out.log" 2>&1 &
 PIDS+=($!)
 wait_port "$ORIGIN_PORT" || { echo "origin did not start" >&2; exit 1; }
+
+# Sends $1 requests to the proxy on $PORT (HTTP/1.1 or, with --h2, HTTP/2);
+# fails unless every one got a 200.
+send() {
+  if [[ $H2 == 0 ]]; then
+    python3 "$HERE/request_client.py" "$PORT" "$1" "$CONNS" >/dev/null
+    return
+  fi
+  local args=() path=/small
+  if [[ $GRPC == 1 ]]; then
+    args=(-d "$T/origin/www/grpc-reply" -H 'content-type: application/grpc' -H 'te: trailers')
+    path=/bench.Echo/Call
+  fi
+  h2load -t1 -n "$1" -c "$CONNS" -m "$STREAMS" "${args[@]}" "http://127.0.0.1:$PORT$path" \
+    >"$T/h2load.out" 2>&1
+  grep -q "^status codes: $1 2xx" "$T/h2load.out" ||
+    { echo "h2load: not $1 responses 200" >&2; cat "$T/h2load.out" >&2; return 1; }
+}
 
 # Runs `$@` (a proxy listening on $PORT) under callgrind and prints its
 # instructions per request.
@@ -154,9 +196,9 @@ measure() {
   local pid=$!
   PIDS+=($pid)
   wait_port "$PORT" || { echo "$name did not start" >&2; cat "$T/$file.log" >&2; exit 1; }
-  python3 "$HERE/request_client.py" "$PORT" "$WARMUP" "$CONNS" >/dev/null
+  send "$WARMUP"
   callgrind_control -z "$pid" >/dev/null 2>&1
-  python3 "$HERE/request_client.py" "$PORT" "$REQUESTS" "$CONNS" >/dev/null
+  send "$REQUESTS"
   callgrind_control -d "$pid" >/dev/null 2>&1
   kill "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
@@ -189,8 +231,8 @@ for row in "${rows[@]}"; do
         bin=$(build_sluice "$rev")
         PORT=$(free_port)
         # shellcheck disable=SC2086 # SLUICE_ARGS is a list of arguments
-        measure "${LABEL:-sluice${rev:+ $rev}}" "$bin" --port "$PORT" --origin-port "$ORIGIN_PORT" \
-          --workers 1 ${SLUICE_ARGS//@T@/$T}
+        measure "${LABEL:-sluice${rev:+ $rev}}" "$bin" --port "$PORT" --origin-port "$UP_PORT" \
+          --origin-protocol "$UP_PROTO" --workers 1 ${SLUICE_ARGS//@T@/$T}
       done
       ;;
     nginx)
@@ -207,13 +249,13 @@ http {
   fastcgi_temp_path $T/nginx/tmp;
   uwsgi_temp_path $T/nginx/tmp;
   scgi_temp_path $T/nginx/tmp;
-  upstream origin { server 127.0.0.1:$ORIGIN_PORT; keepalive 64; }
+  upstream origin { server 127.0.0.1:$UP_PORT; keepalive 64; }
   server {
-    listen 127.0.0.1:$PORT;
+    listen 127.0.0.1:$PORT$([[ $H2 == 1 ]] && echo ' http2');
     location / {
-      proxy_pass http://origin;
+      $([[ $GRPC == 1 ]] && echo 'grpc_pass grpc://origin;' || echo 'proxy_pass http://origin;
       proxy_http_version 1.1;
-      proxy_set_header Connection "";
+      proxy_set_header Connection "";')
     }
   }
 }
@@ -226,5 +268,10 @@ EOF
   esac
 done
 echo
-echo "$REQUESTS GET /small (64-byte body) after $WARMUP warm-up, keep-alive over $CONNS connections;" \
+how="keep-alive over $CONNS connections"
+what="GET /small (64-byte body)"
+[[ $H2 == 1 ]] && how="over HTTP/2 (h2c; h2load -n -c$CONNS -m$STREAMS, nghttp2 $(h2load --version | head -1 | cut -d/ -f2)), HTTP/1.1 to the origin"
+[[ $GRPC == 1 ]] && what="gRPC-shaped POST (12-byte request and reply, grpc-status trailer)" \
+  how="${how/HTTP\/1.1 to the origin/h2c to the upstream}"
+echo "$REQUESTS $what after $WARMUP warm-up, $how;" \
   "valgrind $(valgrind --version | sed 's/valgrind-//'), $(nginx -v 2>&1 | sed 's/.*\///') , $(nproc) cores"

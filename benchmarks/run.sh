@@ -19,6 +19,11 @@
 #   --tls-duration S  measured seconds per TLS run               [TLS_DURATION=5]
 #   --tls-only        only the TLS rows (no plain rows, no route table)
 #   --no-tls          skip the TLS rows
+#   --h2-rows LIST    HTTP/2 rows: direct,nginx,haproxy,sluice   [H2_ROWS=all four]
+#   --h2-cases LIST   h2,h2-1stream,grpc,grpc-unary              [H2_CASES=all four]
+#   --grpc-calls N    sequential calls per grpc-unary run        [GRPC_CALLS=5000]
+#   --h2-only         only the HTTP/2 rows (no plain, TLS or route table)
+#   --no-h2           skip the HTTP/2 rows
 #   --profile         also record a perf profile of sluice under load
 #   --no-router       skip the route-table micro-benchmark (sluice_router_bench)
 #   --no-install      do not apt-get anything
@@ -29,6 +34,9 @@
 # TLS rows (cases tls-handshake, tls-resume, tls-keepalive): each proxy
 # terminates TLS 1.3 with the same ECDSA P-256 certificate, generated at run
 # time, in front of the same plain origin; see README.md.
+# HTTP/2 rows (cases h2, h2-1stream: h2load over h2c to each proxy, HTTP/1.1
+# to the same origin; grpc: h2load gRPC-shaped POSTs, h2c both sides;
+# grpc-unary: python3-grpcio calls one at a time, h2c both sides): README.md.
 # Output: the summary on stdout and in build-bench/bench-<time>.md, raw rows
 # in build-bench/bench-<time>.tsv.
 set -euo pipefail
@@ -59,6 +67,13 @@ TLS_DURATION=${TLS_DURATION:-5}
 TLS_WARMUP=${TLS_WARMUP:-1}
 TLS_CASES=${TLS_CASES:-tls-handshake,tls-resume,tls-keepalive}
 TLS_CLIENTS=${TLS_CLIENTS:-16}  # concurrent openssl s_time clients (tls-handshake)
+H2=${H2:-1}
+H2_ONLY=${H2_ONLY:-0}
+H2_ROWS=${H2_ROWS:-direct,nginx,haproxy,sluice}
+H2_CASES=${H2_CASES:-h2,h2-1stream,grpc,grpc-unary}
+H2_CONNS=${H2_CONNS:-8}      # h2load connections (h2, grpc) ...
+H2_STREAMS=${H2_STREAMS:-10} # ... and concurrent streams on each
+GRPC_CALLS=${GRPC_CALLS:-5000}
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -75,12 +90,17 @@ while [[ $# -gt 0 ]]; do
     --tls-cases) TLS_CASES=$2; shift ;;
     --tls-only) TLS_ONLY=1 ;;
     --no-tls) TLS=0 ;;
+    --h2-rows) H2_ROWS=$2; shift ;;
+    --h2-cases) H2_CASES=$2; shift ;;
+    --grpc-calls) GRPC_CALLS=$2; shift ;;
+    --h2-only) H2_ONLY=1 ;;
+    --no-h2) H2=0 ;;
     --profile) PROFILE=1 ;;
     --no-router) ROUTER=0 ;;
     --no-install) INSTALL=0 ;;
     --no-build) BUILD=0 ;;
     --rev) REV=$2; shift ;;
-    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,42p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -88,6 +108,13 @@ done
 
 if [[ $TLS_ONLY == 1 ]]; then
   TLS=1
+  H2=0
+  CASES=
+  ROUTER=0
+fi
+if [[ $H2_ONLY == 1 ]]; then
+  H2=1
+  TLS=0
   CASES=
   ROUTER=0
 fi
@@ -107,13 +134,13 @@ else
   git -C "$ROOT" diff --quiet HEAD -- lib include examples 2>/dev/null ||
     COMMIT_DESC+=" + uncommitted changes in lib/include/examples"
 fi
-PY=$(command -v python3 || echo /usr/bin/python3)
+PY=/usr/bin/python3  # Debian's, which python3-grpcio (grpc rows) is installed for
 log() { echo "[bench $(date +%H:%M:%S)] $*" >&2; }
 
 # --- install ---------------------------------------------------------------
 if [[ $INSTALL == 1 ]]; then
   need=()
-  for pkg in wrk nginx haproxy curl libbenchmark-dev cmake ninja-build; do
+  for pkg in wrk nginx haproxy curl libbenchmark-dev cmake ninja-build nghttp2-client python3-grpcio; do
     [[ $(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true) == installed ]] ||
       need+=("$pkg")
   done
@@ -127,7 +154,7 @@ if [[ $INSTALL == 1 ]]; then
   fi
   "$ROOT/scripts/install-deps.sh" >/dev/null
 fi
-for tool in wrk nginx haproxy taskset curl openssl; do
+for tool in wrk nginx haproxy taskset curl openssl h2load; do
   command -v "$tool" >/dev/null || PATH=$PATH:/usr/sbin
   command -v "$tool" >/dev/null || { echo "run.sh: $tool not found" >&2; exit 1; }
 done
@@ -197,13 +224,16 @@ free_port() {
 }
 
 # Waits (bounded) until http://127.0.0.1:$1$2 answers 200 (https when
-# TLS_RUN is 1; the certificate is self-signed, so not verified).
+# TLS_RUN is 1; the certificate is self-signed, so not verified; h2c with
+# prior knowledge when H2_RUN is 1).
 TLS_RUN=0
+H2_RUN=0
 wait_http() {
-  local deadline=$((SECONDS + 10)) scheme=http
+  local deadline=$((SECONDS + 10)) scheme=http h2=()
   [[ $TLS_RUN == 1 ]] && scheme=https
+  [[ $H2_RUN == 1 ]] && h2=(--http2-prior-knowledge)
   while ((SECONDS < deadline)); do
-    curl -fsSk -o /dev/null --max-time 1 "$scheme://127.0.0.1:$1$2" 2>/dev/null && return 0
+    curl -fsSk "${h2[@]}" -o /dev/null --max-time 1 "$scheme://127.0.0.1:$1$2" 2>/dev/null && return 0
     sleep 0.1
   done
   return 1
@@ -279,9 +309,15 @@ wait_quiet() {
 
 # --- origin ----------------------------------------------------------------
 ORIGIN_PORT=$(free_port)
+# The same nginx is the grpc rows' h2c upstream (grpc_origin.conf).
+GRPC_ORIGIN_PORT=$(free_port)
 mkdir -p "$T/origin/www" "$T/origin/tmp"
 printf 'Hello from the sluice benchmark origin; 64-byte response body.\n' >"$T/origin/www/small"
 head -c 16384 /dev/zero | tr '\0' 'x' >"$T/origin/www/16k"
+"$PY" "$HERE/grpc_unary.py" frame >"$T/origin/www/grpc-reply"
+cp "$T/origin/www/grpc-reply" "$T/grpc-request"  # h2load -d: the same message
+sed -e "s|@PORT@|$GRPC_ORIGIN_PORT|" -e "s|@ROOT@|$T/origin/www|" "$HERE/grpc_origin.conf" \
+  >"$T/origin/grpc.conf"
 cat >"$T/origin/nginx.conf" <<EOF
 worker_processes 1;
 daemon off;
@@ -307,12 +343,32 @@ http {
     listen 127.0.0.1:$ORIGIN_PORT backlog=4096;
     root $T/origin/www;
   }
+  include $T/origin/grpc.conf;
 }
 EOF
 taskset -c "$LOAD_CPU" nginx -p "$T/origin" -c "$T/origin/nginx.conf" -e "$T/origin/error.log" \
   >"$T/origin/out.log" 2>&1 &
 PIDS+=($!)
 wait_http "$ORIGIN_PORT" /small || { echo "origin did not start" >&2; cat "$T/origin/"*.log >&2; exit 1; }
+
+# The grpc-unary upstream: a python3-grpcio server (grpc_unary.py) on the
+# load core, started only when that case runs.
+GRPCIO_PORT=
+if [[ $H2 == 1 && ,$H2_CASES, == *,grpc-unary,* ]]; then
+  GRPCIO_PORT=$(free_port)
+  taskset -c "$LOAD_CPU" "$PY" "$HERE/grpc_unary.py" serve "$GRPCIO_PORT" >"$T/grpcio.out" 2>&1 &
+  PIDS+=($!)
+  deadline=$((SECONDS + 20))
+  until grep -q ready "$T/grpcio.out" 2>/dev/null; do
+    ((SECONDS < deadline)) || { echo "grpc_unary.py serve did not start" >&2; cat "$T/grpcio.out" >&2; exit 1; }
+    sleep 0.1
+  done
+fi
+
+# What the proxies forward to: the HTTP/1.1 origin, or for the gRPC cases an
+# h2c upstream (run_row sets these per case).
+UP_PORT=$ORIGIN_PORT
+UP_PROTO=http1
 
 # --- TLS certificate -----------------------------------------------------------
 # One self-signed ECDSA P-256 certificate for every TLS-terminating proxy.
@@ -333,11 +389,18 @@ write_nginx_proxy() {  # $1 port
   # no shared session cache).
   # nginx 1.22's default ssl_protocols lacks TLSv1.3 (added to the default in
   # 1.23.4), so it is named, with sluice's default range: TLS 1.2 to 1.3.
-  local NGINX_SSL=""
-  [[ $TLS_RUN == 1 ]] && NGINX_SSL=" ssl;
+  local NGINX_LISTEN=""
+  [[ $TLS_RUN == 1 ]] && NGINX_LISTEN=" ssl;
     ssl_protocols TLSv1.2 TLSv1.3;
     ssl_certificate $T/tls/cert.pem;
     ssl_certificate_key $T/tls/key.pem"
+  # HTTP/2 rows: h2c only on the listener (nginx 1.22 takes prior knowledge
+  # on a plain "http2" listen); gRPC rows pass h2c to the upstream.
+  [[ $H2_RUN == 1 ]] && NGINX_LISTEN=" http2"
+  local pass="proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection \"\";"
+  [[ $UP_PROTO == http2 ]] && pass="grpc_pass grpc://origin;"
   cat >"$T/nginx/nginx.conf" <<EOF
 worker_processes 1;
 daemon off;
@@ -355,17 +418,15 @@ http {
   uwsgi_temp_path $T/nginx/tmp;
   scgi_temp_path $T/nginx/tmp;
   upstream origin {
-    server 127.0.0.1:$ORIGIN_PORT;
+    server 127.0.0.1:$UP_PORT;
     keepalive 128;
     keepalive_requests 100000000;
     keepalive_timeout 600s;
   }
   server {
-    listen 127.0.0.1:$1 backlog=4096$NGINX_SSL;
+    listen 127.0.0.1:$1 backlog=4096$NGINX_LISTEN;
     location / {
-      proxy_pass http://origin;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
+      $pass
     }
   }
 }
@@ -374,8 +435,11 @@ EOF
 
 write_haproxy() {  # $1 port
   mkdir -p "$T/haproxy"
-  local HAPROXY_SSL=""
-  [[ $TLS_RUN == 1 ]] && HAPROXY_SSL=" ssl crt $T/tls/combined.pem"
+  local HAPROXY_BIND=""
+  [[ $TLS_RUN == 1 ]] && HAPROXY_BIND=" ssl crt $T/tls/combined.pem"
+  [[ $H2_RUN == 1 ]] && HAPROXY_BIND=" proto h2"
+  local server_proto=""
+  [[ $UP_PROTO == http2 ]] && server_proto=" proto h2"
   cat >"$T/haproxy/haproxy.cfg" <<EOF
 global
   nbthread 1
@@ -388,15 +452,17 @@ defaults
   timeout http-keep-alive 600s
   http-reuse always
 frontend fe
-  bind 127.0.0.1:$1$HAPROXY_SSL
+  bind 127.0.0.1:$1$HAPROXY_BIND
   default_backend be
 backend be
-  server origin 127.0.0.1:$ORIGIN_PORT
+  server origin 127.0.0.1:$UP_PORT$server_proto
 EOF
 }
 
 write_ingress_yaml() {  # $1 port
   mkdir -p "$T/sluice"
+  local up_protocol=HTTP  # the listener takes HTTP/1.1 and h2c either way
+  [[ $UP_PROTO == http2 ]] && up_protocol=GRPC
   cat >"$T/sluice/bench.yaml" <<EOF
 apiVersion: networking.istio.io/v1
 kind: Gateway
@@ -427,7 +493,7 @@ spec:
     - destination:
         host: origin.bench.local
         port:
-          number: $ORIGIN_PORT
+          number: $UP_PORT
 ---
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -439,9 +505,9 @@ spec:
   location: MESH_EXTERNAL
   resolution: STATIC
   ports:
-  - number: $ORIGIN_PORT
-    name: http
-    protocol: HTTP
+  - number: $UP_PORT
+    name: upstream
+    protocol: $up_protocol
   endpoints:
   - address: 127.0.0.1
 EOF
@@ -471,8 +537,8 @@ start_proxy() {
         taskset -c "$PROXY_CPU" "$INGRESS" --config "$T/sluice/bench.yaml" --workers 1 \
           "${INGRESS_BIND[@]}" >"$T/sluice/out.log" 2>&1 &
       else
-        taskset -c "$PROXY_CPU" "$BENCH_SERVER" --port "$port" --origin-port "$ORIGIN_PORT" \
-          --workers 1 >"$T/sluice/out.log" 2>&1 &
+        taskset -c "$PROXY_CPU" "$BENCH_SERVER" --port "$port" --origin-port "$UP_PORT" \
+          --origin-protocol "$UP_PROTO" --workers 1 >"$T/sluice/out.log" 2>&1 &
       fi
       ;;
   esac
@@ -566,6 +632,35 @@ stime_load() {
     END { printf "%.2f - - %d %d\n", n / s, n, e }'
 }
 
+# h2load (one thread, h2c with prior knowledge) on port $1 for $2 seconds,
+# case $3: h2 (H2_CONNS connections x H2_STREAMS concurrent streams, GET
+# /small), h2-1stream (CONNS connections, one stream each) or grpc (as h2,
+# POSTs of one gRPC message with content-type application/grpc and te:
+# trailers). Prints what parse_wrk prints; p50 and p99 come from h2load's
+# per-request log (its summary has only min, max, mean and sd). Errors are
+# failed, errored and timed-out requests and statuses 4xx/5xx.
+h2_load() {
+  local args=(-c"$H2_CONNS" -m"$H2_STREAMS") path=/small
+  case $3 in
+    h2-1stream) args=(-c"$CONNS" -m1) ;;
+    grpc)
+      args+=(-d "$T/grpc-request" -H 'content-type: application/grpc' -H 'te: trailers')
+      path=/bench.Echo/Call
+      ;;
+  esac
+  taskset -c "$LOAD_CPU" h2load -t1 "${args[@]}" -D "$2" --log-file="$T/h2load.log" \
+    "http://127.0.0.1:$1$path" >"$T/h2load.out" 2>&1 || true
+  local pct
+  pct=$(cut -f3 "$T/h2load.log" | sort -n | awk '{ v[NR] = $1 }
+    END { if (NR) printf "%d %d", v[int((NR - 1) * 0.5) + 1], v[int((NR - 1) * 0.99) + 1]; else print "- -" }')
+  awk -v pct="$pct" '
+    /^finished in/ { rps = $4 }
+    /^requests:/ { done = $6; err = $10 + $12 + $14 }
+    /^status codes:/ { err += $7 + $9 }
+    END { split(pct, p, " "); printf "%s %s %s %d %d\n", rps, p[1], p[2], done, err }' \
+    "$T/h2load.out"
+}
+
 # One measured run of row $2 for case $3 in round $1. Cases: a body (small,
 # 16k) over plain HTTP, or over TLS, always /small: tls-handshake (every
 # request on a new connection with a full handshake: stime_load),
@@ -575,36 +670,56 @@ stime_load() {
 run_row() {
   local round=$1 row=$2 case=$3 port url
   local scheme=http path=$case dur=$DURATION warm=$WARMUP wrk_args=()
-  TLS_RUN=0
+  TLS_RUN=0 H2_RUN=0 UP_PORT=$ORIGIN_PORT UP_PROTO=http1
   case $case in
     tls-*)
       TLS_RUN=1 scheme=https path=small dur=$TLS_DURATION warm=$TLS_WARMUP
       [[ $case == tls-resume ]] && wrk_args=(-H 'Connection: close')
       ;;
+    h2 | h2-1stream) H2_RUN=1 path=small ;;
+    grpc) H2_RUN=1 path=small UP_PORT=$GRPC_ORIGIN_PORT UP_PROTO=http2 ;;
+    grpc-unary) H2_RUN=1 path=small UP_PORT=$GRPCIO_PORT UP_PROTO=http2 ;;
   esac
   if [[ $row == direct ]]; then
-    port=$ORIGIN_PORT
+    port=$UP_PORT
   else
     port=$(free_port)
     start_proxy "$row" "$port" || exit 1
   fi
   url="$scheme://127.0.0.1:$port/$path"
+  if [[ $case == grpc ]]; then
+    # A real gRPC client must take what this row relays as a successful call.
+    "$PY" "$HERE/grpc_unary.py" call "$port" 1 1 >/dev/null ||
+      { log "$row: gRPC call through it failed"; exit 1; }
+  fi
   if [[ $case == tls-handshake ]]; then
     stime_load "$port" "$warm" >/dev/null
+  elif [[ $case == grpc-unary ]]; then
+    taskset -c "$LOAD_CPU" "$PY" "$HERE/grpc_unary.py" call "$port" 200 >/dev/null
+  elif [[ $H2_RUN == 1 ]]; then
+    h2_load "$port" "$warm" "$case" >/dev/null
   else
     taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${warm}s" "${wrk_args[@]}" "$url" >/dev/null
   fi
   local c0=0 c1=0 b0 b1
   if [[ $row != direct ]]; then c0=$(cpu_ticks "$PROXY_PID"); fi
   b0=($(busy_jiffies))
+  local t0=$EPOCHREALTIME
   if [[ $case == tls-handshake ]]; then
     stime_load "$port" "$dur" >"$T/stime.out"
+  elif [[ $case == grpc-unary ]]; then
+    # The channel connects inside the window: one connection, amortised.
+    taskset -c "$LOAD_CPU" "$PY" "$HERE/grpc_unary.py" call "$port" "$GRPC_CALLS" >"$T/stime.out"
+    # A fixed number of calls: the load figures below use the time they took.
+    dur=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }')
+  elif [[ $H2_RUN == 1 ]]; then
+    h2_load "$port" "$dur" "$case" >"$T/stime.out"
   else
     taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${dur}s" --latency "${wrk_args[@]}" "$url" >"$T/wrk.out"
   fi
   b1=($(busy_jiffies))
   if [[ $row != direct ]]; then c1=$(cpu_ticks "$PROXY_PID"); fi
-  if [[ $case == tls-handshake ]]; then
+  if [[ $case == tls-handshake || $H2_RUN == 1 ]]; then
     read -r rps p50 p99 reqs errs <"$T/stime.out"
   else
     read -r rps p50 p99 reqs errs < <(parse_wrk "$T/wrk.out")
@@ -661,6 +776,8 @@ IFS=, read -r -a case_list <<<"$CASES"
 IFS=, read -r -a row_list <<<"$ROWS"
 IFS=, read -r -a tls_row_list <<<"$TLS_ROWS"
 IFS=, read -r -a tls_case_list <<<"$TLS_CASES"
+IFS=, read -r -a h2_row_list <<<"$H2_ROWS"
+IFS=, read -r -a h2_case_list <<<"$H2_CASES"
 # Every (case, row) pair of a round, plain ones first, then TLS ones.
 plan=()
 for case in "${case_list[@]}"; do
@@ -670,6 +787,15 @@ if [[ $TLS == 1 ]]; then
   for case in "${tls_case_list[@]}"; do
     for row in "${tls_row_list[@]}"; do
       [[ $row == direct ]] && continue  # the origin speaks plain HTTP only
+      plan+=("$case $row")
+    done
+  done
+fi
+if [[ $H2 == 1 ]]; then
+  for case in "${h2_case_list[@]}"; do
+    for row in "${h2_row_list[@]}"; do
+      # The h2 cases' origin speaks HTTP/1.1 only; the gRPC upstreams take h2c.
+      [[ $row == direct && $case == h2* ]] && continue
       plan+=("$case $row")
     done
   done
@@ -694,7 +820,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
     }
   done
 done
-TLS_RUN=0
+TLS_RUN=0 H2_RUN=0 UP_PORT=$ORIGIN_PORT UP_PROTO=http1
 
 # --- optional profile ----------------------------------------------------------
 PROFILE_TXT=
@@ -751,6 +877,28 @@ if [[ $PROFILE == 1 ]]; then
       awk -v n="$reqs" '$2 ~ /^[0-9]+$/ && NF >= 8 { printf "%-16s %6.2f calls/request, %5.2f errors/request\n", $1, $2 / n, $3 / n }' \
         "$T/ptrace.out"
     fi
+    if [[ $H2 == 1 ]]; then
+      echo
+      echo "# HTTP/2 (case h2: h2load -c$H2_CONNS -m$H2_STREAMS, 5 s) system calls per request"
+      H2_RUN=1
+      for row in nginx haproxy sluice; do
+        port=$(free_port)
+        start_proxy "$row" "$port" || exit 1
+        h2_load "$port" "$WARMUP" h2 >/dev/null
+        pids=$(tree_pids "$PROXY_PID" | paste -sd, -)
+        # Counts until interrupted, so the h2load run of the rows is reused.
+        perf stat -e raw_syscalls:sys_enter -p "$pids" -o "$T/pstat.out" &
+        perf_pid=$!
+        PIDS+=("$perf_pid")
+        sleep 0.5  # perf attaches
+        read -r _ _ _ reqs _ < <(h2_load "$port" 5 h2)
+        kill -INT "$perf_pid" && wait "$perf_pid" || true
+        stop_proxy
+        calls=$(awk '/raw_syscalls:sys_enter/ { gsub(/,/, "", $1); print $1 }' "$T/pstat.out")
+        awk -v r="$row" -v c="$calls" -v n="$reqs" 'BEGIN { printf "%-8s %6.2f syscalls/request\n", r, c / n }'
+      done
+      H2_RUN=0
+    fi
   } >>"$PROFILE_TXT"
   log "profile: $PROFILE_TXT"
 fi
@@ -777,6 +925,9 @@ cp "$RAW" "$BUILD_DIR/bench-$STAMP.tsv"
     echo "- load: wrk -t1 -c$CONNS -d${DURATION}s --latency after ${WARMUP}s warm-up; proxy on CPU $PROXY_CPU, origin + wrk on CPU $LOAD_CPU; $ROUNDS rounds; idle test $IDLE_CONNS connections"
   if [[ $TLS == 1 ]]; then
     echo "- TLS rows ($TLS_ROWS; $TLS_CASES), /small, ${TLS_DURATION}s runs after ${TLS_WARMUP}s warm-up, self-signed ECDSA P-256 certificate, TLS 1.3, clients on OpenSSL ($(openssl version | cut -d' ' -f2)); sluice row: sluice_bench_server --tls. tls-handshake: $TLS_CLIENTS concurrent \`openssl s_time -new\` (full handshake, one HTTP/1.0 request per connection; req/s = handshakes/s, no latencies); tls-resume: wrk -t1 -c$CONNS -H 'Connection: close' (a new connection per request, session resumed from the ticket); tls-keepalive: wrk -t1 -c$CONNS"
+  fi
+  if [[ $H2 == 1 ]]; then
+    echo "- HTTP/2 rows ($H2_ROWS; $H2_CASES), $(h2load --version | head -1), one thread on CPU $LOAD_CPU, h2c with prior knowledge, ${DURATION}s runs after ${WARMUP}s warm-up; p50/p99 from h2load's per-request log. h2: -c$H2_CONNS -m$H2_STREAMS GET /small, HTTP/1.1 to the origin (nginx: listen http2; HAProxy: bind proto h2); h2-1stream: -c$CONNS -m1; grpc: -c$H2_CONNS -m$H2_STREAMS POSTs of one 7-byte gRPC message (12 bytes framed) (content-type application/grpc, te: trailers), h2c to an nginx answering a gRPC-shaped reply (message + grpc-status trailer; nginx: grpc_pass, HAProxy: server proto h2, sluice: UpstreamProtocol::http2 / ServiceEntry port protocol GRPC); direct = h2load to that upstream. grpc-unary: python3-grpcio ($("$PY" -c 'import grpc; print(grpc.__version__)' 2>/dev/null)) client, $GRPC_CALLS unary calls one at a time after a 200-call warm-up run, to a python3-grpcio server (grpc_unary.py) on CPU $LOAD_CPU; req/s = calls/s"
   fi
   echo
   "$PY" "$HERE/summarize.py" "$RAW"

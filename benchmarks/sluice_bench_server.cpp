@@ -3,8 +3,10 @@
 // from the public API, so it measures what a host program would get.
 //
 //   sluice_bench_server --port 8080 --origin-port 9080 [--workers 1]
-//                       [--tls CERT.pem KEY.pem]
+//                       [--tls CERT.pem KEY.pem] [--origin-protocol http1|http2]
 //
+// The listener speaks HTTP/1.1 and h2c (prior knowledge), the library's
+// default. --origin-protocol http2 speaks h2c to the origin (the gRPC rows).
 // With --tls the listener terminates TLS (any SNI, library defaults: TLS 1.2
 // minimum, 1.3 preferred, session tickets on) with the PEM files given.
 
@@ -29,6 +31,7 @@ void usage() {
                "usage: sluice_bench_server --port N --origin-port N [--workers N]\n"
                "       [--address 127.0.0.1] [--origin-address 127.0.0.1]\n"
                "       [--tls CERT.pem KEY.pem] [--metrics on|off]\n"
+               "       [--origin-protocol http1|http2]\n"
                "       [--access-log PATH | --access-log-json PATH]\n"
                "       [--otlp-endpoint URL] [--trace-sampling PERCENT]\n");
 }
@@ -62,6 +65,7 @@ int main(int argc, char** argv) {
   std::string tls_cert;
   std::string tls_key;
   bool metrics = true;
+  UpstreamProtocol origin_protocol = UpstreamProtocol::http1;
   TelemetryConfig telemetry;
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];
@@ -81,6 +85,9 @@ int main(int argc, char** argv) {
       address = value;
     } else if (arg == "--origin-address") {
       origin_address = value;
+    } else if (arg == "--origin-protocol") {
+      ok = std::string_view(value) == "http1" || std::string_view(value) == "http2";
+      if (std::string_view(value) == "http2") origin_protocol = UpstreamProtocol::http2;
     } else if (arg == "--metrics") {
       metrics = std::string_view(value) != "off";
     } else if (arg == "--access-log") {
@@ -113,8 +120,9 @@ int main(int argc, char** argv) {
   }
 
   GatewayConfig config;
-  config.upstreams = {
-      {.name = "origin", .endpoints = {{.address = origin_address, .port = origin_port}}}};
+  config.upstreams = {{.name = "origin",
+                       .endpoints = {{.address = origin_address, .port = origin_port}},
+                       .protocol = origin_protocol}};
   config.routers = {
       {.name = "main",
        .virtual_hosts = {{.name = "all",

@@ -15,6 +15,10 @@ CASE_TITLES = {
     "tls-handshake": "TLS, new connection + full handshake per request (req/s = handshakes/s)",
     "tls-resume": "TLS, new connection per request, session resumed from the ticket",
     "tls-keepalive": "TLS, keep-alive",
+    "h2": "HTTP/2 (h2c) to the proxy, HTTP/1.1 to the origin: h2load, several streams per connection",
+    "h2-1stream": "HTTP/2 (h2c) to the proxy, HTTP/1.1 to the origin: h2load, one stream per connection",
+    "grpc": "gRPC-shaped POSTs, h2c on both sides: h2load, several streams per connection",
+    "grpc-unary": "gRPC unary calls one at a time, python3-grpcio on both ends (req/s = calls/s)",
 }
 
 
