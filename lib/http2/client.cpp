@@ -31,6 +31,13 @@ bool asks_for_trailers(const Headers& headers) {
 
 }  // namespace
 
+bool takes_trailers(const Headers& request) {
+  // A gRPC request's te was dropped downstream as hop-by-hop; gRPC servers
+  // refuse a call without it (the gRPC HTTP/2 protocol requires it).
+  auto ct = request.get("content-type");
+  return asks_for_trailers(request) || (ct && http::grpc_kind(*ct) == http::GrpcKind::grpc);
+}
+
 struct ClientSession::Impl {
   struct StreamState {
     uint16_t status = 0;
@@ -259,11 +266,7 @@ int32_t ClientSession::submit_request(const RequestHead& head, bool end_stream) 
   if (authority.empty())
     if (auto host = head.headers.get("host")) authority = *host;
   Headers fields = h2_fields_from_h1(head.headers);
-  // A gRPC request's te was dropped downstream as hop-by-hop; gRPC servers
-  // refuse a call without it (the gRPC HTTP/2 protocol requires it).
-  auto ct = head.headers.get("content-type");
-  if (asks_for_trailers(head.headers) || (ct && http::grpc_kind(*ct) == http::GrpcKind::grpc))
-    fields.add("te", "trailers");
+  if (takes_trailers(head.headers)) fields.add("te", "trailers");
   std::vector<nghttp2_nv> nva;
   nva.reserve(fields.size() + 4);
   nva.push_back(make_nv(":method", head.method));

@@ -62,6 +62,10 @@ struct ClientEvent {
   int32_t last_stream = 0;  // goaway
 };
 
+// Whether a request goes upstream with `te: trailers`: it asked for them, or
+// it is a gRPC call (whose te the session dropped as hop-by-hop).
+bool takes_trailers(const Headers& request);
+
 class ClientSession {
  public:
   explicit ClientSession(const ClientSettings& settings = {});

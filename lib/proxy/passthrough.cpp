@@ -121,15 +121,55 @@ awaitable<Relayed> relay_to(SessionHost& worker, Down& down, const Snapshot& sna
   co_return out;
 }
 
+template <typename Stream>
+std::string address_of(Stream& s, bool local) {
+  asio::error_code ec;
+  auto ep = local ? s.lowest_layer().local_endpoint(ec) : s.lowest_layer().remote_endpoint(ec);
+  return ec ? std::string() : http::join_host_port(ep.address().to_string(), ep.port());
+}
+
+// Where a relayed connection came from, read before its socket closes.
+struct RelayOrigin {
+  std::string client;  // "ip:port"
+  std::string local;   // "ip:port"
+  std::string_view sni;
+  std::string_view peer_identity;
+  std::string_view route;
+};
+
+// One access-log line per relayed connection (TCP routes and passthrough),
+// as Envoy's tcp_proxy writes: no protocol, method or path.
+void log_relayed(SessionHost& worker, const Snapshot& snap, Clock::time_point started,
+                 const RelayOrigin& origin, const Relayed& relayed) {
+  if (!snap.access_logs) return;
+  auto duration =
+      std::chrono::duration_cast<std::chrono::microseconds>(worker.clock_now() - started);
+  telemetry::LogRecord r;
+  r.start_time = worker.wall_now() - duration;
+  r.protocol = "";
+  r.response_flags = relayed.flags;
+  r.bytes_received = relayed.bytes.received;
+  r.bytes_sent = relayed.bytes.sent;
+  r.duration = duration;
+  r.upstream_host = relayed.endpoint;
+  r.upstream_cluster = relayed.upstream;
+  r.downstream_local_address = origin.local;
+  r.downstream_remote_address = origin.client;
+  r.downstream_peer_uri_san = origin.peer_identity;
+  r.requested_server_name = origin.sni;
+  r.route_name = origin.route;
+  write_access_logs(worker, *snap.access_logs, r);
+}
+
 }  // namespace
 
 awaitable<void> relay(SessionHost& worker, tcp::socket& down, const Snapshot& snap,
                       const tls::PassthroughTarget& target, std::string_view sni,
                       std::vector<uint8_t> hello, ConnectionSlot& slot,
                       const std::string& listener) {
-  asio::error_code ec;
-  auto remote = down.remote_endpoint(ec);
-  std::string client_ip = ec ? std::string() : remote.address().to_string();
+  auto started = worker.refresh_now();
+  RelayOrigin origin{address_of(down, false), address_of(down, true), sni};
+  std::string client_ip(http::split_host_port(origin.client).host);
   std::string what = fmt::format("passthrough for \"{}\"", sni);
   const CompiledListener* l = snap.listener(listener);
   bool labelled = l && target.route < l->passthrough_labels.size();
@@ -144,6 +184,7 @@ awaitable<void> relay(SessionHost& worker, tcp::socket& down, const Snapshot& sn
   Relayed relayed = co_await relay_to(worker, down, snap, to, slot, listener, client_ip);
   close_socket(down);
   close_series(worker, to.labels, relayed);
+  log_relayed(worker, snap, started, origin, relayed);
 }
 
 const CompiledTcpRoute* match_tcp_route(const CompiledListener& listener,
@@ -160,13 +201,6 @@ const CompiledTcpRoute* match_tcp_route(const CompiledListener& listener,
 
 namespace {
 
-template <typename Stream>
-std::string address_of(Stream& s, bool local) {
-  asio::error_code ec;
-  auto ep = local ? s.lowest_layer().local_endpoint(ec) : s.lowest_layer().remote_endpoint(ec);
-  return ec ? std::string() : http::join_host_port(ep.address().to_string(), ep.port());
-}
-
 // One connection on a TCP listener, from accept (or the TLS handshake) to close.
 template <typename Stream>
 awaitable<void> serve_tcp(SessionHost& worker, Stream& stream, std::string listener,
@@ -182,8 +216,9 @@ awaitable<void> serve_tcp(SessionHost& worker, Stream& stream, std::string liste
   auto started = worker.refresh_now();
   std::shared_ptr<const Snapshot> snap = worker.snapshot();
   const CompiledListener* l = snap ? snap->listener(listener) : nullptr;
-  std::string client = address_of(stream, false);
-  std::string client_ip(http::split_host_port(client).host);
+  RelayOrigin origin{address_of(stream, false), address_of(stream, true), tls.sni,
+                     tls.peer_identity};
+  std::string client_ip(http::split_host_port(origin.client).host);
   Relayed relayed;
   const CompiledTcpRoute* route = l ? match_tcp_route(*l, client_ip) : nullptr;
   const ResolvedDestination* dest = nullptr;
@@ -212,25 +247,8 @@ awaitable<void> serve_tcp(SessionHost& worker, Stream& stream, std::string liste
   }
   close_socket(stream.lowest_layer());
   close_series(worker, dest ? dest->labels : nullptr, relayed);
-  if (!snap || !snap->access_logs) co_return;
-  auto duration =
-      std::chrono::duration_cast<std::chrono::microseconds>(worker.clock_now() - started);
-  std::string local = address_of(stream, true);
-  telemetry::LogRecord r;
-  r.start_time = worker.wall_now() - duration;
-  r.protocol = "";  // Envoy's TCP lines have no protocol, method or path
-  r.response_flags = relayed.flags;
-  r.bytes_received = relayed.bytes.received;
-  r.bytes_sent = relayed.bytes.sent;
-  r.duration = duration;
-  r.upstream_host = relayed.endpoint;
-  r.upstream_cluster = relayed.upstream;
-  r.downstream_local_address = local;
-  r.downstream_remote_address = client;
-  r.downstream_peer_uri_san = tls.peer_identity;
-  r.requested_server_name = tls.sni;
-  r.route_name = route ? std::string_view(route->name) : std::string_view();
-  write_access_logs(worker, *snap->access_logs, r);
+  if (route) origin.route = route->name;
+  if (snap) log_relayed(worker, *snap, started, origin, relayed);
 }
 
 template <typename Stream>

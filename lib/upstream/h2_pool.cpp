@@ -75,6 +75,7 @@ struct H2PoolStream {
   std::shared_ptr<H2StreamReport> report;
   int32_t id = 0;  // 0 until submitted
   bool head_request = false;
+  bool wants_trailers = false;  // sent with `te: trailers` (a gRPC call)
   bool close_after = false;  // the request said `connection: close`
   std::string to_pipe;
   size_t credit = 0;  // response body in to_pipe, credited to the upstream once written
@@ -167,8 +168,10 @@ void H2Pool::Conn::write_head(H2PoolStream& st, http2::ClientEvent& e) {
   rh.headers = std::move(e.headers);
   // HTTP/1 framing from the stream: a sized body stays sized (nghttp2
   // checks content-length against the DATA frames); otherwise chunked, so
-  // trailers can follow.
+  // trailers can follow. A client that takes trailers (gRPC's status lives
+  // there) gets chunked even for a sized body, or they would be lost.
   bool bodyless = st.head_request || e.status == 204 || e.status == 304;
+  if (!bodyless && st.wants_trailers && !e.end_stream) rh.headers.remove("content-length");
   if (!bodyless && !rh.headers.contains("content-length")) {
     if (e.end_stream) {
       rh.headers.add("content-length", "0");
@@ -209,14 +212,7 @@ void H2Pool::Conn::handle_events() {
         break;
       case Kind::trailers:
         if (!st.chunked) break;  // a sized body has no place for them
-        st.to_pipe += "0\r\n";
-        for (const auto& [name, value] : e.headers.entries()) {
-          st.to_pipe += name;
-          st.to_pipe += ": ";
-          st.to_pipe += value;
-          st.to_pipe += "\r\n";
-        }
-        st.to_pipe += "\r\n";
+        http::append_last_chunk(st.to_pipe, e.headers);
         st.trailers_sent = true;
         break;
       case Kind::end:
@@ -316,6 +312,7 @@ awaitable<void> H2Pool::Conn::request_pump(std::shared_ptr<Conn> c,
         RequestHead head = parser.request();
         head.scheme = c->tls ? "https" : "http";
         st->head_request = head.method == "HEAD";
+        st->wants_trailers = http2::takes_trailers(head.headers);
         st->close_after = !parser.keep_alive();
         bool end = !parser.body_expected();
         int32_t id = 0;

@@ -17,6 +17,7 @@
 #include "support/h2_client.hpp"
 #include "support/manual_clock.hpp"
 #include "support/raw_client.hpp"
+#include "support/temp_dir.hpp"
 #include "support/tunnel_upstream.hpp"
 #include "support/wait.hpp"
 
@@ -284,10 +285,8 @@ TEST_CASE("tcp: an idle TCP connection closes after idle_timeout on the injected
 }
 
 TEST_CASE("tcp: one access-log line per connection with bytes both ways and the route") {
-  namespace fs = std::filesystem;
-  std::string tmpl = (fs::temp_directory_path() / "sluice-tcp-XXXXXX").string();
-  fs::path dir = ::mkdtemp(tmpl.data());
-  std::string path = (dir / "access.log").string();
+  TempDir dir;
+  std::string path = dir.file("access.log");
   TunnelUpstream echo(TunnelUpstream::Mode::echo, "v1 ");
   auto config = tcp_config({TcpRoute{.name = "echo", .destinations = {destination("echo")}}},
                            {loopback_upstream("echo", {echo.port()})});
@@ -295,23 +294,21 @@ TEST_CASE("tcp: one access-log line per connection with bytes both ways and the 
   log.path = path;
   log.format =
       "%PROTOCOL% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %UPSTREAM_CLUSTER% "
-      "%UPSTREAM_HOST% %ROUTE_NAME%\n";
+      "%UPSTREAM_HOST% %ROUTE_NAME% %DOWNSTREAM_LOCAL_ADDRESS%\n";
   config.telemetry.access_logs.push_back(log);
   config.telemetry.access_log_flush_interval = {};
-  {
-    TestGateway gw(std::move(config));
-    CHECK(exchange_until_close(gw.port("tcp"), "hello") == "v1 hello");
-    auto read = [&] {
-      std::ifstream in(path);
-      std::stringstream ss;
-      ss << in.rdbuf();
-      return ss.str();
-    };
-    REQUIRE(wait_until([&] { return read().find('\n') != std::string::npos; }));
-    CHECK(read() == "- - 5 8 echo 127.0.0.1:" + std::to_string(echo.port()) + " echo\n");
-  }
-  std::error_code ec;
-  fs::remove_all(dir, ec);
+  TestGateway gw(std::move(config));
+  CHECK(exchange_until_close(gw.port("tcp"), "hello") == "v1 hello");
+  auto read = [&] {
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  };
+  REQUIRE(wait_until([&] { return read().find('\n') != std::string::npos; }));
+  // The local address is read before the socket closes (it was once empty).
+  CHECK(read() == "- - 5 8 echo 127.0.0.1:" + std::to_string(echo.port()) +
+                      " echo 127.0.0.1:" + std::to_string(gw.port("tcp")) + "\n");
 }
 
 TEST_CASE("upgrade over HTTP/2: an extended CONNECT websocket is an HTTP/1.1 upgrade upstream") {

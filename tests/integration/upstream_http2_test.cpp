@@ -351,3 +351,26 @@ TEST_CASE(
   CHECK(got[0].head.headers.get("te") == "trailers");
   CHECK(got[0].head.target == "/svc/Method");
 }
+
+TEST_CASE("upstream h2c: a sized response's trailers reach a client that takes trailers") {
+  // gRPC servers may send content-length; the status is in the trailers.
+  H2Upstream up;
+  up.set_handler([](const H2Request&) {
+    H2Reply reply;
+    reply.headers.add("content-type", "application/grpc");
+    reply.headers.add("content-length", "5");
+    reply.body = "hello";
+    reply.trailers = Headers{};
+    reply.trailers->add("grpc-status", "0");
+    return reply;
+  });
+  TestGateway gw(h2_config(up.port()));
+  RawClient c(gw.port());
+  REQUIRE(
+      c.send(make_request("POST", "/svc/M", "example.com",
+                          {{"content-type", "application/grpc"}, {"connection", "close"}}, "x")));
+  std::string raw = c.read_all_until_close();
+  CHECK(raw.find("transfer-encoding: chunked") != std::string::npos);
+  CHECK(raw.find("content-length") == std::string::npos);
+  CHECK(raw.ends_with("\r\n5\r\nhello\r\n0\r\ngrpc-status: 0\r\n\r\n"));
+}

@@ -21,6 +21,7 @@
 #include "support/fake_upstream.hpp"
 #include "support/gateway_fixture.hpp"
 #include "support/raw_client.hpp"
+#include "support/temp_dir.hpp"
 #include "support/tunnel_upstream.hpp"
 #include "support/wait.hpp"
 #include "tls/cert.hpp"
@@ -292,4 +293,33 @@ TEST_CASE("passthrough listener: Istio's TCP series count the ClientHello and th
   CHECK(t.received_bytes == bytes.size());
   CHECK(t.sent_bytes == bytes.size());
   CHECK(s.requests.empty());
+}
+
+TEST_CASE("passthrough listener: one access-log line per relayed connection, with the SNI") {
+  const Pki& p = pki();
+  FakeUpstream up("backend");
+  TunnelUpstream echo(TunnelUpstream::Mode::echo);
+  GatewayConfig cfg = mixed_config(up.port(), echo.port());
+  TempDir dir;
+  AccessLogConfig log;
+  log.path = dir.file("access.log");
+  log.format =
+      "%PROTOCOL% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %UPSTREAM_CLUSTER% "
+      "%REQUESTED_SERVER_NAME% %DOWNSTREAM_LOCAL_ADDRESS%\n";
+  cfg.telemetry.access_logs.push_back(log);
+  cfg.telemetry.access_log_flush_interval = {};
+  TestGateway gw(std::move(cfg));
+  SplitHelloClient hello_source(0, "nginx.example.com", p.ca2);
+  const auto& hello = hello_source.hello();
+  std::string bytes = std::string(hello.begin(), hello.end()) + "after";
+  CHECK(exchange_until_close(gw.port(), bytes) == bytes);
+  auto read = [&] {
+    std::ifstream in(log.path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  };
+  REQUIRE(wait_until([&] { return read().find('\n') != std::string::npos; }));
+  CHECK(read() == fmt::format("- - {} {} nginx nginx.example.com 127.0.0.1:{}\n", bytes.size(),
+                              bytes.size(), gw.port()));
 }
