@@ -28,15 +28,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string read_all(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 size_t lines_in(const std::string& path) {
-  std::string text = read_all(path);
+  std::string text = read_file(path);
   return static_cast<size_t>(std::count(text.begin(), text.end(), '\n'));
 }
 
@@ -103,7 +96,7 @@ TEST_CASE("access log: Istio's default TEXT line, byte for byte") {
       "0 - \"192.0.2.9, 127.0.0.1\" \"curl/7.88.1\" \"5c1f1c1a-27d3-4b0a-9b61-0cbbd2d1e1f3\" "
       "\"httpbin.example.com\" \"127.0.0.1:{}\" backend - 127.0.0.1:{} 127.0.0.1:{} - default\n",
       up.port(), gw.port(), client.local_port());
-  CHECK(read_all(path) == expected);
+  CHECK(read_file(path) == expected);
 }
 
 TEST_CASE("access log: the path as received, before the route's rewrite") {
@@ -124,7 +117,7 @@ TEST_CASE("access log: the path as received, before the route's rewrite") {
   CHECK(up.last_request()->target == "/v2/old/x");
   CHECK(up.last_request()->header("host") == "internal.example.com");
   REQUIRE(wait_until([&] { return lines_in(path) == 1; }));
-  CHECK(read_all(path) == "/old/x a.example.com 200\n");
+  CHECK(read_file(path) == "/old/x a.example.com 200\n");
 }
 
 TEST_CASE("access log: a gateway-made reply is logged with its flags and details") {
@@ -142,7 +135,7 @@ TEST_CASE("access log: a gateway-made reply is logged with its flags and details
   REQUIRE(r);
   CHECK(r->status == 404);
   REQUIRE(wait_until([&] { return lines_in(path) == 1; }));
-  CHECK(read_all(path) == "404 NR route_not_found - -\n");
+  CHECK(read_file(path) == "404 NR route_not_found - -\n");
 }
 
 TEST_CASE("access log: JSON lines carry every key issue 13 lists") {
@@ -156,7 +149,7 @@ TEST_CASE("access log: JSON lines carry every key issue 13 lists") {
   REQUIRE(client.send(kRequest));
   REQUIRE(client.read_response());
   REQUIRE(wait_until([&] { return lines_in(path) == 1; }));
-  std::string line = read_all(path);
+  std::string line = read_file(path);
   CHECK(line.front() == '{');
   CHECK(line.ends_with("}\n"));
   for (const char* key :
@@ -224,7 +217,7 @@ TEST_CASE("access log: a reload keeps the file, a new path opens at apply, rotat
   REQUIRE(wait_until([&] { return fs::exists(path); }));
   request("/three");
   REQUIRE(wait_until([&] { return lines_in(path) == 1; }));
-  CHECK(read_all(path).find("/three") != std::string::npos);
+  CHECK(read_file(path).find("/three") != std::string::npos);
   CHECK(lines_in(tmp.file("access.log.1")) == 2);
 
   // A second log on a new path: opened at apply, both get every line.
@@ -253,5 +246,5 @@ TEST_CASE("access log: buffered lines reach the file at flush_access_logs()") {
     gw.gateway->flush_access_logs();
     return lines_in(path) == 1;
   }));
-  CHECK(read_all(path).find("\"GET /status/418?x=1 HTTP/1.1\" 200") != std::string::npos);
+  CHECK(read_file(path).find("\"GET /status/418?x=1 HTTP/1.1\" 200") != std::string::npos);
 }

@@ -299,12 +299,7 @@ TEST_CASE("tcp: one access-log line per connection with bytes both ways and the 
   config.telemetry.access_log_flush_interval = {};
   TestGateway gw(std::move(config));
   CHECK(exchange_until_close(gw.port("tcp"), "hello") == "v1 hello");
-  auto read = [&] {
-    std::ifstream in(path);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  };
+  auto read = [&] { return read_file(path); };
   REQUIRE(wait_until([&] { return read().find('\n') != std::string::npos; }));
   // The local address is read before the socket closes (it was once empty).
   CHECK(read() == "- - 5 8 echo 127.0.0.1:" + std::to_string(echo.port()) +

@@ -313,12 +313,7 @@ TEST_CASE("passthrough listener: one access-log line per relayed connection, wit
   const auto& hello = hello_source.hello();
   std::string bytes = std::string(hello.begin(), hello.end()) + "after";
   CHECK(exchange_until_close(gw.port(), bytes) == bytes);
-  auto read = [&] {
-    std::ifstream in(log.path);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  };
+  auto read = [&] { return read_file(log.path); };
   REQUIRE(wait_until([&] { return read().find('\n') != std::string::npos; }));
   CHECK(read() == fmt::format("- - {} {} nginx nginx.example.com 127.0.0.1:{}\n", bytes.size(),
                               bytes.size(), gw.port()));

@@ -15,18 +15,12 @@
 #include <stdexcept>
 
 #include "support/process.hpp"
+#include "support/temp_dir.hpp"
 #include "tls/cert.hpp"
 
 namespace sluice::test {
 
 namespace {
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 void openssl(const std::vector<std::string>& args) {
   auto r = run_process("openssl", args);

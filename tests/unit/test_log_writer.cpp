@@ -23,17 +23,11 @@
 
 using namespace sluice;
 using namespace sluice::telemetry;
+using sluice::test::read_file;
 using sluice::test::TempDir;
 using sluice::test::wait_until;
 
 namespace {
-
-std::string read_all(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 size_t count_lines(const std::string& text) {
   return static_cast<size_t>(std::count(text.begin(), text.end(), '\n'));
@@ -76,7 +70,7 @@ TEST_CASE("log writer: lines from several shards reach the file, none lost") {
     });
   for (auto& t : threads) t.join();
   (*w)->flush();
-  std::string text = read_all(path);
+  std::string text = read_file(path);
   CHECK(count_lines(text) == 8000);
   CHECK((*w)->lines_written() == 8000);
   CHECK((*w)->lines_dropped() == 0);
@@ -97,7 +91,7 @@ TEST_CASE("log writer: the destructor writes what is pending") {
     REQUIRE(w.ok());
     for (int i = 0; i < 100; ++i) (*w)->append(0, "x\n");
   }
-  CHECK(count_lines(read_all(path)) == 100);
+  CHECK(count_lines(read_file(path)) == 100);
 }
 
 TEST_CASE("log writer: rotation by rename and reopen") {
@@ -113,8 +107,8 @@ TEST_CASE("log writer: rotation by rename and reopen") {
   (*w)->reopen();
   (*w)->append(0, "after\n");
   (*w)->flush();
-  CHECK(read_all(tmp.file("access.log.1")) == "before\nstill old\n");
-  CHECK(read_all(path) == "after\n");
+  CHECK(read_file(tmp.file("access.log.1")) == "before\nstill old\n");
+  CHECK(read_file(path) == "after\n");
   CHECK((*w)->reopens() == 1);
 }
 
@@ -137,14 +131,14 @@ TEST_CASE("log writer: with a flush interval, lines wait for the size bound or f
   (*w)->append(0, line);
   (*w)->append(0, line);  // 200 bytes: under the bound, nothing wakes the writer
   CHECK(batches.load() == 0);
-  CHECK(read_all(path).empty());
+  CHECK(read_file(path).empty());
   (*w)->append(0, line);  // 300: the writer wakes without anyone flushing
   CHECK(wait_until([&] { return (*w)->lines_written() == 3; }));
   CHECK(batches.load() == 1);
   (*w)->append(0, "tail\n");
   (*w)->flush();
   CHECK((*w)->lines_written() == 4);
-  CHECK(count_lines(read_all(path)) == 4);
+  CHECK(count_lines(read_file(path)) == 4);
 }
 
 TEST_CASE("log writer: a pending batch goes out when the flush interval ends") {
@@ -153,7 +147,7 @@ TEST_CASE("log writer: a pending batch goes out when the flush interval ends") {
   auto w = LogWriter::open(path, {.flush_interval = std::chrono::milliseconds(5)}, "test");
   REQUIRE(w.ok());
   (*w)->append(0, "one\n");  // far below 64 KiB: only the interval writes it
-  CHECK(wait_until([&] { return read_all(path) == "one\n"; }));
+  CHECK(wait_until([&] { return read_file(path) == "one\n"; }));
 }
 
 TEST_CASE("log writer: buffered lines logged before a reopen stay in the renamed file") {
@@ -167,8 +161,8 @@ TEST_CASE("log writer: buffered lines logged before a reopen stay in the renamed
   (*w)->flush();
   (*w)->append(0, "new\n");
   (*w)->flush();
-  CHECK(read_all(tmp.file("access.log.1")) == "old\n");
-  CHECK(read_all(path) == "new\n");
+  CHECK(read_file(tmp.file("access.log.1")) == "old\n");
+  CHECK(read_file(path) == "new\n");
 }
 
 TEST_CASE("log writer: the destructor writes buffered lines") {
@@ -179,7 +173,7 @@ TEST_CASE("log writer: the destructor writes buffered lines") {
     REQUIRE(w.ok());
     (*w)->append(0, "kept\n");
   }
-  CHECK(read_all(path) == "kept\n");
+  CHECK(read_file(path) == "kept\n");
 }
 
 TEST_CASE("log writer: a reopen with no line pending still creates the new file") {
@@ -213,7 +207,7 @@ TEST_CASE("log writer: a held-back writer drops and counts lines past the bound"
   gate.release();
   (*w)->flush();
   CHECK((*w)->lines_written() == 1 + 10 + 10);
-  CHECK(count_lines(read_all(path)) == 21);
+  CHECK(count_lines(read_file(path)) == 21);
 }
 
 TEST_CASE("log writer: a path that cannot be opened is an error naming it") {
