@@ -17,6 +17,7 @@
 #include "support/h2_client.hpp"
 #include "support/process.hpp"
 #include "support/raw_client.hpp"
+#include "support/temp_dir.hpp"
 #include "support/wait.hpp"
 
 using namespace sluice;
@@ -80,6 +81,24 @@ TEST_CASE("h2c: curl with prior knowledge goes through the HTTP/1 pipeline to th
   CHECK(req.header("x-forwarded-proto") == "http");
   CHECK(req.header("x-forwarded-for") == "127.0.0.1");
   CHECK(req.header("x-request-id").has_value());
+}
+
+TEST_CASE("h2c: nghttp uploads and fetches on one connection, streams answered each its own") {
+  FakeUpstream up("backend");
+  echo(up);
+  TestGateway gw(single_upstream_config(up.port()));
+  TempDir dir;
+  dir.write("body", std::string(100000, 'n'));
+  // nghttp speaks h2c with prior knowledge to an http:// URI; with -d every
+  // URI is a POST of the file, on one connection.
+  auto r = run_process("nghttp", {"-d", dir.file("body"), "-H", "x-client: nghttp",
+                                  url(gw.port(), "/a"), url(gw.port(), "/b")});
+  REQUIRE_MESSAGE(r.exit_code == 0, r.err);
+  CHECK(r.out == std::string(200000, 'n'));  // both echoes
+  REQUIRE(up.wait_for_requests(2));
+  CHECK(up.request_count() == 2);
+  CHECK(up.last_request()->header("x-client") == "nghttp");
+  CHECK(up.last_request()->body.size() == 100000);
 }
 
 TEST_CASE("h2c: an HTTP/1.1 client still works on the same listener") {

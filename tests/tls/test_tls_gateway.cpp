@@ -11,6 +11,7 @@
 #include "support/manual_clock.hpp"
 #include "support/process.hpp"
 #include "support/raw_client.hpp"
+#include "support/tunnel_upstream.hpp"
 #include "support/wait.hpp"
 #include "tls/server.hpp"
 #include "tls/tls_support.hpp"
@@ -476,4 +477,27 @@ TEST_CASE("TLS config errors name the listener field") {
     s.max_version = TlsServer::Version::tls1_2;
     CHECK(compile(tls_config(1, {s})).ok());
   }
+}
+
+TEST_CASE("wss: a WebSocket over a terminating TLS listener tunnels after the 101") {
+  const Pki& p = pki();
+  TunnelUpstream up(TunnelUpstream::Mode::websocket);
+  TestGateway gw(tls_config(up.port(), {server_for({"httpbin.example.com"}, p.httpbin)}));
+  TlsClient c(gw.port(), {.sni = "httpbin.example.com", .ca = &p.ca1});
+  REQUIRE_MESSAGE(c.handshake(), c.error());
+  REQUIRE(
+      c.send("GET /ws HTTP/1.1\r\nHost: httpbin.example.com\r\nConnection: Upgrade\r\n"
+             "Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+             "Sec-WebSocket-Version: 13\r\n\r\n"));
+  auto r = c.read_response();
+  REQUIRE_MESSAGE(r, c.error());
+  CHECK(r->status == 101);
+  // Frames go through TLS to the client and as plain bytes upstream.
+  for (std::string word : {"over", "tls"}) {
+    REQUIRE(c.send(masked_frame(word)));
+    CHECK(unmasked_payload(c.read_exactly(2 + word.size())) == word);
+  }
+  auto heads = up.heads();
+  REQUIRE(heads.size() == 1);
+  CHECK(heads[0].find("x-forwarded-proto: https\r\n") != std::string::npos);
 }

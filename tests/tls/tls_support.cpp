@@ -196,24 +196,33 @@ bool TlsClient::send(std::string_view bytes) {
   return true;
 }
 
+bool TlsClient::fill() {
+  char tmp[16384];
+  bool done = false;
+  asio::error_code result;
+  size_t got = 0;
+  stream_->async_read_some(asio::buffer(tmp), [&](asio::error_code ec, size_t n) {
+    result = ec;
+    got = n;
+    done = true;
+  });
+  if (!run_until(done) || result) {
+    error_ = "read: " + (result ? result.message() : std::string("timeout"));
+    return false;
+  }
+  buf_.append(tmp, got);
+  return true;
+}
+
+std::string TlsClient::read_exactly(size_t n) {
+  while (buf_.size() < n)
+    if (!fill()) return {};
+  std::string out = buf_.substr(0, n);
+  buf_.erase(0, n);
+  return out;
+}
+
 std::optional<HttpResponse> TlsClient::read_response() {
-  auto fill = [&]() -> bool {
-    char tmp[16384];
-    bool done = false;
-    asio::error_code result;
-    size_t got = 0;
-    stream_->async_read_some(asio::buffer(tmp), [&](asio::error_code ec, size_t n) {
-      result = ec;
-      got = n;
-      done = true;
-    });
-    if (!run_until(done) || result) {
-      error_ = "read: " + (result ? result.message() : std::string("timeout"));
-      return false;
-    }
-    buf_.append(tmp, got);
-    return true;
-  };
   size_t end;
   while ((end = buf_.find("\r\n\r\n")) == std::string::npos)
     if (!fill()) return std::nullopt;

@@ -74,6 +74,8 @@ class TlsClient {
   bool send(std::string_view bytes);
   // One HTTP/1.1 response with Content-Length framing.
   std::optional<HttpResponse> read_response();
+  // The next `n` bytes after what was read (empty on error or timeout).
+  std::string read_exactly(size_t n);
   // GET `target` with Host `host` and `headers`, then the response.
   std::optional<HttpResponse> get(std::string_view target, std::string_view host,
                                   const HeaderList& headers = {});
@@ -91,6 +93,7 @@ class TlsClient {
  private:
   // Runs the io_context until `done` or the deadline; on timeout cancels.
   bool run_until(const bool& done);
+  bool fill();  // reads more into buf_
 
   asio::io_context io_;
   asio::ssl::context ctx_;
