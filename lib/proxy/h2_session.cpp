@@ -94,8 +94,8 @@ struct H2Stream {
   bool tunnel = false;
   bool tunnel_open = false;
   bool synthetic_key = false;  // the Sec-WebSocket-Key is ours, not the client's
-  bool dead = false;  // reset, or the response is complete
-  int live = 2;       // writer and reader coroutines still running
+  bool dead = false;           // reset, or the response is complete
+  int live = 2;                // writer and reader coroutines still running
 };
 
 template <typename Stream>

@@ -36,7 +36,7 @@ struct RelayTarget {
   uint32_t upstream = 0;
   uint32_t set = 0;
   const telemetry::DestinationLabels* labels = nullptr;  // of its TCP series
-  std::string_view authority;      // for hash policies: the SNI, if any
+  std::string_view authority;                            // for hash policies: the SNI, if any
   bool originate_tls = true;       // passthrough carries the client's own TLS: false
   std::span<const uint8_t> first;  // sent before the client's bytes
   std::string_view what;           // for messages: "passthrough for \"sni\"", "tcp route r"

@@ -76,7 +76,7 @@ struct H2PoolStream {
   int32_t id = 0;  // 0 until submitted
   bool head_request = false;
   bool wants_trailers = false;  // sent with `te: trailers` (a gRPC call)
-  bool close_after = false;  // the request said `connection: close`
+  bool close_after = false;     // the request said `connection: close`
   std::string to_pipe;
   size_t credit = 0;  // response body in to_pipe, credited to the upstream once written
   bool chunked = false;
