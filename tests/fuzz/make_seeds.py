@@ -332,6 +332,34 @@ def h2_request(method="GET", path="/", authority="a.example", extra=()):
     return block
 
 
+def hpack_int(value, prefix_bits, first_byte):
+    limit = (1 << prefix_bits) - 1
+    if value < limit:
+        return bytes([first_byte | value])
+    out = [first_byte | limit]
+    value -= limit
+    while value >= 128:
+        out.append(value & 127 | 128)
+        value >>= 7
+    return bytes(out + [value])
+
+
+def h2_indexed_literal(name_index, value):
+    """A literal added to the dynamic table, so later heads can refer to it."""
+    return hpack_int(name_index, 6, 0x40) + hpack_int(len(value), 7, 0) + value
+
+
+def window_release_burst(streams):
+    """Stream windows at 0 while many ~4 KiB answers queue, then one SETTINGS
+    frame opens them all: the whole backlog leaves for 15 bytes in."""
+    out = h2_frame(4, 0, 0, u16(4) + (0).to_bytes(4, "big"))
+    out += h2_frame(8, 0, 0, (0x7fff0000).to_bytes(4, "big"))
+    head = bytes([0x82, 0x86]) + h2_indexed_literal(4, b"/" + b"a" * 3990) + h2_indexed_literal(1, b"x")
+    for i in range(streams):
+        out += h2_frame(1, 5, 1 + 2 * i, head if i == 0 else bytes([0x82, 0x86, 0x80 | 63, 0x80 | 62]))
+    return out + h2_frame(4, 0, 0, u16(4) + (65535).to_bytes(4, "big"))
+
+
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 H2_SETTINGS = h2_frame(4, 0, 0)
 get1 = h2_frame(1, 5, 1, h2_request())
@@ -361,6 +389,7 @@ h2_session_seeds = [
      + get1 + h2_frame(8, 0, 1, b"\x7f\xff\xff\xff")),
     ("goaway", b"\x07\x01" + H2_SETTINGS + get1 + h2_frame(7, 0, 0, b"\x00" * 8)),
     ("high_stream_id", b"\x07\x01" + H2_SETTINGS + h2_frame(1, 5, 0x7ffffffd, h2_request())),
+    ("window_release_burst", b"\x07\x01" + window_release_burst(100)),
 ]
 
 write("request_parser", request_seeds)
