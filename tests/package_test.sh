@@ -9,7 +9,9 @@
 #       configure tests/consumer/add_subdirectory, which pulls in this source
 #       tree with add_subdirectory(), then build and run its consumer.
 #
-# Uses $CMAKE if set (ctest passes the cmake it was configured with).
+# Uses $CMAKE if set (ctest passes the cmake it was configured with), and
+# builds the subdirectory consumer as unity files when SLUICE_UNITY_BUILD=ON
+# (CI, for build time).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -57,7 +59,7 @@ installed() {
 subdirectory() {
   local bin=${1:-$tmp/subdirectory-build}
   "$cmake_bin" -S "$root/tests/consumer/add_subdirectory" -B "$bin" "${generator[@]}" \
-    -DCMAKE_BUILD_TYPE=Debug -DSLUICE_SOURCE_DIR="$root"
+    -DCMAKE_BUILD_TYPE=Debug -DSLUICE_SOURCE_DIR="$root" -DCMAKE_UNITY_BUILD="${SLUICE_UNITY_BUILD:-OFF}"
   "$cmake_bin" --build "$bin" -j "$jobs" --target consumer
   "$bin/consumer"
   echo "PASS: add_subdirectory(sluice) consumer built and ran"

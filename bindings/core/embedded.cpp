@@ -95,6 +95,16 @@ json histogram_of(const HistogramValue& h) {
   return {{"count", h.count}, {"sum", h.sum}, {"buckets", h.counts}};
 }
 
+// The destination labels both kinds of series carry.
+json destination_of(const DestinationSeries& d) {
+  return {{"destination_service", d.destination_service},
+          {"destination_service_name", d.destination_service_name},
+          {"destination_service_namespace", d.destination_service_namespace},
+          {"destination_version", d.destination_version},
+          {"destination_workload", d.destination_workload},
+          {"destination_upstream", d.destination_upstream}};
+}
+
 }  // namespace
 
 ManualClock::ManualClock()
@@ -355,21 +365,29 @@ Result<json> Embedded::upstream(std::string_view name) const {
 json Embedded::stats() const {
   Stats s = gateway_->stats();
   json requests = json::array();
-  for (const auto& r : s.requests)
-    requests.push_back({{"destination_service", r.destination_service},
-                        {"destination_service_name", r.destination_service_name},
-                        {"destination_service_namespace", r.destination_service_namespace},
-                        {"destination_version", r.destination_version},
-                        {"destination_workload", r.destination_workload},
-                        {"destination_upstream", r.destination_upstream},
-                        {"response_code", r.response_code},
-                        {"response_flags", r.response_flags},
-                        {"request_protocol", r.request_protocol},
-                        {"grpc_response_status", r.grpc_response_status},
-                        {"requests", r.requests},
-                        {"duration_ms", histogram_of(r.duration_ms)},
-                        {"request_bytes", histogram_of(r.request_bytes)},
-                        {"response_bytes", histogram_of(r.response_bytes)}});
+  for (const auto& r : s.requests) {
+    json series = destination_of(r);
+    series.update({{"response_code", r.response_code},
+                   {"response_flags", r.response_flags},
+                   {"request_protocol", r.request_protocol},
+                   {"grpc_response_status", r.grpc_response_status},
+                   {"requests", r.requests},
+                   {"duration_ms", histogram_of(r.duration_ms)},
+                   {"request_bytes", histogram_of(r.request_bytes)},
+                   {"response_bytes", histogram_of(r.response_bytes)}});
+    requests.push_back(std::move(series));
+  }
+  // Connections relayed as bytes (TCP routes, TLS passthrough).
+  json tcp = json::array();
+  for (const auto& t : s.tcp) {
+    json series = destination_of(t);
+    series.update({{"response_flags", t.response_flags},
+                   {"connections_opened", t.connections_opened},
+                   {"connections_closed", t.connections_closed},
+                   {"received_bytes", t.received_bytes},
+                   {"sent_bytes", t.sent_bytes}});
+    tcp.push_back(std::move(series));
+  }
   json metrics = json::array();
   for (const auto& m : s.metrics) {
     json labels = json::object();
@@ -380,6 +398,7 @@ json Embedded::stats() const {
   return {{"source_workload", s.source_workload},
           {"source_workload_namespace", s.source_workload_namespace},
           {"requests", std::move(requests)},
+          {"tcp", std::move(tcp)},
           {"metrics", std::move(metrics)}};
 }
 

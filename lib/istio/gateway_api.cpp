@@ -31,10 +31,6 @@ std::string object_name(const Meta& m) {
   throw LoadError{Error{object_name(m), std::move(path), std::move(message)}};
 }
 
-void require_list(const YAML::Node& n, const Meta& m, const std::string& path) {
-  if (!n.IsSequence()) fail(m, path, "must be a list");
-}
-
 std::string enum_value(const YAML::Node& n, const Meta& m, const std::string& path,
                        std::initializer_list<const char*> allowed) {
   std::string v = scalar(n, m, path);
@@ -273,7 +269,7 @@ void parse_header_matches(Fields& f, const Meta& m, Matcher& matcher) {
   }
 }
 
-GwMatch parse_match(const YAML::Node& n, const Meta& m, const std::string& path) {
+GwMatch parse_http_match(const YAML::Node& n, const Meta& m, const std::string& path) {
   Fields f(n, m, path);
   GwMatch out;
   out.field = path;
@@ -433,7 +429,7 @@ GwHttpRule parse_rule(const YAML::Node& n, const Meta& m, const std::string& pat
     require_list(list, m, f.sub("matches"));
     for (size_t i = 0; i < list.size(); ++i)
       rule.matches.push_back(grpc ? parse_grpc_match(list[i], m, index(f.sub("matches"), i))
-                                  : parse_match(list[i], m, index(f.sub("matches"), i)));
+                                  : parse_http_match(list[i], m, index(f.sub("matches"), i)));
   }
   if (rule.matches.empty()) {
     GwMatch any;
@@ -595,7 +591,7 @@ GwListener parse_listener(const YAML::Node& n, const Meta& m, const std::string&
   return l;
 }
 
-GwGateway parse_gateway(const YAML::Node& spec, const Meta& meta) {
+GwGateway parse_gw_gateway(const YAML::Node& spec, const Meta& meta) {
   GwGateway g;
   g.meta = meta;
   const Meta& m = g.meta;
@@ -698,7 +694,7 @@ bool parse_gateway_api(const YAML::Node& doc, const Meta& meta, const std::strin
       f.finish();
       gw().classes.push_back(meta.name);
     } else if (kind == "Gateway") {
-      gw().gateways.push_back(parse_gateway(spec, meta));
+      gw().gateways.push_back(parse_gw_gateway(spec, meta));
     } else if (kind == "ReferenceGrant") {
       gw().grants.push_back(parse_grant(spec, meta));
     } else {

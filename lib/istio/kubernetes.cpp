@@ -46,10 +46,6 @@ Labels metadata_labels(const YAML::Node& doc, const Meta& m) {
   return label_map(labels, m, "metadata.labels");
 }
 
-void require_list(const YAML::Node& n, const Meta& m, const std::string& path) {
-  if (!n.IsSequence()) fail(m, path, "must be a list");
-}
-
 // A targetRef naming a Pod: "ns/name" (the namespace defaults to the
 // object's); any other kind: empty.
 std::string pod_ref(const YAML::Node& n, const Meta& m, const std::string& path) {

@@ -111,6 +111,10 @@ uint16_t port_number(const YAML::Node& node, const Meta& meta, const std::string
   return static_cast<uint16_t>(v);
 }
 
+void require_list(const YAML::Node& n, const Meta& meta, const std::string& path) {
+  if (!n.IsSequence()) fail(meta, path, "must be a list");
+}
+
 bool boolean(const YAML::Node& node, const Meta& meta, const std::string& path) {
   std::string s = node.IsScalar() ? node.Scalar() : std::string();
   if (s == "true" || s == "True" || s == "TRUE") return true;
@@ -118,9 +122,7 @@ bool boolean(const YAML::Node& node, const Meta& meta, const std::string& path) 
   fail(meta, path, fmt::format("must be true or false, got \"{}\"", s));
 }
 
-namespace {
-
-double number(const YAML::Node& node, const Meta& meta, const std::string& path) {
+double decimal(const YAML::Node& node, const Meta& meta, const std::string& path) {
   std::string text = node.IsScalar() ? node.Scalar() : std::string();
   double value = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
@@ -128,12 +130,6 @@ double number(const YAML::Node& node, const Meta& meta, const std::string& path)
       !std::isfinite(value))
     fail(meta, path, fmt::format("must be a number, got \"{}\"", text));
   return value;
-}
-
-}  // namespace
-
-double decimal(const YAML::Node& node, const Meta& meta, const std::string& path) {
-  return number(node, meta, path);
 }
 
 namespace {
@@ -336,7 +332,7 @@ HttpMatchIn parse_match(const YAML::Node& n, const Meta& meta, const std::string
 // Istio Percent: {value: double} in [0, 100].
 double percentage(const YAML::Node& node, const Meta& meta, const std::string& path) {
   Fields f(node, meta, path);
-  double v = number(f.require("value"), meta, f.sub("value"));
+  double v = decimal(f.require("value"), meta, f.sub("value"));
   f.finish();
   if (v < 0 || v > 100) fail(meta, f.sub("value"), fmt::format("must be in [0, 100], got {}", v));
   return v;

@@ -36,6 +36,8 @@ bool boolean(const YAML::Node& node, const Meta& meta, const std::string& path);
 double decimal(const YAML::Node& node, const Meta& meta, const std::string& path);
 int64_t integer(const YAML::Node& node, const Meta& meta, const std::string& path);
 uint16_t port_number(const YAML::Node& node, const Meta& meta, const std::string& path);
+// Throws LoadError ("must be a list") unless `n` is a sequence.
+void require_list(const YAML::Node& n, const Meta& meta, const std::string& path);
 // A mapping of string to string (labels, selectors).
 std::map<std::string, std::string> label_map(const YAML::Node& n, const Meta& meta,
                                              const std::string& path);

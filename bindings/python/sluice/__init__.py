@@ -163,7 +163,9 @@ class Gateway:
 
     def stats(self) -> Dict[str, Any]:
         """The gateway's metrics: ``requests`` (Istio's request series, with
-        their histograms) and ``metrics`` (counters and gauges)."""
+        their histograms), ``tcp`` (Istio's TCP series: connections opened
+        and closed, bytes received and sent) and ``metrics`` (counters and
+        gauges)."""
         return self._live().stats()
 
     def prometheus(self) -> str:
