@@ -97,7 +97,6 @@ if [[ $CPU == 0 ]]; then
   run "sluice metrics + access log" "--access-log @T@/access.log"
   run "sluice metrics + access log + 1% tracing" \
     "--access-log @T@/access.log --trace-sampling 1 $OTLP"
-  [[ -n $REV ]] && exit 0  # nginx does not depend on the commit
   "$HERE/instructions.sh" --rows nginx --no-header "${ARGS[@]}"
   "$HERE/instructions.sh" --rows nginx --nginx-access-log --no-header "${ARGS[@]}"
   exit 0
