@@ -11,6 +11,7 @@
 #                              [--sluice-args "ARGS"] [--label NAME]
 #                              [--nginx-access-log] [--keep DIR]
 #                              [--h2 | --grpc] [--streams M]
+#   benchmarks/instructions.sh --build-only [--rev REV]
 #
 # --rev measures sluice at each listed commit (git archive into
 # build-instr-<commit>/src, Release build of sluice_bench_server); without
@@ -28,7 +29,9 @@
 # as --h2 with gRPC-shaped POSTs (content-type application/grpc, te:
 # trailers, the message of grpc_unary.py) to an h2c upstream on the origin
 # nginx (grpc_origin.conf); sluice speaks h2c to it, nginx grpc_pass.
-# Prints one Markdown table row per proxy.
+# Prints one Markdown table row per proxy. --build-only builds
+# sluice_bench_server as the rows would (the first --rev, or the working
+# tree) and prints its path (telemetry_cost.sh --cpu runs it natively).
 set -euo pipefail
 
 REQUESTS=${REQUESTS:-20000}
@@ -44,6 +47,7 @@ KEEP=
 H2=0
 GRPC=0
 STREAMS=${STREAMS:-10}
+BUILD_ONLY=0
 while [[ $# -gt 0 ]]; do
   case $1 in
     --requests) REQUESTS=$2; shift 2 ;;
@@ -59,6 +63,7 @@ while [[ $# -gt 0 ]]; do
     --h2) H2=1; shift ;;
     --grpc) H2=1; GRPC=1; shift ;;
     --streams) STREAMS=$2; shift 2 ;;
+    --build-only) BUILD_ONLY=1; shift ;;
     *) echo "instructions.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -68,6 +73,7 @@ ROOT=$(cd "$HERE/.." && pwd)
 PATH=$PATH:/usr/sbin
 TOOLS=(valgrind callgrind_control nginx python3 cmake ninja)
 [[ $H2 == 1 ]] && TOOLS+=(h2load)
+[[ $BUILD_ONLY == 1 ]] && TOOLS=(cmake ninja)
 for tool in "${TOOLS[@]}"; do
   command -v "$tool" >/dev/null || { echo "instructions.sh: $tool not found" >&2; exit 1; }
 done
@@ -126,6 +132,11 @@ build_sluice() {
   ninja -C "$dir" -j2 sluice_bench_server >/dev/null
   echo "$dir/benchmarks/sluice_bench_server"
 }
+
+if [[ $BUILD_ONLY == 1 ]]; then
+  build_sluice "${REVS%%,*}"
+  exit 0
+fi
 
 # --- origin: plain nginx, not measured --------------------------------------
 ORIGIN_PORT=$(free_port)

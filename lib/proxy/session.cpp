@@ -445,7 +445,6 @@ class Session {
   std::string received_target_;
   std::string received_authority_;
   std::string local_address_;  // "ip:port", looked up at the first line
-  std::string log_xff_;        // X-Forwarded-For as forwarded, for the line
   RequestTrace trace_;         // per request: propagate_trace .. finish_trace
   // Per request: gRPC (from the request's content-type) and the status the
   // response carried (head, trailers or the gateway's reply; -1: none).
@@ -676,27 +675,21 @@ void Session<Stream>::write_access_log(const RequestContext& ctx) {
     auto local = stream_.lowest_layer().local_endpoint(ec);
     if (!ec) local_address_ = http::join_host_port(local.address().to_string(), local.port());
   }
-  RequestHead& head = request_parser_.request();
-  // The line shows the request as received: the route's rewrite is undone
-  // for the line (swaps, no copy) and redone after it.
-  if (received_saved_) {
-    std::swap(head.target, received_target_);
-    std::swap(head.authority, received_authority_);
-  }
+  const RequestHead& head = request_parser_.request();
   // Envoy's X-Forwarded-For has the client appended before anything logs
   // it (Istio's gateways use the remote address); sluice appends it only
-  // on the wire, so the line is given that value.
+  // on the wire, so the line is told what to append.
   telemetry::LogRecord r;
   r.grpc_status = grpc_status_;
-  if (auto xff = head.headers.get("x-forwarded-for")) {
-    log_xff_.assign(*xff).append(", ").append(client_ip_);
-    r.x_forwarded_for = log_xff_;
-  } else {
-    r.x_forwarded_for = client_ip_;
-  }
+  r.forwarded_client = client_ip_;
   auto duration = ctx.duration;  // log() measured it
   r.start_time = worker_.wall_now() - duration;
   r.request = &head;
+  // The line shows the request as received, before the route's rewrite.
+  if (received_saved_) {
+    r.received_target = received_target_;
+    r.received_authority = received_authority_;
+  }
   r.protocol = origin_ ? origin_->protocol : head.version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
   r.response_code = ctx.response_status;
   r.response_flags = ctx.response_flags;
@@ -716,10 +709,6 @@ void Session<Stream>::write_access_log(const RequestContext& ctx) {
   r.route_name = ctx.route;
   r.attempts = ctx.attempts;
   write_access_logs(worker_, *access_logs_, r);
-  if (received_saved_) {
-    std::swap(head.target, received_target_);
-    std::swap(head.authority, received_authority_);
-  }
 }
 
 template <typename Stream>

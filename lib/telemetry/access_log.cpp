@@ -342,7 +342,7 @@ constexpr std::array<std::pair<std::string_view, std::string_view>, 17> kGrpcSta
 struct LogFormat::Scratch {
   static constexpr size_t kSlot = 24;  // a uint64_t; the default START_TIME
   char slot[kSlot];
-  std::string spill;  // a custom START_TIME, response flags: rare
+  std::string spill;  // a custom START_TIME, response flags, X-Forwarded-For
 };
 
 std::string_view LogFormat::value(const Op& op, const LogRecord& r, Scratch& scratch) {
@@ -354,25 +354,32 @@ std::string_view LogFormat::value(const Op& op, const LogRecord& r, Scratch& scr
   auto text_of = [](std::string_view s) -> std::string_view {
     return s.empty() ? std::string_view() : s;
   };
+  auto header = [](const Headers& headers, const std::string& name) -> std::string_view {
+    auto v = headers.get(name);
+    return v ? *v : std::string_view();
+  };
   auto request = [&](const std::string& name, Source source) -> std::string_view {
     const RequestHead& h = *r.request;
     switch (source) {
       case Source::method:
         return std::string_view(h.method);
       case Source::path:
-        return std::string_view(h.target);
+        return r.received_target.data() ? r.received_target : std::string_view(h.target);
       case Source::authority:
-        return std::string_view(h.authority);
+        return r.received_authority.data() ? r.received_authority : std::string_view(h.authority);
       case Source::scheme:
         return std::string_view(h.scheme);
-      case Source::forwarded_for:
-        if (!r.x_forwarded_for.empty()) return r.x_forwarded_for;
-        break;
+      case Source::forwarded_for: {
+        std::string_view received = header(h.headers, name);
+        if (r.forwarded_client.empty()) return received;
+        if (!received.data()) return r.forwarded_client;
+        scratch.spill.assign(received).append(", ").append(r.forwarded_client);
+        return std::string_view(scratch.spill);
+      }
       case Source::header:
         break;
     }
-    auto v = h.headers.get(name);
-    return v ? *v : std::string_view();
+    return header(h.headers, name);
   };
   switch (op.kind) {
     case Kind::literal:
@@ -388,9 +395,9 @@ std::string_view LogFormat::value(const Op& op, const LogRecord& r, Scratch& scr
     }
     case Kind::resp: {
       if (!r.response_headers) return {};
-      auto v = r.response_headers->get(op.text);
-      if (!v && !op.alt.empty()) v = r.response_headers->get(op.alt);
-      return v ? *v : std::string_view();
+      auto v = header(*r.response_headers, op.text);
+      if (!v.data() && !op.alt.empty()) v = header(*r.response_headers, op.alt);
+      return v;
     }
     case Kind::protocol:
       return text_of(r.protocol);

@@ -38,10 +38,16 @@ extern const std::string_view kIstioTextFormat;
 // What one request's line is made of. Views: valid while the line is built.
 struct LogRecord {
   std::chrono::system_clock::time_point start_time;
-  const RequestHead* request = nullptr;  // as received (before the route's edits)
-  // X-Forwarded-For as Envoy logs it (the client appended); empty: the
-  // request's own header.
-  std::string_view x_forwarded_for;
+  const RequestHead* request = nullptr;
+  // The request's target and authority as received when a route has
+  // rewritten them in `request` (a null data(): `request`'s own).
+  std::string_view received_target;
+  std::string_view received_authority;
+  // Envoy logs X-Forwarded-For with the client's address appended (Istio's
+  // gateways use the remote address): REQ(X-FORWARDED-FOR) is the
+  // request's header, ", ", this; only this without the header. Empty: the
+  // header as received.
+  std::string_view forwarded_client;
   const Headers* response_headers = nullptr;
   std::string_view protocol = "HTTP/1.1";
   uint16_t response_code = 0;

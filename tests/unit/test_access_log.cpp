@@ -99,6 +99,61 @@ TEST_CASE("access log: custom formats, lengths, times and addresses") {
   CHECK(line(*v6, x.record) == "2001:db8::1");
 }
 
+TEST_CASE("access log: header operators read each header's first value, in any case") {
+  Fixture x;
+  x.request.headers.clear();
+  x.request.headers.add("User-Agent", "first");
+  x.request.headers.add("user-agent", "second");
+  x.request.headers.add("X-Empty", "");
+  x.request.headers.add("X-Forwarded-For", "1.2.3.4");
+  x.response.add("X-B", "b");
+  x.record.forwarded_client = "192.0.2.9";
+  auto f = LogFormat::text(
+      "%REQ(user-agent)% %REQ(USER-AGENT):3% %REQ(X-MISSING?User-Agent)% [%REQ(x-empty)%] "
+      "%REQ(x-missing)% %RESP(X-A?x-b)% %RESP(x-b)% %REQ(X-B)% %REQ(X-FORWARDED-FOR)%",
+      "test");
+  REQUIRE_MESSAGE(f.ok(), f.error().to_string());
+  CHECK(line(*f, x.record) == "first fir first [] - b b - 1.2.3.4, 192.0.2.9");
+  // The next line finds its own headers: nothing carries over.
+  x.request.headers.clear();
+  x.request.headers.add("x-b", "request's");
+  x.response.clear();
+  CHECK(line(*f, x.record) == "- - - [-] - - - request's 192.0.2.9");
+  x.record.forwarded_client = {};
+  x.request.headers.add("x-forwarded-for", "5.6.7.8");
+  CHECK(line(*f, x.record).ends_with(" 5.6.7.8"));
+}
+
+TEST_CASE("access log: the path and authority as received, before a rewrite") {
+  Fixture x;
+  auto f = LogFormat::text("%REQ(:AUTHORITY)%%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%", "test");
+  REQUIRE(f.ok());
+  x.record.received_target = "/as/received";
+  x.record.received_authority = "";  // set, though empty: not the rewritten one
+  CHECK(line(*f, x.record) == "/as/received");
+  x.record.received_authority = "received.example.com";
+  CHECK(line(*f, x.record) == "received.example.com/as/received");
+  x.record.received_target = {};
+  x.record.received_authority = {};
+  CHECK(line(*f, x.record) == "httpbin.example.com/status/418?x=1");
+}
+
+TEST_CASE("access log: JSON fields each read their own headers") {
+  Fixture x;
+  x.request.headers.add("x-a", "request a");
+  x.request.headers.add("x-b", "request b");
+  x.response.add("x-b", "response b");
+  auto f = LogFormat::json({{"a", "%REQ(X-A)%"},
+                            {"rb", "%REQ(X-B)%"},
+                            {"resp", "%RESP(X-B)%"},
+                            {"both", "%REQ(X-B)%/%RESP(X-A?X-B)%"}},
+                           "test");
+  REQUIRE(f.ok());
+  CHECK(line(*f, x.record) ==
+        "{\"a\":\"request a\",\"rb\":\"request b\",\"resp\":\"response "
+        "b\",\"both\":\"request b/response b\"}\n");
+}
+
 TEST_CASE("access log: JSON lines type numbers, escape strings and null what is unset") {
   Fixture x;
   x.request.headers.add("x-forwarded-for", "1.2.3.4");
