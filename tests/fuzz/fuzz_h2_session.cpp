@@ -144,8 +144,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     out.clear();
     total_out += server.produce(out);
     // Every byte out is an answer's or answers bytes in (a bounded multiple).
-    FUZZ_CHECK(total_out <= queued + 64 * 1024 + 64 * total_in, "%zu bytes out for %zu in, %zu queued",
-               total_out, total_in, queued);
+    FUZZ_CHECK(total_out <= queued + 64 * 1024 + 64 * total_in,
+               "%zu bytes out for %zu in, %zu queued", total_out, total_in, queued);
   }
   return 0;
 }
