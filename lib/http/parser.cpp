@@ -111,6 +111,8 @@ struct Parser::Callbacks {
     s.head_done_ = true;
     // llhttp counts content_length down while reading the body; keep the declared value.
     s.content_length_ = p->content_length;
+    s.head_chunked_ = (p->flags & F_CHUNKED) != 0;
+    s.head_sized_ = (p->flags & F_CONTENT_LENGTH) != 0;
     if (s.kind_ == Kind::request) {
       if (p->http_major != 1) {
         s.fail(ParseError::bad_version, "HTTP version not supported");
@@ -257,10 +259,10 @@ bool Parser::keep_alive() const {
   return llhttp_should_keep_alive(llhttp_.get()) != 0;
 }
 bool Parser::chunked() const {
-  return (llhttp_->flags & F_CHUNKED) != 0;
+  return head_done_ ? head_chunked_ : (llhttp_->flags & F_CHUNKED) != 0;
 }
 bool Parser::has_content_length() const {
-  return (llhttp_->flags & F_CONTENT_LENGTH) != 0;
+  return head_done_ ? head_sized_ : (llhttp_->flags & F_CONTENT_LENGTH) != 0;
 }
 uint64_t Parser::content_length() const {
   return has_content_length() ? content_length_ : 0;
@@ -304,6 +306,7 @@ void Parser::next_message() {
   value_.clear();
   header_bytes_ = 0;
   trailers_.clear();
+  head_chunked_ = head_sized_ = false;
   started_ = false;
   head_done_ = false;
   message_done_ = false;

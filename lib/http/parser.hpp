@@ -106,6 +106,10 @@ class Parser {
   size_t header_bytes_ = 0;
   Headers trailers_;
   uint64_t content_length_ = 0;
+  // The head's framing, kept at head_done(): llhttp's flags also take
+  // trailer fields, which must not reframe a message after the fact.
+  bool head_chunked_ = false;
+  bool head_sized_ = false;
   bool in_value_ = false;
   bool started_ = false;
   bool head_done_ = false;

@@ -213,6 +213,23 @@ TEST_CASE("trailers are kept apart and never folded into the head") {
   CHECK(p.trailers().empty());
 }
 
+TEST_CASE("framing fields among trailers do not reframe the message") {
+  // A fuzzer find: llhttp's flags take trailer fields too, so a chunked
+  // message read as sized once its trailers carried Content-Length.
+  Parser p(Parser::Kind::response);
+  auto r = parse(p,
+                 "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n"
+                 "Transfer-Encoding: chunkedx\r\nContent-Length: 11\r\n\r\n");
+  CHECK(r.done);
+  CHECK(r.body == "hello");
+  CHECK(p.chunked());
+  CHECK_FALSE(p.has_content_length());
+  CHECK(p.content_length() == 0);
+  CHECK(p.trailers().get("content-length") == "11");
+  p.next_message();
+  CHECK_FALSE(p.chunked());
+}
+
 TEST_CASE("trailers are bounded in count and bytes together with the head") {
   std::string head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n";
   std::string many = head;
