@@ -121,7 +121,9 @@ void Loop::detach(ConnectionSlot* slot) {
   if (head_ == slot) head_ = slot->next;
   slot->prev = slot->next = nullptr;
   --connection_count_;
-  if (slot->counters) slot->counters->active.fetch_sub(1, std::memory_order_relaxed);
+  // Release: what the connection recorded (its TCP series' close) is seen
+  // by a scrape that reads it gone.
+  if (slot->counters) slot->counters->active.fetch_sub(1, std::memory_order_release);
   detached();
 }
 

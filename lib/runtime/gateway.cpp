@@ -620,7 +620,8 @@ void listener_metrics(const GatewayShared& shared, MetricList& list) {
     auto load = [](const auto& a) {
       return static_cast<double>(a.load(std::memory_order_relaxed));
     };
-    list.add("envoy_listener_downstream_cx_active", "listener", name, load(c->active), true,
+    list.add("envoy_listener_downstream_cx_active", "listener", name,
+             static_cast<double>(c->active.load(std::memory_order_acquire)), true,
              "Open downstream connections.");
     list.add("envoy_listener_downstream_cx_total", "listener", name, load(c->total), false,
              "Downstream connections accepted.");
@@ -674,6 +675,11 @@ Stats Gateway::stats() const {
   Stats s;
   s.source_workload = m.options.telemetry.workload;
   s.source_workload_namespace = m.options.telemetry.workload_namespace;
+  // Listener counters first: a connection is counted closed in its series
+  // before it leaves cx_active (release there, acquire here), so a scrape
+  // that no longer shows it open also shows its close.
+  MetricList list(s.metrics);
+  listener_metrics(m.shared, list);
   std::vector<const telemetry::RequestMetrics*> workers;
   for (const auto& w : m.workers) workers.push_back(&w->request_metrics());
   s.requests = telemetry::collect_series(workers);
@@ -681,8 +687,6 @@ Stats Gateway::stats() const {
   for (const auto& w : m.workers) tcp_workers.push_back(&w->tcp_metrics());
   s.tcp = telemetry::collect_tcp_series(tcp_workers);
 
-  MetricList list(s.metrics);
-  listener_metrics(m.shared, list);
   if (auto snap = snapshot()) cluster_metrics(*snap, list);
   list.add("sluice_downstream_cx_active", "", "", double(m.shared.connections.load()), true,
            "Open downstream connections, all listeners.");

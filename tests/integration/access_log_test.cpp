@@ -21,6 +21,8 @@
 #include "support/temp_dir.hpp"
 #include "support/wait.hpp"
 
+namespace access_log_test {
+
 using namespace sluice;
 using namespace sluice::test;
 using namespace std::chrono_literals;
@@ -248,3 +250,5 @@ TEST_CASE("access log: buffered lines reach the file at flush_access_logs()") {
   }));
   CHECK(read_file(path).find("\"GET /status/418?x=1 HTTP/1.1\" 200") != std::string::npos);
 }
+
+}  // namespace access_log_test

@@ -16,6 +16,8 @@
 #include "support/raw_client.hpp"
 #include "support/wait.hpp"
 
+namespace admin_test {
+
 using namespace sluice::test;
 using namespace sluice;
 using namespace std::chrono_literals;
@@ -342,3 +344,5 @@ TEST_CASE("admin: /graph.json from samples taken on an injected clock") {
   CHECK(total == 40);
   CHECK(failing);
 }
+
+}  // namespace admin_test

@@ -22,6 +22,8 @@
 #include "support/raw_client.hpp"
 #include "support/wait.hpp"
 
+namespace api_behaviour_test {
+
 using namespace sluice;
 using namespace sluice::test;
 using namespace std::chrono_literals;
@@ -765,3 +767,5 @@ TEST_CASE("api: x-envoy-upstream-service-time counts the upstream's time, a rout
   CHECK(hiddenr->status == 200);
   CHECK_FALSE(hiddenr->header("x-envoy-upstream-service-time"));
 }
+
+}  // namespace api_behaviour_test

@@ -20,6 +20,8 @@
 #include "support/raw_client.hpp"
 #include "support/wait.hpp"
 
+namespace apply_atomic_test {
+
 using namespace sluice;
 using namespace sluice::test;
 using namespace std::chrono_literals;
@@ -253,3 +255,5 @@ TEST_CASE("apply: a snapshot applied to a second gateway is rejected") {
   CHECK(get_body(one.port("main")) == "backend");
   CHECK(get_body(two.port("main")) == "backend");
 }
+
+}  // namespace apply_atomic_test

@@ -36,6 +36,8 @@
 #include "support/raw_client.hpp"
 #include "support/wait.hpp"
 
+namespace edge_hardening_test {
+
 using namespace sluice;
 using namespace sluice::test;
 using namespace std::chrono_literals;
@@ -893,3 +895,5 @@ TEST_CASE("edge: broken chunk framing buffered with the head is refused before f
   CHECK(up.request_count() == 2);
   CHECK(up.connections_accepted() == 1);
 }
+
+}  // namespace edge_hardening_test

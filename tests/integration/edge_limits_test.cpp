@@ -12,6 +12,8 @@
 #include "support/raw_client.hpp"
 #include "support/wait.hpp"
 
+namespace edge_limits_test {
+
 using namespace sluice;
 using namespace sluice::test;
 using namespace std::chrono_literals;
@@ -70,3 +72,5 @@ TEST_CASE("limits: max_connections_per_client 0 means unlimited") {
     CHECK(served(*clients.back()));
   }
 }
+
+}  // namespace edge_limits_test

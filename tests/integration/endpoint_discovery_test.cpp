@@ -17,6 +17,8 @@
 #include "support/raw_client.hpp"
 #include "support/wait.hpp"
 
+namespace endpoint_discovery_test {
+
 using namespace sluice;
 using namespace sluice::test;
 using namespace std::chrono_literals;
@@ -428,3 +430,5 @@ TEST_CASE("DnsEndpointSource: the system resolver finds localhost") {
   CHECK(get_body(gw.port()) == "A");
   CHECK(resolve_hostnames({"localhost"})["localhost"] == std::vector<std::string>{"127.0.0.1"});
 }
+
+}  // namespace endpoint_discovery_test

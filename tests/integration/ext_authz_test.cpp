@@ -16,6 +16,8 @@
 #include "support/ports.hpp"
 #include "support/raw_client.hpp"
 
+namespace ext_authz_test {
+
 using namespace sluice;
 using namespace sluice::test;
 using namespace std::chrono_literals;
@@ -426,3 +428,5 @@ TEST_CASE("ext_authz: a pooled connection the provider dropped is not a failure"
   CHECK(authz.connections_accepted() == 2);
   CHECK(up.request_count() == 2);
 }
+
+}  // namespace ext_authz_test

@@ -21,6 +21,8 @@
 #include "support/raw_client.hpp"
 #include "upstream/cluster.hpp"
 
+namespace fail_count_test {
+
 using namespace sluice;
 using namespace sluice::test;
 using namespace std::chrono_literals;
@@ -141,3 +143,5 @@ TEST_CASE(
   REQUIRE(after.second);
   CHECK(after.second->status == 200);
 }
+
+}  // namespace fail_count_test

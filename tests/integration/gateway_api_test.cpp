@@ -14,6 +14,8 @@
 #include "support/raw_client.hpp"
 #include "support/wait.hpp"
 
+namespace gateway_api_test {
+
 using namespace sluice::test;
 using namespace sluice;
 using namespace std::chrono_literals;
@@ -373,3 +375,5 @@ TEST_CASE("curl end to end: chunked upload, Expect: 100-continue and HEAD") {
   CHECK(head.exit_code == 0);
   CHECK(head.out.rfind("HTTP/1.1 200", 0) == 0);
 }
+
+}  // namespace gateway_api_test

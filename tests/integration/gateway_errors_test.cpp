@@ -14,6 +14,8 @@
 #include "support/ports.hpp"
 #include "support/raw_client.hpp"
 
+namespace gateway_errors_test {
+
 using namespace sluice::test;
 using namespace sluice;
 using namespace std::chrono_literals;
@@ -212,3 +214,5 @@ TEST_CASE("rejected: repeated Host") {
 TEST_CASE("rejected: fragment in the target") {
   expect_rejected("GET /page#section HTTP/1.1\r\nHost: a\r\n\r\n");
 }
+
+}  // namespace gateway_errors_test

@@ -24,6 +24,8 @@
 #include "support/raw_client.hpp"
 #include "support/wait.hpp"
 
+namespace grpc_test {
+
 using namespace sluice;
 using namespace sluice::test;
 using namespace std::chrono_literals;
@@ -757,3 +759,5 @@ TEST_CASE("grpc: the access log's GRPC_STATUS is the status the client saw") {
         "/other/x 404 - -\n");
   std::filesystem::remove_all(dir);
 }
+
+}  // namespace grpc_test

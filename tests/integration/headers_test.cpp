@@ -10,6 +10,8 @@
 #include "support/gateway_fixture.hpp"
 #include "support/raw_client.hpp"
 
+namespace headers_test {
+
 using namespace sluice::test;
 using namespace std::chrono_literals;
 
@@ -153,3 +155,5 @@ TEST_CASE("Host is forwarded unchanged") {
   CHECK(r.header("host") == "Shop.Example.com:8080");
   CHECK(r.header_count("host") == 1);
 }
+
+}  // namespace headers_test

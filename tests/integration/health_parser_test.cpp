@@ -19,6 +19,8 @@
 #include "support/ports.hpp"
 #include "upstream/cluster.hpp"
 
+namespace health_parser_test {
+
 using namespace sluice;
 using namespace sluice::test;
 using namespace std::chrono_literals;
@@ -183,3 +185,5 @@ TEST_CASE("health: the pause between probes follows the gateway's clock") {
   }
   CHECK(checked.healthy());
 }
+
+}  // namespace health_parser_test

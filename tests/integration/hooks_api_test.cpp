@@ -21,6 +21,8 @@
 #include "support/raw_client.hpp"
 #include "support/wait.hpp"
 
+namespace hooks_api_test {
+
 using namespace sluice::test;
 using namespace sluice;
 using namespace std::chrono_literals;
@@ -508,3 +510,5 @@ TEST_CASE("StderrLogger writes level-tagged lines from its minimum level up") {
 }
 
 }  // namespace
+
+}  // namespace hooks_api_test

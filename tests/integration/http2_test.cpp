@@ -20,6 +20,8 @@
 #include "support/temp_dir.hpp"
 #include "support/wait.hpp"
 
+namespace http2_test {
+
 using namespace sluice;
 using namespace sluice::test;
 namespace fs = std::filesystem;
@@ -345,3 +347,5 @@ TEST_CASE("h2c attack: stream ids near 2^31 are served, then GOAWAY and a clean 
   CHECK(answered);
   CHECK(up.request_count() == 1);
 }
+
+}  // namespace http2_test

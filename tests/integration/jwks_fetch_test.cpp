@@ -17,6 +17,8 @@
 #include "support/manual_clock.hpp"
 #include "support/raw_client.hpp"
 
+namespace jwks_fetch_test {
+
 using namespace sluice;
 using namespace sluice::test;
 using namespace std::chrono_literals;
@@ -399,3 +401,5 @@ TEST_CASE("jwks: exp and nbf follow the injected wall clock, with 60 s of skew")
   h.wall = kWallStart + 940;  // nbf - 60 s
   CHECK(h.get("/now-valid", later).status == 200);
 }
+
+}  // namespace jwks_fetch_test

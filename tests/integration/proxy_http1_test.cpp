@@ -13,6 +13,8 @@
 #include "support/process.hpp"
 #include "support/raw_client.hpp"
 
+namespace proxy_http1_test {
+
 using namespace sluice::test;
 using namespace std::chrono_literals;
 
@@ -302,3 +304,5 @@ TEST_CASE("Expect: 100-continue gets 100 Continue, then the final response") {
   REQUIRE(upstream.wait_for_requests(1));
   CHECK(upstream.last_request()->header_count("expect") == 0);
 }
+
+}  // namespace proxy_http1_test

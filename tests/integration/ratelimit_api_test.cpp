@@ -17,6 +17,8 @@
 #include "support/raw_client.hpp"
 #include "support/redis_server.hpp"
 
+namespace ratelimit_api_test {
+
 using namespace sluice;
 using namespace sluice::test;
 using namespace std::chrono_literals;
@@ -382,3 +384,5 @@ TEST_CASE("ratelimit api: config errors name the field") {
   REQUIRE_FALSE(compiled.ok());
   CHECK(compiled.error().field == "rate_limits[0].rate_limits[0].actions");
 }
+
+}  // namespace ratelimit_api_test

@@ -31,6 +31,8 @@
 #include "security/redis.hpp"
 #include "support/redis_server.hpp"
 
+namespace ratelimit_redis_test {
+
 using namespace sluice;
 using namespace sluice::security;
 using namespace std::chrono_literals;
@@ -279,3 +281,5 @@ TEST_CASE("ratelimit redis: nothing to count asks Redis nothing") {
   CHECK(check(context, client, *l, "/productpage", rng) == GlobalDecision::Outcome::error_denied);
   CHECK(client.stats().calls == 1);
 }
+
+}  // namespace ratelimit_redis_test

@@ -12,6 +12,8 @@
 #include "support/raw_client.hpp"
 #include "support/wait.hpp"
 
+namespace resilience_balancing_test {
+
 using namespace sluice;
 using namespace sluice::test;
 
@@ -142,3 +144,5 @@ TEST_CASE("resilience: least request prefers the fast endpoint of a slow/fast pa
     CHECK(r->body == "slow");
   }
 }
+
+}  // namespace resilience_balancing_test

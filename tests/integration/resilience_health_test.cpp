@@ -13,6 +13,8 @@
 #include "support/gateway_fixture.hpp"
 #include "upstream/cluster.hpp"
 
+namespace resilience_health_test {
+
 using namespace sluice;
 using namespace sluice::test;
 using namespace std::chrono_literals;
@@ -89,3 +91,5 @@ TEST_CASE("resilience: active health checks mark a failing endpoint unhealthy, p
   ctx.poll();
   CHECK(ctx.stopped());
 }
+
+}  // namespace resilience_health_test

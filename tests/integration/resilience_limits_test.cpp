@@ -14,6 +14,8 @@
 #include "support/raw_client.hpp"
 #include "support/wait.hpp"
 
+namespace resilience_limits_test {
+
 using namespace sluice;
 using namespace sluice::test;
 using namespace std::chrono_literals;
@@ -208,3 +210,5 @@ TEST_CASE("resilience: a killed endpoint costs at most the requests in flight on
     CHECK(r->body == "a");
   }
 }
+
+}  // namespace resilience_limits_test

@@ -13,6 +13,8 @@
 #include "support/jwt_signer.hpp"
 #include "support/raw_client.hpp"
 
+namespace security_api_test {
+
 using namespace sluice;
 using namespace sluice::test;
 using namespace std::chrono_literals;
@@ -317,3 +319,5 @@ TEST_CASE("security: explain names the policy that decides, and why the others d
   CHECK(e.security->status == 0);
   CHECK(explain(**snap, "nope", request("/api")).host_match == "no listener named \"nope\"");
 }
+
+}  // namespace security_api_test

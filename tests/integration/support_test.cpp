@@ -9,6 +9,8 @@
 #include "support/raw_client.hpp"
 #include "support/wait.hpp"
 
+namespace support_test {
+
 using namespace sluice::test;
 
 TEST_CASE("support: fake upstream answers keep-alive and pipelined requests") {
@@ -129,3 +131,5 @@ TEST_CASE("support: fake upstream stops with held requests and open connections"
   CHECK(held.is_closed());
   CHECK(idle.is_closed());
 }
+
+}  // namespace support_test

@@ -18,6 +18,8 @@
 #include "support/tunnel_upstream.hpp"
 #include "support/wait.hpp"
 
+namespace telemetry_metrics_test {
+
 using namespace sluice;
 using namespace sluice::test;
 
@@ -434,3 +436,5 @@ TEST_CASE("tcp metrics: with metrics off no TCP series is recorded") {
   CHECK(s.tcp.empty());
   CHECK(s.prometheus().find("istio_tcp_") == std::string::npos);
 }
+
+}  // namespace telemetry_metrics_test

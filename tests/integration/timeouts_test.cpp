@@ -20,6 +20,8 @@
 #include "support/raw_client.hpp"
 #include "support/wait.hpp"
 
+namespace timeouts_test {
+
 using namespace sluice::test;
 using namespace sluice;
 using namespace std::chrono_literals;
@@ -243,3 +245,5 @@ TEST_CASE("connections beyond max_connections are closed") {
   b.close();
   CHECK(wait_until([&] { return get_ok(gw.port()); }));
 }
+
+}  // namespace timeouts_test

@@ -24,6 +24,8 @@
 #include "support/wait.hpp"
 #include "telemetry/trace.hpp"
 
+namespace tracing_test {
+
 using namespace sluice;
 using namespace sluice::test;
 using json = nlohmann::json;
@@ -308,3 +310,5 @@ TEST_CASE("tracing: a slow collector fills the bounded queue, requests are still
   CHECK(collected_spans(collector).size() == 3);
   CHECK(gw.gateway().trace_export_stats().export_failures == 0);
 }
+
+}  // namespace tracing_test

@@ -21,6 +21,8 @@
 #include "support/tunnel_upstream.hpp"
 #include "support/wait.hpp"
 
+namespace tunnel_test {
+
 using namespace sluice;
 using namespace sluice::test;
 using namespace std::chrono_literals;
@@ -424,3 +426,5 @@ TEST_CASE("upgrade over HTTP/2: a plain CONNECT is 404 NR, as over HTTP/1.1") {
   CHECK(r.status == 404);
   CHECK(up.connections() == 0);
 }
+
+}  // namespace tunnel_test

@@ -13,6 +13,8 @@
 #include "support/tunnel_upstream.hpp"
 #include "support/wait.hpp"
 
+namespace upstream_http2_side_test {
+
 using namespace sluice;
 using namespace sluice::test;
 using namespace std::chrono_literals;
@@ -151,3 +153,5 @@ TEST_CASE("h2 side: a health probe to an HTTP/2 upstream takes no max_requests p
   CHECK(up.connections() == 2);  // the probes' own and traffic's
   CHECK(gw.gateway().upstream("backend").overflows == 0);
 }
+
+}  // namespace upstream_http2_side_test

@@ -27,6 +27,8 @@
 #include "upstream/connect.hpp"
 #include "upstream/context.hpp"
 
+namespace upstream_http2_test {
+
 using namespace sluice;
 using namespace sluice::test;
 
@@ -374,3 +376,5 @@ TEST_CASE("upstream h2c: a sized response's trailers reach a client that takes t
   CHECK(raw.find("content-length") == std::string::npos);
   CHECK(raw.ends_with("\r\n5\r\nhello\r\n0\r\ngrpc-status: 0\r\n\r\n"));
 }
+
+}  // namespace upstream_http2_test

@@ -10,6 +10,8 @@
 #include "child.hpp"
 #include "support/raw_client.hpp"
 
+namespace admin_cli_test {
+
 using namespace sluice::test;
 using namespace std::chrono_literals;
 
@@ -70,3 +72,5 @@ TEST_CASE("sluice-ingress --admin rejects a malformed address") {
   CHECK(child.wait_exit() == 1);
   CHECK(child.err().find("--admin wants ADDR:PORT") != std::string::npos);
 }
+
+}  // namespace admin_cli_test

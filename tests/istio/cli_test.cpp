@@ -23,6 +23,8 @@
 #include "support/raw_client.hpp"
 #include "support/temp_dir.hpp"
 
+namespace cli_test {
+
 using namespace sluice;
 using namespace sluice::test;
 namespace fs = std::filesystem;
@@ -503,3 +505,5 @@ TEST_CASE("examples/kubernetes: the ConfigMap passes --check with the Deployment
   CHECK_MESSAGE(r.exit_code == 0, r.out, r.err);
   CHECK(r.out.find("VirtualService sluice/web") != std::string::npos);
 }
+
+}  // namespace cli_test

@@ -15,6 +15,8 @@
 #include "support/fake_upstream.hpp"
 #include "support/raw_client.hpp"
 
+namespace ext_authz_yaml_test {
+
 using namespace sluice;
 using namespace sluice::test;
 
@@ -286,3 +288,5 @@ extensionProviders:
             .starts_with(
                 "MeshConfig mesh.yaml: extensionProviders[2].envoyExtAuthzHttp.pathPrefix: "));
 }
+
+}  // namespace ext_authz_yaml_test

@@ -15,6 +15,8 @@
 #include "support/raw_client.hpp"
 #include "tls_certs.hpp"
 
+namespace gateway_api_test {
+
 using namespace sluice;
 using namespace sluice::test;
 
@@ -619,3 +621,5 @@ spec:
         std::string::npos);
   CHECK(loaded.security_skipped.empty());
 }
+
+}  // namespace gateway_api_test

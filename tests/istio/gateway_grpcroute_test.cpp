@@ -13,6 +13,8 @@
 #include "support/fake_upstream.hpp"
 #include "support/process.hpp"
 
+namespace gateway_grpcroute_test {
+
 using namespace sluice;
 using namespace sluice::test;
 
@@ -380,3 +382,5 @@ TEST_CASE("grpcroute: python3-grpcio through the gateway to a grpcio server over
   CHECK(other.out.starts_with("error UNIMPLEMENTED"));
   gateway.stop();
 }
+
+}  // namespace gateway_grpcroute_test

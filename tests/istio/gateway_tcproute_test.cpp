@@ -15,6 +15,8 @@
 #include "support/tunnel_upstream.hpp"
 #include "tls_certs.hpp"
 
+namespace gateway_tcproute_test {
+
 using namespace sluice;
 using namespace sluice::test;
 
@@ -150,3 +152,5 @@ TEST_CASE("gateway api: a TCPRoute on a TLS Terminate listener relays the decryp
         "Gateway default/gw: spec.listeners[0].tls.certificateRefs: mode "
         "Terminate needs a certificate");
 }
+
+}  // namespace gateway_tcproute_test

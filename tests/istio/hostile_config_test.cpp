@@ -16,6 +16,8 @@
 #include "support/fake_upstream.hpp"
 #include "support/raw_client.hpp"
 
+namespace hostile_config_test {
+
 using namespace sluice;
 using namespace sluice::test;
 namespace fs = std::filesystem;
@@ -264,3 +266,5 @@ TEST_CASE("hostile config: YAML on which yaml-cpp makes no progress is refused, 
     CHECK_FALSE(mesh.ok());
   }
 }
+
+}  // namespace hostile_config_test

@@ -19,6 +19,8 @@
 #include "support/process.hpp"
 #include "support/raw_client.hpp"
 
+namespace kubernetes_test {
+
 using namespace sluice;
 using namespace sluice::test;
 
@@ -591,3 +593,5 @@ TEST_CASE("sluice-ingress --resolve-unknown-hosts dns: --check passes, without i
   CHECK(bad.exit_code == 2);
   std::filesystem::remove_all(tmpl);
 }
+
+}  // namespace kubernetes_test

@@ -5,6 +5,8 @@
 
 #include "istio_test_util.hpp"
 
+namespace loader_test {
+
 using namespace sluice;
 using namespace sluice::test;
 
@@ -444,3 +446,5 @@ TEST_CASE("istio: files and directories load in order") {
   REQUIRE(!missing.ok());
   CHECK(missing.error().to_string().find("nope.yaml") != std::string::npos);
 }
+
+}  // namespace loader_test

@@ -17,6 +17,8 @@
 #include "support/process.hpp"
 #include "support/raw_client.hpp"
 
+namespace mesh_config_test {
+
 using namespace sluice;
 using namespace sluice::test;
 namespace fs = std::filesystem;
@@ -247,3 +249,5 @@ TEST_CASE("sluice-ingress --mesh-config: served requests are routed on the norma
   child.signal(SIGTERM);
   CHECK(child.wait_exit() == 0);
 }
+
+}  // namespace mesh_config_test

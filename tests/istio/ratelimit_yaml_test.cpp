@@ -24,6 +24,8 @@
 #include "support/raw_client.hpp"
 #include "support/redis_server.hpp"
 
+namespace ratelimit_yaml_test {
+
 using namespace sluice;
 using namespace sluice::test;
 
@@ -586,3 +588,5 @@ TEST_CASE("sluice-ingress: two processes share the task's global limit through o
   std::error_code ec;
   fs::remove_all(dir, ec);
 }
+
+}  // namespace ratelimit_yaml_test

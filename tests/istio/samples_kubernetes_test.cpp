@@ -20,6 +20,8 @@
 #include "support/raw_client.hpp"
 #include "support/tunnel_upstream.hpp"
 
+namespace samples_kubernetes_test {
+
 using namespace sluice;
 using namespace sluice::test;
 
@@ -229,3 +231,5 @@ spec:
   CHECK(v1.connections() == 5);
   CHECK(v2.connections() == 0);
 }
+
+}  // namespace samples_kubernetes_test

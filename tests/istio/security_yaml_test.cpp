@@ -20,6 +20,8 @@
 #include "support/process.hpp"
 #include "support/raw_client.hpp"
 
+namespace security_yaml_test {
+
 using namespace sluice;
 using namespace sluice::test;
 
@@ -633,3 +635,5 @@ spec:
   std::error_code ec;
   fs::remove_all(dir, ec);
 }
+
+}  // namespace security_yaml_test

@@ -16,6 +16,8 @@
 #include "support/raw_client.hpp"
 #include "support/wait.hpp"
 
+namespace tasks_test {
+
 using namespace sluice;
 using namespace sluice::test;
 using namespace std::chrono_literals;
@@ -383,3 +385,5 @@ TEST_CASE("istio task: CORS preflight answered at the gateway, actual requests g
   CHECK(foreign.status == 200);
   CHECK(!foreign.header("access-control-allow-origin"));
 }
+
+}  // namespace tasks_test

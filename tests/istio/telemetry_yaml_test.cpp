@@ -22,6 +22,8 @@
 #include "support/raw_client.hpp"
 #include "support/wait.hpp"
 
+namespace telemetry_yaml_test {
+
 using namespace sluice;
 using namespace sluice::test;
 namespace fs = std::filesystem;
@@ -414,3 +416,5 @@ TEST_CASE("sluice-ingress: access log lines, JSON, and rotation with SIGUSR1") {
   std::error_code ec;
   fs::remove_all(dir, ec);
 }
+
+}  // namespace telemetry_yaml_test

@@ -14,6 +14,8 @@
 #include "support/process.hpp"
 #include "tls_certs.hpp"
 
+namespace tls_cli_test {
+
 using namespace sluice;
 using namespace sluice::test;
 namespace fs = std::filesystem;
@@ -143,3 +145,5 @@ TEST_CASE("sluice-ingress reloads when a certificate file changes, new handshake
   child.signal(SIGTERM);
   CHECK(child.wait_exit() == 0);
 }
+
+}  // namespace tls_cli_test

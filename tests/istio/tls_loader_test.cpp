@@ -11,6 +11,8 @@
 #include "istio_test_util.hpp"
 #include "tls_certs.hpp"
 
+namespace tls_loader_test {
+
 using namespace sluice;
 using namespace sluice::test;
 
@@ -596,3 +598,5 @@ spec:
     CHECK(err.find("/no/such/ca.pem") != std::string::npos);
   }
 }
+
+}  // namespace tls_loader_test

@@ -15,6 +15,8 @@
 #include "support/process.hpp"
 #include "tls_certs.hpp"
 
+namespace tls_tasks_test {
+
 using namespace sluice;
 using namespace sluice::test;
 
@@ -273,3 +275,5 @@ spec:
   CHECK_MESSAGE(r.exit_code == 0, r.err);
   CHECK(r.out == "tls-origin 200");
 }
+
+}  // namespace tls_tasks_test

@@ -8,6 +8,8 @@
 
 #include "support/process.hpp"
 
+namespace trace_cli_test {
+
 using namespace sluice::test;
 
 namespace {
@@ -36,3 +38,5 @@ TEST_CASE("sluice-ingress --otlp-endpoint and --trace-sampling are checked at lo
   auto not_a_number = check_with({"--trace-sampling", "lots"});
   CHECK(not_a_number.exit_code == 2);
 }
+
+}  // namespace trace_cli_test

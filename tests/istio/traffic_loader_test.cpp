@@ -5,6 +5,8 @@
 
 #include "istio_test_util.hpp"
 
+namespace traffic_loader_test {
+
 using namespace sluice;
 using namespace sluice::test;
 using namespace std::chrono_literals;
@@ -685,3 +687,5 @@ TEST_CASE("istio traffic: explain shows the actions a request would get") {
   std::string fallback = text(request("x", "/a", {}, "GET", 80));
   CHECK(fallback.find("skipped:") != std::string::npos);
 }
+
+}  // namespace traffic_loader_test

@@ -15,6 +15,8 @@
 #include "support/temp_dir.hpp"
 #include "support/tunnel_upstream.hpp"
 
+namespace tunnel_samples_test {
+
 using namespace sluice;
 using namespace sluice::test;
 
@@ -146,3 +148,5 @@ spec:
   CHECK(routes[1].destinations[0].weight == 30);
   CHECK(routes[1].destinations[1].weight == 70);
 }
+
+}  // namespace tunnel_samples_test

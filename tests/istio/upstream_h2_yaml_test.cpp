@@ -12,6 +12,8 @@
 #include "support/h2_upstream.hpp"
 #include "support/raw_client.hpp"
 
+namespace upstream_h2_yaml_test {
+
 using namespace sluice;
 using namespace sluice::test;
 
@@ -201,3 +203,5 @@ TEST_CASE("istio h2 upstream: a loaded UPGRADE config multiplexes over one h2c c
   REQUIRE(r);
   CHECK(r->status != 200);
 }
+
+}  // namespace upstream_h2_yaml_test

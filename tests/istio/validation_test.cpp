@@ -4,6 +4,8 @@
 
 #include "istio_test_util.hpp"
 
+namespace validation_test {
+
 using namespace sluice;
 using namespace sluice::test;
 
@@ -185,3 +187,5 @@ TEST_CASE("istio error: missing metadata.name and spec") {
   CHECK(load_error("apiVersion: networking.istio.io/v1\nkind: VirtualService\nspec: {hosts: [x]}\n")
             .find("metadata.name: required") != std::string::npos);
 }
+
+}  // namespace validation_test

@@ -14,6 +14,8 @@
 #include "support/wait.hpp"
 #include "tls/tls_support.hpp"
 
+namespace test_access_log_tls {
+
 using namespace sluice;
 using namespace sluice::test;
 namespace fs = std::filesystem;
@@ -55,3 +57,5 @@ TEST_CASE("access log over mutual TLS: requested server name and peer URI SAN") 
   std::error_code ec;
   fs::remove_all(dir, ec);
 }
+
+}  // namespace test_access_log_tls

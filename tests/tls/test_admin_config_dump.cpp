@@ -9,6 +9,8 @@
 #include "support/gateway_fixture.hpp"
 #include "tls_support.hpp"
 
+namespace test_admin_config_dump {
+
 using namespace sluice;
 using namespace sluice::test;
 using namespace std::chrono_literals;
@@ -43,3 +45,5 @@ TEST_CASE("config dump: a TLS server's certificate expiry, and no private key") 
         left - 86400);
   CHECK(text.find("PRIVATE KEY") == std::string::npos);
 }
+
+}  // namespace test_admin_config_dump

@@ -10,6 +10,8 @@
 
 #include "tls/client_hello.hpp"
 
+namespace test_client_hello {
+
 #ifndef OPENSSL_IS_BORINGSSL
 #error "sluice must build against BoringSSL (android-libboringssl-dev), not OpenSSL"
 #endif
@@ -142,3 +144,5 @@ TEST_CASE("server_name extension body") {
   std::vector<uint8_t> empty_name = {0, 3, 0, 0, 0};
   CHECK_FALSE(parse_server_name(empty_name));
 }
+
+}  // namespace test_client_hello

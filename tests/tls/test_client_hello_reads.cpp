@@ -28,6 +28,8 @@
 #include "tls/server.hpp"
 #include "tls/tls_support.hpp"
 
+namespace test_client_hello_reads {
+
 using namespace sluice;
 using namespace sluice::test;
 using namespace std::chrono_literals;
@@ -318,3 +320,5 @@ TEST_CASE("passthrough listener: one access-log line per relayed connection, wit
   CHECK(read() == fmt::format("- - {} {} nginx nginx.example.com 127.0.0.1:{}\n", bytes.size(),
                               bytes.size(), gw.port()));
 }
+
+}  // namespace test_client_hello_reads

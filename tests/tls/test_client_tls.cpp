@@ -12,6 +12,8 @@
 #include "tls/client.hpp"
 #include "tls/tls_support.hpp"
 
+namespace test_client_tls {
+
 using namespace sluice;
 using namespace sluice::test;
 using tls::ClientTlsSettings;
@@ -142,3 +144,5 @@ TEST_CASE("origination config errors name the field") {
   ClientTlsSettings system;
   CHECK(err(system).empty());  // the system trust store
 }
+
+}  // namespace test_client_tls

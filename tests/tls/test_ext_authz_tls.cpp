@@ -9,6 +9,8 @@
 #include "support/raw_client.hpp"
 #include "tls/tls_support.hpp"
 
+namespace test_ext_authz_tls {
+
 using namespace sluice;
 using namespace sluice::test;
 
@@ -69,3 +71,5 @@ TEST_CASE("ext_authz over TLS: checks use the provider upstream's TLS and are po
     CHECK(backend.request_count() == 0);
   }
 }
+
+}  // namespace test_ext_authz_tls

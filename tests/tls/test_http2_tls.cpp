@@ -9,6 +9,8 @@
 #include "support/process.hpp"
 #include "tls/tls_support.hpp"
 
+namespace test_http2_tls {
+
 using namespace sluice;
 using namespace sluice::test;
 
@@ -70,3 +72,5 @@ TEST_CASE("h2 over TLS: with http2 off the listener answers ALPN http/1.1") {
   REQUIRE_MESSAGE(c.handshake(), c.error());
   CHECK(c.alpn() == "http/1.1");
 }
+
+}  // namespace test_http2_tls

@@ -19,6 +19,8 @@
 #include "tls/cert.hpp"
 #include "tls/tls_support.hpp"
 
+namespace test_jwks_https {
+
 using namespace sluice;
 using namespace sluice::test;
 using namespace std::chrono_literals;
@@ -137,3 +139,5 @@ TEST_CASE("jwks https: a server the trust store does not vouch for fails the fet
   }
   CHECK(server.served() == 0);
 }
+
+}  // namespace test_jwks_https

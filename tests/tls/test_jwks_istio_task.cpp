@@ -19,6 +19,8 @@
 #include "tls/cert.hpp"
 #include "tls/tls_support.hpp"
 
+namespace test_jwks_istio_task {
+
 using namespace sluice;
 using namespace sluice::test;
 using namespace std::chrono_literals;
@@ -193,3 +195,5 @@ spec:
   CHECK(get(gw.port(), "") == 403);
   CHECK(httpbin.request_count() == 1);
 }
+
+}  // namespace test_jwks_istio_task

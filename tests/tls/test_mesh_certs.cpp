@@ -15,6 +15,8 @@
 #include "support/raw_client.hpp"
 #include "tls/tls_support.hpp"
 
+namespace test_mesh_certs {
+
 using namespace sluice;
 using namespace sluice::test;
 namespace fs = std::filesystem;
@@ -266,3 +268,5 @@ TEST_CASE("sluice-ingress --mesh-certs serves Bookinfo over mesh mTLS and reload
   child.signal(SIGTERM);
   CHECK(child.wait_exit() == 0);
 }
+
+}  // namespace test_mesh_certs

@@ -6,6 +6,8 @@
 #include "support/raw_client.hpp"
 #include "tls/tls_support.hpp"
 
+namespace test_origination {
+
 using namespace sluice;
 using namespace sluice::test;
 
@@ -70,3 +72,5 @@ TEST_CASE("origination MUTUAL presents the client certificate") {
   CHECK(r->body.find("client=") != std::string::npos);
   CHECK(r->body.find("client=-") == std::string::npos);
 }
+
+}  // namespace test_origination

@@ -10,6 +10,8 @@
 #include "support/gateway_fixture.hpp"
 #include "tls/tls_support.hpp"
 
+namespace test_sni_host {
+
 using namespace sluice;
 using namespace sluice::test;
 
@@ -100,3 +102,5 @@ TEST_CASE("SNI and Host: a request is routed only by the servers its handshake s
     CHECK(setup.public_up.request_count() == 0);
   }
 }
+
+}  // namespace test_sni_host

@@ -7,6 +7,8 @@
 #include "support/tunnel_upstream.hpp"
 #include "tls/tls_support.hpp"
 
+namespace test_tcp_tls {
+
 using namespace sluice;
 using namespace sluice::test;
 
@@ -35,3 +37,5 @@ TEST_CASE("TLS SIMPLE to a TCP route: terminated, then relayed as bytes") {
   CHECK(heads[0].find("x-request-id") == std::string::npos);
   CHECK(hooks->logs().empty());  // TCP connections are not HTTP requests for on_log
 }
+
+}  // namespace test_tcp_tls

@@ -16,6 +16,8 @@
 #include "tls/server.hpp"
 #include "tls/tls_support.hpp"
 
+namespace test_tls_gateway {
+
 using namespace sluice;
 using namespace sluice::test;
 
@@ -501,3 +503,5 @@ TEST_CASE("wss: a WebSocket over a terminating TLS listener tunnels after the 10
   REQUIRE(heads.size() == 1);
   CHECK(heads[0].find("x-forwarded-proto: https\r\n") != std::string::npos);
 }
+
+}  // namespace test_tls_gateway

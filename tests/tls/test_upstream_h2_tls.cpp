@@ -10,6 +10,8 @@
 #include "support/raw_client.hpp"
 #include "tls/tls_support.hpp"
 
+namespace test_upstream_h2_tls {
+
 using namespace sluice;
 using namespace sluice::test;
 
@@ -41,3 +43,5 @@ TEST_CASE("upstream h2 over TLS: ALPN h2, requests multiplexed over one handshak
   REQUIRE(got.size() == 5);
   CHECK(got[0].head.scheme == "https");
 }
+
+}  // namespace test_upstream_h2_tls

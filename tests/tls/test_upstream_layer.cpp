@@ -10,6 +10,8 @@
 #include "support/wait.hpp"
 #include "tls/tls_support.hpp"
 
+namespace test_upstream_layer {
+
 using namespace sluice;
 using namespace sluice::test;
 using namespace std::chrono_literals;
@@ -116,3 +118,5 @@ TEST_CASE("a reload that changes an upstream's TLS settings stops reusing its co
   CHECK(get(client, "/") == 200);
   CHECK(origin.handshakes() == 2);
 }
+
+}  // namespace test_upstream_layer

@@ -16,6 +16,8 @@
 #include "tls/cert.hpp"
 #include "tls/tls_support.hpp"
 
+namespace test_xfcc {
+
 using namespace sluice;
 using namespace sluice::test;
 
@@ -236,3 +238,5 @@ TEST_CASE("xfcc through the gateway: a client SAN holding XFCC delimiters stays 
   REQUIRE(ids.size() == 1);
   CHECK(ids[0] == "spiffe://x/a,b;c=d\"e\\f");
 }
+
+}  // namespace test_xfcc

@@ -8,6 +8,8 @@
 
 #include "telemetry/access_log.hpp"
 
+namespace test_access_log {
+
 using namespace sluice;
 using namespace sluice::telemetry;
 using namespace std::chrono_literals;
@@ -259,3 +261,5 @@ TEST_CASE("access log: GRPC_STATUS as Envoy names it, a number, or unset") {
         "meshConfig.accessLogFormat: at position 0: %GRPC_STATUS(...)% takes CAMEL_STRING, "
         "SNAKE_STRING or NUMBER");
 }
+
+}  // namespace test_access_log

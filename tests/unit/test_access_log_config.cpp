@@ -5,6 +5,8 @@
 
 #include "config/snapshot.hpp"
 
+namespace test_access_log_config {
+
 using namespace sluice;
 
 namespace {
@@ -91,3 +93,5 @@ TEST_CASE("access log config: the flush interval is Istio's 1 s, and negative is
   CHECK(bad.error().to_string() ==
         "GatewayConfig: telemetry.access_log_flush_interval: must be >= 0");
 }
+
+}  // namespace test_access_log_config

@@ -10,6 +10,8 @@
 
 #include "admin/graph.hpp"
 
+namespace test_admin_graph {
+
 using namespace sluice;
 using namespace sluice::admin;
 using namespace std::chrono_literals;
@@ -238,3 +240,5 @@ TEST_CASE("graph: p99 latency comes from the window's histogram difference") {
   CHECK(p99 > 250);
   CHECK(p99 <= 500);
 }
+
+}  // namespace test_admin_graph

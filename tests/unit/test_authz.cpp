@@ -11,6 +11,8 @@
 
 #include "security/authz.hpp"
 
+namespace test_authz {
+
 using namespace sluice;
 using namespace sluice::security;
 
@@ -976,3 +978,5 @@ TEST_CASE("authz: trace lists every rule in evaluation order with the first fail
   REQUIRE(t.size() == 1);
   CHECK(t[0].why == "rules[0].to[0].operation.notPaths does not hold for path \"/admin/x\"");
 }
+
+}  // namespace test_authz

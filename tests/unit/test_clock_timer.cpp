@@ -11,6 +11,8 @@
 
 #include "net/loop.hpp"
 
+namespace test_clock_timer {
+
 using namespace sluice;
 using namespace std::chrono_literals;
 
@@ -115,3 +117,5 @@ TEST_CASE("clock timer: on the real clock a wait is an exact timer") {
   CHECK(*slept);
   CHECK(Clock::now() - start >= 20ms);
 }
+
+}  // namespace test_clock_timer

@@ -11,6 +11,8 @@
 #include "policy/policy.hpp"
 #include "sluice/gateway.hpp"
 
+namespace test_config_wire {
+
 using namespace sluice;
 using namespace std::string_literals;
 
@@ -306,3 +308,5 @@ TEST_CASE("regex rewrite at run time: captures cannot bring CR, LF or a space") 
   CHECK(req.target == "/new/a%0D%0AX-Injected:%201");
   CHECK(http::check_path(req.target).empty());
 }
+
+}  // namespace test_config_wire

@@ -9,6 +9,8 @@
 #include "config/snapshot.hpp"
 #include "tls/server.hpp"
 
+namespace test_endpoint_update {
+
 using namespace sluice;
 
 namespace {
@@ -121,3 +123,5 @@ TEST_CASE("endpoint update: a bad list is refused naming the upstream and field"
   // Nothing of the base changed.
   CHECK((*base)->upstreams[0].config.endpoints.size() == 2);
 }
+
+}  // namespace test_endpoint_update

@@ -4,6 +4,8 @@
 
 #include "security/ext_authz.hpp"
 
+namespace test_ext_authz {
+
 using namespace sluice;
 using namespace sluice::security;
 
@@ -105,3 +107,5 @@ TEST_CASE("ext_authz unit: configuration checks name the field") {
   CHECK(compile_ext_authz(cfg, 0).error().to_string() ==
         "ExtAuthzHttpProvider p: include_request_body_in_check.max_request_bytes: must be > 0");
 }
+
+}  // namespace test_ext_authz

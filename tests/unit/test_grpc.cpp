@@ -9,6 +9,8 @@
 #include "http/grpc.hpp"
 #include "policy/retry_state.hpp"
 
+namespace test_grpc {
+
 using namespace std::chrono_literals;
 using sluice::Headers;
 using sluice::http::GrpcKind;
@@ -190,3 +192,5 @@ TEST_CASE("retries see the grpc-status of a trailers-only head, for each retryOn
     CHECK(state.after(0, end, BodyState{}).next == RetryState::Next::respond);
   }
 }
+
+}  // namespace test_grpc

@@ -10,6 +10,8 @@
 #include "http2/client.hpp"
 #include "http2/codec.hpp"
 
+namespace test_http2_client {
+
 using sluice::Headers;
 using sluice::RequestHead;
 using sluice::http2::ClientEvent;
@@ -210,3 +212,5 @@ TEST_CASE(
   REQUIRE(resets.size() == 2);
   for (const auto& r : resets) CHECK(r.refused == (r.stream == a));
 }
+
+}  // namespace test_http2_client

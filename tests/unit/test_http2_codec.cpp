@@ -11,6 +11,8 @@
 #include "http2/codec.hpp"
 #include "support/h2_client.hpp"
 
+namespace test_http2_codec {
+
 using sluice::Headers;
 using sluice::http2::CloseReason;
 using sluice::http2::ErrorCode;
@@ -491,3 +493,5 @@ TEST_CASE("h2 codec: h2 fields from HTTP/1 drop hop-by-hop ones and lower-case n
   CHECK(out.entries()[0].first == "content-length");
   CHECK(out.entries()[1].first == "x-kept");
 }
+
+}  // namespace test_http2_codec

@@ -10,6 +10,8 @@
 #include "http/serializer.hpp"
 #include "http/tokens.hpp"
 
+namespace test_http_codec {
+
 using sluice::Headers;
 using sluice::http::ParseError;
 using sluice::http::Parser;
@@ -494,3 +496,5 @@ TEST_CASE("Headers: case-insensitive get, set replaces all, remove") {
   CHECK(sluice::http::iequals("Content-Length", "content-length"));
   CHECK_FALSE(sluice::http::iequals("a@", "a`"));
 }
+
+}  // namespace test_http_codec

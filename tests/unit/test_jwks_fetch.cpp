@@ -5,6 +5,8 @@
 
 #include "security/jwks_fetch.hpp"
 
+namespace test_jwks_fetch {
+
 TEST_CASE("jwks fetch: http(s) URLs as jwksUri takes them") {
   using sluice::security::parse_http_url;
   auto a = parse_http_url("HTTPS://Keys.Example.com/.well-known/jwks.json?v=1");
@@ -60,3 +62,5 @@ TEST_CASE("jwks fetch: OpenID discovery document and retry delays") {
   o.retry_max = std::chrono::milliseconds(0);  // never a spin
   CHECK(jwks_retry_delay(o, 1) == kMinJwksRetry);
 }
+
+}  // namespace test_jwks_fetch

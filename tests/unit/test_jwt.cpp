@@ -32,6 +32,8 @@ struct doctest::StringMaker<sluice::security::JwtStatus> {
   }
 };
 
+namespace test_jwt {
+
 using namespace sluice;
 using namespace sluice::security;
 using json = nlohmann::json;
@@ -1120,3 +1122,5 @@ TEST_CASE("jwt compile: errors name the policy and the field") {
   RequestHead r = bearer("garbage");
   CHECK(none.authenticate(r, kNow).kind == AuthnResult::Kind::kNoToken);
 }
+
+}  // namespace test_jwt

@@ -21,6 +21,8 @@
 #include "support/wait.hpp"
 #include "telemetry/log_writer.hpp"
 
+namespace test_log_writer {
+
 using namespace sluice;
 using namespace sluice::telemetry;
 using sluice::test::read_file;
@@ -225,3 +227,5 @@ TEST_CASE("log writer: - writes to standard output") {
   (*w)->flush();
   CHECK((*w)->reopens() == 0);
 }
+
+}  // namespace test_log_writer

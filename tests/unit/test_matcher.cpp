@@ -9,6 +9,8 @@
 
 #include "sluice/router.hpp"
 
+namespace test_matcher {
+
 using namespace sluice;
 
 namespace {
@@ -265,3 +267,5 @@ TEST_CASE("matcher: conditions in one block are ANDed, an empty block matches al
   // A route with no match blocks matches everything too.
   CHECK(router_for({}).match(request("/z")).has_value());
 }
+
+}  // namespace test_matcher

@@ -15,6 +15,8 @@
 #include "support/exposition.hpp"
 #include "telemetry/metrics.hpp"
 
+namespace test_metrics {
+
 using namespace sluice;
 using namespace sluice::telemetry;
 using namespace sluice::test;
@@ -179,3 +181,5 @@ TEST_CASE("metrics: HistogramValue quantiles interpolate inside a bucket") {
   h.count = 20;
   CHECK(h.quantile(0.99) == HistogramValue::kBounds.back());
 }
+
+}  // namespace test_metrics

@@ -4,6 +4,8 @@
 
 #include "http/path.hpp"
 
+namespace test_path {
+
 using sluice::PathNormalization;
 using sluice::http::normalize_target;
 
@@ -81,3 +83,5 @@ TEST_CASE("a path must start with a slash") {
   CHECK(norm("admin").starts_with("400"));
   CHECK(norm("?x").starts_with("400"));
 }
+
+}  // namespace test_path

@@ -13,6 +13,8 @@
 #include "policy/policy.hpp"
 #include "sluice/router.hpp"
 
+namespace test_policy {
+
 using namespace sluice;
 using namespace std::chrono_literals;
 
@@ -970,3 +972,5 @@ TEST_CASE("shadow_authority appends -shadow to the host part") {
   CHECK(policy::shadow_authority("[2001:db8::1]") == "[2001:db8::1]-shadow");
   CHECK(policy::shadow_authority("") == "-shadow");
 }
+
+}  // namespace test_policy

@@ -9,6 +9,8 @@
 
 #include "security/ratelimit.hpp"
 
+namespace test_ratelimit {
+
 using namespace sluice;
 using namespace sluice::security;
 using namespace std::chrono_literals;
@@ -367,3 +369,5 @@ TEST_CASE("ratelimit descriptors: compile errors name the action") {
         "rate_limits[0].rate_limits[0].actions[0].header_value_match.headers[0].safe_regex_match");
   CHECK(e.message.starts_with("invalid regex"));
 }
+
+}  // namespace test_ratelimit

@@ -10,6 +10,8 @@
 
 #include "security/ratelimit_global.hpp"
 
+namespace test_ratelimit_global {
+
 using namespace sluice;
 using namespace sluice::security;
 using namespace std::chrono_literals;
@@ -257,3 +259,5 @@ TEST_CASE("global ratelimit: create reports the filter's and the service's error
   REQUIRE_FALSE(bad.ok());
   CHECK(bad.error().field == "descriptors[0].rate_limit.unit");
 }
+
+}  // namespace test_ratelimit_global

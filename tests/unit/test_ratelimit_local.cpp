@@ -11,6 +11,8 @@
 
 #include "security/ratelimit_local.hpp"
 
+namespace test_ratelimit_local {
+
 using namespace sluice;
 using namespace sluice::security;
 using namespace std::chrono_literals;
@@ -210,3 +212,5 @@ TEST_CASE("local ratelimit: create rejects an invalid config") {
   route.stat_prefix = "r";
   CHECK_FALSE(LocalRateLimiter::create(route, "EnvoyFilter local", t0, /*per_route=*/true).ok());
 }
+
+}  // namespace test_ratelimit_local

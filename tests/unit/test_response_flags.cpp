@@ -9,6 +9,8 @@
 #include "sluice/hooks.hpp"
 #include "sluice/response_flags.hpp"
 
+namespace test_response_flags {
+
 using namespace sluice;
 
 TEST_CASE("response flags: none is \"-\", several join with ',' in the order set") {
@@ -74,3 +76,5 @@ TEST_CASE("ProxyError: which side failed") {
   CHECK(source(ProxyError::Kind::no_route) == ProxyError::Source::downstream);
   CHECK(source(ProxyError::Kind::downstream_timeout) == ProxyError::Source::downstream);
 }
+
+}  // namespace test_response_flags

@@ -4,6 +4,8 @@
 
 #include "policy/retry_state.hpp"
 
+namespace test_retry_state {
+
 using sluice::AttemptOutcome;
 using sluice::policy::AttemptEnd;
 using sluice::policy::BodyState;
@@ -130,3 +132,5 @@ TEST_CASE(
   CHECK(t.after(0, refused, kNoBody).next == Next::free_resend);
   CHECK(t.after(0, refused, kNoBody).next == Next::respond);
 }
+
+}  // namespace test_retry_state

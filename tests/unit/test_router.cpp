@@ -9,6 +9,8 @@
 
 #include "sluice/router.hpp"
 
+namespace test_router {
+
 using namespace sluice;
 
 namespace {
@@ -563,3 +565,5 @@ TEST_CASE("router: regex literal prefixes never hide a match") {
     CHECK(s->route->name == "target");
   }
 }
+
+}  // namespace test_router

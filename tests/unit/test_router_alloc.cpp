@@ -13,13 +13,18 @@
 
 #include "sluice/router.hpp"
 
+namespace test_router_alloc {
 namespace {
 std::atomic<bool> counting{false};
 std::atomic<size_t> allocations{0};
 }  // namespace
+}  // namespace test_router_alloc
+
+// Replacements of the global operators stay at global scope.
 
 void* operator new(std::size_t n) {
-  if (counting.load(std::memory_order_relaxed)) allocations.fetch_add(1);
+  if (test_router_alloc::counting.load(std::memory_order_relaxed))
+    test_router_alloc::allocations.fetch_add(1);
   if (void* p = std::malloc(n ? n : 1)) return p;
   throw std::bad_alloc();
 }
@@ -33,12 +38,15 @@ void operator delete(void* p, std::size_t) noexcept {
 // to the runtime, its memory would come from one allocator and go back to
 // the replaced delete above, a mismatch ASan reports.
 void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
-  if (counting.load(std::memory_order_relaxed)) allocations.fetch_add(1);
+  if (test_router_alloc::counting.load(std::memory_order_relaxed))
+    test_router_alloc::allocations.fetch_add(1);
   return std::malloc(n ? n : 1);
 }
 void operator delete(void* p, const std::nothrow_t&) noexcept {
   std::free(p);
 }
+
+namespace test_router_alloc {
 
 using namespace sluice;
 
@@ -120,3 +128,5 @@ TEST_CASE("router: match() does not allocate, and reports the matched block") {
   req.target = "/nowhere";
   CHECK(allocations_in([&] { (void)router.explain(req); }) > 0);
 }
+
+}  // namespace test_router_alloc

@@ -15,6 +15,8 @@
 
 #include "sluice/router.hpp"
 
+namespace test_router_reference {
+
 using namespace sluice;
 
 namespace {
@@ -527,3 +529,5 @@ TEST_CASE("router reference: many distinct prefix lengths keep first-match order
     if (got) CHECK(got->route_index == *want->route);
   }
 }
+
+}  // namespace test_router_reference

@@ -9,6 +9,8 @@
 #include "http/string_match.hpp"
 #include "http/tokens.hpp"
 
+namespace test_string_match {
+
 using namespace sluice;
 
 namespace {
@@ -101,3 +103,5 @@ TEST_CASE("tokens: trim and trim_end strip only spaces and tabs") {
   CHECK(http::trim_end(" \t").empty());
   CHECK(http::trim("").empty());
 }
+
+}  // namespace test_string_match

@@ -16,6 +16,8 @@
 #include "config/snapshot.hpp"
 #include "telemetry/trace.hpp"
 
+namespace test_trace {
+
 using namespace sluice;
 using namespace sluice::telemetry;
 using json = nlohmann::json;
@@ -333,3 +335,5 @@ TEST_CASE("compile: tracing fields are checked and the endpoint split") {
   REQUIRE_FALSE(snap);
   CHECK(snap.error().field == "telemetry.tracing.sampling_percentage");
 }
+
+}  // namespace test_trace

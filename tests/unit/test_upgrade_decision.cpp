@@ -8,6 +8,8 @@
 #include "http/serializer.hpp"
 #include "proxy/tunnel.hpp"
 
+namespace test_upgrade_decision {
+
 using namespace sluice;
 using Verdict = UpgradeDecision::Verdict;
 
@@ -89,3 +91,5 @@ TEST_CASE("forwarded request head: an allowed upgrade keeps Connection and Upgra
   http::append_forwarded_request_head(plain, head, http::Forwarding{.client_ip = "10.0.0.1"});
   CHECK(plain.find("upgrade") == std::string::npos);
 }
+
+}  // namespace test_upgrade_decision

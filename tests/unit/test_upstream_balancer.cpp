@@ -12,6 +12,8 @@
 #include "upstream/cluster.hpp"
 #include "upstream/hash.hpp"
 
+namespace test_upstream_balancer {
+
 using namespace sluice;
 using namespace std::chrono_literals;
 
@@ -352,3 +354,5 @@ TEST_CASE("validate_upstream rejects what Envoy would") {
   pool.pool.max_connections = 0;
   CHECK(validate_upstream(pool, "Upstream svc").error().field == "pool.max_connections");
 }
+
+}  // namespace test_upstream_balancer

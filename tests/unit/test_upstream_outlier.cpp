@@ -7,6 +7,8 @@
 #include "config/snapshot.hpp"
 #include "upstream/cluster.hpp"
 
+namespace test_upstream_outlier {
+
 using namespace sluice;
 using namespace std::chrono_literals;
 using policy::AttemptOutcome;
@@ -124,3 +126,5 @@ TEST_CASE("ejection state survives a configuration update with the endpoint kept
   CHECK_FALSE(c.eps[1]->ejected(c.now));
   CHECK(c.eps[1]->ejections == 0);
 }
+
+}  // namespace test_upstream_outlier
