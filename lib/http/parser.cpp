@@ -14,6 +14,8 @@ namespace {
 constexpr int kPause = HPE_PAUSED;
 
 constexpr int kUserError = HPE_USER;
+constexpr uint16_t kConnectionFlags =
+    F_CONNECTION_KEEP_ALIVE | F_CONNECTION_CLOSE | F_CONNECTION_UPGRADE;
 
 // RFC 9112 6.1 and 6.3 for a request: HTTP/1.0 has no Transfer-Encoding;
 // chunked must be the final coding and appear once; any other coding is one
@@ -113,6 +115,7 @@ struct Parser::Callbacks {
     s.content_length_ = p->content_length;
     s.head_chunked_ = (p->flags & F_CHUNKED) != 0;
     s.head_sized_ = (p->flags & F_CONTENT_LENGTH) != 0;
+    s.head_connection_ = p->flags & kConnectionFlags;
     if (s.kind_ == Kind::request) {
       if (p->http_major != 1) {
         s.fail(ParseError::bad_version, "HTTP version not supported");
@@ -256,7 +259,12 @@ bool Parser::check_ahead(const char* data, size_t len) const {
 }
 
 bool Parser::keep_alive() const {
-  return llhttp_should_keep_alive(llhttp_.get()) != 0;
+  if (!head_done_) return llhttp_should_keep_alive(llhttp_.get()) != 0;
+  // llhttp's flags also take a Connection field among the trailers: the
+  // head's decides.
+  llhttp_t copy = *llhttp_;
+  copy.flags = static_cast<uint16_t>((copy.flags & ~kConnectionFlags) | head_connection_);
+  return llhttp_should_keep_alive(&copy) != 0;
 }
 bool Parser::chunked() const {
   return head_done_ ? head_chunked_ : (llhttp_->flags & F_CHUNKED) != 0;
@@ -307,6 +315,7 @@ void Parser::next_message() {
   header_bytes_ = 0;
   trailers_.clear();
   head_chunked_ = head_sized_ = false;
+  head_connection_ = 0;
   started_ = false;
   head_done_ = false;
   message_done_ = false;

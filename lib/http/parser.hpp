@@ -110,6 +110,7 @@ class Parser {
   // trailer fields, which must not reframe a message after the fact.
   bool head_chunked_ = false;
   bool head_sized_ = false;
+  uint16_t head_connection_ = 0;  // the head's Connection flags (llhttp's)
   bool in_value_ = false;
   bool started_ = false;
   bool head_done_ = false;

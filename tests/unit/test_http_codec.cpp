@@ -232,6 +232,23 @@ TEST_CASE("framing fields among trailers do not reframe the message") {
   CHECK_FALSE(p.chunked());
 }
 
+TEST_CASE("a Connection field among trailers does not change keep-alive") {
+  // Like the framing fields: the head decides whether the connection stays.
+  Parser p(Parser::Kind::response);
+  auto r = parse(p,
+                 "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n"
+                 "Connection: close\r\n\r\n");
+  CHECK(r.done);
+  CHECK(p.keep_alive());
+  CHECK(p.trailers().get("connection") == "close");
+  Parser q(Parser::Kind::request);
+  r = parse(q,
+            "POST / HTTP/1.1\r\nHost: h\r\nConnection: close\r\nTransfer-Encoding: "
+            "chunked\r\n\r\n0\r\nConnection: keep-alive\r\n\r\n");
+  CHECK(r.done);
+  CHECK_FALSE(q.keep_alive());
+}
+
 TEST_CASE("trailers are bounded in count and bytes together with the head") {
   std::string head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n";
   std::string many = head;
