@@ -13,6 +13,7 @@
 #include "support/exposition.hpp"
 #include "support/fake_upstream.hpp"
 #include "support/gateway_fixture.hpp"
+#include "support/manual_clock.hpp"
 #include "support/ports.hpp"
 #include "support/raw_client.hpp"
 #include "support/tunnel_upstream.hpp"
@@ -400,6 +401,34 @@ TEST_CASE("tcp metrics: an open connection's bytes show at a scrape, its close w
   CHECK(s.tcp[0].connections_closed == 1);
   CHECK(s.tcp[0].received_bytes == 4);
   CHECK(s.tcp[0].sent_bytes == 7);
+}
+
+TEST_CASE("tcp metrics: a connection the idle timeout ends is closed under SI") {
+  TcpEcho t;
+  t.config.limits.idle_timeout = std::chrono::seconds(60);
+  ManualClock clock;
+  TestGateway gw(t.config, 1, nullptr, &clock);
+  RawClient c(gw.port("tcp"));
+  REQUIRE(c.send("abcd"));
+  REQUIRE(c.read_exactly(7) == "v1 abcd");  // relaying: the idle deadline is armed
+  clock.settle();
+  clock.advance(std::chrono::seconds(60));
+  CHECK(c.is_closed());
+  Stats s = stats_after_tcp(gw.gateway(), 1);
+  // Opened under "-" when the relay started, closed under the flags it
+  // ended with.
+  REQUIRE(s.tcp.size() == 2);
+  const TcpSeries* relayed = find_tcp(s, "-");
+  const TcpSeries* idle = find_tcp(s, "SI");
+  REQUIRE(relayed);
+  REQUIRE(idle);
+  CHECK(relayed->connections_opened == 1);
+  CHECK(relayed->connections_closed == 0);
+  CHECK(relayed->received_bytes == 4);
+  CHECK(relayed->sent_bytes == 7);
+  CHECK(idle->connections_opened == 0);
+  CHECK(idle->connections_closed == 1);
+  CHECK(idle->destination_service == "tcp-echo.default.svc.cluster.local");
 }
 
 TEST_CASE("tcp metrics: a refused upstream (UF) and a client no route takes (NR) get their flags") {
