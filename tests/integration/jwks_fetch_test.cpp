@@ -55,9 +55,11 @@ class JwksServer {
   size_t requests() const { return server_.request_count(); }
 
  private:
-  FakeUpstream server_;
   std::mutex mutex_;
   std::map<std::string, Reply> replies_;
+  // Last, so it is destroyed first: its thread may still be answering a
+  // fetch (a slow one) from the table above when the test ends.
+  FakeUpstream server_;
 };
 
 // A gateway on a manual clock and a manual wall clock that reports every
