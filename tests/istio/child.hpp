@@ -93,6 +93,8 @@ class Child {
   }
 
   // The exit code, or nullopt if it did not exit in time (or died by a signal: -signal).
+  // Once it has exited, what it wrote has been read too: out() and err() are
+  // whole (the readers see the pipes' end).
   std::optional<int> wait_exit(std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
     wait_until(
         [&] {
@@ -103,6 +105,10 @@ class Child {
           return exit_code_.has_value();
         },
         timeout);
+    if (exit_code_) {
+      std::unique_lock lock(mutex_);
+      cv_.wait_for(lock, timeout, [&] { return closed_out_ && closed_err_; });
+    }
     return exit_code_;
   }
 
@@ -128,7 +134,7 @@ class Child {
     }
     close(fd);
     std::lock_guard lock(mutex_);
-    if (is_out) closed_out_ = true;
+    (is_out ? closed_out_ : closed_err_) = true;
     cv_.notify_all();
   }
 
@@ -140,6 +146,7 @@ class Child {
   std::vector<std::string> lines_;
   std::string err_;
   bool closed_out_ = false;
+  bool closed_err_ = false;
 };
 
 }  // namespace sluice::test
