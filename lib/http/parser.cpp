@@ -164,7 +164,12 @@ struct Parser::Callbacks {
     return kPause;
   }
   static int on_message_complete(llhttp_t* p) {
-    self(p).message_done_ = true;
+    auto& s = self(p);
+    s.message_done_ = true;
+    // llhttp's flags also take a Connection field among the trailers; the
+    // head's decides, for keep_alive() and for llhttp's own check of what
+    // may follow this message.
+    p->flags = static_cast<uint16_t>((p->flags & ~kConnectionFlags) | s.head_connection_);
     return kPause;
   }
 
@@ -259,12 +264,7 @@ bool Parser::check_ahead(const char* data, size_t len) const {
 }
 
 bool Parser::keep_alive() const {
-  if (!head_done_) return llhttp_should_keep_alive(llhttp_.get()) != 0;
-  // llhttp's flags also take a Connection field among the trailers: the
-  // head's decides.
-  llhttp_t copy = *llhttp_;
-  copy.flags = static_cast<uint16_t>((copy.flags & ~kConnectionFlags) | head_connection_);
-  return llhttp_should_keep_alive(&copy) != 0;
+  return llhttp_should_keep_alive(llhttp_.get()) != 0;
 }
 bool Parser::chunked() const {
   return head_done_ ? head_chunked_ : (llhttp_->flags & F_CHUNKED) != 0;

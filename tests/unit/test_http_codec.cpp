@@ -247,6 +247,21 @@ TEST_CASE("a Connection field among trailers does not change keep-alive") {
             "chunked\r\n\r\n0\r\nConnection: keep-alive\r\n\r\n");
   CHECK(r.done);
   CHECK_FALSE(q.keep_alive());
+  // The next message on a kept connection parses: llhttp's own check after
+  // a message sees the head's Connection too.
+  Parser k(Parser::Kind::request);
+  std::string two =
+      "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n"
+      "Connection: close\r\n\r\n";
+  two += "GET /next HTTP/1.1\r\nHost: h\r\n\r\n";
+  r = parse(k, two);
+  REQUIRE(r.done);
+  CHECK(k.keep_alive());
+  k.next_message();
+  r = parse(k, std::string_view(two).substr(r.consumed));
+  CHECK(r.error == ParseError::none);
+  CHECK(r.done);
+  CHECK(k.request().target == "/next");
 }
 
 TEST_CASE("trailers are bounded in count and bytes together with the head") {

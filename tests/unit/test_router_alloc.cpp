@@ -21,7 +21,6 @@ std::atomic<size_t> allocations{0};
 }  // namespace test_router_alloc
 
 // Replacements of the global operators stay at global scope.
-
 void* operator new(std::size_t n) {
   if (test_router_alloc::counting.load(std::memory_order_relaxed))
     test_router_alloc::allocations.fetch_add(1);
