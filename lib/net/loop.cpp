@@ -9,6 +9,7 @@
 namespace sluice {
 
 void ConnectionSlot::interrupt() {
+  if (on_interrupt) return on_interrupt(*this);
   asio::error_code ec;
   if (socket) socket->cancel(ec);
   if (upstream) upstream->cancel(ec);

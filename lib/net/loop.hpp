@@ -80,6 +80,9 @@ struct ConnectionSlot {
   ConnectionCounters* counters = nullptr;  // its listener's; null: not counted
   ConnectionSlot* prev = nullptr;
   ConnectionSlot* next = nullptr;
+  // For a connection without a socket object while it waits (a parked
+  // one): what interrupt() does instead of cancelling.
+  void (*on_interrupt)(ConnectionSlot&) = nullptr;
 
   std::array<Clock::time_point, cap_count> caps{Clock::time_point::max(), Clock::time_point::max(),
                                                 Clock::time_point::max()};

@@ -1,6 +1,17 @@
 #include "proxy/host.hpp"
 
+#include "proxy/park.hpp"
+
 namespace sluice {
+
+SessionHost::~SessionHost() {
+  if (parked_) parked_->shutdown();
+}
+
+ParkedConnections& SessionHost::parked() {
+  if (!parked_) parked_ = std::make_shared<ParkedConnections>(*this);
+  return *parked_;
+}
 
 void SessionHost::make_request_id(char (&out)[36]) {
   // Version 4 and variant bits per RFC 9562; hex written by hand (hot path).

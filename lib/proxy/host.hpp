@@ -30,6 +30,8 @@ struct BodyHookProbe {
 };
 }  // namespace detail
 
+class ParkedConnections;
+
 class SessionHost : public Loop {
  public:
   // `hooks`: this worker's (shared or its own); `logger` may be null.
@@ -43,6 +45,7 @@ class SessionHost : public Loop {
         hooks_(std::move(hooks)),
         logger_(std::move(logger)),
         trace_rng_(seed ^ 0x7472616365ULL) {}
+  ~SessionHost() override;
 
   UpstreamContext& upstream() { return upstream_; }
   // The snapshot new requests are served by.
@@ -98,6 +101,9 @@ class SessionHost : public Loop {
   static constexpr size_t kMaxMirrors = 256;
   size_t mirrors_in_flight = 0;
 
+  // This worker's parked connections (proxy/park.hpp).
+  ParkedConnections& parked();
+
   // Access logs: this worker's shard in every writer, and its line buffer.
   size_t log_shard() const { return log_shard_; }
   std::string access_log_line;
@@ -120,6 +126,9 @@ class SessionHost : public Loop {
   UpstreamContext upstream_{*this};
   std::mt19937_64 trace_rng_;
   TraceExporter tracer_{*this};  // after upstream_, which its exports use
+  // Shared with its pending wait, which may outlive the worker on a host's
+  // io_context.
+  std::shared_ptr<ParkedConnections> parked_;
 };
 
 }  // namespace sluice

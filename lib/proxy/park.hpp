@@ -1,11 +1,15 @@
 #pragma once
 // Parking: an idle keep-alive connection gives up its session, coroutine
-// frames and buffers and waits for readability as a small record; the next
-// request starts a new session on the same connection.
+// frames, buffers and even its Asio socket, and waits for readability as a
+// small record; the next request starts a new session on the same
+// connection.
 
 #include <asio/ip/tcp.hpp>
+#include <asio/posix/stream_descriptor.hpp>
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "proxy/host.hpp"
 
@@ -15,5 +19,47 @@ namespace sluice {
 // from then). Drain closes it; readability resumes it.
 void park(SessionHost& worker, asio::ip::tcp::socket socket, std::string listener, uint16_t port,
           TimePoint idle_since);
+
+// One worker's parked connections. Each is a descriptor in an epoll set of
+// its own, which the worker's loop watches as one descriptor, and a record
+// in pages that hold nothing else. So a parked connection costs neither
+// Asio's per-socket state nor heap that interleaves with sessions' (which
+// would keep freed session pages from going back to the OS).
+class ParkedConnections : public std::enable_shared_from_this<ParkedConnections> {
+ public:
+  explicit ParkedConnections(SessionHost& worker);
+  ~ParkedConnections();
+  ParkedConnections(const ParkedConnections&) = delete;
+  ParkedConnections& operator=(const ParkedConnections&) = delete;
+
+  void park(asio::ip::tcp::socket socket, std::string_view listener, uint16_t port,
+            TimePoint idle_since);
+  // Closes every parked connection at once, without telling the worker:
+  // it is going away.
+  void shutdown();
+  size_t size() const { return live_; }
+
+  struct Record;
+  struct Chunk;
+
+ private:
+  void watch();
+  void on_ready();
+  void doom(Record* r);
+  void sweep();
+  void close(Record* r);
+  Record* allocate();
+  void release(Record* r);
+
+  SessionHost* worker_;
+  int epfd_ = -1;
+  asio::posix::stream_descriptor watch_;
+  std::vector<Chunk*> chunks_;
+  std::vector<Record*> doomed_;  // to close at the next sweep
+  std::vector<std::string> listeners_;
+  size_t live_ = 0;
+  bool sweep_posted_ = false;
+  bool watching_ = false;  // a wait on the set is pending
+};
 
 }  // namespace sluice

@@ -20,7 +20,12 @@ namespace {
 // real time, but the ticker only samples: what fires is decided by the
 // gateway's clock (injected or not).
 constexpr auto kTickPeriod = std::chrono::milliseconds(50);
-constexpr auto kParkAfter = std::chrono::milliseconds(100);
+// Sooner parks more connections that come back within a few ticks (each
+// park and resume costs four epoll_ctl and a new session); later leaves more
+// sessions alive at once after a burst of connections, and their freed
+// memory then stays interleaved with what outlives them (measured: 100 ms
+// left ~1,030 B of RSS per idle connection after 5,000, 50 ms ~790 B).
+constexpr auto kParkAfter = std::chrono::milliseconds(50);
 // After a burst of connections, give freed heap pages back (glibc keeps
 // them otherwise), at most this often.
 constexpr auto kTrimInterval = std::chrono::seconds(1);
@@ -298,6 +303,7 @@ void Worker::force_close() {
     asio::error_code ec;
     if (s->socket) s->socket->close(ec);
     if (s->upstream) s->upstream->close(ec);
+    if (s->on_interrupt) s->interrupt();  // closes a parked connection
   }
   upstream_.pool().clear();
 }

@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -662,7 +663,7 @@ TEST_CASE("api: stop() with a hold never released returns after drain_timeout an
 
 // Parking is not visible through the public API (no hook or counter
 // reports it). On a ManualClock it happens at a known step: the tick that
-// sees 100 ms of idleness (kParkAfter) parks the connection, and
+// sees 50 ms of idleness (kParkAfter) parks the connection, and
 // ManualClock::advance returns after that tick. Each request after that
 // arrives on a parked connection.
 // Catches: a resumed connection losing bytes, a split head or pipelined
@@ -721,6 +722,71 @@ TEST_CASE("api: an idle connection parks and resumes on the same client connecti
   gw.stop();
   CHECK(std::chrono::steady_clock::now() - start < 2s);  // drain_timeout is 5 s
   CHECK(c.is_closed(1s));
+}
+
+// Parked connections are records in pages of about 400 and descriptors in a
+// per-worker epoll set. Catches: a record placed or found wrong past its
+// page's first ones, a readiness lost when many come at once, a connection
+// resumed on another's descriptor, a client's close not ending its record
+// (cx_active), and the drain not closing what is parked.
+TEST_CASE("api: many parked connections resume, end when their clients close, and drain") {
+  // Each client holds two descriptors here (its own and the gateway's).
+  constexpr size_t kClients = 600;
+  rlimit rl{};
+  REQUIRE(::getrlimit(RLIMIT_NOFILE, &rl) == 0);
+  rl.rlim_cur = rl.rlim_max;
+  ::setrlimit(RLIMIT_NOFILE, &rl);
+  REQUIRE(rl.rlim_cur >= 2 * kClients + 256);
+
+  FakeUpstream up;
+  ManualClock clock;
+  TestGateway gw(single_upstream_config(up.port()), 1, nullptr, &clock);
+  auto park = [&] {
+    clock.settle();
+    clock.advance(150ms);
+    clock.settle();
+  };
+  auto active = [&] {
+    double n = 0;
+    for (const auto& m : gw.gateway().stats().metrics)
+      if (m.name == "envoy_listener_downstream_cx_active") n += m.value;
+    return n;
+  };
+  auto serve = [&](RawClient& c, size_t i) {
+    auto r = roundtrip(c, make_request("GET", "/" + std::to_string(i)));
+    return r && r->status == 200;
+  };
+  std::vector<std::unique_ptr<RawClient>> clients;
+  for (size_t i = 0; i < kClients; ++i) {
+    clients.push_back(std::make_unique<RawClient>(gw.port()));
+    REQUIRE(serve(*clients.back(), i));
+  }
+  park();
+  CHECK(active() == kClients);
+
+  // All come back, in the reverse order of parking, two at once.
+  for (size_t i = kClients; i >= 2; i -= 2) {
+    REQUIRE(clients[i - 1]->send(make_request("GET", "/a")));
+    REQUIRE(clients[i - 2]->send(make_request("GET", "/b")));
+    auto a = clients[i - 1]->read_response();
+    auto b = clients[i - 2]->read_response();
+    REQUIRE_MESSAGE(a, clients[i - 1]->error());
+    REQUIRE_MESSAGE(b, clients[i - 2]->error());
+    CHECK(a->status == 200);
+    CHECK(b->status == 200);
+  }
+  size_t before = up.request_count();
+  park();
+  // Every other client goes away while parked.
+  for (size_t i = 0; i < kClients; i += 2) clients[i]->close();
+  CHECK(wait_until([&] { return active() == kClients / 2; }));
+  for (size_t i = 1; i < kClients; i += 2) REQUIRE(serve(*clients[i], i));
+  CHECK(up.request_count() == before + kClients / 2);
+
+  park();
+  gw.stop();
+  CHECK(active() == 0);
+  for (size_t i = 1; i < kClients; i += 2) CHECK(clients[i]->is_closed(1s));
 }
 
 // Envoy's x-envoy-upstream-service-time: milliseconds from the request

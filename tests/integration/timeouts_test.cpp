@@ -141,7 +141,7 @@ TEST_CASE("a parked idle connection still times out counting from when it went i
   auto response = client.read_response();
   REQUIRE_MESSAGE(response, client.error());
   clock.settle();
-  clock.advance(600ms);  // parks (after 100 ms idle)
+  clock.advance(600ms);  // parks (after 50 ms idle)
   clock.settle();        // the session has handed the socket to park()
   clock.advance(400ms);  // 1 s since the response
   CHECK(client.is_closed(5s));
