@@ -33,6 +33,7 @@ struct ConnectionCounters {
   std::atomic<uint64_t> total{0};
   std::atomic<uint64_t> tls_handshakes{0};
   std::atomic<uint64_t> tls_failures{0};
+  std::atomic<int64_t> parked{0};  // of `active`, those parked (proxy/park.hpp)
 };
 
 // A downstream connection as the worker sees it: enough to enforce deadlines

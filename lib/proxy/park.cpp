@@ -1,5 +1,6 @@
 #include "proxy/park.hpp"
 
+#include <openssl/ssl.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -9,6 +10,7 @@
 #include <type_traits>
 
 #include "proxy/session.hpp"
+#include "tls/server.hpp"
 
 namespace sluice {
 
@@ -18,6 +20,7 @@ struct ParkedConnections::Record {
   ConnectionSlot slot{nullptr};  // first: interrupt() finds the record from it
   Chunk* chunk = nullptr;
   Record* next_free = nullptr;
+  SSL* ssl = nullptr;  // a TLS connection's state; null for plain
   int fd = -1;
   uint16_t port = 0;
   uint16_t listener = 0;  // index into listeners_
@@ -111,9 +114,10 @@ void ParkedConnections::release(Record* r) {
   }
 }
 
-void ParkedConnections::park(asio::ip::tcp::socket socket, std::string_view listener, uint16_t port,
-                             TimePoint idle_since) {
+void ParkedConnections::park(asio::ip::tcp::socket socket, SSL* ssl, std::string_view listener,
+                             uint16_t port, TimePoint idle_since) {
   Record* r = allocate();
+  r->ssl = ssl;
   asio::error_code ec;
   r->v6 = socket.local_endpoint(ec).address().is_v6();
   // Out of Asio: its per-socket state goes back to its pool.
@@ -124,6 +128,7 @@ void ParkedConnections::park(asio::ip::tcp::socket socket, std::string_view list
   if (ec || fd < 0 || ::epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
     if (fd >= 0) ::close(fd);
     socket.close(ec);
+    SSL_free(ssl);
     release(r);
     return;
   }
@@ -141,6 +146,7 @@ void ParkedConnections::park(asio::ip::tcp::socket socket, std::string_view list
   };
   slot.counters = worker_->listener_counters(listener);
   worker_->attach(&slot);
+  if (slot.counters) slot.counters->parked.fetch_add(1, std::memory_order_relaxed);
   slot.idle = true;
   slot.parked = true;
   slot.idle_since = idle_since;
@@ -179,20 +185,27 @@ void ParkedConnections::on_ready() {
       if (r->doomed) continue;  // a sweep is coming for it
       ::epoll_ctl(epfd_, EPOLL_CTL_DEL, r->fd, nullptr);
       int fd = r->fd;
+      SSL* ssl = r->ssl;
       bool v6 = r->v6;
       uint16_t port = r->port;
       const std::string& listener = listeners_[r->listener];
-      worker_->detach(&r->slot);
-      release(r);
+      unpark(r);
       asio::ip::tcp::socket socket(worker_->context());
       asio::error_code ec;
       if (!worker_->draining())
         socket.assign(v6 ? asio::ip::tcp::v6() : asio::ip::tcp::v4(), fd, ec);
       if (worker_->draining() || ec) {
         ::close(fd);
+        SSL_free(ssl);
         continue;
       }
-      start_session(*worker_, std::move(socket), listener, port);
+      if (ssl) {
+        auto stream = tls::resume_stream(std::move(socket), ssl);
+        auto info = tls::downstream_info(stream);
+        start_tls_session(*worker_, std::move(stream), listener, port, std::move(info));
+      } else {
+        start_session(*worker_, std::move(socket), listener, port);
+      }
     }
     if (n < kEventsPerCall) break;
   }
@@ -220,6 +233,12 @@ void ParkedConnections::sweep() {
 
 void ParkedConnections::close(Record* r) {
   ::close(r->fd);
+  SSL_free(r->ssl);
+  unpark(r);
+}
+
+void ParkedConnections::unpark(Record* r) {
+  if (r->slot.counters) r->slot.counters->parked.fetch_sub(1, std::memory_order_relaxed);
   worker_->detach(&r->slot);
   release(r);
 }
@@ -232,7 +251,10 @@ void ParkedConnections::shutdown() {
     std::vector<bool> free(c->used, false);
     for (Record* f = c->free; f; f = f->next_free) free[static_cast<size_t>(f - c->at(0))] = true;
     for (size_t i = 0; i < c->used; ++i)
-      if (!free[i]) ::close(c->at(i)->fd);
+      if (!free[i]) {
+        ::close(c->at(i)->fd);
+        SSL_free(c->at(i)->ssl);
+      }
   }
   doomed_.clear();
   asio::error_code ec;
@@ -241,7 +263,19 @@ void ParkedConnections::shutdown() {
 
 void park(SessionHost& worker, asio::ip::tcp::socket socket, std::string listener, uint16_t port,
           TimePoint idle_since) {
-  worker.parked().park(std::move(socket), listener, port, idle_since);
+  worker.parked().park(std::move(socket), nullptr, listener, port, idle_since);
+}
+
+void park(SessionHost& worker, asio::ssl::stream<asio::ip::tcp::socket>& stream,
+          std::string listener, uint16_t port, TimePoint idle_since) {
+  asio::ip::tcp::socket socket(worker.context());
+  SSL* ssl = tls::release_ssl(stream, socket);
+  if (!ssl) {
+    asio::error_code ec;
+    stream.lowest_layer().close(ec);
+    return;
+  }
+  worker.parked().park(std::move(socket), ssl, listener, port, idle_since);
 }
 
 }  // namespace sluice

@@ -4,8 +4,11 @@
 // small record; the next request starts a new session on the same
 // connection.
 
+#include <openssl/base.h>
+
 #include <asio/ip/tcp.hpp>
 #include <asio/posix/stream_descriptor.hpp>
+#include <asio/ssl/stream.hpp>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -19,6 +22,11 @@ namespace sluice {
 // from then). Drain closes it; readability resumes it.
 void park(SessionHost& worker, asio::ip::tcp::socket socket, std::string listener, uint16_t port,
           TimePoint idle_since);
+// The same for an established TLS stream, which keeps only its socket and
+// SSL object while parked; one that cannot be split (tls::release_ssl) is
+// closed, as an idle connection may be.
+void park(SessionHost& worker, asio::ssl::stream<asio::ip::tcp::socket>& stream,
+          std::string listener, uint16_t port, TimePoint idle_since);
 
 // One worker's parked connections. Each is a descriptor in an epoll set of
 // its own, which the worker's loop watches as one descriptor, and a record
@@ -32,7 +40,8 @@ class ParkedConnections : public std::enable_shared_from_this<ParkedConnections>
   ParkedConnections(const ParkedConnections&) = delete;
   ParkedConnections& operator=(const ParkedConnections&) = delete;
 
-  void park(asio::ip::tcp::socket socket, std::string_view listener, uint16_t port,
+  // `ssl`: the connection's TLS state (owned from here), or null.
+  void park(asio::ip::tcp::socket socket, SSL* ssl, std::string_view listener, uint16_t port,
             TimePoint idle_since);
   // Closes every parked connection at once, without telling the worker:
   // it is going away.
@@ -48,6 +57,7 @@ class ParkedConnections : public std::enable_shared_from_this<ParkedConnections>
   void doom(Record* r);
   void sweep();
   void close(Record* r);
+  void unpark(Record* r);  // out of the worker's connections and the gauge, record freed
   Record* allocate();
   void release(Record* r);
 

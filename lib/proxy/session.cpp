@@ -408,8 +408,9 @@ class Session {
   ConnectionSlot slot_;
   tls::DownstreamTls tls_;
   static constexpr bool kTls = std::is_same_v<Stream, asio::ssl::stream<asio::ip::tcp::socket>>;
-  // Only a plain socket can be parked (handed to park() without a session).
-  static constexpr bool kParkable = std::is_same_v<Stream, asio::ip::tcp::socket>;
+  // A plain socket or a TLS stream can be parked (handed to park() without
+  // a session); a test's wrapped stream cannot.
+  static constexpr bool kParkable = std::is_same_v<Stream, asio::ip::tcp::socket> || kTls;
   static constexpr std::string_view kScheme = kTls ? "https" : "http";
   std::string_view scheme_ = kScheme;
   std::optional<StreamOrigin> origin_;
@@ -494,7 +495,10 @@ awaitable<void> Session<Stream>::run() {
   if constexpr (kParkable) {
     if (park_) {
       worker_.detach(&slot_);
-      park(worker_, std::move(stream_), std::move(listener_), port_, slot_.idle_since);
+      if constexpr (kTls)
+        park(worker_, stream_, std::move(listener_), port_, slot_.idle_since);
+      else
+        park(worker_, std::move(stream_), std::move(listener_), port_, slot_.idle_since);
       co_return;
     }
   }
@@ -509,8 +513,13 @@ template <typename Stream>
 template <typename S>
 awaitable<bool> Session<Stream>::fill(Window& w, S& s, bool idle) {
   if (idle && slot_.parked && w.size() == 0) {
-    park_ = true;
-    co_return false;
+    // A TLS stream may hold bytes it read but did not decrypt yet: it parks
+    // only from a cancelled read (below), which waited on the socket itself.
+    if constexpr (!kTls) {
+      park_ = true;
+      co_return false;
+    }
+    slot_.parked = false;  // the ticker cancels the read at its next tick
   }
   if (!w.data) w.data = worker_.take_buffer();
   auto [ec, n] = co_await s.async_read_some(w.space(), kNoThrow);

@@ -623,6 +623,9 @@ void listener_metrics(const GatewayShared& shared, MetricList& list) {
     list.add("envoy_listener_downstream_cx_active", "listener", name,
              static_cast<double>(c->active.load(std::memory_order_acquire)), true,
              "Open downstream connections.");
+    list.add("sluice_listener_downstream_cx_parked", "listener", name,
+             static_cast<double>(c->parked.load(std::memory_order_relaxed)), true,
+             "Of the open downstream connections, idle ones parked: no session, no buffers.");
     list.add("envoy_listener_downstream_cx_total", "listener", name, load(c->total), false,
              "Downstream connections accepted.");
     list.add("envoy_listener_ssl_handshake", "listener", name, load(c->tls_handshakes), false,

@@ -90,4 +90,13 @@ struct DownstreamTls {
 
 DownstreamTls downstream_info(asio::ssl::stream<asio::ip::tcp::socket>& stream);
 
+// A parked TLS connection keeps its socket and its SSL object only: Asio's
+// stream around them holds ~68 KB of buffers and BIO pair. release_ssl takes
+// the SSL object out of an established, idle `stream` and its socket into
+// `socket`; the stream is left to be destroyed. It returns nullptr and
+// leaves both alone when the connection holds bytes not yet read or
+// written (splitting would lose them). resume_stream is the inverse.
+SSL* release_ssl(asio::ssl::stream<asio::ip::tcp::socket>& stream, asio::ip::tcp::socket& socket);
+asio::ssl::stream<asio::ip::tcp::socket> resume_stream(asio::ip::tcp::socket socket, SSL* ssl);
+
 }  // namespace sluice::tls

@@ -661,11 +661,19 @@ TEST_CASE("api: stop() with a hold never released returns after drain_timeout an
 
 // --- 7. Idle parking and resuming ---------------------------------------------
 
-// Parking is not visible through the public API (no hook or counter
-// reports it). On a ManualClock it happens at a known step: the tick that
-// sees 50 ms of idleness (kParkAfter) parks the connection, and
-// ManualClock::advance returns after that tick. Each request after that
-// arrives on a parked connection.
+// The listener's sluice_listener_downstream_cx_parked gauge.
+double parked_gauge(TestGateway& gw) {
+  double n = 0;
+  for (const auto& m : gw.gateway().stats().metrics)
+    if (m.name == "sluice_listener_downstream_cx_parked") n += m.value;
+  return n;
+}
+
+// On a ManualClock parking happens at a known step: the tick that sees
+// 50 ms of idleness (kParkAfter) parks the connection, and
+// ManualClock::advance returns after that tick; the connection reaches the
+// parked gauge once its session has handed it over. Each request after
+// that arrives on a parked connection.
 // Catches: a resumed connection losing bytes, a split head or pipelined
 // requests; a parked connection that no longer drains or serves again.
 TEST_CASE("api: an idle connection parks and resumes on the same client connection") {
@@ -677,6 +685,7 @@ TEST_CASE("api: an idle connection parks and resumes on the same client connecti
   auto park = [&] {
     clock.settle();  // idle from now
     clock.advance(150ms);
+    REQUIRE(wait_until([&] { return parked_gauge(gw) == 1; }));
   };
   auto r1 = roundtrip(c, make_request("GET", "/1"));
   REQUIRE_MESSAGE(r1, c.error());
@@ -741,16 +750,17 @@ TEST_CASE("api: many parked connections resume, end when their clients close, an
   FakeUpstream up;
   ManualClock clock;
   TestGateway gw(single_upstream_config(up.port()), 1, nullptr, &clock);
-  auto park = [&] {
-    clock.settle();
-    clock.advance(150ms);
-    clock.settle();
-  };
   auto active = [&] {
     double n = 0;
     for (const auto& m : gw.gateway().stats().metrics)
       if (m.name == "envoy_listener_downstream_cx_active") n += m.value;
     return n;
+  };
+  auto park = [&] {
+    clock.settle();
+    clock.advance(150ms);
+    clock.settle();
+    CHECK(wait_until([&] { return parked_gauge(gw) == active(); }));
   };
   auto serve = [&](RawClient& c, size_t i) {
     auto r = roundtrip(c, make_request("GET", "/" + std::to_string(i)));
