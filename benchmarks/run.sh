@@ -9,7 +9,8 @@
 #   --rounds N        rounds of every row, >= 3 for RESULTS.md  [ROUNDS=3]
 #   --duration S      measured seconds per run                  [DURATION=10]
 #   --warmup S        warm-up seconds before each run           [WARMUP=3]
-#   --idle N          idle keep-alive connections to hold        [IDLE_CONNS=5000]
+#   --idle N          idle keep-alive connections to hold, plain    [IDLE_CONNS=5000]
+#                     (case small) and TLS (case tls-keepalive)
 #   --cases LIST      bodies: small,16k                          [CASES=small,16k]
 #   --rows LIST       direct,nginx,haproxy,sluice                [ROWS=...]
 #   --sluice WHICH    auto|ingress|server (binary under test)    [SLUICE=auto]
@@ -728,16 +729,18 @@ run_row() {
   if [[ $row != direct ]]; then
     cpu_us=$(awk -v c=$((c1 - c0)) -v hz="$HZ" -v n="$reqs" 'BEGIN { printf "%.2f", c / hz * 1e6 / n }')
     hwm=$(status_kb "$PROXY_PID" VmHWM)
-    if [[ $case == small && $TLS_RUN == 0 && $IDLE_CONNS -gt 0 ]]; then
+    if [[ $IDLE_CONNS -gt 0 && ($case == small && $TLS_RUN == 0 || $case == tls-keepalive) ]]; then
       # A fresh process that has served a few requests, so memory freed by the
-      # load run cannot hide the idle connections' cost.
+      # load run cannot hide the idle connections' cost. TLS ones come from
+      # a Python client (handshake, one request, then idle).
       stop_proxy
       start_proxy "$row" "$port" || exit 1
-      local rss0 rss1 client i
-      for i in 1 2 3 4 5; do curl -fsS -o /dev/null --max-time 2 "$url"; done
+      local rss0 rss1 client i idle_client=("$IDLE_CLIENT")
+      [[ $TLS_RUN == 1 ]] && idle_client=("$PY" "$HERE/idle_tls_conns.py")
+      for i in 1 2 3 4 5; do curl -kfsS -o /dev/null --max-time 2 "$url"; done
       sleep 0.5
       rss0=$(status_kb "$PROXY_PID" VmRSS)
-      "$IDLE_CLIENT" "$port" "$IDLE_CONNS" 120 /small >"$T/idle.out" 2>"$T/idle.err" &
+      "${idle_client[@]}" "$port" "$IDLE_CONNS" 120 /small >"$T/idle.out" 2>"$T/idle.err" &
       client=$!
       PIDS+=("$client")
       local deadline=$((SECONDS + 90))
@@ -922,7 +925,7 @@ cp "$RAW" "$BUILD_DIR/bench-$STAMP.tsv"
   echo "- $(nginx -v 2>&1); $(haproxy -v 2>&1 | head -1); $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
   echo "- CPU: $(lscpu | awk -F': +' '/Model name/ { print $2 }'), $(nproc) cores; kernel $(uname -r)"
   [[ -n $CASES ]] &&
-    echo "- load: wrk -t1 -c$CONNS -d${DURATION}s --latency after ${WARMUP}s warm-up; proxy on CPU $PROXY_CPU, origin + wrk on CPU $LOAD_CPU; $ROUNDS rounds; idle test $IDLE_CONNS connections"
+    echo "- load: wrk -t1 -c$CONNS -d${DURATION}s --latency after ${WARMUP}s warm-up; proxy on CPU $PROXY_CPU, origin + wrk on CPU $LOAD_CPU; $ROUNDS rounds; idle test $IDLE_CONNS connections (small: sluice_idle_conns; tls-keepalive: idle_tls_conns.py)"
   if [[ $TLS == 1 ]]; then
     echo "- TLS rows ($TLS_ROWS; $TLS_CASES), /small, ${TLS_DURATION}s runs after ${TLS_WARMUP}s warm-up, self-signed ECDSA P-256 certificate, TLS 1.3, clients on OpenSSL ($(openssl version | cut -d' ' -f2)); sluice row: sluice_bench_server --tls. tls-handshake: $TLS_CLIENTS concurrent \`openssl s_time -new\` (full handshake, one HTTP/1.0 request per connection; req/s = handshakes/s, no latencies); tls-resume: wrk -t1 -c$CONNS -H 'Connection: close' (a new connection per request, session resumed from the ticket); tls-keepalive: wrk -t1 -c$CONNS"
   fi
