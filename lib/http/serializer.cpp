@@ -91,12 +91,6 @@ bool named_by_connection(const Headers& headers, std::string_view name) {
   return found;
 }
 
-bool has_connection_header(const Headers& headers) {
-  for (const auto& [n, v] : headers.entries())
-    if (n.size() == 10 && iequals(n, "connection")) return true;
-  return false;
-}
-
 void append_header(std::string& out, std::string_view name, std::string_view value) {
   out += name;
   out += ": ";
@@ -142,10 +136,31 @@ void strip_hop_by_hop(Headers& headers) {
   // message, and a peer must not be able to name them away. Decide for every
   // entry before moving any, so Connection values stay readable.
   auto& e = headers.entries();
-  bool listed = has_connection_header(headers);
+  // The listed names that could matter (not hop-by-hop anyway), gathered
+  // once: a response's "Connection: keep-alive" then costs no per-entry
+  // rescan. More than fit fall back to scanning the values per entry.
+  constexpr size_t kListed = 8;
+  std::array<std::string_view, kListed> listed;
+  size_t n_listed = 0;
+  bool overflow = false;
+  for (const auto& [n, v] : e)
+    if (n.size() == 10 && iequals(n, "connection"))
+      for_each_list_item(v, [&](std::string_view t) {
+        if (classify(t) != Known::other) return;
+        if (n_listed == kListed)
+          overflow = true;
+        else
+          listed[n_listed++] = t;
+      });
+  auto is_listed = [&](std::string_view name) {
+    if (overflow) return named_by_connection(headers, name);
+    for (size_t i = 0; i < n_listed; ++i)
+      if (iequals(listed[i], name)) return true;
+    return false;
+  };
   auto drop = [&](const Headers::Entry& h) {
     Known k = classify(h.first);
-    return hop_by_hop(k) || (listed && k == Known::other && named_by_connection(headers, h.first));
+    return hop_by_hop(k) || (k == Known::other && n_listed > 0 && is_listed(h.first));
   };
   constexpr size_t kMarks = 256;
   if (e.size() > kMarks) {

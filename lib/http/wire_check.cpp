@@ -8,16 +8,6 @@ namespace sluice::http {
 
 namespace {
 
-// RFC 9110 tchar, as a table.
-constexpr std::array<bool, 256> kTchar = [] {
-  std::array<bool, 256> t{};
-  for (int c = '0'; c <= '9'; ++c) t[c] = true;
-  for (int c = 'a'; c <= 'z'; ++c) t[c] = true;
-  for (int c = 'A'; c <= 'Z'; ++c) t[c] = true;
-  for (char c : std::string_view("!#$%&'*+-.^_`|~")) t[static_cast<unsigned char>(c)] = true;
-  return t;
-}();
-
 bool is_ctl(unsigned char c) {
   return c < 0x20 || c == 0x7f;
 }
@@ -49,17 +39,6 @@ std::string check_path_bytes(std::string_view s, bool allow_fragment) {
 }
 
 }  // namespace
-
-bool is_tchar(char c) {
-  return kTchar[static_cast<unsigned char>(c)];
-}
-
-bool is_token(std::string_view s) {
-  if (s.empty()) return false;
-  for (char c : s)
-    if (!is_tchar(c)) return false;
-  return true;
-}
 
 std::string quote(std::string_view s) {
   std::string out = "\"";

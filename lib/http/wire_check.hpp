@@ -9,14 +9,33 @@
 // are shown escaped (quote()), so an error message never carries a raw CR, LF
 // or NUL into a log.
 
+#include <array>
 #include <string>
 #include <string_view>
 
 namespace sluice::http {
 
-// RFC 9110 tchar and token (a header name, a cookie name, a method).
-bool is_tchar(char c);
-bool is_token(std::string_view s);
+// RFC 9110 tchar, as a table.
+inline constexpr std::array<bool, 256> kTchar = [] {
+  std::array<bool, 256> t{};
+  for (int c = '0'; c <= '9'; ++c) t[c] = true;
+  for (int c = 'a'; c <= 'z'; ++c) t[c] = true;
+  for (int c = 'A'; c <= 'Z'; ++c) t[c] = true;
+  for (char c : std::string_view("!#$%&'*+-.^_`|~")) t[static_cast<unsigned char>(c)] = true;
+  return t;
+}();
+
+// RFC 9110 tchar and token (a header name, a cookie name, a method). Inline:
+// the parser checks every header name's bytes.
+inline bool is_tchar(char c) {
+  return kTchar[static_cast<unsigned char>(c)];
+}
+inline bool is_token(std::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s)
+    if (!is_tchar(c)) return false;
+  return true;
+}
 
 // `s` in double quotes, with '"', '\\' and every byte outside 0x20..0x7e
 // escaped (\r, \n, \t, \0, \xNN): safe to print whatever the input.

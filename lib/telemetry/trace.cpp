@@ -12,7 +12,11 @@ namespace {
 constexpr char kHex[] = "0123456789abcdef";
 
 void append_hex(std::string& out, uint64_t v, int digits) {
-  for (int i = digits - 1; i >= 0; --i) out += kHex[(v >> (4 * i)) & 0xf];
+  // Into a buffer first: one append instead of a capacity check per digit
+  // (every request's traceparent holds 48 digits).
+  char buf[16];
+  for (int i = digits - 1; i >= 0; --i, v >>= 4) buf[i] = kHex[v & 0xf];
+  out.append(buf, static_cast<size_t>(digits));
 }
 
 int hex_digit(char c) {

@@ -415,6 +415,37 @@ TEST_CASE("hop-by-hop headers and those named by Connection are stripped") {
   CHECK(h.entries()[0].first == "X-Kept");
 }
 
+// Listed names are gathered once, up to a fixed number; more fall back to
+// scanning the values per entry. Catches: names past the first few, or in a
+// second Connection header, surviving; Host listed among many dropping it.
+TEST_CASE("every name listed by Connection is stripped, however many and in however many headers") {
+  Headers h;
+  std::string first, second;
+  for (int i = 0; i < 12; ++i) {
+    std::string name = "x-l" + std::to_string(i);
+    (i % 2 ? second : first) += name + ", ";
+    h.add(name, "v");
+  }
+  h.add("Connection", first + "host");
+  h.add("connection", second + "keep-alive");
+  h.add("Host", "h");
+  h.add("x-kept", "yes");
+  sluice::http::strip_hop_by_hop(h);
+  REQUIRE(h.size() == 2);
+  CHECK(h.get("host") == "h");
+  CHECK(h.get("x-kept") == "yes");
+
+  Headers few;
+  few.add("Connection", "close");
+  few.add("connection", "x-a");
+  few.add("X-A", "1");
+  few.add("close", "1");
+  few.add("x-b", "2");
+  sluice::http::strip_hop_by_hop(few);
+  REQUIRE(few.size() == 1);
+  CHECK(few.entries()[0].first == "x-b");
+}
+
 TEST_CASE("serialisation") {
   sluice::RequestHead req;
   req.method = "GET";
