@@ -116,7 +116,17 @@ void ParkedConnections::release(Record* r) {
 
 void ParkedConnections::park(asio::ip::tcp::socket socket, SSL* ssl, std::string_view listener,
                              uint16_t port, TimePoint idle_since) {
-  Record* r = allocate();
+  // What can throw comes first, while `ssl` is still only ours to free.
+  Record* r;
+  size_t index = 0;
+  try {
+    while (index < listeners_.size() && listeners_[index] != listener) ++index;
+    if (index == listeners_.size()) listeners_.emplace_back(listener);
+    r = allocate();
+  } catch (...) {
+    SSL_free(ssl);
+    throw;
+  }
   r->ssl = ssl;
   asio::error_code ec;
   r->v6 = socket.local_endpoint(ec).address().is_v6();
@@ -134,9 +144,6 @@ void ParkedConnections::park(asio::ip::tcp::socket socket, SSL* ssl, std::string
   }
   r->fd = fd;
   r->port = port;
-  size_t index = 0;
-  while (index < listeners_.size() && listeners_[index] != listener) ++index;
-  if (index == listeners_.size()) listeners_.emplace_back(listener);
   r->listener = static_cast<uint16_t>(index);
 
   ConnectionSlot& slot = r->slot;
@@ -186,6 +193,7 @@ void ParkedConnections::on_ready() {
       ::epoll_ctl(epfd_, EPOLL_CTL_DEL, r->fd, nullptr);
       int fd = r->fd;
       SSL* ssl = r->ssl;
+      TimePoint idle_since = r->slot.idle_since;
       bool v6 = r->v6;
       uint16_t port = r->port;
       const std::string& listener = listeners_[r->listener];
@@ -202,9 +210,9 @@ void ParkedConnections::on_ready() {
       if (ssl) {
         auto stream = tls::resume_stream(std::move(socket), ssl);
         auto info = tls::downstream_info(stream);
-        start_tls_session(*worker_, std::move(stream), listener, port, std::move(info));
+        start_tls_session(*worker_, std::move(stream), listener, port, std::move(info), idle_since);
       } else {
-        start_session(*worker_, std::move(socket), listener, port);
+        start_session(*worker_, std::move(socket), listener, port, idle_since);
       }
     }
     if (n < kEventsPerCall) break;

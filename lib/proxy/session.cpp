@@ -184,6 +184,8 @@ class Session {
     scheme_ = origin_->tls ? "https" : "http";
     local_address_ = origin_->local_address;
   }
+  // A resumed connection's idle start (see start_session).
+  void set_idle_since(TimePoint t) { resumed_idle_since_ = t; }
   // Bytes read before the session began (the h2c check), parsed first.
   void set_preread(std::string_view bytes) {
     if (bytes.empty()) return;
@@ -421,8 +423,9 @@ class Session {
   http::Parser request_parser_;
   http::Parser response_parser_;
   Window in_;
-  std::string upgrade_;  // per request: the allowed upgrade asked for, or empty
-  bool park_ = false;    // leave run() handing the socket to park()
+  std::string upgrade_;             // per request: the allowed upgrade asked for, or empty
+  bool park_ = false;               // leave run() handing the socket to park()
+  TimePoint resumed_idle_since_{};  // {}: none, the connection is idle from now
   // Serialised heads, kept across requests so their capacity is reused.
   std::string upstream_head_;
   std::string downstream_head_;
@@ -519,7 +522,7 @@ awaitable<bool> Session<Stream>::fill(Window& w, S& s, bool idle) {
       park_ = true;
       co_return false;
     }
-    slot_.parked = false;  // the ticker cancels the read at its next tick
+    slot_.parked = false;  // the ticker parks it again, cancelling this read
   }
   if (!w.data) w.data = worker_.take_buffer();
   auto [ec, n] = co_await s.async_read_some(w.space(), kNoThrow);
@@ -559,6 +562,7 @@ awaitable<bool> Session<Stream>::read_head(const Limits& limits, bool first) {
     if (in_.size() > 0) {
       if (!started) {
         started = true;
+        resumed_idle_since_ = {};
         started_ = worker_.refresh_now();
         slot_.idle = false;
         slot_.set_deadline(Timeout::header, limits.request_header_timeout);
@@ -572,7 +576,10 @@ awaitable<bool> Session<Stream>::read_head(const Limits& limits, bool first) {
       if (worker_.draining() || slot_.close_after_response) co_return false;
       slot_.idle = true;
       slot_.idle_since = worker_.now();
-      slot_.set_deadline(Timeout::idle, limits.idle_timeout);
+      if (resumed_idle_since_ != TimePoint{}) slot_.idle_since = resumed_idle_since_;
+      slot_.set_deadline_at(Timeout::idle, limits.idle_timeout.count() > 0
+                                               ? slot_.idle_since + limits.idle_timeout
+                                               : TimePoint::max());
     }
     if (!co_await fill(in_, stream_, !started)) co_return false;
   }
@@ -1779,9 +1786,10 @@ namespace {
 // The session owns itself for the life of its coroutine.
 template <typename Stream>
 void spawn_session(SessionHost& worker, Stream stream, const std::string& listener, uint16_t port,
-                   tls::DownstreamTls tls) {
+                   tls::DownstreamTls tls, TimePoint idle_since = {}) {
   using S = Session<Stream>;
   auto session = std::make_unique<S>(worker, std::move(stream), listener, port, std::move(tls));
+  session->set_idle_since(idle_since);
   S* raw = session.get();
   asio::co_spawn(worker.context(), raw->run(),
                  [s = std::move(session)](std::exception_ptr) mutable { s.reset(); });
@@ -1789,8 +1797,8 @@ void spawn_session(SessionHost& worker, Stream stream, const std::string& listen
 }  // namespace
 
 void start_session(SessionHost& worker, asio::ip::tcp::socket socket, const std::string& listener,
-                   uint16_t port) {
-  spawn_session(worker, std::move(socket), listener, port, tls::DownstreamTls{});
+                   uint16_t port, TimePoint idle_since) {
+  spawn_session(worker, std::move(socket), listener, port, tls::DownstreamTls{}, idle_since);
 }
 
 void start_fail_count_session(SessionHost& worker, FailCountStream stream,
@@ -1799,8 +1807,9 @@ void start_fail_count_session(SessionHost& worker, FailCountStream stream,
 }
 
 void start_tls_session(SessionHost& worker, asio::ssl::stream<asio::ip::tcp::socket> stream,
-                       const std::string& listener, uint16_t port, tls::DownstreamTls tls) {
-  spawn_session(worker, std::move(stream), listener, port, std::move(tls));
+                       const std::string& listener, uint16_t port, tls::DownstreamTls tls,
+                       TimePoint idle_since) {
+  spawn_session(worker, std::move(stream), listener, port, std::move(tls), idle_since);
 }
 
 void start_session(SessionHost& worker, asio::ip::tcp::socket socket, const std::string& listener,

@@ -6,18 +6,23 @@
 #include <asio/ssl/stream.hpp>
 #include <string>
 
+#include "net/loop.hpp"
 #include "tls/server.hpp"
 
 namespace sluice {
 
 class SessionHost;
 
+// `idle_since`: for a connection resumed from parking, when it went idle;
+// its idle timeout keeps counting from then until a request starts (bytes
+// that make no request, such as a partial TLS record, must not restart it).
 void start_session(SessionHost& worker, asio::ip::tcp::socket socket, const std::string& listener,
-                   uint16_t port);
+                   uint16_t port, TimePoint idle_since = {});
 
 // Serves HTTP over an established (handshaken) TLS stream.
 void start_tls_session(SessionHost& worker, asio::ssl::stream<asio::ip::tcp::socket> stream,
-                       const std::string& listener, uint16_t port, tls::DownstreamTls tls);
+                       const std::string& listener, uint16_t port, tls::DownstreamTls tls,
+                       TimePoint idle_since = {});
 
 // Serves HTTP/1 on a plain socket whose first bytes were already read.
 void start_session(SessionHost& worker, asio::ip::tcp::socket socket, const std::string& listener,

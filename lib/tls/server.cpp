@@ -366,8 +366,10 @@ namespace {
 // Asio's stream has no way to give up its SSL object, and BoringSSL's SSL
 // has no reference count to keep it alive past the stream. Explicit
 // instantiations may name private members ([temp.spec.general]/6), which is
-// how release_ssl reaches the engine's pointer to clear it; a rename in a
-// later Asio fails the build here rather than misbehaving.
+// how release_ssl reaches the engine's pointer to clear it (the engine's
+// destructor then frees only its BIO: asio/ssl/detail/impl/engine.ipp) and
+// the stream's buffers to check them; a rename in a later Asio fails the
+// build here, and the TLS parking tests under ASan cover the rest.
 using TlsStream = asio::ssl::stream<asio::ip::tcp::socket>;
 template <typename Tag, auto Member>
 struct Expose {
@@ -385,14 +387,18 @@ template struct Expose<EngineSsl, &asio::ssl::detail::engine::ssl_>;
 
 SSL* release_ssl(TlsStream& stream, asio::ip::tcp::socket& socket) {
   SSL* ssl = stream.native_handle();
+  if (!ssl) return nullptr;
+  auto& core = stream.*member(StreamCore{});
   BIO* bio = SSL_get_rbio(ssl);
-  // Plaintext or ciphertext not yet handed on, output not yet sent, or a
-  // verify callback Asio would free with the stream: not idle.
-  if (!ssl || !bio || SSL_pending(ssl) > 0 || BIO_pending(bio) > 0 || BIO_wpending(bio) > 0 ||
+  // Plaintext or ciphertext not yet handed on (by BoringSSL, the BIO pair or
+  // Asio's input buffer), output not yet sent (a write in progress holds it
+  // in Asio's buffer), or a verify callback Asio would free with the
+  // stream: not idle.
+  if (!bio || SSL_pending(ssl) > 0 || BIO_pending(bio) > 0 || BIO_wpending(bio) > 0 ||
+      core.input_.size() > 0 || core.expiry(core.pending_write_) != core.neg_infin() ||
       SSL_get_app_data(ssl))
     return nullptr;
-  auto& engine = (stream.*member(StreamCore{})).engine_;
-  engine.*member(EngineSsl{}) = nullptr;
+  core.engine_.*member(EngineSsl{}) = nullptr;
   // The inner half of the BIO pair goes now, the outer with the stream.
   SSL_set_bio(ssl, nullptr, nullptr);
   socket = std::move(stream.next_layer());

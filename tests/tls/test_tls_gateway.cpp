@@ -3,6 +3,12 @@
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 
+#include <netinet/in.h>
+#include <openssl/ssl.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
 #include <cctype>
 #include <mutex>
 
@@ -330,6 +336,98 @@ TEST_CASE("parking: an idle TLS connection parks and resumes with its SNI and id
     CHECK(std::chrono::steady_clock::now() - start < 2s);  // drain_timeout is 5 s
     CHECK(c.closed_by_peer());
   }
+}
+
+namespace {
+// A TLS client on a plain blocking socket that can seal a request without
+// sending it, then send its ciphertext a byte at a time.
+class DribbleClient {
+ public:
+  explicit DribbleClient(uint16_t port) : ctx_(SSL_CTX_new(TLS_method())) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    timeval tv{5, 0};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ssl_ = SSL_new(ctx_);
+    SSL_set_tlsext_host_name(ssl_, "httpbin.example.com");
+    SSL_set_fd(ssl_, fd_);
+  }
+  ~DribbleClient() {
+    SSL_free(ssl_);
+    SSL_CTX_free(ctx_);
+    ::close(fd_);
+  }
+  bool handshake() { return SSL_connect(ssl_) == 1; }
+  bool write(std::string_view s) {
+    return SSL_write(ssl_, s.data(), static_cast<int>(s.size())) == static_cast<int>(s.size());
+  }
+  // The records of `s`, not sent; later writes are sealed the same way.
+  std::string seal(std::string_view s) {
+    BIO* mem = BIO_new(BIO_s_mem());
+    SSL_set0_wbio(ssl_, mem);
+    SSL_write(ssl_, s.data(), static_cast<int>(s.size()));
+    std::string out;
+    char buf[4096];
+    for (int n; (n = BIO_read(mem, buf, sizeof buf)) > 0;) out.append(buf, static_cast<size_t>(n));
+    return out;
+  }
+  bool send_raw(std::string_view s) {
+    return ::send(fd_, s.data(), s.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(s.size());
+  }
+  // The status line of the next response (its head only; enough here).
+  std::string read_status() {
+    char buf[4096];
+    int n = SSL_read(ssl_, buf, sizeof buf);
+    if (n <= 0) return {};
+    std::string_view got(buf, static_cast<size_t>(n));
+    return std::string(got.substr(0, got.find("\r\n")));
+  }
+
+ private:
+  int fd_ = -1;
+  SSL_CTX* ctx_;
+  SSL* ssl_ = nullptr;
+};
+}  // namespace
+
+// A parked TLS connection woken by bytes that make no plaintext (here the
+// first byte of a record) goes back to waiting, and its idle timeout keeps
+// counting from when it went idle. Catches: each wake-up restarting the idle
+// timeout, which let a client hold a connection forever with a byte now and
+// then.
+TEST_CASE("parking: ciphertext that makes no request does not restart a TLS idle timeout") {
+  const Pki& p = pki();
+  FakeUpstream up("backend");
+  ManualClock clock;
+  auto cfg = tls_config(up.port(), {server_for({"httpbin.example.com"}, p.httpbin)});
+  cfg.limits.idle_timeout = 1000ms;
+  TestGateway gw(cfg, 1, nullptr, &clock);
+  auto gauge = [&](std::string_view name) {
+    double n = 0;
+    for (const auto& m : gw.gateway().stats().metrics)
+      if (m.name == name) n += m.value;
+    return n;
+  };
+  DribbleClient c(gw.port());
+  REQUIRE(c.handshake());
+  REQUIRE(c.write("GET /1 HTTP/1.1\r\nHost: httpbin.example.com\r\n\r\n"));
+  CHECK(c.read_status() == "HTTP/1.1 200 OK");
+  clock.settle();  // idle from now
+  clock.advance(150ms);
+  REQUIRE(wait_until([&] { return gauge("sluice_listener_downstream_cx_parked") == 1; }));
+
+  std::string records = c.seal("GET /2 HTTP/1.1\r\nHost: httpbin.example.com\r\n\r\n");
+  REQUIRE(records.size() > 5);
+  REQUIRE(c.send_raw(records.substr(0, 1)));
+  REQUIRE(wait_until([&] { return gauge("sluice_listener_downstream_cx_parked") == 0; }));
+  clock.settle();
+  clock.advance(900ms);  // 1,050 ms idle in all
+  CHECK(wait_until([&] { return gauge("envoy_listener_downstream_cx_active") == 0; }));
+  CHECK(up.request_count() == 1);
 }
 
 TEST_CASE("rotation: new handshakes get the CA2 certificate, a live connection keeps working") {
