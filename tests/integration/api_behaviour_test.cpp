@@ -663,10 +663,7 @@ TEST_CASE("api: stop() with a hold never released returns after drain_timeout an
 
 // The listener's sluice_listener_downstream_cx_parked gauge.
 double parked_gauge(TestGateway& gw) {
-  double n = 0;
-  for (const auto& m : gw.gateway().stats().metrics)
-    if (m.name == "sluice_listener_downstream_cx_parked") n += m.value;
-  return n;
+  return gw.metric("sluice_listener_downstream_cx_parked");
 }
 
 // On a ManualClock parking happens at a known step: the tick that sees
@@ -750,12 +747,7 @@ TEST_CASE("api: many parked connections resume, end when their clients close, an
   FakeUpstream up;
   ManualClock clock;
   TestGateway gw(single_upstream_config(up.port()), 1, nullptr, &clock);
-  auto active = [&] {
-    double n = 0;
-    for (const auto& m : gw.gateway().stats().metrics)
-      if (m.name == "envoy_listener_downstream_cx_active") n += m.value;
-    return n;
-  };
+  auto active = [&] { return gw.metric("envoy_listener_downstream_cx_active"); };
   auto park = [&] {
     clock.settle();
     clock.advance(150ms);

@@ -125,6 +125,13 @@ TestGateway::~TestGateway() {
   if (clock_) clock_->forget(*gateway_);
 }
 
+double TestGateway::metric(std::string_view name) const {
+  double sum = 0;
+  for (const auto& m : gateway_->stats().metrics)
+    if (m.name == name) sum += m.value;
+  return sum;
+}
+
 void TestGateway::stop() {
   if (stopped_ || !gateway_) return;
   stopped_ = true;

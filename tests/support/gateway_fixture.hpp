@@ -76,6 +76,8 @@ class TestGateway {
   uint16_t port(std::string_view listener = "main") const { return gateway_->port(listener); }
   Status apply(GatewayConfig config) { return gateway_->apply(std::move(config)); }
   void stop();
+  // The sum over every series named `name` in stats() (all labels).
+  double metric(std::string_view name) const;
 
  private:
   std::unique_ptr<Gateway> gateway_;

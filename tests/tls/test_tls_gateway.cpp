@@ -279,12 +279,7 @@ TEST_CASE("parking: an idle TLS connection parks and resumes with its SNI and id
     TestGateway gw(tls_config(up.port(), {server_for({"httpbin.example.com"}, p.httpbin, mode,
                                                      mutual ? &p.ca1 : nullptr)}),
                    1, hooks, &clock);
-    auto parked = [&] {
-      double n = 0;
-      for (const auto& m : gw.gateway().stats().metrics)
-        if (m.name == "sluice_listener_downstream_cx_parked") n += m.value;
-      return n;
-    };
+    auto parked = [&] { return gw.metric("sluice_listener_downstream_cx_parked"); };
     auto park = [&] {
       clock.settle();  // idle from now
       clock.advance(150ms);
@@ -406,27 +401,21 @@ TEST_CASE("parking: ciphertext that makes no request does not restart a TLS idle
   auto cfg = tls_config(up.port(), {server_for({"httpbin.example.com"}, p.httpbin)});
   cfg.limits.idle_timeout = 1000ms;
   TestGateway gw(cfg, 1, nullptr, &clock);
-  auto gauge = [&](std::string_view name) {
-    double n = 0;
-    for (const auto& m : gw.gateway().stats().metrics)
-      if (m.name == name) n += m.value;
-    return n;
-  };
   DribbleClient c(gw.port());
   REQUIRE(c.handshake());
   REQUIRE(c.write("GET /1 HTTP/1.1\r\nHost: httpbin.example.com\r\n\r\n"));
   CHECK(c.read_status() == "HTTP/1.1 200 OK");
   clock.settle();  // idle from now
   clock.advance(150ms);
-  REQUIRE(wait_until([&] { return gauge("sluice_listener_downstream_cx_parked") == 1; }));
+  REQUIRE(wait_until([&] { return gw.metric("sluice_listener_downstream_cx_parked") == 1; }));
 
   std::string records = c.seal("GET /2 HTTP/1.1\r\nHost: httpbin.example.com\r\n\r\n");
   REQUIRE(records.size() > 5);
   REQUIRE(c.send_raw(records.substr(0, 1)));
-  REQUIRE(wait_until([&] { return gauge("sluice_listener_downstream_cx_parked") == 0; }));
+  REQUIRE(wait_until([&] { return gw.metric("sluice_listener_downstream_cx_parked") == 0; }));
   clock.settle();
   clock.advance(900ms);  // 1,050 ms idle in all
-  CHECK(wait_until([&] { return gauge("envoy_listener_downstream_cx_active") == 0; }));
+  CHECK(wait_until([&] { return gw.metric("envoy_listener_downstream_cx_active") == 0; }));
   CHECK(up.request_count() == 1);
 }
 
