@@ -373,13 +373,23 @@ class DribbleClient {
   bool send_raw(std::string_view s) {
     return ::send(fd_, s.data(), s.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(s.size());
   }
-  // The status line of the next response (its head only; enough here).
+  // The status line of the next response, once all of it is read: head and
+  // body come in separate records, and the gateway is done with the
+  // response (ManualClock::settle can follow) only when the last one is in.
   std::string read_status() {
+    std::string got;
     char buf[4096];
-    int n = SSL_read(ssl_, buf, sizeof buf);
-    if (n <= 0) return {};
-    std::string_view got(buf, static_cast<size_t>(n));
-    return std::string(got.substr(0, got.find("\r\n")));
+    for (;;) {
+      size_t end = got.find("\r\n\r\n");
+      if (end != std::string::npos) {
+        size_t at = got.find("content-length: ");
+        size_t length = at < end ? std::stoul(got.substr(at + 16)) : 0;
+        if (got.size() >= end + 4 + length) return got.substr(0, got.find("\r\n"));
+      }
+      int n = SSL_read(ssl_, buf, sizeof buf);
+      if (n <= 0) return {};
+      got.append(buf, static_cast<size_t>(n));
+    }
   }
 
  private:
