@@ -89,7 +89,11 @@ struct ConnectionSlot {
                                                 Clock::time_point::max()};
 
   void set_deadline(Timeout kind, std::chrono::milliseconds after) {
-    set_deadline_at(kind, after.count() > 0 ? *now + after : Clock::time_point::max());
+    set_deadline(kind, *now, after);
+  }
+  // `after` counted from `from` (a parked connection's idle start); 0: none.
+  void set_deadline(Timeout kind, Clock::time_point from, std::chrono::milliseconds after) {
+    set_deadline_at(kind, after.count() > 0 ? from + after : Clock::time_point::max());
   }
   // max(): none.
   void set_deadline_at(Timeout kind, Clock::time_point at) {

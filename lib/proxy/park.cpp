@@ -160,8 +160,7 @@ void ParkedConnections::park(asio::ip::tcp::socket socket, SSL* ssl, std::string
   // The idle timeout still counts from when the connection went idle.
   const auto& snap = worker_->snapshot();
   auto idle = snap ? snap->limits.idle_timeout : Limits{}.idle_timeout;
-  slot.set_deadline_at(ConnectionSlot::Timeout::idle,
-                       idle.count() > 0 ? idle_since + idle : TimePoint::max());
+  slot.set_deadline(ConnectionSlot::Timeout::idle, idle_since, idle);
   if (worker_->draining()) doom(r);
   watch();
 }

@@ -575,11 +575,8 @@ awaitable<bool> Session<Stream>::read_head(const Limits& limits, bool first) {
     if (!started) {
       if (worker_.draining() || slot_.close_after_response) co_return false;
       slot_.idle = true;
-      slot_.idle_since = worker_.now();
-      if (resumed_idle_since_ != TimePoint{}) slot_.idle_since = resumed_idle_since_;
-      slot_.set_deadline_at(Timeout::idle, limits.idle_timeout.count() > 0
-                                               ? slot_.idle_since + limits.idle_timeout
-                                               : TimePoint::max());
+      slot_.idle_since = resumed_idle_since_ != TimePoint{} ? resumed_idle_since_ : worker_.now();
+      slot_.set_deadline(Timeout::idle, slot_.idle_since, limits.idle_timeout);
     }
     if (!co_await fill(in_, stream_, !started)) co_return false;
   }
