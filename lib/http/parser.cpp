@@ -361,7 +361,7 @@ std::string validate_request(RequestHead& head) {
   if (hosts == 0) {
     if (head.version_minor >= 1) return "missing Host header";
   } else {
-    head.authority = std::string(*head.headers.get("host"));
+    head.authority.assign(*head.headers.get("host"));
     for (unsigned char c : head.authority)
       if (c <= 0x20 || c == 0x7f || c == '/' || c == '@' || c == '\\') return "invalid Host header";
   }

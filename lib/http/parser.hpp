@@ -111,7 +111,6 @@ class Parser {
   bool head_chunked_ = false;
   bool head_sized_ = false;
   uint16_t head_connection_ = 0;  // the head's Connection flags (llhttp's)
-  bool in_value_ = false;
   bool started_ = false;
   bool head_done_ = false;
   bool message_done_ = false;

@@ -114,6 +114,35 @@ TEST_CASE("pipelined requests parse one after the other") {
   CHECK(p.request().target == "/2");
 }
 
+TEST_CASE("each message on a connection sees exactly its own headers") {
+  // The parser reuses the previous head's header strings: nothing of an
+  // earlier, longer name or value may show through, whatever the split.
+  std::vector<std::vector<Headers::Entry>> heads = {
+      {{"Host", "h"}, {"User-Agent", std::string(200, 'u')}, {"X-Long-Name-Here", "v1"}},
+      {{"Host", "h"}, {"A", "b"}},
+      {{"Host", "hh"},
+       {"Cookie", std::string(400, 'c')},
+       {"X-B", "2"},
+       {"X-C", "3"},
+       {"X-D", std::string(20, 'd')}},
+      {{"Host", "h"}, {"User-Agent", "short"}, {"X-Long-Name-Here", std::string(300, 'w')}},
+  };
+  for (size_t step : {1, 5, 1 << 20}) {
+    Parser p(Parser::Kind::request);
+    for (int round = 0; round < 3; ++round)
+      for (const auto& expected : heads) {
+        std::string raw = "GET / HTTP/1.1\r\n";
+        for (const auto& [name, value] : expected) raw += name + ": " + value + "\r\n";
+        raw += "\r\n";
+        p.next_message();
+        CHECK(parse(p, raw, step).done);
+        CHECK(p.request().headers.entries() == expected);
+        // A caller may add and take headers between messages.
+        p.request().headers.add("x-added-by-the-caller", std::string(40, 'x'));
+      }
+  }
+}
+
 TEST_CASE("keep-alive follows version and Connection") {
   Parser a(Parser::Kind::request);
   parse(a, "GET / HTTP/1.1\r\nHost: h\r\n\r\n");
