@@ -25,6 +25,10 @@
 #   --grpc-calls N    sequential calls per grpc-unary run        [GRPC_CALLS=5000]
 #   --h2-only         only the HTTP/2 rows (no plain, TLS or route table)
 #   --no-h2           skip the HTTP/2 rows
+#   --workers-rows L  workers case (1 vs 2 workers): nginx,sluice  [WORKERS_ROWS=nginx,sluice]
+#                     (haproxy possible: nbthread)
+#   --workers-only    only the workers case (no plain, TLS, HTTP/2 or route table)
+#   --no-workers      skip the workers case
 #   --profile         also record a perf profile of sluice under load
 #   --no-router       skip the route-table micro-benchmark (sluice_router_bench)
 #   --no-install      do not apt-get anything
@@ -38,6 +42,10 @@
 # HTTP/2 rows (cases h2, h2-1stream: h2load over h2c to each proxy, HTTP/1.1
 # to the same origin; grpc: h2load gRPC-shaped POSTs, h2c both sides;
 # grpc-unary: python3-grpcio calls one at a time, h2c both sides): README.md.
+# Workers case (workers-1, workers-2: each proxy with 1 and with 2 workers,
+# everything unpinned, wrk -t2, /small): an estimate of the req/s scaling of
+# two workers on two free cores, from CPU per request and how evenly the two
+# workers share the work; README.md says what it can and cannot tell.
 # Output: the summary on stdout and in build-bench/bench-<time>.md, raw rows
 # in build-bench/bench-<time>.tsv.
 set -euo pipefail
@@ -75,6 +83,11 @@ H2_CASES=${H2_CASES:-h2,h2-1stream,grpc,grpc-unary}
 H2_CONNS=${H2_CONNS:-8}      # h2load connections (h2, grpc) ...
 H2_STREAMS=${H2_STREAMS:-10} # ... and concurrent streams on each
 GRPC_CALLS=${GRPC_CALLS:-5000}
+WORKERS=${WORKERS:-1}          # the workers case on or off
+WORKERS_ONLY=${WORKERS_ONLY:-0}
+WORKERS_ROWS=${WORKERS_ROWS:-nginx,sluice}
+WORKERS_CPUS=${WORKERS_CPUS:-0-$(($(nproc) - 1))}  # where everything runs in that case
+WORKERS_WRK_THREADS=${WORKERS_WRK_THREADS:-2}
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -96,12 +109,15 @@ while [[ $# -gt 0 ]]; do
     --grpc-calls) GRPC_CALLS=$2; shift ;;
     --h2-only) H2_ONLY=1 ;;
     --no-h2) H2=0 ;;
+    --workers-rows) WORKERS_ROWS=$2; shift ;;
+    --workers-only) WORKERS_ONLY=1 ;;
+    --no-workers) WORKERS=0 ;;
     --profile) PROFILE=1 ;;
     --no-router) ROUTER=0 ;;
     --no-install) INSTALL=0 ;;
     --no-build) BUILD=0 ;;
     --rev) REV=$2; shift ;;
-    -h|--help) sed -n '2,42p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^[^#]/{/^#/p;}' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -110,12 +126,21 @@ done
 if [[ $TLS_ONLY == 1 ]]; then
   TLS=1
   H2=0
+  WORKERS=0
   CASES=
   ROUTER=0
 fi
 if [[ $H2_ONLY == 1 ]]; then
   H2=1
   TLS=0
+  WORKERS=0
+  CASES=
+  ROUTER=0
+fi
+if [[ $WORKERS_ONLY == 1 ]]; then
+  WORKERS=1
+  TLS=0
+  H2=0
   CASES=
   ROUTER=0
 fi
@@ -260,6 +285,66 @@ cpu_ticks() {
   echo "$total"
 }
 
+# utime+stime in clock ticks of each thread of a process tree, one "tid ticks"
+# line per thread: sluice's workers are threads of one process, nginx's are
+# processes (of one thread each).
+task_ticks() {
+  local pid task stat
+  for pid in $(tree_pids "$1"); do
+    for task in /proc/"$pid"/task/*; do
+      stat=$(cat "$task"/stat 2>/dev/null) || continue
+      stat=${stat##*) }
+      set -- $stat
+      echo "${task##*/} $((${12} + ${13}))"
+    done
+  done
+}
+
+# utime+stime in clock ticks of this script's reaped children (wrk's CPU time,
+# read after it has been waited for).
+child_ticks() {
+  local stat
+  stat=$(cat /proc/$$/stat)
+  stat=${stat##*) }  # cutime and cstime are fields 16 and 17
+  set -- $stat
+  echo $((${14} + ${15}))
+}
+
+# Lets every thread of process tree $2 run on CPUs $1 (taskset list).
+set_affinity() {
+  local pid
+  for pid in $(tree_pids "$2"); do taskset -a -p -c "$1" "$pid" >/dev/null; done
+}
+
+# Downstream connections (established, local port $2) held by each epoll
+# instance of process tree $1, most first, "/"-separated and padded with 0s to
+# $3 entries. Each worker has its own epoll instance (an nginx worker process,
+# a sluice worker thread's io_context, an HAProxy thread), and its accepted
+# sockets are registered there, so this is the connections per worker.
+worker_conns() {
+  local pid hex
+  hex=$(printf ':%04X' "$2")
+  for pid in $(tree_pids "$1"); do
+    find /proc/"$pid"/fd -lname 'socket:*' -printf "fd $pid %f %l\n" 2>/dev/null
+    grep -s -H '^tfd:' /proc/"$pid"/fdinfo/* | sed "s|^/proc/$pid/fdinfo/|ep $pid/|"
+  done | awk -v hex="$hex" -v want="$3" '
+    FNR == NR { if ($4 == "01" && substr($2, length($2) - 4) == hex) est["socket:[" $10 "]"] = 1; next }
+    $1 == "fd" { link[$2 "/" $3] = $4; next }
+    $1 == "ep" {  # ep PID/EPFD:tfd: FD events: ...
+      split($2, a, ":"); split(a[1], b, "/")
+      if (link[b[1] "/" $3] in est) n[a[1]]++
+    }
+    END {
+      k = 0
+      for (e in n) c[++k] = n[e]
+      for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (c[j] > c[i]) { t = c[i]; c[i] = c[j]; c[j] = t }
+      for (i = k + 1; i <= want; i++) c[i] = 0
+      if (want > k) k = want
+      for (i = 1; i <= k; i++) printf "%s%d", (i > 1 ? "/" : ""), c[i]
+      print ""
+    }' /proc/net/tcp -
+}
+
 # Largest value of a /proc/<pid>/status field (kB) over a tree: the worker.
 status_kb() {
   local max=0 pid v
@@ -272,9 +357,14 @@ status_kb() {
 
 # Busy jiffies per CPU ("cpu0 cpu1 ..."): user, nice, system, irq and steal.
 # Softirq is left out: loopback TCP work is done there and is not charged to
-# any task, so it would look like another process.
+# any task, so it would look like another process. With $1 = 1 softirq is
+# included (run_workers_row): without IRQ time accounting (the case on this
+# machine's kernel: the CPU time of nginx + wrk came to busy time with
+# softirq, not without) a tick that lands in softirq work done in a task's
+# context is charged to that task's stime as well, so busy time set against
+# the CPU time of every process that made the load must include it.
 busy_jiffies() {
-  awk '/^cpu[0-9]/ { printf "%d ", $2 + $3 + $4 + $7 + $9 }' /proc/stat
+  awk -v softirq="${1:-0}" '/^cpu[0-9]/ { printf "%d ", $2 + $3 + $4 + $7 + $9 + softirq * $8 }' /proc/stat
 }
 
 # Share of the machine (in cores) used by others over $1 seconds while only
@@ -349,7 +439,8 @@ http {
 EOF
 taskset -c "$LOAD_CPU" nginx -p "$T/origin" -c "$T/origin/nginx.conf" -e "$T/origin/error.log" \
   >"$T/origin/out.log" 2>&1 &
-PIDS+=($!)
+ORIGIN_PID=$!
+PIDS+=("$ORIGIN_PID")
 wait_http "$ORIGIN_PORT" /small || { echo "origin did not start" >&2; cat "$T/origin/"*.log >&2; exit 1; }
 
 # The grpc-unary upstream: a python3-grpcio server (grpc_unary.py) on the
@@ -398,12 +489,16 @@ write_nginx_proxy() {  # $1 port
   # HTTP/2 rows: h2c only on the listener (nginx 1.22 takes prior knowledge
   # on a plain "http2" listen); gRPC rows pass h2c to the upstream.
   [[ $H2_RUN == 1 ]] && NGINX_LISTEN=" http2"
+  # Several workers: one listening socket each (SO_REUSEPORT), as sluice
+  # binds them; on one shared socket nginx's workers split 64 connections
+  # as unevenly as 51/13.
+  [[ $PROXY_WORKERS -gt 1 ]] && NGINX_LISTEN+=" reuseport"
   local pass="proxy_pass http://origin;
       proxy_http_version 1.1;
       proxy_set_header Connection \"\";"
   [[ $UP_PROTO == http2 ]] && pass="grpc_pass grpc://origin;"
   cat >"$T/nginx/nginx.conf" <<EOF
-worker_processes 1;
+worker_processes $PROXY_WORKERS;
 daemon off;
 pid $T/nginx/nginx.pid;
 error_log $T/nginx/error.log crit;
@@ -443,7 +538,7 @@ write_haproxy() {  # $1 port
   [[ $UP_PROTO == http2 ]] && server_proto=" proto h2"
   cat >"$T/haproxy/haproxy.cfg" <<EOF
 global
-  nbthread 1
+  nbthread $PROXY_WORKERS
   maxconn $HAPROXY_MAXCONN
 defaults
   mode http
@@ -514,32 +609,38 @@ spec:
 EOF
 }
 
-# Starts proxy $1 on port $2 pinned to PROXY_CPU; sets PROXY_PID.
+# The proxies' workers (nginx worker_processes, HAProxy nbthread, sluice
+# --workers) and the CPUs they may run on: 1 on PROXY_CPU, except in the
+# workers case (run_workers_row).
+PROXY_WORKERS=1
+PROXY_CPUS=$PROXY_CPU
+
+# Starts proxy $1 on port $2 pinned to PROXY_CPUS; sets PROXY_PID.
 start_proxy() {
   local name=$1 port=$2
   mkdir -p "$T/$name"
   case $name in
     nginx)
       write_nginx_proxy "$port"
-      taskset -c "$PROXY_CPU" nginx -p "$T/nginx" -c "$T/nginx/nginx.conf" \
+      taskset -c "$PROXY_CPUS" nginx -p "$T/nginx" -c "$T/nginx/nginx.conf" \
         -e "$T/nginx/error.log" >"$T/nginx/out.log" 2>&1 &
       ;;
     haproxy)
       write_haproxy "$port"
-      taskset -c "$PROXY_CPU" haproxy -db -f "$T/haproxy/haproxy.cfg" >"$T/haproxy/out.log" 2>&1 &
+      taskset -c "$PROXY_CPUS" haproxy -db -f "$T/haproxy/haproxy.cfg" >"$T/haproxy/out.log" 2>&1 &
       ;;
     sluice)
       if [[ $TLS_RUN == 1 ]]; then
         # TLS rows always use the bench server (TlsServer from the PEM files).
-        taskset -c "$PROXY_CPU" "$BENCH_SERVER" --port "$port" --origin-port "$ORIGIN_PORT" \
-          --workers 1 --tls "$T/tls/cert.pem" "$T/tls/key.pem" >"$T/sluice/out.log" 2>&1 &
+        taskset -c "$PROXY_CPUS" "$BENCH_SERVER" --port "$port" --origin-port "$ORIGIN_PORT" \
+          --workers "$PROXY_WORKERS" --tls "$T/tls/cert.pem" "$T/tls/key.pem" >"$T/sluice/out.log" 2>&1 &
       elif [[ $SLUICE_KIND == ingress ]]; then
         write_ingress_yaml "$port"
-        taskset -c "$PROXY_CPU" "$INGRESS" --config "$T/sluice/bench.yaml" --workers 1 \
+        taskset -c "$PROXY_CPUS" "$INGRESS" --config "$T/sluice/bench.yaml" --workers "$PROXY_WORKERS" \
           "${INGRESS_BIND[@]}" >"$T/sluice/out.log" 2>&1 &
       else
-        taskset -c "$PROXY_CPU" "$BENCH_SERVER" --port "$port" --origin-port "$UP_PORT" \
-          --origin-protocol "$UP_PROTO" --workers 1 >"$T/sluice/out.log" 2>&1 &
+        taskset -c "$PROXY_CPUS" "$BENCH_SERVER" --port "$port" --origin-port "$UP_PORT" \
+          --origin-protocol "$UP_PROTO" --workers "$PROXY_WORKERS" >"$T/sluice/out.log" 2>&1 &
       fi
       ;;
   esac
@@ -608,6 +709,12 @@ parse_wrk() {
 
 RAW=$T/raw.tsv
 printf 'round\tcase\trow\trps\tp50_us\tp99_us\trequests\terrors\tcpu_us_per_req\tpeak_rss_kb\tidle_bytes_per_conn\tidle_open\tbusy_load_cpu\tbusy_proxy_cpu\tothers_on_proxy_cpu\tforeign_cores_before\n' >"$RAW"
+# The workers case's rows (run_workers_row): worker_cpu_shares is each worker's
+# share of the workers' CPU time in %, most first; worker_ticks_sum and
+# worker_ticks_max that CPU time in clock ticks; conns_per_worker the
+# downstream connections of each worker at mid-run.
+WORKERS_RAW=$T/workers.tsv
+printf 'round\trow\tworkers\trps\tp50_us\tp99_us\trequests\terrors\tcpu_us_per_req\tproxy_cores\tworker_cpu_shares\tworker_ticks_sum\tworker_ticks_max\tconns_per_worker\tothers_cores\tforeign_cores_before\n' >"$WORKERS_RAW"
 HZ=$(getconf CLK_TCK)
 
 # $TLS_CLIENTS concurrent `openssl s_time -new` clients on port $1 for $2
@@ -672,6 +779,7 @@ run_row() {
   local round=$1 row=$2 case=$3 port url
   local scheme=http path=$case dur=$DURATION warm=$WARMUP wrk_args=()
   TLS_RUN=0 H2_RUN=0 UP_PORT=$ORIGIN_PORT UP_PROTO=http1
+  PROXY_WORKERS=1 PROXY_CPUS=$PROXY_CPU
   case $case in
     tls-*)
       TLS_RUN=1 scheme=https path=small dur=$TLS_DURATION warm=$TLS_WARMUP
@@ -775,12 +883,76 @@ run_row() {
   log "round $round $case $row: $rps req/s p50 ${p50}us p99 ${p99}us cpu ${cpu_us}us/req hwm ${hwm}kB idle ${idle_b}B/conn errors $errs"
 }
 
+# One run of the workers case $3 (workers-1 or workers-2: the proxy's worker
+# count) for row $2 in round $1. Origin, proxy and wrk -t$WORKERS_WRK_THREADS
+# all may run on every core (WORKERS_CPUS), so the 1- and 2-worker runs are
+# placed alike; /small, keep-alive. Records in WORKERS_RAW: req/s, the
+# proxy's CPU per request, the CPU of each worker (the N threads of the proxy
+# that used most CPU) and the downstream connections each worker held at
+# mid-run. Returns 3 when other processes used more than OTHERS_MAX cores.
+run_workers_row() {
+  local round=$1 row=$2 n=${3#workers-} port url
+  TLS_RUN=0 H2_RUN=0 UP_PORT=$ORIGIN_PORT UP_PROTO=http1
+  PROXY_WORKERS=$n PROXY_CPUS=$WORKERS_CPUS
+  set_affinity "$WORKERS_CPUS" "$ORIGIN_PID"
+  port=$(free_port)
+  start_proxy "$row" "$port" || exit 1
+  url="http://127.0.0.1:$port/small"
+  local wrk=(taskset -c "$WORKERS_CPUS" wrk -t"$WORKERS_WRK_THREADS" -c"$CONNS")
+  "${wrk[@]}" -d"${WARMUP}s" "$url" >/dev/null
+  local c0 c1 o0 o1 w0 w1 b0 b1 k0 k1 t0 wrk_pid conns
+  k0=$(task_ticks "$PROXY_PID")
+  c0=$(cpu_ticks "$PROXY_PID") o0=$(cpu_ticks "$ORIGIN_PID") w0=$(child_ticks)
+  b0=$(busy_jiffies 1)
+  t0=$EPOCHREALTIME
+  "${wrk[@]}" -d"${DURATION}s" --latency "$url" >"$T/wrk.out" &
+  wrk_pid=$!
+  PIDS+=("$wrk_pid")
+  sleep "$(awk -v d="$DURATION" 'BEGIN { print d / 2 }')"
+  conns=$(worker_conns "$PROXY_PID" "$port" "$n")
+  wait "$wrk_pid" || true
+  b1=$(busy_jiffies 1)
+  c1=$(cpu_ticks "$PROXY_PID") o1=$(cpu_ticks "$ORIGIN_PID") w1=$(child_ticks)
+  k1=$(task_ticks "$PROXY_PID")
+  local dur
+  dur=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }')
+  stop_proxy
+  set_affinity "$LOAD_CPU" "$ORIGIN_PID"
+  PROXY_WORKERS=1 PROXY_CPUS=$PROXY_CPU
+  read -r rps p50 p99 reqs errs < <(parse_wrk "$T/wrk.out")
+  # Per thread: ticks over the run, most first; the first N are the workers.
+  local shares wsum wmax
+  read -r shares wsum wmax < <(
+    awk 'NR == FNR { a[$1] = $2; next } { print $2 - a[$1] }' <(echo "$k0") <(echo "$k1") |
+      sort -rn | head -n "$n" |
+      awk '{ d[NR] = $1; s += $1; if ($1 > m) m = $1 }
+        END { for (i = 1; i <= NR; i++) out = out (i > 1 ? "/" : "") (s ? sprintf("%.0f", 100 * d[i] / s) : 0)
+              print out, s + 0, m + 0 }')
+  local cpu_us proxy_cores others
+  cpu_us=$(awk -v c=$((c1 - c0)) -v hz="$HZ" -v n="$reqs" 'BEGIN { printf "%.2f", c / hz * 1e6 / n }')
+  proxy_cores=$(awk -v c=$((c1 - c0)) -v hz="$HZ" -v s="$dur" 'BEGIN { printf "%.2f", c / hz / s }')
+  # Busy time of all cores (softirq included, see busy_jiffies) not charged to
+  # the proxy, the origin or wrk: other processes.
+  others=$(awk -v b0="$b0" -v b1="$b1" -v ours=$((c1 - c0 + o1 - o0 + w1 - w0)) -v hz="$HZ" -v s="$dur" '
+    BEGIN { n = split(b0, x, " "); split(b1, y, " "); for (i = 1; i <= n; i++) busy += y[i] - x[i]
+            printf "%.2f", (busy - ours) / hz / s }')
+  if awk -v o="$others" -v m="$OTHERS_MAX" 'BEGIN { exit !(o > m) }'; then
+    log "round $round workers-$n $row: other processes used ${others} cores (> $OTHERS_MAX); discarded"
+    return 3
+  fi
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$row" "$n" \
+    "$rps" "$p50" "$p99" "$reqs" "$errs" "$cpu_us" "$proxy_cores" "$shares" "$wsum" "$wmax" "$conns" \
+    "$others" "$QUIET" >>"$WORKERS_RAW"
+  log "round $round workers-$n $row: $rps req/s cpu ${cpu_us}us/req on ${proxy_cores} cores, worker CPU $shares %, conns $conns, others ${others} cores, errors $errs"
+}
+
 IFS=, read -r -a case_list <<<"$CASES"
 IFS=, read -r -a row_list <<<"$ROWS"
 IFS=, read -r -a tls_row_list <<<"$TLS_ROWS"
 IFS=, read -r -a tls_case_list <<<"$TLS_CASES"
 IFS=, read -r -a h2_row_list <<<"$H2_ROWS"
 IFS=, read -r -a h2_case_list <<<"$H2_CASES"
+IFS=, read -r -a workers_row_list <<<"$WORKERS_ROWS"
 # Every (case, row) pair of a round, plain ones first, then TLS ones.
 plan=()
 for case in "${case_list[@]}"; do
@@ -803,6 +975,13 @@ if [[ $H2 == 1 ]]; then
     done
   done
 fi
+if [[ $WORKERS == 1 ]]; then
+  # Each proxy's two runs back to back: their ratio is the figure.
+  for row in "${workers_row_list[@]}"; do
+    [[ $row == direct ]] && continue
+    plan+=("workers-1 $row" "workers-2 $row")
+  done
+fi
 for ((round = 1; round <= ROUNDS; round++)); do
   wait_quiet
   for item in "${plan[@]}"; do
@@ -811,7 +990,11 @@ for ((round = 1; round <= ROUNDS; round++)); do
       # A run disturbed by other processes is discarded and redone.
       for ((attempt = 1; ; attempt++)); do
         status=0
-        run_row "$round" "$row" "$case" || status=$?
+        if [[ $case == workers-* ]]; then
+          run_workers_row "$round" "$row" "$case" || status=$?
+        else
+          run_row "$round" "$row" "$case" || status=$?
+        fi
         ((status == 0)) && break
         ((status != 3)) && exit "$status"
         if ((attempt >= RETRIES)); then
@@ -824,6 +1007,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
   done
 done
 TLS_RUN=0 H2_RUN=0 UP_PORT=$ORIGIN_PORT UP_PROTO=http1
+PROXY_WORKERS=1 PROXY_CPUS=$PROXY_CPU
 
 # --- optional profile ----------------------------------------------------------
 PROFILE_TXT=
@@ -918,6 +1102,11 @@ fi
 # --- summary ---------------------------------------------------------------
 STAMP=$(date +%Y%m%d-%H%M%S)
 cp "$RAW" "$BUILD_DIR/bench-$STAMP.tsv"
+WORKERS_TSV=
+if [[ $WORKERS == 1 ]]; then
+  WORKERS_TSV=$BUILD_DIR/bench-$STAMP-workers.tsv
+  cp "$WORKERS_RAW" "$WORKERS_TSV"
+fi
 {
   echo "# sluice benchmark run $STAMP"
   echo
@@ -932,8 +1121,11 @@ cp "$RAW" "$BUILD_DIR/bench-$STAMP.tsv"
   if [[ $H2 == 1 ]]; then
     echo "- HTTP/2 rows ($H2_ROWS; $H2_CASES), $(h2load --version | head -1), one thread on CPU $LOAD_CPU, h2c with prior knowledge, ${DURATION}s runs after ${WARMUP}s warm-up; p50/p99 from h2load's per-request log. h2: -c$H2_CONNS -m$H2_STREAMS GET /small, HTTP/1.1 to the origin (nginx: listen http2; HAProxy: bind proto h2); h2-1stream: -c$CONNS -m1; grpc: -c$H2_CONNS -m$H2_STREAMS POSTs of one 7-byte gRPC message (12 bytes framed) (content-type application/grpc, te: trailers), h2c to an nginx answering a gRPC-shaped reply (message + grpc-status trailer; nginx: grpc_pass, HAProxy: server proto h2, sluice: UpstreamProtocol::http2 / ServiceEntry port protocol GRPC); direct = h2load to that upstream. grpc-unary: python3-grpcio ($("$PY" -c 'import grpc; print(grpc.__version__)' 2>/dev/null)) client, $GRPC_CALLS unary calls one at a time after a 200-call warm-up run, to a python3-grpcio server (grpc_unary.py) on CPU $LOAD_CPU; req/s = calls/s"
   fi
+  if [[ $WORKERS == 1 ]]; then
+    echo "- workers case ($WORKERS_ROWS), /small: each proxy with 1 and with 2 workers (nginx worker_processes, sluice --workers, HAProxy nbthread), run back to back, $ROUNDS rounds; origin, proxy and wrk -t$WORKERS_WRK_THREADS -c$CONNS -d${DURATION}s (after ${WARMUP}s warm-up) all unpinned (CPUs $WORKERS_CPUS); worker CPU from /proc/<pid>/task/*/stat, connections per worker from each worker's epoll instance at mid-run"
+  fi
   echo
-  "$PY" "$HERE/summarize.py" "$RAW"
+  "$PY" "$HERE/summarize.py" "$RAW" ${WORKERS_TSV:+"$WORKERS_TSV"}
   if [[ -s $ROUTER_TXT ]]; then
     echo
     echo "## Route table (sluice_router_bench, pinned to CPU $PROXY_CPU)"
@@ -943,4 +1135,4 @@ cp "$RAW" "$BUILD_DIR/bench-$STAMP.tsv"
     echo '```'
   fi
 } | tee "$BUILD_DIR/bench-$STAMP.md"
-log "raw rows: $BUILD_DIR/bench-$STAMP.tsv; summary: $BUILD_DIR/bench-$STAMP.md"
+log "raw rows: $BUILD_DIR/bench-$STAMP.tsv${WORKERS_TSV:+ and $WORKERS_TSV}; summary: $BUILD_DIR/bench-$STAMP.md"
