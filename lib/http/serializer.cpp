@@ -2,6 +2,7 @@
 
 #include "http/tokens.hpp"
 
+#include <algorithm>
 #include <array>
 #include <bitset>
 #include <charconv>
@@ -91,16 +92,34 @@ bool named_by_connection(const Headers& headers, std::string_view name) {
   return found;
 }
 
+// Writes "name: value\r\n" at `p`, which has room for it.
+char* put_header(char* p, std::string_view name, std::string_view value) {
+  p = std::copy(name.begin(), name.end(), p);
+  *p++ = ':';
+  *p++ = ' ';
+  p = std::copy(value.begin(), value.end(), p);
+  *p++ = '\r';
+  *p++ = '\n';
+  return p;
+}
+
+// One resize per line, not four appends: the buffer keeps its capacity
+// from one message to the next, so this only moves bytes.
 void append_header(std::string& out, std::string_view name, std::string_view value) {
-  out += name;
-  out += ": ";
-  out += value;
-  out += "\r\n";
+  size_t at = out.size();
+  out.resize(at + name.size() + value.size() + 4);
+  put_header(out.data() + at, name, value);
 }
 
 void append_headers(std::string& out, const Headers& headers) {
-  for (const auto& [name, value] : headers.entries()) append_header(out, name, value);
-  out += "\r\n";
+  size_t size = 2;
+  for (const auto& [name, value] : headers.entries()) size += name.size() + value.size() + 4;
+  size_t at = out.size();
+  out.resize(at + size);
+  char* p = out.data() + at;
+  for (const auto& [name, value] : headers.entries()) p = put_header(p, name, value);
+  p[0] = '\r';
+  p[1] = '\n';
 }
 
 }  // namespace

@@ -1581,9 +1581,10 @@ bool Session<Stream>::prepare_response_head(Exchange& x) {
   bool sized = resp.has_content_length() && !x.hook_response_body && !web_response_;
   // Framing comes from the parsed response, never from what the headers say
   // after filtering and header operations.
-  rh.headers.remove("content-length");
   if (sized && status != 204)
-    rh.headers.add("content-length", std::to_string(resp.content_length()));
+    rh.headers.set("content-length", std::to_string(resp.content_length()));
+  else
+    rh.headers.remove("content-length");
   // After an upgrade request that got no 101, the client's next bytes may
   // be the tunnel's it sent early, not a request: the connection closes.
   bool keep_alive = request_parser_.keep_alive() && request_parser_.message_done() &&
