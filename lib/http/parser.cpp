@@ -76,20 +76,21 @@ struct Parser::Callbacks {
   static int on_header_field(llhttp_t* p, const char* at, size_t n) {
     auto& s = self(p);
     if (!s.count_header_bytes(n)) return kUserError;
-    s.field_.append(at, n);
+    s.field_.add(at, n);
     return 0;
   }
   static int on_header_value(llhttp_t* p, const char* at, size_t n) {
     auto& s = self(p);
     if (!s.count_header_bytes(n)) return kUserError;
-    s.value_.append(at, n);
+    s.value_.add(at, n);
     return 0;
   }
   static int on_header_value_complete(llhttp_t* p) {
     auto& s = self(p);
     Headers& h = s.kind_ == Kind::request ? s.request_.headers : s.response_.headers;
     // llhttp 8 lets whitespace before the colon through; RFC 9112 5.1 says reject.
-    if (!is_token(s.field_)) {
+    std::string_view name = s.field_.view();
+    if (!is_token(name)) {
       s.fail(ParseError::bad_request, "invalid header field name");
       return kUserError;
     }
@@ -102,8 +103,9 @@ struct Parser::Callbacks {
       return kUserError;
     }
     // llhttp keeps trailing whitespace of values; RFC 9110 says strip it.
-    s.value_.resize(trim_end(s.value_).size());
-    into.add(std::move(s.field_), std::move(s.value_));
+    std::string_view value = trim_end(s.value_.view());
+    into.entries().emplace_back(std::piecewise_construct, std::forward_as_tuple(name),
+                                std::forward_as_tuple(value));
     s.field_.clear();
     s.value_.clear();
     return 0;
@@ -215,11 +217,29 @@ void Parser::fail(ParseError e, const char* reason) {
   error_reason_ = reason;
 }
 
+void Parser::Piece::add(const char* at, size_t n) {
+  if (owned.empty() && span.empty()) {
+    span = {at, n};
+    return;
+  }
+  spill();
+  owned.append(at, n);
+}
+
+void Parser::Piece::spill() {
+  if (span.empty()) return;
+  owned.append(span);
+  span = {};
+}
+
 size_t Parser::feed(const char* data, size_t len) {
   body_ = {};
   if (error_ != ParseError::none) return 0;
   if (message_done_) return 0;  // caller must next_message() first
   llhttp_errno_t err = llhttp_execute(llhttp_.get(), data, len);
+  // A name or value cut off by the end of `data` keeps its bytes.
+  field_.spill();
+  value_.spill();
   if (err == HPE_OK) return len;
   if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
     size_t used = llhttp_get_error_pos(llhttp_.get()) - data;

@@ -101,8 +101,21 @@ class Parser {
   ParserLimits limits_;
   RequestHead request_;
   ResponseHead response_;
-  std::string field_;
-  std::string value_;
+  // A header name or value as it arrives: a view of the bytes being fed
+  // while it lies within one feed(), copied only when a read splits it.
+  struct Piece {
+    std::string owned;
+    std::string_view span;
+    void add(const char* at, size_t n);
+    void spill();  // feed() returns: its bytes are the caller's again
+    std::string_view view() const { return owned.empty() ? span : std::string_view(owned); }
+    void clear() {
+      owned.clear();
+      span = {};
+    }
+  };
+  Piece field_;
+  Piece value_;
   size_t header_bytes_ = 0;
   Headers trailers_;
   uint64_t content_length_ = 0;
