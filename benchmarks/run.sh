@@ -123,24 +123,10 @@ while [[ $# -gt 0 ]]; do
   shift
 done
 
-if [[ $TLS_ONLY == 1 ]]; then
-  TLS=1
-  H2=0
-  WORKERS=0
-  CASES=
-  ROUTER=0
-fi
-if [[ $H2_ONLY == 1 ]]; then
-  H2=1
-  TLS=0
-  WORKERS=0
-  CASES=
-  ROUTER=0
-fi
-if [[ $WORKERS_ONLY == 1 ]]; then
-  WORKERS=1
-  TLS=0
-  H2=0
+# --tls-only, --h2-only, --workers-only: that part alone.
+only=$TLS_ONLY$H2_ONLY$WORKERS_ONLY
+if [[ $only == *1* ]]; then
+  TLS=$TLS_ONLY H2=$H2_ONLY WORKERS=$WORKERS_ONLY
   CASES=
   ROUTER=0
 fi
