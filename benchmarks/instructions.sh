@@ -10,7 +10,7 @@
 #                              [--rows sluice,nginx] [--rev REV[,REV...]]
 #                              [--sluice-args "ARGS"] [--label NAME]
 #                              [--nginx-access-log] [--keep DIR]
-#                              [--h2 | --grpc] [--streams M]
+#                              [--h2 | --grpc] [--streams M] [--tls]
 #   benchmarks/instructions.sh --build-only [--rev REV]
 #
 # --rev measures sluice at each listed commit (git archive into
@@ -29,6 +29,10 @@
 # as --h2 with gRPC-shaped POSTs (content-type application/grpc, te:
 # trailers, the message of grpc_unary.py) to an h2c upstream on the origin
 # nginx (grpc_origin.conf); sluice speaks h2c to it, nginx grpc_pass.
+# --tls: the same GET /small over TLS 1.3 (ECDSA P-256 certificate; nginx
+# "listen ssl", sluice_bench_server --tls); one client makes the
+# handshakes and the warm-up on its connections before the counters are
+# zeroed, so only keep-alive TLS requests are counted.
 # Prints one Markdown table row per proxy. --build-only builds
 # sluice_bench_server as the rows would (the first --rev, or the working
 # tree) and prints its path (telemetry_cost.sh --cpu runs it natively).
@@ -46,6 +50,7 @@ HEADER=1
 KEEP=
 H2=0
 GRPC=0
+TLS=0
 STREAMS=${STREAMS:-10}
 BUILD_ONLY=0
 while [[ $# -gt 0 ]]; do
@@ -63,10 +68,13 @@ while [[ $# -gt 0 ]]; do
     --h2) H2=1; shift ;;
     --grpc) H2=1; GRPC=1; shift ;;
     --streams) STREAMS=$2; shift 2 ;;
+    --tls) TLS=1; shift ;;
     --build-only) BUILD_ONLY=1; shift ;;
     *) echo "instructions.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
+
+[[ $TLS == 1 && $H2 == 1 ]] && { echo "instructions.sh: --tls is HTTP/1.1 only" >&2; exit 2; }
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
@@ -207,9 +215,21 @@ measure() {
   local pid=$!
   PIDS+=($pid)
   wait_port "$PORT" || { echo "$name did not start" >&2; cat "$T/$file.log" >&2; exit 1; }
-  send "$WARMUP"
-  callgrind_control -z "$pid" >/dev/null 2>&1
-  send "$REQUESTS"
+  if [[ $TLS == 1 ]]; then
+    # One client for both phases: its handshakes and warm-up come before
+    # the counters are zeroed.
+    coproc CLIENT { python3 "$HERE/request_client.py" --tls "$WARMUP" "$PORT" "$REQUESTS" "$CONNS"; }
+    local client=$CLIENT_PID line
+    read -r line <&"${CLIENT[0]}" || true
+    [[ $line == warm ]] || { echo "$name: the TLS client failed" >&2; exit 1; }
+    callgrind_control -z "$pid" >/dev/null 2>&1
+    echo go >&"${CLIENT[1]}"
+    wait "$client" || { echo "$name: the TLS client failed" >&2; exit 1; }
+  else
+    send "$WARMUP"
+    callgrind_control -z "$pid" >/dev/null 2>&1
+    send "$REQUESTS"
+  fi
   callgrind_control -d "$pid" >/dev/null 2>&1
   kill "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
@@ -227,6 +247,21 @@ measure() {
   python3 -c "print(f'| $name | {$ir / $REQUESTS:,.0f} | {$ir:,} |')"
 }
 
+# --tls: one self-signed ECDSA P-256 certificate for both proxies, TLS 1.3
+# (nginx 1.22's default protocols lack it).
+TLS_ARGS=()
+NGINX_TLS=
+if [[ $TLS == 1 ]]; then
+  mkdir -p "$T/tls"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=localhost -keyout "$T/tls/key.pem" -out "$T/tls/cert.pem" 2>/dev/null
+  TLS_ARGS=(--tls "$T/tls/cert.pem" "$T/tls/key.pem")
+  NGINX_TLS=" ssl;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_certificate $T/tls/cert.pem;
+    ssl_certificate_key $T/tls/key.pem"
+fi
+
 if [[ $HEADER == 1 ]]; then
   echo "| proxy | instructions/request | total Ir |"
   echo "|---|---:|---:|"
@@ -243,7 +278,7 @@ for row in "${rows[@]}"; do
         PORT=$(free_port)
         # shellcheck disable=SC2086 # SLUICE_ARGS is a list of arguments
         measure "${LABEL:-sluice${rev:+ $rev}}" "$bin" --port "$PORT" --origin-port "$UP_PORT" \
-          --origin-protocol "$UP_PROTO" --workers 1 ${SLUICE_ARGS//@T@/$T}
+          --origin-protocol "$UP_PROTO" --workers 1 "${TLS_ARGS[@]}" ${SLUICE_ARGS//@T@/$T}
       done
       ;;
     nginx)
@@ -262,7 +297,7 @@ http {
   scgi_temp_path $T/nginx/tmp;
   upstream origin { server 127.0.0.1:$UP_PORT; keepalive 64; }
   server {
-    listen 127.0.0.1:$PORT$([[ $H2 == 1 ]] && echo ' http2');
+    listen 127.0.0.1:$PORT$([[ $H2 == 1 ]] && echo ' http2')$NGINX_TLS;
     location / {
       $([[ $GRPC == 1 ]] && echo 'grpc_pass grpc://origin;' || echo 'proxy_pass http://origin;
       proxy_http_version 1.1;
@@ -281,6 +316,7 @@ done
 echo
 how="keep-alive over $CONNS connections"
 what="GET /small (64-byte body)"
+[[ $TLS == 1 ]] && how="$how over TLS 1.3 (ECDSA P-256; handshakes and warm-up on the same connections before counting)"
 [[ $H2 == 1 ]] && how="over HTTP/2 (h2c; h2load -n -c$CONNS -m$STREAMS, nghttp2 $(h2load --version | head -1 | cut -d/ -f2)), HTTP/1.1 to the origin"
 [[ $GRPC == 1 ]] && what="gRPC-shaped POST (12-byte request and reply, grpc-status trailer)" \
   how="${how/HTTP\/1.1 to the origin/h2c to the upstream}"
