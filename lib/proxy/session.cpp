@@ -1329,7 +1329,9 @@ awaitable<typename Session<Stream>::Attempt> Session<Stream>::run_attempt(Exchan
                                                                           int64_t endpoint,
                                                                           uint32_t attempt) {
   Attempt a;
-  Lease lease = co_await lease_connection(worker_.upstream(), slot_, *x.peer, endpoint);
+  Lease lease;
+  if (!lease_pooled(worker_.upstream(), slot_, *x.peer, endpoint, lease))
+    lease = co_await lease_connection(worker_.upstream(), slot_, *x.peer, endpoint);
   a.end.reused = lease.reused;
   x.conn = std::move(lease.conn);
   switch (lease.status) {

@@ -116,6 +116,19 @@ asio::awaitable<Lease> connect_new(UpstreamContext& ctx, ConnectionSlot& slot,
 
 }  // namespace
 
+bool lease_pooled(UpstreamContext& ctx, ConnectionSlot& slot, const CompiledUpstream& upstream,
+                  int64_t endpoint, Lease& out) {
+  if (upstream.config.protocol == UpstreamProtocol::http2) return false;
+  auto conn = ctx.pool().take(upstream.endpoints[endpoint].pool_key,
+                              upstream.config.pool.idle_timeout, ctx.loop().now());
+  if (!conn) return false;
+  slot.fired = Timeout::none;
+  out.conn = std::move(conn);
+  out.reused = true;
+  out.status = Lease::Status::ok;
+  return true;
+}
+
 asio::awaitable<Lease> lease_connection(UpstreamContext& ctx, ConnectionSlot& slot,
                                         const CompiledUpstream& upstream, int64_t endpoint) {
   const CompiledEndpoint& ep = upstream.endpoints[endpoint];
@@ -125,14 +138,9 @@ asio::awaitable<Lease> lease_connection(UpstreamContext& ctx, ConnectionSlot& sl
   if (upstream.config.protocol == UpstreamProtocol::http2)
     co_return co_await ctx.h2().lease(ctx, slot, upstream, endpoint);
   Lease lease;
+  if (lease_pooled(ctx, slot, upstream, endpoint, lease)) co_return lease;
   slot.fired = Timeout::none;
   Loop& loop = ctx.loop();
-  lease.conn = ctx.pool().take(ep.pool_key, pool.idle_timeout, loop.now());
-  if (lease.conn) {
-    lease.reused = true;
-    lease.status = Lease::Status::ok;
-    co_return lease;
-  }
 
   if (!reserve_connection(cluster.get(), pool.max_connections)) {
     // Circuit breaking: at max_connections a request may wait as one of

@@ -39,6 +39,11 @@ struct Lease {
 // cancellation (slot.upstream is the socket while it connects).
 asio::awaitable<Lease> lease_connection(UpstreamContext& ctx, ConnectionSlot& slot,
                                         const CompiledUpstream& upstream, int64_t endpoint);
+// lease_connection's common case without a coroutine frame: an idle pooled
+// HTTP/1 connection to `endpoint`, as lease_connection would hand it out.
+// False (and `out` untouched) when there is none: then lease_connection.
+bool lease_pooled(UpstreamContext& ctx, ConnectionSlot& slot, const CompiledUpstream& upstream,
+                  int64_t endpoint, Lease& out);
 // Back to the pool when `reusable` (and the upstream's per-connection request
 // limit allows), else closed; either way a waiter may proceed.
 void release_connection(UpstreamContext& ctx, const CompiledUpstream& upstream,
@@ -72,19 +77,22 @@ asio::awaitable<Lease> open_connection(UpstreamContext& ctx, ConnectionSlot& slo
                                        ConnectOptions options = {});
 
 // Reads and writes on a connection, through its TLS stream when it has one.
+// Not coroutines themselves: they hand back the operation's awaitable (it
+// starts when awaited and holds a copy of the buffer sequence), which saves
+// a coroutine frame and a resumption per call on every request.
 inline constexpr auto kNoThrow = asio::experimental::as_tuple(asio::use_awaitable);
 
 template <typename Buffers>
 asio::awaitable<std::tuple<asio::error_code, size_t>> write_upstream(UpstreamConnection& c,
                                                                      const Buffers& buffers) {
-  if (c.tls) co_return co_await asio::async_write(*c.tls, buffers, kNoThrow);
-  co_return co_await asio::async_write(c.socket, buffers, kNoThrow);
+  if (c.tls) return asio::async_write(*c.tls, buffers, kNoThrow);
+  return asio::async_write(c.socket, buffers, kNoThrow);
 }
 
 inline asio::awaitable<std::tuple<asio::error_code, size_t>> read_upstream(
     UpstreamConnection& c, asio::mutable_buffer buffer) {
-  if (c.tls) co_return co_await c.tls->async_read_some(buffer, kNoThrow);
-  co_return co_await c.socket.async_read_some(buffer, kNoThrow);
+  if (c.tls) return c.tls->async_read_some(buffer, kNoThrow);
+  return c.socket.async_read_some(buffer, kNoThrow);
 }
 
 }  // namespace sluice
