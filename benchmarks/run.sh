@@ -859,14 +859,23 @@ run_row() {
   # CPU time on the proxy's core not charged to the proxy: other processes.
   proxy_cores=$(awk -v c=$((c1 - c0)) -v hz="$HZ" -v s="$dur" 'BEGIN { printf "%.2f", c / hz / s }')
   others=$(awk -v b="$busy_proxy" -v p="$proxy_cores" 'BEGIN { printf "%.2f", b - p }')
-  if awk -v o="$others" -v m="$OTHERS_MAX" 'BEGIN { exit !(o > m) }'; then
-    log "round $round $case $row: ${others} of the proxy core went elsewhere (> $OTHERS_MAX); discarded"
-    return 3
-  fi
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$case" "$row" \
-    "$rps" "$p50" "$p99" "$reqs" "$errs" "$cpu_us" "$hwm" "$idle_b" "$idle_open" "$busy_load" "$busy_proxy" \
-    "$others" "$QUIET" >>"$RAW"
+  too_busy "$others" "round $round $case $row: ${others} of the proxy core went elsewhere" && return 3
+  tsv "$round" "$case" "$row" "$rps" "$p50" "$p99" "$reqs" "$errs" "$cpu_us" "$hwm" "$idle_b" \
+    "$idle_open" "$busy_load" "$busy_proxy" "$others" "$QUIET" >>"$RAW"
   log "round $round $case $row: $rps req/s p50 ${p50}us p99 ${p99}us cpu ${cpu_us}us/req hwm ${hwm}kB idle ${idle_b}B/conn errors $errs"
+}
+
+# True, after logging "$2 (> OTHERS_MAX); discarded", when $1 (cores other
+# processes used during a run) exceeds OTHERS_MAX: the run is redone.
+too_busy() {
+  awk -v o="$1" -v m="$OTHERS_MAX" 'BEGIN { exit !(o > m) }' || return 1
+  log "$2 (> $OTHERS_MAX); discarded"
+}
+
+# One raw row: the arguments, tab-separated.
+tsv() {
+  local IFS=$'\t'
+  echo "$*"
 }
 
 # One run of the workers case $3 (workers-1 or workers-2: the proxy's worker
@@ -922,13 +931,9 @@ run_workers_row() {
   others=$(awk -v b0="$b0" -v b1="$b1" -v ours=$((c1 - c0 + o1 - o0 + w1 - w0)) -v hz="$HZ" -v s="$dur" '
     BEGIN { n = split(b0, x, " "); split(b1, y, " "); for (i = 1; i <= n; i++) busy += y[i] - x[i]
             printf "%.2f", (busy - ours) / hz / s }')
-  if awk -v o="$others" -v m="$OTHERS_MAX" 'BEGIN { exit !(o > m) }'; then
-    log "round $round workers-$n $row: other processes used ${others} cores (> $OTHERS_MAX); discarded"
-    return 3
-  fi
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$row" "$n" \
-    "$rps" "$p50" "$p99" "$reqs" "$errs" "$cpu_us" "$proxy_cores" "$shares" "$wsum" "$wmax" "$conns" \
-    "$others" "$QUIET" >>"$WORKERS_RAW"
+  too_busy "$others" "round $round workers-$n $row: other processes used ${others} cores" && return 3
+  tsv "$round" "$row" "$n" "$rps" "$p50" "$p99" "$reqs" "$errs" "$cpu_us" "$proxy_cores" "$shares" \
+    "$wsum" "$wmax" "$conns" "$others" "$QUIET" >>"$WORKERS_RAW"
   log "round $round workers-$n $row: $rps req/s cpu ${cpu_us}us/req on ${proxy_cores} cores, worker CPU $shares %, conns $conns, others ${others} cores, errors $errs"
 }
 
