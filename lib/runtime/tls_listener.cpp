@@ -8,6 +8,7 @@
 #include <asio/use_awaitable.hpp>
 
 #include <netinet/tcp.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <optional>
@@ -181,9 +182,8 @@ awaitable<void> run(Worker& worker, tcp::socket socket, std::shared_ptr<const Sn
   // the kernel would delay the ACK. A client that leaves Nagle on then holds
   // its first request for that ACK, about 40 ms. Asking for a quick ACK now
   // sends the pending one.
-  asio::error_code ignored;
-  stream->lowest_layer().set_option(
-      asio::detail::socket_option::boolean<IPPROTO_TCP, TCP_QUICKACK>(true), ignored);
+  int one = 1;
+  ::setsockopt(stream->lowest_layer().native_handle(), IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
   if (slot.counters) slot.counters->tls_handshakes.fetch_add(1, std::memory_order_relaxed);
   tls::DownstreamTls info = tls::downstream_info(*stream);
   attached.release();
